@@ -1,0 +1,59 @@
+# catalog — see README.md. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO            ?= go
+BIN           := bin/catalog
+TOOLS_BIN     := $(CURDIR)/.cache/bin
+GOLANGCI      := $(TOOLS_BIN)/golangci-lint
+GOLANGCI_VER  := v2.15.0
+PKGS          := ./...
+TEST_FLAGS    ?= -count=1 -timeout 30m
+BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m
+
+include mk/deps.mk
+
+.PHONY: help
+help: ## show this help
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'
+
+.PHONY: build
+build: ## build bin/catalog
+	$(GO) build -trimpath -o $(BIN) ./cmd/catalog
+
+.PHONY: run
+run: build ## install/start PostgreSQL, migrate, run `catalog serve` (embedded Kafka)
+	@scripts/deps.sh up postgres
+	@$(BIN) migrate
+	$(BIN) serve
+
+.PHONY: generate
+generate: ## regenerate generated code (wire)
+	$(GO) tool wire gen ./wiring
+
+$(GOLANGCI):
+	@mkdir -p $(TOOLS_BIN)
+	GOBIN=$(TOOLS_BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VER)
+
+.PHONY: lint
+lint: $(GOLANGCI) ## vet, static checks, layer rules, generated-code drift
+	$(GO) vet $(PKGS)
+	$(GOLANGCI) run $(PKGS)
+	@$(GO) tool wire diff ./wiring >/dev/null || { echo "wiring/wire_gen.go is stale: run 'make generate' and commit it"; exit 1; }
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+.PHONY: test
+test: lint deps ## lint, start PostgreSQL/Kafka/OpenSearch, run every test
+	eval "$$(scripts/deps.sh env)" && $(GO) test $(TEST_FLAGS) $(PKGS)
+
+.PHONY: test-unit
+test-unit: ## unit tests only (no servers)
+	$(GO) test -count=1 -short $(PKGS)
+
+.PHONY: bench
+bench: deps build ## run the benchmarks and print their figures
+	eval "$$(scripts/deps.sh env)" && $(GO) test $(BENCH_FLAGS) ./bench/...
+
+.PHONY: clean
+clean: ## remove build output
+	rm -rf bin

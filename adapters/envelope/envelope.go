@@ -1,0 +1,161 @@
+// Package envelope is the wire format of product events on Kafka (ARCHITECTURE §6): a JSON
+// envelope with the event's identity and the full product state, mirrored in message metadata
+// (Kafka headers) so tools can route and filter without parsing the value.
+package envelope
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/marketplace/catalog/domain/product"
+)
+
+// Metadata keys set on every event message; watermill-kafka turns them into Kafka headers.
+const (
+	MetaEventID          = "event_id"
+	MetaEventType        = "event_type"
+	MetaSchemaVersion    = "schema_version"
+	MetaAggregateID      = "aggregate_id"
+	MetaAggregateVersion = "aggregate_version"
+	MetaOccurredAt       = "occurred_at"
+)
+
+// ErrUndecodable marks a message that is not a product event envelope. Retrying cannot fix it.
+var ErrUndecodable = errors.New("undecodable event")
+
+// ErrUnsupported marks an envelope whose type or schema version this build does not know.
+var ErrUnsupported = errors.New("unsupported event")
+
+// Envelope is the JSON value of a message on product.events.
+type Envelope struct {
+	EventID          string    `json:"event_id"`
+	EventType        string    `json:"event_type"`
+	SchemaVersion    int       `json:"schema_version"`
+	AggregateID      string    `json:"aggregate_id"`
+	AggregateVersion int64     `json:"aggregate_version"`
+	OccurredAt       time.Time `json:"occurred_at"`
+	Data             Product   `json:"data"`
+}
+
+// Price is money in minor units.
+type Price struct {
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+// Product is the full product state carried by an event; the same shape as the REST API's
+// product plus deleted_at.
+type Product struct {
+	ID          string            `json:"id"`
+	SKU         string            `json:"sku"`
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	Category    string            `json:"category"`
+	Brand       string            `json:"brand"`
+	Price       Price             `json:"price"`
+	Stock       int64             `json:"stock"`
+	Attributes  map[string]string `json:"attributes"`
+	Version     int64             `json:"version"`
+	CreatedAt   time.Time         `json:"created_at"`
+	UpdatedAt   time.Time         `json:"updated_at"`
+	DeletedAt   *time.Time        `json:"deleted_at"`
+}
+
+// FromSnapshot converts domain state to its wire form.
+func FromSnapshot(s product.Snapshot) Product {
+	attrs := s.Details.Attributes
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	var del *time.Time
+	if s.DeletedAt != nil {
+		t := s.DeletedAt.UTC()
+		del = &t
+	}
+	return Product{
+		ID: s.ID.String(), SKU: s.Details.SKU, Name: s.Details.Name, Description: s.Details.Description,
+		Category: s.Details.Category, Brand: s.Details.Brand,
+		Price: Price{Amount: s.Details.Price.Amount(), Currency: s.Details.Price.Currency()},
+		Stock: s.Details.Stock, Attributes: attrs, Version: s.Version,
+		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(), DeletedAt: del,
+	}
+}
+
+// ToSnapshot validates the wire form and converts it to domain state.
+func (p Product) ToSnapshot() (product.Snapshot, error) {
+	id, err := product.ParseID(p.ID)
+	if err != nil {
+		return product.Snapshot{}, err
+	}
+	d, err := product.NewDetails(p.SKU, p.Name, p.Description, p.Category, p.Brand, p.Price.Amount, p.Price.Currency, p.Stock, p.Attributes)
+	if err != nil {
+		return product.Snapshot{}, err
+	}
+	return product.Snapshot{ID: id, Details: d, Version: p.Version, CreatedAt: p.CreatedAt, UpdatedAt: p.UpdatedAt, DeletedAt: p.DeletedAt}, nil
+}
+
+// Marshal turns a domain event into a Watermill message whose UUID is the event id.
+func Marshal(e product.Event) (*message.Message, error) {
+	env := Envelope{
+		EventID: e.ID.String(), EventType: string(e.Type), SchemaVersion: product.SchemaVersion,
+		AggregateID: e.AggregateID.String(), AggregateVersion: e.AggregateVersion,
+		OccurredAt: e.OccurredAt.UTC(), Data: FromSnapshot(e.State),
+	}
+	payload, err := json.Marshal(env)
+	if err != nil {
+		return nil, fmt.Errorf("envelope: marshal %s: %w", e.ID, err)
+	}
+	msg := message.NewMessage(env.EventID, payload)
+	msg.Metadata.Set(MetaEventID, env.EventID)
+	msg.Metadata.Set(MetaEventType, env.EventType)
+	msg.Metadata.Set(MetaSchemaVersion, fmt.Sprint(env.SchemaVersion))
+	msg.Metadata.Set(MetaAggregateID, env.AggregateID)
+	msg.Metadata.Set(MetaAggregateVersion, fmt.Sprint(env.AggregateVersion))
+	msg.Metadata.Set(MetaOccurredAt, env.OccurredAt.Format(time.RFC3339Nano))
+	return msg, nil
+}
+
+// Unmarshal decodes and validates an envelope. Errors wrap ErrUndecodable (not an envelope, or
+// invalid content) or ErrUnsupported (unknown type or schema version); neither is retryable.
+func Unmarshal(payload []byte) (product.Event, error) {
+	var env Envelope
+	dec := json.NewDecoder(bytes.NewReader(payload))
+	if err := dec.Decode(&env); err != nil {
+		return product.Event{}, fmt.Errorf("%w: %v", ErrUndecodable, err)
+	}
+	if env.SchemaVersion != product.SchemaVersion {
+		return product.Event{}, fmt.Errorf("%w: schema_version %d (this build knows %d)", ErrUnsupported, env.SchemaVersion, product.SchemaVersion)
+	}
+	typ := product.EventType(env.EventType)
+	if !typ.Valid() {
+		return product.Event{}, fmt.Errorf("%w: event_type %q", ErrUnsupported, env.EventType)
+	}
+	eventID, err := product.ParseID(env.EventID)
+	if err != nil {
+		return product.Event{}, fmt.Errorf("%w: event_id: %v", ErrUndecodable, err)
+	}
+	aggID, err := product.ParseID(env.AggregateID)
+	if err != nil {
+		return product.Event{}, fmt.Errorf("%w: aggregate_id: %v", ErrUndecodable, err)
+	}
+	if env.AggregateVersion < 1 {
+		return product.Event{}, fmt.Errorf("%w: aggregate_version %d", ErrUndecodable, env.AggregateVersion)
+	}
+	state, err := env.Data.ToSnapshot()
+	if err != nil {
+		return product.Event{}, fmt.Errorf("%w: data: %v", ErrUndecodable, err)
+	}
+	if state.ID != aggID || state.Version != env.AggregateVersion {
+		return product.Event{}, fmt.Errorf("%w: data (id %s, version %d) disagrees with the envelope (id %s, version %d)",
+			ErrUndecodable, state.ID, state.Version, aggID, env.AggregateVersion)
+	}
+	if (typ == product.EventDeleted) != state.Deleted() {
+		return product.Event{}, fmt.Errorf("%w: %s with deleted_at=%v", ErrUndecodable, typ, state.DeletedAt)
+	}
+	return product.Event{ID: eventID, Type: typ, AggregateID: aggID, AggregateVersion: env.AggregateVersion, OccurredAt: env.OccurredAt, State: state}, nil
+}

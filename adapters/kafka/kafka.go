@@ -1,0 +1,115 @@
+// Package kafka connects the catalog to Kafka: the relay's producer (watermill-kafka/v3 over
+// Sarama, configured not to lose acknowledged events), topic administration, and an embedded
+// Kafka-protocol broker for a laptop or a small shop that has nothing but PostgreSQL.
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/ThreeDotsLabs/watermill"
+	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/marketplace/catalog/adapters/envelope"
+)
+
+// Config configures the Kafka clients.
+type Config struct {
+	// Brokers are the bootstrap brokers (KAFKA_BROKERS, comma-separated).
+	Brokers []string
+	// ClientID names the service in broker logs and quotas.
+	ClientID string
+	// Version is the Kafka protocol version Sarama speaks; 3.6 works with Kafka 3.x and 4.x.
+	Version sarama.KafkaVersion
+	// DialTimeout bounds connecting to a broker.
+	DialTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.ClientID == "" {
+		c.ClientID = "catalog"
+	}
+	if c.Version == (sarama.KafkaVersion{}) {
+		c.Version = sarama.V3_6_0_0
+	}
+	if c.DialTimeout == 0 {
+		c.DialTimeout = 10 * time.Second
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if len(c.Brokers) == 0 {
+		return errors.New("kafka: no brokers")
+	}
+	for _, b := range c.Brokers {
+		if strings.TrimSpace(b) == "" || !strings.Contains(b, ":") {
+			return fmt.Errorf("kafka: broker %q is not host:port", b)
+		}
+	}
+	return nil
+}
+
+// ProducerConfig is the Sarama configuration of every catalog producer. watermill-kafka's
+// default waits for the leader only and is not idempotent; an event the relay has acked must
+// survive a leader failover and a retried send must not be written twice, so this asks for
+// acks from all in-sync replicas and the idempotent producer (which needs one in-flight
+// request per connection).
+func (c Config) ProducerConfig() *sarama.Config {
+	c.setDefaults()
+	sc := wkafka.DefaultSaramaSyncPublisherConfig()
+	sc.ClientID = c.ClientID
+	sc.Version = c.Version
+	sc.Net.DialTimeout = c.DialTimeout
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Idempotent = true
+	sc.Net.MaxOpenRequests = 1
+	sc.Producer.Retry.Max = 10
+	sc.Producer.Retry.Backoff = 250 * time.Millisecond
+	sc.Producer.Return.Successes = true
+	sc.Producer.Return.Errors = true
+	sc.Metadata.Retry.Backoff = 500 * time.Millisecond
+	return sc
+}
+
+// NewPublisher returns the Watermill Kafka publisher of product events. The partition key is
+// the aggregate id, so one product's events land on one partition.
+func NewPublisher(cfg Config, log *slog.Logger) (*wkafka.Publisher, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	pub, err := wkafka.NewPublisher(wkafka.PublisherConfig{
+		Brokers:               cfg.Brokers,
+		Marshaler:             wkafka.NewWithPartitioningMarshaler(PartitionKey),
+		OverwriteSaramaConfig: cfg.ProducerConfig(),
+	}, watermill.NewSlogLogger(log.With("component", "kafka-publisher")))
+	if err != nil {
+		return nil, fmt.Errorf("kafka: publisher for %s: %w", strings.Join(cfg.Brokers, ","), err)
+	}
+	return pub, nil
+}
+
+// PartitionKey is the aggregate id of an event message.
+func PartitionKey(_ string, msg *message.Message) (string, error) {
+	if id := msg.Metadata.Get(envelope.MetaAggregateID); id != "" {
+		return id, nil
+	}
+	return msg.UUID, nil // not a product event; any stable key will do
+}
+
+// ParseBrokers splits KAFKA_BROKERS.
+func ParseBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}

@@ -1,0 +1,79 @@
+// Package metrics exposes the catalog's Prometheus metrics: one registry per process, served on
+// /metrics, with the Go runtime and process collectors and the catalog's own series.
+package metrics
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/marketplace/catalog/domain/product"
+)
+
+// Registry is the process's metrics registry.
+type Registry struct {
+	reg      *prometheus.Registry
+	useCases *prometheus.HistogramVec
+}
+
+// NewRegistry returns a registry with the runtime collectors and the use-case histogram.
+func NewRegistry() (*Registry, error) {
+	reg := prometheus.NewRegistry()
+	useCases := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Namespace: "catalog",
+		Name:      "use_case_duration_seconds",
+		Help:      "Duration of application use cases by outcome (ok, client_error, error).",
+		Buckets:   prometheus.ExponentialBuckets(0.0005, 2, 15),
+	}, []string{"use_case", "outcome"})
+	for _, c := range []prometheus.Collector{
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		useCases,
+	} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return &Registry{reg: reg, useCases: useCases}, nil
+}
+
+// Register adds collectors of other adapters (relay, projector, HTTP).
+func (r *Registry) Register(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := r.reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Prometheus returns the underlying registry, for libraries that register themselves.
+func (r *Registry) Prometheus() *prometheus.Registry { return r.reg }
+
+// Handler serves the registry in the Prometheus exposition format.
+func (r *Registry) Handler() http.Handler {
+	return promhttp.HandlerFor(r.reg, promhttp.HandlerOpts{Registry: r.reg})
+}
+
+// ObserveUseCase implements decorator.MetricsClient. Client mistakes are counted apart from
+// failures so an alert on errors is not set off by a client sending bad input.
+func (r *Registry) ObserveUseCase(name string, d time.Duration, err error) {
+	r.useCases.WithLabelValues(name, outcome(err)).Observe(d.Seconds())
+}
+
+func outcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, product.ErrInvalid), errors.Is(err, product.ErrInvalidID), errors.Is(err, product.ErrNotFound),
+		errors.Is(err, product.ErrDeleted), errors.Is(err, product.ErrVersionConflict), errors.Is(err, product.ErrDuplicateSKU),
+		errors.Is(err, product.ErrIdempotencyKeyReused):
+		return "client_error"
+	default:
+		return "error"
+	}
+}

@@ -1,0 +1,35 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"github.com/marketplace/catalog/migrations"
+)
+
+// Migrate applies the embedded migrations. A session-level advisory lock makes it safe to run
+// from several processes at once (every replica may migrate on start); applied migrations are
+// skipped, so running it twice is a no-op.
+func Migrate(ctx context.Context, db *DB, log *slog.Logger) (applied int, err error) {
+	locker, err := lock.NewPostgresSessionLocker()
+	if err != nil {
+		return 0, fmt.Errorf("migrate: locker: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectPostgres, db.SQL, migrations.FS,
+		goose.WithSessionLocker(locker), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return 0, fmt.Errorf("migrate: %w", err)
+	}
+	results, err := p.Up(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("migrate: %w", err)
+	}
+	for _, r := range results {
+		log.Info("migration applied", "source", r.Source.Path, "duration", r.Duration)
+	}
+	return len(results), nil
+}

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/service"
+	"github.com/marketplace/catalog/wiring"
+)
+
+func newMigrateCmd(cfg *service.Config) *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the database migrations to DATABASE_URL (idempotent, safe from several processes)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := service.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+			db, cleanup, err := wiring.InitializeDatabase(cmd.Context(), *cfg)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			n, err := postgres.Migrate(cmd.Context(), db, log)
+			if err != nil {
+				return err
+			}
+			log.Info("database is up to date", "applied_now", n)
+			return nil
+		},
+	}
+}
+
+func newServeCmd(cfg *service.Config) *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Run every role in one process: REST API and outbox relay",
+		Long: `Runs the REST API on HTTP_ADDR and the outbox relay to Kafka. With KAFKA_BROKERS empty
+it starts an embedded Kafka-protocol broker on EMBEDDED_KAFKA_ADDR that keeps events in memory
+only. SIGINT or SIGTERM finishes in-flight requests and relays, then exits.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := service.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+			p, cleanup, err := wiring.InitializeServe(cmd.Context(), *cfg, log)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			return runProcess(cmd.Context(), p.Process)
+		},
+	}
+}
+
+func newRelayCmd(cfg *service.Config) *cobra.Command {
+	return &cobra.Command{
+		Use:   "relay",
+		Short: "Run the outbox relay only (the runbook's process_outbox)",
+		Long: `Forwards committed outbox events to PRODUCT_EVENTS_TOPIC, one forwarder per outbox lane.
+Several relay processes may run at once: each lane is owned by one of them at a time.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := service.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+			p, cleanup, err := wiring.InitializeRelay(cmd.Context(), *cfg, log)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			return runProcess(cmd.Context(), p.Process)
+		},
+	}
+}
+
+func runProcess(ctx context.Context, p *service.Process) error {
+	if err := p.Run(ctx); err != nil {
+		return fmt.Errorf("stopped: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,46 @@
+// Command catalog runs the product catalog: the REST API, the outbox relay and the operator
+// commands, one role per subcommand or every role in one process (`catalog serve`).
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Exit codes. Operators' scripts branch on them, so they are part of the CLI's contract.
+const (
+	exitOK      = 0
+	exitFailure = 1 // the command ran and failed (a server error, an unhealthy check)
+	exitUsage   = 2 // bad flags, arguments or configuration
+)
+
+// usageError marks a mistake in how the command was called.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:]))
+}
+
+func run(ctx context.Context, args []string) int {
+	root := newRootCmd()
+	root.SetArgs(args)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(os.Stderr, "catalog: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) || isFlagError(err) {
+		return exitUsage
+	}
+	return exitFailure
+}

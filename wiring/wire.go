@@ -1,0 +1,31 @@
+//go:build wireinject
+
+package wiring
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/google/wire"
+
+	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/service"
+)
+
+// InitializeServe builds `catalog serve`.
+func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) (ServeProcess, func(), error) {
+	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ApplicationSet, provideRelay, provideHTTPServer, provideServeProcess)
+	return ServeProcess{}, nil, nil
+}
+
+// InitializeRelay builds `catalog relay`.
+func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) (RelayProcess, func(), error) {
+	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, provideRelay, provideRelayProcess)
+	return RelayProcess{}, nil, nil
+}
+
+// InitializeDatabase opens the database, for `catalog migrate`.
+func InitializeDatabase(ctx context.Context, cfg service.Config) (*postgres.DB, func(), error) {
+	wire.Build(DatabaseSet)
+	return nil, nil, nil
+}
