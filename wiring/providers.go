@@ -139,4 +139,3 @@ func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres
 func provideRelayProcess(log *slog.Logger, relay *postgres.Relay) RelayProcess {
 	return RelayProcess{service.NewProcess(log, service.NamedRole{Name: "relay", Role: relay})}
 }
-

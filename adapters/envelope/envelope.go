@@ -126,7 +126,7 @@ func Unmarshal(payload []byte) (product.Event, error) {
 	var env Envelope
 	dec := json.NewDecoder(bytes.NewReader(payload))
 	if err := dec.Decode(&env); err != nil {
-		return product.Event{}, fmt.Errorf("%w: %v", ErrUndecodable, err)
+		return product.Event{}, fmt.Errorf("%w: %w", ErrUndecodable, err)
 	}
 	if env.SchemaVersion != product.SchemaVersion {
 		return product.Event{}, fmt.Errorf("%w: schema_version %d (this build knows %d)", ErrUnsupported, env.SchemaVersion, product.SchemaVersion)
@@ -137,18 +137,18 @@ func Unmarshal(payload []byte) (product.Event, error) {
 	}
 	eventID, err := product.ParseID(env.EventID)
 	if err != nil {
-		return product.Event{}, fmt.Errorf("%w: event_id: %v", ErrUndecodable, err)
+		return product.Event{}, fmt.Errorf("%w: event_id: %w", ErrUndecodable, err)
 	}
 	aggID, err := product.ParseID(env.AggregateID)
 	if err != nil {
-		return product.Event{}, fmt.Errorf("%w: aggregate_id: %v", ErrUndecodable, err)
+		return product.Event{}, fmt.Errorf("%w: aggregate_id: %w", ErrUndecodable, err)
 	}
 	if env.AggregateVersion < 1 {
 		return product.Event{}, fmt.Errorf("%w: aggregate_version %d", ErrUndecodable, env.AggregateVersion)
 	}
 	state, err := env.Data.ToSnapshot()
 	if err != nil {
-		return product.Event{}, fmt.Errorf("%w: data: %v", ErrUndecodable, err)
+		return product.Event{}, fmt.Errorf("%w: data: %w", ErrUndecodable, err)
 	}
 	if state.ID != aggID || state.Version != env.AggregateVersion {
 		return product.Event{}, fmt.Errorf("%w: data (id %s, version %d) disagrees with the envelope (id %s, version %d)",

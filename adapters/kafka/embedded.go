@@ -30,7 +30,9 @@ func StartEmbeddedBroker(addr string, log *slog.Logger, topics ...TopicSpec) (*E
 	opts := []kfake.Opt{
 		kfake.NumBrokers(1),
 		kfake.Ports(port),
-		kfake.ListenFn(func(network, _ string) (net.Listener, error) { return net.Listen(network, net.JoinHostPort(host, portStr)) }),
+		kfake.ListenFn(func(network, _ string) (net.Listener, error) {
+			return net.Listen(network, net.JoinHostPort(host, portStr))
+		}),
 		kfake.AllowAutoTopicCreation(),
 		kfake.DefaultNumPartitions(12),
 	}

@@ -15,7 +15,9 @@ import (
 // from several processes at once (every replica may migrate on start); applied migrations are
 // skipped, so running it twice is a no-op.
 func Migrate(ctx context.Context, db *DB, log *slog.Logger) (applied int, err error) {
-	locker, err := lock.NewPostgresSessionLocker()
+	// Poll the lock every second for up to five minutes: a peer migrating a big table must not
+	// make the others give up, and a short migration must not keep them waiting long.
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 300))
 	if err != nil {
 		return 0, fmt.Errorf("migrate: locker: %w", err)
 	}

@@ -1,0 +1,164 @@
+package httpport
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/marketplace/catalog/application/command"
+	"github.com/marketplace/catalog/application/query"
+	"github.com/marketplace/catalog/domain/product"
+)
+
+// productsPath is the collection; Location headers are built from it.
+const productsPath = "/v1/products"
+
+// productJSON is a product on the wire (ARCHITECTURE §6). It is a separate type from the
+// aggregate so that renaming a Go field can never change the public contract.
+type productJSON struct {
+	ID          string            `json:"id"`
+	SKU         string            `json:"sku"`
+	Name        string            `json:"name"`
+	Description string            `json:"description"`
+	Category    string            `json:"category"`
+	Brand       string            `json:"brand"`
+	Price       priceJSON         `json:"price"`
+	Stock       int64             `json:"stock"`
+	Attributes  map[string]string `json:"attributes"`
+	Version     int64             `json:"version"`
+	CreatedAt   string            `json:"created_at"`
+	UpdatedAt   string            `json:"updated_at"`
+}
+
+type priceJSON struct {
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+func toProductJSON(p *product.Product) productJSON {
+	d := p.Details()
+	attrs := d.Attributes
+	if attrs == nil {
+		attrs = map[string]string{} // clients iterate it; null would be a second way to say "none"
+	}
+	return productJSON{
+		ID: p.ID().String(), SKU: d.SKU, Name: d.Name, Description: d.Description,
+		Category: d.Category, Brand: d.Brand,
+		Price: priceJSON{Amount: d.Price.Amount(), Currency: d.Price.Currency()},
+		Stock: d.Stock, Attributes: attrs, Version: p.Version(),
+		CreatedAt: p.CreatedAt().UTC().Format(time.RFC3339Nano),
+		UpdatedAt: p.UpdatedAt().UTC().Format(time.RFC3339Nano),
+	}
+}
+
+// errNoProduct guards against an application handler that reports success without a
+// product; it is a server bug, so it becomes a 500, not a panic on a nil pointer.
+var errNoProduct = errors.New("application returned no product")
+
+// writeProduct sends a product with its entity tag, so the client can use it for If-Match
+// straight away.
+func writeProduct(w http.ResponseWriter, status int, p *product.Product) error {
+	if p == nil {
+		return errNoProduct
+	}
+	w.Header().Set(headerETag, etag(p.Version()))
+	return writeJSON(w, status, toProductJSON(p))
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n')) // a failed write means the client left; no one to tell
+	return nil
+}
+
+// createProduct handles POST /v1/products.
+func (s *Server) createProduct(w http.ResponseWriter, r *http.Request) error {
+	key, err := idempotencyKey(r)
+	if err != nil {
+		return err
+	}
+	in, err := s.decodeProductInput(w, r)
+	if err != nil {
+		return err
+	}
+	cmd := command.CreateProduct{Input: in}
+	if key != "" {
+		cmd.IdempotencyKey = key
+		cmd.Fingerprint = fingerprint(r, in)
+	}
+	res, err := s.app.Commands.CreateProduct.Handle(r.Context(), cmd)
+	if err != nil {
+		return err
+	}
+	if res.Product == nil {
+		return errNoProduct
+	}
+	if res.Replayed {
+		w.Header().Set(headerIdempotentReplayed, "true")
+	}
+	w.Header().Set("Location", productsPath+"/"+res.Product.ID().String())
+	return writeProduct(w, http.StatusCreated, res.Product)
+}
+
+// getProduct handles GET /v1/products/{id}.
+func (s *Server) getProduct(w http.ResponseWriter, r *http.Request) error {
+	p, err := s.app.Queries.ProductByID.Handle(r.Context(), query.ProductByID{ID: chi.URLParam(r, "id")})
+	if err != nil {
+		return err
+	}
+	return writeProduct(w, http.StatusOK, p)
+}
+
+// updateProduct handles PUT /v1/products/{id}. If-Match is mandatory: a full replacement
+// without it would silently overwrite a concurrent change (the lost-update problem).
+func (s *Server) updateProduct(w http.ResponseWriter, r *http.Request) error {
+	version, present, err := ifMatchVersion(r)
+	if err != nil {
+		return err
+	}
+	if !present {
+		return &requestError{
+			status: http.StatusPreconditionRequired, typ: ProblemPreconditionRequired, title: "Precondition required",
+			detail: "send If-Match with the version (ETag) you last read, so a concurrent change is not overwritten",
+			fields: []FieldProblem{{Field: headerIfMatch, Reason: "is required"}},
+		}
+	}
+	in, err := s.decodeProductInput(w, r)
+	if err != nil {
+		return err
+	}
+	p, err := s.app.Commands.UpdateProduct.Handle(r.Context(), command.UpdateProduct{
+		ID: chi.URLParam(r, "id"), ExpectedVersion: version, Input: in,
+	})
+	if err != nil {
+		return err
+	}
+	return writeProduct(w, http.StatusOK, p)
+}
+
+// deleteProduct handles DELETE /v1/products/{id}. If-Match is optional: deleting is
+// idempotent in effect, but a client that read the product may still ask to be stopped
+// when it changed meanwhile.
+func (s *Server) deleteProduct(w http.ResponseWriter, r *http.Request) error {
+	version, present, err := ifMatchVersion(r)
+	if err != nil {
+		return err
+	}
+	cmd := command.DeleteProduct{ID: chi.URLParam(r, "id")}
+	if present {
+		cmd.ExpectedVersion = &version
+	}
+	if _, err := s.app.Commands.DeleteProduct.Handle(r.Context(), cmd); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

@@ -1,0 +1,222 @@
+package httpport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/marketplace/catalog/application"
+)
+
+// Deps are the collaborators of the server that are not use cases. Every field is optional
+// except where noted, so a test or a laptop run wires only what it has.
+type Deps struct {
+	// Log receives the access log, server faults and panics. Nil discards them.
+	Log *slog.Logger
+	// Ready holds the named readiness checks (e.g. "postgres", "kafka") GET /readyz runs.
+	// Each gets its own 2 s deadline; nil checks are rejected by NewServer.
+	Ready map[string]func(context.Context) error
+	// Metrics, when set, is served at GET /metrics (a Prometheus handler). It is a handler,
+	// not a registry, so this package does not depend on a metrics library.
+	Metrics http.Handler
+	// Middleware, when set, wraps the whole router as the outermost layer, so that tracing
+	// (otelhttp) sees every request, including 404s and requests that panic.
+	Middleware func(http.Handler) http.Handler
+	// ObserveRequest, when set, is called once per finished request with its route pattern
+	// and status: the hook for request metrics, which must not label by raw path.
+	ObserveRequest func(ctx context.Context, rec RequestRecord)
+}
+
+// Server is the REST port. It is a concrete type, not an interface, because it has exactly
+// one implementation; callers that need less take an http.Handler from Handler.
+type Server struct {
+	cfg          Config
+	app          application.Application
+	log          *slog.Logger
+	ready        map[string]func(context.Context) error
+	metrics      http.Handler
+	observe      func(context.Context, RequestRecord)
+	readyTimeout time.Duration
+
+	router  *chi.Mux
+	handler http.Handler
+}
+
+// NewServer checks its inputs and builds the router. It fails on a missing use case instead
+// of serving 500s later, so a wiring mistake stops the process at start-up.
+func NewServer(cfg Config, app application.Application, deps Deps) (*Server, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	var missing []string
+	if app.Commands.CreateProduct == nil {
+		missing = append(missing, "CreateProduct")
+	}
+	if app.Commands.UpdateProduct == nil {
+		missing = append(missing, "UpdateProduct")
+	}
+	if app.Commands.DeleteProduct == nil {
+		missing = append(missing, "DeleteProduct")
+	}
+	if app.Queries.ProductByID == nil {
+		missing = append(missing, "ProductByID")
+	}
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("http server: missing use cases: %s", strings.Join(missing, ", "))
+	}
+	for name, check := range deps.Ready {
+		if name == "" || check == nil {
+			return nil, fmt.Errorf("http server: readiness check %q is nil or unnamed", name)
+		}
+	}
+	log := deps.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{
+		cfg: cfg, app: app, log: log, ready: deps.Ready, metrics: deps.Metrics,
+		observe: deps.ObserveRequest, readyTimeout: defaultReadyTimeout,
+	}
+	s.router = s.routes()
+	s.handler = s.router
+	if deps.Middleware != nil {
+		s.handler = deps.Middleware(s.router)
+	}
+	return s, nil
+}
+
+// routes registers every endpoint. Each route is one line so that the table reads like the
+// API; openapi.yaml must list exactly these (method, path) pairs, which a test enforces.
+//
+// The search endpoint (GET /v1/products/search) is added here as one more r.Get line when it
+// exists; chi matches static segments before {id}, so it needs no ordering tricks.
+func (s *Server) routes() *chi.Mux {
+	r := chi.NewRouter()
+	r.Use(requestID, s.accessLog, s.recoverer)
+	r.NotFound(s.handle(s.notFound))
+	r.MethodNotAllowed(s.handle(s.methodNotAllowed))
+
+	r.Post(productsPath, s.handle(s.createProduct))
+	r.Get(productsPath+"/{id}", s.handle(s.getProduct))
+	r.Put(productsPath+"/{id}", s.handle(s.updateProduct))
+	r.Delete(productsPath+"/{id}", s.handle(s.deleteProduct))
+
+	r.Get("/healthz", s.handle(s.healthz))
+	r.Get("/readyz", s.handle(s.readyz))
+	r.Get("/openapi.yaml", serveOpenAPI)
+	if s.metrics != nil {
+		r.Method(http.MethodGet, "/metrics", s.metrics)
+	}
+	return r
+}
+
+// Handler returns the complete HTTP handler, Deps.Middleware included. Tests and callers
+// that run their own http.Server use it.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// handlerFunc is an endpoint that reports failure by returning an error, so that every
+// endpoint answers errors the same way and none forgets to return after writing one.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (s *Server) handle(h handlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := h(w, r); err != nil {
+			s.respondError(w, r, err)
+		}
+	}
+}
+
+// respondError writes the problem for err and logs server faults with the request id, so
+// the generic detail the client sees can be traced to the cause.
+func (s *Server) respondError(w http.ResponseWriter, r *http.Request, err error) {
+	p, fault := problemFor(err)
+	if fault {
+		attrs := []any{"err", err, "method", r.Method, "route", routePattern(r), "request_id", RequestID(r.Context())}
+		switch {
+		case r.Context().Err() != nil:
+			s.log.InfoContext(r.Context(), "client went away before the response", attrs...)
+		case p.Status == http.StatusServiceUnavailable:
+			s.log.WarnContext(r.Context(), "request timed out", attrs...)
+		default:
+			s.log.ErrorContext(r.Context(), "request failed", attrs...)
+		}
+	}
+	writeProblem(w, r, p)
+}
+
+func (s *Server) notFound(_ http.ResponseWriter, _ *http.Request) error {
+	return &requestError{status: http.StatusNotFound, typ: ProblemNotFound, title: "Not found", detail: "no endpoint has this path"}
+}
+
+// methodNotAllowed answers 405 with the Allow header RFC 9110 requires. chi does not pass
+// the allowed methods to a custom handler, so they are found by asking the router.
+func (s *Server) methodNotAllowed(w http.ResponseWriter, r *http.Request) error {
+	var allowed []string
+	for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions} {
+		if s.router.Match(chi.NewRouteContext(), m, r.URL.Path) {
+			allowed = append(allowed, m)
+		}
+	}
+	w.Header().Set("Allow", strings.Join(allowed, ", "))
+	return &requestError{
+		status: http.StatusMethodNotAllowed, typ: ProblemMethodNotAllowed, title: "Method not allowed",
+		detail: fmt.Sprintf("%s is not allowed here; allowed: %s", r.Method, strings.Join(allowed, ", ")),
+	}
+}
+
+// Run listens on Config.Addr and serves until ctx is cancelled, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("http listen %s: %w", s.cfg.Addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is cancelled, then stops accepting connections and waits up
+// to Config.ShutdownTimeout for in-flight requests before it closes what is left. It takes
+// a listener so that tests and socket-activated deployments can pass one (":0", systemd).
+// It returns nil after a clean shutdown.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		// Requests keep ctx's values (trace, logger) but not its cancellation: shutting
+		// down must let in-flight requests finish, not abort them.
+		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.InfoContext(ctx, "http server listening", "addr", ln.Addr().String())
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	s.log.InfoContext(ctx, "http server shutting down", "timeout", s.cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	defer cancel()
+	shutdownErr := srv.Shutdown(shutdownCtx)
+	if shutdownErr != nil {
+		// In-flight requests outlived the grace period; cut them off rather than hang.
+		shutdownErr = errors.Join(fmt.Errorf("http shutdown: %w", shutdownErr), srv.Close())
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return errors.Join(fmt.Errorf("http serve: %w", err), shutdownErr)
+	}
+	return shutdownErr
+}
