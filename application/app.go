@@ -24,10 +24,14 @@ type Commands struct {
 	UpdateProduct command.UpdateProductHandler
 	// DeleteProduct turns a product into a tombstone.
 	DeleteProduct command.DeleteProductHandler
+	// ProjectProductEvent applies a product event to the search read model.
+	ProjectProductEvent command.ProjectProductEventHandler
 }
 
 // Queries are the read use cases.
 type Queries struct {
 	// ProductByID reads one product from the system of record.
 	ProductByID query.ProductByIDHandler
+	// SearchProducts searches the read model behind the search alias.
+	SearchProducts query.SearchProductsHandler
 }

@@ -113,3 +113,51 @@ func ParseBrokers(s string) []string {
 	}
 	return out
 }
+
+// SubscriberConfig configures a consumer-group subscriber.
+type SubscriberConfig struct {
+	// ConsumerGroup is the Kafka consumer group (catalog-projector for the projector).
+	ConsumerGroup string
+	// FromOldest starts a group without committed offsets at the beginning of the topic, so a
+	// new projector builds the read model from all retained events.
+	FromOldest bool
+	// NackResendSleep is the wait before a nacked message is delivered again.
+	NackResendSleep time.Duration
+}
+
+// NewSubscriber returns a Watermill Kafka subscriber in a consumer group. Offsets are committed
+// only for acked messages, and a message is acked only after the handler finished with it.
+func NewSubscriber(cfg Config, sc SubscriberConfig, log *slog.Logger) (*wkafka.Subscriber, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if sc.ConsumerGroup == "" {
+		return nil, errors.New("kafka: subscriber needs a consumer group")
+	}
+	if sc.NackResendSleep == 0 {
+		sc.NackResendSleep = 500 * time.Millisecond
+	}
+	saramaCfg := wkafka.DefaultSaramaSubscriberConfig()
+	saramaCfg.ClientID = cfg.ClientID
+	saramaCfg.Version = cfg.Version
+	saramaCfg.Net.DialTimeout = cfg.DialTimeout
+	if sc.FromOldest {
+		saramaCfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	}
+	saramaCfg.Consumer.Fetch.Default = 1 << 20
+	saramaCfg.Consumer.MaxWaitTime = 100 * time.Millisecond
+	saramaCfg.Consumer.Offsets.AutoCommit.Interval = 200 * time.Millisecond
+	sub, err := wkafka.NewSubscriber(wkafka.SubscriberConfig{
+		Brokers:               cfg.Brokers,
+		Unmarshaler:           wkafka.DefaultMarshaler{},
+		OverwriteSaramaConfig: saramaCfg,
+		ConsumerGroup:         sc.ConsumerGroup,
+		NackResendSleep:       sc.NackResendSleep,
+		ReconnectRetrySleep:   time.Second,
+	}, watermill.NewSlogLoggerWithLevelMapping(log.With("component", "kafka-subscriber"), map[slog.Level]slog.Level{slog.LevelInfo: slog.LevelDebug}))
+	if err != nil {
+		return nil, fmt.Errorf("kafka: subscriber for %s: %w", strings.Join(cfg.Brokers, ","), err)
+	}
+	return sub, nil
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/marketplace/catalog/application/query"
 	"github.com/marketplace/catalog/domain/product"
 )
 
@@ -167,6 +168,10 @@ func problemFor(err error) (Problem, bool) {
 			Type: ProblemIdempotencyKeyReused, Title: "Idempotency key reused", Status: http.StatusUnprocessableEntity,
 			Detail: "this Idempotency-Key was already used with a different request; use a new key for a new request",
 		}, false
+	case errors.Is(err, query.ErrInvalidSearch):
+		return Problem{Type: ProblemInvalidParameter, Title: "Invalid search", Status: http.StatusBadRequest, Detail: searchDetail(err)}, false
+	case errors.Is(err, query.ErrReadModelUnavailable):
+		return Problem{Type: ProblemUnavailable, Title: "Search unavailable", Status: http.StatusServiceUnavailable, Detail: "the search read model cannot answer now; retry later"}, true
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		// A timeout or a client that went away is not a bug in the server; it is still
 		// logged, because a rising rate of them is how an overloaded dependency shows.

@@ -105,6 +105,7 @@ func (s *Server) routes() *chi.Mux {
 	r.MethodNotAllowed(s.handle(s.methodNotAllowed))
 
 	r.Post(productsPath, s.handle(s.createProduct))
+	r.Get(productsPath+"/search", s.handle(s.searchProducts))
 	r.Get(productsPath+"/{id}", s.handle(s.getProduct))
 	r.Put(productsPath+"/{id}", s.handle(s.updateProduct))
 	r.Delete(productsPath+"/{id}", s.handle(s.deleteProduct))

@@ -1,0 +1,160 @@
+package query
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/marketplace/catalog/application/decorator"
+)
+
+// Search limits. MaxSearchSize keeps one page cheap; deep paging goes through cursors, which
+// never hit the search engine's result window.
+const (
+	DefaultSearchSize = 20
+	MaxSearchSize     = 100
+	MaxSearchText     = 500
+)
+
+// SortOrder orders search results.
+type SortOrder string
+
+// The sort orders of the search API.
+const (
+	SortRelevance SortOrder = "relevance"
+	SortPriceAsc  SortOrder = "price_asc"
+	SortPriceDesc SortOrder = "price_desc"
+	SortNewest    SortOrder = "newest"
+)
+
+// ErrInvalidSearch marks a search the client got wrong; ports answer it with 400.
+var ErrInvalidSearch = errors.New("invalid search")
+
+// ErrInvalidCursor marks a cursor that this service did not issue for this search.
+var ErrInvalidCursor = fmt.Errorf("%w: invalid cursor", ErrInvalidSearch)
+
+// SearchProducts searches the read model. Tombstones never appear.
+type SearchProducts struct {
+	// Text is matched as plain words against name, description, brand and category; it is
+	// never interpreted as query syntax.
+	Text string
+	// Category and Brand filter on exact values when not empty.
+	Category string
+	Brand    string
+	// MinPrice and MaxPrice bound the price in minor units, inclusive, when set.
+	MinPrice *int64
+	MaxPrice *int64
+	// InStock, when set, keeps only products with (true) or without (false) stock.
+	InStock *bool
+	// Sort orders the results; empty means relevance.
+	Sort SortOrder
+	// Size is the page size; 0 means DefaultSearchSize.
+	Size int
+	// Cursor continues a previous search (its NextCursor); empty starts at the top.
+	Cursor string
+}
+
+// ProductView is a product as the read model shows it.
+type ProductView struct {
+	ID          string
+	SKU         string
+	Name        string
+	Description string
+	Category    string
+	Brand       string
+	PriceAmount int64
+	Currency    string
+	Stock       int64
+	Attributes  map[string]string
+	Version     int64
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// SearchResult is one page of results.
+type SearchResult struct {
+	// Items are the products of this page.
+	Items []ProductView
+	// Total is the number of live products matching the search.
+	Total int64
+	// NextCursor continues after this page; empty when there is no more.
+	NextCursor string
+}
+
+// ProductSearchReadModel is the port the search reads through.
+type ProductSearchReadModel interface {
+	Search(ctx context.Context, q SearchProducts) (SearchResult, error)
+}
+
+// SearchProductsHandler searches products.
+type SearchProductsHandler decorator.Handler[SearchProducts, SearchResult]
+
+type searchProductsHandler struct {
+	rm ProductSearchReadModel
+}
+
+// NewSearchProductsHandler returns the decorated handler.
+func NewSearchProductsHandler(rm ProductSearchReadModel, deps decorator.Deps) (SearchProductsHandler, error) {
+	if rm == nil {
+		return nil, fmt.Errorf("search products: nil read model")
+	}
+	return decorator.Apply[SearchProducts, SearchResult](searchProductsHandler{rm: rm}, deps.Log, deps.Metrics), nil
+}
+
+func (h searchProductsHandler) Handle(ctx context.Context, q SearchProducts) (SearchResult, error) {
+	q, err := q.normalize()
+	if err != nil {
+		return SearchResult{}, err
+	}
+	res, err := h.rm.Search(ctx, q)
+	if err != nil {
+		return SearchResult{}, fmt.Errorf("search products: %w", err)
+	}
+	return res, nil
+}
+
+// normalize applies defaults and rejects what no read model could answer sensibly.
+func (q SearchProducts) normalize() (SearchProducts, error) {
+	var problems []string
+	q.Text = strings.TrimSpace(q.Text)
+	if !utf8.ValidString(q.Text) || !utf8.ValidString(q.Category) || !utf8.ValidString(q.Brand) {
+		problems = append(problems, "parameters must be valid UTF-8")
+	}
+	if utf8.RuneCountInString(q.Text) > MaxSearchText {
+		problems = append(problems, fmt.Sprintf("q is longer than %d characters", MaxSearchText))
+	}
+	if q.Size == 0 {
+		q.Size = DefaultSearchSize
+	}
+	if q.Size < 1 || q.Size > MaxSearchSize {
+		problems = append(problems, fmt.Sprintf("size must be 1..%d", MaxSearchSize))
+	}
+	if q.Sort == "" {
+		q.Sort = SortRelevance
+	}
+	switch q.Sort {
+	case SortRelevance, SortPriceAsc, SortPriceDesc, SortNewest:
+	default:
+		problems = append(problems, "sort must be relevance, price_asc, price_desc or newest")
+	}
+	if q.MinPrice != nil && *q.MinPrice < 0 || q.MaxPrice != nil && *q.MaxPrice < 0 {
+		problems = append(problems, "prices must not be negative")
+	}
+	if q.MinPrice != nil && q.MaxPrice != nil && *q.MinPrice > *q.MaxPrice {
+		problems = append(problems, "min_price is greater than max_price")
+	}
+	if len(q.Cursor) > 4096 {
+		problems = append(problems, "cursor is too long")
+	}
+	if len(problems) > 0 {
+		return q, fmt.Errorf("%w: %s", ErrInvalidSearch, strings.Join(problems, "; "))
+	}
+	return q, nil
+}
+
+// ErrReadModelUnavailable means the search read model cannot answer now (not configured, or
+// its cluster unreachable). Ports answer it with 503; the client may retry.
+var ErrReadModelUnavailable = errors.New("search read model unavailable")

@@ -1,0 +1,291 @@
+// Package projector is the read side's driving port: a Watermill router consuming product
+// events from Kafka and applying them to the search read model through the application.
+//
+// Failure handling is the heart of it. Transient failures (the search cluster down, 429s,
+// timeouts) are retried with capped exponential backoff for as long as they last, so an
+// outage stalls the projector and never fills the dead-letter queue. Permanent failures (an
+// undecodable payload, an unknown event type or schema version, a document the mapping
+// rejects, a panic) skip the retries and go to the DLQ with headers saying why, and the
+// consumer moves on. Nothing in the DLQ is ever replayed automatically.
+package projector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+
+	"github.com/marketplace/catalog/adapters/envelope"
+	"github.com/marketplace/catalog/application/command"
+	"github.com/marketplace/catalog/domain/product"
+)
+
+// HandlerName names the projector's handler in logs, metrics and DLQ headers.
+const HandlerName = "product_search_projector"
+
+// DLQ headers added to a dead-lettered message, beside Watermill's reason_poisoned,
+// topic_poisoned, handler_poisoned and subscriber_poisoned.
+const (
+	HeaderErrorClass = "dlq_error_class"
+	HeaderReason     = "dlq_reason"
+	HeaderHandler    = "dlq_handler"
+	HeaderTopic      = "dlq_original_topic"
+	HeaderPartition  = "dlq_original_partition"
+	HeaderOffset     = "dlq_original_offset"
+	HeaderAttempts   = "dlq_attempts"
+	HeaderFailedAt   = "dlq_failed_at"
+)
+
+// Config configures the projector.
+type Config struct {
+	// Topic is the product events topic (PRODUCT_EVENTS_TOPIC).
+	Topic string
+	// DLQTopic receives permanently failing messages (DLQ_TOPIC).
+	DLQTopic string
+	// RetryInitialInterval is the first wait before retrying a transient failure.
+	RetryInitialInterval time.Duration
+	// RetryMaxInterval caps the exponential backoff, so recovery is noticed quickly after an
+	// outage of any length.
+	RetryMaxInterval time.Duration
+	// CloseTimeout bounds graceful shutdown.
+	CloseTimeout time.Duration
+}
+
+func (c *Config) setDefaults() {
+	if c.Topic == "" {
+		c.Topic = "product.events"
+	}
+	if c.DLQTopic == "" {
+		c.DLQTopic = "dlq.product.events"
+	}
+	if c.RetryInitialInterval == 0 {
+		c.RetryInitialInterval = 100 * time.Millisecond
+	}
+	if c.RetryMaxInterval == 0 {
+		c.RetryMaxInterval = 5 * time.Second
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = 30 * time.Second
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c Config) Validate() error {
+	if c.Topic == c.DLQTopic {
+		return errors.New("projector: the DLQ topic must differ from the events topic")
+	}
+	if c.RetryInitialInterval <= 0 || c.RetryMaxInterval < c.RetryInitialInterval {
+		return errors.New("projector: retry intervals must be positive and max >= initial")
+	}
+	return nil
+}
+
+// Observer is told the outcome of every message, for metrics. Nil observers are allowed.
+type Observer interface {
+	// Projected is called after an event was applied (or found stale).
+	Projected(partition int32, occurredAt time.Time)
+	// DeadLettered is called when a message goes to the DLQ.
+	DeadLettered(class Class)
+	// Retried is called for each retry of a transient failure.
+	Retried()
+}
+
+// Projector runs the router.
+type Projector struct {
+	router *message.Router
+	log    *slog.Logger
+}
+
+// New builds the projector's router over sub (a Kafka subscriber in the projector's consumer
+// group) and dlq (the publisher of the dead-letter topic).
+func New(cfg Config, sub message.Subscriber, dlq message.Publisher, project command.ProjectProductEventHandler, obs Observer, log *slog.Logger) (*Projector, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if sub == nil || dlq == nil || project == nil {
+		return nil, errors.New("projector: nil dependency")
+	}
+	if obs == nil {
+		obs = nopObserver{}
+	}
+	wlog := watermill.NewSlogLoggerWithLevelMapping(log.With("component", "projector"), map[slog.Level]slog.Level{
+		slog.LevelInfo: slog.LevelDebug,
+	})
+	router, err := message.NewRouter(message.RouterConfig{CloseTimeout: cfg.CloseTimeout}, wlog)
+	if err != nil {
+		return nil, fmt.Errorf("projector: router: %w", err)
+	}
+	poison, err := middleware.PoisonQueueWithFilter(dlq, cfg.DLQTopic, func(err error) bool {
+		return Classify(err).Permanent()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("projector: poison queue: %w", err)
+	}
+	h := handler{project: project, obs: obs}
+	rh := router.AddConsumerHandler(HandlerName, cfg.Topic, sub, h.handle)
+	// Outermost first: the poison queue sees the final, classified error; annotate stamps the
+	// DLQ headers; retry loops over transient failures only; the attempt counter sits inside
+	// retry; the recoverer turns a panic into a (permanent) error the layers above can see.
+	rh.AddMiddleware(
+		poison,
+		annotate(cfg.Topic, obs, log),
+		middleware.Retry{
+			MaxRetries:          math.MaxInt32,
+			InitialInterval:     cfg.RetryInitialInterval,
+			MaxInterval:         cfg.RetryMaxInterval,
+			Multiplier:          2,
+			RandomizationFactor: 0.2,
+			ResetContextOnRetry: true,
+			ShouldRetry: func(p middleware.RetryParams) bool {
+				c := Classify(p.Err)
+				if c == ClassTransient {
+					obs.Retried()
+					if p.RetryNum == 0 || p.RetryNum%20 == 0 {
+						log.Warn("projector: transient failure, retrying until it clears", "err", p.Err, "retry", p.RetryNum, "next_in", p.Delay)
+					}
+					return true
+				}
+				return false
+			},
+		}.Middleware,
+		countAttempts,
+		middleware.Recoverer,
+	)
+	return &Projector{router: router, log: log}, nil
+}
+
+// Run consumes until ctx is cancelled; in-flight messages finish within the close timeout.
+func (p *Projector) Run(ctx context.Context) error {
+	if err := p.router.Run(ctx); err != nil {
+		return fmt.Errorf("projector: %w", err)
+	}
+	return nil
+}
+
+// Running is closed once the router consumes.
+func (p *Projector) Running() chan struct{} { return p.router.Running() }
+
+type handler struct {
+	project command.ProjectProductEventHandler
+	obs     Observer
+}
+
+func (h handler) handle(msg *message.Message) error {
+	ev, err := envelope.Unmarshal(msg.Payload)
+	if err != nil {
+		return err
+	}
+	if _, err := h.project.Handle(msg.Context(), command.ProjectProductEvent{Event: ev}); err != nil {
+		return err
+	}
+	partition, _ := wkafka.MessagePartitionFromCtx(msg.Context())
+	h.obs.Projected(partition, ev.OccurredAt)
+	return nil
+}
+
+// Class is the kind of a projection failure.
+type Class string
+
+// Failure classes. Only ClassTransient is retried; ClassCanceled is neither retried nor
+// dead-lettered (the message is redelivered after a restart); every other class is permanent.
+const (
+	ClassNone        Class = ""
+	ClassTransient   Class = "transient"
+	ClassCanceled    Class = "canceled"
+	ClassUndecodable Class = "undecodable"
+	ClassUnsupported Class = "unsupported"
+	ClassValidation  Class = "validation"
+	ClassRejected    Class = "rejected"
+	ClassPanic       Class = "panic"
+)
+
+// Permanent reports whether retrying cannot help.
+func (c Class) Permanent() bool {
+	return c != ClassNone && c != ClassTransient && c != ClassCanceled
+}
+
+// Classify sorts an error into a failure class. Unknown errors are transient: an
+// infrastructure failure that is retried forever is visible (lag, logs) and harmless, while
+// a healthy event sent to the DLQ by mistake silently diverges the read model.
+func Classify(err error) Class {
+	var panicErr middleware.RecoveredPanicError
+	switch {
+	case err == nil:
+		return ClassNone
+	case errors.As(err, &panicErr):
+		return ClassPanic
+	case errors.Is(err, envelope.ErrUndecodable):
+		return ClassUndecodable
+	case errors.Is(err, envelope.ErrUnsupported):
+		return ClassUnsupported
+	case errors.Is(err, command.ErrProjectionRejected):
+		return ClassRejected
+	case errors.Is(err, product.ErrInvalid), errors.Is(err, product.ErrInvalidID):
+		return ClassValidation
+	case errors.Is(err, context.Canceled):
+		return ClassCanceled
+	default:
+		return ClassTransient
+	}
+}
+
+type attemptsKey struct{}
+
+// countAttempts counts handler invocations per message, for the DLQ's attempts header.
+func countAttempts(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		if c, ok := msg.Context().Value(attemptsKey{}).(*atomic.Int64); ok {
+			c.Add(1)
+		}
+		return h(msg)
+	}
+}
+
+// annotate stamps the DLQ headers on a message that failed permanently, before the poison
+// queue middleware publishes it.
+func annotate(topic string, obs Observer, log *slog.Logger) message.HandlerMiddleware {
+	return func(h message.HandlerFunc) message.HandlerFunc {
+		return func(msg *message.Message) ([]*message.Message, error) {
+			attempts := new(atomic.Int64)
+			msg.SetContext(context.WithValue(msg.Context(), attemptsKey{}, attempts))
+			out, err := h(msg)
+			class := Classify(err)
+			if !class.Permanent() {
+				return out, err
+			}
+			ctx := msg.Context()
+			msg.Metadata.Set(HeaderErrorClass, string(class))
+			msg.Metadata.Set(HeaderReason, err.Error())
+			msg.Metadata.Set(HeaderHandler, HandlerName)
+			msg.Metadata.Set(HeaderTopic, topic)
+			if p, ok := wkafka.MessagePartitionFromCtx(ctx); ok {
+				msg.Metadata.Set(HeaderPartition, strconv.Itoa(int(p)))
+			}
+			if o, ok := wkafka.MessagePartitionOffsetFromCtx(ctx); ok {
+				msg.Metadata.Set(HeaderOffset, strconv.FormatInt(o, 10))
+			}
+			msg.Metadata.Set(HeaderAttempts, strconv.FormatInt(attempts.Load(), 10))
+			msg.Metadata.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
+			obs.DeadLettered(class)
+			log.Warn("projector: permanent failure, sending the message to the DLQ",
+				"class", class, "err", err, "partition", msg.Metadata.Get(HeaderPartition), "offset", msg.Metadata.Get(HeaderOffset))
+			return out, err
+		}
+	}
+}
+
+type nopObserver struct{}
+
+func (nopObserver) Projected(int32, time.Time) {}
+func (nopObserver) DeadLettered(Class)         {}
+func (nopObserver) Retried()                   {}

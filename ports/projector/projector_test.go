@@ -1,0 +1,246 @@
+package projector_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
+
+	"github.com/marketplace/catalog/adapters/envelope"
+	"github.com/marketplace/catalog/application/command"
+	"github.com/marketplace/catalog/application/decorator"
+	"github.com/marketplace/catalog/domain/product"
+	"github.com/marketplace/catalog/ports/projector"
+)
+
+// fakeProjection is an in-memory read model with external-version semantics and switchable
+// failure modes.
+type fakeProjection struct {
+	mu       sync.Mutex
+	docs     map[product.ID]product.Snapshot
+	failures atomic.Int64 // transient failures still to return
+	reject   map[product.ID]bool
+	panicOn  map[product.ID]bool
+	calls    atomic.Int64
+}
+
+func (f *fakeProjection) Apply(_ context.Context, s product.Snapshot) error {
+	f.calls.Add(1)
+	if f.failures.Load() > 0 {
+		f.failures.Add(-1)
+		return errors.New("search cluster: connection refused")
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.panicOn[s.ID] {
+		panic("boom")
+	}
+	if f.reject[s.ID] {
+		return fmt.Errorf("mapper_parsing_exception: %w", command.ErrProjectionRejected)
+	}
+	if cur, ok := f.docs[s.ID]; ok && cur.Version >= s.Version {
+		return nil
+	}
+	f.docs[s.ID] = s
+	return nil
+}
+
+func (f *fakeProjection) get(id product.ID) (product.Snapshot, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s, ok := f.docs[id]
+	return s, ok
+}
+
+type rig struct {
+	pubsub *gochannel.GoChannel
+	proj   *fakeProjection
+	dlq    <-chan *message.Message
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	ps := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 64, Persistent: true}, watermill.NopLogger{})
+	proj := &fakeProjection{docs: map[product.ID]product.Snapshot{}, reject: map[product.ID]bool{}, panicOn: map[product.ID]bool{}}
+	h, err := command.NewProjectProductEventHandler(proj, decorator.Deps{Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := projector.New(projector.Config{RetryInitialInterval: time.Millisecond, RetryMaxInterval: 5 * time.Millisecond}, ps, ps, h, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlq, err := ps.Subscribe(context.Background(), "dlq.product.events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &rig{pubsub: ps, proj: proj, dlq: dlq, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- p.Run(ctx) }()
+	<-p.Running()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-r.done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+	return r
+}
+
+func (r *rig) publish(t *testing.T, payloads ...[]byte) {
+	t.Helper()
+	for _, p := range payloads {
+		if err := r.pubsub.Publish("product.events", message.NewMessage(watermill.NewUUID(), p)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// versions returns the encoded events of one product at versions 1..n (n-th is a delete when del).
+func versions(t *testing.T, n int, del bool) (product.ID, [][]byte) {
+	t.Helper()
+	now := time.Now()
+	d, err := product.NewDetails("SKU-1", "Lamp", "", "home", "Acme", 100, "EUR", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := product.New(product.NewID(now), d, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for v := 2; v <= n; v++ {
+		if del && v == n {
+			err = p.Delete(now)
+		} else {
+			err = p.ChangeStock(int64(v), now)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out [][]byte
+	for _, e := range p.PopEvents() {
+		m, err := envelope.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, m.Payload)
+	}
+	return p.ID(), out
+}
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestOutOfOrderAndDuplicateEventsConverge(t *testing.T) {
+	r := newRig(t)
+	id, evs := versions(t, 3, false)
+	r.publish(t, evs[2], evs[0], evs[1], evs[2], evs[0])
+	eventually(t, "v3 projected", func() bool { s, ok := r.proj.get(id); return ok && s.Version == 3 })
+	eventually(t, "all five handled", func() bool { return r.proj.calls.Load() == 5 })
+	if s, _ := r.proj.get(id); s.Details.Stock != 3 {
+		t.Fatalf("stock %d, want 3 from v3", s.Details.Stock)
+	}
+}
+
+func TestPoisonMessagesGoToDLQOnceWithHeadersAndConsumerContinues(t *testing.T) {
+	r := newRig(t)
+	okID, ok := versions(t, 1, false)
+	rejID, rej := versions(t, 1, false)
+	panicID, pan := versions(t, 1, false)
+	r.proj.reject[rejID] = true
+	r.proj.panicOn[panicID] = true
+	bad := []byte(`{"this is":"not an event"`)
+	unknown := []byte(`{"event_id":"0190a0b0-0000-7000-8000-000000000001","event_type":"product.renamed","schema_version":1}`)
+	future := []byte(`{"event_id":"0190a0b0-0000-7000-8000-000000000001","event_type":"product.created","schema_version":99}`)
+	r.publish(t, bad, unknown, future, rej[0], pan[0], ok[0])
+
+	want := map[string]string{string(bad): "undecodable", string(unknown): "unsupported", string(future): "unsupported",
+		string(rej[0]): "rejected", string(pan[0]): "panic"}
+	got := map[string]string{}
+	timeout := time.After(5 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case m := <-r.dlq:
+			m.Ack()
+			if _, dup := got[string(m.Payload)]; dup {
+				t.Errorf("message dead-lettered twice: %s", m.Payload)
+			}
+			got[string(m.Payload)] = m.Metadata.Get(projector.HeaderErrorClass)
+			for _, h := range []string{projector.HeaderReason, projector.HeaderHandler, projector.HeaderTopic, projector.HeaderAttempts, projector.HeaderFailedAt, "reason_poisoned"} {
+				if m.Metadata.Get(h) == "" {
+					t.Errorf("DLQ message lacks header %s: %v", h, m.Metadata)
+				}
+			}
+			if a := m.Metadata.Get(projector.HeaderAttempts); a != "1" {
+				t.Errorf("permanent failure attempted %s times, want 1 (no retries)", a)
+			}
+		case <-timeout:
+			t.Fatalf("DLQ got %d of %d messages: %v", len(got), len(want), got)
+		}
+	}
+	for p, class := range want {
+		if got[p] != class {
+			t.Errorf("class of %q = %q, want %q", p, got[p], class)
+		}
+	}
+	eventually(t, "the good event after the poison", func() bool { _, ok := r.proj.get(okID); return ok })
+	select {
+	case m := <-r.dlq:
+		t.Fatalf("unexpected extra DLQ message %s", m.Payload)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestTransientFailuresAreRetriedNeverDeadLettered(t *testing.T) {
+	r := newRig(t)
+	r.proj.failures.Store(25) // an "outage" of 25 failed attempts
+	id, evs := versions(t, 2, false)
+	r.publish(t, evs...)
+	eventually(t, "projection after the outage", func() bool { s, ok := r.proj.get(id); return ok && s.Version == 2 })
+	select {
+	case m := <-r.dlq:
+		t.Fatalf("transient failure reached the DLQ: %v", m.Metadata)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestClassify(t *testing.T) {
+	cases := map[projector.Class]error{
+		projector.ClassNone:        nil,
+		projector.ClassTransient:   errors.New("dial tcp: connection refused"),
+		projector.ClassCanceled:    fmt.Errorf("x: %w", context.Canceled),
+		projector.ClassUndecodable: fmt.Errorf("x: %w", envelope.ErrUndecodable),
+		projector.ClassUnsupported: fmt.Errorf("x: %w", envelope.ErrUnsupported),
+		projector.ClassRejected:    fmt.Errorf("x: %w", command.ErrProjectionRejected),
+		projector.ClassValidation:  &product.ValidationError{},
+	}
+	for want, err := range cases {
+		if got := projector.Classify(err); got != want {
+			t.Errorf("Classify(%v) = %q, want %q", err, got, want)
+		}
+	}
+	if projector.ClassTransient.Permanent() || projector.ClassCanceled.Permanent() || !projector.ClassRejected.Permanent() {
+		t.Error("Permanent() disagrees with the retry policy")
+	}
+}
