@@ -195,6 +195,12 @@ func TestRelay64ConcurrentWritersLoseNothing(t *testing.T) {
 				r2 := startRelay(t, ctx, db, c, cfg) // a second relay: lanes must not be owned twice
 				committed := writeLoad(t, db, topic, 64, 10)
 				dups := awaitEvents(t, c, topic, committed, 90*time.Second)
+				// Everything is on the topic; the relays ack each batch right after it, so the
+				// lane positions must reach the end of the outbox too.
+				deadline := time.Now().Add(10 * time.Second)
+				for unacked(t, db) > 0 && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
 				cancel()
 				for _, r := range []<-chan error{r1, r2} {
 					if err := <-r; err != nil {
@@ -205,11 +211,7 @@ func TestRelay64ConcurrentWritersLoseNothing(t *testing.T) {
 				if dups > 0 {
 					t.Errorf("two healthy relays delivered %d duplicates: a lane was owned twice", dups)
 				}
-				var backlog int
-				if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox_messages m JOIN outbox_offsets o
-ON o.lane = m.lane AND o.consumer_group = 'catalog-relay' WHERE (m.transaction_id, m."offset") > (o.last_processed_transaction_id, o.offset_acked)`).Scan(&backlog); err != nil {
-					t.Fatal(err)
-				}
+				backlog := unacked(t, db)
 				if backlog != 0 {
 					t.Errorf("relay positions leave %d rows unacked after everything was delivered", backlog)
 				}
@@ -305,4 +307,15 @@ func (w *prefixWriter) Write(p []byte) (int, error) {
 		w.t.Logf("relay: %s", p)
 	}
 	return len(p), nil
+}
+
+// unacked counts outbox rows past the relay's lane positions.
+func unacked(t *testing.T, db *postgres.DB) int {
+	t.Helper()
+	var n int
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox_messages m JOIN outbox_offsets o
+ON o.lane = m.lane AND o.consumer_group = 'catalog-relay' WHERE (m.transaction_id, m."offset") > (o.last_processed_transaction_id, o.offset_acked)`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -66,12 +66,16 @@ func useCaseName(h any) string {
 		n = n[i+1:]
 	}
 	n = strings.TrimSuffix(strings.TrimPrefix(n, "*"), "Handler")
+	// Split before an upper-case letter that starts a word: after a lower-case letter, or
+	// before a lower-case letter at the end of an initialism ("ProductByID" -> product_by_id).
+	rs := []rune(n)
 	var b strings.Builder
-	for i, r := range n {
-		if r >= 'A' && r <= 'Z' {
-			if i > 0 {
-				b.WriteByte('_')
-			}
+	isUpper := func(r rune) bool { return r >= 'A' && r <= 'Z' }
+	for i, r := range rs {
+		if isUpper(r) && i > 0 && (!isUpper(rs[i-1]) || i+1 < len(rs) && !isUpper(rs[i+1])) {
+			b.WriteByte('_')
+		}
+		if isUpper(r) {
 			r += 'a' - 'A'
 		}
 		b.WriteRune(r)

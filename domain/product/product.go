@@ -3,6 +3,7 @@ package product
 import (
 	"maps"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -65,7 +66,8 @@ func NewDetails(sku, name, description, category, brand string, amount int64, cu
 	if len(attributes) > MaxAttributes {
 		errs.add("attributes", "has more than 50 keys")
 	}
-	for k, v := range attributes {
+	for _, k := range slices.Sorted(maps.Keys(attributes)) { // sorted: the same input gives the same error list
+		v := attributes[k]
 		if strings.TrimSpace(k) == "" {
 			errs.add("attributes", "keys must not be empty")
 		}
