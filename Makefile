@@ -13,6 +13,9 @@ BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m
 
 include mk/deps.mk
 
+# `make deps` (recipe in mk/deps.mk) starts PostgreSQL 5432, Kafka 9094 and OpenSearch 9200.
+deps:
+
 .PHONY: help
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'

@@ -5,12 +5,15 @@ package wiring
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/google/wire"
 
+	"github.com/marketplace/catalog/adapters/elasticsearch"
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/metrics"
 	"github.com/marketplace/catalog/adapters/postgres"
@@ -20,6 +23,7 @@ import (
 	"github.com/marketplace/catalog/application/query"
 	"github.com/marketplace/catalog/domain/product"
 	httpport "github.com/marketplace/catalog/ports/http"
+	"github.com/marketplace/catalog/ports/projector"
 	"github.com/marketplace/catalog/service"
 )
 
@@ -45,6 +49,8 @@ var ApplicationSet = wire.NewSet(
 	command.NewUpdateProductHandler,
 	command.NewDeleteProductHandler,
 	query.NewProductByIDHandler,
+	provideProjectHandler,
+	provideSearchHandler,
 	wire.Struct(new(application.Commands), "*"),
 	wire.Struct(new(application.Queries), "*"),
 	wire.Struct(new(application.Application), "*"),
@@ -54,6 +60,7 @@ var ApplicationSet = wire.NewSet(
 var ObservabilitySet = wire.NewSet(
 	metrics.NewRegistry,
 	metrics.NewRelayMetrics,
+	metrics.NewProjectorMetrics,
 	wire.Bind(new(decorator.MetricsClient), new(*metrics.Registry)),
 )
 
@@ -97,6 +104,92 @@ func provideProductRepository(db *postgres.DB, cfg service.Config, log *slog.Log
 	return postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: cfg.ProductEventsTopic, Lanes: cfg.OutboxLanes}, log)
 }
 
+// ReadModel is the search read model the process uses, or the zero value when none is
+// configured (ELASTICSEARCH_URL empty): the API then answers searches with 503 and no
+// projector runs.
+type ReadModel struct {
+	// Projection writes documents; nil without a read model.
+	Projection command.ProductProjection
+	// Search reads documents; nil without a read model.
+	Search query.ProductSearchReadModel
+	// Indices manages the versioned indices behind the alias; nil without a read model.
+	Indices *elasticsearch.Indices
+}
+
+// ReadModelSet provides the search read model.
+var ReadModelSet = wire.NewSet(provideReadModel)
+
+func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger) (ReadModel, func(), error) {
+	if cfg.ElasticsearchURL == "" {
+		log.Warn("no search read model: ELASTICSEARCH_URL is empty; searches answer 503 and no projector runs")
+		return ReadModel{}, func() {}, nil
+	}
+	ecfg := elasticsearch.Config{URL: cfg.ElasticsearchURL, Compat: cfg.ElasticsearchCompat, Alias: cfg.SearchAlias}
+	client, err := elasticsearch.NewClient(ecfg)
+	if err != nil {
+		return ReadModel{}, nil, err
+	}
+	indices, err := elasticsearch.NewIndices(client, ecfg)
+	if err != nil {
+		return ReadModel{}, nil, err
+	}
+	index, created, err := indices.EnsureAlias(ctx)
+	if err != nil {
+		return ReadModel{}, nil, fmt.Errorf("search read model at %s: %w", cfg.ElasticsearchURL, err)
+	}
+	log.Info("search read model", "alias", cfg.SearchAlias, "index", index, "created", created)
+	projection, err := elasticsearch.NewProjection(client, ecfg)
+	if err != nil {
+		return ReadModel{}, nil, err
+	}
+	search, err := elasticsearch.NewSearch(client, ecfg)
+	if err != nil {
+		return ReadModel{}, nil, err
+	}
+	cleanup := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := projection.Close(ctx); err != nil {
+			log.Error("closing the bulk indexer", "err", err)
+		}
+	}
+	return ReadModel{Projection: projection, Search: search, Indices: indices}, cleanup, nil
+}
+
+func provideProjectHandler(rm ReadModel, deps decorator.Deps) (command.ProjectProductEventHandler, error) {
+	if rm.Projection == nil {
+		return nil, nil
+	}
+	return command.NewProjectProductEventHandler(rm.Projection, deps)
+}
+
+func provideSearchHandler(rm ReadModel, deps decorator.Deps) (query.SearchProductsHandler, error) {
+	if rm.Search == nil {
+		return nil, nil
+	}
+	return query.NewSearchProductsHandler(rm.Search, deps)
+}
+
+// ProjectorConsumerGroup is the projector's Kafka consumer group (ARCHITECTURE §4).
+const ProjectorConsumerGroup = "catalog-projector"
+
+func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher, app application.Application, pm *metrics.ProjectorMetrics, log *slog.Logger) (*projector.Projector, func(), error) {
+	if app.Commands.ProjectProductEvent == nil {
+		return nil, func() {}, nil
+	}
+	sub, err := kafka.NewSubscriber(kafka.Config{Brokers: brokers}, kafka.SubscriberConfig{ConsumerGroup: ProjectorConsumerGroup, FromOldest: true}, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := projector.New(projector.Config{Topic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, CloseTimeout: cfg.ShutdownTimeout},
+		sub, dlq, app.Commands.ProjectProductEvent, pm, log)
+	if err != nil {
+		_ = sub.Close()
+		return nil, nil, err
+	}
+	return p, func() { _ = sub.Close() }, nil
+}
+
 func provideClock() func() time.Time { return time.Now }
 
 func provideDecoratorDeps(log *slog.Logger, m decorator.MetricsClient) decorator.Deps {
@@ -129,11 +222,22 @@ type ServeProcess struct{ *service.Process }
 // RelayProcess is `catalog relay`: the outbox relay alone.
 type RelayProcess struct{ *service.Process }
 
-func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay) ServeProcess {
-	return ServeProcess{service.NewProcess(log,
-		service.NamedRole{Name: "api", Role: api},
-		service.NamedRole{Name: "relay", Role: relay},
-	)}
+func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay, proj *projector.Projector) ServeProcess {
+	roles := []service.NamedRole{{Name: "api", Role: api}, {Name: "relay", Role: relay}}
+	if proj != nil {
+		roles = append(roles, service.NamedRole{Name: "projector", Role: proj})
+	}
+	return ServeProcess{service.NewProcess(log, roles...)}
+}
+
+// ProjectProcess is `catalog project`: the projector alone.
+type ProjectProcess struct{ *service.Process }
+
+func provideProjectProcess(log *slog.Logger, proj *projector.Projector) (ProjectProcess, error) {
+	if proj == nil {
+		return ProjectProcess{}, errors.New("catalog project needs a search read model: set ELASTICSEARCH_URL")
+	}
+	return ProjectProcess{service.NewProcess(log, service.NamedRole{Name: "projector", Role: proj})}, nil
 }
 
 func provideRelayProcess(log *slog.Logger, relay *postgres.Relay) RelayProcess {

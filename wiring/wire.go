@@ -14,7 +14,7 @@ import (
 
 // InitializeServe builds `catalog serve`.
 func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) (ServeProcess, func(), error) {
-	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ApplicationSet, provideRelay, provideHTTPServer, provideServeProcess)
+	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, provideRelay, provideHTTPServer, provideProjector, provideServeProcess)
 	return ServeProcess{}, nil, nil
 }
 
@@ -28,4 +28,10 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 func InitializeDatabase(ctx context.Context, cfg service.Config) (*postgres.DB, func(), error) {
 	wire.Build(DatabaseSet)
 	return nil, nil, nil
+}
+
+// InitializeProject builds `catalog project`.
+func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger) (ProjectProcess, func(), error) {
+	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, provideProjector, provideProjectProcess)
+	return ProjectProcess{}, nil, nil
 }

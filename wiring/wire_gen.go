@@ -52,42 +52,66 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	commands := application.Commands{
-		CreateProduct: createProductHandler,
-		UpdateProduct: updateProductHandler,
-		DeleteProduct: deleteProductHandler,
-	}
-	productByIDHandler, err := query.NewProductByIDHandler(productRepository, deps)
+	readModel, cleanup2, err := provideReadModel(ctx, cfg, log)
 	if err != nil {
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	queries := application.Queries{
-		ProductByID: productByIDHandler,
-	}
-	applicationApplication := application.Application{
-		Commands: commands,
-		Queries:  queries,
-	}
-	brokers, cleanup2, err := provideBrokers(ctx, cfg, log)
-	if err != nil {
-		cleanup()
-		return ServeProcess{}, nil, err
-	}
-	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, registry, log)
+	projectProductEventHandler, err := provideProjectHandler(readModel, deps)
 	if err != nil {
 		cleanup2()
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	publisher, cleanup3, err := provideKafkaPublisher(brokers, log)
+	commands := application.Commands{
+		CreateProduct:       createProductHandler,
+		UpdateProduct:       updateProductHandler,
+		DeleteProduct:       deleteProductHandler,
+		ProjectProductEvent: projectProductEventHandler,
+	}
+	productByIDHandler, err := query.NewProductByIDHandler(productRepository, deps)
 	if err != nil {
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	searchProductsHandler, err := provideSearchHandler(readModel, deps)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	queries := application.Queries{
+		ProductByID:    productByIDHandler,
+		SearchProducts: searchProductsHandler,
+	}
+	applicationApplication := application.Application{
+		Commands: commands,
+		Queries:  queries,
+	}
+	brokers, cleanup3, err := provideBrokers(ctx, cfg, log)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, registry, log)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	publisher, cleanup4, err := provideKafkaPublisher(brokers, log)
+	if err != nil {
+		cleanup3()
 		cleanup2()
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
 	relayMetrics, err := metrics.NewRelayMetrics(registry)
 	if err != nil {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -95,13 +119,32 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	relay, err := provideRelay(db, publisher, relayMetrics, cfg, log)
 	if err != nil {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	serveProcess := provideServeProcess(log, server, relay)
+	projectorMetrics, err := metrics.NewProjectorMetrics(registry)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	projector, cleanup5, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, log)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	serveProcess := provideServeProcess(log, server, relay, projector)
 	return serveProcess, func() {
+		cleanup5()
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -161,6 +204,139 @@ func InitializeDatabase(ctx context.Context, cfg service.Config) (*postgres.DB, 
 		return nil, nil, err
 	}
 	return db, func() {
+		cleanup()
+	}, nil
+}
+
+// InitializeProject builds `catalog project`.
+func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger) (ProjectProcess, func(), error) {
+	brokers, cleanup, err := provideBrokers(ctx, cfg, log)
+	if err != nil {
+		return ProjectProcess{}, nil, err
+	}
+	publisher, cleanup2, err := provideKafkaPublisher(brokers, log)
+	if err != nil {
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	db, cleanup3, err := provideDB(ctx, cfg)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	productRepository, err := provideProductRepository(db, cfg, log)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	v := provideClock()
+	registry, err := metrics.NewRegistry()
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	deps := provideDecoratorDeps(log, registry)
+	createProductHandler, err := command.NewCreateProductHandler(productRepository, v, deps)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	updateProductHandler, err := command.NewUpdateProductHandler(productRepository, v, deps)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	deleteProductHandler, err := command.NewDeleteProductHandler(productRepository, v, deps)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	readModel, cleanup4, err := provideReadModel(ctx, cfg, log)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	projectProductEventHandler, err := provideProjectHandler(readModel, deps)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	commands := application.Commands{
+		CreateProduct:       createProductHandler,
+		UpdateProduct:       updateProductHandler,
+		DeleteProduct:       deleteProductHandler,
+		ProjectProductEvent: projectProductEventHandler,
+	}
+	productByIDHandler, err := query.NewProductByIDHandler(productRepository, deps)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	searchProductsHandler, err := provideSearchHandler(readModel, deps)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	queries := application.Queries{
+		ProductByID:    productByIDHandler,
+		SearchProducts: searchProductsHandler,
+	}
+	applicationApplication := application.Application{
+		Commands: commands,
+		Queries:  queries,
+	}
+	projectorMetrics, err := metrics.NewProjectorMetrics(registry)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	projector, cleanup5, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, log)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	projectProcess, err := provideProjectProcess(log, projector)
+	if err != nil {
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	return projectProcess, func() {
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
 		cleanup()
 	}, nil
 }

@@ -37,7 +37,7 @@ func newMigrateCmd(cfg *service.Config) *cobra.Command {
 func newServeCmd(cfg *service.Config) *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
-		Short: "Run every role in one process: REST API and outbox relay",
+		Short: "Run every role in one process: REST API, outbox relay and projector",
 		Long: `Runs the REST API on HTTP_ADDR and the outbox relay to Kafka. With KAFKA_BROKERS empty
 it starts an embedded Kafka-protocol broker on EMBEDDED_KAFKA_ADDR that keeps events in memory
 only. SIGINT or SIGTERM finishes in-flight requests and relays, then exits.`,
@@ -78,4 +78,25 @@ func runProcess(ctx context.Context, p *service.Process) error {
 		return fmt.Errorf("stopped: %w", err)
 	}
 	return nil
+}
+
+func newProjectCmd(cfg *service.Config) *cobra.Command {
+	return &cobra.Command{
+		Use:   "project",
+		Short: "Run the projector only (the runbook's run_product_event_consumer)",
+		Long: `Consumes PRODUCT_EVENTS_TOPIC in consumer group catalog-projector and writes each event
+to the search read model behind SEARCH_ALIAS (documents keyed by product id, the aggregate
+version as external version). Transient failures are retried until they clear; permanent ones
+go to DLQ_TOPIC with headers saying why. Several projector processes share the partitions.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := service.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+			p, cleanup, err := wiring.InitializeProject(cmd.Context(), *cfg, log)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			return runProcess(cmd.Context(), p.Process)
+		},
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/marketplace/catalog/adapters/kafka"
@@ -64,6 +65,7 @@ func CreateTopic(t *testing.T, c Cluster, prefix string, partitions int32) strin
 	if err := kafka.EnsureTopics(ctx, c.Brokers, kafka.TopicSpec{Name: name, Partitions: partitions}); err != nil {
 		t.Fatalf("create topic %s: %v", name, err)
 	}
+	t.Cleanup(func() { deleteTopic(t, c, name) })
 	return name
 }
 
@@ -104,4 +106,19 @@ func ReadUntil(t *testing.T, c Cluster, topic string, timeout time.Duration, don
 		})
 	}
 	return out
+}
+
+// deleteTopic removes a test's topic so runs against a shared broker do not pile up topics.
+func deleteTopic(t *testing.T, c Cluster, name string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...))
+	if err != nil {
+		t.Logf("delete topic %s: %v", name, err)
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := kadm.NewClient(cl).DeleteTopics(ctx, name); err != nil {
+		t.Logf("delete topic %s: %v", name, err)
+	}
 }

@@ -94,7 +94,7 @@ type Observer interface {
 	// Projected is called after an event was applied (or found stale).
 	Projected(partition int32, occurredAt time.Time)
 	// DeadLettered is called when a message goes to the DLQ.
-	DeadLettered(class Class)
+	DeadLettered(class string)
 	// Retried is called for each retry of a transient failure.
 	Retried()
 }
@@ -276,7 +276,7 @@ func annotate(topic string, obs Observer, log *slog.Logger) message.HandlerMiddl
 			}
 			msg.Metadata.Set(HeaderAttempts, strconv.FormatInt(attempts.Load(), 10))
 			msg.Metadata.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
-			obs.DeadLettered(class)
+			obs.DeadLettered(string(class))
 			log.Warn("projector: permanent failure, sending the message to the DLQ",
 				"class", class, "err", err, "partition", msg.Metadata.Get(HeaderPartition), "offset", msg.Metadata.Get(HeaderOffset))
 			return out, err
@@ -287,5 +287,5 @@ func annotate(topic string, obs Observer, log *slog.Logger) message.HandlerMiddl
 type nopObserver struct{}
 
 func (nopObserver) Projected(int32, time.Time) {}
-func (nopObserver) DeadLettered(Class)         {}
+func (nopObserver) DeadLettered(string)        {}
 func (nopObserver) Retried()                   {}

@@ -1,0 +1,2 @@
+// Package kafkatest holds smoke tests of the real Kafka broker.
+package kafkatest
