@@ -38,6 +38,12 @@ type Config struct {
 	ProductEventsTopic string
 	// DLQTopic is the dead-letter topic (DLQ_TOPIC).
 	DLQTopic string
+	// ProjectorGroup is the projector's Kafka consumer group (PROJECTOR_GROUP). Replicas of
+	// the projector share it; a second read model would use its own.
+	ProjectorGroup string
+	// SearchRefreshInterval is index.refresh_interval of new read-model indices
+	// (SEARCH_REFRESH_INTERVAL): the longest a write takes to become searchable.
+	SearchRefreshInterval time.Duration
 	// TopicPartitions is the partition count used when the service creates its topics
 	// (TOPIC_PARTITIONS); it bounds how many partitions the projector processes in parallel.
 	TopicPartitions int
@@ -66,6 +72,7 @@ const (
 	DefaultSearchAlias        = "product_search"
 	DefaultProductEventsTopic = "product.events"
 	DefaultDLQTopic           = "dlq.product.events"
+	DefaultProjectorGroup     = "catalog-projector"
 )
 
 // SetDefaults fills every empty field with its default.
@@ -83,6 +90,10 @@ func (c *Config) SetDefaults() {
 	def(&c.SearchAlias, DefaultSearchAlias)
 	def(&c.ProductEventsTopic, DefaultProductEventsTopic)
 	def(&c.DLQTopic, DefaultDLQTopic)
+	def(&c.ProjectorGroup, DefaultProjectorGroup)
+	if c.SearchRefreshInterval == 0 {
+		c.SearchRefreshInterval = time.Second
+	}
 	def(&c.LogFormat, "text")
 	def(&c.LogLevel, "info")
 	if c.TopicPartitions == 0 {
@@ -146,7 +157,11 @@ func (c Config) Validate() error {
 	if c.RelayBatchSize < 1 || c.RelayBatchSize > 100_000 {
 		errs = append(errs, fmt.Errorf("RELAY_BATCH_SIZE=%d: want 1..100000", c.RelayBatchSize))
 	}
-	for name, v := range map[string]string{"SEARCH_ALIAS": c.SearchAlias, "PRODUCT_EVENTS_TOPIC": c.ProductEventsTopic, "DLQ_TOPIC": c.DLQTopic} {
+	if c.SearchRefreshInterval < 0 || c.SearchRefreshInterval > time.Hour {
+		errs = append(errs, fmt.Errorf("SEARCH_REFRESH_INTERVAL=%s: want >0 and <=1h", c.SearchRefreshInterval))
+	}
+	for name, v := range map[string]string{"SEARCH_ALIAS": c.SearchAlias, "PRODUCT_EVENTS_TOPIC": c.ProductEventsTopic,
+		"DLQ_TOPIC": c.DLQTopic, "PROJECTOR_GROUP": c.ProjectorGroup} {
 		if strings.TrimSpace(v) == "" || strings.ContainsAny(v, " ,/\\*?\"<>|#") {
 			errs = append(errs, fmt.Errorf("%s=%q is not a valid name", name, v))
 		}

@@ -40,13 +40,16 @@ type component struct {
 
 // startServe runs `catalog serve` in-process through the real wiring: fresh database, the
 // embedded broker, the real HTTP server on a loopback port.
-func startServe(t *testing.T) *component {
+func startServe(t *testing.T, opts ...func(*service.Config)) *component {
 	t.Helper()
 	url := testenv.NewDatabase(t)
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	cfg := service.Config{DatabaseURL: url, EmbeddedKafkaAddr: freeAddr(t), HTTPAddr: freeAddr(t), GRPCAddr: freeAddr(t),
 		ProductEventsTopic: "product.events", ShutdownTimeout: 10 * time.Second}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

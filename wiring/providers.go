@@ -124,7 +124,7 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 		log.Warn("no search read model: ELASTICSEARCH_URL is empty; searches answer 503 and no projector runs")
 		return ReadModel{}, func() {}, nil
 	}
-	ecfg := elasticsearch.Config{URL: cfg.ElasticsearchURL, Compat: cfg.ElasticsearchCompat, Alias: cfg.SearchAlias}
+	ecfg := elasticsearch.Config{URL: cfg.ElasticsearchURL, Compat: cfg.ElasticsearchCompat, Alias: cfg.SearchAlias, RefreshInterval: cfg.SearchRefreshInterval}
 	client, err := elasticsearch.NewClient(ecfg)
 	if err != nil {
 		return ReadModel{}, nil, err
@@ -170,14 +170,11 @@ func provideSearchHandler(rm ReadModel, deps decorator.Deps) (query.SearchProduc
 	return query.NewSearchProductsHandler(rm.Search, deps)
 }
 
-// ProjectorConsumerGroup is the projector's Kafka consumer group (ARCHITECTURE §4).
-const ProjectorConsumerGroup = "catalog-projector"
-
 func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher, app application.Application, pm *metrics.ProjectorMetrics, log *slog.Logger) (*projector.Projector, func(), error) {
 	if app.Commands.ProjectProductEvent == nil {
 		return nil, func() {}, nil
 	}
-	sub, err := kafka.NewSubscriber(kafka.Config{Brokers: brokers}, kafka.SubscriberConfig{ConsumerGroup: ProjectorConsumerGroup, FromOldest: true}, log)
+	sub, err := kafka.NewSubscriber(kafka.Config{Brokers: brokers}, kafka.SubscriberConfig{ConsumerGroup: cfg.ProjectorGroup, FromOldest: true}, log)
 	if err != nil {
 		return nil, nil, err
 	}

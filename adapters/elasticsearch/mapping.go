@@ -1,0 +1,182 @@
+package elasticsearch
+
+import (
+	"cmp"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/marketplace/catalog/application/query"
+	"github.com/marketplace/catalog/domain/product"
+)
+
+// MappingVersion is the version M of the mapping below, part of every index name. Any change to
+// the mapping must bump it: documents are only ever moved to a new mapping by a rebuild into a
+// new index (ARCHITECTURE §4), and the rebuild decides from M whether one is needed.
+const MappingVersion = 1
+
+// indexTimeLayout is the time part of index names: UTC, to the second.
+const indexTimeLayout = "20060102_150405"
+
+// IndexName is the name of an index of alias with mapping version mappingVersion created at t:
+// {alias}_v{M}_{YYYYMMDD}_{HHMMSS} in UTC. Names sort by creation time within one mapping
+// version, and an operator can tell from a name alone what an index holds and when it was made.
+func IndexName(alias string, mappingVersion int, t time.Time) string {
+	return fmt.Sprintf("%s_v%d_%s", alias, mappingVersion, t.UTC().Format(indexTimeLayout))
+}
+
+// parseIndexName is the inverse of IndexName for the given alias; ok is false for any other
+// name, which keeps index management away from indices it did not create.
+func parseIndexName(alias, name string) (mappingVersion int, created time.Time, ok bool) {
+	re := regexp.MustCompile(`^` + regexp.QuoteMeta(alias) + `_v([0-9]{1,6})_([0-9]{8}_[0-9]{6})$`)
+	m := re.FindStringSubmatch(name)
+	if m == nil {
+		return 0, time.Time{}, false
+	}
+	v, err := strconv.Atoi(m[1])
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	t, err := time.ParseInLocation(indexTimeLayout, m[2], time.UTC)
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	return v, t, true
+}
+
+// keywordSubField lets a text field be filtered and sorted on exactly. ignore_above keeps an
+// unusually long value from failing the document (Lucene's term limit); such a value is still
+// searchable as text.
+func keywordSubField() map[string]any {
+	return map[string]any{"keyword": map[string]any{"type": "keyword", "ignore_above": 256}}
+}
+
+// indexMapping is the explicit mapping of MappingVersion. dynamic: strict makes a document
+// with a field we did not map fail loudly (ErrProjectionRejected) instead of silently growing
+// the mapping. The same mapping works on Elasticsearch 8 and OpenSearch 2.x.
+//
+// Choices:
+//   - price is an object {amount: long, currency: keyword}, the shape of the REST API, amount
+//     in minor units (long: prices up to product.MaxAmount exceed 2^31).
+//   - attributes are a nested array of {key, value} pairs rather than an object: arbitrary
+//     client keys never become mapping fields (no mapping explosion, no strict-mapping
+//     rejections), and key/value pairs stay associated in queries.
+//   - id is a keyword field: _id cannot be sorted on in Elasticsearch 8 by default, and every
+//     sort needs a unique tiebreaker for search_after.
+//   - timestamps are date fields; _source keeps them to the nanosecond (RFC 3339).
+func indexMapping() map[string]any {
+	text := func() map[string]any {
+		return map[string]any{"type": "text", "fields": keywordSubField()}
+	}
+	keyword := map[string]any{"type": "keyword"}
+	date := map[string]any{"type": "date", "format": "strict_date_optional_time||epoch_millis"}
+	return map[string]any{
+		"dynamic": "strict",
+		"_meta":   map[string]any{"mapping_version": MappingVersion},
+		"properties": map[string]any{
+			"id":          keyword,
+			"sku":         keyword,
+			"name":        text(),
+			"description": map[string]any{"type": "text"},
+			"category":    text(),
+			"brand":       text(),
+			"price": map[string]any{
+				"properties": map[string]any{
+					"amount":   map[string]any{"type": "long"},
+					"currency": keyword,
+				},
+			},
+			"stock": map[string]any{"type": "long"},
+			"attributes": map[string]any{
+				"type": "nested",
+				"properties": map[string]any{
+					"key": map[string]any{"type": "keyword", "ignore_above": 256},
+					"value": map[string]any{
+						"type": "keyword", "ignore_above": 1024,
+						"fields": map[string]any{"text": map[string]any{"type": "text"}},
+					},
+				},
+			},
+			"version":    map[string]any{"type": "long"},
+			"created_at": date,
+			"updated_at": date,
+			"deleted":    map[string]any{"type": "boolean"},
+			"deleted_at": date,
+		},
+	}
+}
+
+// document is a product as stored in the index (MappingVersion 1).
+type document struct {
+	ID          string      `json:"id"`
+	SKU         string      `json:"sku"`
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	Category    string      `json:"category"`
+	Brand       string      `json:"brand"`
+	Price       docPrice    `json:"price"`
+	Stock       int64       `json:"stock"`
+	Attributes  []attribute `json:"attributes"`
+	Version     int64       `json:"version"`
+	CreatedAt   time.Time   `json:"created_at"`
+	UpdatedAt   time.Time   `json:"updated_at"`
+	Deleted     bool        `json:"deleted"`
+	DeletedAt   *time.Time  `json:"deleted_at,omitempty"`
+}
+
+type docPrice struct {
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+type attribute struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// newDocument is the document of a snapshot; tombstones keep their last state and are marked
+// deleted, so that they still carry the version that beats older events.
+func newDocument(s product.Snapshot) document {
+	d := s.Details
+	attrs := make([]attribute, 0, len(d.Attributes))
+	for k, v := range d.Attributes {
+		attrs = append(attrs, attribute{Key: k, Value: v})
+	}
+	slices.SortFunc(attrs, func(a, b attribute) int { return cmp.Compare(a.Key, b.Key) })
+	doc := document{
+		ID: string(s.ID), SKU: d.SKU, Name: d.Name, Description: d.Description,
+		Category: d.Category, Brand: d.Brand,
+		Price:      docPrice{Amount: d.Price.Amount(), Currency: d.Price.Currency()},
+		Stock:      d.Stock,
+		Attributes: attrs,
+		Version:    s.Version,
+		CreatedAt:  s.CreatedAt.UTC(),
+		UpdatedAt:  s.UpdatedAt.UTC(),
+		Deleted:    s.Deleted(),
+	}
+	if s.DeletedAt != nil {
+		t := s.DeletedAt.UTC()
+		doc.DeletedAt = &t
+	}
+	return doc
+}
+
+// view is the read side of a document.
+func (d document) view() query.ProductView {
+	attrs := make(map[string]string, len(d.Attributes))
+	for _, a := range d.Attributes {
+		attrs[a.Key] = a.Value
+	}
+	return query.ProductView{
+		ID: d.ID, SKU: d.SKU, Name: d.Name, Description: d.Description,
+		Category: d.Category, Brand: d.Brand,
+		PriceAmount: d.Price.Amount, Currency: d.Price.Currency,
+		Stock:      d.Stock,
+		Attributes: attrs,
+		Version:    d.Version,
+		CreatedAt:  d.CreatedAt,
+		UpdatedAt:  d.UpdatedAt,
+	}
+}

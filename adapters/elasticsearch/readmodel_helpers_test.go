@@ -1,0 +1,238 @@
+package elasticsearch_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	es8 "github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+
+	"github.com/marketplace/catalog/adapters/elasticsearch"
+	"github.com/marketplace/catalog/domain/product"
+	"github.com/marketplace/catalog/internal/testenv"
+)
+
+// rmEnv is one test's read model on the real cluster: its own alias, cleaned up afterwards.
+type rmEnv struct {
+	t      *testing.T
+	cfg    elasticsearch.Config
+	client *es8.Client
+	ix     *elasticsearch.Indices
+}
+
+// rmSetup connects to the test cluster with a fresh alias. mutate adjusts the configuration
+// before anything is created.
+func rmSetup(t *testing.T, mutate func(*elasticsearch.Config)) *rmEnv {
+	t.Helper()
+	url, compat := testenv.ElasticsearchURL(t)
+	zero := 0
+	cfg := elasticsearch.Config{
+		URL:      url,
+		Compat:   compat,
+		Alias:    strings.ToLower(testenv.Name("rmtest")),
+		Replicas: &zero, // one node: stay green
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	client, err := elasticsearch.NewClient(cfg)
+	if err != nil {
+		t.Fatalf("NewClient: %v", err)
+	}
+	ix, err := elasticsearch.NewIndices(client, cfg)
+	if err != nil {
+		t.Fatalf("NewIndices: %v", err)
+	}
+	env := &rmEnv{t: t, cfg: cfg, client: client, ix: ix}
+	t.Cleanup(env.cleanup)
+	return env
+}
+
+// cleanup deletes every index of the test's alias, including the aliased one.
+func (e *rmEnv) cleanup() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := esapi.IndicesGetRequest{Index: []string{e.cfg.Alias + "*"}}.Do(ctx, e.client)
+	if err != nil {
+		e.t.Logf("cleanup: %v", err)
+		return
+	}
+	var indices map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&indices)
+	_ = res.Body.Close()
+	for name := range indices {
+		if !strings.HasPrefix(name, e.cfg.Alias) {
+			continue
+		}
+		if res, err := (esapi.IndicesDeleteRequest{Index: []string{name}}).Do(ctx, e.client); err == nil {
+			_ = res.Body.Close()
+		}
+	}
+}
+
+func (e *rmEnv) ctx() context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	e.t.Cleanup(cancel)
+	return ctx
+}
+
+// ensure creates the alias and returns its index.
+func (e *rmEnv) ensure() string {
+	e.t.Helper()
+	index, _, err := e.ix.EnsureAlias(e.ctx())
+	if err != nil {
+		e.t.Fatalf("EnsureAlias: %v", err)
+	}
+	return index
+}
+
+func (e *rmEnv) projection() *elasticsearch.Projection {
+	e.t.Helper()
+	p, err := elasticsearch.NewProjection(e.client, e.cfg)
+	if err != nil {
+		e.t.Fatalf("NewProjection: %v", err)
+	}
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = p.Close(ctx)
+	})
+	return p
+}
+
+func (e *rmEnv) search() *elasticsearch.Search {
+	e.t.Helper()
+	s, err := elasticsearch.NewSearch(e.client, e.cfg)
+	if err != nil {
+		e.t.Fatalf("NewSearch: %v", err)
+	}
+	return s
+}
+
+func (e *rmEnv) refresh() {
+	e.t.Helper()
+	if err := e.ix.Refresh(e.ctx(), ""); err != nil {
+		e.t.Fatalf("Refresh: %v", err)
+	}
+}
+
+// rawJSON performs a request against the cluster and decodes the answer; it returns the status.
+func (e *rmEnv) rawJSON(method, path string, body any, out any) int {
+	e.t.Helper()
+	var r io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		r = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequestWithContext(e.ctx(), method, path, r)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	res, err := e.client.Perform(req)
+	if err != nil {
+		e.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer func() { _ = res.Body.Close() }()
+	raw, _ := io.ReadAll(res.Body)
+	if out != nil && len(raw) > 0 {
+		if err := json.Unmarshal(raw, out); err != nil {
+			e.t.Fatalf("%s %s: decode %s: %v", method, path, raw, err)
+		}
+	}
+	return res.StatusCode
+}
+
+// aliasIndices is what the cluster says the alias points at.
+func (e *rmEnv) aliasIndices() []string {
+	e.t.Helper()
+	var res map[string]any
+	status := e.rawJSON(http.MethodGet, "/_alias/"+e.cfg.Alias, nil, &res)
+	if status == http.StatusNotFound {
+		return nil
+	}
+	var out []string
+	for k := range res {
+		out = append(out, k)
+	}
+	return out
+}
+
+// rmStoredDoc is a document as read back by id through the alias.
+type rmStoredDoc struct {
+	Found   bool           `json:"found"`
+	Version int64          `json:"_version"`
+	Source  map[string]any `json:"_source"`
+}
+
+func (e *rmEnv) getDoc(id product.ID) rmStoredDoc {
+	e.t.Helper()
+	var d rmStoredDoc
+	e.rawJSON(http.MethodGet, fmt.Sprintf("/%s/_doc/%s", e.cfg.Alias, id), nil, &d)
+	return d
+}
+
+// rmProduct describes a test product; snapshot turns it into the domain snapshot.
+type rmProduct struct {
+	ID          product.ID
+	Version     int64
+	SKU         string
+	Name        string
+	Description string
+	Category    string
+	Brand       string
+	Amount      int64
+	Currency    string
+	Stock       int64
+	Attributes  map[string]string
+	Created     time.Time
+	Deleted     bool
+}
+
+func (p rmProduct) snapshot(t testing.TB) product.Snapshot {
+	t.Helper()
+	sku := p.SKU
+	if sku == "" {
+		sku = "SKU-" + string(p.ID)[:8]
+	}
+	cur := p.Currency
+	if cur == "" {
+		cur = "EUR"
+	}
+	name := p.Name
+	if name == "" {
+		name = "Product " + string(p.ID)[:8]
+	}
+	d, err := product.NewDetails(sku, name, p.Description, p.Category, p.Brand, p.Amount, cur, p.Stock, p.Attributes)
+	if err != nil {
+		t.Fatalf("NewDetails: %v", err)
+	}
+	created := p.Created
+	if created.IsZero() {
+		created = time.Date(2024, 1, 1, 0, 0, 0, 0, time.UTC)
+	}
+	v := p.Version
+	if v == 0 {
+		v = 1
+	}
+	s := product.Snapshot{ID: p.ID, Details: d, Version: v, CreatedAt: created, UpdatedAt: created.Add(time.Duration(v) * time.Minute)}
+	if p.Deleted {
+		at := s.UpdatedAt
+		s.DeletedAt = &at
+	}
+	return s
+}
+
+func rmNewID() product.ID { return product.NewID(time.Now()) }

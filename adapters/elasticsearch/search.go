@@ -1,0 +1,323 @@
+package elasticsearch
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	es8 "github.com/elastic/go-elasticsearch/v8"
+	"github.com/elastic/go-elasticsearch/v8/esapi"
+
+	"github.com/marketplace/catalog/application/query"
+)
+
+// maxSearchTerms bounds the distinct words of a text search. Each word becomes one clause per
+// searched field, and the engine fails a query with more than 1024 clauses (on OpenSearch with a
+// 500); 4 fields x 128 words stays far below that. It is counted conservatively (every
+// ideograph is a word, as the standard tokenizer splits them).
+const maxSearchTerms = 128
+
+// maxExactValue is the longest category or brand an exact filter can match: longer values are
+// not indexed as keywords (ignore_above).
+const maxExactValue = 256
+
+// cursorFormat is the version of the cursor encoding; cursors of another format are invalid.
+const cursorFormat = 1
+
+// Search is the search read model's read side (query.ProductSearchReadModel): plain-text
+// search with exact filters over the alias, tombstones excluded, paged by opaque cursors
+// (search_after), so deep pages cost what the first page costs and never hit the engine's
+// result window.
+type Search struct {
+	client *es8.Client
+	cfg    Config
+}
+
+var _ query.ProductSearchReadModel = (*Search)(nil)
+
+// NewSearch returns the search over cfg.Alias.
+func NewSearch(client *es8.Client, cfg Config) (*Search, error) {
+	if client == nil {
+		return nil, errors.New("elasticsearch search: nil client")
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("elasticsearch search: %w", err)
+	}
+	return &Search{client: client, cfg: cfg}, nil
+}
+
+// sortSpec is how each sort order sorts. Every order ends in the unique id so that
+// search_after never skips or repeats documents with equal sort values.
+var sortSpec = map[query.SortOrder][]map[string]any{
+	query.SortRelevance: {{"_score": map[string]any{"order": "desc"}}, {"id": map[string]any{"order": "asc"}}},
+	query.SortPriceAsc:  {{"price.amount": map[string]any{"order": "asc"}}, {"id": map[string]any{"order": "asc"}}},
+	query.SortPriceDesc: {{"price.amount": map[string]any{"order": "desc"}}, {"id": map[string]any{"order": "asc"}}},
+	query.SortNewest:    {{"created_at": map[string]any{"order": "desc"}}, {"id": map[string]any{"order": "asc"}}},
+}
+
+// Search returns one page of live products matching q. Client mistakes (an invalid parameter,
+// a cursor of another search) are query.ErrInvalidSearch or query.ErrInvalidCursor; any other
+// error is the read model's fault.
+func (s *Search) Search(ctx context.Context, q query.SearchProducts) (query.SearchResult, error) {
+	q, err := normalize(q)
+	if err != nil {
+		return query.SearchResult{}, fmt.Errorf("search: %w", err)
+	}
+	hash := searchHash(q)
+	var after []json.RawMessage
+	if q.Cursor != "" {
+		after, err = decodeCursor(q.Cursor, q.Sort, hash)
+		if err != nil {
+			return query.SearchResult{}, fmt.Errorf("search: %w", err)
+		}
+	}
+	body := map[string]any{
+		"size":             q.Size,
+		"track_total_hits": true,
+		"query":            map[string]any{"bool": boolQuery(q)},
+		"sort":             sortSpec[q.Sort],
+	}
+	if after != nil {
+		body["search_after"] = after
+	}
+	raw, err := json.Marshal(body)
+	if err != nil {
+		return query.SearchResult{}, fmt.Errorf("search: %w", err)
+	}
+	var res struct {
+		Hits struct {
+			Total struct {
+				Value int64 `json:"value"`
+			} `json:"total"`
+			Hits []struct {
+				Source document          `json:"_source"`
+				Sort   []json.RawMessage `json:"sort"`
+			} `json:"hits"`
+		} `json:"hits"`
+	}
+	err = do(ctx, s.client, s.cfg.RequestTimeout, esapi.SearchRequest{
+		Index: []string{s.cfg.Alias},
+		Body:  bytes.NewReader(raw),
+		// The same search goes to the same shard copies page after page, so that relevance
+		// scores (which differ slightly between copies) cannot reorder pages.
+		Preference: "p" + hash,
+	}, &res)
+	if err != nil {
+		if e, ok := asESError(err); ok && e.hasType("too_many_clauses", "too_many_nested_clauses") {
+			return query.SearchResult{}, fmt.Errorf("search: %w: q has too many words", query.ErrInvalidSearch)
+		}
+		return query.SearchResult{}, fmt.Errorf("search %s: %w", s.cfg.Alias, err)
+	}
+	out := query.SearchResult{Total: res.Hits.Total.Value, Items: make([]query.ProductView, 0, len(res.Hits.Hits))}
+	for _, h := range res.Hits.Hits {
+		out.Items = append(out.Items, h.Source.view())
+	}
+	if n := len(res.Hits.Hits); n == q.Size && n > 0 {
+		next, err := encodeCursor(q.Sort, hash, res.Hits.Hits[n-1].Sort)
+		if err != nil {
+			return query.SearchResult{}, fmt.Errorf("search: %w", err)
+		}
+		out.NextCursor = next
+	}
+	return out, nil
+}
+
+// boolQuery is the query of q: filters that do not score, and the text as the one scoring
+// clause. The text is matched as plain words (multi_match), never parsed as query syntax.
+func boolQuery(q query.SearchProducts) map[string]any {
+	filters := []any{map[string]any{"term": map[string]any{"deleted": false}}}
+	if q.Category != "" {
+		filters = append(filters, map[string]any{"term": map[string]any{"category.keyword": q.Category}})
+	}
+	if q.Brand != "" {
+		filters = append(filters, map[string]any{"term": map[string]any{"brand.keyword": q.Brand}})
+	}
+	if q.MinPrice != nil || q.MaxPrice != nil {
+		r := map[string]any{}
+		if q.MinPrice != nil {
+			r["gte"] = *q.MinPrice
+		}
+		if q.MaxPrice != nil {
+			r["lte"] = *q.MaxPrice
+		}
+		filters = append(filters, map[string]any{"range": map[string]any{"price.amount": r}})
+	}
+	if q.InStock != nil {
+		if *q.InStock {
+			filters = append(filters, map[string]any{"range": map[string]any{"stock": map[string]any{"gte": 1}}})
+		} else {
+			filters = append(filters, map[string]any{"term": map[string]any{"stock": 0}})
+		}
+	}
+	b := map[string]any{"filter": filters}
+	if q.Text != "" {
+		b["must"] = []any{map[string]any{"multi_match": map[string]any{
+			"query":    q.Text,
+			"type":     "best_fields",
+			"fields":   []string{"name^3", "brand^2", "category^2", "description"},
+			"operator": "and",
+			"lenient":  true,
+		}}}
+	}
+	return b
+}
+
+// normalize applies defaults and rejects what the application's own validation would, so the
+// read model is safe even when called directly, plus what only this engine cares about.
+func normalize(q query.SearchProducts) (query.SearchProducts, error) {
+	invalid := func(format string, args ...any) (query.SearchProducts, error) {
+		return q, fmt.Errorf("%w: %s", query.ErrInvalidSearch, fmt.Sprintf(format, args...))
+	}
+	q.Text = strings.TrimSpace(q.Text)
+	if !utf8.ValidString(q.Text) || !utf8.ValidString(q.Category) || !utf8.ValidString(q.Brand) {
+		return invalid("parameters must be valid UTF-8")
+	}
+	if utf8.RuneCountInString(q.Text) > query.MaxSearchText {
+		return invalid("q is longer than %d characters", query.MaxSearchText)
+	}
+	if n := countTerms(q.Text); n > maxSearchTerms {
+		return invalid("q has %d words, at most %d are allowed", n, maxSearchTerms)
+	}
+	if utf8.RuneCountInString(q.Category) > maxExactValue || utf8.RuneCountInString(q.Brand) > maxExactValue {
+		return invalid("category and brand must be at most %d characters", maxExactValue)
+	}
+	if q.Size == 0 {
+		q.Size = query.DefaultSearchSize
+	}
+	if q.Size < 1 || q.Size > query.MaxSearchSize {
+		return invalid("size must be 1..%d", query.MaxSearchSize)
+	}
+	if q.Sort == "" {
+		q.Sort = query.SortRelevance
+	}
+	if _, ok := sortSpec[q.Sort]; !ok {
+		return invalid("sort must be relevance, price_asc, price_desc or newest")
+	}
+	if q.MinPrice != nil && *q.MinPrice < 0 || q.MaxPrice != nil && *q.MaxPrice < 0 {
+		return invalid("prices must not be negative")
+	}
+	if q.MinPrice != nil && q.MaxPrice != nil && *q.MinPrice > *q.MaxPrice {
+		return invalid("min_price is greater than max_price")
+	}
+	if len(q.Cursor) > 4096 {
+		return q, fmt.Errorf("%w: too long", query.ErrInvalidCursor)
+	}
+	return q, nil
+}
+
+// countTerms estimates from above how many distinct terms the standard analyzer makes of s:
+// runs of letters and digits are words, every ideograph is a word of its own.
+func countTerms(s string) int {
+	terms := map[string]struct{}{}
+	var word strings.Builder
+	flush := func() {
+		if word.Len() > 0 {
+			terms[strings.ToLower(word.String())] = struct{}{}
+			word.Reset()
+		}
+	}
+	for _, r := range s {
+		switch {
+		case unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana):
+			flush()
+			terms[string(r)] = struct{}{}
+		case unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r):
+			word.WriteRune(r)
+		default:
+			flush()
+		}
+	}
+	flush()
+	return len(terms)
+}
+
+// searchHash identifies a search (everything but size and cursor), so that a cursor is only
+// accepted by the search that issued it.
+func searchHash(q query.SearchProducts) string {
+	key := struct {
+		Text, Category, Brand string
+		Min, Max              *int64
+		InStock               *bool
+		Sort                  query.SortOrder
+	}{q.Text, q.Category, q.Brand, q.MinPrice, q.MaxPrice, q.InStock, q.Sort}
+	raw, _ := json.Marshal(key)
+	sum := sha256.Sum256(raw)
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
+}
+
+// cursor is what a NextCursor holds: base64url of this JSON. It is opaque to clients; the
+// hash ties it to its search and the values are checked before they reach the engine.
+type cursor struct {
+	Format int               `json:"f"`
+	Sort   query.SortOrder   `json:"s"`
+	Hash   string            `json:"h"`
+	After  []json.RawMessage `json:"a"`
+}
+
+func encodeCursor(sort query.SortOrder, hash string, after []json.RawMessage) (string, error) {
+	if len(after) != 2 {
+		return "", fmt.Errorf("cursor: the engine returned %d sort values, want 2", len(after))
+	}
+	raw, err := json.Marshal(cursor{Format: cursorFormat, Sort: sort, Hash: hash, After: after})
+	if err != nil {
+		return "", fmt.Errorf("cursor: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(raw), nil
+}
+
+// decodeCursor returns the search_after values of a cursor issued for this search, or an
+// ErrInvalidCursor error. A cursor whose values do not fit its sort never reaches the engine,
+// which would answer them with an error instead of a page.
+func decodeCursor(s string, sort query.SortOrder, hash string) ([]json.RawMessage, error) {
+	invalid := func(why string) error { return fmt.Errorf("%w: %s", query.ErrInvalidCursor, why) }
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	if err != nil {
+		return nil, invalid("not a cursor of this service")
+	}
+	var c cursor
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil || dec.More() {
+		return nil, invalid("not a cursor of this service")
+	}
+	switch {
+	case c.Format != cursorFormat:
+		return nil, invalid("not a cursor of this service")
+	case c.Sort != sort:
+		return nil, invalid(fmt.Sprintf("the cursor belongs to sort %q, not %q", c.Sort, sort))
+	case c.Hash != hash:
+		return nil, invalid("the cursor belongs to another search")
+	case len(c.After) != 2:
+		return nil, invalid("malformed position")
+	}
+	if !validSortValue(c.After[0], sort == query.SortRelevance) {
+		return nil, invalid("malformed position")
+	}
+	var id string
+	if err := json.Unmarshal(c.After[1], &id); err != nil || id == "" || len(id) > 256 {
+		return nil, invalid("malformed position")
+	}
+	return c.After, nil
+}
+
+// validSortValue accepts what the engine returns for the first sort key: a finite score, or
+// an integer (price in minor units, date in epoch milliseconds).
+func validSortValue(raw json.RawMessage, score bool) bool {
+	s := string(raw)
+	if score {
+		f, err := strconv.ParseFloat(s, 64)
+		return err == nil && !math.IsInf(f, 0) && !math.IsNaN(f)
+	}
+	_, err := strconv.ParseInt(s, 10, 64)
+	return err == nil
+}
