@@ -22,6 +22,7 @@ DEPS_SRC="$SCRIPT_DIR/deps"
 PG_HOST=127.0.0.1
 PG_PORT=5432
 PG_DB=catalog
+PG_MAX_CONNECTIONS=${DEPS_PG_MAX_CONNECTIONS:-400}
 KAFKA_HOST=127.0.0.1
 KAFKA_PORT=9094
 KAFKA_CONTROLLER_PORT=9095
@@ -230,6 +231,16 @@ postgres_up() {
     for _ in $(seq 1 20); do pg_trusts && break; sleep 0.25; done
     pg_trusts || die "postgres: password-less login on $PG_HOST still refused after editing $hba"
     how="$how, loopback set to trust"
+  fi
+  # The test suite runs packages in parallel, each with its own databases and pools; Debian's
+  # default of 100 connections is too few for that. max_connections needs a restart.
+  if [ "$(psql_tcp -c 'show max_connections')" -lt "$PG_MAX_CONNECTIONS" ]; then
+    psql_tcp -c "alter system set max_connections = $PG_MAX_CONNECTIONS" >/dev/null
+    ver=$(psql_tcp -c "select current_setting('server_version_num')::int / 10000")
+    pg_ctlcluster --skip-systemctl-redirect "$ver" main restart >"$STATE/postgres/restart.log" 2>&1 ||
+      die_log postgres "$STATE/postgres/restart.log" "pg_ctlcluster $ver main restart failed"
+    for _ in $(seq 1 "$PG_WAIT"); do pg_ready && break; sleep 1; done
+    how="$how, max_connections=$PG_MAX_CONNECTIONS"
   fi
   if [ -z "$(psql_tcp -c "select 1 from pg_database where datname = '$PG_DB'")" ]; then
     psql_tcp -c "create database $PG_DB" >/dev/null

@@ -36,7 +36,7 @@ func TestProductRepositoryContract(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		t.Cleanup(cancel)
 		url := testenv.NewDatabase(t)
-		db, err := postgres.Open(ctx, postgres.Config{URL: url})
+		db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 20})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -33,7 +33,7 @@ func migratedDB(t *testing.T) (*postgres.DB, string) {
 	t.Helper()
 	url := testenv.NewDatabase(t)
 	ctx := context.Background()
-	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 100})
+	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 40})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,107 @@
+package envelope_test
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/marketplace/catalog/adapters/envelope"
+	"github.com/marketplace/catalog/domain/product"
+)
+
+func sampleEvents(t *testing.T) []product.Event {
+	t.Helper()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC)
+	d, err := product.NewDetails("SKU-1", "Lamp", "Bright", "home", "Acme", 1999, "EUR", 5, map[string]string{"color": "red"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := product.New(product.NewID(now), d, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ChangePrice(mustMoney(t, 999), now.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Delete(now.Add(2 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	return p.PopEvents()
+}
+
+func mustMoney(t *testing.T, a int64) product.Money {
+	m, err := product.NewMoney(a, "EUR")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+func TestRoundTripAndContract(t *testing.T) {
+	for _, e := range sampleEvents(t) {
+		msg, err := envelope.Marshal(e)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg.UUID != e.ID.String() || msg.Metadata.Get(envelope.MetaAggregateID) != e.AggregateID.String() ||
+			msg.Metadata.Get(envelope.MetaEventType) != string(e.Type) {
+			t.Fatalf("metadata %v does not mirror the event", msg.Metadata)
+		}
+		// The public contract (ARCHITECTURE §6): these top-level fields, RFC 3339 UTC times.
+		var raw map[string]any
+		if err := json.Unmarshal(msg.Payload, &raw); err != nil {
+			t.Fatal(err)
+		}
+		for _, k := range []string{"event_id", "event_type", "schema_version", "aggregate_id", "aggregate_version", "occurred_at", "data"} {
+			if _, ok := raw[k]; !ok {
+				t.Errorf("envelope lacks %s: %s", k, msg.Payload)
+			}
+		}
+		if !strings.HasSuffix(raw["occurred_at"].(string), "Z") {
+			t.Errorf("occurred_at %v is not UTC", raw["occurred_at"])
+		}
+		back, err := envelope.Unmarshal(msg.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if back.ID != e.ID || back.Type != e.Type || back.AggregateVersion != e.AggregateVersion ||
+			!back.OccurredAt.Equal(e.OccurredAt) || back.State.Details.Price != e.State.Details.Price ||
+			back.State.Deleted() != e.State.Deleted() || back.State.Details.Attributes["color"] != "red" {
+			t.Fatalf("round trip changed the event:\n%+v\n%+v", e, back)
+		}
+	}
+}
+
+func TestUnmarshalRejectsWhatIsNotAProductEvent(t *testing.T) {
+	good, err := envelope.Marshal(sampleEvents(t)[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	mutate := func(f func(map[string]any)) []byte {
+		var m map[string]any
+		_ = json.Unmarshal(good.Payload, &m)
+		f(m)
+		b, _ := json.Marshal(m)
+		return b
+	}
+	cases := map[string]struct {
+		payload []byte
+		want    error
+	}{
+		"not json":            {[]byte(`{"this is":"not an event"`), envelope.ErrUndecodable},
+		"empty":               {nil, envelope.ErrUndecodable},
+		"unknown type":        {mutate(func(m map[string]any) { m["event_type"] = "product.renamed" }), envelope.ErrUnsupported},
+		"future schema":       {mutate(func(m map[string]any) { m["schema_version"] = 2 }), envelope.ErrUnsupported},
+		"bad aggregate id":    {mutate(func(m map[string]any) { m["aggregate_id"] = "x" }), envelope.ErrUndecodable},
+		"version mismatch":    {mutate(func(m map[string]any) { m["aggregate_version"] = 7 }), envelope.ErrUndecodable},
+		"invalid state":       {mutate(func(m map[string]any) { m["data"].(map[string]any)["stock"] = -1 }), envelope.ErrUndecodable},
+		"delete without tomb": {mutate(func(m map[string]any) { m["event_type"] = "product.deleted" }), envelope.ErrUndecodable},
+	}
+	for name, c := range cases {
+		if _, err := envelope.Unmarshal(c.payload); !errors.Is(err, c.want) {
+			t.Errorf("%s: error %v, want %v", name, err, c.want)
+		}
+	}
+}
