@@ -1,0 +1,328 @@
+package rebuild_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	app "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/product"
+	"github.com/marketplace/catalog/domain/rebuild"
+)
+
+type rig struct {
+	w     *world
+	store *memStore
+	svc   *app.Service
+}
+
+func newRig(t *testing.T, cfg app.Config) *rig {
+	t.Helper()
+	w := newWorld()
+	store := newMemStore()
+	cfg.BatchSize = 10
+	cfg.ValidatePageSize = 7
+	svc, err := app.NewService(cfg, store, w, eventLog{w}, target{w}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The live read model: an index behind the alias.
+	name, _ := target{w}.CreateIndex(context.Background())
+	w.alias = name
+	t.Cleanup(func() { svc.CancelAll(); svc.Wait() })
+	return &rig{w: w, store: store, svc: svc}
+}
+
+// seed writes n products through the "write path" (row + event).
+func (r *rig) seed(t *testing.T, n int) []*product.Product {
+	t.Helper()
+	var out []*product.Product
+	for i := 0; i < n; i++ {
+		now := time.Now()
+		d, err := product.NewDetails(fmt.Sprintf("SKU-%d", i), "P", "", "c", "b", 100, "EUR", 1, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := product.New(product.NewID(now), d, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range p.PopEvents() {
+			r.w.write(e)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+func change(r *rig, p *product.Product, f func(*product.Product) error) error {
+	if err := f(p); err != nil {
+		return err
+	}
+	for _, e := range p.PopEvents() {
+		r.w.write(e)
+	}
+	return nil
+}
+
+func waitEnd(t *testing.T, svc *app.Service, id string) rebuild.Snapshot {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		s, err := svc.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.Phase.Terminal() {
+			return s
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	t.Fatal("rebuild did not end")
+	return rebuild.Snapshot{}
+}
+
+func TestRebuildFromDatabaseWithLiveWritesSwitchesToACompleteIndex(t *testing.T) {
+	r := newRig(t, app.Config{})
+	ps := r.seed(t, 95)
+	var batches atomic.Int64
+	r.w.gate = func() {
+		// Live writes during the fill: a change, a delete and a create; the catch-up and the
+		// drain must bring them into the new index.
+		switch batches.Add(1) {
+		case 2:
+			_ = change(r, ps[3], func(p *product.Product) error { return p.ChangeStock(99, time.Now()) })
+			_ = change(r, ps[4], func(p *product.Product) error { return p.Delete(time.Now()) })
+			r.seed(t, 1)
+		}
+	}
+	before := r.w.alias
+	s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := waitEnd(t, r.svc, s.ID)
+	if end.Phase != rebuild.PhaseSucceeded {
+		t.Fatalf("rebuild %s: %s", end.Phase, end.Error)
+	}
+	if r.w.alias == before || r.w.alias != end.ToIndex || end.FromIndex != before {
+		t.Fatalf("alias %s, record from %s to %s, before %s", r.w.alias, end.FromIndex, end.ToIndex, before)
+	}
+	ix := r.w.indices[r.w.alias]
+	if len(ix) != len(r.w.products) {
+		t.Fatalf("new index has %d documents, database %d products", len(ix), len(r.w.products))
+	}
+	for id, p := range r.w.products {
+		if ix[id].Version != p.Version || ix[id].Deleted() != p.Deleted() {
+			t.Errorf("%s: index v%d deleted=%v, database v%d deleted=%v", id, ix[id].Version, ix[id].Deleted(), p.Version, p.Deleted())
+		}
+	}
+	for _, p := range []rebuild.Phase{rebuild.PhaseCreateIndex, rebuild.PhaseCapture, rebuild.PhaseFill, rebuild.PhaseCatchUp,
+		rebuild.PhaseValidate, rebuild.PhaseSwitch, rebuild.PhaseDrain, rebuild.PhaseSucceeded} {
+		if _, ok := end.PhaseStarts[p]; !ok {
+			t.Errorf("phase %s not recorded", p)
+		}
+	}
+	if len(r.w.recorded) != 0 {
+		t.Error("the rebuild's recorded snapshot was not forgotten")
+	}
+}
+
+func TestKafkaAndDatabaseSourcesGiveTheSameDocuments(t *testing.T) {
+	r := newRig(t, app.Config{})
+	ps := r.seed(t, 30)
+	for _, p := range ps[:10] {
+		_ = change(r, p, func(p *product.Product) error { return p.ChangeStock(7, time.Now()) })
+	}
+	_ = change(r, ps[11], func(p *product.Product) error { return p.Delete(time.Now()) })
+	docs := map[rebuild.Source]map[string]int64{}
+	for _, src := range []rebuild.Source{rebuild.SourceDatabase, rebuild.SourceKafka} {
+		s, err := r.svc.Start(context.Background(), src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if end := waitEnd(t, r.svc, s.ID); end.Phase != rebuild.PhaseSucceeded {
+			t.Fatalf("%s: %s %s", src, end.Phase, end.Error)
+		}
+		docs[src] = map[string]int64{}
+		for id, d := range r.w.indices[r.w.alias] {
+			docs[src][id] = d.Version
+		}
+	}
+	if fmt.Sprint(docs[rebuild.SourceDatabase]) != fmt.Sprint(docs[rebuild.SourceKafka]) {
+		t.Fatalf("sources differ:\n%v\n%v", docs[rebuild.SourceDatabase], docs[rebuild.SourceKafka])
+	}
+}
+
+func TestValidationFailureLeavesTheAliasAndRecordsWhy(t *testing.T) {
+	r := newRig(t, app.Config{})
+	r.seed(t, 20)
+	var victim string
+	r.svc, _ = app.NewService(app.Config{BatchSize: 10, ValidatePageSize: 7, BeforeValidate: func(_ context.Context, index string) {
+		r.w.mu.Lock()
+		defer r.w.mu.Unlock()
+		for id := range r.w.indices[index] {
+			victim = id
+			delete(r.w.indices[index], id)
+			break
+		}
+	}}, r.store, r.w, eventLog{r.w}, target{r.w}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	before := r.w.alias
+	s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	end := waitEnd(t, r.svc, s.ID)
+	if end.Phase != rebuild.PhaseFailed || !strings.Contains(end.Error, "missing") || !strings.Contains(end.Error, victim) {
+		t.Fatalf("rebuild %s: %q (victim %s)", end.Phase, end.Error, victim)
+	}
+	if r.w.alias != before {
+		t.Fatal("a failed validation moved the alias")
+	}
+	if _, ok := r.w.indices[end.ToIndex]; ok {
+		t.Fatal("the invalid index was left behind")
+	}
+}
+
+func TestPhantomAndStaleDocumentsFailValidation(t *testing.T) {
+	for name, damage := range map[string]func(w *world, index string){
+		"phantom": func(w *world, index string) {
+			now := time.Now()
+			w.indices[index]["0190a0b0-0000-7000-8000-0000000000ff"] = product.Snapshot{ID: product.NewID(now), Version: 1}
+		},
+		"stale": func(w *world, index string) {
+			for id, d := range w.indices[index] {
+				d.Version = 0
+				w.indices[index][id] = d
+				return
+			}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			r := newRig(t, app.Config{})
+			r.seed(t, 12)
+			r.svc, _ = app.NewService(app.Config{BeforeValidate: func(_ context.Context, index string) {
+				r.w.mu.Lock()
+				defer r.w.mu.Unlock()
+				damage(r.w, index)
+			}}, r.store, r.w, eventLog{r.w}, target{r.w}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if end := waitEnd(t, r.svc, s.ID); end.Phase != rebuild.PhaseFailed {
+				t.Fatalf("damage %s passed validation", name)
+			}
+		})
+	}
+}
+
+func TestOneRebuildAtATimeAndCancel(t *testing.T) {
+	r := newRig(t, app.Config{})
+	r.seed(t, 50)
+	hold := make(chan struct{})
+	entered := make(chan struct{}, 1)
+	r.w.gate = func() {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-hold
+	}
+	s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-entered
+	if _, err := r.svc.Start(context.Background(), rebuild.SourceDatabase); !errors.Is(err, rebuild.ErrAlreadyRunning) {
+		t.Fatalf("second start: %v, want ErrAlreadyRunning", err)
+	}
+	if _, _, err := r.svc.RollbackAlias(context.Background()); !errors.Is(err, rebuild.ErrAlreadyRunning) {
+		t.Fatalf("rollback during a rebuild: %v", err)
+	}
+	before := r.w.alias
+	if _, err := r.svc.Cancel(context.Background(), s.ID); err != nil {
+		t.Fatal(err)
+	}
+	close(hold)
+	end := waitEnd(t, r.svc, s.ID)
+	if end.Phase != rebuild.PhaseCancelled {
+		t.Fatalf("phase %s after cancel", end.Phase)
+	}
+	if _, ok := r.w.indices[end.ToIndex]; ok || r.w.alias != before {
+		t.Fatal("cancel left the unfinished index or moved the alias")
+	}
+	if _, err := r.svc.Cancel(context.Background(), s.ID); !errors.Is(err, rebuild.ErrFinished) {
+		t.Fatalf("cancel of a finished rebuild: %v", err)
+	}
+	r.w.gate = nil
+	s2, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+	if err != nil {
+		t.Fatalf("start after cancel: %v", err)
+	}
+	if end := waitEnd(t, r.svc, s2.ID); end.Phase != rebuild.PhaseSucceeded {
+		t.Fatalf("%s: %s", end.Phase, end.Error)
+	}
+}
+
+func TestInterruptedRebuildIsRecoveredAsFailed(t *testing.T) {
+	r := newRig(t, app.Config{})
+	// A record left in the fill phase by a process that died, with its unfinished index.
+	dead, _ := rebuild.New("dead-1", rebuild.SourceDatabase, time.Now())
+	_ = dead.Advance(rebuild.PhaseCreateIndex, time.Now())
+	idx, _ := target{r.w}.CreateIndex(context.Background())
+	dead.SetIndices(r.w.alias, idx)
+	_ = dead.Advance(rebuild.PhaseFill, time.Now())
+	_ = r.store.Create(context.Background(), dead)
+	n, err := r.svc.RecoverInterrupted(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("recovered %d (%v), want 1", n, err)
+	}
+	got, _ := r.svc.Get(context.Background(), "dead-1")
+	if got.Phase != rebuild.PhaseFailed || !strings.Contains(got.Error, "interrupted") {
+		t.Fatalf("record %s %q", got.Phase, got.Error)
+	}
+	if _, ok := r.w.indices[idx]; ok {
+		t.Fatal("the dead rebuild's index was not deleted")
+	}
+}
+
+func TestRollbackAndPrune(t *testing.T) {
+	r := newRig(t, app.Config{})
+	r.seed(t, 5)
+	first := r.w.alias
+	var names []string
+	for i := 0; i < 3; i++ {
+		s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+		if err != nil {
+			t.Fatal(err)
+		}
+		end := waitEnd(t, r.svc, s.ID)
+		names = append(names, end.ToIndex)
+	}
+	from, to, err := r.svc.RollbackAlias(context.Background())
+	if err != nil || from != names[2] || to != names[1] || r.w.alias != names[1] {
+		t.Fatalf("rollback %s -> %s (%v), alias %s", from, to, err, r.w.alias)
+	}
+	deleted, err := r.svc.PruneIndices(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Live: names[1]. Kept: the newest other (names[2]). Deleted: names[0] and first.
+	if len(deleted) != 2 || r.w.indices[names[1]] == nil || r.w.indices[names[2]] == nil {
+		t.Fatalf("pruned %v", deleted)
+	}
+	if d, _ := r.svc.PruneIndices(context.Background(), 0); len(d) != 1 || r.w.indices[names[1]] == nil {
+		t.Fatalf("prune 0 deleted %v; the live index must stay", d)
+	}
+	_ = first
+	if _, _, err := r.svc.RollbackAlias(context.Background()); !errors.Is(err, app.ErrNoPreviousIndex) {
+		t.Fatalf("rollback with nothing older: %v", err)
+	}
+}
