@@ -103,6 +103,7 @@ func (s *Service) Start(ctx context.Context, source rebuild.Source) (rebuild.Sna
 		release()
 		return rebuild.Snapshot{}, fmt.Errorf("start rebuild: %w", err)
 	}
+	started := r.Snapshot() // before the run owns r
 	runCtx, cancel := context.WithCancel(context.Background())
 	s.mu.Lock()
 	s.running[r.ID()] = cancel
@@ -119,8 +120,8 @@ func (s *Service) Start(ctx context.Context, source rebuild.Source) (rebuild.Sna
 		}()
 		s.run(runCtx, r)
 	}()
-	s.log.Info("rebuild started", "rebuild", r.ID(), "source", source)
-	return r.Snapshot(), nil
+	s.log.Info("rebuild started", "rebuild", started.ID, "source", source)
+	return started, nil
 }
 
 // Get returns a rebuild's record; an empty id means the newest rebuild.

@@ -190,7 +190,9 @@ func (r *Rebuild) Succeed(now time.Time) error { return r.finish(PhaseSucceeded,
 func (r *Rebuild) Fail(reason string, now time.Time) error { return r.finish(PhaseFailed, reason, now) }
 
 // Cancel ends the rebuild at an operator's request.
-func (r *Rebuild) Cancel(now time.Time) error { return r.finish(PhaseCancelled, "cancelled by operator", now) }
+func (r *Rebuild) Cancel(now time.Time) error {
+	return r.finish(PhaseCancelled, "cancelled by operator", now)
+}
 
 func (r *Rebuild) finish(p Phase, reason string, now time.Time) error {
 	if r.phase.Terminal() {
