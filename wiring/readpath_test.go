@@ -17,7 +17,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/marketplace/catalog/adapters/elasticsearch"
-	"github.com/marketplace/catalog/adapters/envelope"
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/internal/testenv"
 	"github.com/marketplace/catalog/internal/testkafka"
@@ -561,4 +561,3 @@ func groupLag(t *testing.T, c testkafka.Cluster, group, topic string) int64 {
 	})
 	return lag
 }
-

@@ -53,7 +53,9 @@ func compatServer(t *testing.T, f *compatFakeOpenSearch) *httptest.Server {
 	return srv
 }
 
-func compatGet(t *testing.T, rt http.RoundTripper, url string, header http.Header) *http.Response {
+// compatGet sends one GET through rt and returns the response headers (the body is drained
+// and closed here).
+func compatGet(t *testing.T, rt http.RoundTripper, url string, header http.Header) http.Header {
 	t.Helper()
 	req, err := http.NewRequest(http.MethodGet, url, nil)
 	if err != nil {
@@ -68,7 +70,7 @@ func compatGet(t *testing.T, rt http.RoundTripper, url string, header http.Heade
 	}
 	_, _ = io.Copy(io.Discard, res.Body)
 	_ = res.Body.Close()
-	return res
+	return res.Header
 }
 
 func TestNewCompatTransportDefaultReturnsBaseUnchanged(t *testing.T) {
@@ -82,8 +84,8 @@ func TestNewCompatTransportDefaultReturnsBaseUnchanged(t *testing.T) {
 	}
 
 	srv := compatServer(t, &compatFakeOpenSearch{})
-	res := compatGet(t, rt, srv.URL, nil)
-	if got := res.Header.Get("X-Elastic-Product"); got != "" {
+	hdr := compatGet(t, rt, srv.URL, nil)
+	if got := hdr.Get("X-Elastic-Product"); got != "" {
 		t.Fatalf("default mode added X-Elastic-Product=%q", got)
 	}
 }
@@ -107,8 +109,8 @@ func TestOpenSearchModeAddsProductHeaderWhenAbsent(t *testing.T) {
 		if err != nil {
 			t.Fatalf("mode %q: %v", mode, err)
 		}
-		res := compatGet(t, rt, srv.URL, nil)
-		if got := res.Header.Get("X-Elastic-Product"); got != "Elasticsearch" {
+		hdr := compatGet(t, rt, srv.URL, nil)
+		if got := hdr.Get("X-Elastic-Product"); got != "Elasticsearch" {
 			t.Fatalf("mode %q: X-Elastic-Product = %q, want Elasticsearch", mode, got)
 		}
 	}
@@ -120,8 +122,8 @@ func TestOpenSearchModeKeepsProductHeaderTheServerSent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := compatGet(t, rt, srv.URL, nil)
-	if got := res.Header.Get("X-Elastic-Product"); got != "SomethingElse" {
+	hdr := compatGet(t, rt, srv.URL, nil)
+	if got := hdr.Get("X-Elastic-Product"); got != "SomethingElse" {
 		t.Fatalf("X-Elastic-Product = %q, want the server's own value", got)
 	}
 }

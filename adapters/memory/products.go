@@ -8,7 +8,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/marketplace/catalog/adapters/envelope"
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/domain/product"
 )
 

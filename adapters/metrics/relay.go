@@ -6,7 +6,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/marketplace/catalog/adapters/envelope"
+	"github.com/marketplace/catalog/api/envelope"
 )
 
 // RelayMetrics observes the outbox relay.

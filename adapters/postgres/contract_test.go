@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/marketplace/catalog/adapters/envelope"
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/internal/repotest"

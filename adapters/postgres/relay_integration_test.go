@@ -18,7 +18,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/marketplace/catalog/adapters/envelope"
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/domain/product"

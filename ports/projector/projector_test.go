@@ -15,7 +15,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 
-	"github.com/marketplace/catalog/adapters/envelope"
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/domain/product"

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/marketplace/catalog/adapters/envelope"
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/domain/product"
 )
 

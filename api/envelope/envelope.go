@@ -1,4 +1,5 @@
-// Package envelope is the wire format of product events on Kafka (ARCHITECTURE §6): a JSON
+// Package envelope is the public wire format of product events on Kafka (ARCHITECTURE §6), shared
+// by the producing side (the outbox) and the consuming side (the projector, the rebuild): a JSON
 // envelope with the event's identity and the full product state, mirrored in message metadata
 // (Kafka headers) so tools can route and filter without parsing the value.
 package envelope
