@@ -12,6 +12,7 @@ TEST_FLAGS    ?= -count=1 -timeout 30m
 BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m
 
 include mk/deps.mk
+include mk/proto.mk
 
 # `make deps` (recipe in mk/deps.mk) starts PostgreSQL 5432, Kafka 9094 and OpenSearch 9200.
 deps:
@@ -31,7 +32,7 @@ run: build ## install/start PostgreSQL, migrate, run `catalog serve` (embedded K
 	$(BIN) serve
 
 .PHONY: generate
-generate: ## regenerate generated code (wire)
+generate: proto ## regenerate generated code (protobuf, wire)
 	$(GO) tool wire gen ./wiring
 
 $(GOLANGCI):
@@ -39,7 +40,7 @@ $(GOLANGCI):
 	GOBIN=$(TOOLS_BIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_VER)
 
 .PHONY: lint
-lint: $(GOLANGCI) ## vet, static checks, layer rules, generated-code drift
+lint: $(GOLANGCI) proto-check ## vet, static checks, layer rules, generated-code drift
 	$(GO) vet $(PKGS)
 	$(GOLANGCI) run $(PKGS)
 	@$(GO) tool wire diff ./wiring >/dev/null || { echo "wiring/wire_gen.go is stale: run 'make generate' and commit it"; exit 1; }

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/internal/testenv"
 	"github.com/marketplace/catalog/internal/testkafka"
 	"github.com/marketplace/catalog/service"

@@ -12,6 +12,7 @@ import (
 
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/google/wire"
+	"google.golang.org/grpc/codes"
 
 	"github.com/marketplace/catalog/adapters/elasticsearch"
 	"github.com/marketplace/catalog/adapters/kafka"
@@ -21,7 +22,9 @@ import (
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/application/query"
+	apprebuild "github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
+	grpcport "github.com/marketplace/catalog/ports/grpc"
 	httpport "github.com/marketplace/catalog/ports/http"
 	"github.com/marketplace/catalog/ports/projector"
 	"github.com/marketplace/catalog/service"
@@ -114,6 +117,8 @@ type ReadModel struct {
 	Search query.ProductSearchReadModel
 	// Indices manages the versioned indices behind the alias; nil without a read model.
 	Indices *elasticsearch.Indices
+	// Target is where rebuilds build new indices; nil without a read model.
+	Target apprebuild.Target
 }
 
 // ReadModelSet provides the search read model.
@@ -146,14 +151,21 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 	if err != nil {
 		return ReadModel{}, nil, err
 	}
+	target, err := elasticsearch.NewTarget(client, indices, ecfg)
+	if err != nil {
+		return ReadModel{}, nil, err
+	}
 	cleanup := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := projection.Close(ctx); err != nil {
 			log.Error("closing the bulk indexer", "err", err)
 		}
+		if err := target.Close(ctx); err != nil {
+			log.Error("closing the rebuild bulk indexer", "err", err)
+		}
 	}
-	return ReadModel{Projection: projection, Search: search, Indices: indices}, cleanup, nil
+	return ReadModel{Projection: projection, Search: search, Indices: indices, Target: target}, cleanup, nil
 }
 
 func provideProjectHandler(rm ReadModel, deps decorator.Deps) (command.ProjectProductEventHandler, error) {
@@ -185,6 +197,61 @@ func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher
 		return nil, nil, err
 	}
 	return p, func() { _ = sub.Close() }, nil
+}
+
+// RebuildSet provides the rebuild use case and the gRPC admin port that drives it.
+var RebuildSet = wire.NewSet(provideRebuildService, provideGRPCServer)
+
+func provideRebuildService(ctx context.Context, cfg service.Config, db *postgres.DB, brokers Brokers, rm ReadModel, log *slog.Logger) (*apprebuild.Service, func(), error) {
+	if rm.Target == nil {
+		return nil, func() {}, nil
+	}
+	store, err := postgres.NewRebuildStore(db)
+	if err != nil {
+		return nil, nil, err
+	}
+	source, err := postgres.NewProductSource(db)
+	if err != nil {
+		return nil, nil, err
+	}
+	events, err := kafka.NewEventLog(kafka.Config{Brokers: brokers}, cfg.ProductEventsTopic, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc, err := apprebuild.NewService(apprebuild.Config{Settle: cfg.SearchRefreshInterval}, store, source, events, rm.Target, log.With("component", "rebuild"))
+	if err != nil {
+		events.Close()
+		return nil, nil, err
+	}
+	// A rebuild whose process died is failed now, and its unfinished index removed, so the
+	// record tells the truth and a new rebuild can start.
+	if n, err := svc.RecoverInterrupted(ctx); err != nil {
+		log.Warn("could not check for interrupted rebuilds", "err", err)
+	} else if n > 0 {
+		log.Warn("interrupted rebuilds marked failed", "count", n)
+	}
+	cleanup := func() {
+		// Shutdown cancels a running rebuild: it ends as cancelled with its index removed,
+		// the alias untouched; start it again after the deploy.
+		svc.CancelAll()
+		svc.Wait()
+		events.Close()
+	}
+	return svc, cleanup, nil
+}
+
+func provideGRPCServer(cfg service.Config, svc *apprebuild.Service, reg *metrics.Registry, log *slog.Logger) (*grpcport.Server, error) {
+	if svc == nil {
+		return nil, nil
+	}
+	gm, err := metrics.NewGRPCMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return grpcport.NewServer(grpcport.Config{Addr: cfg.GRPCAddr, ShutdownTimeout: cfg.ShutdownTimeout}, svc, grpcport.Deps{
+		Log:     log.With("component", "grpc"),
+		Observe: func(method string, code codes.Code, d time.Duration) { gm.Observe(method, code.String(), d) },
+	})
 }
 
 func provideClock() func() time.Time { return time.Now }
@@ -219,10 +286,15 @@ type ServeProcess struct{ *service.Process }
 // RelayProcess is `catalog relay`: the outbox relay alone.
 type RelayProcess struct{ *service.Process }
 
-func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay, proj *projector.Projector) ServeProcess {
+func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay, proj *projector.Projector, admin *grpcport.Server) ServeProcess {
 	roles := []service.NamedRole{{Name: "api", Role: api}, {Name: "relay", Role: relay}}
 	if proj != nil {
 		roles = append(roles, service.NamedRole{Name: "projector", Role: proj})
+	}
+	if admin != nil {
+		roles = append(roles, service.NamedRole{Name: "grpc-admin", Role: admin})
+	} else {
+		log.Warn("no gRPC admin port: rebuilds need a search read model (ELASTICSEARCH_URL)")
 	}
 	return ServeProcess{service.NewProcess(log, roles...)}
 }

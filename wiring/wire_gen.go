@@ -141,8 +141,28 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	serveProcess := provideServeProcess(log, server, relay, projector)
+	rebuildService, cleanup6, err := provideRebuildService(ctx, cfg, db, brokers, readModel, log)
+	if err != nil {
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	grpcportServer, err := provideGRPCServer(cfg, rebuildService, registry, log)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	serveProcess := provideServeProcess(log, server, relay, projector, grpcportServer)
 	return serveProcess, func() {
+		cleanup6()
 		cleanup5()
 		cleanup4()
 		cleanup3()

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/internal/repotest"
 	"github.com/marketplace/catalog/internal/testenv"

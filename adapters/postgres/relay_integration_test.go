@@ -18,9 +18,9 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
-	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/internal/testenv"
 	"github.com/marketplace/catalog/internal/testkafka"

@@ -11,8 +11,8 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/pubsub/gochannel"
 
-	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/adapters/memory"
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/domain/product"

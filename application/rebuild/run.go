@@ -175,6 +175,13 @@ func (ru *runner) phases() error {
 	if _, _, err := s.events.Read(ctx, caught, final, eventsWriter(write)); err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}
+	if s.cfg.Settle > 0 {
+		select {
+		case <-ctx.Done():
+			return nil // the alias is switched and drained: a cancel now changes nothing
+		case <-time.After(s.cfg.Settle):
+		}
+	}
 	return ru.save(true)
 }
 

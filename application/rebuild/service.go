@@ -22,6 +22,12 @@ type Config struct {
 	ValidatePageSize int
 	// SaveInterval is how often progress is written to the store (and a cancel request read).
 	SaveInterval time.Duration
+	// Settle is how long the drain phase waits after its last write before the rebuild
+	// reports success: the read model's refresh interval. The index is live by then, and
+	// forcing a refresh on a live index under load is what Elasticsearch advises against, so
+	// the rebuild waits for the scheduled refresh instead (refresh=wait_for semantics): when
+	// `catalog rebuild --wait` returns, every drained write is searchable.
+	Settle time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// BeforeValidate, when set, runs after catch-up and before validation. Tests use it to

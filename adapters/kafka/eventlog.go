@@ -1,0 +1,367 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/marketplace/catalog/api/envelope"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/product"
+)
+
+// ErrNotRetained is returned by EventLog.Read when part of the requested range has already
+// been deleted from the log (retention, DeleteRecords). A rebuild that silently skipped those
+// events would build an index that misses changes, so the gap is an error, not a warning.
+var ErrNotRetained = errors.New("event log: records are no longer retained")
+
+// readBatchSize bounds a batch handed to the caller's fn: it is the most records one poll takes
+// from the client's buffer, and one poll makes at most one batch.
+const readBatchSize = 1000
+
+// Fetch sizes of a Read. Together with kgo buffering at most one fetch per broker, they bound
+// a Read's memory to about readFetchMaxBytes per broker plus three decoded batches, whatever
+// the size of the topic.
+const (
+	readFetchMaxBytes          = 32 << 20
+	readFetchMaxPartitionBytes = 4 << 20
+	readFetchMaxWait           = time.Second
+)
+
+// EventLog reads product events straight from partitions, without a consumer group, so a
+// rebuild (ARCHITECTURE §3) can replay and catch up as often as it likes without joining,
+// rebalancing or committing for the live projector's group. It implements rebuild.EventLog.
+//
+// EndOffsets shares one admin client; every Read builds its own consuming client, so
+// concurrent Reads do not share assignments or buffers. An EventLog is safe for concurrent use.
+type EventLog struct {
+	cfg   Config
+	topic string
+	log   *slog.Logger
+	cl    *kgo.Client // never consumes: metadata and ListOffsets only
+	adm   *kadm.Client
+}
+
+var _ rebuild.EventLog = (*EventLog)(nil)
+
+// NewEventLog returns an EventLog over topic. It does not contact the cluster; a missing
+// broker or topic shows up on the first EndOffsets or Read, where the caller can report it.
+func NewEventLog(cfg Config, topic string, log *slog.Logger) (*EventLog, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("event log: %w", err)
+	}
+	if topic == "" {
+		return nil, errors.New("event log: no topic")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	cl, err := kgo.NewClient(cfg.eventLogOpts()...)
+	if err != nil {
+		return nil, fmt.Errorf("event log: admin client: %w", err)
+	}
+	return &EventLog{cfg: cfg, topic: topic, log: log.With("component", "event-log", "topic", topic), cl: cl, adm: kadm.NewClient(cl)}, nil
+}
+
+// Close releases the shared client's connections. A Read still running may fail with a
+// closed-client error; its own consuming client is closed when it returns.
+func (l *EventLog) Close() { l.cl.Close() }
+
+func (c Config) eventLogOpts(extra ...kgo.Opt) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(c.ClientID + "-event-log"),
+		kgo.DialTimeout(c.DialTimeout),
+	}
+	return append(opts, extra...)
+}
+
+// EndOffsets returns the high watermark of every partition: the positions a rebuild captures
+// before filling, and again before catching up and after the switch. A topic that does not
+// exist is an error rather than an empty result, so a misconfigured topic name cannot pass
+// for an empty log.
+func (l *EventLog) EndOffsets(ctx context.Context) (rebuild.Offsets, error) {
+	ends, err := l.listed(ctx, l.adm.ListEndOffsets)
+	if err != nil {
+		return nil, fmt.Errorf("event log: end offsets of %s: %w", l.topic, err)
+	}
+	return ends, nil
+}
+
+// unknownTopicGrace is how long an offset listing keeps asking about a topic the cluster says
+// it does not know: a topic created a moment ago is unknown to brokers until the controller's
+// metadata reaches them, and a rebuild started right after EnsureTopics must not fail on that.
+const unknownTopicGrace = 2 * time.Second
+
+// listed runs a kadm offset listing for the topic and flattens it, riding out the brief
+// window in which a new topic is still unknown.
+func (l *EventLog) listed(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error)) (rebuild.Offsets, error) {
+	deadline := time.Now().Add(unknownTopicGrace)
+	wait := 50 * time.Millisecond
+	for {
+		out, err := l.listOnce(ctx, list)
+		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().Add(wait).After(deadline) {
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+func (l *EventLog) listOnce(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error)) (rebuild.Offsets, error) {
+	res, err := list(ctx, l.topic)
+	if err != nil {
+		return nil, err
+	}
+	if err := res.Error(); err != nil { // an unknown topic is reported as a partition -1 error
+		return nil, err
+	}
+	ps := res[l.topic]
+	if len(ps) == 0 {
+		return nil, errors.New("topic has no partitions (does it exist?)")
+	}
+	out := make(rebuild.Offsets, len(ps))
+	for p, o := range ps {
+		out[p] = o.Offset
+	}
+	return out, nil
+}
+
+// span is one partition's remaining range in a Read: next is the offset of the next record
+// the read needs, to is exclusive.
+type span struct {
+	next, to int64
+}
+
+// Read reads every partition in to from from[p] (inclusive; nil or a missing partition means
+// the earliest retained record) up to to[p] (exclusive), calling fn with batches of at most
+// 1000 decoded events, in log order within a partition. fn runs on the caller's goroutine,
+// one batch at a time, while the next batch is being decoded; it may keep the slice. Records
+// that are not product events are counted in skipped and otherwise ignored: the live
+// projector dead-letters them, and a rebuild must not stop on a record nobody can fix.
+//
+// Behaviour at the edges, chosen so a rebuild neither loses events nor hangs:
+//   - from[p] >= to[p] is an empty range, done at once; when every range is empty Read returns
+//     without connecting a consumer.
+//   - Offsets are not dense (transaction markers, aborted records, compaction), so a partition
+//     is done when a record at or beyond to[p]-1 was seen, or when the broker's high watermark
+//     shows nothing is left before to[p]. Records at or beyond to[p] are dropped.
+//   - A to[p] beyond the end of the log (not something EndOffsets returns, but possible after
+//     an unclean leader election truncated the log) ends the partition at the log's end, with
+//     a warning, instead of waiting for records that may never come.
+//   - Only committed records are read (read_committed), so events of aborted transactions are
+//     never applied; a transaction still open below to[p] is waited for, bounded by ctx.
+//   - A from[p] below the log start (records deleted by retention) fails with ErrNotRetained;
+//     so does retention overtaking a slow Read.
+//   - A partition in to that the topic does not have, or a negative offset, is an error.
+//   - ctx bounds everything: cancelling it returns ctx's error promptly.
+//   - An error from fn stops the read and is returned as it is (wrapped).
+func (l *EventLog) Read(ctx context.Context, from, to rebuild.Offsets, fn func([]product.Event) error) (read, skipped int64, err error) {
+	if len(to) == 0 {
+		return 0, 0, nil
+	}
+	pending, err := l.plan(ctx, from, to)
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(pending) == 0 {
+		return 0, 0, nil
+	}
+	started := time.Now()
+	assign := make(map[int32]kgo.Offset, len(pending))
+	for p, s := range pending {
+		assign[p] = kgo.NewOffset().At(s.next)
+	}
+	cl, err := kgo.NewClient(l.cfg.eventLogOpts(
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{l.topic: assign}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Markers are what lets the read see that a range ending in a transaction marker is
+		// complete; they are never handed to fn.
+		kgo.KeepControlRecords(),
+		// A record deleted under the read is a hole in the rebuild; fail rather than jump.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
+		kgo.FetchMaxBytes(readFetchMaxBytes),
+		kgo.FetchMaxPartitionBytes(readFetchMaxPartitionBytes),
+		kgo.FetchMaxWait(readFetchMaxWait),
+	)...)
+	if err != nil {
+		return 0, 0, fmt.Errorf("event log: consumer for %s: %w", l.topic, err)
+	}
+	defer cl.Close()
+
+	// The decoder runs ahead of fn by at most one batch: decoding the next batch overlaps
+	// the caller's writes, and memory stays bounded to three batches plus the client's buffer.
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []product.Event, 1)
+	var decodeErr error
+	go func() {
+		defer close(batches)
+		skipped, decodeErr = l.decode(rctx, cl, pending, batches)
+	}()
+	for batch := range batches {
+		if err != nil {
+			continue // drain so the decoder can see the cancel and stop
+		}
+		if ferr := fn(batch); ferr != nil {
+			err = fmt.Errorf("event log: read %s: handler: %w", l.topic, ferr)
+			cancel()
+			continue
+		}
+		read += int64(len(batch))
+	}
+	// The closed channel orders the decoder's writes to skipped and decodeErr before this.
+	if err != nil {
+		return read, skipped, err
+	}
+	if decodeErr != nil {
+		return read, skipped, decodeErr
+	}
+	l.log.Debug("read events", "read", read, "skipped", skipped, "took", time.Since(started))
+	return read, skipped, nil
+}
+
+// decode polls cl until every pending partition reached its end, sending batches of decoded
+// events to out. It returns the number of records skipped as not product events.
+func (l *EventLog) decode(ctx context.Context, cl *kgo.Client, pending map[int32]*span, out chan<- []product.Event) (skipped int64, err error) {
+	var firstSkip error
+	defer func() {
+		if skipped > 0 {
+			l.log.Warn("skipped records that are not product events", "skipped", skipped, "first", firstSkip)
+		}
+	}()
+	for len(pending) > 0 {
+		fetches := cl.PollRecords(ctx, readBatchSize)
+		if cerr := ctx.Err(); cerr != nil {
+			return skipped, fmt.Errorf("event log: read %s: %w", l.topic, cerr)
+		}
+		for _, fe := range fetches.Errors() {
+			if _, loss := errors.AsType[*kgo.ErrDataLoss](fe.Err); loss || errors.Is(fe.Err, kerr.OffsetOutOfRange) {
+				return skipped, fmt.Errorf("%w: read %s partition %d: %w", ErrNotRetained, fe.Topic, fe.Partition, fe.Err)
+			}
+			return skipped, fmt.Errorf("event log: read %s partition %d: %w", fe.Topic, fe.Partition, fe.Err)
+		}
+		batch := make([]product.Event, 0, fetches.NumRecords())
+		var done, atEnd []int32
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			s := pending[fp.Partition]
+			if s == nil || fp.Topic != l.topic {
+				return // finished already; what was still buffered is beyond its range
+			}
+			for _, r := range fp.Records {
+				if r.Offset < s.next {
+					continue
+				}
+				if r.Offset >= s.to {
+					s.next = s.to // beyond the range: drop it, the partition is complete
+					break
+				}
+				s.next = r.Offset + 1
+				if r.Attrs.IsControl() {
+					continue
+				}
+				ev, derr := envelope.Unmarshal(r.Value)
+				if derr != nil {
+					skipped++
+					if firstSkip == nil {
+						firstSkip = fmt.Errorf("partition %d offset %d: %w", r.Partition, r.Offset, derr)
+					}
+					l.log.Debug("skipping a record that is not a product event", "partition", r.Partition, "offset", r.Offset, "error", derr)
+					continue
+				}
+				batch = append(batch, ev)
+			}
+			switch {
+			case s.next >= s.to:
+				done = append(done, fp.Partition)
+			case s.next >= fp.HighWatermark:
+				atEnd = append(atEnd, fp.Partition)
+			}
+		})
+		if len(atEnd) > 0 {
+			// The log seems to end before to. A fetch's high watermark can lag on a leader
+			// elected a moment ago, so ask ListOffsets, which refuses to answer in that window
+			// (KIP-207), before giving up on records that do exist.
+			ends, lerr := l.listed(ctx, l.adm.ListEndOffsets)
+			if lerr != nil {
+				return skipped, fmt.Errorf("event log: end offsets of %s: %w", l.topic, lerr)
+			}
+			for _, p := range atEnd {
+				if s := pending[p]; ends[p] <= s.next {
+					l.log.Warn("the log ends before the requested end offset; read up to the log end",
+						"partition", p, "end", ends[p], "requested", s.to)
+					done = append(done, p)
+				}
+			}
+		}
+		for _, p := range done {
+			delete(pending, p)
+		}
+		if len(done) > 0 && len(pending) > 0 {
+			cl.RemoveConsumePartitions(map[string][]int32{l.topic: done})
+		}
+		if len(batch) == 0 {
+			continue
+		}
+		select {
+		case out <- batch:
+		case <-ctx.Done():
+			return skipped, fmt.Errorf("event log: read %s: %w", l.topic, ctx.Err())
+		}
+	}
+	return skipped, nil
+}
+
+// plan resolves each partition's range against the log's current start and end, so that
+// empty ranges never reach a consumer and lost ranges fail before anything is read.
+func (l *EventLog) plan(ctx context.Context, from, to rebuild.Offsets) (map[int32]*span, error) {
+	starts, err := l.listed(ctx, l.adm.ListStartOffsets)
+	if err != nil {
+		return nil, fmt.Errorf("event log: start offsets of %s: %w", l.topic, err)
+	}
+	ends, err := l.listed(ctx, l.adm.ListEndOffsets)
+	if err != nil {
+		return nil, fmt.Errorf("event log: end offsets of %s: %w", l.topic, err)
+	}
+	pending := make(map[int32]*span, len(to))
+	for _, p := range slices.Sorted(maps.Keys(to)) { // in order, so the same error every time
+		end := to[p]
+		logStart, ok := starts[p]
+		if !ok {
+			return nil, fmt.Errorf("event log: %s has no partition %d", l.topic, p)
+		}
+		start, explicit := from[p]
+		if !explicit {
+			start = logStart
+		}
+		if start < 0 || end < 0 {
+			return nil, fmt.Errorf("event log: %s partition %d: negative offset (from %d, to %d)", l.topic, p, start, end)
+		}
+		if start >= end {
+			continue
+		}
+		if start < logStart {
+			return nil, fmt.Errorf("%w: %s partition %d: from %d, but the log starts at %d", ErrNotRetained, l.topic, p, start, logStart)
+		}
+		if hwm := ends[p]; start >= hwm {
+			l.log.Warn("the log ends before the requested end offset; nothing to read",
+				"partition", p, "from", start, "end", hwm, "requested", end)
+			continue
+		}
+		pending[p] = &span{next: start, to: end}
+	}
+	return pending, nil
+}

@@ -1,0 +1,582 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
+	"github.com/marketplace/catalog/service"
+)
+
+// The CLI is a client of the gRPC admin port (ProjectionAdmin on GRPC_ADDR): the rebuild
+// runs inside a service process, which holds the connections, the lock and the record, so
+// the command can be run from anywhere that reaches the port and may exit at any time.
+
+const (
+	// adminRPCTimeout bounds each unary call. Rollback and prune touch the search cluster
+	// and may take a few seconds; anything longer is a hung server.
+	adminRPCTimeout = 30 * time.Second
+	// plainProgressEvery is how often non-terminal output repeats an unchanged phase, so a
+	// CI log shows the rebuild is alive without one line per poll.
+	plainProgressEvery = 5 * time.Second
+	// watchReconnectFor is how long --wait keeps re-watching while the port is unreachable
+	// (a replica restarting, a rolling deploy) before it gives up.
+	watchReconnectFor = 30 * time.Second
+)
+
+func newRebuildCmd(cfg *service.Config) *cobra.Command {
+	var (
+		source  string
+		wait    bool
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "rebuild [--source=database|kafka] [--wait] [--timeout=D]",
+		Short: "Rebuild the search read model with no downtime (asks the gRPC admin port on GRPC_ADDR)",
+		Long: `Asks the service on GRPC_ADDR to rebuild the search read model: a new index with the
+current mapping is filled from the source, caught up with live events, validated against the
+database and made live by one atomic alias switch. Readers never see downtime; if anything
+fails before the switch, the alias is left untouched.
+
+--source=database (the default) reads one consistent snapshot of the products table;
+--source=kafka replays the events topic from offset 0 (only for topics that keep history).
+
+Prints the rebuild's id on stdout. With --wait it follows the rebuild to its end, showing a
+progress bar on a terminal and plain lines otherwise, and exits 0 if it succeeded and 1 if it
+failed or was cancelled. Leaving early (Ctrl-C, --timeout) does not stop the rebuild.
+
+Only one rebuild runs at a time across all replicas; asking for a second one fails with exit
+code 1 and names the one that runs.`,
+		Example: `  catalog rebuild --wait
+  id=$(catalog rebuild --source=kafka) && catalog rebuild status --wait "$id"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			src, err := parseSourceFlag(source)
+			if err != nil {
+				return usageError{err}
+			}
+			if timeout < 0 {
+				return usageError{fmt.Errorf("--timeout must not be negative, got %s", timeout)}
+			}
+			client, closeConn, err := dialAdmin(cfg.GRPCAddr)
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			ctx := cmd.Context()
+			rctx, cancel := context.WithTimeout(ctx, adminRPCTimeout)
+			r, err := client.StartRebuild(rctx, &projectionv1.StartRebuildRequest{Source: src})
+			cancel()
+			if err != nil {
+				return adminError(cfg.GRPCAddr, "start rebuild", err)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), r.GetId())
+			if !wait {
+				fmt.Fprintf(cmd.ErrOrStderr(), "rebuild %s started from the %s; follow it with 'catalog rebuild status --wait %s'\n",
+					r.GetId(), sourceLabel(r.GetSource()), r.GetId())
+				return nil
+			}
+			return waitForRebuild(ctx, cmd, client, cfg.GRPCAddr, r.GetId(), timeout)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&source, "source", "database", "where to read the full state from: database or kafka")
+	fs.BoolVar(&wait, "wait", false, "follow the rebuild until it ends; exit 1 unless it succeeded")
+	fs.DurationVar(&timeout, "timeout", 0, "with --wait, stop waiting after this long (the rebuild goes on); 0 waits until it ends")
+	cmd.AddCommand(newRebuildStatusCmd(cfg), newRebuildCancelCmd(cfg))
+	return cmd
+}
+
+func newRebuildStatusCmd(cfg *service.Config) *cobra.Command {
+	var (
+		wait    bool
+		timeout time.Duration
+		asJSON  bool
+	)
+	cmd := &cobra.Command{
+		Use:   "status [ID]",
+		Short: "Show a rebuild (the newest without ID); --wait follows it to its end",
+		Args:  cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if timeout < 0 {
+				return usageError{fmt.Errorf("--timeout must not be negative, got %s", timeout)}
+			}
+			if wait && asJSON {
+				return usageError{errors.New("--wait and --json cannot be combined")}
+			}
+			id := ""
+			if len(args) == 1 {
+				id = args[0]
+			}
+			client, closeConn, err := dialAdmin(cfg.GRPCAddr)
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			if wait {
+				return waitForRebuild(cmd.Context(), cmd, client, cfg.GRPCAddr, id, timeout)
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), adminRPCTimeout)
+			defer cancel()
+			r, err := client.GetRebuild(ctx, &projectionv1.GetRebuildRequest{Id: id})
+			if err != nil {
+				return adminError(cfg.GRPCAddr, "get rebuild", err)
+			}
+			if asJSON {
+				// protojson randomises its whitespace on purpose; normalise it so the
+				// output is stable for diffs and eyes alike.
+				b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
+				if err != nil {
+					return err
+				}
+				var compact, out bytes.Buffer
+				if err := json.Compact(&compact, b); err != nil {
+					return err
+				}
+				if err := json.Indent(&out, compact.Bytes(), "", "  "); err != nil {
+					return err
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), out.String())
+				return nil
+			}
+			printRebuild(cmd.OutOrStdout(), r)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow the rebuild until it ends; exit 1 unless it succeeded")
+	cmd.Flags().DurationVar(&timeout, "timeout", 0, "with --wait, stop waiting after this long; 0 waits until it ends")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the record as JSON")
+	return cmd
+}
+
+func newRebuildCancelCmd(cfg *service.Config) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cancel ID",
+		Short: "Stop a running rebuild; its unfinished index is deleted and the alias is untouched",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			client, closeConn, err := dialAdmin(cfg.GRPCAddr)
+			if err != nil {
+				return err
+			}
+			defer closeConn()
+			ctx, cancel := context.WithTimeout(cmd.Context(), adminRPCTimeout)
+			defer cancel()
+			if _, err := client.CancelRebuild(ctx, &projectionv1.CancelRebuildRequest{Id: args[0]}); err != nil {
+				return adminError(cfg.GRPCAddr, "cancel rebuild", err)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "cancellation of rebuild %s requested; 'catalog rebuild status --wait %s' shows it end\n", args[0], args[0])
+			return nil
+		},
+	}
+}
+
+func parseSourceFlag(s string) (projectionv1.RebuildSource, error) {
+	switch s {
+	case "database":
+		return projectionv1.RebuildSource_REBUILD_SOURCE_DATABASE, nil
+	case "kafka":
+		return projectionv1.RebuildSource_REBUILD_SOURCE_KAFKA, nil
+	}
+	return 0, fmt.Errorf("--source must be database or kafka, got %q", s)
+}
+
+// waitForRebuild follows a rebuild to its end and turns the outcome into the exit status:
+// nil only for a rebuild that succeeded.
+func waitForRebuild(ctx context.Context, cmd *cobra.Command, client projectionv1.ProjectionAdminClient, addr, id string, timeout time.Duration) error {
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	view := newProgressView(cmd.ErrOrStderr())
+	last, err := followRebuild(ctx, client, id, view.update)
+	view.done()
+	if err != nil {
+		if last == nil {
+			return adminError(addr, "watch rebuild", err)
+		}
+		state := fmt.Sprintf("rebuild %s is still running (phase %s) and goes on; 'catalog rebuild status --wait %s' follows it again",
+			last.GetId(), phaseLabel(last.GetPhase()), last.GetId())
+		switch {
+		case errors.Is(ctx.Err(), context.DeadlineExceeded):
+			return fmt.Errorf("gave up waiting after %s: %s", timeout, state)
+		case ctx.Err() != nil:
+			return fmt.Errorf("stopped waiting: %s", state)
+		}
+		return fmt.Errorf("%w; %s", adminError(addr, "watch rebuild", err), state)
+	}
+	out := cmd.OutOrStdout()
+	switch last.GetPhase() {
+	case projectionv1.RebuildPhase_REBUILD_PHASE_SUCCEEDED:
+		fmt.Fprintf(out, "rebuild %s succeeded in %s: alias now on %s (%s documents)\n", last.GetId(),
+			elapsed(last).Round(time.Second), last.GetToIndex(), groupDigits(last.GetDocsDone()))
+		return nil
+	case projectionv1.RebuildPhase_REBUILD_PHASE_CANCELLED:
+		return fmt.Errorf("rebuild %s was cancelled in phase %s: %s", last.GetId(), phaseLabel(lastWorkPhase(last)), last.GetError())
+	default:
+		return fmt.Errorf("rebuild %s failed in phase %s: %s", last.GetId(), phaseLabel(lastWorkPhase(last)), oneLine(last.GetError()))
+	}
+}
+
+// followRebuild streams a rebuild's progress to update until a terminal phase and returns
+// the last record seen. A stream that breaks because a replica restarts or shuts down is
+// opened again (the record is in the database, so any replica continues it) for up to
+// watchReconnectFor.
+func followRebuild(ctx context.Context, client projectionv1.ProjectionAdminClient, id string, update func(*projectionv1.RebuildProgress)) (*projectionv1.Rebuild, error) {
+	var last *projectionv1.Rebuild
+	var downSince time.Time
+	for {
+		err := func() error {
+			stream, err := client.WatchRebuild(ctx, &projectionv1.WatchRebuildRequest{Id: id})
+			if err != nil {
+				return err
+			}
+			for {
+				p, err := stream.Recv()
+				if err != nil {
+					return err
+				}
+				downSince = time.Time{}
+				last = p.GetRebuild()
+				id = last.GetId() // an empty id resolved to the newest rebuild: stay on it
+				update(p)
+			}
+		}()
+		if last != nil && terminal(last.GetPhase()) {
+			return last, nil
+		}
+		if errors.Is(err, io.EOF) {
+			err = status.Error(codes.Unavailable, "the watch ended before the rebuild did")
+		}
+		if ctx.Err() != nil {
+			return last, ctx.Err()
+		}
+		if status.Code(err) != codes.Unavailable || last == nil {
+			return last, err // never reached: a wrong address, not a restart
+		}
+		if downSince.IsZero() {
+			downSince = time.Now()
+		} else if time.Since(downSince) > watchReconnectFor {
+			return last, err
+		}
+		select {
+		case <-ctx.Done():
+			return last, ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func terminal(p projectionv1.RebuildPhase) bool {
+	switch p {
+	case projectionv1.RebuildPhase_REBUILD_PHASE_SUCCEEDED, projectionv1.RebuildPhase_REBUILD_PHASE_FAILED,
+		projectionv1.RebuildPhase_REBUILD_PHASE_CANCELLED:
+		return true
+	}
+	return false
+}
+
+// lastWorkPhase is the phase a finished rebuild ended in, which is what an operator needs
+// to know about a failure ("failed in fill"), not the terminal phase itself.
+func lastWorkPhase(r *projectionv1.Rebuild) projectionv1.RebuildPhase {
+	p := r.GetPhase()
+	for _, t := range r.GetPhaseTimings() {
+		if !terminal(t.GetPhase()) {
+			p = t.GetPhase()
+		}
+	}
+	return p
+}
+
+func elapsed(r *projectionv1.Rebuild) time.Duration {
+	end := r.GetUpdatedAt().AsTime()
+	if r.GetFinishedAt() != nil {
+		end = r.GetFinishedAt().AsTime()
+	}
+	return end.Sub(r.GetStartedAt().AsTime())
+}
+
+// progressView shows progress as a bar redrawn in place on a terminal and as plain lines
+// otherwise (CI logs, files), where carriage returns would become garbage.
+type progressView struct {
+	w         io.Writer
+	tty       bool
+	width     int
+	drawn     bool
+	lastPhase projectionv1.RebuildPhase
+	lastLine  time.Time
+	now       func() time.Time
+}
+
+func newProgressView(w io.Writer) *progressView {
+	v := &progressView{w: w, width: 80, now: time.Now}
+	if f, ok := w.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		v.tty = true
+		if width, _, err := term.GetSize(int(f.Fd())); err == nil && width > 20 {
+			v.width = width
+		}
+	}
+	return v
+}
+
+func (v *progressView) update(p *projectionv1.RebuildProgress) {
+	if v.tty {
+		// \r returns to the line start, \x1b[K clears what a longer previous line left.
+		fmt.Fprint(v.w, "\r"+renderProgressBar(p, v.width-1)+"\x1b[K")
+		v.drawn = true
+		return
+	}
+	now := v.now()
+	if p.GetPhase() == v.lastPhase && now.Sub(v.lastLine) < plainProgressEvery && !terminal(p.GetPhase()) {
+		return
+	}
+	v.lastPhase, v.lastLine = p.GetPhase(), now
+	fmt.Fprintln(v.w, renderProgressLine(p, now))
+}
+
+// done ends the bar's line, so what follows starts on a fresh one.
+func (v *progressView) done() {
+	if v.drawn {
+		fmt.Fprintln(v.w)
+		v.drawn = false
+	}
+}
+
+// renderProgressBar draws one line of at most width columns:
+//
+//	fill         [==========>         ]  52.1%  521,000/1,000,000  8,120/s  ETA 59s
+//
+// The bar shrinks first when the terminal is narrow; the figures are what matter.
+func renderProgressBar(p *projectionv1.RebuildProgress, width int) string {
+	phase := fmt.Sprintf("%-15s", phaseLabel(p.GetPhase()))
+	var figures strings.Builder
+	done, total := p.GetDocsDone(), p.GetDocsTotal()
+	frac := -1.0
+	if total > 0 {
+		frac = min(float64(done)/float64(total), 1)
+		fmt.Fprintf(&figures, " %5.1f%%  %s/%s", frac*100, groupDigits(done), groupDigits(total))
+	} else if done > 0 {
+		fmt.Fprintf(&figures, "  %s", groupDigits(done))
+	}
+	if r := p.GetRateDocsPerSecond(); r > 0 {
+		fmt.Fprintf(&figures, "  %s/s", groupDigits(int64(r+0.5)))
+	}
+	if eta := p.GetEta(); eta != nil {
+		fmt.Fprintf(&figures, "  ETA %s", formatETA(eta.AsDuration()))
+	}
+	barWidth := min(width-len(phase)-figures.Len()-3, 30)
+	if barWidth < 5 {
+		return truncate(phaseLabel(p.GetPhase())+figures.String(), width) // narrow: figures first
+	}
+	var bar strings.Builder
+	bar.WriteString("[")
+	filled := 0
+	if frac >= 0 {
+		filled = int(frac * float64(barWidth))
+	}
+	if terminal(p.GetPhase()) && p.GetPhase() == projectionv1.RebuildPhase_REBUILD_PHASE_SUCCEEDED {
+		filled = barWidth
+	}
+	for i := range barWidth {
+		switch {
+		case i < filled:
+			bar.WriteByte('=')
+		case i == filled && frac >= 0:
+			bar.WriteByte('>')
+		default:
+			bar.WriteByte(' ')
+		}
+	}
+	bar.WriteString("]")
+	return truncate(phase+" "+bar.String()+figures.String(), width)
+}
+
+// renderProgressLine is the plain form: one self-contained, greppable line.
+func renderProgressLine(p *projectionv1.RebuildProgress, now time.Time) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s rebuild %s phase=%s docs=%d/%d", now.UTC().Format(time.RFC3339),
+		p.GetRebuild().GetId(), phaseLabel(p.GetPhase()), p.GetDocsDone(), p.GetDocsTotal())
+	if r := p.GetRateDocsPerSecond(); r > 0 {
+		fmt.Fprintf(&b, " rate=%.0f/s", r)
+	}
+	if eta := p.GetEta(); eta != nil {
+		fmt.Fprintf(&b, " eta=%s", formatETA(eta.AsDuration()))
+	}
+	if e := p.GetRebuild().GetError(); e != "" {
+		fmt.Fprintf(&b, " error=%q", e)
+	}
+	return b.String()
+}
+
+func printRebuild(w io.Writer, r *projectionv1.Rebuild) {
+	fmt.Fprintf(w, "rebuild   %s\n", r.GetId())
+	fmt.Fprintf(w, "source    %s\n", sourceLabel(r.GetSource()))
+	fmt.Fprintf(w, "phase     %s\n", phaseLabel(r.GetPhase()))
+	fmt.Fprintf(w, "indices   %s -> %s\n", orDash(r.GetFromIndex()), orDash(r.GetToIndex()))
+	fmt.Fprintf(w, "documents %s/%s\n", groupDigits(r.GetDocsDone()), groupDigits(r.GetDocsTotal()))
+	fmt.Fprintf(w, "started   %s\n", r.GetStartedAt().AsTime().UTC().Format(time.RFC3339))
+	if r.GetFinishedAt() != nil {
+		fmt.Fprintf(w, "finished  %s (%s)\n", r.GetFinishedAt().AsTime().UTC().Format(time.RFC3339), elapsed(r).Round(time.Second))
+	}
+	if r.GetError() != "" {
+		fmt.Fprintf(w, "error     %s\n", oneLine(r.GetError()))
+	}
+	for _, t := range r.GetPhaseTimings() {
+		d := "running"
+		if t.GetDuration() != nil {
+			d = t.GetDuration().AsDuration().Round(time.Millisecond).String()
+		} else if terminal(t.GetPhase()) {
+			d = ""
+		}
+		line := fmt.Sprintf("  %-16s %s  %s", phaseLabel(t.GetPhase()), t.GetStartedAt().AsTime().UTC().Format("15:04:05.000"), d)
+		fmt.Fprintln(w, strings.TrimRight(line, " "))
+	}
+}
+
+func phaseLabel(p projectionv1.RebuildPhase) string {
+	return strings.ToLower(strings.TrimPrefix(p.String(), "REBUILD_PHASE_"))
+}
+
+func sourceLabel(s projectionv1.RebuildSource) string {
+	if s == projectionv1.RebuildSource_REBUILD_SOURCE_KAFKA {
+		return "kafka"
+	}
+	return "database"
+}
+
+func formatETA(d time.Duration) string {
+	if d < time.Second {
+		return "<1s"
+	}
+	return d.Round(time.Second).String()
+}
+
+// groupDigits writes 1234567 as 1,234,567: document counts are read at a glance.
+func groupDigits(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func truncate(s string, width int) string {
+	if width > 0 && len(s) > width {
+		return s[:width]
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// dialAdmin connects to the admin port. The connection is lazy: an unreachable port shows
+// up as UNAVAILABLE on the first call, which adminError explains.
+func dialAdmin(addr string) (projectionv1.ProjectionAdminClient, func(), error) {
+	target, err := dialTarget(addr)
+	if err != nil {
+		return nil, nil, usageError{fmt.Errorf("GRPC_ADDR=%q: %w", addr, err)}
+	}
+	conn, err := grpc.NewClient(target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUserAgent("catalog-cli"),
+		// A watch can be quiet for long stretches (validation of millions of documents);
+		// pings keep proxies from dropping it and detect a dead server.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}))
+	if err != nil {
+		return nil, nil, fmt.Errorf("GRPC_ADDR=%s: %w", addr, err)
+	}
+	return projectionv1.NewProjectionAdminClient(conn), func() { _ = conn.Close() }, nil
+}
+
+// dialTarget turns a listen address into one a client can dial: a server listening on
+// ":9090" or "0.0.0.0:9090" is reached on loopback from the same machine.
+func dialTarget(addr string) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	switch host {
+	case "", "0.0.0.0":
+		host = "127.0.0.1"
+	case "::":
+		host = "::1"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// adminError turns a call's status into the one line an operator needs: why, and what to do.
+func adminError(addr, action string, err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%s: %w", action, err)
+	}
+	msg := oneLine(st.Message())
+	switch st.Code() {
+	case codes.Unavailable:
+		if i := strings.LastIndex(msg, "dial "); i >= 0 {
+			msg = strings.Trim(msg[i:], `"`)
+		}
+		return fmt.Errorf("cannot reach the gRPC admin port at GRPC_ADDR=%s (is 'catalog serve' running there?): %s", addr, msg)
+	case codes.DeadlineExceeded:
+		return fmt.Errorf("%s: the gRPC admin port at GRPC_ADDR=%s did not answer within %s", action, addr, adminRPCTimeout)
+	case codes.Unimplemented:
+		return fmt.Errorf("%s: the server at GRPC_ADDR=%s does not offer it (an older version?): %s", action, addr, msg)
+	case codes.FailedPrecondition:
+		if info := errorInfoOf(st); info != nil && info.GetReason() == "REBUILD_ALREADY_RUNNING" {
+			if id := info.GetMetadata()["rebuild_id"]; id != "" {
+				return fmt.Errorf("%s: rebuild %s is already running (phase %s); follow it with 'catalog rebuild status --wait %s'",
+					action, id, info.GetMetadata()["phase"], id)
+			}
+			return fmt.Errorf("%s: a rebuild, rollback or prune is already running; try again when it has finished", action)
+		}
+		return errors.New(msg)
+	case codes.InvalidArgument, codes.NotFound, codes.Aborted:
+		return errors.New(msg)
+	}
+	return fmt.Errorf("%s: %s: %s", action, st.Code(), msg)
+}
+
+func errorInfoOf(st *status.Status) *errdetails.ErrorInfo {
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			return info
+		}
+	}
+	return nil
+}

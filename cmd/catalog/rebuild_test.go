@@ -1,0 +1,264 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
+	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/rebuild"
+	grpcport "github.com/marketplace/catalog/ports/grpc"
+	"github.com/marketplace/catalog/service"
+)
+
+// adminFake is a scripted rebuild service behind a real gRPC port on loopback.
+type adminFake struct {
+	mu       sync.Mutex
+	startErr error
+	snaps    []rebuild.Snapshot // Get returns these in order, then the last
+	gets     int
+	indices  []apprebuild.IndexInfo
+	keep     int
+}
+
+func (f *adminFake) Start(context.Context, rebuild.Source) (rebuild.Snapshot, error) {
+	if f.startErr != nil {
+		return rebuild.Snapshot{}, f.startErr
+	}
+	return f.snaps[0], nil
+}
+
+func (f *adminFake) Get(context.Context, string) (rebuild.Snapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.snaps) == 0 {
+		return rebuild.Snapshot{}, rebuild.ErrNotFound
+	}
+	s := f.snaps[min(f.gets, len(f.snaps)-1)]
+	f.gets++
+	return s, nil
+}
+
+func (f *adminFake) Cancel(context.Context, string) (rebuild.Snapshot, error) {
+	return rebuild.Snapshot{}, rebuild.ErrFinished
+}
+
+func (f *adminFake) ListIndices(context.Context) ([]apprebuild.IndexInfo, error) {
+	return f.indices, nil
+}
+
+func (f *adminFake) RollbackAlias(context.Context) (string, string, error) {
+	return "", "", fmt.Errorf("rollback: %w (the live index x is the oldest)", apprebuild.ErrNoPreviousIndex)
+}
+
+func (f *adminFake) PruneIndices(_ context.Context, keep int) ([]string, error) {
+	f.keep = keep
+	return []string{"ps_v1_20250101_000000"}, nil
+}
+
+func serveFake(t *testing.T, f *adminFake) *service.Config {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := grpcport.NewServer(grpcport.Config{WatchPollInterval: 5 * time.Millisecond}, f, grpcport.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &service.Config{GRPCAddr: ln.Addr().String()}
+}
+
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+func snap(phase rebuild.Phase, done, total int64, at time.Duration, errMsg string) rebuild.Snapshot {
+	starts := map[rebuild.Phase]time.Time{rebuild.PhasePending: t0, rebuild.PhaseFill: t0.Add(time.Second)}
+	s := rebuild.Snapshot{ID: "r1", Source: rebuild.SourceDatabase, Phase: phase, ToIndex: "ps_v1_new", DocsDone: done,
+		DocsTotal: total, StartedAt: t0, UpdatedAt: t0.Add(at), Error: errMsg, PhaseStarts: starts}
+	if phase.Terminal() {
+		fin := t0.Add(at)
+		s.FinishedAt = &fin
+		starts[phase] = fin
+	}
+	return s
+}
+
+func runCmd(t *testing.T, build func(*service.Config) *cobra.Command, cfg *service.Config, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	cmd := build(cfg)
+	var out, errb bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetErr(&errb)
+	cmd.SetArgs(args)
+	cmd.SilenceUsage, cmd.SilenceErrors = true, true
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = cmd.ExecuteContext(ctx)
+	return out.String(), errb.String(), err
+}
+
+func TestRebuildWaitSucceeded(t *testing.T) {
+	cfg := serveFake(t, &adminFake{snaps: []rebuild.Snapshot{
+		snap(rebuild.PhasePending, 0, 0, 0, ""),
+		snap(rebuild.PhaseFill, 50, 100, 2*time.Second, ""),
+		snap(rebuild.PhaseSucceeded, 100, 100, 3*time.Second, ""),
+	}})
+	out, errOut, err := runCmd(t, newRebuildCmd, cfg, "--wait")
+	if err != nil {
+		t.Fatalf("err = %v\nstderr:\n%s", err, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if lines[0] != "r1" || !strings.Contains(out, "succeeded") {
+		t.Errorf("stdout = %q", out)
+	}
+	// Not a terminal: plain lines, one per phase, no carriage returns.
+	if strings.Contains(errOut, "\r") || !strings.Contains(errOut, "phase=fill docs=50/100") || !strings.Contains(errOut, "phase=succeeded") {
+		t.Errorf("stderr = %q", errOut)
+	}
+}
+
+func TestRebuildWaitFailedIsAnError(t *testing.T) {
+	failed := snap(rebuild.PhaseFailed, 10, 100, 3*time.Second, "write ps_v1_new: cluster\nunavailable")
+	cfg := serveFake(t, &adminFake{snaps: []rebuild.Snapshot{snap(rebuild.PhasePending, 0, 0, 0, ""), failed}})
+	_, _, err := runCmd(t, newRebuildCmd, cfg, "--wait")
+	var ue usageError
+	if err == nil || errors.As(err, &ue) {
+		t.Fatalf("err = %v, want a failure (exit 1)", err)
+	}
+	if !strings.Contains(err.Error(), "failed in phase fill") || strings.Contains(err.Error(), "\n") ||
+		!strings.Contains(err.Error(), "cluster unavailable") {
+		t.Errorf("err = %q", err)
+	}
+}
+
+func TestRebuildAlreadyRunning(t *testing.T) {
+	cfg := serveFake(t, &adminFake{
+		startErr: fmt.Errorf("start rebuild: %w", rebuild.ErrAlreadyRunning),
+		snaps:    []rebuild.Snapshot{snap(rebuild.PhaseFill, 1, 2, time.Second, "")},
+	})
+	_, _, err := runCmd(t, newRebuildCmd, cfg)
+	if err == nil || !strings.Contains(err.Error(), "rebuild r1 is already running (phase fill)") || strings.Contains(err.Error(), "\n") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestRebuildUsageAndConnectionErrors(t *testing.T) {
+	var ue usageError
+	_, _, err := runCmd(t, newRebuildCmd, &service.Config{GRPCAddr: "127.0.0.1:1"}, "--source=s3")
+	if !errors.As(err, &ue) {
+		t.Errorf("--source=s3: err = %v, want a usage error", err)
+	}
+	_, _, err = runCmd(t, newRebuildCmd, &service.Config{GRPCAddr: "127.0.0.1:1"})
+	if err == nil || errors.As(err, &ue) || !strings.Contains(err.Error(), "GRPC_ADDR=127.0.0.1:1") || strings.Contains(err.Error(), "\n") {
+		t.Errorf("unreachable: err = %v", err)
+	}
+	_, _, err = runCmd(t, newIndexCmd, &service.Config{GRPCAddr: "127.0.0.1:1"}, "prune", "--keep", "-1")
+	if !errors.As(err, &ue) {
+		t.Errorf("--keep -1: err = %v, want a usage error", err)
+	}
+}
+
+func TestIndexCommands(t *testing.T) {
+	created := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
+	f := &adminFake{indices: []apprebuild.IndexInfo{
+		{Name: "product_search_v2_20260203_040506", MappingVersion: 2, Created: created, Live: 1234567, Tombstones: 12, Aliased: true},
+		{Name: "product_search_v1_20260101_000000", MappingVersion: 1, Created: created.AddDate(0, -1, 0), Live: 5},
+	}}
+	cfg := serveFake(t, f)
+
+	out, _, err := runCmd(t, newIndexCmd, cfg, "list")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[1], "*") || strings.HasPrefix(lines[2], "*") ||
+		!strings.Contains(lines[1], "1,234,567") || !strings.Contains(lines[1], "2026-02-03 04:05:06") {
+		t.Errorf("table:\n%s", out)
+	}
+
+	out, _, err = runCmd(t, newIndexCmd, cfg, "list", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []indexJSON
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	if len(got) != 2 || !got[0].Aliased || got[0].LiveDocs != 1234567 || !got[0].Created.Equal(created) {
+		t.Errorf("json = %+v", got)
+	}
+
+	out, _, err = runCmd(t, newIndexCmd, cfg, "prune")
+	if err != nil || f.keep != 2 || !strings.Contains(out, "deleted ps_v1_20250101_000000") {
+		t.Errorf("prune: out = %q, keep = %d, err = %v", out, f.keep, err)
+	}
+
+	_, _, err = runCmd(t, newIndexCmd, cfg, "rollback")
+	if err == nil || !strings.Contains(err.Error(), "no previous index") {
+		t.Errorf("rollback: err = %v", err)
+	}
+}
+
+func TestRenderProgressBar(t *testing.T) {
+	p := &projectionv1.RebuildProgress{
+		Rebuild: &projectionv1.Rebuild{Id: "r1"}, Phase: projectionv1.RebuildPhase_REBUILD_PHASE_FILL,
+		DocsDone: 521000, DocsTotal: 1000000, RateDocsPerSecond: 8120.4, Eta: durationpb.New(59 * time.Second),
+	}
+	line := renderProgressBar(p, 100)
+	for _, want := range []string{"fill", "52.1%", "521,000/1,000,000", "8,120/s", "ETA 59s", "[", ">"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("bar %q lacks %q", line, want)
+		}
+	}
+	if len(line) > 100 {
+		t.Errorf("bar is %d columns, want <= 100", len(line))
+	}
+	for _, w := range []int{10, 40, 60, 200} {
+		if got := renderProgressBar(p, w); len(got) > w {
+			t.Errorf("width %d: %d columns: %q", w, len(got), got)
+		}
+	}
+	plain := renderProgressLine(p, t0)
+	if plain != "2026-03-01T12:00:00Z rebuild r1 phase=fill docs=521000/1000000 rate=8120/s eta=59s" {
+		t.Errorf("plain = %q", plain)
+	}
+}
+
+func TestPlainProgressThrottlesRepeats(t *testing.T) {
+	var buf bytes.Buffer
+	now := t0
+	v := &progressView{w: &buf, width: 80, now: func() time.Time { return now }}
+	fill := &projectionv1.RebuildProgress{Rebuild: &projectionv1.Rebuild{Id: "r1"}, Phase: projectionv1.RebuildPhase_REBUILD_PHASE_FILL}
+	v.update(fill)
+	now = now.Add(time.Second)
+	v.update(fill) // same phase, too soon: no line
+	now = now.Add(5 * time.Second)
+	v.update(fill) // same phase, 5 s later: a line
+	v.update(&projectionv1.RebuildProgress{Rebuild: &projectionv1.Rebuild{Id: "r1"}, Phase: projectionv1.RebuildPhase_REBUILD_PHASE_VALIDATE})
+	if n := strings.Count(buf.String(), "\n"); n != 3 {
+		t.Errorf("%d lines, want 3:\n%s", n, buf.String())
+	}
+}
+
+func TestDialTarget(t *testing.T) {
+	for in, want := range map[string]string{":9090": "127.0.0.1:9090", "0.0.0.0:9090": "127.0.0.1:9090", "[::]:9090": "[::1]:9090", "db:1": "db:1"} {
+		if got, err := dialTarget(in); err != nil || got != want {
+			t.Errorf("dialTarget(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}

@@ -1,0 +1,152 @@
+package grpcport
+
+import (
+	"math"
+	"sort"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
+	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/rebuild"
+)
+
+var phaseToProto = map[rebuild.Phase]projectionv1.RebuildPhase{
+	rebuild.PhasePending:     projectionv1.RebuildPhase_REBUILD_PHASE_PENDING,
+	rebuild.PhaseCreateIndex: projectionv1.RebuildPhase_REBUILD_PHASE_CREATE_INDEX,
+	rebuild.PhaseCapture:     projectionv1.RebuildPhase_REBUILD_PHASE_CAPTURE_OFFSETS,
+	rebuild.PhaseFill:        projectionv1.RebuildPhase_REBUILD_PHASE_FILL,
+	rebuild.PhaseCatchUp:     projectionv1.RebuildPhase_REBUILD_PHASE_CATCH_UP,
+	rebuild.PhaseValidate:    projectionv1.RebuildPhase_REBUILD_PHASE_VALIDATE,
+	rebuild.PhaseSwitch:      projectionv1.RebuildPhase_REBUILD_PHASE_SWITCH_ALIAS,
+	rebuild.PhaseDrain:       projectionv1.RebuildPhase_REBUILD_PHASE_DRAIN,
+	rebuild.PhaseSucceeded:   projectionv1.RebuildPhase_REBUILD_PHASE_SUCCEEDED,
+	rebuild.PhaseFailed:      projectionv1.RebuildPhase_REBUILD_PHASE_FAILED,
+	rebuild.PhaseCancelled:   projectionv1.RebuildPhase_REBUILD_PHASE_CANCELLED,
+}
+
+// sourceFromProto accepts UNSPECIFIED as the database (ARCHITECTURE §3: the database is the
+// default) and refuses values this server does not know, instead of guessing.
+func sourceFromProto(s projectionv1.RebuildSource) (rebuild.Source, error) {
+	switch s {
+	case projectionv1.RebuildSource_REBUILD_SOURCE_UNSPECIFIED, projectionv1.RebuildSource_REBUILD_SOURCE_DATABASE:
+		return rebuild.SourceDatabase, nil
+	case projectionv1.RebuildSource_REBUILD_SOURCE_KAFKA:
+		return rebuild.SourceKafka, nil
+	}
+	return "", status.Errorf(codes.InvalidArgument, "unknown source %d (want DATABASE or KAFKA)", int32(s))
+}
+
+func sourceToProto(s rebuild.Source) projectionv1.RebuildSource {
+	switch s {
+	case rebuild.SourceKafka:
+		return projectionv1.RebuildSource_REBUILD_SOURCE_KAFKA
+	case rebuild.SourceDatabase, "":
+		return projectionv1.RebuildSource_REBUILD_SOURCE_DATABASE
+	}
+	return projectionv1.RebuildSource_REBUILD_SOURCE_UNSPECIFIED
+}
+
+func ts(t time.Time) *timestamppb.Timestamp {
+	if t.IsZero() {
+		return nil
+	}
+	return timestamppb.New(t)
+}
+
+func rebuildToProto(s rebuild.Snapshot) *projectionv1.Rebuild {
+	out := &projectionv1.Rebuild{
+		Id:           s.ID,
+		Source:       sourceToProto(s.Source),
+		Phase:        phaseToProto[s.Phase],
+		FromIndex:    s.FromIndex,
+		ToIndex:      s.ToIndex,
+		DocsDone:     s.DocsDone,
+		DocsTotal:    s.DocsTotal,
+		StartedAt:    ts(s.StartedAt),
+		UpdatedAt:    ts(s.UpdatedAt),
+		Error:        s.Error,
+		PhaseTimings: phaseTimings(s.PhaseStarts),
+	}
+	if s.FinishedAt != nil {
+		out.FinishedAt = ts(*s.FinishedAt)
+	}
+	return out
+}
+
+// phaseTimings orders the phases by when they began (by phase order on equal times, which
+// a coarse clock can produce) and gives each the time until the next began.
+func phaseTimings(starts map[rebuild.Phase]time.Time) []*projectionv1.PhaseTiming {
+	type entry struct {
+		phase projectionv1.RebuildPhase
+		at    time.Time
+	}
+	list := make([]entry, 0, len(starts))
+	for p, at := range starts {
+		list = append(list, entry{phaseToProto[p], at})
+	}
+	sort.Slice(list, func(i, j int) bool {
+		if !list[i].at.Equal(list[j].at) {
+			return list[i].at.Before(list[j].at)
+		}
+		return list[i].phase < list[j].phase
+	})
+	out := make([]*projectionv1.PhaseTiming, len(list))
+	for i, e := range list {
+		out[i] = &projectionv1.PhaseTiming{Phase: e.phase, StartedAt: ts(e.at)}
+		if i+1 < len(list) {
+			out[i].Duration = durationpb.New(list[i+1].at.Sub(e.at))
+		}
+	}
+	return out
+}
+
+// progressToProto derives rate and ETA from the record alone (not from the watcher's own
+// clock or history), so every watcher, on any replica, shows the same figures.
+func progressToProto(s rebuild.Snapshot) *projectionv1.RebuildProgress {
+	r := rebuildToProto(s)
+	p := &projectionv1.RebuildProgress{Rebuild: r, Phase: r.Phase, DocsDone: s.DocsDone, DocsTotal: s.DocsTotal}
+	fillStart, ok := s.PhaseStarts[rebuild.PhaseFill]
+	if !ok {
+		return p
+	}
+	end := s.UpdatedAt
+	if s.FinishedAt != nil {
+		end = *s.FinishedAt
+	}
+	elapsed := end.Sub(fillStart).Seconds()
+	if elapsed <= 0 || s.DocsDone <= 0 {
+		return p
+	}
+	p.RateDocsPerSecond = float64(s.DocsDone) / elapsed
+	if s.Phase == rebuild.PhaseFill && s.DocsTotal > s.DocsDone {
+		secs := float64(s.DocsTotal-s.DocsDone) / p.RateDocsPerSecond
+		p.Eta = durationpb.New(time.Duration(math.Min(secs, float64(math.MaxInt64/int64(time.Second))) * float64(time.Second)))
+	}
+	return p
+}
+
+func indexToProto(ix apprebuild.IndexInfo) *projectionv1.Index {
+	return &projectionv1.Index{
+		Name:           ix.Name,
+		MappingVersion: clampInt32(ix.MappingVersion),
+		LiveDocs:       ix.Live,
+		Tombstones:     ix.Tombstones,
+		Created:        ts(ix.Created),
+		Aliased:        ix.Aliased,
+	}
+}
+
+func clampInt32(n int) int32 {
+	if n > math.MaxInt32 {
+		return math.MaxInt32
+	}
+	if n < math.MinInt32 {
+		return math.MinInt32
+	}
+	return int32(n)
+}

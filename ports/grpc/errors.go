@@ -1,0 +1,89 @@
+package grpcport
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/rebuild"
+)
+
+// ErrorDomain is the google.rpc.ErrorInfo domain of this service's errors: reasons are
+// unique within it, so clients match (domain, reason), never the message.
+const ErrorDomain = "catalog.projection.v1"
+
+// ErrorInfo reasons. They are part of the API (documented in the .proto); clients such as
+// `catalog rebuild` branch on them, so they never change once published.
+const (
+	// ReasonAlreadyRunning: another rebuild holds the cluster-wide lock. Retrying later is
+	// correct; the metadata names the running rebuild when it is known.
+	ReasonAlreadyRunning = "REBUILD_ALREADY_RUNNING"
+	// ReasonFinished: the rebuild has already ended (cancel of a finished rebuild).
+	ReasonFinished = "REBUILD_FINISHED"
+	// ReasonNoPreviousIndex: a rollback has no older index to go back to.
+	ReasonNoPreviousIndex = "NO_PREVIOUS_INDEX"
+	// ReasonNoAlias: the alias does not exist, so there is nothing to roll back.
+	ReasonNoAlias = "NO_ALIAS"
+	// ReasonValidationFailed: the new index did not match the source; the alias is untouched.
+	ReasonValidationFailed = "VALIDATION_FAILED"
+	// ReasonAliasMoved: the alias moved concurrently; the switch was not made.
+	ReasonAliasMoved = "ALIAS_MOVED"
+)
+
+// internalMessage is all a client learns about an unexpected failure: causes can carry
+// hostnames, SQL or credentials in URLs. The cause is logged with the method instead.
+const internalMessage = "internal error; the cause is in the server log"
+
+// mapError turns an application error into a status error. It is the one place that knows
+// which domain error means which code. internal reports whether err was unexpected, so the
+// caller logs its cause. Errors that already are status errors (made by a handler) pass
+// through unchanged.
+func mapError(err error) (_ error, internal bool) {
+	if err == nil {
+		return nil, false
+	}
+	if _, ok := err.(interface{ GRPCStatus() *status.Status }); ok {
+		return err, false
+	}
+	switch {
+	case errors.Is(err, rebuild.ErrInvalid):
+		return status.Error(codes.InvalidArgument, err.Error()), false
+	case errors.Is(err, rebuild.ErrAlreadyRunning):
+		return withReason(codes.FailedPrecondition, err.Error(), ReasonAlreadyRunning, nil), false
+	case errors.Is(err, rebuild.ErrNotFound):
+		return status.Error(codes.NotFound, err.Error()), false
+	case errors.Is(err, rebuild.ErrFinished):
+		return withReason(codes.FailedPrecondition, err.Error(), ReasonFinished, nil), false
+	case errors.Is(err, apprebuild.ErrNoPreviousIndex):
+		return withReason(codes.FailedPrecondition, err.Error(), ReasonNoPreviousIndex, nil), false
+	case errors.Is(err, apprebuild.ErrNoAlias):
+		return withReason(codes.FailedPrecondition, err.Error(), ReasonNoAlias, nil), false
+	case errors.Is(err, rebuild.ErrValidation):
+		return withReason(codes.FailedPrecondition, err.Error(), ReasonValidationFailed, nil), false
+	case errors.Is(err, rebuild.ErrAliasMoved):
+		// A lost race, not a state the caller must fix first: ABORTED says "re-read, retry".
+		return withReason(codes.Aborted, err.Error(), ReasonAliasMoved, nil), false
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "request cancelled"), false
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "deadline exceeded"), false
+	}
+	return status.Error(codes.Internal, internalMessage), true
+}
+
+// withReason builds a status with a google.rpc.ErrorInfo detail, so clients can tell apart
+// the several FAILED_PRECONDITION cases without parsing messages.
+func withReason(code codes.Code, msg, reason string, metadata map[string]string) error {
+	st := status.New(code, msg)
+	withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain, Metadata: metadata})
+	if err != nil {
+		// Only a detail that cannot be marshalled fails here; the code alone still tells
+		// the client the essential thing.
+		return st.Err()
+	}
+	return withInfo.Err()
+}
