@@ -52,6 +52,9 @@ type Deps struct {
 	// stats handler (otelgrpc), message size limits. Interceptors given here run inside the
 	// port's own (recovery, error mapping, logging), so they see mapped status codes.
 	ServerOptions []grpc.ServerOption
+	// Register adds further services of this port (operations: status, verify) to the same
+	// server, so they share its listener, interceptors and error mapping.
+	Register []func(grpc.ServiceRegistrar)
 }
 
 // Server is the gRPC admin port. It serves once: after Serve or Run returns it cannot be
@@ -101,6 +104,9 @@ func NewServer(cfg Config, svc RebuildService, deps Deps) (*Server, error) {
 	}
 	s.grpc = grpc.NewServer(append(opts, deps.ServerOptions...)...)
 	projectionv1.RegisterProjectionAdminServer(s.grpc, s)
+	for _, register := range deps.Register {
+		register(s.grpc)
+	}
 
 	s.health = health.NewServer()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
