@@ -87,8 +87,8 @@ func (c Config) eventLogOpts(extra ...kgo.Opt) []kgo.Opt {
 
 // EndOffsets returns the high watermark of every partition: the positions a rebuild captures
 // before filling, and again before catching up and after the switch. A topic that does not
-// exist is an error rather than an empty result, so a misconfigured topic name cannot pass
-// for an empty log.
+// exist is an error (after unknownTopicGrace) rather than an empty result, so a misconfigured
+// topic name cannot pass for an empty log.
 func (l *EventLog) EndOffsets(ctx context.Context) (rebuild.Offsets, error) {
 	ends, err := l.listed(ctx, l.adm.ListEndOffsets)
 	if err != nil {
