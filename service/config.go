@@ -100,7 +100,7 @@ func (c *Config) SetDefaults() {
 		c.TopicPartitions = 12
 	}
 	if c.OutboxLanes == 0 {
-		c.OutboxLanes = 8
+		c.OutboxLanes = 16
 	}
 	if c.RelayPollInterval == 0 {
 		c.RelayPollInterval = 100 * time.Millisecond

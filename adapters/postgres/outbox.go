@@ -14,7 +14,7 @@ import (
 
 // DefaultLanes is the number of outbox lanes. Writers and relays must agree on it: an event
 // goes to lane hash(aggregate id) mod lanes, and a relay forwards lanes 0..lanes-1.
-const DefaultLanes = 8
+const DefaultLanes = 16
 
 // MaxLanes bounds the lane count; each lane holds a database connection in every relay.
 const MaxLanes = 64
@@ -89,14 +89,21 @@ func (s OutboxSchema) SelectQuery(topic string, consumerGroup string, offsets ws
 	if batch <= 0 {
 		batch = 1000
 	}
+	// LATERAL makes the lane position an index condition of the primary key range scan; as a
+	// plain join filter it made every poll re-read the lane's whole relayed history.
+	l := strconv.Itoa(lane)
 	q := `WITH last AS (` + next.Query + `)
 SELECT m."offset", m.transaction_id, m.uuid, m.payload, m.metadata
-FROM outbox_messages m, last
-WHERE m.lane = ` + strconv.Itoa(lane) + `
-  AND (m.transaction_id, m."offset") > (last.last_processed_transaction_id, last.offset_acked)
-  AND m.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-ORDER BY m.transaction_id, m."offset"
-LIMIT ` + strconv.Itoa(batch)
+FROM last CROSS JOIN LATERAL (
+  SELECT o."offset", o.transaction_id, o.uuid, o.payload, o.metadata
+  FROM outbox_messages o
+  WHERE o.lane = ` + l + `
+    AND (o.lane, o.transaction_id, o."offset") > (` + l + `, last.last_processed_transaction_id, last.offset_acked)
+    AND o.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  ORDER BY o.lane, o.transaction_id, o."offset"
+  LIMIT ` + strconv.Itoa(batch) + `
+) m
+ORDER BY m.transaction_id, m."offset"`
 	return wsql.Query{Query: q, Args: next.Args}
 }
 

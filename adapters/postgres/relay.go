@@ -22,6 +22,12 @@ const RelayConsumerGroup = "catalog-relay"
 
 const notifyChannel = "catalog_outbox"
 
+// After a commit notification the lane re-polls quickRepolls times, quickRepoll apart.
+const (
+	quickRepolls = 4
+	quickRepoll  = 5 * time.Millisecond
+)
+
 // RelayConfig configures the outbox relay.
 type RelayConfig struct {
 	// Lanes is the number of outbox lanes; it must match the writers' (DefaultLanes).
@@ -224,6 +230,7 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 // commit notification of its lane or the poll interval, whichever comes first, and then asks
 // for an immediate poll, so a commit reaches Kafka without waiting out a fixed interval.
 type laneBackoff struct {
+	quick int // short re-polls left after a wake-up
 	wake  chan struct{}
 	poll  time.Duration
 	retry time.Duration
@@ -243,12 +250,22 @@ func (b *laneBackoff) HandleError(_ watermill.LoggerAdapter, noMsg bool, err err
 		return b.retry
 	}
 	if !noMsg {
+		b.quick = 0
 		return 0
+	}
+	// A wake-up can find its row hidden behind an older transaction that is still open (the
+	// relay never passes one); that transaction's commit may wake another lane or none. So
+	// after a wake-up that found nothing, look again a few times at short intervals before
+	// falling back to the poll interval.
+	if b.quick > 0 {
+		b.quick--
+		return quickRepoll
 	}
 	t := time.NewTimer(b.poll)
 	defer t.Stop()
 	select {
 	case <-b.wake:
+		b.quick = quickRepolls
 	case <-t.C:
 	}
 	return 0

@@ -57,7 +57,7 @@ func bindFlags(fs *pflag.FlagSet, c *service.Config) {
 	str(&c.ProjectorGroup, "projector-group", "PROJECTOR_GROUP", service.DefaultProjectorGroup, "projector's Kafka consumer group")
 	fs.DurationVar(&c.SearchRefreshInterval, "search-refresh-interval", envDuration("SEARCH_REFRESH_INTERVAL", time.Second), "refresh_interval of new read-model indices (env SEARCH_REFRESH_INTERVAL)")
 	fs.IntVar(&c.TopicPartitions, "topic-partitions", envInt("TOPIC_PARTITIONS", 12), "partitions of topics the service creates (env TOPIC_PARTITIONS)")
-	fs.IntVar(&c.OutboxLanes, "outbox-lanes", envInt("OUTBOX_LANES", 8), "outbox lanes; writers and relays must agree (env OUTBOX_LANES)")
+	fs.IntVar(&c.OutboxLanes, "outbox-lanes", envInt("OUTBOX_LANES", 16), "outbox lanes; writers and relays must agree (env OUTBOX_LANES)")
 	fs.DurationVar(&c.RelayPollInterval, "relay-poll-interval", envDuration("RELAY_POLL_INTERVAL", 100*time.Millisecond), "relay fallback poll interval; commits wake it earlier (env RELAY_POLL_INTERVAL)")
 	fs.IntVar(&c.RelayBatchSize, "relay-batch-size", envInt("RELAY_BATCH_SIZE", 1000), "outbox rows per relay transaction (env RELAY_BATCH_SIZE)")
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: text or json")
