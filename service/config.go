@@ -54,6 +54,9 @@ type Config struct {
 	RelayPollInterval time.Duration
 	// RelayBatchSize is how many outbox rows one lane forwards per transaction (RELAY_BATCH_SIZE).
 	RelayBatchSize int
+	// OutboxRetention is how long relayed outbox rows are kept before the relay role deletes
+	// them (OUTBOX_RETENTION); useful for forensics, costly if unbounded.
+	OutboxRetention time.Duration
 	// LogFormat is "text" or "json" (LOG_FORMAT).
 	LogFormat string
 	// LogLevel is debug, info, warn or error (LOG_LEVEL).
@@ -108,6 +111,9 @@ func (c *Config) SetDefaults() {
 	if c.RelayBatchSize == 0 {
 		c.RelayBatchSize = 1000
 	}
+	if c.OutboxRetention == 0 {
+		c.OutboxRetention = 24 * time.Hour
+	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
@@ -153,6 +159,9 @@ func (c Config) Validate() error {
 	}
 	if c.RelayPollInterval <= 0 || c.RelayPollInterval > time.Minute {
 		errs = append(errs, fmt.Errorf("RELAY_POLL_INTERVAL=%s: want >0 and <=1m", c.RelayPollInterval))
+	}
+	if c.OutboxRetention < time.Minute {
+		errs = append(errs, fmt.Errorf("OUTBOX_RETENTION=%s: want at least 1m", c.OutboxRetention))
 	}
 	if c.RelayBatchSize < 1 || c.RelayBatchSize > 100_000 {
 		errs = append(errs, fmt.Errorf("RELAY_BATCH_SIZE=%d: want 1..100000", c.RelayBatchSize))

@@ -221,7 +221,7 @@ func TestWritePathEndToEnd(t *testing.T) {
 	cluster := testkafka.Cluster{Name: "embedded", Brokers: []string{c.cfg.EmbeddedKafkaAddr}}
 	want := map[int64]string{1: "product.created", 2: "product.price_changed", 3: "product.deleted"}
 	got := map[int64]string{}
-	testkafka.ReadUntil(t, cluster, c.cfg.ProductEventsTopic, 20*time.Second, func(rs []testkafka.Record) bool {
+	testkafka.ReadUntil(t, cluster, c.cfg.ProductEventsTopic, 60*time.Second, func(rs []testkafka.Record) bool {
 		for _, r := range rs {
 			ev, err := envelope.Unmarshal(r.Value)
 			if err == nil && ev.AggregateID.String() == id {

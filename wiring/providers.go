@@ -286,8 +286,24 @@ type ServeProcess struct{ *service.Process }
 // RelayProcess is `catalog relay`: the outbox relay alone.
 type RelayProcess struct{ *service.Process }
 
-func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay, proj *projector.Projector, admin *grpcport.Server) ServeProcess {
-	roles := []service.NamedRole{{Name: "api", Role: api}, {Name: "relay", Role: relay}}
+// provideRetention is the relay role's outbox hygiene job.
+func provideRetention(cfg service.Config, db *postgres.DB, reg *metrics.Registry, log *slog.Logger) (*postgres.OutboxRetention, error) {
+	m, err := metrics.NewRetentionMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return postgres.NewOutboxRetention(db, postgres.OutboxRetentionConfig{Retention: cfg.OutboxRetention}, retentionObserver{m}, log)
+}
+
+// retentionObserver adapts the retention metrics to the job's observer; the table size is
+// sampled by the operations sampler instead.
+type retentionObserver struct{ m *metrics.RetentionMetrics }
+
+func (o retentionObserver) OutboxRowsDeleted(n int64)                 { o.m.OutboxRowsDeleted(n) }
+func (o retentionObserver) OutboxTableSize(postgres.OutboxTableStats) {}
+
+func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server) ServeProcess {
+	roles := []service.NamedRole{{Name: "api", Role: api}, {Name: "relay", Role: relay}, {Name: "outbox-retention", Role: retention}}
 	if proj != nil {
 		roles = append(roles, service.NamedRole{Name: "projector", Role: proj})
 	}
@@ -309,6 +325,7 @@ func provideProjectProcess(log *slog.Logger, proj *projector.Projector) (Project
 	return ProjectProcess{service.NewProcess(log, service.NamedRole{Name: "projector", Role: proj})}, nil
 }
 
-func provideRelayProcess(log *slog.Logger, relay *postgres.Relay) RelayProcess {
-	return RelayProcess{service.NewProcess(log, service.NamedRole{Name: "relay", Role: relay})}
+func provideRelayProcess(log *slog.Logger, relay *postgres.Relay, retention *postgres.OutboxRetention) RelayProcess {
+	return RelayProcess{service.NewProcess(log, service.NamedRole{Name: "relay", Role: relay},
+		service.NamedRole{Name: "outbox-retention", Role: retention})}
 }

@@ -14,13 +14,13 @@ import (
 
 // InitializeServe builds `catalog serve`.
 func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) (ServeProcess, func(), error) {
-	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, RebuildSet, provideRelay, provideHTTPServer, provideProjector, provideServeProcess)
+	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, RebuildSet, provideRelay, provideRetention, provideHTTPServer, provideProjector, provideServeProcess)
 	return ServeProcess{}, nil, nil
 }
 
 // InitializeRelay builds `catalog relay`.
 func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) (RelayProcess, func(), error) {
-	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, provideRelay, provideRelayProcess)
+	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, provideRelay, provideRetention, provideRelayProcess)
 	return RelayProcess{}, nil, nil
 }
 

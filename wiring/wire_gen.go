@@ -125,6 +125,14 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
+	outboxRetention, err := provideRetention(cfg, db, registry, log)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
 	projectorMetrics, err := metrics.NewProjectorMetrics(registry)
 	if err != nil {
 		cleanup4()
@@ -160,7 +168,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	serveProcess := provideServeProcess(log, server, relay, projector, grpcportServer)
+	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer)
 	return serveProcess, func() {
 		cleanup6()
 		cleanup5()
@@ -209,7 +217,14 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	relayProcess := provideRelayProcess(log, relay)
+	outboxRetention, err := provideRetention(cfg, db, registry, log)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return RelayProcess{}, nil, err
+	}
+	relayProcess := provideRelayProcess(log, relay, outboxRetention)
 	return relayProcess, func() {
 		cleanup3()
 		cleanup2()

@@ -34,7 +34,7 @@ flag of the same meaning. Run 'catalog <command> --help' for a command's flags.`
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	bindFlags(root.PersistentFlags(), cfg)
-	root.AddCommand(newMigrateCmd(cfg), newServeCmd(cfg), newRelayCmd(cfg), newProjectCmd(cfg), newRebuildCmd(cfg), newIndexCmd(cfg))
+	root.AddCommand(newMigrateCmd(cfg), newServeCmd(cfg), newRelayCmd(cfg), newProjectCmd(cfg), newRebuildCmd(cfg), newIndexCmd(cfg), newDLQCmd(cfg))
 	return root
 }
 
@@ -60,6 +60,7 @@ func bindFlags(fs *pflag.FlagSet, c *service.Config) {
 	fs.IntVar(&c.OutboxLanes, "outbox-lanes", envInt("OUTBOX_LANES", 16), "outbox lanes; writers and relays must agree (env OUTBOX_LANES)")
 	fs.DurationVar(&c.RelayPollInterval, "relay-poll-interval", envDuration("RELAY_POLL_INTERVAL", 100*time.Millisecond), "relay fallback poll interval; commits wake it earlier (env RELAY_POLL_INTERVAL)")
 	fs.IntVar(&c.RelayBatchSize, "relay-batch-size", envInt("RELAY_BATCH_SIZE", 1000), "outbox rows per relay transaction (env RELAY_BATCH_SIZE)")
+	fs.DurationVar(&c.OutboxRetention, "outbox-retention", envDuration("OUTBOX_RETENTION", 24*time.Hour), "keep relayed outbox rows this long (env OUTBOX_RETENTION)")
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: text or json")
 	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", envDuration("SHUTDOWN_TIMEOUT", 30*time.Second), "graceful shutdown limit (env SHUTDOWN_TIMEOUT)")

@@ -1,0 +1,363 @@
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/marketplace/catalog/application/ops"
+)
+
+// DLQ reads are bounded in time as well as in offsets: a partition that stops delivering
+// records below the end captured at the start (a truncated log, a broker gone quiet) is
+// re-checked after dlqIdleCheck and given up with an error after dlqIdleLimit, so an
+// operator's command never hangs.
+const (
+	dlqIdleCheck = 2 * time.Second
+	dlqIdleLimit = 30 * time.Second
+	dlqPollWait  = 500 * time.Millisecond
+	// dlqSinceSlack widens a --since lookup by record timestamp: dlq_failed_at is stamped by
+	// the projector's clock before the record's timestamp exists, and the two clocks may differ.
+	dlqSinceSlack = 5 * time.Minute
+	// dlqUnknownTopicGrace is how long an offset listing waits for a topic created a moment
+	// ago to become known to the broker.
+	dlqUnknownTopicGrace = 2 * time.Second
+)
+
+// DLQReader reads the dead-letter topic straight from its partitions, without a consumer
+// group: reading never commits, rebalances or disturbs anything. Every read covers the topic
+// from its start (or from the first record at --since) up to the end offsets captured when
+// the read starts. It implements ops.DLQReader.
+type DLQReader struct {
+	cfg   Config
+	topic string
+	log   *slog.Logger
+	cl    *kgo.Client // metadata and ListOffsets only
+	adm   *kadm.Client
+}
+
+var _ ops.DLQReader = (*DLQReader)(nil)
+
+// NewDLQReader returns a reader of the DLQ topic. It does not contact the cluster.
+func NewDLQReader(cfg Config, topic string, log *slog.Logger) (*DLQReader, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("dlq reader: %w", err)
+	}
+	if topic == "" {
+		return nil, errors.New("dlq reader: no topic")
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	cl, err := kgo.NewClient(cfg.dlqOpts("-dlq")...)
+	if err != nil {
+		return nil, fmt.Errorf("dlq reader: client: %w", err)
+	}
+	return &DLQReader{cfg: cfg, topic: topic, log: log.With("component", "dlq-reader", "topic", topic), cl: cl, adm: kadm.NewClient(cl)}, nil
+}
+
+func (c Config) dlqOpts(suffix string, extra ...kgo.Opt) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(c.ClientID + suffix),
+		kgo.DialTimeout(c.DialTimeout),
+	}
+	return append(opts, extra...)
+}
+
+// Close releases the reader's connections.
+func (r *DLQReader) Close() { r.cl.Close() }
+
+// DLQTopic names the topic read.
+func (r *DLQReader) DLQTopic() string { return r.topic }
+
+// dlqSpan is one partition's remaining range: next is the next offset wanted, to is exclusive.
+type dlqSpan struct{ next, to int64 }
+
+// ScanDLQ calls fn with every record of the topic up to the end offsets of this moment, in
+// offset order within each partition (partitions interleave). A non-zero since starts each
+// partition at its first record written a few minutes before since, by record timestamp.
+// An error from fn stops the scan and is returned wrapped.
+func (r *DLQReader) ScanDLQ(ctx context.Context, since time.Time, fn func(ops.DLQMessage) error) error {
+	starts, err := r.offsets(ctx, r.adm.ListStartOffsets)
+	if err != nil {
+		return fmt.Errorf("dlq reader: start offsets of %s: %w", r.topic, err)
+	}
+	ends, err := r.offsets(ctx, r.adm.ListEndOffsets)
+	if err != nil {
+		return fmt.Errorf("dlq reader: end offsets of %s: %w", r.topic, err)
+	}
+	if !since.IsZero() {
+		after, err := r.offsets(ctx, func(ctx context.Context, topics ...string) (kadm.ListedOffsets, error) {
+			return r.adm.ListOffsetsAfterMilli(ctx, since.Add(-dlqSinceSlack).UnixMilli(), topics...)
+		})
+		if err != nil {
+			return fmt.Errorf("dlq reader: offsets of %s after %s: %w", r.topic, since.Format(time.RFC3339), err)
+		}
+		for p, o := range after {
+			if o >= 0 && o > starts[p] {
+				starts[p] = o
+			}
+		}
+	}
+	pending := map[int32]*dlqSpan{}
+	for p, end := range ends {
+		if starts[p] < end {
+			pending[p] = &dlqSpan{next: starts[p], to: end}
+		}
+	}
+	return r.read(ctx, pending, func(rec *kgo.Record) error { return fn(dlqMessage(rec)) })
+}
+
+// GetDLQ returns the message at ref, or an error wrapping ops.ErrDLQMessageNotFound when the
+// partition has no record at that offset (never written, deleted by retention, compacted).
+func (r *DLQReader) GetDLQ(ctx context.Context, ref ops.DLQRef) (ops.DLQMessage, error) {
+	starts, err := r.offsets(ctx, r.adm.ListStartOffsets)
+	if err != nil {
+		return ops.DLQMessage{}, fmt.Errorf("dlq reader: start offsets of %s: %w", r.topic, err)
+	}
+	ends, err := r.offsets(ctx, r.adm.ListEndOffsets)
+	if err != nil {
+		return ops.DLQMessage{}, fmt.Errorf("dlq reader: end offsets of %s: %w", r.topic, err)
+	}
+	end, ok := ends[ref.Partition]
+	if !ok {
+		return ops.DLQMessage{}, fmt.Errorf("dlq reader: %s has no partition %d (it has %d): %w", r.topic, ref.Partition, len(ends), ops.ErrDLQMessageNotFound)
+	}
+	if start := starts[ref.Partition]; start >= end {
+		return ops.DLQMessage{}, fmt.Errorf("dlq reader: %s partition %d is empty: %w", r.topic, ref.Partition, ops.ErrDLQMessageNotFound)
+	}
+	if ref.Offset < starts[ref.Partition] || ref.Offset >= end {
+		return ops.DLQMessage{}, fmt.Errorf("dlq reader: %s partition %d holds offsets %d to %d, not %d: %w",
+			r.topic, ref.Partition, starts[ref.Partition], end-1, ref.Offset, ops.ErrDLQMessageNotFound)
+	}
+	var found *kgo.Record
+	errFound := errors.New("found")
+	err = r.read(ctx, map[int32]*dlqSpan{ref.Partition: {next: ref.Offset, to: ref.Offset + 1}}, func(rec *kgo.Record) error {
+		found = rec
+		return errFound
+	})
+	if err != nil && !errors.Is(err, errFound) {
+		return ops.DLQMessage{}, err
+	}
+	if found == nil {
+		return ops.DLQMessage{}, fmt.Errorf("dlq reader: %s partition %d has no record at offset %d: %w", r.topic, ref.Partition, ref.Offset, ops.ErrDLQMessageNotFound)
+	}
+	return dlqMessage(found), nil
+}
+
+// read consumes every pending span and calls fn with each data record in it.
+func (r *DLQReader) read(ctx context.Context, pending map[int32]*dlqSpan, fn func(*kgo.Record) error) error {
+	if len(pending) == 0 {
+		return nil
+	}
+	assign := make(map[int32]kgo.Offset, len(pending))
+	for p, s := range pending {
+		assign[p] = kgo.NewOffset().At(s.next)
+	}
+	cl, err := kgo.NewClient(r.cfg.dlqOpts("-dlq",
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: assign}),
+		// Control records take offsets too; seeing them is what tells that a range ending
+		// in a transaction marker is complete. They are never handed to fn.
+		kgo.KeepControlRecords(),
+		// Records deleted by retention under the read: continue from the log start.
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(dlqPollWait),
+		kgo.FetchMaxBytes(16<<20),
+		kgo.FetchMaxPartitionBytes(4<<20),
+	)...)
+	if err != nil {
+		return fmt.Errorf("dlq reader: consumer for %s: %w", r.topic, err)
+	}
+	defer cl.Close()
+
+	lastProgress := time.Now()
+	for len(pending) > 0 {
+		pctx, cancel := context.WithTimeout(ctx, dlqPollWait*2)
+		fetches := cl.PollFetches(pctx)
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return fmt.Errorf("dlq reader: read %s: %w", r.topic, err)
+		}
+		for _, fe := range fetches.Errors() {
+			if errors.Is(fe.Err, context.DeadlineExceeded) || errors.Is(fe.Err, context.Canceled) {
+				continue // the poll's own timeout
+			}
+			return fmt.Errorf("dlq reader: read %s partition %d: %w", fe.Topic, fe.Partition, fe.Err)
+		}
+		var ferr error
+		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+			s := pending[fp.Partition]
+			if s == nil || fp.Topic != r.topic || ferr != nil {
+				return
+			}
+			for _, rec := range fp.Records {
+				if rec.Offset < s.next {
+					continue
+				}
+				if rec.Offset >= s.to {
+					s.next = s.to
+					break
+				}
+				s.next = rec.Offset + 1
+				lastProgress = time.Now()
+				if rec.Attrs.IsControl() {
+					continue
+				}
+				if ferr = fn(rec); ferr != nil {
+					return
+				}
+			}
+			if s.next >= s.to {
+				delete(pending, fp.Partition)
+			}
+		})
+		if ferr != nil {
+			return fmt.Errorf("dlq reader: read %s: %w", r.topic, ferr)
+		}
+		if len(pending) == 0 || time.Since(lastProgress) < dlqIdleCheck {
+			continue
+		}
+		// Nothing arrived for a while. A log that now ends before the captured end offset
+		// (truncated by an unclean leader election, records deleted) is done at its end.
+		ends, err := r.offsets(ctx, r.adm.ListEndOffsets)
+		if err != nil {
+			return fmt.Errorf("dlq reader: end offsets of %s: %w", r.topic, err)
+		}
+		for p, s := range pending {
+			if end, ok := ends[p]; !ok || s.next >= end {
+				r.log.Warn("the partition ends before the captured end offset; read up to its end", "partition", p, "next", s.next, "captured_end", s.to)
+				delete(pending, p)
+			}
+		}
+		if len(pending) > 0 && time.Since(lastProgress) > dlqIdleLimit {
+			parts := slices.Sorted(maps.Keys(pending))
+			return fmt.Errorf("dlq reader: read %s: no records for %s from partitions %v below their end offsets", r.topic, dlqIdleLimit, parts)
+		}
+	}
+	return nil
+}
+
+// offsets runs a kadm offset listing for the topic, riding out the moment a just-created
+// topic is still unknown to the broker; an unknown topic is an error, so a misspelt DLQ_TOPIC
+// does not pass for an empty DLQ.
+func (r *DLQReader) offsets(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error)) (map[int32]int64, error) {
+	deadline := time.Now().Add(dlqUnknownTopicGrace)
+	wait := 50 * time.Millisecond
+	for {
+		out, err := r.offsetsOnce(ctx, list)
+		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().Add(wait).After(deadline) {
+			if errors.Is(err, kerr.UnknownTopicOrPartition) {
+				err = fmt.Errorf("topic %s does not exist (check DLQ_TOPIC): %w", r.topic, err)
+			}
+			return out, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 500*time.Millisecond)
+	}
+}
+
+func (r *DLQReader) offsetsOnce(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error)) (map[int32]int64, error) {
+	res, err := list(ctx, r.topic)
+	if err != nil {
+		return nil, err
+	}
+	if err := res.Error(); err != nil {
+		return nil, err
+	}
+	ps := res[r.topic]
+	if len(ps) == 0 {
+		return nil, fmt.Errorf("%w: topic %s has no partitions", kerr.UnknownTopicOrPartition, r.topic)
+	}
+	out := make(map[int32]int64, len(ps))
+	for p, o := range ps {
+		out[p] = o.Offset
+	}
+	return out, nil
+}
+
+// dlqMessage decodes a DLQ record.
+func dlqMessage(rec *kgo.Record) ops.DLQMessage {
+	headers := make([]ops.DLQHeader, len(rec.Headers))
+	for i, h := range rec.Headers {
+		headers[i] = ops.DLQHeader{Key: h.Key, Value: string(h.Value)}
+	}
+	return ops.NewDLQMessage(ops.DLQRef{Partition: rec.Partition, Offset: rec.Offset}, string(rec.Key), rec.Timestamp.UTC(), headers, rec.Value)
+}
+
+// ReplayPublisher writes replayed DLQ messages back to the events topic with the relay's
+// guarantees: acks from all in-sync replicas and the idempotent producer (franz-go's
+// defaults, set explicitly here), and the relay's partitioning: Sarama's FNV-1a hash of the
+// key, so a replayed event lands on the partition of its product's live events. It
+// implements ops.ReplayPublisher.
+type ReplayPublisher struct {
+	topic string
+	cl    *kgo.Client
+}
+
+var _ ops.ReplayPublisher = (*ReplayPublisher)(nil)
+
+// NewReplayPublisher returns a publisher to topic (PRODUCT_EVENTS_TOPIC). It does not
+// contact the cluster.
+func NewReplayPublisher(cfg Config, topic string) (*ReplayPublisher, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("replay publisher: %w", err)
+	}
+	if topic == "" {
+		return nil, errors.New("replay publisher: no topic")
+	}
+	cl, err := kgo.NewClient(cfg.dlqOpts("-dlq-replay",
+		kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(replayFNV32a))),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(30*time.Second),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("replay publisher: client: %w", err)
+	}
+	return &ReplayPublisher{topic: topic, cl: cl}, nil
+}
+
+// replayFNV32a is the hash of Sarama's default partitioner, which the relay's publisher uses.
+func replayFNV32a(b []byte) uint32 {
+	h := fnv.New32a()
+	_, _ = h.Write(b)
+	return h.Sum32()
+}
+
+// TargetTopic names the events topic.
+func (p *ReplayPublisher) TargetTopic() string { return p.topic }
+
+// PublishReplay writes msg and waits for the acknowledgement of all in-sync replicas.
+func (p *ReplayPublisher) PublishReplay(ctx context.Context, msg ops.ReplayMessage) (ops.ReplayTarget, error) {
+	rec := &kgo.Record{Topic: p.topic, Value: msg.Payload}
+	if msg.Key != "" {
+		rec.Key = []byte(msg.Key)
+	}
+	for _, h := range msg.Headers {
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: []byte(h.Value)})
+	}
+	if err := p.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+		return ops.ReplayTarget{}, fmt.Errorf("replay publisher: produce to %s: %w", p.topic, err)
+	}
+	return ops.ReplayTarget{Partition: rec.Partition, Offset: rec.Offset}, nil
+}
+
+// Close flushes nothing (every publish is synchronous) and releases the connections.
+func (p *ReplayPublisher) Close() { p.cl.Close() }
