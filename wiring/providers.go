@@ -11,13 +11,16 @@ import (
 	"time"
 
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/wire"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 
 	"github.com/marketplace/catalog/adapters/elasticsearch"
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/metrics"
 	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/adapters/tracing"
 	"github.com/marketplace/catalog/application"
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/decorator"
@@ -59,13 +62,30 @@ var ApplicationSet = wire.NewSet(
 	wire.Struct(new(application.Application), "*"),
 )
 
-// ObservabilitySet provides the metrics registry.
+// ObservabilitySet provides the metrics registry and the tracer provider.
 var ObservabilitySet = wire.NewSet(
+	provideTracing,
 	metrics.NewRegistry,
 	metrics.NewRelayMetrics,
 	metrics.NewProjectorMetrics,
 	wire.Bind(new(decorator.MetricsClient), new(*metrics.Registry)),
 )
+
+// provideTracing sets OpenTelemetry up from the OTEL_* environment (a no-op provider when
+// unconfigured); the cleanup flushes buffered spans after every role has stopped.
+func provideTracing(ctx context.Context, log *slog.Logger) (trace.TracerProvider, func(), error) {
+	tp, shutdown, err := tracing.Setup(ctx, "catalog", tracing.WithLogger(log))
+	if err != nil {
+		return nil, nil, err
+	}
+	return tp, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(ctx); err != nil {
+			log.Warn("flushing traces", "err", err)
+		}
+	}, nil
+}
 
 func provideDB(ctx context.Context, cfg service.Config) (*postgres.DB, func(), error) {
 	db, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, MaxConns: int32(16 + 2*cfg.OutboxLanes)})
@@ -104,7 +124,7 @@ func provideKafkaPublisher(brokers Brokers, log *slog.Logger) (*wkafka.Publisher
 }
 
 func provideProductRepository(db *postgres.DB, cfg service.Config, log *slog.Logger) (*postgres.ProductRepository, error) {
-	return postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: cfg.ProductEventsTopic, Lanes: cfg.OutboxLanes}, log)
+	return postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: cfg.ProductEventsTopic, Lanes: cfg.OutboxLanes, Decorate: tracing.InjectIntoMessage}, log)
 }
 
 // ReadModel is the search read model the process uses, or the zero value when none is
@@ -182,7 +202,7 @@ func provideSearchHandler(rm ReadModel, deps decorator.Deps) (query.SearchProduc
 	return query.NewSearchProductsHandler(rm.Search, deps)
 }
 
-func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher, app application.Application, pm *metrics.ProjectorMetrics, log *slog.Logger) (*projector.Projector, func(), error) {
+func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher, app application.Application, pm *metrics.ProjectorMetrics, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*projector.Projector, func(), error) {
 	if app.Commands.ProjectProductEvent == nil {
 		return nil, func() {}, nil
 	}
@@ -190,8 +210,12 @@ func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := projector.New(projector.Config{Topic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, CloseTimeout: cfg.ShutdownTimeout},
-		sub, dlq, app.Commands.ProjectProductEvent, pm, log)
+	p, err := projector.New(projector.Config{Topic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, CloseTimeout: cfg.ShutdownTimeout,
+		RouterDecorator: reg.InstrumentRouter,
+		Middlewares: []message.HandlerMiddleware{projector.Tracing(projector.TracingConfig{
+			TracerProvider: tp, Topic: cfg.ProductEventsTopic, ConsumerGroup: cfg.ProjectorGroup,
+		})},
+	}, sub, dlq, app.Commands.ProjectProductEvent, pm, log)
 	if err != nil {
 		_ = sub.Close()
 		return nil, nil, err
@@ -202,12 +226,15 @@ func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher
 // RebuildSet provides the rebuild use case and the gRPC admin port that drives it.
 var RebuildSet = wire.NewSet(provideRebuildService, provideGRPCServer)
 
-func provideRebuildService(ctx context.Context, cfg service.Config, db *postgres.DB, brokers Brokers, rm ReadModel, log *slog.Logger) (*apprebuild.Service, func(), error) {
+func provideRebuildService(ctx context.Context, cfg service.Config, db *postgres.DB, brokers Brokers, rm ReadModel, reg *metrics.Registry, log *slog.Logger) (*apprebuild.Service, func(), error) {
 	if rm.Target == nil {
 		return nil, func() {}, nil
 	}
 	store, err := postgres.NewRebuildStore(db)
 	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := metrics.NewRebuildMetrics(reg, store); err != nil {
 		return nil, nil, err
 	}
 	source, err := postgres.NewProductSource(db)
@@ -260,23 +287,32 @@ func provideDecoratorDeps(log *slog.Logger, m decorator.MetricsClient) decorator
 	return decorator.Deps{Log: log, Metrics: m}
 }
 
-func provideRelay(db *postgres.DB, pub *wkafka.Publisher, rm *metrics.RelayMetrics, cfg service.Config, log *slog.Logger) (*postgres.Relay, error) {
-	return postgres.NewRelay(db, rm.WrapPublisher(pub), postgres.RelayConfig{
-		Lanes:        cfg.OutboxLanes,
-		PollInterval: cfg.RelayPollInterval,
-		BatchSize:    cfg.RelayBatchSize,
-		CloseTimeout: cfg.ShutdownTimeout,
+func provideRelay(db *postgres.DB, pub *wkafka.Publisher, rm *metrics.RelayMetrics, reg *metrics.Registry, tp trace.TracerProvider, cfg service.Config, log *slog.Logger) (*postgres.Relay, error) {
+	return postgres.NewRelay(db, rm.WrapPublisher(tracing.WrapPublisher(tp, pub)), postgres.RelayConfig{
+		Lanes:           cfg.OutboxLanes,
+		PollInterval:    cfg.RelayPollInterval,
+		BatchSize:       cfg.RelayBatchSize,
+		CloseTimeout:    cfg.ShutdownTimeout,
+		RouterDecorator: reg.InstrumentRouter,
 	}, log)
 }
 
-func provideHTTPServer(cfg service.Config, app application.Application, db *postgres.DB, brokers Brokers, reg *metrics.Registry, log *slog.Logger) (*httpport.Server, error) {
+func provideHTTPServer(cfg service.Config, app application.Application, db *postgres.DB, brokers Brokers, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*httpport.Server, error) {
+	hm, err := metrics.NewHTTPMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	return httpport.NewServer(httpport.Config{Addr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout}, app, httpport.Deps{
 		Log: log,
 		Ready: map[string]func(context.Context) error{
 			"postgres": db.Ping,
 			"kafka":    func(ctx context.Context) error { return kafka.Ping(ctx, brokers) },
 		},
-		Metrics: reg.Handler(),
+		Metrics:    reg.Handler(),
+		Middleware: tracing.HTTPMiddleware(tp),
+		ObserveRequest: func(_ context.Context, rec httpport.RequestRecord) {
+			hm.ObserveHTTP(rec.Method, rec.Route, rec.Status, rec.Duration)
+		},
 	})
 }
 

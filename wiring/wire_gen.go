@@ -95,21 +95,14 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, registry, log)
+	tracerProvider, cleanup4, err := provideTracing(ctx, log)
 	if err != nil {
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	publisher, cleanup4, err := provideKafkaPublisher(brokers, log)
-	if err != nil {
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return ServeProcess{}, nil, err
-	}
-	relayMetrics, err := metrics.NewRelayMetrics(registry)
+	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, registry, tracerProvider, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -117,8 +110,26 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	relay, err := provideRelay(db, publisher, relayMetrics, cfg, log)
+	publisher, cleanup5, err := provideKafkaPublisher(brokers, log)
 	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	relayMetrics, err := metrics.NewRelayMetrics(registry)
+	if err != nil {
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	relay, err := provideRelay(db, publisher, relayMetrics, registry, tracerProvider, cfg, log)
+	if err != nil {
+		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()
@@ -127,6 +138,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	outboxRetention, err := provideRetention(cfg, db, registry, log)
 	if err != nil {
+		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()
@@ -135,22 +147,25 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	projectorMetrics, err := metrics.NewProjectorMetrics(registry)
 	if err != nil {
+		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	projector, cleanup5, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, log)
+	projector, cleanup6, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, registry, tracerProvider, log)
 	if err != nil {
+		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	rebuildService, cleanup6, err := provideRebuildService(ctx, cfg, db, brokers, readModel, log)
+	rebuildService, cleanup7, err := provideRebuildService(ctx, cfg, db, brokers, readModel, registry, log)
 	if err != nil {
+		cleanup6()
 		cleanup5()
 		cleanup4()
 		cleanup3()
@@ -160,6 +175,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	grpcportServer, err := provideGRPCServer(cfg, rebuildService, registry, log)
 	if err != nil {
+		cleanup7()
 		cleanup6()
 		cleanup5()
 		cleanup4()
@@ -170,6 +186,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer)
 	return serveProcess, func() {
+		cleanup7()
 		cleanup6()
 		cleanup5()
 		cleanup4()
@@ -210,8 +227,16 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	relay, err := provideRelay(db, publisher, relayMetrics, cfg, log)
+	tracerProvider, cleanup4, err := provideTracing(ctx, log)
 	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return RelayProcess{}, nil, err
+	}
+	relay, err := provideRelay(db, publisher, relayMetrics, registry, tracerProvider, cfg, log)
+	if err != nil {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -219,6 +244,7 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	outboxRetention, err := provideRetention(cfg, db, registry, log)
 	if err != nil {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -226,6 +252,7 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	relayProcess := provideRelayProcess(log, relay, outboxRetention)
 	return relayProcess, func() {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -350,7 +377,7 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	projector, cleanup5, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, log)
+	tracerProvider, cleanup5, err := provideTracing(ctx, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -358,7 +385,7 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	projectProcess, err := provideProjectProcess(log, projector)
+	projector, cleanup6, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, registry, tracerProvider, log)
 	if err != nil {
 		cleanup5()
 		cleanup4()
@@ -367,7 +394,18 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
+	projectProcess, err := provideProjectProcess(log, projector)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
 	return projectProcess, func() {
+		cleanup6()
 		cleanup5()
 		cleanup4()
 		cleanup3()

@@ -45,6 +45,9 @@ type RelayConfig struct {
 	CloseTimeout time.Duration
 	// Middlewares wrap the forwarding of each message (metrics, tracing).
 	Middlewares []message.HandlerMiddleware
+	// RouterDecorator, when set, is called with each lane's router before its forwarder is
+	// added (router metrics).
+	RouterDecorator func(*message.Router)
 }
 
 func (c *RelayConfig) setDefaults() {
@@ -137,10 +140,18 @@ func (r *Relay) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("relay: subscriber lane %d: %w", lane, err)
 		}
+		router, err := message.NewRouter(message.RouterConfig{CloseTimeout: r.cfg.CloseTimeout}, wlog)
+		if err != nil {
+			return fmt.Errorf("relay: router lane %d: %w", lane, err)
+		}
+		if r.cfg.RouterDecorator != nil {
+			r.cfg.RouterDecorator(router)
+		}
 		fwd, err := forwarder.NewForwarder(sub, r.pub, wlog, forwarder.Config{
 			ForwarderTopic: LaneTopic(lane),
 			Middlewares:    r.cfg.Middlewares,
 			CloseTimeout:   r.cfg.CloseTimeout,
+			Router:         router,
 		})
 		if err != nil {
 			return fmt.Errorf("relay: forwarder lane %d: %w", lane, err)

@@ -58,6 +58,12 @@ type Config struct {
 	RetryMaxInterval time.Duration
 	// CloseTimeout bounds graceful shutdown.
 	CloseTimeout time.Duration
+	// RouterDecorator, when set, is called with the router before the handler and its
+	// middlewares are added (router metrics), so that router-level middleware runs outermost.
+	RouterDecorator func(*message.Router)
+	// Middlewares wrap the handler outside the built-in layers (tracing), so they see each
+	// message once, its retries and dead-lettering included.
+	Middlewares []message.HandlerMiddleware
 }
 
 func (c *Config) setDefaults() {
@@ -125,6 +131,9 @@ func New(cfg Config, sub message.Subscriber, dlq message.Publisher, project comm
 	if err != nil {
 		return nil, fmt.Errorf("projector: router: %w", err)
 	}
+	if cfg.RouterDecorator != nil {
+		cfg.RouterDecorator(router)
+	}
 	poison, err := middleware.PoisonQueueWithFilter(dlq, cfg.DLQTopic, func(err error) bool {
 		return Classify(err).Permanent()
 	})
@@ -133,6 +142,7 @@ func New(cfg Config, sub message.Subscriber, dlq message.Publisher, project comm
 	}
 	h := handler{project: project, obs: obs}
 	rh := router.AddConsumerHandler(HandlerName, cfg.Topic, sub, h.handle)
+	rh.AddMiddleware(cfg.Middlewares...)
 	// Outermost first: the poison queue sees the final, classified error; annotate stamps the
 	// DLQ headers; retry loops over transient failures only; the attempt counter sits inside
 	// retry; the recoverer turns a panic into a (permanent) error the layers above can see.

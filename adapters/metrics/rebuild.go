@@ -1,0 +1,143 @@
+package metrics
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/marketplace/catalog/domain/rebuild"
+)
+
+// RebuildRecords reads the rebuild records, newest first. *postgres.RebuildStore satisfies
+// it; the metrics read the record rather than the rebuild service's memory so that every
+// replica reports the rebuild, including one another replica runs.
+type RebuildRecords interface {
+	List(ctx context.Context, limit int) ([]*rebuild.Rebuild, error)
+}
+
+// rebuildPhases are the phases reported by catalog_rebuild_phase, in their order, so that a
+// dashboard has a series per phase even before a rebuild reached it.
+var rebuildPhases = []rebuild.Phase{
+	rebuild.PhasePending, rebuild.PhaseCreateIndex, rebuild.PhaseCapture, rebuild.PhaseFill,
+	rebuild.PhaseCatchUp, rebuild.PhaseValidate, rebuild.PhaseSwitch, rebuild.PhaseDrain,
+	rebuild.PhaseSucceeded, rebuild.PhaseFailed, rebuild.PhaseCancelled,
+}
+
+// Defaults of RebuildMetrics: the record is read at most once per rebuildCacheTTL however
+// many scrapers there are, and a slow database costs a scrape at most rebuildReadTimeout.
+const (
+	rebuildCacheTTL    = 5 * time.Second
+	rebuildReadTimeout = 2 * time.Second
+)
+
+// RebuildMetrics exposes the newest rebuild record as gauges, read when Prometheus scrapes
+// (cached briefly), so there is no background goroutine to start or stop:
+//
+//	catalog_rebuild_running                    1 while the newest rebuild has not ended
+//	catalog_rebuild_phase{phase}               1 for the newest rebuild's phase, 0 for the others
+//	catalog_rebuild_docs_done                  documents written in the current phase
+//	catalog_rebuild_docs_total                 documents expected in the current phase
+//	catalog_rebuild_started_timestamp_seconds  when the newest rebuild started
+//	catalog_rebuild_record_up                  0 when the record could not be read
+//
+// When the record cannot be read only catalog_rebuild_record_up (0) is exposed: stale
+// progress would be worse than none, and failing the whole scrape would blind every other
+// series during a database outage.
+type RebuildMetrics struct {
+	records RebuildRecords
+	ttl     time.Duration
+	timeout time.Duration
+
+	mu     sync.Mutex
+	readAt time.Time
+	snap   rebuild.Snapshot
+	found  bool
+	err    error
+
+	running, phase, done, total, started, up *prometheus.Desc
+}
+
+// NewRebuildMetrics registers the rebuild gauges on r, reading records at scrape time.
+func NewRebuildMetrics(r *Registry, records RebuildRecords) (*RebuildMetrics, error) {
+	desc := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(prometheus.BuildFQName("catalog", "rebuild", name), help, labels, nil)
+	}
+	m := &RebuildMetrics{
+		records: records,
+		ttl:     rebuildCacheTTL,
+		timeout: rebuildReadTimeout,
+		running: desc("running", "1 while the newest projection rebuild has not ended (succeeded, failed or cancelled)."),
+		phase:   desc("phase", "1 for the phase of the newest projection rebuild, 0 for the other phases.", "phase"),
+		done:    desc("docs_done", "Documents the newest projection rebuild wrote in its current phase."),
+		total:   desc("docs_total", "Documents the newest projection rebuild expects in its current phase."),
+		started: desc("started_timestamp_seconds", "Start time of the newest projection rebuild (Unix seconds)."),
+		up:      desc("record_up", "1 when the rebuild record could be read for these metrics, 0 otherwise."),
+	}
+	if err := r.Register(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Describe implements prometheus.Collector.
+func (m *RebuildMetrics) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{m.running, m.phase, m.done, m.total, m.started, m.up} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector: it reads the newest record (or reuses a read
+// younger than the cache TTL) and emits the gauges.
+func (m *RebuildMetrics) Collect(ch chan<- prometheus.Metric) {
+	snap, found, err := m.latest()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	if err != nil {
+		gauge(m.up, 0)
+		return
+	}
+	gauge(m.up, 1)
+	gauge(m.running, boolFloat(found && !snap.Phase.Terminal()))
+	gauge(m.done, float64(snap.DocsDone))
+	gauge(m.total, float64(snap.DocsTotal))
+	known := false
+	for _, p := range rebuildPhases {
+		current := found && snap.Phase == p
+		known = known || current
+		gauge(m.phase, boolFloat(current), string(p))
+	}
+	if found && !known {
+		gauge(m.phase, 1, string(snap.Phase)) // a phase newer than this list
+	}
+	if found && !snap.StartedAt.IsZero() {
+		gauge(m.started, float64(snap.StartedAt.UnixNano())/1e9)
+	}
+}
+
+// latest returns the newest record's snapshot, reading it when the cached one is too old.
+// Failed reads are cached too, so a struggling database is not asked once per scraper.
+func (m *RebuildMetrics) latest() (rebuild.Snapshot, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.readAt.IsZero() && time.Since(m.readAt) < m.ttl {
+		return m.snap, m.found, m.err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+	defer cancel()
+	list, err := m.records.List(ctx, 1)
+	m.readAt, m.err, m.found, m.snap = time.Now(), err, false, rebuild.Snapshot{}
+	if err == nil && len(list) > 0 && list[0] != nil {
+		m.snap, m.found = list[0].Snapshot(), true
+	}
+	return m.snap, m.found, m.err
+}
+
+func boolFloat(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,133 @@
+package metrics_test
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/marketplace/catalog/adapters/metrics"
+	"github.com/marketplace/catalog/domain/rebuild"
+)
+
+type fakeRecords struct {
+	list  []*rebuild.Rebuild
+	err   error
+	calls atomic.Int64
+}
+
+func (f *fakeRecords) List(_ context.Context, limit int) ([]*rebuild.Rebuild, error) {
+	f.calls.Add(1)
+	if limit != 1 {
+		return nil, errors.New("the metrics need the newest record only")
+	}
+	return f.list, f.err
+}
+
+var started = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+
+func record(t *testing.T, to rebuild.Phase, done, total int64) *rebuild.Rebuild {
+	t.Helper()
+	r, err := rebuild.New("rb-1", rebuild.SourceDatabase, started)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []rebuild.Phase{rebuild.PhaseCreateIndex, rebuild.PhaseCapture, rebuild.PhaseFill} {
+		if err := r.Advance(p, started.Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if p == to {
+			break
+		}
+	}
+	r.Progress(done, total, started.Add(2*time.Second))
+	if to == rebuild.PhaseSucceeded {
+		if err := r.Succeed(started.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return r
+}
+
+const rebuildNames = "catalog_rebuild_running catalog_rebuild_phase catalog_rebuild_docs_done catalog_rebuild_docs_total catalog_rebuild_started_timestamp_seconds catalog_rebuild_record_up"
+
+func phases(current string) string {
+	var b strings.Builder
+	b.WriteString("# HELP catalog_rebuild_phase 1 for the phase of the newest projection rebuild, 0 for the other phases.\n# TYPE catalog_rebuild_phase gauge\n")
+	for _, p := range []string{"cancelled", "capture_offsets", "catch_up", "create_index", "drain", "failed", "fill", "pending", "succeeded", "switch_alias", "validate"} {
+		v := "0"
+		if p == current {
+			v = "1"
+		}
+		b.WriteString(`catalog_rebuild_phase{phase="` + p + `"} ` + v + "\n")
+	}
+	return b.String()
+}
+
+func gauges(running, done, total string, startedAt bool) string {
+	s := `# HELP catalog_rebuild_docs_done Documents the newest projection rebuild wrote in its current phase.
+# TYPE catalog_rebuild_docs_done gauge
+catalog_rebuild_docs_done ` + done + `
+# HELP catalog_rebuild_docs_total Documents the newest projection rebuild expects in its current phase.
+# TYPE catalog_rebuild_docs_total gauge
+catalog_rebuild_docs_total ` + total + `
+# HELP catalog_rebuild_record_up 1 when the rebuild record could be read for these metrics, 0 otherwise.
+# TYPE catalog_rebuild_record_up gauge
+catalog_rebuild_record_up 1
+# HELP catalog_rebuild_running 1 while the newest projection rebuild has not ended (succeeded, failed or cancelled).
+# TYPE catalog_rebuild_running gauge
+catalog_rebuild_running ` + running + "\n"
+	if startedAt {
+		s += `# HELP catalog_rebuild_started_timestamp_seconds Start time of the newest projection rebuild (Unix seconds).
+# TYPE catalog_rebuild_started_timestamp_seconds gauge
+catalog_rebuild_started_timestamp_seconds ` + strconv.FormatFloat(float64(started.Unix()), 'g', -1, 64) + "\n"
+	}
+	return s
+}
+
+func TestRebuildMetrics(t *testing.T) {
+	for _, c := range []struct {
+		name    string
+		records *fakeRecords
+		want    string
+	}{
+		{"no rebuild yet", &fakeRecords{}, gauges("0", "0", "0", false) + phases("")},
+		{"nil record", &fakeRecords{list: []*rebuild.Rebuild{nil}}, gauges("0", "0", "0", false) + phases("")},
+		{"fill in progress", &fakeRecords{list: []*rebuild.Rebuild{record(t, rebuild.PhaseFill, 250, 1000)}}, gauges("1", "250", "1000", true) + phases("fill")},
+		{"succeeded", &fakeRecords{list: []*rebuild.Rebuild{record(t, rebuild.PhaseSucceeded, 1000, 1000)}}, gauges("0", "1000", "1000", true) + phases("succeeded")},
+		{"record unreadable", &fakeRecords{err: errors.New("connection refused")},
+			"# HELP catalog_rebuild_record_up 1 when the rebuild record could be read for these metrics, 0 otherwise.\n# TYPE catalog_rebuild_record_up gauge\ncatalog_rebuild_record_up 0\n"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			r := newRegistry(t)
+			if _, err := metrics.NewRebuildMetrics(r, c.records); err != nil {
+				t.Fatal(err)
+			}
+			if err := testutil.GatherAndCompare(r.Prometheus(), strings.NewReader(c.want), strings.Fields(rebuildNames)...); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestRebuildMetricsReadOncePerScrapeBurst: several scrapes in a row read the record once.
+func TestRebuildMetricsReadOncePerScrapeBurst(t *testing.T) {
+	r := newRegistry(t)
+	rec := &fakeRecords{list: []*rebuild.Rebuild{record(t, rebuild.PhaseFill, 1, 2)}}
+	if _, err := metrics.NewRebuildMetrics(r, rec); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if _, err := r.Prometheus().Gather(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := rec.calls.Load(); n != 1 {
+		t.Fatalf("%d reads for 3 scrapes within the cache TTL, want 1", n)
+	}
+}
