@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
@@ -16,6 +17,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 
+	"github.com/marketplace/catalog/adapters/bleve"
 	"github.com/marketplace/catalog/adapters/elasticsearch"
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/metrics"
@@ -135,8 +137,6 @@ type ReadModel struct {
 	Projection command.ProductProjection
 	// Search reads documents; nil without a read model.
 	Search query.ProductSearchReadModel
-	// Indices manages the versioned indices behind the alias; nil without a read model.
-	Indices *elasticsearch.Indices
 	// Target is where rebuilds build new indices; nil without a read model.
 	Target apprebuild.Target
 }
@@ -146,8 +146,7 @@ var ReadModelSet = wire.NewSet(provideReadModel)
 
 func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger) (ReadModel, func(), error) {
 	if cfg.ElasticsearchURL == "" {
-		log.Warn("no search read model: ELASTICSEARCH_URL is empty; searches answer 503 and no projector runs")
-		return ReadModel{}, func() {}, nil
+		return provideEmbeddedReadModel(ctx, cfg, log)
 	}
 	ecfg := elasticsearch.Config{URL: cfg.ElasticsearchURL, Compat: cfg.ElasticsearchCompat, Alias: cfg.SearchAlias, RefreshInterval: cfg.SearchRefreshInterval}
 	client, err := elasticsearch.NewClient(ecfg)
@@ -185,7 +184,31 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 			log.Error("closing the rebuild bulk indexer", "err", err)
 		}
 	}
-	return ReadModel{Projection: projection, Search: search, Indices: indices, Target: target}, cleanup, nil
+	return ReadModel{Projection: projection, Search: search, Target: target}, cleanup, nil
+}
+
+// provideEmbeddedReadModel opens the embedded search engine (Bleve, on disk under
+// CATALOG_DATA_DIR/search). The process holds its directory exclusively: a second process on
+// the same directory stops here with the reason.
+func provideEmbeddedReadModel(ctx context.Context, cfg service.Config, log *slog.Logger) (ReadModel, func(), error) {
+	dir := filepath.Join(cfg.DataDir, "search")
+	store, err := bleve.Open(bleve.Config{Dir: dir, Alias: cfg.SearchAlias})
+	if err != nil {
+		return ReadModel{}, nil, fmt.Errorf("embedded search engine: %w", err)
+	}
+	index, created, err := store.EnsureAlias(ctx)
+	if err != nil {
+		_ = store.Close()
+		return ReadModel{}, nil, fmt.Errorf("embedded search engine: %w", err)
+	}
+	log.Warn("EMBEDDED SEARCH ENGINE: the read model lives on this machine's disk; set ELASTICSEARCH_URL for a search cluster",
+		"dir", dir, "alias", cfg.SearchAlias, "index", index, "created", created)
+	cleanup := func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing the embedded search engine", "err", err)
+		}
+	}
+	return ReadModel{Projection: store, Search: store, Target: store}, cleanup, nil
 }
 
 func provideProjectHandler(rm ReadModel, deps decorator.Deps) (command.ProjectProductEventHandler, error) {
@@ -345,8 +368,6 @@ func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres
 	}
 	if admin != nil {
 		roles = append(roles, service.NamedRole{Name: "grpc-admin", Role: admin})
-	} else {
-		log.Warn("no gRPC admin port: rebuilds need a search read model (ELASTICSEARCH_URL)")
 	}
 	return ServeProcess{service.NewProcess(log, roles...)}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -49,12 +51,21 @@ func (s *ProductSource) Stream(ctx context.Context, rebuildID string, batchSize 
 	if rebuildID == "" || batchSize < 1 {
 		return 0, fmt.Errorf("product source: stream: %w: rebuild id %q, batch size %d", rebuild.ErrInvalid, rebuildID, batchSize)
 	}
-	tx, err := s.beginSnapshot(ctx)
+	// The stream runs in a READ ONLY transaction, which gets no transaction id: a transaction
+	// with one, open for the whole fill, would be older than every commit meanwhile, and the
+	// outbox relay never passes an open transaction, so live updates would stall until the
+	// fill ends. The snapshot is exported and recorded by a second, short transaction that
+	// imports it, so the recorded rows are exactly the streamed ones.
+	tx, err := s.beginSnapshot(ctx, pgx.ReadOnly)
 	if err != nil {
 		return 0, fmt.Errorf("product source: stream %s: %w", rebuildID, err)
 	}
 	defer func() { _ = tx.Rollback(context.Background()) }() // a no-op after Commit
-	recorded, err := record(ctx, tx, rebuildID)
+	var snapshotID string
+	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snapshotID); err != nil {
+		return 0, fmt.Errorf("product source: stream %s: export snapshot: %w", rebuildID, err)
+	}
+	recorded, err := s.recordIn(ctx, rebuildID, snapshotID)
 	if err != nil {
 		return 0, fmt.Errorf("product source: stream %s: %w", rebuildID, err)
 	}
@@ -116,7 +127,7 @@ func (s *ProductSource) Record(ctx context.Context, rebuildID string) (int64, er
 	if rebuildID == "" {
 		return 0, fmt.Errorf("product source: record: %w: empty rebuild id", rebuild.ErrInvalid)
 	}
-	tx, err := s.beginSnapshot(ctx)
+	tx, err := s.beginSnapshot(ctx, pgx.ReadWrite)
 	if err != nil {
 		return 0, fmt.Errorf("product source: record %s: %w", rebuildID, err)
 	}
@@ -131,8 +142,8 @@ func (s *ProductSource) Record(ctx context.Context, rebuildID string) (int64, er
 	return n, nil
 }
 
-func (s *ProductSource) beginSnapshot(ctx context.Context) (pgx.Tx, error) {
-	tx, err := s.db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadWrite})
+func (s *ProductSource) beginSnapshot(ctx context.Context, mode pgx.TxAccessMode) (pgx.Tx, error) {
+	tx, err := s.db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: mode})
 	if err != nil {
 		return nil, fmt.Errorf("begin: %w", err)
 	}
@@ -143,6 +154,28 @@ func (s *ProductSource) beginSnapshot(ctx context.Context) (pgx.Tx, error) {
 		return nil, fmt.Errorf("lift timeouts: %w", err)
 	}
 	return tx, nil
+}
+
+// recordIn records the products of an exported snapshot in a short transaction of its own.
+func (s *ProductSource) recordIn(ctx context.Context, rebuildID, snapshotID string) (int64, error) {
+	tx, err := s.db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadWrite})
+	if err != nil {
+		return 0, fmt.Errorf("begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.Background()) }()
+	// SET TRANSACTION SNAPSHOT must be the transaction's first statement and takes no
+	// parameters; the id comes from pg_export_snapshot, not from a user.
+	if _, err := tx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+strings.ReplaceAll(snapshotID, "'", "")+`'`); err != nil {
+		return 0, fmt.Errorf("import snapshot: %w", err)
+	}
+	n, err := record(ctx, tx, rebuildID)
+	if err != nil {
+		return 0, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return 0, fmt.Errorf("commit snapshot record: %w", err)
+	}
+	return n, nil
 }
 
 func record(ctx context.Context, tx pgx.Tx, rebuildID string) (int64, error) {
@@ -242,4 +275,41 @@ func (s *ProductSource) Count(ctx context.Context) (int64, error) {
 		return 0, fmt.Errorf("product source: count: %w", err)
 	}
 	return n, nil
+}
+
+// AwaitRelayed implements rebuild.ProductSource: it waits until the outbox relay has forwarded
+// every event committed before the call, or the timeout passes. A Kafka-sourced rebuild calls
+// it after recording its database snapshot, so that the log holds every change the snapshot
+// holds before the rebuild takes the offsets it catches up to.
+func (s *ProductSource) AwaitRelayed(ctx context.Context, timeout time.Duration) error {
+	var horizon string
+	if err := s.db.Pool.QueryRow(ctx, `SELECT pg_snapshot_xmax(pg_current_snapshot())::text`).Scan(&horizon); err != nil {
+		return fmt.Errorf("product source: await relay: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var pending bool
+		err := s.db.Pool.QueryRow(ctx, `SELECT EXISTS (
+  SELECT 1 FROM outbox_offsets o CROSS JOIN LATERAL (
+    SELECT 1 FROM outbox_messages m
+    WHERE m.lane = o.lane
+      AND (m.lane, m.transaction_id, m."offset") > (o.lane, o.last_processed_transaction_id, o.offset_acked)
+      AND m.transaction_id < $1::xid8
+    LIMIT 1) x
+  WHERE o.consumer_group = $2)`, horizon, RelayConsumerGroup).Scan(&pending)
+		if err != nil {
+			return fmt.Errorf("product source: await relay: %w", err)
+		}
+		if !pending {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("product source: the outbox relay has not forwarded the events committed before the snapshot within %s (is a relay running? see catalog status)", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }

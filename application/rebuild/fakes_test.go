@@ -190,6 +190,8 @@ func (w *world) Forget(_ context.Context, id string) error {
 	return nil
 }
 
+func (w *world) AwaitRelayed(context.Context, time.Duration) error { return nil }
+
 func (w *world) Count(context.Context) (int64, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()

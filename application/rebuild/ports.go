@@ -65,6 +65,9 @@ type ProductSource interface {
 	Forget(ctx context.Context, rebuildID string) error
 	// Count returns the number of products, tombstones included, for progress estimates.
 	Count(ctx context.Context) (int64, error)
+	// AwaitRelayed waits until every event committed before the call is in the event log
+	// (the outbox relay forwarded it), or fails after timeout.
+	AwaitRelayed(ctx context.Context, timeout time.Duration) error
 }
 
 // Offsets are Kafka positions by partition: the offset of the next record to read.

@@ -30,7 +30,7 @@ func (s *Service) run(ctx context.Context, r *rebuild.Rebuild) {
 	// Cleanup uses a fresh context: the rebuild's own may be the thing that was cancelled.
 	cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if snap.ToIndex != "" && !ru.switched {
+	if snap.ToIndex != "" && !ru.switched && !ru.aliasOn(snap.ToIndex) {
 		if derr := s.target.DeleteIndex(cctx, snap.ToIndex); derr != nil {
 			s.log.Warn("rebuild: could not delete the unfinished index", "rebuild", r.ID(), "index", snap.ToIndex, "err", derr)
 		}
@@ -46,7 +46,11 @@ func (s *Service) run(ctx context.Context, r *rebuild.Rebuild) {
 		s.log.Warn("rebuild cancelled", "rebuild", r.ID(), "phase", snap.Phase)
 	default:
 		_ = r.Fail(err.Error(), now)
-		s.log.Error("rebuild failed; the alias was left where it was", "rebuild", r.ID(), "phase", snap.Phase, "err", err)
+		if ru.switched {
+			s.log.Error("rebuild failed after the alias switch", "rebuild", r.ID(), "phase", snap.Phase, "alias_on", snap.ToIndex, "err", err)
+		} else {
+			s.log.Error("rebuild failed; the alias was left where it was", "rebuild", r.ID(), "phase", snap.Phase, "err", err)
+		}
 	}
 	if serr := s.store.Save(cctx, r); serr != nil {
 		s.log.Error("rebuild: could not record the outcome", "rebuild", r.ID(), "err", serr)
@@ -109,6 +113,11 @@ func (ru *runner) phases() error {
 		} else {
 			return fmt.Errorf("record database snapshot: %w", err)
 		}
+		// Every change of the snapshot must be in the log before the catch-up offsets are
+		// taken, or validation would find products the log has not delivered yet.
+		if err := s.products.AwaitRelayed(ctx, s.cfg.RelayWait); err != nil {
+			return fmt.Errorf("wait for the relay: %w", err)
+		}
 		if _, skipped, err := s.events.Read(ctx, nil, start, eventsWriter(write)); err != nil {
 			return fmt.Errorf("fill from kafka: %w", err)
 		} else if skipped > 0 {
@@ -157,23 +166,34 @@ func (ru *runner) phases() error {
 	if err := ru.advance(rebuild.PhaseSwitch); err != nil {
 		return err
 	}
-	if err := s.target.SwitchAlias(ctx, from, to); err != nil {
-		return fmt.Errorf("switch alias %s -> %s: %w", from, to, err)
+	// The switch is one request whose outcome must be known: it is not cut short by a cancel,
+	// and after an error the alias itself says whether it happened.
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.SwitchTimeout)
+	err = s.target.SwitchAlias(sctx, from, to)
+	scancel()
+	if err != nil {
+		if ru.aliasOn(to) {
+			s.log.Warn("rebuild: the alias switch reported an error but took effect", "rebuild", r.ID(), "err", err)
+		} else {
+			return fmt.Errorf("switch alias %s -> %s: %w", from, to, err)
+		}
 	}
 	ru.switched = true
 	s.log.Info("rebuild: alias switched", "rebuild", r.ID(), "from", from, "to", to)
 
 	// The live projector writes through the alias; events it applied to the old index between
 	// catch-up and the switch are drained into the new one now.
+	// The new index is live now: the drain is what brings it the events the live projector
+	// applied to the old index between catch-up and switch, so it is retried until it
+	// completes (within DrainTimeout) and a cancel does not stop it.
+	dctx, dcancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.DrainTimeout)
+	defer dcancel()
+	ru.ctx = dctx
 	if err := ru.advance(rebuild.PhaseDrain); err != nil {
 		return err
 	}
-	final, err := s.events.EndOffsets(ctx)
-	if err != nil {
-		return fmt.Errorf("capture offsets: %w", err)
-	}
-	if _, _, err := s.events.Read(ctx, caught, final, eventsWriter(write)); err != nil {
-		return fmt.Errorf("drain: %w", err)
+	if err := ru.drain(dctx, caught, write); err != nil {
+		return fmt.Errorf("the alias is on %s, but draining the events since the catch-up failed (re-run the rebuild to be sure nothing is missing): %w", to, err)
 	}
 	if s.cfg.Settle > 0 {
 		select {
@@ -183,6 +203,37 @@ func (ru *runner) phases() error {
 		}
 	}
 	return ru.save(true)
+}
+
+// drain reads the log from the catch-up offsets to its current end into the new index,
+// retrying transient failures with backoff until ctx ends.
+func (ru *runner) drain(ctx context.Context, from Offsets, write func([]product.Snapshot) error) error {
+	s := ru.s
+	wait := 200 * time.Millisecond
+	for {
+		final, err := s.events.EndOffsets(ctx)
+		if err == nil {
+			_, _, err = s.events.Read(ctx, from, final, eventsWriter(write))
+		}
+		if err == nil {
+			return nil
+		}
+		s.log.Warn("rebuild: drain failed, retrying", "rebuild", ru.r.ID(), "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 5*time.Second)
+	}
+}
+
+// aliasOn reports whether the alias points at index now.
+func (ru *runner) aliasOn(index string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cur, err := ru.s.target.AliasTarget(ctx)
+	return err == nil && cur == index
 }
 
 func eventsWriter(write func([]product.Snapshot) error) func([]product.Event) error {

@@ -28,6 +28,15 @@ type Config struct {
 	// the rebuild waits for the scheduled refresh instead (refresh=wait_for semantics): when
 	// `catalog rebuild --wait` returns, every drained write is searchable.
 	Settle time.Duration
+	// RelayWait bounds how long a Kafka-sourced rebuild waits for the outbox relay to forward
+	// every change its database snapshot holds, before it reads the log up to the end.
+	RelayWait time.Duration
+	// SwitchTimeout bounds the alias switch, which runs even when the rebuild is being
+	// cancelled: an interrupted switch would leave its outcome unknown.
+	SwitchTimeout time.Duration
+	// DrainTimeout bounds the retries of the drain after the switch; the new index is live by
+	// then, so the drain is retried rather than abandoned on a transient failure.
+	DrainTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// BeforeValidate, when set, runs after catch-up and before validation. Tests use it to
@@ -44,6 +53,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.SaveInterval == 0 {
 		c.SaveInterval = 500 * time.Millisecond
+	}
+	if c.RelayWait == 0 {
+		c.RelayWait = time.Minute
+	}
+	if c.SwitchTimeout == 0 {
+		c.SwitchTimeout = 30 * time.Second
+	}
+	if c.DrainTimeout == 0 {
+		c.DrainTimeout = 2 * time.Minute
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -1,0 +1,88 @@
+package bleve
+
+import (
+	"errors"
+	"fmt"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+)
+
+// Defaults of Config.
+const (
+	// DefaultAlias is the read model's alias of the public contract (ARCHITECTURE §6).
+	DefaultAlias = "product_search"
+	// DefaultFlushInterval is how long an index's writer waits for more writes once it has one,
+	// before it commits them as one batch. Zero would commit at once; a short wait lets the
+	// projector's concurrent partitions share one persisted batch (one fsync) instead of each
+	// paying for its own. Every Apply waits for it, so it is latency added to every write.
+	DefaultFlushInterval = time.Millisecond
+	// DefaultMaxBatchDocs bounds the documents of one Bleve batch. Larger batches amortise
+	// persisting better but hold more memory and delay the writes that arrive meanwhile.
+	DefaultMaxBatchDocs = 2000
+)
+
+// MaxDocumentsPage is the largest page Store.Documents returns, the same bound as the
+// Elasticsearch adapter's.
+const MaxDocumentsPage = 10_000
+
+// Config configures the embedded search read model. Dir is required; setDefaults fills the rest.
+type Config struct {
+	// Dir is the directory of the embedded search engine, CATALOG_DATA_DIR/search. It is
+	// created when missing and owned exclusively by one process (see Open).
+	Dir string
+	// Alias is the read model's alias (SEARCH_ALIAS); index names derive from it, and the
+	// alias file is {Dir}/{Alias}.alias.json, so several aliases may share one Dir.
+	Alias string
+	// FlushInterval is how long a writer collects concurrent writes before committing them as
+	// one batch (0 commits as soon as one write is there; writes that arrive while a batch is
+	// being persisted are still grouped into the next one).
+	FlushInterval time.Duration
+	// MaxBatchDocs is the largest number of documents committed in one Bleve batch; larger
+	// Write calls are split.
+	MaxBatchDocs int
+}
+
+// aliasPattern is what the Elasticsearch adapter accepts as an alias, so that one SEARCH_ALIAS
+// works with either engine; it is also safe as a file name.
+var aliasPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_\-]{0,200}$`)
+
+func (c *Config) setDefaults() {
+	c.Dir = strings.TrimSpace(c.Dir)
+	if c.Dir != "" {
+		c.Dir = filepath.Clean(c.Dir)
+	}
+	if strings.TrimSpace(c.Alias) == "" {
+		c.Alias = DefaultAlias
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	if c.MaxBatchDocs == 0 {
+		c.MaxBatchDocs = DefaultMaxBatchDocs
+	}
+}
+
+// Validate reports every problem of a configuration at once, after defaults. A negative
+// FlushInterval means no wait at all.
+func (c Config) Validate() error {
+	c.setDefaults()
+	var errs []error
+	if c.Dir == "" {
+		errs = append(errs, errors.New("dir is required (CATALOG_DATA_DIR/search)"))
+	}
+	if !aliasPattern.MatchString(c.Alias) {
+		errs = append(errs, fmt.Errorf("alias %q must be lower-case letters, digits, '_' or '-', starting with a letter or digit", c.Alias))
+	}
+	if c.FlushInterval > time.Second {
+		errs = append(errs, fmt.Errorf("flush interval %s must be at most 1s", c.FlushInterval))
+	}
+	if c.MaxBatchDocs < 1 || c.MaxBatchDocs > 100_000 {
+		errs = append(errs, fmt.Errorf("max batch docs %d must be 1..100000", c.MaxBatchDocs))
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("bleve config: %w", errors.Join(errs...))
+	}
+	return nil
+}

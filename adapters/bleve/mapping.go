@@ -1,0 +1,310 @@
+package bleve
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/blevesearch/bleve/v2/analysis/analyzer/custom"
+	"github.com/blevesearch/bleve/v2/analysis/analyzer/keyword"
+	"github.com/blevesearch/bleve/v2/analysis/token/lowercase"
+	"github.com/blevesearch/bleve/v2/analysis/tokenizer/unicode"
+	"github.com/blevesearch/bleve/v2/document"
+	"github.com/blevesearch/bleve/v2/mapping"
+
+	"github.com/marketplace/catalog/application/query"
+	"github.com/marketplace/catalog/domain/product"
+)
+
+// MappingVersion is M in index names: the version of the Bleve mapping below. Bump it with every
+// change of indexMapping or of the indexed document; the new mapping reaches the alias through
+// a rebuild. It is independent of the Elasticsearch adapter's mapping version.
+const MappingVersion = 1
+
+// indexTimeLayout is the time part of index names: UTC, to the second.
+const indexTimeLayout = "20060102_150405"
+
+// IndexName is the name of an index of alias with mapping version mappingVersion created at t:
+// {alias}_v{M}_{YYYYMMDD}_{HHMMSS} in UTC, the same format as the Elasticsearch adapter's.
+func IndexName(alias string, mappingVersion int, t time.Time) string {
+	return fmt.Sprintf("%s_v%d_%s", alias, mappingVersion, t.UTC().Format(indexTimeLayout))
+}
+
+// parseIndexName is the inverse of IndexName for alias; ok is false for any other name, which
+// keeps index management away from directories it did not create.
+func parseIndexName(alias, name string) (mappingVersion int, created time.Time, ok bool) {
+	re := regexp.MustCompile(`^` + regexp.QuoteMeta(alias) + `_v([0-9]{1,6})_([0-9]{8}_[0-9]{6})$`)
+	m := re.FindStringSubmatch(name)
+	if m == nil {
+		return 0, time.Time{}, false
+	}
+	v, err := strconv.Atoi(m[1])
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	t, err := time.ParseInLocation(indexTimeLayout, m[2], time.UTC)
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	return v, t, true
+}
+
+// Field names of the Bleve documents (MappingVersion 1).
+const (
+	fieldName          = "name"
+	fieldDescription   = "description"
+	fieldCategory      = "category"
+	fieldCategoryExact = "category_exact"
+	fieldBrand         = "brand"
+	fieldBrandExact    = "brand_exact"
+	fieldPrice         = "price"
+	fieldStock         = "stock"
+	fieldCreated       = "created_ms"
+	fieldDeleted       = "deleted"
+	fieldVersion       = "version"
+	fieldAttributes    = "attributes"
+	fieldSource        = "source"
+)
+
+// textAnalyzer is the analyzer of the full-text fields and of the search text: Unicode word
+// segmentation (UAX #29, every ideograph a word of its own) and lower-casing, without stop
+// words or stemming. It is what Elasticsearch's standard analyzer does, so a query matches the
+// same documents on both engines.
+const textAnalyzer = "catalog_text"
+
+// mappingVersionKey is the internal key under which an index records the mapping version it
+// was created with; SwitchAlias checks it against the version in the index name.
+var mappingVersionKey = []byte("catalog_mapping_version")
+
+// indexMapping is the explicit mapping of MappingVersion. Dynamic mapping is off: a field that
+// is not mapped here is neither indexed nor stored, so documents can never grow the mapping.
+//
+// Choices:
+//   - name, description, category and brand are text (textAnalyzer) for full-text search;
+//     category and brand are also indexed whole (keyword analyzer) as category_exact and
+//     brand_exact for the exact, case-sensitive filters (Elasticsearch's .keyword sub-fields).
+//   - price (amount in minor units), stock and created_ms are numeric. Bleve numbers are
+//     float64, exact for integers up to 2^53: product.MaxAmount and MaxStock are far below,
+//     and so are Unix milliseconds. created_ms has millisecond precision on purpose: the
+//     Elasticsearch date type sorts at that precision, so "newest" breaks ties by id alike.
+//     price and created_ms keep doc values for sorting.
+//   - deleted is a boolean for the always-on "live only" filter; it is stored for Documents.
+//   - version is stored (not indexed): the writer reads it to compare versions, and Documents
+//     returns it.
+//   - attributes have arbitrary keys, which an explicit mapping without dynamic fields cannot
+//     name; they are indexed as one keyword field of "key=value" terms (exact attribute filters
+//     need no mapping change) and are not part of the full-text search, as in Elasticsearch.
+//   - source is the whole document as JSON, stored and not indexed: what search results are
+//     built from (Elasticsearch's _source), so the view has every field to the nanosecond.
+//   - nothing goes into Bleve's composite _all field and no term vectors are kept: the search
+//     names its fields and never highlights.
+func indexMapping() (*mapping.IndexMappingImpl, error) {
+	im := mapping.NewIndexMapping()
+	if err := im.AddCustomAnalyzer(textAnalyzer, map[string]any{
+		"type":          custom.Name,
+		"tokenizer":     unicode.Name,
+		"token_filters": []any{lowercase.Name},
+	}); err != nil {
+		return nil, fmt.Errorf("mapping: %w", err)
+	}
+	im.DefaultAnalyzer = textAnalyzer
+	im.IndexDynamic = false
+	im.StoreDynamic = false
+	im.DocValuesDynamic = false
+
+	text := func() *mapping.FieldMapping {
+		f := mapping.NewTextFieldMapping()
+		f.Analyzer = textAnalyzer
+		f.Store, f.IncludeInAll, f.IncludeTermVectors, f.DocValues = false, false, false, false
+		return f
+	}
+	exact := func(name string) *mapping.FieldMapping {
+		f := mapping.NewKeywordFieldMapping()
+		f.Name = name
+		f.Analyzer = keyword.Name
+		f.Store, f.IncludeInAll, f.IncludeTermVectors, f.DocValues = false, false, false, false
+		f.SkipFreqNorm = true
+		return f
+	}
+	number := func(sortable bool) *mapping.FieldMapping {
+		f := mapping.NewNumericFieldMapping()
+		f.Store, f.IncludeInAll, f.DocValues = false, false, sortable
+		return f
+	}
+
+	doc := mapping.NewDocumentMapping()
+	doc.Dynamic = false
+	doc.AddFieldMappingsAt(fieldName, text())
+	doc.AddFieldMappingsAt(fieldDescription, text())
+	doc.AddFieldMappingsAt(fieldCategory, text(), exact(fieldCategoryExact))
+	doc.AddFieldMappingsAt(fieldBrand, text(), exact(fieldBrandExact))
+	doc.AddFieldMappingsAt(fieldPrice, number(true))
+	doc.AddFieldMappingsAt(fieldStock, number(false))
+	doc.AddFieldMappingsAt(fieldCreated, number(true))
+
+	deleted := mapping.NewBooleanFieldMapping()
+	deleted.Store, deleted.IncludeInAll, deleted.DocValues = true, false, false
+	doc.AddFieldMappingsAt(fieldDeleted, deleted)
+
+	version := mapping.NewNumericFieldMapping()
+	version.Index, version.Store, version.IncludeInAll, version.DocValues = false, true, false, false
+	doc.AddFieldMappingsAt(fieldVersion, version)
+
+	attrs := exact("")
+	doc.AddFieldMappingsAt(fieldAttributes, attrs)
+
+	source := mapping.NewTextFieldMapping()
+	source.Analyzer = keyword.Name
+	source.Index, source.Store, source.IncludeInAll, source.IncludeTermVectors, source.DocValues = false, true, false, false, false
+	doc.AddFieldMappingsAt(fieldSource, source)
+
+	im.DefaultMapping = doc
+	im.TypeMapping = map[string]*mapping.DocumentMapping{}
+	if err := im.Validate(); err != nil {
+		return nil, fmt.Errorf("mapping: %w", err)
+	}
+	return im, nil
+}
+
+// storedDoc is a product as kept in the source field (MappingVersion 1): the same shape as the
+// Elasticsearch adapter's _source.
+type storedDoc struct {
+	ID          string      `json:"id"`
+	SKU         string      `json:"sku"`
+	Name        string      `json:"name"`
+	Description string      `json:"description"`
+	Category    string      `json:"category"`
+	Brand       string      `json:"brand"`
+	Price       storedPrice `json:"price"`
+	Stock       int64       `json:"stock"`
+	Attributes  []attribute `json:"attributes"`
+	Version     int64       `json:"version"`
+	CreatedAt   time.Time   `json:"created_at"`
+	UpdatedAt   time.Time   `json:"updated_at"`
+	Deleted     bool        `json:"deleted"`
+	DeletedAt   *time.Time  `json:"deleted_at,omitempty"`
+}
+
+type storedPrice struct {
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+type attribute struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// newStoredDoc is the document of a snapshot; tombstones keep their last state and are marked
+// deleted, so that they still carry the version that beats older events.
+func newStoredDoc(s product.Snapshot) storedDoc {
+	d := s.Details
+	attrs := make([]attribute, 0, len(d.Attributes))
+	for k, v := range d.Attributes {
+		attrs = append(attrs, attribute{Key: k, Value: v})
+	}
+	slices.SortFunc(attrs, func(a, b attribute) int { return cmp.Compare(a.Key, b.Key) })
+	doc := storedDoc{
+		ID: string(s.ID), SKU: d.SKU, Name: d.Name, Description: d.Description,
+		Category: d.Category, Brand: d.Brand,
+		Price:      storedPrice{Amount: d.Price.Amount(), Currency: d.Price.Currency()},
+		Stock:      d.Stock,
+		Attributes: attrs,
+		Version:    s.Version,
+		CreatedAt:  s.CreatedAt.UTC(),
+		UpdatedAt:  s.UpdatedAt.UTC(),
+		Deleted:    s.Deleted(),
+	}
+	if s.DeletedAt != nil {
+		t := s.DeletedAt.UTC()
+		doc.DeletedAt = &t
+	}
+	return doc
+}
+
+// fields is what Bleve indexes of a document, keyed by the property names of indexMapping.
+func (d storedDoc) fields(source []byte) map[string]any {
+	attrs := make([]string, len(d.Attributes))
+	for i, a := range d.Attributes {
+		attrs[i] = a.Key + "=" + a.Value
+	}
+	return map[string]any{
+		fieldName:        d.Name,
+		fieldDescription: d.Description,
+		fieldCategory:    d.Category,
+		fieldBrand:       d.Brand,
+		fieldPrice:       float64(d.Price.Amount),
+		fieldStock:       float64(d.Stock),
+		fieldCreated:     float64(d.CreatedAt.UnixMilli()),
+		fieldDeleted:     d.Deleted,
+		fieldVersion:     float64(d.Version),
+		fieldAttributes:  attrs,
+		fieldSource:      string(source),
+	}
+}
+
+// view is the read side of a document.
+func (d storedDoc) view() query.ProductView {
+	attrs := make(map[string]string, len(d.Attributes))
+	for _, a := range d.Attributes {
+		attrs[a.Key] = a.Value
+	}
+	return query.ProductView{
+		ID: d.ID, SKU: d.SKU, Name: d.Name, Description: d.Description,
+		Category: d.Category, Brand: d.Brand,
+		PriceAmount: d.Price.Amount, Currency: d.Price.Currency,
+		Stock:      d.Stock,
+		Attributes: attrs,
+		Version:    d.Version,
+		CreatedAt:  d.CreatedAt,
+		UpdatedAt:  d.UpdatedAt,
+	}
+}
+
+// prepared is a snapshot made ready for an index by the caller's goroutine (encoding and
+// mapping cost CPU; the index's single writer only compares versions and commits).
+type prepared struct {
+	id      string
+	version int64
+	doc     *document.Document
+}
+
+// prepare validates s and maps it with m into a Bleve document.
+func prepare(m mapping.IndexMapping, s product.Snapshot) (prepared, error) {
+	if s.ID == "" || s.Version < 1 {
+		return prepared{}, fmt.Errorf("%q v%d has no id or version", s.ID, s.Version)
+	}
+	sd := newStoredDoc(s)
+	source, err := json.Marshal(sd)
+	if err != nil {
+		return prepared{}, fmt.Errorf("encode %s v%d: %w", s.ID, s.Version, err)
+	}
+	doc := document.NewDocument(string(s.ID))
+	if err := m.MapDocument(doc, sd.fields(source)); err != nil {
+		return prepared{}, fmt.Errorf("map %s v%d: %w", s.ID, s.Version, err)
+	}
+	return prepared{id: string(s.ID), version: s.Version, doc: doc}, nil
+}
+
+// IndexMapping returns a new copy of the Bleve mapping of MappingVersion, for tools and
+// benchmarks that build a raw Bleve index shaped like the adapter's (a raw load to compare
+// with, say). The adapter's own indices carry it already.
+func IndexMapping() (mapping.IndexMapping, error) {
+	return indexMapping()
+}
+
+// DocumentFields returns what the adapter indexes for s under IndexMapping: the value it hands
+// to Bleve's mapping for the document of s.ID. Like IndexMapping, it exists for raw loads in
+// benchmarks, which must index exactly the adapter's documents.
+func DocumentFields(s product.Snapshot) (map[string]any, error) {
+	d := newStoredDoc(s)
+	source, err := json.Marshal(d)
+	if err != nil {
+		return nil, fmt.Errorf("bleve document %s v%d: %w", s.ID, s.Version, err)
+	}
+	return d.fields(source), nil
+}

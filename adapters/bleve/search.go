@@ -1,0 +1,375 @@
+package bleve
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	blevev2 "github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/search"
+	bq "github.com/blevesearch/bleve/v2/search/query"
+
+	"github.com/marketplace/catalog/application/query"
+)
+
+// maxSearchTerms bounds the distinct words of a text search, as in the Elasticsearch adapter
+// (where it keeps queries below the engine's clause limit): the same input is accepted or
+// refused by both engines.
+const maxSearchTerms = 128
+
+// maxExactValue is the longest category or brand an exact filter accepts, as in the
+// Elasticsearch adapter.
+const maxExactValue = 256
+
+// cursorFormat is the version of the cursor encoding; cursors of another format are invalid.
+const cursorFormat = 1
+
+// textFields are the fields the search text is matched against, with their boosts.
+var textFields = []struct {
+	name  string
+	boost float64
+}{{fieldName, 3}, {fieldBrand, 2}, {fieldCategory, 2}, {fieldDescription, 1}}
+
+// Search returns one page of live products matching q from the index the alias points at.
+// The text is matched as plain words, never parsed as query syntax: a product matches when
+// one of name, brand, category or description contains every word (Elasticsearch's
+// multi_match best_fields with operator and). Filters are exact and do not score. Every sort
+// ends in the id, and cursors carry the last hit's sort values (search_after), so deep pages
+// cost what the first costs. Client mistakes are query.ErrInvalidSearch or
+// query.ErrInvalidCursor; without an alias the error wraps query.ErrReadModelUnavailable.
+func (s *Store) Search(ctx context.Context, q query.SearchProducts) (query.SearchResult, error) {
+	q, err := normalize(q)
+	if err != nil {
+		return query.SearchResult{}, fmt.Errorf("search: %w", err)
+	}
+	hash := searchHash(q)
+	var after *cursor
+	if q.Cursor != "" {
+		c, err := decodeCursor(q.Cursor, q.Sort, hash)
+		if err != nil {
+			return query.SearchResult{}, fmt.Errorf("search: %w", err)
+		}
+		after = &c
+	}
+	ix, err := s.live()
+	if err != nil {
+		return query.SearchResult{}, fmt.Errorf("search %s: %w: %w", s.cfg.Alias, query.ErrReadModelUnavailable, err)
+	}
+	var out query.SearchResult
+	err = ix.read(func(bi blevev2.Index) error {
+		var err error
+		out, err = s.search(ctx, bi, q, hash, after)
+		return err
+	})
+	if err != nil {
+		return query.SearchResult{}, fmt.Errorf("search %s: %w", s.cfg.Alias, err)
+	}
+	return out, nil
+}
+
+func (s *Store) search(ctx context.Context, bi blevev2.Index, q query.SearchProducts, hash string, after *cursor) (query.SearchResult, error) {
+	var must bq.Query
+	if q.Text != "" {
+		analyzer := bi.Mapping().AnalyzerNamed(textAnalyzer)
+		if analyzer == nil {
+			return query.SearchResult{}, fmt.Errorf("analyzer %s missing from the index mapping", textAnalyzer)
+		}
+		if len(analyzer.Analyze([]byte(q.Text))) == 0 {
+			// Only punctuation or symbols: nothing can match (Elasticsearch's
+			// zero_terms_query none), rather than every product.
+			return query.SearchResult{Items: []query.ProductView{}}, nil
+		}
+		fields := make([]bq.Query, 0, len(textFields))
+		for _, f := range textFields {
+			m := bq.NewMatchQuery(q.Text)
+			m.SetField(f.name)
+			m.Analyzer = textAnalyzer
+			m.SetOperator(bq.MatchQueryOperatorAnd)
+			m.SetBoost(f.boost)
+			fields = append(fields, m)
+		}
+		must = bq.NewDisjunctionQuery(fields)
+	}
+	filter := bq.NewConjunctionQuery(filters(q))
+	b := bq.NewBooleanQuery(nil, nil, nil)
+	if must != nil {
+		b.AddMust(must)
+	}
+	b.AddFilter(filter)
+
+	req := blevev2.NewSearchRequestOptions(b, q.Size, 0, false)
+	req.Fields = []string{fieldSource}
+	if q.Text == "" {
+		// Filters alone do not score: every hit scores 0 and relevance is id order, as in
+		// Elasticsearch's filter context.
+		req.Score = blevev2.ScoreNone
+	}
+	req.SortByCustom(sortOrder(q.Sort))
+	if after != nil {
+		req.SearchAfter = after.searchAfter()
+	}
+	res, err := bi.SearchInContext(ctx, req)
+	if err != nil {
+		return query.SearchResult{}, err
+	}
+	out := query.SearchResult{Total: int64(res.Total), Items: make([]query.ProductView, 0, len(res.Hits))}
+	var last storedDoc
+	for _, h := range res.Hits {
+		raw, ok := h.Fields[fieldSource].(string)
+		if !ok {
+			return query.SearchResult{}, fmt.Errorf("hit %s has no stored source", h.ID)
+		}
+		var d storedDoc
+		if err := json.Unmarshal([]byte(raw), &d); err != nil {
+			return query.SearchResult{}, fmt.Errorf("hit %s: decode source: %w", h.ID, err)
+		}
+		out.Items = append(out.Items, d.view())
+		last = d
+	}
+	if n := len(res.Hits); n == q.Size && n > 0 {
+		h := res.Hits[n-1]
+		c := cursor{Format: cursorFormat, Sort: q.Sort, Hash: hash, ID: h.ID}
+		switch q.Sort {
+		case query.SortRelevance:
+			score := h.Score
+			if req.Score == blevev2.ScoreNone {
+				score = 0
+			}
+			c.Score = &score
+		case query.SortPriceAsc, query.SortPriceDesc:
+			c.Value = &last.Price.Amount
+		case query.SortNewest:
+			ms := last.CreatedAt.UnixMilli()
+			c.Value = &ms
+		}
+		next, err := c.encode()
+		if err != nil {
+			return query.SearchResult{}, err
+		}
+		out.NextCursor = next
+	}
+	return out, nil
+}
+
+// filters are the non-scoring conditions of q; the first keeps tombstones out.
+func filters(q query.SearchProducts) []bq.Query {
+	live := bq.NewBoolFieldQuery(false)
+	live.SetField(fieldDeleted)
+	out := []bq.Query{live}
+	if q.Category != "" {
+		t := bq.NewTermQuery(q.Category)
+		t.SetField(fieldCategoryExact)
+		out = append(out, t)
+	}
+	if q.Brand != "" {
+		t := bq.NewTermQuery(q.Brand)
+		t.SetField(fieldBrandExact)
+		out = append(out, t)
+	}
+	inclusive := true
+	if q.MinPrice != nil || q.MaxPrice != nil {
+		var lo, hi *float64
+		if q.MinPrice != nil {
+			v := float64(*q.MinPrice)
+			lo = &v
+		}
+		if q.MaxPrice != nil {
+			v := float64(*q.MaxPrice)
+			hi = &v
+		}
+		r := bq.NewNumericRangeInclusiveQuery(lo, hi, &inclusive, &inclusive)
+		r.SetField(fieldPrice)
+		out = append(out, r)
+	}
+	if q.InStock != nil {
+		zero, one := 0.0, 1.0
+		var r *bq.NumericRangeQuery
+		if *q.InStock {
+			r = bq.NewNumericRangeInclusiveQuery(&one, nil, &inclusive, nil)
+		} else {
+			r = bq.NewNumericRangeInclusiveQuery(&zero, &zero, &inclusive, &inclusive)
+		}
+		r.SetField(fieldStock)
+		out = append(out, r)
+	}
+	return out
+}
+
+// sortOrder is how each sort order sorts; every order ends in the unique id so that
+// search_after never skips or repeats documents with equal sort values.
+func sortOrder(o query.SortOrder) search.SortOrder {
+	id := &search.SortDocID{}
+	switch o {
+	case query.SortPriceAsc:
+		return search.SortOrder{&search.SortField{Field: fieldPrice, Type: search.SortFieldAsNumber}, id}
+	case query.SortPriceDesc:
+		return search.SortOrder{&search.SortField{Field: fieldPrice, Type: search.SortFieldAsNumber, Desc: true}, id}
+	case query.SortNewest:
+		return search.SortOrder{&search.SortField{Field: fieldCreated, Type: search.SortFieldAsNumber, Desc: true}, id}
+	default:
+		return search.SortOrder{&search.SortScore{Desc: true}, id}
+	}
+}
+
+// normalize applies defaults and rejects exactly what the Elasticsearch adapter rejects.
+func normalize(q query.SearchProducts) (query.SearchProducts, error) {
+	invalid := func(format string, args ...any) (query.SearchProducts, error) {
+		return q, fmt.Errorf("%w: %s", query.ErrInvalidSearch, fmt.Sprintf(format, args...))
+	}
+	q.Text = strings.TrimSpace(q.Text)
+	if !utf8.ValidString(q.Text) || !utf8.ValidString(q.Category) || !utf8.ValidString(q.Brand) {
+		return invalid("parameters must be valid UTF-8")
+	}
+	if utf8.RuneCountInString(q.Text) > query.MaxSearchText {
+		return invalid("q is longer than %d characters", query.MaxSearchText)
+	}
+	if n := countTerms(q.Text); n > maxSearchTerms {
+		return invalid("q has %d words, at most %d are allowed", n, maxSearchTerms)
+	}
+	if utf8.RuneCountInString(q.Category) > maxExactValue || utf8.RuneCountInString(q.Brand) > maxExactValue {
+		return invalid("category and brand must be at most %d characters", maxExactValue)
+	}
+	if q.Size == 0 {
+		q.Size = query.DefaultSearchSize
+	}
+	if q.Size < 1 || q.Size > query.MaxSearchSize {
+		return invalid("size must be 1..%d", query.MaxSearchSize)
+	}
+	if q.Sort == "" {
+		q.Sort = query.SortRelevance
+	}
+	switch q.Sort {
+	case query.SortRelevance, query.SortPriceAsc, query.SortPriceDesc, query.SortNewest:
+	default:
+		return invalid("sort must be relevance, price_asc, price_desc or newest")
+	}
+	if q.MinPrice != nil && *q.MinPrice < 0 || q.MaxPrice != nil && *q.MaxPrice < 0 {
+		return invalid("prices must not be negative")
+	}
+	if q.MinPrice != nil && q.MaxPrice != nil && *q.MinPrice > *q.MaxPrice {
+		return invalid("min_price is greater than max_price")
+	}
+	if len(q.Cursor) > 4096 {
+		return q, fmt.Errorf("%w: too long", query.ErrInvalidCursor)
+	}
+	return q, nil
+}
+
+// countTerms estimates from above how many distinct words the text analyzer makes of s: runs
+// of letters and digits are words, every ideograph is a word of its own (the Elasticsearch
+// adapter's rule, so both refuse the same input).
+func countTerms(s string) int {
+	terms := map[string]struct{}{}
+	var word strings.Builder
+	flush := func() {
+		if word.Len() > 0 {
+			terms[strings.ToLower(word.String())] = struct{}{}
+			word.Reset()
+		}
+	}
+	for _, r := range s {
+		switch {
+		case unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana):
+			flush()
+			terms[string(r)] = struct{}{}
+		case unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r):
+			word.WriteRune(r)
+		default:
+			flush()
+		}
+	}
+	flush()
+	return len(terms)
+}
+
+// searchHash identifies a search (everything but size and cursor), so that a cursor is only
+// accepted by the search that issued it.
+func searchHash(q query.SearchProducts) string {
+	key := struct {
+		Text, Category, Brand string
+		Min, Max              *int64
+		InStock               *bool
+		Sort                  query.SortOrder
+	}{q.Text, q.Category, q.Brand, q.MinPrice, q.MaxPrice, q.InStock, q.Sort}
+	raw, _ := json.Marshal(key)
+	sum := sha256.Sum256(raw)
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
+}
+
+// cursor is what a NextCursor holds: base64url of this JSON. It is opaque to clients; the hash
+// ties it to its search, and its values are checked before they reach the engine.
+type cursor struct {
+	Format int             `json:"f"`
+	Sort   query.SortOrder `json:"s"`
+	Hash   string          `json:"h"`
+	// Score is the last hit's score (relevance); Value its price in minor units or creation
+	// time in Unix milliseconds (the other sorts).
+	Score *float64 `json:"score,omitempty"`
+	Value *int64   `json:"v,omitempty"`
+	ID    string   `json:"id"`
+}
+
+func (c cursor) encode() (string, error) {
+	raw, err := json.Marshal(c)
+	if err != nil {
+		return "", fmt.Errorf("cursor: %w", err)
+	}
+	return base64.RawURLEncoding.EncodeToString(raw), nil
+}
+
+// searchAfter is the cursor's position in Bleve's search_after form: the values as the sort
+// fields print them (numbers as decimal floats, exact for integers below 2^53; the score with
+// every bit of its float64), then the id.
+func (c cursor) searchAfter() []string {
+	if c.Score != nil {
+		return []string{strconv.FormatFloat(*c.Score, 'g', -1, 64), c.ID}
+	}
+	return []string{strconv.FormatFloat(float64(*c.Value), 'g', -1, 64), c.ID}
+}
+
+// decodeCursor returns the position of a cursor issued for this search, or an
+// ErrInvalidCursor error.
+func decodeCursor(s string, sort query.SortOrder, hash string) (cursor, error) {
+	invalid := func(why string) (cursor, error) {
+		return cursor{}, fmt.Errorf("%w: %s", query.ErrInvalidCursor, why)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	if err != nil {
+		return invalid("not a cursor of this service")
+	}
+	var c cursor
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil || dec.More() {
+		return invalid("not a cursor of this service")
+	}
+	switch {
+	case c.Format != cursorFormat:
+		return invalid("not a cursor of this service")
+	case c.Sort != sort:
+		return invalid(fmt.Sprintf("the cursor belongs to sort %q, not %q", c.Sort, sort))
+	case c.Hash != hash:
+		return invalid("the cursor belongs to another search")
+	case c.ID == "" || len(c.ID) > 256 || !utf8.ValidString(c.ID):
+		return invalid("malformed position")
+	}
+	if sort == query.SortRelevance {
+		if c.Score == nil || c.Value != nil || math.IsInf(*c.Score, 0) || math.IsNaN(*c.Score) {
+			return invalid("malformed position")
+		}
+		return c, nil
+	}
+	const maxExact = 1 << 53 // float64 keeps every integer up to here
+	if c.Value == nil || c.Score != nil || *c.Value > maxExact || *c.Value < -maxExact {
+		return invalid("malformed position")
+	}
+	return c, nil
+}

@@ -1,0 +1,642 @@
+package memory
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"math"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/blevesearch/segment"
+
+	"github.com/marketplace/catalog/application/command"
+	"github.com/marketplace/catalog/application/query"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/product"
+	domain "github.com/marketplace/catalog/domain/rebuild"
+)
+
+// Read-model defaults and limits, the same as the real adapters'.
+const (
+	// DefaultReadModelAlias is the alias when ReadModelConfig.Alias is empty.
+	DefaultReadModelAlias = "product_search"
+	// ReadModelMappingVersion is M in the names of the in-memory indices.
+	ReadModelMappingVersion = 1
+	// MaxDocumentsPage is the largest page ReadModel.Documents returns.
+	MaxDocumentsPage = 10_000
+
+	maxSearchTerms  = 128
+	maxExactValue   = 256
+	cursorFormat    = 1
+	indexTimeFormat = "20060102_150405"
+)
+
+// Errors of the in-memory read model, named like the real adapters'.
+var (
+	// ErrReadModelAliasNotFound means the alias does not exist (EnsureAlias creates it).
+	ErrReadModelAliasNotFound = errors.New("search alias not found")
+	// ErrIndexInUse refuses to delete the index the alias points at.
+	ErrIndexInUse = errors.New("index is the alias target")
+	// ErrIndexNotFound means a named index does not exist.
+	ErrIndexNotFound = errors.New("index not found")
+	// ErrForeignIndex refuses a name that is not one of the alias's versioned indices.
+	ErrForeignIndex = errors.New("index does not belong to the search alias")
+)
+
+// ReadModelConfig configures the in-memory read model.
+type ReadModelConfig struct {
+	// Alias is the alias; index names derive from it. Empty means DefaultReadModelAlias.
+	Alias string
+	// Now is the clock index names are made from; nil means time.Now.
+	Now func() time.Time
+}
+
+var readModelAliasPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_\-]{0,200}$`)
+
+func (c *ReadModelConfig) setDefaults() {
+	if c.Alias == "" {
+		c.Alias = DefaultReadModelAlias
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports a configuration that cannot work, after defaults.
+func (c ReadModelConfig) Validate() error {
+	c.setDefaults()
+	if !readModelAliasPattern.MatchString(c.Alias) {
+		return fmt.Errorf("memory read model: alias %q must be lower-case letters, digits, '_' or '-'", c.Alias)
+	}
+	return nil
+}
+
+// ReadModel is the search read model in memory, for application unit tests only: the
+// projection (command.ProductProjection), the search (query.ProductSearchReadModel) and the
+// rebuild target (rebuild.Target) with the semantics of the Elasticsearch and Bleve adapters —
+// versioned index names behind an alias, external versions (older loses, equal is a no-op),
+// tombstones hidden from search, the same text matching, filters, sorts and cursor rules, and
+// id-ordered Documents. Relevance scores are simpler (the best matching field's boost: name 3,
+// brand and category 2, description 1). One mutex serialises everything; writes are visible at
+// once. internal/readmodeltest holds the contract all three adapters pass.
+type ReadModel struct {
+	cfg ReadModelConfig
+
+	mu      sync.Mutex
+	indices map[string]map[string]memDoc
+	alias   string
+}
+
+var (
+	_ command.ProductProjection    = (*ReadModel)(nil)
+	_ query.ProductSearchReadModel = (*ReadModel)(nil)
+	_ rebuild.Target               = (*ReadModel)(nil)
+)
+
+// memDoc is a stored document with its analysed text.
+type memDoc struct {
+	snap   product.Snapshot
+	tokens [4]map[string]struct{} // name, brand, category, description
+}
+
+// memTextBoosts are the boosts of the text fields, in the order of memDoc.tokens.
+var memTextBoosts = [4]float64{3, 2, 2, 1}
+
+// NewReadModel returns an empty read model without alias; EnsureAlias creates one.
+func NewReadModel(cfg ReadModelConfig) (*ReadModel, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &ReadModel{cfg: cfg, indices: map[string]map[string]memDoc{}}, nil
+}
+
+// EnsureAlias makes sure the alias exists and returns its index; created is true when it made
+// a new index for it.
+func (m *ReadModel) EnsureAlias(context.Context) (index string, created bool, err error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.alias != "" {
+		return m.alias, false, nil
+	}
+	name := m.createLocked()
+	m.alias = name
+	return name, true, nil
+}
+
+func (m *ReadModel) createLocked() string {
+	t := m.cfg.Now().UTC().Truncate(time.Second)
+	for i := 0; ; i++ {
+		name := fmt.Sprintf("%s_v%d_%s", m.cfg.Alias, ReadModelMappingVersion, t.Add(time.Duration(i)*time.Second).Format(indexTimeFormat))
+		if _, taken := m.indices[name]; !taken {
+			m.indices[name] = map[string]memDoc{}
+			return name
+		}
+	}
+}
+
+func (m *ReadModel) parseName(name string) (int, time.Time, bool) {
+	re := regexp.MustCompile(`^` + regexp.QuoteMeta(m.cfg.Alias) + `_v([0-9]{1,6})_([0-9]{8}_[0-9]{6})$`)
+	sub := re.FindStringSubmatch(name)
+	if sub == nil {
+		return 0, time.Time{}, false
+	}
+	mv, err := strconv.Atoi(sub[1])
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	t, err := time.ParseInLocation(indexTimeFormat, sub[2], time.UTC)
+	if err != nil {
+		return 0, time.Time{}, false
+	}
+	return mv, t, true
+}
+
+func (m *ReadModel) own(name string) error {
+	if _, _, ok := m.parseName(name); !ok {
+		return fmt.Errorf("%q is not a %s_v{M}_{YYYYMMDD}_{HHMMSS} index: %w", name, m.cfg.Alias, ErrForeignIndex)
+	}
+	return nil
+}
+
+// writeDoc stores s in ix unless ix has its version or a newer one.
+func writeDoc(ix map[string]memDoc, s product.Snapshot) {
+	if cur, ok := ix[string(s.ID)]; ok && cur.snap.Version >= s.Version {
+		return
+	}
+	d := memDoc{snap: s}
+	d.snap.Details.Attributes = maps.Clone(s.Details.Attributes)
+	for i, text := range []string{s.Details.Name, s.Details.Brand, s.Details.Category, s.Details.Description} {
+		d.tokens[i] = map[string]struct{}{}
+		for _, tok := range analyze(text) {
+			d.tokens[i][tok] = struct{}{}
+		}
+	}
+	ix[string(s.ID)] = d
+}
+
+// Apply stores s in the alias's index unless it has s.Version or a newer one.
+func (m *ReadModel) Apply(ctx context.Context, s product.Snapshot) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("project %s v%d: %w", s.ID, s.Version, err)
+	}
+	if s.ID == "" || s.Version < 1 {
+		return fmt.Errorf("project %q v%d: no id or version: %w", s.ID, s.Version, command.ErrProjectionRejected)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.alias == "" {
+		return fmt.Errorf("project %s v%d: alias %s: %w", s.ID, s.Version, m.cfg.Alias, ErrReadModelAliasNotFound)
+	}
+	writeDoc(m.indices[m.alias], s)
+	return nil
+}
+
+// MappingVersion is the mapping version of new indices.
+func (m *ReadModel) MappingVersion() int { return ReadModelMappingVersion }
+
+// AliasTarget returns the alias's index or an error wrapping rebuild.ErrNoAlias.
+func (m *ReadModel) AliasTarget(context.Context) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.alias == "" {
+		return "", fmt.Errorf("memory read model: alias %s: %w: %w", m.cfg.Alias, rebuild.ErrNoAlias, ErrReadModelAliasNotFound)
+	}
+	return m.alias, nil
+}
+
+// CreateIndex creates an empty index named after the current second (or the next free one).
+func (m *ReadModel) CreateIndex(context.Context) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.createLocked(), nil
+}
+
+// RestoreSettings checks that index exists; there are no settings.
+func (m *ReadModel) RestoreSettings(_ context.Context, index string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, err := m.indexLocked(index)
+	return err
+}
+
+// Refresh checks that index ("" for the alias) exists; writes are visible at once.
+func (m *ReadModel) Refresh(_ context.Context, index string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if index == "" || index == m.cfg.Alias {
+		if m.alias == "" {
+			return fmt.Errorf("memory read model: refresh: %w", ErrReadModelAliasNotFound)
+		}
+		return nil
+	}
+	_, err := m.indexLocked(index)
+	return err
+}
+
+func (m *ReadModel) indexLocked(index string) (map[string]memDoc, error) {
+	if err := m.own(index); err != nil {
+		return nil, fmt.Errorf("memory read model: %w", err)
+	}
+	ix, ok := m.indices[index]
+	if !ok {
+		return nil, fmt.Errorf("memory read model: %s: %w", index, ErrIndexNotFound)
+	}
+	return ix, nil
+}
+
+// Write stores docs in index by name with the same version rules as Apply.
+func (m *ReadModel) Write(_ context.Context, index string, docs []product.Snapshot) error {
+	if len(docs) == 0 {
+		return nil
+	}
+	for i, s := range docs {
+		if s.ID == "" || s.Version < 1 {
+			return fmt.Errorf("memory read model: write %s: document %d (%q v%d) has no id or version", index, i, s.ID, s.Version)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ix, err := m.indexLocked(index)
+	if err != nil {
+		return fmt.Errorf("memory read model: write: %w", err)
+	}
+	for _, s := range docs {
+		writeDoc(ix, s)
+	}
+	return nil
+}
+
+// Documents returns up to limit documents of index with id > afterID in id order.
+func (m *ReadModel) Documents(_ context.Context, index, afterID string, limit int) ([]rebuild.DocVersion, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("memory read model: documents of %s: limit %d must be positive", index, limit)
+	}
+	limit = min(limit, MaxDocumentsPage)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ix, err := m.indexLocked(index)
+	if err != nil {
+		return nil, fmt.Errorf("memory read model: documents: %w", err)
+	}
+	ids := slices.Sorted(maps.Keys(ix))
+	start, _ := slices.BinarySearch(ids, afterID)
+	if start < len(ids) && ids[start] == afterID {
+		start++
+	}
+	out := []rebuild.DocVersion{}
+	for _, id := range ids[start:min(len(ids), start+limit)] {
+		d := ix[id]
+		out = append(out, rebuild.DocVersion{ID: id, Version: d.snap.Version, Deleted: d.snap.Deleted()})
+	}
+	return out, nil
+}
+
+// SwitchAlias points the alias from one index to another, only if it still points at from
+// (domain ErrAliasMoved otherwise); from == "" only where no alias exists. A switch that finds
+// the alias already on to succeeds.
+func (m *ReadModel) SwitchAlias(_ context.Context, from, to string) error {
+	if from == to {
+		return fmt.Errorf("memory read model: switch alias: from and to are both %q", to)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if from != "" {
+		if err := m.own(from); err != nil {
+			return fmt.Errorf("memory read model: switch alias: %w", err)
+		}
+	}
+	if _, err := m.indexLocked(to); err != nil {
+		return fmt.Errorf("memory read model: switch alias %s -> %s: %w", from, to, err)
+	}
+	switch {
+	case m.alias == to:
+		return nil
+	case m.alias != from:
+		return fmt.Errorf("memory read model: alias %s points at %q, not %q: %w", m.cfg.Alias, m.alias, from, domain.ErrAliasMoved)
+	}
+	m.alias = to
+	return nil
+}
+
+// DeleteIndex deletes index; it refuses the alias's index.
+func (m *ReadModel) DeleteIndex(_ context.Context, index string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, err := m.indexLocked(index); err != nil {
+		return fmt.Errorf("memory read model: delete index: %w", err)
+	}
+	if index == m.alias {
+		return fmt.Errorf("memory read model: delete index %s: %w", index, ErrIndexInUse)
+	}
+	delete(m.indices, index)
+	return nil
+}
+
+// ListIndices lists the indices newest first with their counts.
+func (m *ReadModel) ListIndices(context.Context) ([]rebuild.IndexInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]rebuild.IndexInfo, 0, len(m.indices))
+	for name, ix := range m.indices {
+		mv, created, _ := m.parseName(name)
+		info := rebuild.IndexInfo{Name: name, MappingVersion: mv, Created: created, Aliased: name == m.alias}
+		for _, d := range ix {
+			if d.snap.Deleted() {
+				info.Tombstones++
+			} else {
+				info.Live++
+			}
+		}
+		out = append(out, info)
+	}
+	slices.SortFunc(out, func(a, b rebuild.IndexInfo) int {
+		return cmp.Or(b.Created.Compare(a.Created), cmp.Compare(b.Name, a.Name))
+	})
+	return out, nil
+}
+
+// memHit is a matching document with its sort values.
+type memHit struct {
+	doc   memDoc
+	score float64
+	value int64 // price or created_at in Unix milliseconds
+}
+
+// Search returns one page of live products matching q, with the rules of the real adapters.
+func (m *ReadModel) Search(ctx context.Context, q query.SearchProducts) (query.SearchResult, error) {
+	if err := ctx.Err(); err != nil {
+		return query.SearchResult{}, fmt.Errorf("search: %w", err)
+	}
+	q, err := memNormalize(q)
+	if err != nil {
+		return query.SearchResult{}, fmt.Errorf("search: %w", err)
+	}
+	hash := memSearchHash(q)
+	var after *memCursor
+	if q.Cursor != "" {
+		c, err := memDecodeCursor(q.Cursor, q.Sort, hash)
+		if err != nil {
+			return query.SearchResult{}, fmt.Errorf("search: %w", err)
+		}
+		after = &c
+	}
+	words := analyze(q.Text)
+	if q.Text != "" && len(words) == 0 {
+		return query.SearchResult{Items: []query.ProductView{}}, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.alias == "" {
+		return query.SearchResult{}, fmt.Errorf("search %s: %w: %w", m.cfg.Alias, query.ErrReadModelUnavailable, ErrReadModelAliasNotFound)
+	}
+	var hits []memHit
+	for _, d := range m.indices[m.alias] {
+		if !matchesFilters(d.snap, q) {
+			continue
+		}
+		h := memHit{doc: d}
+		if len(words) > 0 {
+			for i, toks := range d.tokens {
+				if containsAll(toks, words) {
+					h.score = max(h.score, memTextBoosts[i])
+				}
+			}
+			if h.score == 0 {
+				continue
+			}
+		}
+		switch q.Sort {
+		case query.SortPriceAsc, query.SortPriceDesc:
+			h.value = d.snap.Details.Price.Amount()
+		case query.SortNewest:
+			h.value = d.snap.CreatedAt.UnixMilli()
+		}
+		hits = append(hits, h)
+	}
+	compare := func(a, b memHit) int {
+		var c int
+		switch q.Sort {
+		case query.SortRelevance:
+			c = cmp.Compare(b.score, a.score)
+		case query.SortPriceAsc:
+			c = cmp.Compare(a.value, b.value)
+		default:
+			c = cmp.Compare(b.value, a.value)
+		}
+		return cmp.Or(c, cmp.Compare(a.doc.snap.ID, b.doc.snap.ID))
+	}
+	slices.SortFunc(hits, compare)
+	out := query.SearchResult{Total: int64(len(hits)), Items: []query.ProductView{}}
+	start := 0
+	if after != nil {
+		pos := memHit{score: after.Score, value: after.Value, doc: memDoc{snap: product.Snapshot{ID: product.ID(after.ID)}}}
+		start, _ = slices.BinarySearchFunc(hits, pos, compare)
+		if start < len(hits) && compare(hits[start], pos) == 0 {
+			start++
+		}
+	}
+	page := hits[start:min(len(hits), start+q.Size)]
+	for _, h := range page {
+		out.Items = append(out.Items, memView(h.doc.snap))
+	}
+	if len(page) == q.Size {
+		last := page[len(page)-1]
+		c := memCursor{Format: cursorFormat, Sort: q.Sort, Hash: hash, Score: last.score, Value: last.value, ID: string(last.doc.snap.ID)}
+		raw, err := json.Marshal(c)
+		if err != nil {
+			return query.SearchResult{}, fmt.Errorf("search: cursor: %w", err)
+		}
+		out.NextCursor = base64.RawURLEncoding.EncodeToString(raw)
+	}
+	return out, nil
+}
+
+func memView(s product.Snapshot) query.ProductView {
+	d := s.Details
+	attrs := maps.Clone(d.Attributes)
+	if attrs == nil {
+		attrs = map[string]string{}
+	}
+	return query.ProductView{
+		ID: string(s.ID), SKU: d.SKU, Name: d.Name, Description: d.Description,
+		Category: d.Category, Brand: d.Brand, PriceAmount: d.Price.Amount(), Currency: d.Price.Currency(),
+		Stock: d.Stock, Attributes: attrs, Version: s.Version,
+		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
+	}
+}
+
+func matchesFilters(s product.Snapshot, q query.SearchProducts) bool {
+	d := s.Details
+	switch {
+	case s.Deleted():
+		return false
+	case q.Category != "" && d.Category != q.Category:
+		return false
+	case q.Brand != "" && d.Brand != q.Brand:
+		return false
+	case q.MinPrice != nil && d.Price.Amount() < *q.MinPrice:
+		return false
+	case q.MaxPrice != nil && d.Price.Amount() > *q.MaxPrice:
+		return false
+	case q.InStock != nil && *q.InStock && d.Stock < 1:
+		return false
+	case q.InStock != nil && !*q.InStock && d.Stock != 0:
+		return false
+	}
+	return true
+}
+
+func containsAll(toks map[string]struct{}, words []string) bool {
+	for _, w := range words {
+		if _, ok := toks[w]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// analyze splits text into lower-cased words as the real engines' standard analysis does
+// (Unicode word segmentation, UAX #29; every ideograph a word; punctuation dropped).
+func analyze(text string) []string {
+	var out []string
+	seg := segment.NewWordSegmenterDirect([]byte(text))
+	for seg.Segment() {
+		if seg.Type() == segment.None {
+			continue
+		}
+		out = append(out, strings.ToLower(string(seg.Bytes())))
+	}
+	return out
+}
+
+// memNormalize applies defaults and rejects what the real adapters reject.
+func memNormalize(q query.SearchProducts) (query.SearchProducts, error) {
+	invalid := func(format string, args ...any) (query.SearchProducts, error) {
+		return q, fmt.Errorf("%w: %s", query.ErrInvalidSearch, fmt.Sprintf(format, args...))
+	}
+	q.Text = strings.TrimSpace(q.Text)
+	if !utf8.ValidString(q.Text) || !utf8.ValidString(q.Category) || !utf8.ValidString(q.Brand) {
+		return invalid("parameters must be valid UTF-8")
+	}
+	if utf8.RuneCountInString(q.Text) > query.MaxSearchText {
+		return invalid("q is longer than %d characters", query.MaxSearchText)
+	}
+	if n := memCountTerms(q.Text); n > maxSearchTerms {
+		return invalid("q has %d words, at most %d are allowed", n, maxSearchTerms)
+	}
+	if utf8.RuneCountInString(q.Category) > maxExactValue || utf8.RuneCountInString(q.Brand) > maxExactValue {
+		return invalid("category and brand must be at most %d characters", maxExactValue)
+	}
+	if q.Size == 0 {
+		q.Size = query.DefaultSearchSize
+	}
+	if q.Size < 1 || q.Size > query.MaxSearchSize {
+		return invalid("size must be 1..%d", query.MaxSearchSize)
+	}
+	if q.Sort == "" {
+		q.Sort = query.SortRelevance
+	}
+	switch q.Sort {
+	case query.SortRelevance, query.SortPriceAsc, query.SortPriceDesc, query.SortNewest:
+	default:
+		return invalid("sort must be relevance, price_asc, price_desc or newest")
+	}
+	if q.MinPrice != nil && *q.MinPrice < 0 || q.MaxPrice != nil && *q.MaxPrice < 0 {
+		return invalid("prices must not be negative")
+	}
+	if q.MinPrice != nil && q.MaxPrice != nil && *q.MinPrice > *q.MaxPrice {
+		return invalid("min_price is greater than max_price")
+	}
+	if len(q.Cursor) > 4096 {
+		return q, fmt.Errorf("%w: too long", query.ErrInvalidCursor)
+	}
+	return q, nil
+}
+
+// memCountTerms is the real adapters' conservative word count.
+func memCountTerms(s string) int {
+	terms := map[string]struct{}{}
+	var word strings.Builder
+	flush := func() {
+		if word.Len() > 0 {
+			terms[strings.ToLower(word.String())] = struct{}{}
+			word.Reset()
+		}
+	}
+	for _, r := range s {
+		switch {
+		case unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana):
+			flush()
+			terms[string(r)] = struct{}{}
+		case unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r):
+			word.WriteRune(r)
+		default:
+			flush()
+		}
+	}
+	flush()
+	return len(terms)
+}
+
+func memSearchHash(q query.SearchProducts) string {
+	key := struct {
+		Text, Category, Brand string
+		Min, Max              *int64
+		InStock               *bool
+		Sort                  query.SortOrder
+	}{q.Text, q.Category, q.Brand, q.MinPrice, q.MaxPrice, q.InStock, q.Sort}
+	raw, _ := json.Marshal(key)
+	sum := sha256.Sum256(raw)
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
+}
+
+// memCursor is the position after the last hit of a page.
+type memCursor struct {
+	Format int             `json:"f"`
+	Sort   query.SortOrder `json:"s"`
+	Hash   string          `json:"h"`
+	Score  float64         `json:"score"`
+	Value  int64           `json:"v"`
+	ID     string          `json:"id"`
+}
+
+func memDecodeCursor(s string, sort query.SortOrder, hash string) (memCursor, error) {
+	invalid := func(why string) (memCursor, error) {
+		return memCursor{}, fmt.Errorf("%w: %s", query.ErrInvalidCursor, why)
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
+	if err != nil {
+		return invalid("not a cursor of this service")
+	}
+	var c memCursor
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil || dec.More() {
+		return invalid("not a cursor of this service")
+	}
+	switch {
+	case c.Format != cursorFormat:
+		return invalid("not a cursor of this service")
+	case c.Sort != sort:
+		return invalid(fmt.Sprintf("the cursor belongs to sort %q, not %q", c.Sort, sort))
+	case c.Hash != hash:
+		return invalid("the cursor belongs to another search")
+	case c.ID == "" || len(c.ID) > 256 || math.IsNaN(c.Score) || math.IsInf(c.Score, 0):
+		return invalid("malformed position")
+	}
+	return c, nil
+}
