@@ -38,7 +38,7 @@ import (
 // opsWired says whether `catalog serve` registers the Operations service on its admin port
 // and the CLI has `catalog status` and `catalog verify`. Until then the tests run against
 // startOpsAdmin alone and skip the CLI's exit codes (cmd/catalog's tests cover them).
-const opsWired = false
+const opsWired = true
 
 // startOpsAdmin runs an admin-only gRPC port over cfg: the Operations service (and the
 // rebuild service the port requires) assembled from the same adapters as the wiring, in a
@@ -267,7 +267,7 @@ func TestStatusFollowsTheRelayAndTheProjector(t *testing.T) {
 		}
 	}
 	write(4, "NORELAY-A")
-	st = awaitStatus(t, client, req, 10*time.Second, "a backlog of 4", func(st *operationsv1.GetStatusResponse) bool {
+	awaitStatus(t, client, req, 10*time.Second, "a backlog of 4", func(st *operationsv1.GetStatusResponse) bool {
 		return st.GetOutbox().GetBacklog() == 4
 	})
 	write(3, "NORELAY-B")
@@ -315,7 +315,7 @@ func TestStatusFollowsTheRelayAndTheProjector(t *testing.T) {
 		t.Fatal(err)
 	}
 	runRole(t, "projector", proj.Run, cleanupProj)
-	st = awaitStatus(t, client, req, 60*time.Second, "the projector caught up", func(st *operationsv1.GetStatusResponse) bool {
+	awaitStatus(t, client, req, 60*time.Second, "the projector caught up", func(st *operationsv1.GetStatusResponse) bool {
 		return st.GetHealthy() && st.GetProjector().GetTotalLag() == 0 && st.GetReadModel().GetLiveDocuments() == 10
 	})
 	rp.publish(t, rp.cfg.ProductEventsTopic, []byte(`{"not":"an event"`))

@@ -95,24 +95,15 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	tracerProvider, cleanup4, err := provideTracing(ctx, log)
+	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, registry, log)
 	if err != nil {
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, registry, tracerProvider, log)
+	publisher, cleanup4, err := provideKafkaPublisher(brokers, log)
 	if err != nil {
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return ServeProcess{}, nil, err
-	}
-	publisher, cleanup5, err := provideKafkaPublisher(brokers, log)
-	if err != nil {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -120,16 +111,14 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	relayMetrics, err := metrics.NewRelayMetrics(registry)
 	if err != nil {
-		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	relay, err := provideRelay(db, publisher, relayMetrics, registry, tracerProvider, cfg, log)
+	relay, err := provideRelay(db, publisher, relayMetrics, cfg, log)
 	if err != nil {
-		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()
@@ -138,7 +127,6 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	outboxRetention, err := provideRetention(cfg, db, registry, log)
 	if err != nil {
-		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()
@@ -147,14 +135,21 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	projectorMetrics, err := metrics.NewProjectorMetrics(registry)
 	if err != nil {
-		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	projector, cleanup6, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, registry, tracerProvider, log)
+	projector, cleanup5, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, log)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	rebuildService, cleanup6, err := provideRebuildService(ctx, cfg, db, brokers, readModel, log)
 	if err != nil {
 		cleanup5()
 		cleanup4()
@@ -163,7 +158,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	rebuildService, cleanup7, err := provideRebuildService(ctx, cfg, db, brokers, readModel, registry, log)
+	opsStats, err := provideOpsStats(db, cfg)
 	if err != nil {
 		cleanup6()
 		cleanup5()
@@ -173,7 +168,17 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	grpcportServer, err := provideGRPCServer(cfg, rebuildService, registry, log)
+	kafkaOpsStats, cleanup7, err := provideKafkaOpsStats(brokers)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	opsService, err := provideOpsService(cfg, db, opsStats, kafkaOpsStats, readModel, log)
 	if err != nil {
 		cleanup7()
 		cleanup6()
@@ -184,7 +189,40 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer)
+	operations, err := provideOperations(opsService)
+	if err != nil {
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	grpcportServer, err := provideGRPCServer(cfg, rebuildService, operations, registry, log)
+	if err != nil {
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, log)
+	if err != nil {
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer, opsSampler)
 	return serveProcess, func() {
 		cleanup7()
 		cleanup6()
@@ -227,16 +265,8 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	tracerProvider, cleanup4, err := provideTracing(ctx, log)
+	relay, err := provideRelay(db, publisher, relayMetrics, cfg, log)
 	if err != nil {
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return RelayProcess{}, nil, err
-	}
-	relay, err := provideRelay(db, publisher, relayMetrics, registry, tracerProvider, cfg, log)
-	if err != nil {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -244,7 +274,6 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	outboxRetention, err := provideRetention(cfg, db, registry, log)
 	if err != nil {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -252,7 +281,6 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	relayProcess := provideRelayProcess(log, relay, outboxRetention)
 	return relayProcess, func() {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -377,17 +405,8 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	tracerProvider, cleanup5, err := provideTracing(ctx, log)
+	projector, cleanup5, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, log)
 	if err != nil {
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return ProjectProcess{}, nil, err
-	}
-	projector, cleanup6, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, registry, tracerProvider, log)
-	if err != nil {
-		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()
@@ -396,7 +415,6 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	}
 	projectProcess, err := provideProjectProcess(log, projector)
 	if err != nil {
-		cleanup6()
 		cleanup5()
 		cleanup4()
 		cleanup3()
@@ -405,7 +423,6 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		return ProjectProcess{}, nil, err
 	}
 	return projectProcess, func() {
-		cleanup6()
 		cleanup5()
 		cleanup4()
 		cleanup3()

@@ -16,10 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 
@@ -505,21 +502,11 @@ func orDash(s string) string {
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
-// dialAdmin connects to the admin port. The connection is lazy: an unreachable port shows
-// up as UNAVAILABLE on the first call, which adminError explains.
+// dialAdmin connects to the admin port's ProjectionAdmin service (dialAdminConn).
 func dialAdmin(addr string) (projectionv1.ProjectionAdminClient, func(), error) {
-	target, err := dialTarget(addr)
+	conn, err := dialAdminConn(addr)
 	if err != nil {
-		return nil, nil, usageError{fmt.Errorf("GRPC_ADDR=%q: %w", addr, err)}
-	}
-	conn, err := grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUserAgent("catalog-cli"),
-		// A watch can be quiet for long stretches (validation of millions of documents);
-		// pings keep proxies from dropping it and detect a dead server.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}))
-	if err != nil {
-		return nil, nil, fmt.Errorf("GRPC_ADDR=%s: %w", addr, err)
+		return nil, nil, err
 	}
 	return projectionv1.NewProjectionAdminClient(conn), func() { _ = conn.Close() }, nil
 }

@@ -34,7 +34,7 @@ flag of the same meaning. Run 'catalog <command> --help' for a command's flags.`
 	}
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	bindFlags(root.PersistentFlags(), cfg)
-	root.AddCommand(newMigrateCmd(cfg), newServeCmd(cfg), newRelayCmd(cfg), newProjectCmd(cfg), newRebuildCmd(cfg), newIndexCmd(cfg), newDLQCmd(cfg))
+	root.AddCommand(newMigrateCmd(cfg), newServeCmd(cfg), newRelayCmd(cfg), newProjectCmd(cfg), newRebuildCmd(cfg), newIndexCmd(cfg), newDLQCmd(cfg), newStatusCmd(cfg), newVerifyCmd(cfg))
 	return root
 }
 

@@ -1,0 +1,185 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/marketplace/catalog/application/ops"
+)
+
+// OutboxSource reads the outbox backlog; the PostgreSQL ops statistics satisfy it.
+type OutboxSource interface {
+	// OutboxStats returns the backlog of every lane after the relay's positions.
+	OutboxStats(ctx context.Context) (ops.OutboxStats, error)
+}
+
+// OpsSamplerConfig configures the OpsSampler.
+type OpsSamplerConfig struct {
+	// Interval is the time between samples; 0 means DefaultOpsSampleInterval.
+	Interval time.Duration
+	// ProjectorGroup and EventsTopic name the lag to sample.
+	ProjectorGroup string
+	// EventsTopic is the topic the projector consumes.
+	EventsTopic string
+	// DLQTopic is the dead-letter topic whose depth is sampled.
+	DLQTopic string
+}
+
+// DefaultOpsSampleInterval is how often the sampler reads its sources by default: fresh
+// enough for alerts with a one-minute window, cheap enough to run on every replica.
+const DefaultOpsSampleInterval = 5 * time.Second
+
+// OpsSampler exports the operational gauges (outbox backlog, oldest event age, outbox table
+// size, projector lag per partition, DLQ depth). They come from database and Kafka queries,
+// so a background loop (Run, a role of the process) refreshes them every Interval and a
+// scrape only reads the last values: scrapes never query the sources, however many
+// scrapers there are. A source that fails keeps its last values and counts in
+// catalog_ops_sample_errors_total.
+type OpsSampler struct {
+	cfg    OpsSamplerConfig
+	outbox OutboxSource
+	events ops.EventStats
+	log    *slog.Logger
+
+	backlog    prometheus.Gauge
+	oldestAge  prometheus.Gauge
+	tableBytes prometheus.Gauge
+	lag        *prometheus.GaugeVec
+	dlqDepth   prometheus.Gauge
+	errors     *prometheus.CounterVec
+
+	mu         sync.Mutex
+	partitions map[string]bool // lag label values set by the last good sample
+}
+
+// NewOpsSampler registers the gauges on r.
+func NewOpsSampler(r *Registry, outbox OutboxSource, events ops.EventStats, cfg OpsSamplerConfig, log *slog.Logger) (*OpsSampler, error) {
+	if r == nil || outbox == nil || events == nil {
+		return nil, errors.New("ops sampler: nil dependency")
+	}
+	if cfg.ProjectorGroup == "" || cfg.EventsTopic == "" || cfg.DLQTopic == "" {
+		return nil, errors.New("ops sampler: projector group, events topic and DLQ topic are required")
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = DefaultOpsSampleInterval
+	}
+	if cfg.Interval < 0 {
+		return nil, fmt.Errorf("ops sampler: interval %s is negative", cfg.Interval)
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &OpsSampler{cfg: cfg, outbox: outbox, events: events, log: log, partitions: map[string]bool{},
+		backlog: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "catalog", Subsystem: "outbox", Name: "backlog_events",
+			Help: "Committed outbox events the relay has not forwarded yet, all lanes.",
+		}),
+		oldestAge: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "catalog", Subsystem: "outbox", Name: "oldest_event_age_seconds",
+			Help: "Age of the oldest outbox event not yet forwarded; 0 when the backlog is empty. Grows when the relay stops or a long transaction holds it back.",
+		}),
+		tableBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "catalog", Subsystem: "outbox", Name: "table_bytes",
+			Help: "Size of the outbox table on disk, indexes and TOAST included.",
+		}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "catalog", Subsystem: "projector", Name: "lag",
+			Help: "Records of the events topic the projector's consumer group has still to read, by partition.",
+		}, []string{"partition"}),
+		dlqDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "catalog", Name: "dlq_depth",
+			Help: "Messages retained in the dead-letter topic; any needs an operator (nothing is replayed automatically).",
+		}),
+		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: "catalog", Subsystem: "ops", Name: "sample_errors_total",
+			Help: "Failed samples of the operational gauges by source (outbox, projector_lag, dlq); the gauges keep their last values.",
+		}, []string{"source"}),
+	}
+	if err := r.Register(s.backlog, s.oldestAge, s.tableBytes, s.lag, s.dlqDepth, s.errors); err != nil {
+		return nil, fmt.Errorf("ops sampler: %w", err)
+	}
+	return s, nil
+}
+
+// Run samples at once and then every Interval until ctx is cancelled; it returns nil then.
+func (s *OpsSampler) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.Interval)
+	defer t.Stop()
+	for {
+		s.Sample(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Sample reads every source once (each bounded by the interval) and updates the gauges.
+func (s *OpsSampler) Sample(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Interval)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		st, err := s.outbox.OutboxStats(ctx)
+		if s.failed(ctx, "outbox", err) {
+			return
+		}
+		s.backlog.Set(float64(st.Backlog))
+		s.oldestAge.Set(st.OldestAge.Seconds())
+		s.tableBytes.Set(float64(st.TableBytes))
+	})
+	wg.Go(func() {
+		gl, err := s.events.GroupLag(ctx, s.cfg.ProjectorGroup, s.cfg.EventsTopic)
+		if s.failed(ctx, "projector_lag", err) {
+			return
+		}
+		s.setLag(gl)
+	})
+	wg.Go(func() {
+		depth, err := s.events.TopicDepth(ctx, s.cfg.DLQTopic)
+		if s.failed(ctx, "dlq", err) {
+			return
+		}
+		s.dlqDepth.Set(float64(depth))
+	})
+	wg.Wait()
+}
+
+// setLag sets every partition's lag and drops the series of partitions that are gone (a
+// recreated topic), so a dashboard never sums lag of partitions that no longer exist.
+func (s *OpsSampler) setLag(gl ops.GroupLag) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	seen := make(map[string]bool, len(gl.Partitions))
+	for _, p := range gl.Partitions {
+		label := strconv.Itoa(int(p.Partition))
+		s.lag.WithLabelValues(label).Set(float64(p.Lag))
+		seen[label] = true
+	}
+	for label := range s.partitions {
+		if !seen[label] {
+			s.lag.DeleteLabelValues(label)
+		}
+	}
+	s.partitions = seen
+}
+
+func (s *OpsSampler) failed(ctx context.Context, source string, err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return true // shutting down: not a failure of the source
+	}
+	s.errors.WithLabelValues(source).Inc()
+	s.log.Warn("ops sampler: could not sample", "source", source, "err", err)
+	return true
+}

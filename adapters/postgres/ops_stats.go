@@ -1,0 +1,247 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/marketplace/catalog/application/ops"
+	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/product"
+)
+
+var (
+	_ ops.Database = (*OpsStats)(nil)
+	_ ops.Products = (*OpsStats)(nil)
+)
+
+// OpsStatsConfig configures OpsStats.
+type OpsStatsConfig struct {
+	// Lanes is the configured number of outbox lanes (OUTBOX_LANES): these lanes are always
+	// reported, others only when they hold events or a relay position.
+	Lanes int
+	// ConsumerGroup is the relay's outbox consumer group; empty means RelayConsumerGroup.
+	ConsumerGroup string
+	// MaxTransactions bounds the long transactions listed (oldest first); 0 means 50.
+	MaxTransactions int
+}
+
+// OpsStats reads what the operator's checks need from PostgreSQL: the outbox backlog behind
+// the relay's lane positions, long transactions, product counts (ops.Database), and
+// (id, version, deleted) of products for the verify's merge (ops.Products). Every query is
+// a single statement on the pool, so it never holds a transaction open itself.
+type OpsStats struct {
+	db  *DB
+	cfg OpsStatsConfig
+}
+
+// NewOpsStats returns the statistics reader over db.
+func NewOpsStats(db *DB, cfg OpsStatsConfig) (*OpsStats, error) {
+	if db == nil || db.Pool == nil {
+		return nil, errors.New("ops stats: nil database")
+	}
+	if cfg.Lanes == 0 {
+		cfg.Lanes = DefaultLanes
+	}
+	if cfg.Lanes < 1 || cfg.Lanes > MaxLanes {
+		return nil, fmt.Errorf("ops stats: lanes must be 1..%d, got %d", MaxLanes, cfg.Lanes)
+	}
+	if cfg.ConsumerGroup == "" {
+		cfg.ConsumerGroup = RelayConsumerGroup
+	}
+	if cfg.MaxTransactions == 0 {
+		cfg.MaxTransactions = 50
+	}
+	return &OpsStats{db: db, cfg: cfg}, nil
+}
+
+// outboxBacklog counts, per lane, the committed rows after the relay's position: the same
+// (transaction_id, offset) order the relay reads in, so each lane is a range scan of the
+// primary key. Ages come from the server's clock, so client clock skew cannot fake them.
+// Rows of transactions still open are invisible here, as they are to the relay.
+const outboxBacklog = `
+SELECT l.lane, o.lane IS NOT NULL, coalesce(o.offset_acked, 0), coalesce(o.last_processed_transaction_id::text, ''), o.updated_at,
+       b.n, b.oldest, coalesce(extract(epoch FROM clock_timestamp() - b.oldest)::float8, 0)
+FROM generate_series(0, $2::int - 1) AS l(lane)
+LEFT JOIN outbox_offsets o ON o.lane = l.lane AND o.consumer_group = $1
+CROSS JOIN LATERAL (
+    SELECT count(*) AS n, min(m.created_at) AS oldest
+    FROM outbox_messages m
+    WHERE m.lane = l.lane
+      AND (m.transaction_id, m."offset") > (coalesce(o.last_processed_transaction_id, '0'::xid8), coalesce(o.offset_acked, 0::bigint))
+) b
+ORDER BY l.lane`
+
+// OutboxStats implements ops.Database. Every possible lane (0..MaxLanes-1) is counted, so
+// events stranded in lanes beyond OUTBOX_LANES (writers and relays disagreeing) show up.
+func (s *OpsStats) OutboxStats(ctx context.Context) (ops.OutboxStats, error) {
+	rows, err := s.db.Pool.Query(ctx, outboxBacklog, s.cfg.ConsumerGroup, MaxLanes)
+	if err != nil {
+		return ops.OutboxStats{}, fmt.Errorf("ops stats: outbox backlog: %w", err)
+	}
+	var out ops.OutboxStats
+	for rows.Next() {
+		var (
+			l         ops.OutboxLane
+			relayedAt *time.Time
+			oldest    *time.Time
+			ageSecs   float64
+		)
+		if err := rows.Scan(&l.Lane, &l.RelayStarted, &l.RelayedOffset, &l.RelayedTransactionID, &relayedAt,
+			&l.Backlog, &oldest, &ageSecs); err != nil {
+			rows.Close()
+			return ops.OutboxStats{}, fmt.Errorf("ops stats: outbox backlog: %w", err)
+		}
+		if l.Lane >= s.cfg.Lanes && l.Backlog == 0 && !l.RelayStarted {
+			continue
+		}
+		if relayedAt != nil {
+			l.RelayedAt = relayedAt.UTC()
+		}
+		if oldest != nil {
+			l.OldestCreatedAt = oldest.UTC()
+			l.OldestAge = max(time.Duration(ageSecs*float64(time.Second)), 0)
+		}
+		out.Lanes = append(out.Lanes, l)
+		out.Backlog += l.Backlog
+		if l.Backlog > 0 && (out.OldestCreatedAt.IsZero() || l.OldestCreatedAt.Before(out.OldestCreatedAt)) {
+			out.OldestCreatedAt = l.OldestCreatedAt
+		}
+		out.OldestAge = max(out.OldestAge, l.OldestAge)
+	}
+	if err := rows.Err(); err != nil {
+		return ops.OutboxStats{}, fmt.Errorf("ops stats: outbox backlog: %w", err)
+	}
+	if err := s.db.Pool.QueryRow(ctx, `SELECT pg_total_relation_size('outbox_messages')`).Scan(&out.TableBytes); err != nil {
+		return ops.OutboxStats{}, fmt.Errorf("ops stats: outbox table size: %w", err)
+	}
+	return out, nil
+}
+
+// longTransactions lists client sessions whose transaction is older than $1 seconds. A
+// transaction with a transaction id (it has written) holds the relay back wherever it runs,
+// since transaction ids are cluster-wide and the relay only passes transactions older than
+// every running one; a read-only one matters only in this database (vacuum).
+const longTransactions = `
+SELECT pid, coalesce(datname, ''), coalesce(usename, ''), coalesce(application_name, ''), coalesce(state, ''),
+       left(coalesce(query, ''), 1000), xact_start, extract(epoch FROM clock_timestamp() - xact_start)::float8,
+       backend_xid IS NOT NULL
+FROM pg_stat_activity
+WHERE xact_start IS NOT NULL
+  AND pid <> pg_backend_pid()
+  AND backend_type = 'client backend'
+  AND xact_start < clock_timestamp() - make_interval(secs => $1)
+  AND (backend_xid IS NOT NULL OR datname = current_database())
+ORDER BY xact_start
+LIMIT $2`
+
+// queryPrefixLen bounds the statement text reported per transaction.
+const queryPrefixLen = 120
+
+// LongTransactions implements ops.Database.
+func (s *OpsStats) LongTransactions(ctx context.Context, olderThan time.Duration) ([]ops.LongTransaction, error) {
+	rows, err := s.db.Pool.Query(ctx, longTransactions, max(olderThan, 0).Seconds(), s.cfg.MaxTransactions)
+	if err != nil {
+		return nil, fmt.Errorf("ops stats: long transactions: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ops.LongTransaction, error) {
+		var (
+			tx      ops.LongTransaction
+			ageSecs float64
+		)
+		err := row.Scan(&tx.PID, &tx.Database, &tx.User, &tx.Application, &tx.State, &tx.Query, &tx.Started, &ageSecs, &tx.HoldsBackOutbox)
+		tx.Started = tx.Started.UTC()
+		tx.Age = time.Duration(ageSecs * float64(time.Second))
+		tx.Query = oneLinePrefix(tx.Query, queryPrefixLen)
+		return tx, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("ops stats: long transactions: %w", err)
+	}
+	return out, nil
+}
+
+// oneLinePrefix folds whitespace runs (SQL is often multi-line) and cuts to n bytes on a
+// rune boundary.
+func oneLinePrefix(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+// ProductCounts implements ops.Database with exact counts (one scan of products).
+func (s *OpsStats) ProductCounts(ctx context.Context) (ops.ProductCounts, error) {
+	var c ops.ProductCounts
+	if err := s.db.Pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE deleted_at IS NULL), count(*) FROM products`).Scan(&c.Live, &c.Total); err != nil {
+		return ops.ProductCounts{}, fmt.Errorf("ops stats: count products: %w", err)
+	}
+	return c, nil
+}
+
+// ProductVersions implements ops.Products: a keyset page of the primary key, so every page
+// costs the same however deep the scan is, and no cursor or transaction stays open between
+// pages. uuid order is the byte order of the canonical text form, which the caller merges on.
+func (s *OpsStats) ProductVersions(ctx context.Context, afterID string, limit int) ([]apprebuild.DocVersion, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("ops stats: product versions: %w: limit %d", ops.ErrInvalid, limit)
+	}
+	q := `SELECT id, version, deleted_at IS NOT NULL FROM products ORDER BY id LIMIT $1`
+	args := []any{limit}
+	if afterID != "" {
+		after, err := product.ParseID(afterID)
+		if err != nil {
+			return nil, fmt.Errorf("ops stats: product versions: %w: after %w", ops.ErrInvalid, err)
+		}
+		q = `SELECT id, version, deleted_at IS NOT NULL FROM products WHERE id > $2 ORDER BY id LIMIT $1`
+		args = append(args, after.String())
+	}
+	rows, err := s.db.Pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("ops stats: product versions after %q: %w", afterID, err)
+	}
+	page, err := pgx.CollectRows(rows, scanDocVersion)
+	if err != nil {
+		return nil, fmt.Errorf("ops stats: product versions after %q: %w", afterID, err)
+	}
+	return page, nil
+}
+
+// ProductVersionsByID implements ops.Products. Ids that are not UUIDs cannot name a product
+// and are left out rather than failing the lookup.
+func (s *OpsStats) ProductVersionsByID(ctx context.Context, ids []string) ([]apprebuild.DocVersion, error) {
+	valid := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if p, err := product.ParseID(id); err == nil {
+			valid = append(valid, p.String())
+		}
+	}
+	if len(valid) == 0 {
+		return nil, nil
+	}
+	rows, err := s.db.Pool.Query(ctx, `SELECT id, version, deleted_at IS NOT NULL FROM products WHERE id = ANY($1::uuid[])`, valid)
+	if err != nil {
+		return nil, fmt.Errorf("ops stats: product versions by id: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, scanDocVersion)
+	if err != nil {
+		return nil, fmt.Errorf("ops stats: product versions by id: %w", err)
+	}
+	return out, nil
+}
+
+func scanDocVersion(row pgx.CollectableRow) (apprebuild.DocVersion, error) {
+	var d apprebuild.DocVersion
+	err := row.Scan(&d.ID, &d.Version, &d.Deleted)
+	return d, err
+}

@@ -1,0 +1,266 @@
+package ops_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/marketplace/catalog/application/ops"
+	"github.com/marketplace/catalog/domain/rebuild"
+)
+
+func checks(st ops.Status) map[string]ops.Severity {
+	out := map[string]ops.Severity{}
+	for _, p := range st.Problems {
+		out[p.Check] = max(out[p.Check], p.Severity)
+	}
+	return out
+}
+
+// healthyWorld is a pipeline with nothing wrong: 1000 live products, 1000 live documents.
+func healthyWorld() *world {
+	w := newWorld()
+	for i := range 1000 {
+		id := fmt.Sprintf("%08d-0000-7000-8000-000000000000", i)
+		w.product(id, 1, false)
+		w.doc(id, 1, false)
+	}
+	w.outbox = ops.OutboxStats{TableBytes: 8192, Lanes: []ops.OutboxLane{{Lane: 0, RelayStarted: true}}}
+	w.lag = ops.GroupLag{State: "Stable", Members: 1, Committed: true, Records: 5000,
+		Partitions: []ops.PartitionLag{{Partition: 0, End: 5000, Committed: 5000}}}
+	return w
+}
+
+func failedRebuild(t *testing.T) *rebuild.Rebuild {
+	t.Helper()
+	now := time.Now()
+	r, err := rebuild.New("r-1", rebuild.SourceDatabase, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Fail("validation failed", now); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func TestStatusHealthRules(t *testing.T) {
+	boom := errors.New("connection refused")
+	cases := []struct {
+		name    string
+		mutate  func(*world)
+		th      func(*ops.Thresholds)
+		healthy bool
+		want    map[string]ops.Severity
+	}{
+		{name: "healthy", healthy: true, want: map[string]ops.Severity{}},
+		{name: "young backlog is fine", healthy: true, want: map[string]ops.Severity{},
+			mutate: func(w *world) { w.outbox.Backlog, w.outbox.OldestAge = 500, 59*time.Second }},
+		{name: "old backlog", want: map[string]ops.Severity{ops.CheckOutboxAge: ops.SeverityError},
+			mutate: func(w *world) { w.outbox.Backlog, w.outbox.OldestAge = 3, 61*time.Second }},
+		{name: "lag over the limit", want: map[string]ops.Severity{ops.CheckProjectorLag: ops.SeverityError},
+			mutate: func(w *world) { w.lag.Lag = 10_001 }},
+		{name: "lag at the limit", healthy: true, want: map[string]ops.Severity{},
+			mutate: func(w *world) { w.lag.Lag = 10_000 }},
+		{name: "custom lag limit", want: map[string]ops.Severity{ops.CheckProjectorLag: ops.SeverityError},
+			mutate: func(w *world) { w.lag.Lag = 1 }, th: func(t *ops.Thresholds) { t.MaxLag = 0 }},
+		{name: "nothing committed on a topic with records", want: map[string]ops.Severity{ops.CheckProjectorNoOffsets: ops.SeverityError},
+			mutate: func(w *world) { w.lag.Committed, w.lag.Lag = false, 5000 }},
+		{name: "nothing committed on an empty topic", healthy: true, want: map[string]ops.Severity{},
+			mutate: func(w *world) { w.lag.Committed, w.lag.Records = false, 0 }},
+		{name: "no projector running is a warning", healthy: true, want: map[string]ops.Severity{ops.CheckProjectorNoMembers: ops.SeverityWarning},
+			mutate: func(w *world) { w.lag.Members, w.lag.State = 0, "Empty" }},
+		{name: "alias missing", want: map[string]ops.Severity{ops.CheckAliasMissing: ops.SeverityError},
+			mutate: func(w *world) { w.alias = ""; w.indices[0].Aliased = false }},
+		{name: "mapping behind the code", want: map[string]ops.Severity{ops.CheckMappingOutdated: ops.SeverityError},
+			mutate: func(w *world) { w.code = 2 }},
+		{name: "mapping ahead of the code is a warning", healthy: true, want: map[string]ops.Severity{ops.CheckMappingAhead: ops.SeverityWarning},
+			mutate: func(w *world) { w.indices[0].MappingVersion = 2 }},
+		{name: "alias on a foreign index", healthy: true, want: map[string]ops.Severity{ops.CheckAliasForeign: ops.SeverityWarning},
+			mutate: func(w *world) { w.alias = "something_else" }},
+		{name: "drift within 10 documents", healthy: true, want: map[string]ops.Severity{},
+			mutate: func(w *world) {
+				for i := range 10 {
+					w.doc(fmt.Sprintf("ff%06d-0000-7000-8000-000000000000", i), 1, false)
+				}
+			}},
+		{name: "drift beyond 10 documents", want: map[string]ops.Severity{ops.CheckCountDrift: ops.SeverityError},
+			mutate: func(w *world) {
+				for i := range 11 {
+					delete(w.docs, fmt.Sprintf("%08d-0000-7000-8000-000000000000", i))
+				}
+			}},
+		{name: "drift as a ratio", healthy: true, want: map[string]ops.Severity{},
+			mutate: func(w *world) {
+				for i := range 19 {
+					delete(w.docs, fmt.Sprintf("%08d-0000-7000-8000-000000000000", i))
+				}
+			}, th: func(t *ops.Thresholds) { t.MaxCountDriftRatio = 0.02 }},
+		{name: "exact counts required", want: map[string]ops.Severity{ops.CheckCountDrift: ops.SeverityError},
+			mutate: func(w *world) { delete(w.docs, "00000000-0000-7000-8000-000000000000") },
+			th:     func(t *ops.Thresholds) { t.MaxCountDriftRatio, t.MaxCountDriftDocs = 0, 0 }},
+		{name: "dlq not empty", want: map[string]ops.Severity{ops.CheckDLQ: ops.SeverityError},
+			mutate: func(w *world) { w.dlq = 1 }},
+		{name: "long transaction", want: map[string]ops.Severity{ops.CheckLongTransaction: ops.SeverityError},
+			mutate: func(w *world) {
+				w.txs = []ops.LongTransaction{{PID: 42, Age: 6 * time.Minute, State: "idle in transaction", Query: "SELECT 1"}}
+			}},
+		{name: "young read-only transactions are not listed", healthy: true, want: map[string]ops.Severity{},
+			mutate: func(w *world) { w.txs = []ops.LongTransaction{{PID: 42, Age: 2 * time.Minute}} }},
+		{name: "failed rebuild is a warning", healthy: true, want: map[string]ops.Severity{ops.CheckRebuildFailed: ops.SeverityWarning},
+			mutate: func(w *world) { w.rebuilds = []*rebuild.Rebuild{failedRebuild(t)} }},
+		{name: "unreadable sources", want: map[string]ops.Severity{ops.CheckUnavailable: ops.SeverityError},
+			mutate: func(w *world) {
+				w.outboxErr, w.lagErr, w.dlqErr, w.listErr, w.countErr, w.txErr = boom, boom, boom, boom, boom, boom
+			}},
+		{name: "unreadable rebuilds is a warning", healthy: true, want: map[string]ops.Severity{ops.CheckUnavailable: ops.SeverityWarning},
+			mutate: func(w *world) { w.rebuildErr = boom }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			w := healthyWorld()
+			if tc.mutate != nil {
+				tc.mutate(w)
+			}
+			th := ops.DefaultThresholds()
+			if tc.th != nil {
+				tc.th(&th)
+			}
+			st, err := w.service(ops.Config{}).Status(context.Background(), th)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Healthy != tc.healthy {
+				t.Errorf("healthy = %v, want %v; problems %+v", st.Healthy, tc.healthy, st.Problems)
+			}
+			got := checks(st)
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Errorf("problems %v, want %v (%+v)", got, tc.want, st.Problems)
+			}
+			for i := 1; i < len(st.Problems); i++ {
+				if st.Problems[i].Severity > st.Problems[i-1].Severity {
+					t.Errorf("problems not sorted errors first: %+v", st.Problems)
+				}
+			}
+		})
+	}
+}
+
+func TestStatusSections(t *testing.T) {
+	w := healthyWorld()
+	w.doc("ff000000-0000-7000-8000-000000000000", 2, true)
+	w.rebuilds = []*rebuild.Rebuild{failedRebuild(t)}
+	st, err := w.service(ops.Config{}).Status(context.Background(), ops.DefaultThresholds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rm := st.ReadModel
+	if !rm.AliasExists || !rm.IndexKnown || rm.Index != w.alias || rm.LiveDocuments != 1000 || rm.Tombstones != 1 ||
+		rm.IndexMappingVersion != 1 || rm.CodeMappingVersion != 1 || rm.Alias != "ps" || rm.Indices != 1 {
+		t.Errorf("read model %+v", rm)
+	}
+	if !st.Counts.Compared || st.Counts.Drift != 0 || st.Counts.Allowed != 10 {
+		t.Errorf("counts %+v", st.Counts)
+	}
+	if st.Products.Live != 1000 || st.Products.Total != 1000 {
+		t.Errorf("products %+v", st.Products)
+	}
+	if st.Projector.Group != "catalog-projector" || st.Projector.Topic != "product.events" || st.DLQ.Topic != "dlq.product.events" {
+		t.Errorf("names: %+v %+v", st.Projector, st.DLQ)
+	}
+	if st.Rebuild.Last == nil || st.Rebuild.Last.ID != "r-1" || st.Rebuild.Last.Phase != rebuild.PhaseFailed {
+		t.Errorf("last rebuild %+v", st.Rebuild)
+	}
+	if st.CheckedAt.IsZero() || st.Thresholds != ops.DefaultThresholds() {
+		t.Errorf("checked at %v thresholds %+v", st.CheckedAt, st.Thresholds)
+	}
+}
+
+// A transaction that has written holds the outbox back; the outbox problem names it even
+// when it is younger than the long-transaction limit.
+func TestStatusNamesTheTransactionHoldingBackTheOutbox(t *testing.T) {
+	w := healthyWorld()
+	w.outbox.Backlog, w.outbox.OldestAge = 7, 2*time.Minute
+	w.txs = []ops.LongTransaction{
+		{PID: 4242, Age: 3 * time.Minute, State: "idle in transaction", HoldsBackOutbox: true, Query: "UPDATE products SET ..."},
+		{PID: 99, Age: 90 * time.Second, State: "active"}, // read-only and young: not listed
+	}
+	st, err := w.service(ops.Config{}).Status(context.Background(), ops.DefaultThresholds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.txAsked != ops.DefaultMaxOutboxAge {
+		t.Errorf("asked for transactions older than %s, want the outbox limit %s", w.txAsked, ops.DefaultMaxOutboxAge)
+	}
+	if len(st.Transactions.Long) != 1 || st.Transactions.Long[0].PID != 4242 {
+		t.Fatalf("long transactions %+v", st.Transactions.Long)
+	}
+	got := checks(st)
+	if got[ops.CheckOutboxAge] != ops.SeverityError || got[ops.CheckLongTransaction] != 0 {
+		t.Fatalf("problems %+v", st.Problems)
+	}
+	for _, p := range st.Problems {
+		if p.Check == ops.CheckOutboxAge && !strings.Contains(p.Message, "pid 4242") {
+			t.Errorf("outbox problem does not name the transaction: %s", p.Message)
+		}
+	}
+}
+
+func TestStatusRefusesInvalidThresholds(t *testing.T) {
+	w := healthyWorld()
+	for _, th := range []ops.Thresholds{{MaxOutboxAge: -1}, {MaxLag: -1}, {MaxCountDriftRatio: -0.1}, {MaxCountDriftDocs: -1}, {MaxTxAge: -time.Second}} {
+		if _, err := w.service(ops.Config{}).Status(context.Background(), th); !errors.Is(err, ops.ErrInvalid) {
+			t.Errorf("%+v: err = %v, want ErrInvalid", th, err)
+		}
+	}
+}
+
+func TestStatusBoundsEachSource(t *testing.T) {
+	w := healthyWorld()
+	slow := &slowEvents{world: w}
+	s, err := ops.NewService(ops.Config{Alias: "ps", EventsTopic: "e", DLQTopic: "d", ProjectorGroup: "g", SourceTimeout: 50 * time.Millisecond},
+		ops.Deps{Database: w, Products: w, Events: slow, ReadModel: w, Rebuilds: w})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	st, err := s.Status(context.Background(), ops.DefaultThresholds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("status took %s with a hung source", d)
+	}
+	if !errors.Is(st.Projector.Err, context.DeadlineExceeded) || st.Healthy {
+		t.Fatalf("projector %+v healthy %v", st.Projector, st.Healthy)
+	}
+}
+
+type slowEvents struct{ *world }
+
+func (s *slowEvents) GroupLag(ctx context.Context, _, _ string) (ops.GroupLag, error) {
+	<-ctx.Done()
+	return ops.GroupLag{}, ctx.Err()
+}
+
+func TestAllowedDrift(t *testing.T) {
+	th := ops.DefaultThresholds()
+	for products, want := range map[int64]int64{0: 10, 1000: 10, 10_000: 10, 20_000: 20, 1_000_000: 1000} {
+		if got := th.AllowedDrift(products); got != want {
+			t.Errorf("AllowedDrift(%d) = %d, want %d", products, got, want)
+		}
+	}
+}
+
+func TestNewServiceChecksItsInputs(t *testing.T) {
+	w := newWorld()
+	if _, err := ops.NewService(ops.Config{}, ops.Deps{Database: w, Products: w, Events: w, ReadModel: w, Rebuilds: w}); err == nil {
+		t.Error("empty names accepted")
+	}
+	if _, err := ops.NewService(ops.Config{Alias: "a", EventsTopic: "e", DLQTopic: "d", ProjectorGroup: "g"}, ops.Deps{Database: w}); err == nil {
+		t.Error("missing dependencies accepted")
+	}
+}

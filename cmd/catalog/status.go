@@ -1,0 +1,599 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	operationsv1 "github.com/marketplace/catalog/api/gen/catalog/operations/v1"
+	"github.com/marketplace/catalog/service"
+)
+
+// statusRPCTimeout bounds GetStatus: the server bounds each source by 10 s and reads them
+// concurrently, so anything much longer is a hung server.
+const statusRPCTimeout = 30 * time.Second
+
+func newStatusCmd(cfg *service.Config) *cobra.Command {
+	var (
+		asJSON       bool
+		maxOutboxAge time.Duration
+		maxLag       int64
+		maxDrift     string
+		maxTxAge     time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "status [--json] [--max-outbox-age=D] [--max-lag=N] [--max-count-drift=R%,N] [--max-tx-age=D]",
+		Short: "Show the pipeline's health: outbox backlog, projector lag, alias, counts, DLQ, rebuilds, long transactions",
+		Long: `Asks the service on GRPC_ADDR for one look at the whole pipeline and judges it:
+
+  outbox        events not yet relayed (per lane, with the relay's position), the age of the
+                oldest, the table's size
+  projector     lag of the projector's consumer group (PROJECTOR_GROUP) per partition
+  read model    where the alias points, that index's mapping version against the code's,
+                live documents against live products in the database
+  dlq           messages in the dead-letter topic
+  last rebuild  id, phase, when it finished, why it failed
+  transactions  database transactions open for long; one that has written holds back the
+                relay, which cannot pass an open transaction
+
+Unhealthy (exit code 1, the reasons on stderr) when the oldest unrelayed event is older than
+--max-outbox-age, the projector lags by more than --max-lag or has committed nothing on a
+topic with records, the alias is missing, its index's mapping is older than the code's, live
+documents and live products differ by more than --max-count-drift, the DLQ holds messages,
+a transaction is open for longer than --max-tx-age, or a part cannot be read. A failed last
+rebuild and an empty projector group are warnings. Exit code 0 when healthy, 2 on bad flags.
+
+--max-count-drift takes a percentage of live products, a number of documents, or both
+separated by a comma; the larger applies (default 0.1%,10, since live writes make exact
+equality flaky).
+
+--json prints the status as one JSON object (field names are stable; see below) instead of
+the table. Durations are in seconds (fields ending in _seconds), times in RFC 3339 (UTC),
+absent values null:
+
+  healthy, checked_at, problems[{severity: "error"|"warning", check, message}],
+  thresholds{max_outbox_age_seconds, max_lag, max_count_drift_ratio, max_count_drift_docs,
+    max_tx_age_seconds},
+  outbox{read_error?, backlog, oldest_age_seconds, oldest_created_at, table_bytes,
+    lanes[{lane, backlog, oldest_age_seconds, relay_started, relayed_transaction_id,
+    relayed_offset, relayed_at}]},
+  projector{read_error?, group, topic, state, members, total_lag, has_committed_offsets,
+    records, partitions[{partition, start_offset, end_offset, committed_offset (-1: none), lag}]},
+  read_model{read_error?, alias, alias_exists, index, index_known, index_mapping_version,
+    code_mapping_version, live_documents, tombstones, indices, count_compared, count_drift,
+    allowed_count_drift},
+  products{read_error?, live, total}, dlq{read_error?, topic, depth},
+  last_rebuild{read_error?, found, id, phase, started_at, finished_at, error, from_index,
+    to_index},
+  transactions{read_error?, long[{pid, database, user, application, state, query,
+    started_at, age_seconds, holds_back_outbox}]}`,
+		Example: `  catalog status
+  catalog status --json | jq '.projector.total_lag'
+  catalog status --max-lag=0 --max-count-drift=0 || page-someone`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			req := &operationsv1.GetStatusRequest{}
+			fs := cmd.Flags()
+			if fs.Changed("max-outbox-age") {
+				if maxOutboxAge < 0 {
+					return usageError{fmt.Errorf("--max-outbox-age must not be negative, got %s", maxOutboxAge)}
+				}
+				req.MaxOutboxAge = durationpb.New(maxOutboxAge)
+			}
+			if fs.Changed("max-lag") {
+				if maxLag < 0 {
+					return usageError{fmt.Errorf("--max-lag must not be negative, got %d", maxLag)}
+				}
+				req.MaxLag = &maxLag
+			}
+			if fs.Changed("max-count-drift") {
+				ratio, docs, err := parseCountDrift(maxDrift)
+				if err != nil {
+					return usageError{fmt.Errorf("--max-count-drift: %w", err)}
+				}
+				req.MaxCountDriftRatio, req.MaxCountDriftDocs = &ratio, &docs
+			}
+			if fs.Changed("max-tx-age") {
+				if maxTxAge < 0 {
+					return usageError{fmt.Errorf("--max-tx-age must not be negative, got %s", maxTxAge)}
+				}
+				req.MaxTxAge = durationpb.New(maxTxAge)
+			}
+			conn, err := dialAdminConn(cfg.GRPCAddr)
+			if err != nil {
+				return err
+			}
+			defer func() { _ = conn.Close() }()
+			ctx, cancel := context.WithTimeout(cmd.Context(), statusRPCTimeout)
+			defer cancel()
+			st, err := operationsv1.NewOperationsClient(conn).GetStatus(ctx, req)
+			if err != nil {
+				return adminError(cfg.GRPCAddr, "status", err)
+			}
+			if asJSON {
+				err = writeStatusJSON(cmd.OutOrStdout(), st)
+			} else {
+				err = writeStatusTable(cmd.OutOrStdout(), st)
+			}
+			if err != nil {
+				return err
+			}
+			return unhealthyError(st)
+		},
+	}
+	fs := cmd.Flags()
+	fs.BoolVar(&asJSON, "json", false, "print the status as JSON (stable field names) instead of a table")
+	fs.DurationVar(&maxOutboxAge, "max-outbox-age", 60*time.Second, "unhealthy when the oldest unrelayed outbox event is older")
+	fs.Int64Var(&maxLag, "max-lag", 10_000, "unhealthy when the projector group's total lag is larger")
+	fs.StringVar(&maxDrift, "max-count-drift", "0.1%,10", "allowed |live documents - live products|: a percentage, a count, or both (the larger applies)")
+	fs.DurationVar(&maxTxAge, "max-tx-age", 5*time.Minute, "unhealthy when a database transaction is open for longer")
+	return cmd
+}
+
+// parseCountDrift reads "0.1%", "10" or "0.1%,10": a percentage of live products and/or an
+// absolute number of documents. A part that is not given is 0, so "1%" alone means 1 %.
+func parseCountDrift(s string) (ratio float64, docs int64, err error) {
+	parts := strings.Split(s, ",")
+	if len(parts) > 2 {
+		return 0, 0, fmt.Errorf("%q: want a percentage, a count, or both separated by a comma", s)
+	}
+	seenRatio, seenDocs := false, false
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		if pct, ok := strings.CutSuffix(p, "%"); ok {
+			v, err := strconv.ParseFloat(strings.TrimSpace(pct), 64)
+			if err != nil || v < 0 || v > 100 || seenRatio {
+				return 0, 0, fmt.Errorf("%q: %q is not one percentage between 0%% and 100%%", s, p)
+			}
+			ratio, seenRatio = v/100, true
+			continue
+		}
+		v, err := strconv.ParseInt(p, 10, 64)
+		if err != nil || v < 0 || seenDocs {
+			return 0, 0, fmt.Errorf("%q: %q is not one non-negative number of documents", s, p)
+		}
+		docs, seenDocs = v, true
+	}
+	return ratio, docs, nil
+}
+
+// unhealthyError is nil for a healthy status; otherwise it lists the error-severity
+// problems, one per line, which main prints on stderr before exiting with code 1.
+func unhealthyError(st *operationsv1.GetStatusResponse) error {
+	if st.GetHealthy() {
+		return nil
+	}
+	var b strings.Builder
+	n := 0
+	for _, p := range st.GetProblems() {
+		if p.GetSeverity() != operationsv1.Severity_SEVERITY_ERROR {
+			continue
+		}
+		n++
+		fmt.Fprintf(&b, "\n  %s: %s", p.GetCheck(), p.GetMessage())
+	}
+	return fmt.Errorf("unhealthy (%d %s):%s", n, plural(n, "problem", "problems"), b.String())
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// The JSON form of a status. Its field names are part of the CLI's contract (documented in
+// the command's help): scripts and alerts read them, so they never change once published.
+type (
+	statusJSON struct {
+		Healthy      bool             `json:"healthy"`
+		CheckedAt    *time.Time       `json:"checked_at"`
+		Problems     []problemJSON    `json:"problems"`
+		Thresholds   thresholdsJSON   `json:"thresholds"`
+		Outbox       outboxJSON       `json:"outbox"`
+		Projector    projectorJSON    `json:"projector"`
+		ReadModel    readModelJSON    `json:"read_model"`
+		Products     productsJSON     `json:"products"`
+		DLQ          dlqJSON          `json:"dlq"`
+		LastRebuild  lastRebuildJSON  `json:"last_rebuild"`
+		Transactions transactionsJSON `json:"transactions"`
+	}
+	problemJSON struct {
+		Severity string `json:"severity"`
+		Check    string `json:"check"`
+		Message  string `json:"message"`
+	}
+	thresholdsJSON struct {
+		MaxOutboxAgeSeconds float64 `json:"max_outbox_age_seconds"`
+		MaxLag              int64   `json:"max_lag"`
+		MaxCountDriftRatio  float64 `json:"max_count_drift_ratio"`
+		MaxCountDriftDocs   int64   `json:"max_count_drift_docs"`
+		MaxTxAgeSeconds     float64 `json:"max_tx_age_seconds"`
+	}
+	outboxJSON struct {
+		ReadError        string           `json:"read_error,omitempty"`
+		Backlog          int64            `json:"backlog"`
+		OldestAgeSeconds *float64         `json:"oldest_age_seconds"`
+		OldestCreatedAt  *time.Time       `json:"oldest_created_at"`
+		TableBytes       int64            `json:"table_bytes"`
+		Lanes            []outboxLaneJSON `json:"lanes"`
+	}
+	outboxLaneJSON struct {
+		Lane                 int32      `json:"lane"`
+		Backlog              int64      `json:"backlog"`
+		OldestAgeSeconds     *float64   `json:"oldest_age_seconds"`
+		RelayStarted         bool       `json:"relay_started"`
+		RelayedTransactionID string     `json:"relayed_transaction_id"`
+		RelayedOffset        int64      `json:"relayed_offset"`
+		RelayedAt            *time.Time `json:"relayed_at"`
+	}
+	projectorJSON struct {
+		ReadError           string          `json:"read_error,omitempty"`
+		Group               string          `json:"group"`
+		Topic               string          `json:"topic"`
+		State               string          `json:"state"`
+		Members             int32           `json:"members"`
+		TotalLag            int64           `json:"total_lag"`
+		HasCommittedOffsets bool            `json:"has_committed_offsets"`
+		Records             int64           `json:"records"`
+		Partitions          []partitionJSON `json:"partitions"`
+	}
+	partitionJSON struct {
+		Partition       int32 `json:"partition"`
+		StartOffset     int64 `json:"start_offset"`
+		EndOffset       int64 `json:"end_offset"`
+		CommittedOffset int64 `json:"committed_offset"`
+		Lag             int64 `json:"lag"`
+	}
+	readModelJSON struct {
+		ReadError           string `json:"read_error,omitempty"`
+		Alias               string `json:"alias"`
+		AliasExists         bool   `json:"alias_exists"`
+		Index               string `json:"index"`
+		IndexKnown          bool   `json:"index_known"`
+		IndexMappingVersion int32  `json:"index_mapping_version"`
+		CodeMappingVersion  int32  `json:"code_mapping_version"`
+		LiveDocuments       int64  `json:"live_documents"`
+		Tombstones          int64  `json:"tombstones"`
+		Indices             int32  `json:"indices"`
+		CountCompared       bool   `json:"count_compared"`
+		CountDrift          int64  `json:"count_drift"`
+		AllowedCountDrift   int64  `json:"allowed_count_drift"`
+	}
+	productsJSON struct {
+		ReadError string `json:"read_error,omitempty"`
+		Live      int64  `json:"live"`
+		Total     int64  `json:"total"`
+	}
+	dlqJSON struct {
+		ReadError string `json:"read_error,omitempty"`
+		Topic     string `json:"topic"`
+		Depth     int64  `json:"depth"`
+	}
+	lastRebuildJSON struct {
+		ReadError  string     `json:"read_error,omitempty"`
+		Found      bool       `json:"found"`
+		ID         string     `json:"id"`
+		Phase      string     `json:"phase"`
+		StartedAt  *time.Time `json:"started_at"`
+		FinishedAt *time.Time `json:"finished_at"`
+		Error      string     `json:"error"`
+		FromIndex  string     `json:"from_index"`
+		ToIndex    string     `json:"to_index"`
+	}
+	transactionsJSON struct {
+		ReadError string       `json:"read_error,omitempty"`
+		Long      []longTxJSON `json:"long"`
+	}
+	longTxJSON struct {
+		PID             int32      `json:"pid"`
+		Database        string     `json:"database"`
+		User            string     `json:"user"`
+		Application     string     `json:"application"`
+		State           string     `json:"state"`
+		Query           string     `json:"query"`
+		StartedAt       *time.Time `json:"started_at"`
+		AgeSeconds      float64    `json:"age_seconds"`
+		HoldsBackOutbox bool       `json:"holds_back_outbox"`
+	}
+)
+
+func timeOrNil(t *timestamppb.Timestamp) *time.Time {
+	if t == nil {
+		return nil
+	}
+	v := t.AsTime().UTC()
+	return &v
+}
+
+func secondsOrNil(d *durationpb.Duration) *float64 {
+	if d == nil {
+		return nil
+	}
+	v := d.AsDuration().Seconds()
+	return &v
+}
+
+func severityLabel(s operationsv1.Severity) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "SEVERITY_"))
+}
+
+func statusToJSON(st *operationsv1.GetStatusResponse) statusJSON {
+	th := st.GetThresholds()
+	out := statusJSON{
+		Healthy: st.GetHealthy(), CheckedAt: timeOrNil(st.GetCheckedAt()), Problems: []problemJSON{},
+		Thresholds: thresholdsJSON{MaxOutboxAgeSeconds: th.GetMaxOutboxAge().AsDuration().Seconds(), MaxLag: th.GetMaxLag(),
+			MaxCountDriftRatio: th.GetMaxCountDriftRatio(), MaxCountDriftDocs: th.GetMaxCountDriftDocs(),
+			MaxTxAgeSeconds: th.GetMaxTxAge().AsDuration().Seconds()},
+	}
+	for _, p := range st.GetProblems() {
+		out.Problems = append(out.Problems, problemJSON{Severity: severityLabel(p.GetSeverity()), Check: p.GetCheck(), Message: p.GetMessage()})
+	}
+	o := st.GetOutbox()
+	out.Outbox = outboxJSON{ReadError: o.GetReadError(), Backlog: o.GetBacklog(), OldestAgeSeconds: secondsOrNil(o.GetOldestAge()),
+		OldestCreatedAt: timeOrNil(o.GetOldestCreatedAt()), TableBytes: o.GetTableBytes(), Lanes: []outboxLaneJSON{}}
+	for _, l := range o.GetLanes() {
+		out.Outbox.Lanes = append(out.Outbox.Lanes, outboxLaneJSON{Lane: l.GetLane(), Backlog: l.GetBacklog(),
+			OldestAgeSeconds: secondsOrNil(l.GetOldestAge()), RelayStarted: l.GetRelayStarted(),
+			RelayedTransactionID: l.GetRelayedTransactionId(), RelayedOffset: l.GetRelayedOffset(), RelayedAt: timeOrNil(l.GetRelayedAt())})
+	}
+	p := st.GetProjector()
+	out.Projector = projectorJSON{ReadError: p.GetReadError(), Group: p.GetGroup(), Topic: p.GetTopic(), State: p.GetState(),
+		Members: p.GetMembers(), TotalLag: p.GetTotalLag(), HasCommittedOffsets: p.GetHasCommittedOffsets(), Records: p.GetRecords(),
+		Partitions: []partitionJSON{}}
+	for _, pl := range p.GetPartitions() {
+		out.Projector.Partitions = append(out.Projector.Partitions, partitionJSON{Partition: pl.GetPartition(),
+			StartOffset: pl.GetStartOffset(), EndOffset: pl.GetEndOffset(), CommittedOffset: pl.GetCommittedOffset(), Lag: pl.GetLag()})
+	}
+	rm := st.GetReadModel()
+	out.ReadModel = readModelJSON{ReadError: rm.GetReadError(), Alias: rm.GetAlias(), AliasExists: rm.GetAliasExists(), Index: rm.GetIndex(),
+		IndexKnown: rm.GetIndexKnown(), IndexMappingVersion: rm.GetIndexMappingVersion(), CodeMappingVersion: rm.GetCodeMappingVersion(),
+		LiveDocuments: rm.GetLiveDocuments(), Tombstones: rm.GetTombstones(), Indices: rm.GetIndices(), CountCompared: rm.GetCountCompared(),
+		CountDrift: rm.GetCountDrift(), AllowedCountDrift: rm.GetAllowedCountDrift()}
+	out.Products = productsJSON{ReadError: st.GetProducts().GetReadError(), Live: st.GetProducts().GetLive(), Total: st.GetProducts().GetTotal()}
+	out.DLQ = dlqJSON{ReadError: st.GetDlq().GetReadError(), Topic: st.GetDlq().GetTopic(), Depth: st.GetDlq().GetDepth()}
+	lr := st.GetLastRebuild()
+	out.LastRebuild = lastRebuildJSON{ReadError: lr.GetReadError(), Found: lr.GetFound(), ID: lr.GetId(), Phase: lr.GetPhase(),
+		StartedAt: timeOrNil(lr.GetStartedAt()), FinishedAt: timeOrNil(lr.GetFinishedAt()), Error: lr.GetError(),
+		FromIndex: lr.GetFromIndex(), ToIndex: lr.GetToIndex()}
+	out.Transactions = transactionsJSON{ReadError: st.GetTransactions().GetReadError(), Long: []longTxJSON{}}
+	for _, tx := range st.GetTransactions().GetLong() {
+		out.Transactions.Long = append(out.Transactions.Long, longTxJSON{PID: tx.GetPid(), Database: tx.GetDatabase(), User: tx.GetUser(),
+			Application: tx.GetApplication(), State: tx.GetState(), Query: tx.GetQuery(), StartedAt: timeOrNil(tx.GetStartedAt()),
+			AgeSeconds: tx.GetAge().AsDuration().Seconds(), HoldsBackOutbox: tx.GetHoldsBackOutbox()})
+	}
+	return out
+}
+
+func writeStatusJSON(w io.Writer, st *operationsv1.GetStatusResponse) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(statusToJSON(st))
+}
+
+// writeStatusTable prints the status for a person: one block per part, figures first, the
+// problems last, where the eye ends up.
+func writeStatusTable(w io.Writer, st *operationsv1.GetStatusResponse) error {
+	var b strings.Builder
+	errs, warns := 0, 0
+	for _, p := range st.GetProblems() {
+		if p.GetSeverity() == operationsv1.Severity_SEVERITY_ERROR {
+			errs++
+		} else {
+			warns++
+		}
+	}
+	verdict := "HEALTHY"
+	if !st.GetHealthy() {
+		verdict = "UNHEALTHY"
+	}
+	fmt.Fprintf(&b, "catalog status at %s: %s (%d %s, %d %s)\n\n", st.GetCheckedAt().AsTime().UTC().Format("2006-01-02 15:04:05 MST"),
+		verdict, errs, plural(errs, "error", "errors"), warns, plural(warns, "warning", "warnings"))
+	th := st.GetThresholds()
+
+	o := st.GetOutbox()
+	if o.GetReadError() != "" {
+		fmt.Fprintf(&b, "OUTBOX        unavailable: %s\n", oneLine(o.GetReadError()))
+	} else {
+		oldest := "none waiting"
+		if o.GetOldestAge() != nil {
+			oldest = "oldest waiting " + shortDuration(o.GetOldestAge().AsDuration())
+		}
+		fmt.Fprintf(&b, "OUTBOX        %s events not relayed, %s (limit %s); table %s\n", groupDigits(o.GetBacklog()), oldest,
+			shortDuration(th.GetMaxOutboxAge().AsDuration()), byteSize(o.GetTableBytes()))
+		rows := [][]string{{"LANE", "BACKLOG", "OLDEST", "RELAYED TX", "RELAYED OFFSET", "RELAYED AT (UTC)"}}
+		for _, l := range o.GetLanes() {
+			age, tx, off, at := "-", "-", "-", "-"
+			if l.GetOldestAge() != nil {
+				age = shortDuration(l.GetOldestAge().AsDuration())
+			}
+			if l.GetRelayStarted() {
+				tx, off = l.GetRelayedTransactionId(), strconv.FormatInt(l.GetRelayedOffset(), 10)
+				if l.GetRelayedAt() != nil {
+					at = l.GetRelayedAt().AsTime().UTC().Format("2006-01-02 15:04:05")
+				}
+			}
+			rows = append(rows, []string{strconv.Itoa(int(l.GetLane())), groupDigits(l.GetBacklog()), age, tx, off, at})
+		}
+		writeTable(&b, "  ", rows, 0b111110)
+	}
+
+	p := st.GetProjector()
+	if p.GetReadError() != "" {
+		fmt.Fprintf(&b, "PROJECTOR     group %s on %s unavailable: %s\n", p.GetGroup(), p.GetTopic(), oneLine(p.GetReadError()))
+	} else {
+		committed := ""
+		if !p.GetHasCommittedOffsets() {
+			committed = ", nothing committed"
+		}
+		fmt.Fprintf(&b, "PROJECTOR     group %s on %s: lag %s (limit %s), %d %s, state %s%s\n", p.GetGroup(), p.GetTopic(),
+			groupDigits(p.GetTotalLag()), groupDigits(th.GetMaxLag()), p.GetMembers(), plural(int(p.GetMembers()), "member", "members"),
+			orDash(p.GetState()), committed)
+		rows := [][]string{{"PARTITION", "START", "END", "COMMITTED", "LAG"}}
+		for _, pl := range p.GetPartitions() {
+			c := "-"
+			if pl.GetCommittedOffset() >= 0 {
+				c = groupDigits(pl.GetCommittedOffset())
+			}
+			rows = append(rows, []string{strconv.Itoa(int(pl.GetPartition())), groupDigits(pl.GetStartOffset()),
+				groupDigits(pl.GetEndOffset()), c, groupDigits(pl.GetLag())})
+		}
+		writeTable(&b, "  ", rows, 0b11111)
+	}
+
+	rm, prod := st.GetReadModel(), st.GetProducts()
+	switch {
+	case rm.GetReadError() != "":
+		fmt.Fprintf(&b, "READ MODEL    alias %s unavailable: %s\n", rm.GetAlias(), oneLine(rm.GetReadError()))
+	case !rm.GetAliasExists():
+		fmt.Fprintf(&b, "READ MODEL    alias %s DOES NOT EXIST (%d versioned %s)\n", rm.GetAlias(), rm.GetIndices(), plural(int(rm.GetIndices()), "index", "indices"))
+	case !rm.GetIndexKnown():
+		fmt.Fprintf(&b, "READ MODEL    alias %s -> %s (not one of its versioned indices; code mapping v%d)\n", rm.GetAlias(), rm.GetIndex(), rm.GetCodeMappingVersion())
+	default:
+		fmt.Fprintf(&b, "READ MODEL    alias %s -> %s (mapping v%d, code v%d; %d %s)\n", rm.GetAlias(), rm.GetIndex(),
+			rm.GetIndexMappingVersion(), rm.GetCodeMappingVersion(), rm.GetIndices(), plural(int(rm.GetIndices()), "index", "indices"))
+		fmt.Fprintf(&b, "              %s live documents, %s tombstones\n", groupDigits(rm.GetLiveDocuments()), groupDigits(rm.GetTombstones()))
+	}
+	if prod.GetReadError() != "" {
+		fmt.Fprintf(&b, "PRODUCTS      unavailable: %s\n", oneLine(prod.GetReadError()))
+	} else {
+		drift := ""
+		if rm.GetCountCompared() {
+			drift = fmt.Sprintf("; drift %s (allowed %s)", groupDigits(rm.GetCountDrift()), groupDigits(rm.GetAllowedCountDrift()))
+		}
+		fmt.Fprintf(&b, "PRODUCTS      %s live, %s with tombstones%s\n", groupDigits(prod.GetLive()), groupDigits(prod.GetTotal()), drift)
+	}
+
+	if d := st.GetDlq(); d.GetReadError() != "" {
+		fmt.Fprintf(&b, "DLQ           %s unavailable: %s\n", d.GetTopic(), oneLine(d.GetReadError()))
+	} else {
+		fmt.Fprintf(&b, "DLQ           %s: %s %s\n", d.GetTopic(), groupDigits(d.GetDepth()), plural(int(min(d.GetDepth(), 2)), "message", "messages"))
+	}
+
+	switch lr := st.GetLastRebuild(); {
+	case lr.GetReadError() != "":
+		fmt.Fprintf(&b, "LAST REBUILD  unavailable: %s\n", oneLine(lr.GetReadError()))
+	case !lr.GetFound():
+		fmt.Fprintf(&b, "LAST REBUILD  none\n")
+	default:
+		when := "running since " + lr.GetStartedAt().AsTime().UTC().Format("2006-01-02 15:04:05 MST")
+		if lr.GetFinishedAt() != nil {
+			when = "finished " + lr.GetFinishedAt().AsTime().UTC().Format("2006-01-02 15:04:05 MST")
+		}
+		fmt.Fprintf(&b, "LAST REBUILD  %s %s, %s (%s -> %s)\n", lr.GetId(), lr.GetPhase(), when, orDash(lr.GetFromIndex()), orDash(lr.GetToIndex()))
+		if lr.GetError() != "" {
+			fmt.Fprintf(&b, "              error: %s\n", oneLine(lr.GetError()))
+		}
+	}
+
+	tx := st.GetTransactions()
+	switch {
+	case tx.GetReadError() != "":
+		fmt.Fprintf(&b, "TRANSACTIONS  unavailable: %s\n", oneLine(tx.GetReadError()))
+	case len(tx.GetLong()) == 0:
+		fmt.Fprintf(&b, "TRANSACTIONS  none open longer than %s\n", shortDuration(th.GetMaxTxAge().AsDuration()))
+	default:
+		fmt.Fprintf(&b, "TRANSACTIONS  %d long-running\n", len(tx.GetLong()))
+		rows := [][]string{{"PID", "AGE", "HOLDS OUTBOX", "STATE", "USER@DATABASE", "QUERY"}}
+		for _, t := range tx.GetLong() {
+			holds := "no"
+			if t.GetHoldsBackOutbox() {
+				holds = "YES"
+			}
+			rows = append(rows, []string{strconv.Itoa(int(t.GetPid())), shortDuration(t.GetAge().AsDuration()), holds, t.GetState(),
+				t.GetUser() + "@" + t.GetDatabase(), truncate(t.GetQuery(), 60)})
+		}
+		writeTable(&b, "  ", rows, 0b000011)
+	}
+
+	if len(st.GetProblems()) > 0 {
+		b.WriteString("\nPROBLEMS\n")
+		for _, p := range st.GetProblems() {
+			fmt.Fprintf(&b, "  %-7s  %-20s  %s\n", strings.ToUpper(severityLabel(p.GetSeverity())), p.GetCheck(), p.GetMessage())
+		}
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+// writeTable writes rows aligned in columns, indented; columns whose bit is set in
+// rightAligned (bit 0 is the first column) are aligned right, so digits line up.
+func writeTable(b *strings.Builder, indent string, rows [][]string, rightAligned uint) {
+	if len(rows) == 0 {
+		return
+	}
+	widths := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], len(c))
+		}
+	}
+	for _, r := range rows {
+		var line strings.Builder
+		line.WriteString(indent)
+		for i, c := range r {
+			if i > 0 {
+				line.WriteString("  ")
+			}
+			if rightAligned&(1<<i) != 0 {
+				fmt.Fprintf(&line, "%*s", widths[i], c)
+			} else {
+				fmt.Fprintf(&line, "%-*s", widths[i], c)
+			}
+		}
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
+	}
+}
+
+// shortDuration shows whole seconds from a second on and milliseconds below.
+func shortDuration(d time.Duration) string {
+	if d >= time.Second {
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+func byteSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// dialAdminConn connects to the admin port on GRPC_ADDR with the CLI's connection settings
+// (plaintext, the catalog-cli user agent, keepalive pings for long calls). The connection is
+// lazy: an unreachable port shows up as UNAVAILABLE on the first call, which adminError
+// explains. Every CLI client of the admin port dials through it.
+func dialAdminConn(addr string) (*grpc.ClientConn, error) {
+	target, err := dialTarget(addr)
+	if err != nil {
+		return nil, usageError{fmt.Errorf("GRPC_ADDR=%q: %w", addr, err)}
+	}
+	conn, err := grpc.NewClient(target,
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithUserAgent("catalog-cli"),
+		// A watch or a verify can be quiet for long stretches; pings keep proxies from
+		// dropping it and detect a dead server.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}))
+	if err != nil {
+		return nil, fmt.Errorf("GRPC_ADDR=%s: %w", addr, err)
+	}
+	return conn, nil
+}
