@@ -8,16 +8,21 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"time"
 
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/wire"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc/codes"
 
+	"github.com/marketplace/catalog/adapters/bleve"
 	"github.com/marketplace/catalog/adapters/elasticsearch"
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/metrics"
 	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/adapters/tracing"
 	"github.com/marketplace/catalog/application"
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/decorator"
@@ -60,13 +65,30 @@ var ApplicationSet = wire.NewSet(
 	wire.Struct(new(application.Application), "*"),
 )
 
-// ObservabilitySet provides the metrics registry.
+// ObservabilitySet provides the metrics registry and the tracer provider.
 var ObservabilitySet = wire.NewSet(
+	provideTracing,
 	metrics.NewRegistry,
 	metrics.NewRelayMetrics,
 	metrics.NewProjectorMetrics,
 	wire.Bind(new(decorator.MetricsClient), new(*metrics.Registry)),
 )
+
+// provideTracing sets OpenTelemetry up from the OTEL_* environment (a no-op provider when
+// unconfigured); the cleanup flushes buffered spans after every role has stopped.
+func provideTracing(ctx context.Context, log *slog.Logger) (trace.TracerProvider, func(), error) {
+	tp, shutdown, err := tracing.Setup(ctx, "catalog", tracing.WithLogger(log))
+	if err != nil {
+		return nil, nil, err
+	}
+	return tp, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(ctx); err != nil {
+			log.Warn("flushing traces", "err", err)
+		}
+	}, nil
+}
 
 func provideDB(ctx context.Context, cfg service.Config) (*postgres.DB, func(), error) {
 	db, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, MaxConns: int32(16 + 2*cfg.OutboxLanes)})
@@ -105,7 +127,7 @@ func provideKafkaPublisher(brokers Brokers, log *slog.Logger) (*wkafka.Publisher
 }
 
 func provideProductRepository(db *postgres.DB, cfg service.Config, log *slog.Logger) (*postgres.ProductRepository, error) {
-	return postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: cfg.ProductEventsTopic, Lanes: cfg.OutboxLanes}, log)
+	return postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: cfg.ProductEventsTopic, Lanes: cfg.OutboxLanes, Decorate: tracing.InjectIntoMessage}, log)
 }
 
 // ReadModel is the search read model the process uses, or the zero value when none is
@@ -116,8 +138,6 @@ type ReadModel struct {
 	Projection command.ProductProjection
 	// Search reads documents; nil without a read model.
 	Search query.ProductSearchReadModel
-	// Indices manages the versioned indices behind the alias; nil without a read model.
-	Indices *elasticsearch.Indices
 	// Target is where rebuilds build new indices; nil without a read model.
 	Target apprebuild.Target
 }
@@ -127,8 +147,7 @@ var ReadModelSet = wire.NewSet(provideReadModel)
 
 func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger) (ReadModel, func(), error) {
 	if cfg.ElasticsearchURL == "" {
-		log.Warn("no search read model: ELASTICSEARCH_URL is empty; searches answer 503 and no projector runs")
-		return ReadModel{}, func() {}, nil
+		return provideEmbeddedReadModel(ctx, cfg, log)
 	}
 	ecfg := elasticsearch.Config{URL: cfg.ElasticsearchURL, Compat: cfg.ElasticsearchCompat, Alias: cfg.SearchAlias, RefreshInterval: cfg.SearchRefreshInterval}
 	client, err := elasticsearch.NewClient(ecfg)
@@ -166,7 +185,31 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 			log.Error("closing the rebuild bulk indexer", "err", err)
 		}
 	}
-	return ReadModel{Projection: projection, Search: search, Indices: indices, Target: target}, cleanup, nil
+	return ReadModel{Projection: projection, Search: search, Target: target}, cleanup, nil
+}
+
+// provideEmbeddedReadModel opens the embedded search engine (Bleve, on disk under
+// CATALOG_DATA_DIR/search). The process holds its directory exclusively: a second process on
+// the same directory stops here with the reason.
+func provideEmbeddedReadModel(ctx context.Context, cfg service.Config, log *slog.Logger) (ReadModel, func(), error) {
+	dir := filepath.Join(cfg.DataDir, "search")
+	store, err := bleve.Open(bleve.Config{Dir: dir, Alias: cfg.SearchAlias})
+	if err != nil {
+		return ReadModel{}, nil, fmt.Errorf("embedded search engine: %w", err)
+	}
+	index, created, err := store.EnsureAlias(ctx)
+	if err != nil {
+		_ = store.Close()
+		return ReadModel{}, nil, fmt.Errorf("embedded search engine: %w", err)
+	}
+	log.Warn("EMBEDDED SEARCH ENGINE: the read model lives on this machine's disk; set ELASTICSEARCH_URL for a search cluster",
+		"dir", dir, "alias", cfg.SearchAlias, "index", index, "created", created)
+	cleanup := func() {
+		if err := store.Close(); err != nil {
+			log.Error("closing the embedded search engine", "err", err)
+		}
+	}
+	return ReadModel{Projection: store, Search: store, Target: store}, cleanup, nil
 }
 
 func provideProjectHandler(rm ReadModel, deps decorator.Deps) (command.ProjectProductEventHandler, error) {
@@ -183,7 +226,7 @@ func provideSearchHandler(rm ReadModel, deps decorator.Deps) (query.SearchProduc
 	return query.NewSearchProductsHandler(rm.Search, deps)
 }
 
-func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher, app application.Application, pm *metrics.ProjectorMetrics, log *slog.Logger) (*projector.Projector, func(), error) {
+func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher, app application.Application, pm *metrics.ProjectorMetrics, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*projector.Projector, func(), error) {
 	if app.Commands.ProjectProductEvent == nil {
 		return nil, func() {}, nil
 	}
@@ -191,8 +234,12 @@ func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher
 	if err != nil {
 		return nil, nil, err
 	}
-	p, err := projector.New(projector.Config{Topic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, CloseTimeout: cfg.ShutdownTimeout},
-		sub, dlq, app.Commands.ProjectProductEvent, pm, log)
+	p, err := projector.New(projector.Config{Topic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, CloseTimeout: cfg.ShutdownTimeout,
+		RouterDecorator: reg.InstrumentRouter,
+		Middlewares: []message.HandlerMiddleware{projector.Tracing(projector.TracingConfig{
+			TracerProvider: tp, Topic: cfg.ProductEventsTopic, ConsumerGroup: cfg.ProjectorGroup,
+		})},
+	}, sub, dlq, app.Commands.ProjectProductEvent, pm, log)
 	if err != nil {
 		_ = sub.Close()
 		return nil, nil, err
@@ -203,12 +250,15 @@ func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher
 // RebuildSet provides the rebuild use case and the gRPC admin port that drives it.
 var RebuildSet = wire.NewSet(provideRebuildService, provideGRPCServer)
 
-func provideRebuildService(ctx context.Context, cfg service.Config, db *postgres.DB, brokers Brokers, rm ReadModel, log *slog.Logger) (*apprebuild.Service, func(), error) {
+func provideRebuildService(ctx context.Context, cfg service.Config, db *postgres.DB, brokers Brokers, rm ReadModel, reg *metrics.Registry, log *slog.Logger) (*apprebuild.Service, func(), error) {
 	if rm.Target == nil {
 		return nil, func() {}, nil
 	}
 	store, err := postgres.NewRebuildStore(db)
 	if err != nil {
+		return nil, nil, err
+	}
+	if _, err := metrics.NewRebuildMetrics(reg, store); err != nil {
 		return nil, nil, err
 	}
 	source, err := postgres.NewProductSource(db)
@@ -305,23 +355,32 @@ func provideDecoratorDeps(log *slog.Logger, m decorator.MetricsClient) decorator
 	return decorator.Deps{Log: log, Metrics: m}
 }
 
-func provideRelay(db *postgres.DB, pub *wkafka.Publisher, rm *metrics.RelayMetrics, cfg service.Config, log *slog.Logger) (*postgres.Relay, error) {
-	return postgres.NewRelay(db, rm.WrapPublisher(pub), postgres.RelayConfig{
-		Lanes:        cfg.OutboxLanes,
-		PollInterval: cfg.RelayPollInterval,
-		BatchSize:    cfg.RelayBatchSize,
-		CloseTimeout: cfg.ShutdownTimeout,
+func provideRelay(db *postgres.DB, pub *wkafka.Publisher, rm *metrics.RelayMetrics, reg *metrics.Registry, tp trace.TracerProvider, cfg service.Config, log *slog.Logger) (*postgres.Relay, error) {
+	return postgres.NewRelay(db, rm.WrapPublisher(tracing.WrapPublisher(tp, pub)), postgres.RelayConfig{
+		Lanes:           cfg.OutboxLanes,
+		PollInterval:    cfg.RelayPollInterval,
+		BatchSize:       cfg.RelayBatchSize,
+		CloseTimeout:    cfg.ShutdownTimeout,
+		RouterDecorator: reg.InstrumentRouter,
 	}, log)
 }
 
-func provideHTTPServer(cfg service.Config, app application.Application, db *postgres.DB, brokers Brokers, reg *metrics.Registry, log *slog.Logger) (*httpport.Server, error) {
+func provideHTTPServer(cfg service.Config, app application.Application, db *postgres.DB, brokers Brokers, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*httpport.Server, error) {
+	hm, err := metrics.NewHTTPMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
 	return httpport.NewServer(httpport.Config{Addr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout}, app, httpport.Deps{
 		Log: log,
 		Ready: map[string]func(context.Context) error{
 			"postgres": db.Ping,
 			"kafka":    func(ctx context.Context) error { return kafka.Ping(ctx, brokers) },
 		},
-		Metrics: reg.Handler(),
+		Metrics:    reg.Handler(),
+		Middleware: tracing.HTTPMiddleware(tp),
+		ObserveRequest: func(_ context.Context, rec httpport.RequestRecord) {
+			hm.ObserveHTTP(rec.Method, rec.Route, rec.Status, rec.Duration)
+		},
 	})
 }
 
@@ -354,8 +413,6 @@ func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres
 	}
 	if admin != nil {
 		roles = append(roles, service.NamedRole{Name: "grpc-admin", Role: admin})
-	} else {
-		log.Warn("no gRPC admin port: rebuilds need a search read model (ELASTICSEARCH_URL)")
 	}
 	return ServeProcess{service.NewProcess(log, roles...)}
 }

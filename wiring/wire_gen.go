@@ -95,61 +95,30 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, registry, log)
+	tracerProvider, cleanup4, err := provideTracing(ctx, log)
 	if err != nil {
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	publisher, cleanup4, err := provideKafkaPublisher(brokers, log)
+	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, registry, tracerProvider, log)
 	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	publisher, cleanup5, err := provideKafkaPublisher(brokers, log)
+	if err != nil {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
 	relayMetrics, err := metrics.NewRelayMetrics(registry)
-	if err != nil {
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return ServeProcess{}, nil, err
-	}
-	relay, err := provideRelay(db, publisher, relayMetrics, cfg, log)
-	if err != nil {
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return ServeProcess{}, nil, err
-	}
-	outboxRetention, err := provideRetention(cfg, db, registry, log)
-	if err != nil {
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return ServeProcess{}, nil, err
-	}
-	projectorMetrics, err := metrics.NewProjectorMetrics(registry)
-	if err != nil {
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return ServeProcess{}, nil, err
-	}
-	projector, cleanup5, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, log)
-	if err != nil {
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return ServeProcess{}, nil, err
-	}
-	rebuildService, cleanup6, err := provideRebuildService(ctx, cfg, db, brokers, readModel, log)
 	if err != nil {
 		cleanup5()
 		cleanup4()
@@ -158,7 +127,43 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	opsStats, err := provideOpsStats(db, cfg)
+	relay, err := provideRelay(db, publisher, relayMetrics, registry, tracerProvider, cfg, log)
+	if err != nil {
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	outboxRetention, err := provideRetention(cfg, db, registry, log)
+	if err != nil {
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	projectorMetrics, err := metrics.NewProjectorMetrics(registry)
+	if err != nil {
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	projector, cleanup6, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, registry, tracerProvider, log)
+	if err != nil {
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	rebuildService, cleanup7, err := provideRebuildService(ctx, cfg, db, brokers, readModel, registry, log)
 	if err != nil {
 		cleanup6()
 		cleanup5()
@@ -168,8 +173,20 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	kafkaOpsStats, cleanup7, err := provideKafkaOpsStats(brokers)
+	opsStats, err := provideOpsStats(db, cfg)
 	if err != nil {
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	kafkaOpsStats, cleanup8, err := provideKafkaOpsStats(brokers)
+	if err != nil {
+		cleanup7()
 		cleanup6()
 		cleanup5()
 		cleanup4()
@@ -180,6 +197,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	opsService, err := provideOpsService(cfg, db, opsStats, kafkaOpsStats, readModel, log)
 	if err != nil {
+		cleanup8()
 		cleanup7()
 		cleanup6()
 		cleanup5()
@@ -191,6 +209,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	operations, err := provideOperations(opsService)
 	if err != nil {
+		cleanup8()
 		cleanup7()
 		cleanup6()
 		cleanup5()
@@ -202,6 +221,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	grpcportServer, err := provideGRPCServer(cfg, rebuildService, operations, registry, log)
 	if err != nil {
+		cleanup8()
 		cleanup7()
 		cleanup6()
 		cleanup5()
@@ -213,6 +233,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, log)
 	if err != nil {
+		cleanup8()
 		cleanup7()
 		cleanup6()
 		cleanup5()
@@ -224,6 +245,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer, opsSampler)
 	return serveProcess, func() {
+		cleanup8()
 		cleanup7()
 		cleanup6()
 		cleanup5()
@@ -265,8 +287,16 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	relay, err := provideRelay(db, publisher, relayMetrics, cfg, log)
+	tracerProvider, cleanup4, err := provideTracing(ctx, log)
 	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return RelayProcess{}, nil, err
+	}
+	relay, err := provideRelay(db, publisher, relayMetrics, registry, tracerProvider, cfg, log)
+	if err != nil {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -274,6 +304,7 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	outboxRetention, err := provideRetention(cfg, db, registry, log)
 	if err != nil {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -281,6 +312,7 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	relayProcess := provideRelayProcess(log, relay, outboxRetention)
 	return relayProcess, func() {
+		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -405,7 +437,7 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	projector, cleanup5, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, log)
+	tracerProvider, cleanup5, err := provideTracing(ctx, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -413,7 +445,7 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	projectProcess, err := provideProjectProcess(log, projector)
+	projector, cleanup6, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, registry, tracerProvider, log)
 	if err != nil {
 		cleanup5()
 		cleanup4()
@@ -422,7 +454,18 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
+	projectProcess, err := provideProjectProcess(log, projector)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
 	return projectProcess, func() {
+		cleanup6()
 		cleanup5()
 		cleanup4()
 		cleanup3()
