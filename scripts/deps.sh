@@ -214,7 +214,8 @@ postgres_up() {
       pg_createcluster "$ver" main >"$STATE/postgres/createcluster.log" 2>&1 ||
         die_log postgres "$STATE/postgres/createcluster.log" "pg_createcluster $ver main failed"
     fi
-    pg_ctlcluster --skip-systemctl-redirect "$ver" main start >"$STATE/postgres/start.log" 2>&1 ||
+    # 9>&-: the server outlives this script and must not inherit its lock.
+    pg_ctlcluster --skip-systemctl-redirect "$ver" main start >"$STATE/postgres/start.log" 2>&1 9>&- ||
       die_log postgres "$STATE/postgres/start.log" "pg_ctlcluster $ver main start failed"
     for _ in $(seq 1 "$PG_WAIT"); do pg_ready && break; sleep 1; done
     pg_ready || die_log postgres "/var/log/postgresql/postgresql-$ver-main.log" "not ready after ${PG_WAIT}s"
@@ -237,7 +238,7 @@ postgres_up() {
   if [ "$(psql_tcp -c 'show max_connections')" -lt "$PG_MAX_CONNECTIONS" ]; then
     psql_tcp -c "alter system set max_connections = $PG_MAX_CONNECTIONS" >/dev/null
     ver=$(psql_tcp -c "select current_setting('server_version_num')::int / 10000")
-    pg_ctlcluster --skip-systemctl-redirect "$ver" main restart >"$STATE/postgres/restart.log" 2>&1 ||
+    pg_ctlcluster --skip-systemctl-redirect "$ver" main restart >"$STATE/postgres/restart.log" 2>&1 9>&- ||
       die_log postgres "$STATE/postgres/restart.log" "pg_ctlcluster $ver main restart failed"
     for _ in $(seq 1 "$PG_WAIT"); do pg_ready && break; sleep 1; done
     how="$how, max_connections=$PG_MAX_CONNECTIONS"
