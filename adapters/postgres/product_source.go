@@ -69,6 +69,11 @@ func (s *ProductSource) Stream(ctx context.Context, rebuildID string, batchSize 
 	if err != nil {
 		return 0, fmt.Errorf("product source: stream %s: %w", rebuildID, err)
 	}
+	defer func() {
+		if err != nil { // the record is only meaningful for a complete stream
+			_ = s.Forget(context.Background(), rebuildID)
+		}
+	}()
 	if _, err := tx.Exec(ctx, `DECLARE rebuild_products NO SCROLL CURSOR FOR SELECT `+productColumns+` FROM products ORDER BY id`); err != nil {
 		return 0, fmt.Errorf("product source: stream %s: declare cursor: %w", rebuildID, err)
 	}
