@@ -406,8 +406,22 @@ type retentionObserver struct{ m *metrics.RetentionMetrics }
 func (o retentionObserver) OutboxRowsDeleted(n int64)                 { o.m.OutboxRowsDeleted(n) }
 func (o retentionObserver) OutboxTableSize(postgres.OutboxTableStats) {}
 
-func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, sampler *metrics.OpsSampler) ServeProcess {
+// rebuildsRole ties the rebuilds this process runs to its lifetime: on SIGTERM they are
+// cancelled at once (cleanly: index deleted, alias untouched) instead of racing the shutdown.
+type rebuildsRole struct{ svc *apprebuild.Service }
+
+func (r rebuildsRole) Run(ctx context.Context) error {
+	<-ctx.Done()
+	r.svc.CancelAll()
+	r.svc.Wait()
+	return nil
+}
+
+func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler) ServeProcess {
 	roles := []service.NamedRole{{Name: "api", Role: api}, {Name: "relay", Role: relay}, {Name: "outbox-retention", Role: retention}, {Name: "ops-metrics", Role: sampler}}
+	if rebuilds != nil {
+		roles = append(roles, service.NamedRole{Name: "rebuilds", Role: rebuildsRole{rebuilds}})
+	}
 	if proj != nil {
 		roles = append(roles, service.NamedRole{Name: "projector", Role: proj})
 	}

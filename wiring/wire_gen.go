@@ -243,7 +243,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer, opsSampler)
+	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler)
 	return serveProcess, func() {
 		cleanup8()
 		cleanup7()
