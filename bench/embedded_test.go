@@ -37,7 +37,7 @@ const rawBleveBatch = bleve.DefaultMaxBatchDocs
 // product.created events pre-filled into a fresh 12-partition topic, and the same products'
 // rows in a fresh database (written with COPY).
 //
-//   - projector: the real projector (kafka.NewSubscriber in a fresh group from the oldest
+//   - projector: the real projector (kafka.NewConcurrentSubscriber in a fresh group from the oldest
 //     offset, projector.New, the decorated ProjectProductEvent handler) drains the topic into
 //     the alias (bleve.Open, EnsureAlias, Store.Apply).
 //   - rebuild: application/rebuild's Service over the Postgres store and source, the event
@@ -183,7 +183,7 @@ func drainBleveProjector(b *testing.B, k cluster, topic string, store *bleve.Sto
 	if err != nil {
 		b.Fatal(err)
 	}
-	sub, err := kafka.NewSubscriber(kafka.Config{Brokers: k.brokers}, kafka.SubscriberConfig{ConsumerGroup: "bench-embedded-projector", FromOldest: true}, log)
+	sub, err := kafka.NewConcurrentSubscriber(kafka.Config{Brokers: k.brokers}, kafka.ConcurrentSubscriberConfig{ConsumerGroup: "bench-embedded-projector", FromOldest: true}, log)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -37,7 +37,7 @@ const projectorEvents = 50_000
 // BenchmarkProjectorDrain pre-fills a fresh topic on the real Kafka with 50,000
 // product.created events (envelope-encoded as the relay publishes them, key = aggregate id,
 // produced with franz-go) and measures the real projector draining it into a fresh alias on the
-// real search server: kafka.NewSubscriber in a fresh consumer group from the oldest offset,
+// real search server: kafka.NewConcurrentSubscriber in a fresh consumer group from the oldest offset,
 // projector.New with its middleware, command.NewProjectProductEventHandler over
 // elasticsearch.NewProjection (the shared bulk indexer), the Prometheus observer. The clock
 // runs from Run until the 50,000th event was acknowledged by the handler; afterwards the
@@ -237,7 +237,7 @@ type liveProjector struct {
 	err        error
 }
 
-// startProjector assembles the projector as wiring does (kafka.NewSubscriber in a fresh
+// startProjector assembles the projector as wiring does (kafka.NewConcurrentSubscriber in a fresh
 // consumer group from the oldest offset, projector.New, the decorated
 // ProjectProductEvent handler over elasticsearch.NewProjection, Prometheus metrics behind a
 // counting observer); run starts it, stop stops it and closes the projection.
@@ -263,7 +263,7 @@ func startProjector(b *testing.B, s searchServer, k cluster, cfg elasticsearch.C
 		b.Fatal(err)
 	}
 	group := strings.ReplaceAll(testenv.Name("bench-projector"), "_", "-")
-	sub, err := kafka.NewSubscriber(kafka.Config{Brokers: k.brokers}, kafka.SubscriberConfig{ConsumerGroup: group, FromOldest: true}, log)
+	sub, err := kafka.NewConcurrentSubscriber(kafka.Config{Brokers: k.brokers}, kafka.ConcurrentSubscriberConfig{ConsumerGroup: group, FromOldest: true}, log)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -349,7 +349,7 @@ loop:
 		}
 	}
 	res := projectorResult{drainResult: prog.res, lag: -1, deadLettered: obs.dead.Load()}
-	// Offsets are committed every 200 ms (kafka.NewSubscriber): give the last commit time
+	// Offsets are committed every 200 ms (kafka.NewConcurrentSubscriber): give the last commit time
 	// before the consumer stops.
 	lctx, lcancel := context.WithTimeout(ctx, 10*time.Second)
 	for {

@@ -45,7 +45,7 @@ func startServe(t *testing.T, opts ...func(*service.Config)) *component {
 	url := testenv.NewDatabase(t)
 	ctx := context.Background()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := service.Config{DatabaseURL: url, EmbeddedKafkaAddr: freeAddr(t), HTTPAddr: freeAddr(t), GRPCAddr: freeAddr(t),
+	cfg := service.Config{DatabaseURL: url, DataDir: t.TempDir(), EmbeddedKafkaAddr: freeAddr(t), HTTPAddr: freeAddr(t), GRPCAddr: freeAddr(t),
 		ProductEventsTopic: "product.events", ShutdownTimeout: 10 * time.Second}
 	for _, o := range opts {
 		o(&cfg)

@@ -230,14 +230,19 @@ func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher
 	if app.Commands.ProjectProductEvent == nil {
 		return nil, func() {}, nil
 	}
-	sub, err := kafka.NewSubscriber(kafka.Config{Brokers: brokers}, kafka.SubscriberConfig{ConsumerGroup: cfg.ProjectorGroup, FromOldest: true}, log)
+	// The concurrent subscriber keeps many messages of a partition in flight (acks may come
+	// in any order; only the contiguous acked offset is committed): with one message per
+	// partition in flight, as watermill-kafka's subscriber does, the bulk writes could never
+	// batch more documents than there are partitions.
+	sub, err := kafka.NewConcurrentSubscriber(kafka.Config{Brokers: brokers}, kafka.ConcurrentSubscriberConfig{ConsumerGroup: cfg.ProjectorGroup, FromOldest: true}, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	p, err := projector.New(projector.Config{Topic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, CloseTimeout: cfg.ShutdownTimeout,
 		RouterDecorator: reg.InstrumentRouter,
+		Position:        kafkaPosition,
 		Middlewares: []message.HandlerMiddleware{projector.Tracing(projector.TracingConfig{
-			TracerProvider: tp, Topic: cfg.ProductEventsTopic, ConsumerGroup: cfg.ProjectorGroup,
+			TracerProvider: tp, Topic: cfg.ProductEventsTopic, ConsumerGroup: cfg.ProjectorGroup, Position: kafkaPosition,
 		})},
 	}, sub, dlq, app.Commands.ProjectProductEvent, pm, log)
 	if err != nil {
@@ -245,6 +250,17 @@ func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher
 		return nil, nil, err
 	}
 	return p, func() { _ = sub.Close() }, nil
+}
+
+// kafkaPosition reads the partition and offset the concurrent subscriber keeps in a
+// message's context.
+func kafkaPosition(ctx context.Context) (int32, int64, bool) {
+	p, ok := kafka.PartitionFromContext(ctx)
+	if !ok {
+		return 0, 0, false
+	}
+	o, ok := kafka.OffsetFromContext(ctx)
+	return p, o, ok
 }
 
 // RebuildSet provides the rebuild use case and the gRPC admin port that drives it.

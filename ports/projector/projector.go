@@ -64,6 +64,21 @@ type Config struct {
 	// Middlewares wrap the handler outside the built-in layers (tracing), so they see each
 	// message once, its retries and dead-lettering included.
 	Middlewares []message.HandlerMiddleware
+	// Position reads a message's Kafka partition and offset from its context, for metrics and
+	// the DLQ headers. Nil reads watermill-kafka's context; a subscriber that keeps them
+	// elsewhere (the concurrent subscriber) passes its own reader.
+	Position func(ctx context.Context) (partition int32, offset int64, ok bool)
+}
+
+// WatermillKafkaPosition reads the partition and offset watermill-kafka's subscriber puts in
+// a message's context.
+func WatermillKafkaPosition(ctx context.Context) (int32, int64, bool) {
+	p, ok := wkafka.MessagePartitionFromCtx(ctx)
+	if !ok {
+		return 0, 0, false
+	}
+	o, ok := wkafka.MessagePartitionOffsetFromCtx(ctx)
+	return p, o, ok
 }
 
 func (c *Config) setDefaults() {
@@ -81,6 +96,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = 30 * time.Second
+	}
+	if c.Position == nil {
+		c.Position = WatermillKafkaPosition
 	}
 }
 
@@ -140,7 +158,7 @@ func New(cfg Config, sub message.Subscriber, dlq message.Publisher, project comm
 	if err != nil {
 		return nil, fmt.Errorf("projector: poison queue: %w", err)
 	}
-	h := handler{project: project, obs: obs}
+	h := handler{project: project, obs: obs, position: cfg.Position}
 	rh := router.AddConsumerHandler(HandlerName, cfg.Topic, sub, h.handle)
 	rh.AddMiddleware(cfg.Middlewares...)
 	// Outermost first: the poison queue sees the final, classified error; annotate stamps the
@@ -148,7 +166,7 @@ func New(cfg Config, sub message.Subscriber, dlq message.Publisher, project comm
 	// retry; the recoverer turns a panic into a (permanent) error the layers above can see.
 	rh.AddMiddleware(
 		poison,
-		annotate(cfg.Topic, obs, log),
+		annotate(cfg.Topic, cfg.Position, obs, log),
 		middleware.Retry{
 			MaxRetries:          math.MaxInt32,
 			InitialInterval:     cfg.RetryInitialInterval,
@@ -186,8 +204,9 @@ func (p *Projector) Run(ctx context.Context) error {
 func (p *Projector) Running() chan struct{} { return p.router.Running() }
 
 type handler struct {
-	project command.ProjectProductEventHandler
-	obs     Observer
+	project  command.ProjectProductEventHandler
+	obs      Observer
+	position func(context.Context) (int32, int64, bool)
 }
 
 func (h handler) handle(msg *message.Message) error {
@@ -198,7 +217,7 @@ func (h handler) handle(msg *message.Message) error {
 	if _, err := h.project.Handle(msg.Context(), command.ProjectProductEvent{Event: ev}); err != nil {
 		return err
 	}
-	partition, _ := wkafka.MessagePartitionFromCtx(msg.Context())
+	partition, _, _ := h.position(msg.Context())
 	h.obs.Projected(partition, ev.OccurredAt)
 	return nil
 }
@@ -263,7 +282,7 @@ func countAttempts(h message.HandlerFunc) message.HandlerFunc {
 
 // annotate stamps the DLQ headers on a message that failed permanently, before the poison
 // queue middleware publishes it.
-func annotate(topic string, obs Observer, log *slog.Logger) message.HandlerMiddleware {
+func annotate(topic string, position func(context.Context) (int32, int64, bool), obs Observer, log *slog.Logger) message.HandlerMiddleware {
 	return func(h message.HandlerFunc) message.HandlerFunc {
 		return func(msg *message.Message) ([]*message.Message, error) {
 			attempts := new(atomic.Int64)
@@ -278,10 +297,8 @@ func annotate(topic string, obs Observer, log *slog.Logger) message.HandlerMiddl
 			msg.Metadata.Set(HeaderReason, err.Error())
 			msg.Metadata.Set(HeaderHandler, HandlerName)
 			msg.Metadata.Set(HeaderTopic, topic)
-			if p, ok := wkafka.MessagePartitionFromCtx(ctx); ok {
+			if p, o, ok := position(ctx); ok {
 				msg.Metadata.Set(HeaderPartition, strconv.Itoa(int(p)))
-			}
-			if o, ok := wkafka.MessagePartitionOffsetFromCtx(ctx); ok {
 				msg.Metadata.Set(HeaderOffset, strconv.FormatInt(o, 10))
 			}
 			msg.Metadata.Set(HeaderAttempts, strconv.FormatInt(attempts.Load(), 10))

@@ -1,9 +1,9 @@
 package projector
 
 import (
+	"context"
 	"strconv"
 
-	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -32,6 +32,9 @@ type TracingConfig struct {
 	Topic string
 	// ConsumerGroup, when set, is recorded as messaging.consumer.group.name.
 	ConsumerGroup string
+	// Position reads the message's partition and offset (see Config.Position); nil reads
+	// watermill-kafka's context.
+	Position func(ctx context.Context) (partition int32, offset int64, ok bool)
 }
 
 // Tracing returns a handler middleware that continues, for each message, the trace its
@@ -104,11 +107,13 @@ func consumerAttributes(cfg TracingConfig, msg *message.Message) []attribute.Key
 	if cfg.ConsumerGroup != "" {
 		attrs = append(attrs, semconv.MessagingConsumerGroupName(cfg.ConsumerGroup))
 	}
-	if p, ok := wkafka.MessagePartitionFromCtx(ctx); ok {
-		attrs = append(attrs, semconv.MessagingDestinationPartitionID(strconv.Itoa(int(p))))
+	position := cfg.Position
+	if position == nil {
+		position = WatermillKafkaPosition
 	}
-	if o, ok := wkafka.MessagePartitionOffsetFromCtx(ctx); ok {
-		attrs = append(attrs, semconv.MessagingKafkaOffsetKey.Int64(o))
+	if p, o, ok := position(ctx); ok {
+		attrs = append(attrs, semconv.MessagingDestinationPartitionID(strconv.Itoa(int(p))),
+			semconv.MessagingKafkaOffsetKey.Int64(o))
 	}
 	if v := msg.Metadata.Get(envelope.MetaEventID); v != "" {
 		attrs = append(attrs, attribute.String("catalog.event.id", v))
