@@ -143,11 +143,11 @@ func TestDamagedIndexIsListedAndReplaceable(t *testing.T) {
 }
 
 func TestCursorRejectsTamperedPositions(t *testing.T) {
-	q, err := normalize(query.SearchProducts{Sort: query.SortPriceAsc})
+	q, err := query.SearchProducts{Sort: query.SortPriceAsc}.Normalize()
 	if err != nil {
 		t.Fatal(err)
 	}
-	hash := searchHash(q)
+	hash := q.Hash()
 	price, big, score := int64(5), int64(1)<<60, 1.5
 	for name, c := range map[string]cursor{
 		"no value":        {Format: cursorFormat, Sort: q.Sort, Hash: hash, ID: "x"},

@@ -3,14 +3,12 @@ package bleve
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
-	"unicode"
 	"unicode/utf8"
 
 	blevev2 "github.com/blevesearch/bleve/v2"
@@ -19,15 +17,6 @@ import (
 
 	"github.com/marketplace/catalog/application/query"
 )
-
-// maxSearchTerms bounds the distinct words of a text search, as in the Elasticsearch adapter
-// (where it keeps queries below the engine's clause limit): the same input is accepted or
-// refused by both engines.
-const maxSearchTerms = 128
-
-// maxExactValue is the longest category or brand an exact filter accepts, as in the
-// Elasticsearch adapter.
-const maxExactValue = 256
 
 // cursorFormat is the version of the cursor encoding; cursors of another format are invalid.
 const cursorFormat = 1
@@ -46,11 +35,11 @@ var textFields = []struct {
 // cost what the first costs. Client mistakes are query.ErrInvalidSearch or
 // query.ErrInvalidCursor; without an alias the error wraps query.ErrReadModelUnavailable.
 func (s *Store) Search(ctx context.Context, q query.SearchProducts) (query.SearchResult, error) {
-	q, err := normalize(q)
+	q, err := q.Normalize()
 	if err != nil {
 		return query.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
-	hash := searchHash(q)
+	hash := q.Hash()
 	var after *cursor
 	if q.Cursor != "" {
 		c, err := decodeCursor(q.Cursor, q.Sort, hash)
@@ -217,91 +206,6 @@ func sortOrder(o query.SortOrder) search.SortOrder {
 	default:
 		return search.SortOrder{&search.SortScore{Desc: true}, id}
 	}
-}
-
-// normalize applies defaults and rejects exactly what the Elasticsearch adapter rejects.
-func normalize(q query.SearchProducts) (query.SearchProducts, error) {
-	invalid := func(format string, args ...any) (query.SearchProducts, error) {
-		return q, fmt.Errorf("%w: %s", query.ErrInvalidSearch, fmt.Sprintf(format, args...))
-	}
-	q.Text = strings.TrimSpace(q.Text)
-	if !utf8.ValidString(q.Text) || !utf8.ValidString(q.Category) || !utf8.ValidString(q.Brand) {
-		return invalid("parameters must be valid UTF-8")
-	}
-	if utf8.RuneCountInString(q.Text) > query.MaxSearchText {
-		return invalid("q is longer than %d characters", query.MaxSearchText)
-	}
-	if n := countTerms(q.Text); n > maxSearchTerms {
-		return invalid("q has %d words, at most %d are allowed", n, maxSearchTerms)
-	}
-	if utf8.RuneCountInString(q.Category) > maxExactValue || utf8.RuneCountInString(q.Brand) > maxExactValue {
-		return invalid("category and brand must be at most %d characters", maxExactValue)
-	}
-	if q.Size == 0 {
-		q.Size = query.DefaultSearchSize
-	}
-	if q.Size < 1 || q.Size > query.MaxSearchSize {
-		return invalid("size must be 1..%d", query.MaxSearchSize)
-	}
-	if q.Sort == "" {
-		q.Sort = query.SortRelevance
-	}
-	switch q.Sort {
-	case query.SortRelevance, query.SortPriceAsc, query.SortPriceDesc, query.SortNewest:
-	default:
-		return invalid("sort must be relevance, price_asc, price_desc or newest")
-	}
-	if q.MinPrice != nil && *q.MinPrice < 0 || q.MaxPrice != nil && *q.MaxPrice < 0 {
-		return invalid("prices must not be negative")
-	}
-	if q.MinPrice != nil && q.MaxPrice != nil && *q.MinPrice > *q.MaxPrice {
-		return invalid("min_price is greater than max_price")
-	}
-	if len(q.Cursor) > 4096 {
-		return q, fmt.Errorf("%w: too long", query.ErrInvalidCursor)
-	}
-	return q, nil
-}
-
-// countTerms estimates from above how many distinct words the text analyzer makes of s: runs
-// of letters and digits are words, every ideograph is a word of its own (the Elasticsearch
-// adapter's rule, so both refuse the same input).
-func countTerms(s string) int {
-	terms := map[string]struct{}{}
-	var word strings.Builder
-	flush := func() {
-		if word.Len() > 0 {
-			terms[strings.ToLower(word.String())] = struct{}{}
-			word.Reset()
-		}
-	}
-	for _, r := range s {
-		switch {
-		case unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana):
-			flush()
-			terms[string(r)] = struct{}{}
-		case unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r):
-			word.WriteRune(r)
-		default:
-			flush()
-		}
-	}
-	flush()
-	return len(terms)
-}
-
-// searchHash identifies a search (everything but size and cursor), so that a cursor is only
-// accepted by the search that issued it.
-func searchHash(q query.SearchProducts) string {
-	key := struct {
-		Text, Category, Brand string
-		Min, Max              *int64
-		InStock               *bool
-		Sort                  query.SortOrder
-	}{q.Text, q.Category, q.Brand, q.MinPrice, q.MaxPrice, q.InStock, q.Sort}
-	raw, _ := json.Marshal(key)
-	sum := sha256.Sum256(raw)
-	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
 
 // cursor is what a NextCursor holds: base64url of this JSON. It is opaque to clients; the hash

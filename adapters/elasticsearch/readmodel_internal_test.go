@@ -4,30 +4,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/marketplace/catalog/application/query"
 )
-
-func TestCountTermsIsConservative(t *testing.T) {
-	for text, want := range map[string]int{
-		"":                        0,
-		"wireless speaker":        2,
-		"Wireless wireless":       1,
-		"a.b c,d 1=1-- x_y":       7,
-		"中文 日本語":                  5,
-		"中中中":                     1,
-		strings.Repeat("a ", 250): 1,
-		"' OR 1=1--":              2,
-		"café ünïcödé":            2,
-	} {
-		if got := countTerms(text); got != want {
-			t.Errorf("countTerms(%q) = %d, want %d", text, got, want)
-		}
-	}
-}
 
 func TestIndexNameRoundTrip(t *testing.T) {
 	at := time.Date(2031, 12, 31, 23, 59, 58, 0, time.UTC)
@@ -44,11 +25,11 @@ func TestIndexNameRoundTrip(t *testing.T) {
 }
 
 func TestCursorRoundTripAndRejections(t *testing.T) {
-	q, err := normalize(query.SearchProducts{Text: "x", Sort: query.SortNewest})
+	q, err := query.SearchProducts{Text: "x", Sort: query.SortNewest}.Normalize()
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := searchHash(q)
+	h := q.Hash()
 	c, err := encodeCursor(q.Sort, h, []json.RawMessage{json.RawMessage(`1714564800000`), json.RawMessage(`"id-1"`)})
 	if err != nil {
 		t.Fatal(err)
@@ -81,8 +62,8 @@ func TestCursorRoundTripAndRejections(t *testing.T) {
 		}
 	}
 	// A relevance cursor carries a float score.
-	rq, _ := normalize(query.SearchProducts{Text: "x"})
-	rh := searchHash(rq)
+	rq, _ := query.SearchProducts{Text: "x"}.Normalize()
+	rh := rq.Hash()
 	rc, _ := encodeCursor(rq.Sort, rh, []json.RawMessage{json.RawMessage(`1.2345678`), json.RawMessage(`"id"`)})
 	if _, err := decodeCursor(rc, rq.Sort, rh); err != nil {
 		t.Fatalf("relevance cursor: %v", err)

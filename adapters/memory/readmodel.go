@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -17,8 +16,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
-	"unicode/utf8"
 
 	"github.com/blevesearch/segment"
 
@@ -38,8 +35,6 @@ const (
 	// MaxDocumentsPage is the largest page ReadModel.Documents returns.
 	MaxDocumentsPage = 10_000
 
-	maxSearchTerms  = 128
-	maxExactValue   = 256
 	cursorFormat    = 1
 	indexTimeFormat = "20060102_150405"
 )
@@ -381,11 +376,11 @@ func (m *ReadModel) Search(ctx context.Context, q query.SearchProducts) (query.S
 	if err := ctx.Err(); err != nil {
 		return query.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
-	q, err := memNormalize(q)
+	q, err := q.Normalize()
 	if err != nil {
 		return query.SearchResult{}, fmt.Errorf("search: %w", err)
 	}
-	hash := memSearchHash(q)
+	hash := q.Hash()
 	var after *memCursor
 	if q.Cursor != "" {
 		c, err := memDecodeCursor(q.Cursor, q.Sort, hash)
@@ -521,87 +516,6 @@ func analyze(text string) []string {
 		out = append(out, strings.ToLower(string(seg.Bytes())))
 	}
 	return out
-}
-
-// memNormalize applies defaults and rejects what the real adapters reject.
-func memNormalize(q query.SearchProducts) (query.SearchProducts, error) {
-	invalid := func(format string, args ...any) (query.SearchProducts, error) {
-		return q, fmt.Errorf("%w: %s", query.ErrInvalidSearch, fmt.Sprintf(format, args...))
-	}
-	q.Text = strings.TrimSpace(q.Text)
-	if !utf8.ValidString(q.Text) || !utf8.ValidString(q.Category) || !utf8.ValidString(q.Brand) {
-		return invalid("parameters must be valid UTF-8")
-	}
-	if utf8.RuneCountInString(q.Text) > query.MaxSearchText {
-		return invalid("q is longer than %d characters", query.MaxSearchText)
-	}
-	if n := memCountTerms(q.Text); n > maxSearchTerms {
-		return invalid("q has %d words, at most %d are allowed", n, maxSearchTerms)
-	}
-	if utf8.RuneCountInString(q.Category) > maxExactValue || utf8.RuneCountInString(q.Brand) > maxExactValue {
-		return invalid("category and brand must be at most %d characters", maxExactValue)
-	}
-	if q.Size == 0 {
-		q.Size = query.DefaultSearchSize
-	}
-	if q.Size < 1 || q.Size > query.MaxSearchSize {
-		return invalid("size must be 1..%d", query.MaxSearchSize)
-	}
-	if q.Sort == "" {
-		q.Sort = query.SortRelevance
-	}
-	switch q.Sort {
-	case query.SortRelevance, query.SortPriceAsc, query.SortPriceDesc, query.SortNewest:
-	default:
-		return invalid("sort must be relevance, price_asc, price_desc or newest")
-	}
-	if q.MinPrice != nil && *q.MinPrice < 0 || q.MaxPrice != nil && *q.MaxPrice < 0 {
-		return invalid("prices must not be negative")
-	}
-	if q.MinPrice != nil && q.MaxPrice != nil && *q.MinPrice > *q.MaxPrice {
-		return invalid("min_price is greater than max_price")
-	}
-	if len(q.Cursor) > 4096 {
-		return q, fmt.Errorf("%w: too long", query.ErrInvalidCursor)
-	}
-	return q, nil
-}
-
-// memCountTerms is the real adapters' conservative word count.
-func memCountTerms(s string) int {
-	terms := map[string]struct{}{}
-	var word strings.Builder
-	flush := func() {
-		if word.Len() > 0 {
-			terms[strings.ToLower(word.String())] = struct{}{}
-			word.Reset()
-		}
-	}
-	for _, r := range s {
-		switch {
-		case unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana):
-			flush()
-			terms[string(r)] = struct{}{}
-		case unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r):
-			word.WriteRune(r)
-		default:
-			flush()
-		}
-	}
-	flush()
-	return len(terms)
-}
-
-func memSearchHash(q query.SearchProducts) string {
-	key := struct {
-		Text, Category, Brand string
-		Min, Max              *int64
-		InStock               *bool
-		Sort                  query.SortOrder
-	}{q.Text, q.Category, q.Brand, q.MinPrice, q.MaxPrice, q.InStock, q.Sort}
-	raw, _ := json.Marshal(key)
-	sum := sha256.Sum256(raw)
-	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
 
 // memCursor is the position after the last hit of a page.

@@ -2,10 +2,14 @@ package query
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/marketplace/catalog/application/decorator"
@@ -17,6 +21,11 @@ const (
 	DefaultSearchSize = 20
 	MaxSearchSize     = 100
 	MaxSearchText     = 500
+	// MaxSearchTerms bounds the distinct words of q: each becomes a clause of the engine's
+	// query, and engines refuse (or fail with a server error) past about a thousand.
+	MaxSearchTerms = 128
+	// MaxExactValue bounds category and brand filters; nothing longer is indexed.
+	MaxExactValue = 256
 )
 
 // SortOrder orders search results.
@@ -105,7 +114,7 @@ func NewSearchProductsHandler(rm ProductSearchReadModel, deps decorator.Deps) (S
 }
 
 func (h searchProductsHandler) Handle(ctx context.Context, q SearchProducts) (SearchResult, error) {
-	q, err := q.normalize()
+	q, err := q.Normalize()
 	if err != nil {
 		return SearchResult{}, err
 	}
@@ -116,21 +125,31 @@ func (h searchProductsHandler) Handle(ctx context.Context, q SearchProducts) (Se
 	return res, nil
 }
 
-// normalize applies defaults and rejects what no read model could answer sensibly.
-func (q SearchProducts) normalize() (SearchProducts, error) {
-	var problems []string
+// Normalize applies the defaults and rejects what no read model could answer sensibly. The
+// handler calls it, and so does every read-model adapter (they may be called directly), so
+// the rules live here once and every adapter refuses exactly the same input.
+func (q SearchProducts) Normalize() (SearchProducts, error) {
+	invalid := func(format string, args ...any) (SearchProducts, error) {
+		return q, fmt.Errorf("%w: %s", ErrInvalidSearch, fmt.Sprintf(format, args...))
+	}
 	q.Text = strings.TrimSpace(q.Text)
 	if !utf8.ValidString(q.Text) || !utf8.ValidString(q.Category) || !utf8.ValidString(q.Brand) {
-		problems = append(problems, "parameters must be valid UTF-8")
+		return invalid("parameters must be valid UTF-8")
 	}
 	if utf8.RuneCountInString(q.Text) > MaxSearchText {
-		problems = append(problems, fmt.Sprintf("q is longer than %d characters", MaxSearchText))
+		return invalid("q is longer than %d characters", MaxSearchText)
+	}
+	if n := countTerms(q.Text); n > MaxSearchTerms {
+		return invalid("q has %d words, at most %d are allowed", n, MaxSearchTerms)
+	}
+	if utf8.RuneCountInString(q.Category) > MaxExactValue || utf8.RuneCountInString(q.Brand) > MaxExactValue {
+		return invalid("category and brand must be at most %d characters", MaxExactValue)
 	}
 	if q.Size == 0 {
 		q.Size = DefaultSearchSize
 	}
 	if q.Size < 1 || q.Size > MaxSearchSize {
-		problems = append(problems, fmt.Sprintf("size must be 1..%d", MaxSearchSize))
+		return invalid("size must be 1..%d", MaxSearchSize)
 	}
 	if q.Sort == "" {
 		q.Sort = SortRelevance
@@ -138,21 +157,59 @@ func (q SearchProducts) normalize() (SearchProducts, error) {
 	switch q.Sort {
 	case SortRelevance, SortPriceAsc, SortPriceDesc, SortNewest:
 	default:
-		problems = append(problems, "sort must be relevance, price_asc, price_desc or newest")
+		return invalid("sort must be relevance, price_asc, price_desc or newest")
 	}
 	if q.MinPrice != nil && *q.MinPrice < 0 || q.MaxPrice != nil && *q.MaxPrice < 0 {
-		problems = append(problems, "prices must not be negative")
+		return invalid("prices must not be negative")
 	}
 	if q.MinPrice != nil && q.MaxPrice != nil && *q.MinPrice > *q.MaxPrice {
-		problems = append(problems, "min_price is greater than max_price")
+		return invalid("min_price is greater than max_price")
 	}
 	if len(q.Cursor) > 4096 {
-		problems = append(problems, "cursor is too long")
-	}
-	if len(problems) > 0 {
-		return q, fmt.Errorf("%w: %s", ErrInvalidSearch, strings.Join(problems, "; "))
+		return q, fmt.Errorf("%w: too long", ErrInvalidCursor)
 	}
 	return q, nil
+}
+
+// countTerms estimates from above how many distinct words a standard text analyzer makes of
+// s: runs of letters and digits are words, every ideograph is a word of its own. Search
+// engines turn each word into a clause and refuse queries past about a thousand.
+func countTerms(s string) int {
+	terms := map[string]struct{}{}
+	var word strings.Builder
+	flush := func() {
+		if word.Len() > 0 {
+			terms[strings.ToLower(word.String())] = struct{}{}
+			word.Reset()
+		}
+	}
+	for _, r := range s {
+		switch {
+		case unicode.In(r, unicode.Han, unicode.Hiragana, unicode.Katakana):
+			flush()
+			terms[string(r)] = struct{}{}
+		case unicode.IsLetter(r) || unicode.IsDigit(r) || unicode.IsMark(r):
+			word.WriteRune(r)
+		default:
+			flush()
+		}
+	}
+	flush()
+	return len(terms)
+}
+
+// Hash identifies a search (everything but size and cursor), so that a read model accepts a
+// cursor only from the search that issued it.
+func (q SearchProducts) Hash() string {
+	key := struct {
+		Text, Category, Brand string
+		Min, Max              *int64
+		InStock               *bool
+		Sort                  SortOrder
+	}{q.Text, q.Category, q.Brand, q.MinPrice, q.MaxPrice, q.InStock, q.Sort}
+	raw, _ := json.Marshal(key)
+	sum := sha256.Sum256(raw)
+	return base64.RawURLEncoding.EncodeToString(sum[:12])
 }
 
 // ErrReadModelUnavailable means the search read model cannot answer now (not configured, or
