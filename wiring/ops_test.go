@@ -35,11 +35,6 @@ import (
 	"github.com/marketplace/catalog/wiring"
 )
 
-// opsWired says whether `catalog serve` registers the Operations service on its admin port
-// and the CLI has `catalog status` and `catalog verify`. Until then the tests run against
-// startOpsAdmin alone and skip the CLI's exit codes (cmd/catalog's tests cover them).
-const opsWired = true
-
 // startOpsAdmin runs an admin-only gRPC port over cfg: the Operations service (and the
 // rebuild service the port requires) assembled from the same adapters as the wiring, in a
 // process role of its own, so status keeps answering while a test stops the pipeline's
@@ -176,15 +171,11 @@ func partitionLagSum(st *operationsv1.GetStatusResponse) int64 {
 	return n
 }
 
-// cliExit runs `catalog <args>` against addr and returns its exit code and stderr, or
-// ok=false when the CLI does not have the command yet (see opsWired).
-func cliExit(t *testing.T, addr string, args ...string) (code int, stderr string, ok bool) {
+// cliExit runs `catalog <args>` against addr and returns its exit code and stderr.
+func cliExit(t *testing.T, addr string, args ...string) (code int, stderr string) {
 	t.Helper()
-	if !opsWired {
-		return 0, "", false
-	}
 	_, stderr, code = runCLI(t, addr, 2*time.Minute, args...)
-	return code, stderr, true
+	return code, stderr
 }
 
 func runRole(t *testing.T, name string, run func(context.Context) error, cleanup func()) func() {
@@ -237,7 +228,7 @@ func TestStatusFollowsTheRelayAndTheProjector(t *testing.T) {
 		st.GetProjector().GetGroup() != rp.cfg.ProjectorGroup || len(st.GetProjector().GetPartitions()) != rp.cfg.TopicPartitions {
 		t.Fatalf("healthy status: %v", st)
 	}
-	if code, stderr, ok := cliExit(t, addr, cliArgs...); ok && code != 0 {
+	if code, stderr := cliExit(t, addr, cliArgs...); code != 0 {
 		t.Fatalf("catalog status on a healthy pipeline: exit %d\n%s", code, stderr)
 	}
 
@@ -284,7 +275,7 @@ func TestStatusFollowsTheRelayAndTheProjector(t *testing.T) {
 	if lanes != 7 || st.GetProducts().GetLive() != 10 {
 		t.Fatalf("lanes sum to %d, live products %d", lanes, st.GetProducts().GetLive())
 	}
-	if code, stderr, ok := cliExit(t, addr, cliArgs...); ok && (code != 1 || !strings.Contains(stderr, ops.CheckOutboxAge)) {
+	if code, stderr := cliExit(t, addr, cliArgs...); code != 1 || !strings.Contains(stderr, ops.CheckOutboxAge) {
 		t.Fatalf("catalog status with the relay stopped: exit %d\n%s", code, stderr)
 	}
 
@@ -303,7 +294,7 @@ func TestStatusFollowsTheRelayAndTheProjector(t *testing.T) {
 		t.Fatalf("projector stopped: healthy %v, errors %v, partitions sum %d, members %d, docs %d (%v)", st.GetHealthy(), errorChecks(st),
 			partitionLagSum(st), st.GetProjector().GetMembers(), st.GetReadModel().GetLiveDocuments(), st.GetProblems())
 	}
-	if code, stderr, ok := cliExit(t, addr, cliArgs...); ok && (code != 1 || !strings.Contains(stderr, ops.CheckProjectorLag)) {
+	if code, stderr := cliExit(t, addr, cliArgs...); code != 1 || !strings.Contains(stderr, ops.CheckProjectorLag) {
 		t.Fatalf("catalog status with the projector stopped: exit %d\n%s", code, stderr)
 	}
 	stopRelay()
@@ -325,7 +316,7 @@ func TestStatusFollowsTheRelayAndTheProjector(t *testing.T) {
 	if st.GetHealthy() || !slices.Equal(errorChecks(st), []string{ops.CheckDLQ}) {
 		t.Fatalf("poison message: healthy %v, errors %v (%v)", st.GetHealthy(), errorChecks(st), st.GetProblems())
 	}
-	if code, stderr, ok := cliExit(t, addr, cliArgs...); ok && (code != 1 || !strings.Contains(stderr, ops.CheckDLQ)) {
+	if code, stderr := cliExit(t, addr, cliArgs...); code != 1 || !strings.Contains(stderr, ops.CheckDLQ) {
 		t.Fatalf("catalog status with a message in the DLQ: exit %d\n%s", code, stderr)
 	}
 }
@@ -429,13 +420,11 @@ func TestVerifyFindsExactlyThePlantedDifferences(t *testing.T) {
 	if rep.GetIndex() != index || rep.GetAlias() != rp.cfg.SearchAlias {
 		t.Fatalf("verified %s -> %s, want %s -> %s", rep.GetAlias(), rep.GetIndex(), rp.cfg.SearchAlias, index)
 	}
-	if opsWired {
-		if served := runVerify(t, opsClient(t, rp.cfg.GRPCAddr), time.Second); !served.GetConsistent() {
-			t.Fatalf("verify through catalog serve: %v", served)
-		}
-		if code, stderr, _ := cliExit(t, rp.cfg.GRPCAddr, "verify", "--settle=1s"); code != 0 {
-			t.Fatalf("catalog verify on a healthy pipeline: exit %d\n%s", code, stderr)
-		}
+	if served := runVerify(t, opsClient(t, rp.cfg.GRPCAddr), time.Second); !served.GetConsistent() {
+		t.Fatalf("verify through catalog serve: %v", served)
+	}
+	if code, stderr := cliExit(t, rp.cfg.GRPCAddr, "verify", "--settle=1s"); code != 0 {
+		t.Fatalf("catalog verify on a healthy pipeline: exit %d\n%s", code, stderr)
 	}
 
 	// Plant the four differences, behind the pipeline's back.
@@ -476,11 +465,9 @@ func TestVerifyFindsExactlyThePlantedDifferences(t *testing.T) {
 	if rep.GetConsistent() || rep.GetCandidates() != 4 || rep.GetProducts() != 10 || rep.GetDocuments() != 10 {
 		t.Fatalf("report: %v", rep)
 	}
-	if opsWired {
-		code, stderr, _ := cliExit(t, rp.cfg.GRPCAddr, "verify", "--settle=1s")
-		if code != 1 || !strings.Contains(stderr, "1 missing, 1 stale, 1 phantom, 1 resurrected") {
-			t.Fatalf("catalog verify with planted differences: exit %d\n%s", code, stderr)
-		}
+	code, stderr := cliExit(t, rp.cfg.GRPCAddr, "verify", "--settle=1s")
+	if code != 1 || !strings.Contains(stderr, "1 missing, 1 stale, 1 phantom, 1 resurrected") {
+		t.Fatalf("catalog verify with planted differences: exit %d\n%s", code, stderr)
 	}
 }
 
