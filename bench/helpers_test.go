@@ -70,7 +70,7 @@ func embeddedBroker(b *testing.B) cluster {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	eb, err := kafka.StartEmbeddedBroker(addr, quietLog())
+	eb, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: addr}, quietLog())
 	if err != nil {
 		b.Fatalf("embedded broker: %v", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/blevesearch/bleve/v2/index/scorch"
 	"github.com/blevesearch/bleve/v2/mapping"
 
+	"github.com/marketplace/catalog/adapters/datadir"
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/query"
 	"github.com/marketplace/catalog/application/rebuild"
@@ -27,7 +28,8 @@ import (
 // Errors of the embedded read model. Callers decide with errors.Is.
 var (
 	// ErrLocked means another process (another `catalog serve`, say) holds the data directory.
-	ErrLocked = errors.New("search data directory is locked by another process")
+	// It is datadir.ErrLocked, so callers can test either.
+	ErrLocked = datadir.ErrLocked
 	// ErrClosed is returned by every method after Close: the process is shutting down, and an
 	// event being projected must be redelivered to the next consumer.
 	ErrClosed = errors.New("search read model is closed")
@@ -49,7 +51,7 @@ var (
 type Store struct {
 	cfg     Config
 	mapping *mapping.IndexMappingImpl // the mapping of MappingVersion, for new indices
-	lock    *os.File
+	lock    *datadir.Lock
 
 	// adminMu serialises what changes the set of indices or the alias (create, switch,
 	// delete), so that the conditions they check still hold when they act.
@@ -90,7 +92,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bleve open: %w", err)
 	}
-	lock, err := lockDir(cfg.Dir)
+	lock, err := datadir.Acquire(cfg.Dir, "search data directory")
 	if err != nil {
 		return nil, fmt.Errorf("bleve open: %w", err)
 	}
@@ -167,7 +169,7 @@ func (s *Store) Close() error {
 			errs = append(errs, err)
 		}
 	}
-	if err := unlockDir(s.lock); err != nil {
+	if err := s.lock.Release(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -42,7 +42,7 @@ func Embedded(t *testing.T) Cluster {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	b, err := kafka.StartEmbeddedBroker(addr, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: addr}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatalf("embedded broker: %v", err)
 	}
