@@ -104,7 +104,7 @@ func provideBrokers(ctx context.Context, cfg service.Config, log *slog.Logger) (
 		{Name: cfg.DLQTopic, Partitions: int32(cfg.TopicPartitions)},
 	}
 	if len(cfg.KafkaBrokers) == 0 {
-		b, err := kafka.StartEmbeddedBroker(cfg.EmbeddedKafkaAddr, log, topics...)
+		b, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: cfg.EmbeddedKafkaAddr, Dir: filepath.Join(cfg.DataDir, "kafka")}, log, topics...)
 		if err != nil {
 			return nil, nil, err
 		}

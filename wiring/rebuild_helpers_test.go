@@ -478,9 +478,16 @@ type serveProc struct {
 
 func startServeProc(t *testing.T, cfg service.Config) *serveProc {
 	t.Helper()
+	return startServeProcIn(t, cfg, t.TempDir())
+}
+
+// startServeProcIn is startServeProc on the given CATALOG_DATA_DIR, to restart a process on
+// the state its predecessor left behind.
+func startServeProcIn(t *testing.T, cfg service.Config, dataDir string) *serveProc {
+	t.Helper()
 	bin := buildCatalog(t)
 	cmd := exec.Command(bin, "serve")
-	cmd.Env = append(configEnv(cfg), "CATALOG_DATA_DIR="+t.TempDir())
+	cmd.Env = append(configEnv(cfg), "CATALOG_DATA_DIR="+dataDir)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {

@@ -38,9 +38,12 @@ func newServeCmd(cfg *service.Config) *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
 		Short: "Run every role in one process: REST API, outbox relay and projector",
-		Long: `Runs the REST API on HTTP_ADDR and the outbox relay to Kafka. With KAFKA_BROKERS empty
-it starts an embedded Kafka-protocol broker on EMBEDDED_KAFKA_ADDR that keeps events in memory
-only. SIGINT or SIGTERM finishes in-flight requests and relays, then exits.`,
+		Long: `Runs the REST API on HTTP_ADDR, the outbox relay to Kafka, the projector and the gRPC
+admin port on GRPC_ADDR. With KAFKA_BROKERS empty it starts an embedded Kafka-protocol broker on
+EMBEDDED_KAFKA_ADDR that keeps its log under CATALOG_DATA_DIR/kafka; with ELASTICSEARCH_URL
+empty the read model is the embedded search engine under CATALOG_DATA_DIR/search. Both
+directories are locked by this process. SIGINT or SIGTERM finishes in-flight requests and
+relays, then exits.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := service.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
