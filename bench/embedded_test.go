@@ -2,8 +2,12 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/url"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -21,7 +25,9 @@ import (
 	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/internal/testenv"
 	"github.com/marketplace/catalog/ports/projector"
+	"github.com/marketplace/catalog/service"
 )
 
 // embeddedProducts is issue 7's workload.
@@ -47,8 +53,9 @@ const rawBleveBatch = bleve.DefaultMaxBatchDocs
 // same run: the adapter's mapping and fields, batches of 2,000 from one goroutine, scorch's
 // default synchronous (persisted) batches, on the same disk.
 //
-// Commit-to-searchable with the embedded engine is not measured: wiring does not build a Bleve
-// read model yet (ELASTICSEARCH_URL empty means no read model).
+//   - commit-to-searchable: `catalog serve` in-process with KAFKA_BROKERS and ELASTICSEARCH_URL
+//     empty (embedded broker and Bleve under CATALOG_DATA_DIR, as `make run`), 200 POSTs/s
+//     open-loop; a poller reads the newest products through GET /v1/products/search.
 func BenchmarkEmbedded(b *testing.B) {
 	k := embeddedBroker(b)
 	msgs, snaps := createdEvents(b, runID(), embeddedProducts)
@@ -91,6 +98,19 @@ func BenchmarkEmbedded(b *testing.B) {
 			line += fmt.Sprintf(" | %d EVENTS DEAD-LETTERED", res.deadLettered)
 		}
 		summary(b, "%s", line)
+	})
+
+	b.Run("commit-to-searchable", func(b *testing.B) {
+		noNsPerOp(b)
+		name := strings.ToLower(testenv.Name("bench_emb_vis"))
+		c := serveCatalog(b, name, func(cfg *service.Config) {
+			cfg.KafkaBrokers, cfg.ElasticsearchURL = nil, ""
+		})
+		broker := cluster{name: "embedded", brokers: []string{c.cfg.EmbeddedKafkaAddr}}
+		measureSearchable(b, c, searchableRun{rate: 200, warmup: time.Second, window: 15 * time.Second, poll: 50 * time.Millisecond},
+			func(ctx context.Context, ids []string, oldest time.Time) ([]string, error) {
+				return searchNewest(ctx, c.base, ids, oldest)
+			}, broker, "embedded engine (no target in issue 7; the Elasticsearch pipeline's is 1300ms)")
 	})
 
 	b.Run("rebuild", func(b *testing.B) {
@@ -324,4 +344,59 @@ func bleveFields(s product.Snapshot) map[string]any {
 		"attributes":  attrs,
 		"source":      string(d.body),
 	}
+}
+
+// searchNewest returns which of ids the search API finds now. The API has no id filter, so it
+// pages through the newest products (sort=newest) until it has found them all or has gone past
+// oldest (the longest-waiting id's POST time, same clock: same machine) by a second.
+func searchNewest(ctx context.Context, base string, ids []string, oldest time.Time) ([]string, error) {
+	want := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		want[id] = true
+	}
+	var found []string
+	cursor := ""
+	for page := 0; page < 50; page++ {
+		u := base + "/v1/products/search?sort=newest&size=100"
+		if cursor != "" {
+			u += "&cursor=" + url.QueryEscape(cursor)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, err
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		var out struct {
+			Items []struct {
+				ID        string    `json:"id"`
+				CreatedAt time.Time `json:"created_at"`
+			} `json:"items"`
+			NextCursor string `json:"next_cursor"`
+		}
+		err = json.NewDecoder(res.Body).Decode(&out)
+		_ = res.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		if res.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("search: %s", res.Status)
+		}
+		for _, it := range out.Items {
+			if want[it.ID] {
+				found = append(found, it.ID)
+			}
+		}
+		if len(found) == len(ids) || out.NextCursor == "" || len(out.Items) == 0 {
+			break
+		}
+		last := out.Items[len(out.Items)-1].CreatedAt
+		if (oldest.IsZero() && page >= 2) || (!oldest.IsZero() && last.Before(oldest.Add(-time.Second))) {
+			break
+		}
+		cursor = out.NextCursor
+	}
+	return found, nil
 }

@@ -61,7 +61,8 @@ type cluster struct {
 	brokers []string
 }
 
-// embeddedBroker starts the in-process broker (kfake) on a free loopback port.
+// embeddedBroker starts the in-process broker (kfake) on a free loopback port, keeping its
+// log on disk in a temporary directory as `catalog serve` does under CATALOG_DATA_DIR/kafka.
 func embeddedBroker(b *testing.B) cluster {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -70,7 +71,7 @@ func embeddedBroker(b *testing.B) cluster {
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	eb, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: addr}, quietLog())
+	eb, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: addr, Dir: b.TempDir()}, quietLog())
 	if err != nil {
 		b.Fatalf("embedded broker: %v", err)
 	}

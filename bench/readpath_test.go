@@ -533,18 +533,23 @@ func (v *visibility) kafkaAt(id string, at time.Time) {
 	v.tKafka = append(v.tKafka, at)
 }
 
-// pending lists the products the poller still looks for.
-func (v *visibility) pending() []string {
+// pending lists the products the poller still looks for, and when the longest-waiting
+// measured one was posted (zero when only warm-up products are pending).
+func (v *visibility) pending() ([]string, time.Time) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	out := make([]string, 0, len(v.posted)+len(v.warm))
-	for id := range v.posted {
+	var oldest time.Time
+	for id, at := range v.posted {
 		out = append(out, id)
+		if oldest.IsZero() || at.Before(oldest) {
+			oldest = at
+		}
 	}
 	for id := range v.warm {
 		out = append(out, id)
 	}
-	return out
+	return out, oldest
 }
 
 func (v *visibility) seen(ids []string, at time.Time) {
@@ -588,7 +593,7 @@ func benchSearchable(b *testing.B, sr searchableRun) {
 		cfg.ElasticsearchURL, cfg.ElasticsearchCompat = s.url, s.compat
 	})
 	b.Cleanup(func() { deleteTopic(k, c.cfg.ProductEventsTopic); deleteTopic(k, c.cfg.DLQTopic) })
-	measureSearchable(b, c, sr, func(ctx context.Context, ids []string) ([]string, error) {
+	measureSearchable(b, c, sr, func(ctx context.Context, ids []string, _ time.Time) ([]string, error) {
 		return searchIDs(ctx, s, c.cfg.SearchAlias, ids)
 	}, k, fmt.Sprintf("target p99 <= refresh_interval %s + 300ms", c.cfg.SearchRefreshInterval))
 }
@@ -689,9 +694,10 @@ func searchIDs(ctx context.Context, s searchServer, alias string, ids []string) 
 }
 
 // measureSearchable drives POST /v1/products open-loop against c and polls with find (which
-// of the given ids are searchable now) until every product is visible; it prints the summary.
+// of the given ids are searchable now; oldest is when the longest-waiting of them was posted,
+// zero when unknown) until every product is visible; it prints the summary.
 // k, when it has brokers, is the cluster of c's events topic (for the POST->Kafka split).
-func measureSearchable(b *testing.B, c *servedCatalog, sr searchableRun, find func(context.Context, []string) ([]string, error), k cluster, target string) {
+func measureSearchable(b *testing.B, c *servedCatalog, sr searchableRun, find func(ctx context.Context, ids []string, oldest time.Time) ([]string, error), k cluster, target string) {
 	b.Helper()
 	const workers = 16
 	ctx, cancel := context.WithCancel(context.Background())
@@ -735,12 +741,12 @@ func measureSearchable(b *testing.B, c *servedCatalog, sr searchableRun, find fu
 				return
 			case <-t.C:
 			}
-			ids := vis.pending()
+			ids, oldest := vis.pending()
 			if len(ids) == 0 {
 				continue
 			}
 			pctx, pcancel := context.WithTimeout(ctx, 5*time.Second)
-			found, err := find(pctx, ids)
+			found, err := find(pctx, ids, oldest)
 			pcancel()
 			at := time.Now()
 			polls.Add(1)
