@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 )
@@ -22,6 +23,9 @@ type Config struct {
 	MaxConns int32
 	// ConnectTimeout bounds the first connection attempt so a wrong URL fails fast.
 	ConnectTimeout time.Duration
+	// Tracer, when set, observes every statement and batch sent (pgx.QueryTracer, and
+	// pgx.BatchTracer when it implements it): tests count round trips with it.
+	Tracer pgx.QueryTracer
 }
 
 func (c *Config) setDefaults() {
@@ -48,8 +52,12 @@ func (c Config) Validate() error {
 type DB struct {
 	// Pool serves plain reads and the pgx-native paths.
 	Pool *pgxpool.Pool
-	// SQL is the same pool behind database/sql, for watermill-sql's publisher and subscriber.
+	// SQL is the same pool behind database/sql, for watermill-sql's subscriber (the relay)
+	// and the migrations.
 	SQL *sql.DB
+	// Writes is the same pool behind database/sql with pipelined transactions (pipeline.go),
+	// for the product repository: a write and its outbox row on one *sql.Tx in one round trip.
+	Writes *sql.DB
 }
 
 // Open connects and pings, so a bad DATABASE_URL fails at start-up with its reason.
@@ -63,6 +71,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		return nil, fmt.Errorf("postgres: parse DATABASE_URL: %w", err)
 	}
 	pcfg.MaxConns = cfg.MaxConns
+	if cfg.Tracer != nil {
+		pcfg.ConnConfig.Tracer = cfg.Tracer
+	}
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
@@ -73,7 +84,7 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: ping %s: %w", pcfg.ConnConfig.Host, err)
 	}
-	return &DB{Pool: pool, SQL: stdlib.OpenDBFromPool(pool)}, nil
+	return &DB{Pool: pool, SQL: stdlib.OpenDBFromPool(pool), Writes: openPipelinedDB(pool)}, nil
 }
 
 // Ping checks the database, for readiness probes.
@@ -82,5 +93,6 @@ func (db *DB) Ping(ctx context.Context) error { return db.Pool.Ping(ctx) }
 // Close closes both views of the pool.
 func (db *DB) Close() {
 	_ = db.SQL.Close()
+	_ = db.Writes.Close()
 	db.Pool.Close()
 }

@@ -158,7 +158,13 @@ WHERE id=$1 AND version=$14`,
 		if err != nil {
 			return mapWriteError(err)
 		}
-		if n, _ := res.RowsAffected(); n != 1 {
+		// With pipelined transactions the UPDATE is sent here: its error, a duplicate SKU say,
+		// arrives with its row count.
+		n, err := res.RowsAffected()
+		if err != nil {
+			return mapWriteError(err)
+		}
+		if n != 1 {
 			return &product.VersionConflictError{Expected: readVersion, Actual: -1}
 		}
 		out = updated
@@ -201,7 +207,7 @@ func (r *ProductRepository) publish(ctx context.Context, tx *sql.Tx, p *product.
 }
 
 func (r *ProductRepository) inTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
-	tx, err := r.db.SQL.BeginTx(ctx, nil)
+	tx, err := r.db.Writes.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
