@@ -298,6 +298,13 @@ func runApply(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		if res := e.search(query.SearchProducts{Category: "tomb"}); res.Total != 1 || len(res.Items) != 1 || res.Items[0].ID != string(live) {
 			t.Errorf("category tomb: %v (total %d), want only the live table", names(res.Items), res.Total)
 		}
+		// The old create replayed again after the tombstone has long been written and
+		// searchable: still hidden, still a tombstone.
+		e.apply(Product{ID: deleted, Version: 1, Name: "Tombstone lamp", Category: "tomb", Amount: 100, Stock: 1}.Snapshot(t))
+		e.refresh()
+		if res := e.search(query.SearchProducts{Text: "tombstone"}); res.Total != 0 {
+			t.Errorf("after a late replay of the create: total %d, want 0", res.Total)
+		}
 		index := e.aliasTarget()
 		for _, id := range []product.ID{deleted, early} {
 			if d, ok := e.doc(index, id); !ok || d.Version != 2 || !d.Deleted {
