@@ -72,6 +72,7 @@ func startReadPath(t *testing.T, opts ...readPathOption) *readPath {
 	esURL, compat := testenv.ElasticsearchURL(t)
 	name := strings.ToLower(testenv.Name("rp"))
 	rp := &readPath{kafka: cluster, esURL: esURL, compat: compat}
+	testkafka.DropOnCleanup(t, cluster, name+".events", "dlq."+name+".events")
 	rp.component = startServe(t, func(c *service.Config) {
 		c.KafkaBrokers = cluster.Brokers
 		c.ElasticsearchURL, c.ElasticsearchCompat = esURL, compat

@@ -108,6 +108,17 @@ func ReadUntil(t *testing.T, c Cluster, topic string, timeout time.Duration, don
 	return out
 }
 
+// DropOnCleanup deletes the named topics when the test ends (register it before whatever
+// uses them, so it runs after that has stopped): topics the service under test creates itself
+// must not pile up on a shared broker run after run.
+func DropOnCleanup(t *testing.T, c Cluster, names ...string) {
+	t.Cleanup(func() {
+		for _, n := range names {
+			deleteTopic(t, c, n)
+		}
+	})
+}
+
 // deleteTopic removes a test's topic so runs against a shared broker do not pile up topics.
 func deleteTopic(t *testing.T, c Cluster, name string) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...))
