@@ -251,7 +251,8 @@ func TestEmbeddedSurvivesSIGKILLDuringWrites(t *testing.T) {
 // TestEmbeddedSurvivesSIGKILLDuringRebuild: SIGKILL while a rebuild fills its new index and
 // writes go on. After a restart the alias still points at the old, complete index, the
 // interrupted rebuild is recorded as failed and its index removed, verify is clean once the
-// projector has caught up, and the next rebuild succeeds.
+// projector has caught up; then `catalog rebuild --wait`, `catalog index rollback`, `catalog
+// index prune` and `catalog status` work on the embedded engine as they do on Elasticsearch.
 func TestEmbeddedSurvivesSIGKILLDuringRebuild(t *testing.T) {
 	cfg, db := embeddedDeployment(t)
 	dir := t.TempDir()
@@ -303,9 +304,34 @@ func TestEmbeddedSurvivesSIGKILLDuringRebuild(t *testing.T) {
 		t.Fatalf("alias on %s with %d documents, want %s with all %d products", name, docs, from, productCount(t, db))
 	}
 
-	final := runRebuild(t, rc, srcDatabase)
-	if name, _ := liveIndex(t, rc); name != final.GetToIndex() {
-		t.Fatalf("alias on %s after the next rebuild, want %s", name, final.GetToIndex())
+	// The next rebuild, then the operator's index commands, all through the CLI.
+	if out, errOut, code := runCLI(t, restarted.cfg.GRPCAddr, 2*time.Minute, "rebuild", "--wait"); code != 0 {
+		t.Fatalf("catalog rebuild --wait: exit %d\n%s\n%s", code, out, errOut)
+	}
+	next, _ := liveIndex(t, rc)
+	if next == from {
+		t.Fatalf("alias still on %s after catalog rebuild --wait", from)
 	}
 	awaitVerifyClean(t, restarted.cfg.GRPCAddr, 60*time.Second)
+	if out, errOut, code := runCLI(t, restarted.cfg.GRPCAddr, 30*time.Second, "index", "rollback"); code != 0 {
+		t.Fatalf("catalog index rollback: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if name, _ := liveIndex(t, rc); name != from {
+		t.Fatalf("alias on %s after the rollback, want the previous index %s", name, from)
+	}
+	if out, errOut, code := runCLI(t, restarted.cfg.GRPCAddr, 30*time.Second, "index", "prune", "--keep", "0"); code != 0 {
+		t.Fatalf("catalog index prune --keep 0: exit %d\n%s\n%s", code, out, errOut)
+	}
+	res, err = rc.ListIndices(context.Background(), &projectionv1.ListIndicesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.GetIndices()) != 1 || res.GetIndices()[0].GetName() != from {
+		t.Fatalf("after prune --keep 0 the indices are %v, want only the live %s", res.GetIndices(), from)
+	}
+	// No write happened since the rebuild began, so the index rolled back to is complete.
+	awaitVerifyClean(t, restarted.cfg.GRPCAddr, 60*time.Second)
+	if out, _, code := runCLI(t, restarted.cfg.GRPCAddr, 60*time.Second, "status"); code != 0 {
+		t.Fatalf("catalog status after rollback and prune: exit %d\n%s", code, out)
+	}
 }
