@@ -102,7 +102,7 @@ func (s *RebuildStore) TryLock(ctx context.Context) (release func(), err error) 
 	}, nil
 }
 
-const rebuildColumns = `id, source, phase, from_index, to_index, docs_done, docs_total, started_at, updated_at, finished_at, error, phase_starts`
+const rebuildColumns = `id, source, phase, from_index, to_index, docs_done, docs_total, started_at, updated_at, finished_at, error, phase_starts, drain_from`
 
 // Create implements rebuild.Store. An existing id is refused rather than overwritten: two
 // rebuilds must never share a record.
@@ -111,7 +111,7 @@ func (s *RebuildStore) Create(ctx context.Context, r *rebuild.Rebuild) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Pool.Exec(ctx, `INSERT INTO rebuilds (`+rebuildColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)`, args...)
+	_, err = s.db.Pool.Exec(ctx, `INSERT INTO rebuilds (`+rebuildColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`, args...)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		return fmt.Errorf("rebuild store: create %s: %w: the id exists", r.ID(), rebuild.ErrInvalid)
@@ -129,12 +129,12 @@ func (s *RebuildStore) Save(ctx context.Context, r *rebuild.Rebuild) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Pool.Exec(ctx, `INSERT INTO rebuilds (`+rebuildColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)
+	_, err = s.db.Pool.Exec(ctx, `INSERT INTO rebuilds (`+rebuildColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
 ON CONFLICT (id) DO UPDATE SET source = EXCLUDED.source, phase = EXCLUDED.phase,
   from_index = EXCLUDED.from_index, to_index = EXCLUDED.to_index,
   docs_done = EXCLUDED.docs_done, docs_total = EXCLUDED.docs_total,
   started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at, finished_at = EXCLUDED.finished_at,
-  error = EXCLUDED.error, phase_starts = EXCLUDED.phase_starts`, args...)
+  error = EXCLUDED.error, phase_starts = EXCLUDED.phase_starts, drain_from = EXCLUDED.drain_from`, args...)
 	if err != nil {
 		return fmt.Errorf("rebuild store: save %s: %w", r.ID(), err)
 	}
@@ -223,8 +223,16 @@ func rebuildArgs(r *rebuild.Rebuild) ([]any, error) {
 		t := storedTime(*s.FinishedAt)
 		finished = &t
 	}
+	drain := s.DrainFrom
+	if drain == nil {
+		drain = map[int32]int64{}
+	}
+	drainJSON, err := json.Marshal(drain)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild store: %s drain position: %w", s.ID, err)
+	}
 	return []any{s.ID, string(s.Source), string(s.Phase), s.FromIndex, s.ToIndex, s.DocsDone, s.DocsTotal,
-		storedTime(s.StartedAt), storedTime(s.UpdatedAt), finished, s.Error, string(startsJSON)}, nil
+		storedTime(s.StartedAt), storedTime(s.UpdatedAt), finished, s.Error, string(startsJSON), string(drainJSON)}, nil
 }
 
 func scanRebuild(row pgx.Row) (*rebuild.Rebuild, error) {
@@ -234,9 +242,10 @@ func scanRebuild(row pgx.Row) (*rebuild.Rebuild, error) {
 		phase      string
 		finished   *time.Time
 		startsJSON []byte
+		drainJSON  []byte
 	)
 	if err := row.Scan(&s.ID, &source, &phase, &s.FromIndex, &s.ToIndex, &s.DocsDone, &s.DocsTotal,
-		&s.StartedAt, &s.UpdatedAt, &finished, &s.Error, &startsJSON); err != nil {
+		&s.StartedAt, &s.UpdatedAt, &finished, &s.Error, &startsJSON, &drainJSON); err != nil {
 		return nil, err
 	}
 	s.Source, s.Phase = rebuild.Source(source), rebuild.Phase(phase)
@@ -252,6 +261,9 @@ func scanRebuild(row pgx.Row) (*rebuild.Rebuild, error) {
 	s.PhaseStarts = make(map[rebuild.Phase]time.Time, len(starts))
 	for p, t := range starts {
 		s.PhaseStarts[rebuild.Phase(p)] = t.UTC()
+	}
+	if err := json.Unmarshal(drainJSON, &s.DrainFrom); err != nil {
+		return nil, fmt.Errorf("rebuild %s drain position: %w", s.ID, err)
 	}
 	return rebuild.UnmarshalRebuildFromDatabase(s)
 }

@@ -276,6 +276,14 @@ func sameRebuild(t *testing.T, got *rebuild.Rebuild, want rebuild.Snapshot) {
 		}
 		sameTime("phase start "+string(p), gt, w)
 	}
+	if len(g.DrainFrom) != len(want.DrainFrom) {
+		t.Errorf("drain position: got %v, want %v", g.DrainFrom, want.DrainFrom)
+	}
+	for p, o := range want.DrainFrom {
+		if g.DrainFrom[p] != o {
+			t.Errorf("drain position of partition %d: got %d, want %d", p, g.DrainFrom[p], o)
+		}
+	}
 }
 
 // TestRebuildStoreRoundTrip: every field survives Create, Save and Get, through the whole life
@@ -313,6 +321,7 @@ func TestRebuildStoreRoundTrip(t *testing.T) {
 		}
 	}
 	r.Progress(123_456, 1_000_000, t0.Add(5*time.Second+1))
+	r.SetDrainFrom(map[int32]int64{0: 17, 5: 1 << 40, 11: 0})
 	if err := s.Save(ctx, r); err != nil {
 		t.Fatal(err)
 	}

@@ -145,6 +145,8 @@ func (ru *runner) phases() error {
 	if _, _, err := s.events.Read(ctx, start, caught, eventsWriter(write)); err != nil {
 		return fmt.Errorf("catch up: %w", err)
 	}
+	// Saved with the next phase: if the process dies after the switch, recovery drains from here.
+	r.SetDrainFrom(caught)
 	if err := s.target.RestoreSettings(ctx, to); err != nil {
 		return fmt.Errorf("restore settings of %s: %w", to, err)
 	}
@@ -208,20 +210,27 @@ func (ru *runner) phases() error {
 // drain reads the log from the catch-up offsets to its current end into the new index,
 // retrying transient failures with backoff until ctx ends.
 func (ru *runner) drain(ctx context.Context, from Offsets, write func([]product.Snapshot) error) error {
-	s := ru.s
+	_, err := ru.s.drainLog(ctx, ru.r.ID(), from, write)
+	return err
+}
+
+// drainLog reads the log from from to its current end through write, retrying transient
+// failures with backoff until ctx ends; it returns the events read by the attempt that worked.
+func (s *Service) drainLog(ctx context.Context, id string, from Offsets, write func([]product.Snapshot) error) (int64, error) {
 	wait := 200 * time.Millisecond
 	for {
 		final, err := s.events.EndOffsets(ctx)
+		var read int64
 		if err == nil {
-			_, _, err = s.events.Read(ctx, from, final, eventsWriter(write))
+			read, _, err = s.events.Read(ctx, from, final, eventsWriter(write))
 		}
 		if err == nil {
-			return nil
+			return read, nil
 		}
-		s.log.Warn("rebuild: drain failed, retrying", "rebuild", ru.r.ID(), "err", err, "retry_in", wait)
+		s.log.Warn("rebuild: drain failed, retrying", "rebuild", id, "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
-			return err
+			return 0, err
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 5*time.Second)

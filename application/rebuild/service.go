@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/domain/rebuild"
 )
 
@@ -232,6 +233,16 @@ func (s *Service) recoverLocked(ctx context.Context) (int, error) {
 		}
 		snap := r.Snapshot()
 		alias, aerr := s.target.AliasTarget(ctx)
+		if snap.ToIndex != "" && aerr == nil && alias == snap.ToIndex && len(snap.DrainFrom) > 0 {
+			// It died after the switch: the new index is live but may lack the events the
+			// live projector applied to the old one between catch-up and switch. Finish the
+			// drain, and the rebuild has done all it set out to do.
+			if err := s.finishDrain(ctx, r); err != nil {
+				return n, err
+			}
+			n++
+			continue
+		}
 		if snap.ToIndex != "" && (aerr != nil || alias != snap.ToIndex) {
 			if err := s.target.DeleteIndex(ctx, snap.ToIndex); err != nil {
 				s.log.Warn("rebuild recovery: could not delete the unfinished index", "index", snap.ToIndex, "err", err)
@@ -248,6 +259,34 @@ func (s *Service) recoverLocked(ctx context.Context) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// finishDrain drains the event log from the record's catch-up position into its (live) new
+// index and ends the record: succeeded when the drain completes, failed with the way out when
+// it cannot.
+func (s *Service) finishDrain(ctx context.Context, r *rebuild.Rebuild) error {
+	snap := r.Snapshot()
+	dctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
+	defer cancel()
+	read, err := s.drainLog(dctx, r.ID(), Offsets(snap.DrainFrom), func(docs []product.Snapshot) error {
+		return s.target.Write(dctx, snap.ToIndex, docs)
+	})
+	if err != nil {
+		s.log.Error("rebuild recovery: the drain after the switch failed", "rebuild", r.ID(), "index", snap.ToIndex, "err", err)
+		if ferr := r.Fail(fmt.Sprintf("interrupted in phase %s after the alias switch; draining on recovery failed (re-run the rebuild to be sure nothing is missing): %v", snap.Phase, err), s.cfg.Now()); ferr != nil {
+			return ferr
+		}
+	} else {
+		s.log.Warn("rebuild interrupted after the alias switch: drained on recovery", "rebuild", r.ID(), "index", snap.ToIndex, "events", read)
+		if serr := r.Succeed(s.cfg.Now()); serr != nil {
+			return serr
+		}
+	}
+	if err := s.store.Save(ctx, r); err != nil {
+		return err
+	}
+	_ = s.products.Forget(ctx, r.ID())
+	return nil
 }
 
 // Wait blocks until the rebuilds this process runs have ended (for graceful shutdown).

@@ -293,6 +293,55 @@ func TestInterruptedRebuildIsRecoveredAsFailed(t *testing.T) {
 	}
 }
 
+// TestRebuildInterruptedAfterTheSwitchIsDrainedOnRecovery: a process died in the drain, with
+// the alias already on the new index. The events after the catch-up position (applied by the
+// live projector to the old index only) are drained into the new one on recovery, and the
+// rebuild ends succeeded; the live index is not deleted.
+func TestRebuildInterruptedAfterTheSwitchIsDrainedOnRecovery(t *testing.T) {
+	r := newRig(t, app.Config{})
+	ctx := context.Background()
+	products := r.seed(t, 6)
+	old := r.w.alias
+	// The dead rebuild: the new index holds everything up to the catch-up position (4 events),
+	// then the alias was switched and the process died before draining events 5 and 6.
+	dead, _ := rebuild.New("dead-drain", rebuild.SourceDatabase, time.Now())
+	_ = dead.Advance(rebuild.PhaseCreateIndex, time.Now())
+	idx, _ := target{r.w}.CreateIndex(ctx)
+	dead.SetIndices(old, idx)
+	caught := 4
+	for _, e := range r.w.log[:caught] {
+		if err := (target{r.w}).Write(ctx, idx, []product.Snapshot{e.State}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dead.SetDrainFrom(map[int32]int64{0: int64(caught)})
+	_ = dead.Advance(rebuild.PhaseDrain, time.Now())
+	_ = r.store.Create(ctx, dead)
+	r.w.alias = idx
+	// One more change after the death: the live projector wrote it to the new index itself.
+	if err := change(r, products[0], func(p *product.Product) error { return p.ChangeStock(9, time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+
+	n, err := r.svc.RecoverInterrupted(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("recovered %d (%v), want 1", n, err)
+	}
+	got, _ := r.svc.Get(ctx, "dead-drain")
+	if got.Phase != rebuild.PhaseSucceeded {
+		t.Fatalf("record %s %q, want succeeded after the drain", got.Phase, got.Error)
+	}
+	if r.w.alias != idx || r.w.indices[idx] == nil {
+		t.Fatalf("alias on %s, index present %v: the live index must stay", r.w.alias, r.w.indices[idx] != nil)
+	}
+	for _, p := range products {
+		doc, ok := r.w.indices[idx][p.ID().String()]
+		if !ok || doc.Version != r.w.products[p.ID().String()].Version {
+			t.Errorf("product %s: index has %+v (found %v), want version %d", p.ID(), doc.Version, ok, r.w.products[p.ID().String()].Version)
+		}
+	}
+}
+
 func TestRollbackAndPrune(t *testing.T) {
 	r := newRig(t, app.Config{})
 	r.seed(t, 5)

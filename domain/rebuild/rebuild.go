@@ -94,6 +94,7 @@ type Rebuild struct {
 	finishedAt  *time.Time
 	errMsg      string
 	phaseStarts map[Phase]time.Time
+	drainFrom   map[int32]int64
 }
 
 // New starts a rebuild record in the pending phase.
@@ -123,6 +124,10 @@ type Snapshot struct {
 	FinishedAt  *time.Time
 	Error       string
 	PhaseStarts map[Phase]time.Time
+	// DrainFrom is the event-log position (partition -> offset) the catch-up ended at: what
+	// a drain after the alias switch starts from, kept so that recovery can finish the drain
+	// of a rebuild whose process died after the switch.
+	DrainFrom map[int32]int64
 }
 
 // UnmarshalRebuildFromDatabase rehydrates a stored record.
@@ -136,7 +141,7 @@ func UnmarshalRebuildFromDatabase(s Snapshot) (*Rebuild, error) {
 	}
 	return &Rebuild{id: s.ID, source: s.Source, phase: s.Phase, fromIndex: s.FromIndex, toIndex: s.ToIndex,
 		docsDone: s.DocsDone, docsTotal: s.DocsTotal, startedAt: s.StartedAt, updatedAt: s.UpdatedAt,
-		finishedAt: s.FinishedAt, errMsg: s.Error, phaseStarts: starts}, nil
+		finishedAt: s.FinishedAt, errMsg: s.Error, phaseStarts: starts, drainFrom: copyOffsets(s.DrainFrom)}, nil
 }
 
 // Snapshot returns the record's state.
@@ -152,7 +157,24 @@ func (r *Rebuild) Snapshot() Snapshot {
 	}
 	return Snapshot{ID: r.id, Source: r.source, Phase: r.phase, FromIndex: r.fromIndex, ToIndex: r.toIndex,
 		DocsDone: r.docsDone, DocsTotal: r.docsTotal, StartedAt: r.startedAt, UpdatedAt: r.updatedAt,
-		FinishedAt: fin, Error: r.errMsg, PhaseStarts: starts}
+		FinishedAt: fin, Error: r.errMsg, PhaseStarts: starts, DrainFrom: copyOffsets(r.drainFrom)}
+}
+
+// SetDrainFrom records where the catch-up ended in the event log (partition -> offset).
+func (r *Rebuild) SetDrainFrom(offsets map[int32]int64) { r.drainFrom = copyOffsets(offsets) }
+
+// DrainFrom is where the catch-up ended; nil before the catch-up.
+func (r *Rebuild) DrainFrom() map[int32]int64 { return copyOffsets(r.drainFrom) }
+
+func copyOffsets(m map[int32]int64) map[int32]int64 {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make(map[int32]int64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // ID is the rebuild's id.
