@@ -245,8 +245,6 @@ loop:
 	if c := timed.n.Load(); c > 0 {
 		res.apply = time.Duration(timed.ns.Load() / c)
 	}
-	if res.done > 0 {
-	}
 	if list, err := store.ListIndices(context.Background()); err == nil {
 		for _, ix := range list {
 			if ix.Aliased {

@@ -376,8 +376,6 @@ loop:
 		res.docsPerRequest = float64(st.NumFlushed) / float64(st.NumRequests)
 		res.msPerRequest = float64(st.FlushedMs) / float64(st.NumRequests)
 	}
-	if res.done > 0 {
-	}
 	if c, err := aliasCount(cctx, ix, ""); err != nil {
 		b.Logf("count %s: %v", cfg.Alias, err)
 	} else {
