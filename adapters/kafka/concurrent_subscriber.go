@@ -21,6 +21,9 @@ const watermillUUIDHeader = "_watermill_message_uuid"
 // revoked partitions to be acked before their offsets are committed.
 const revokeDrainTimeout = 10 * time.Second
 
+// leaveTimeout bounds how long Close waits to leave the consumer group cleanly.
+const leaveTimeout = 3 * time.Second
+
 // ConcurrentSubscriberConfig configures a ConcurrentSubscriber.
 type ConcurrentSubscriberConfig struct {
 	// ConsumerGroup is the Kafka consumer group (catalog-projector for the projector).
@@ -215,7 +218,21 @@ func (s *ConcurrentSubscriber) Close() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		s.closeErr = s.commit(ctx, nil)
-		cl.Close() // leaves the group; onRevoked commits nothing new
+		// Leaving waits for a rebalance in progress, and a rebalance can wait for a member that
+		// died without leaving (a SIGKILLed replica) until its session times out: a shutdown
+		// would hang for that long. Leave within a bound; if it does not finish, the group
+		// drops this member after its session timeout, as it would after a crash.
+		// franz-go's Close waits for that leave however long it takes, so after the bound
+		// the client is closed in the background; the process does not wait for it.
+		lctx, lcancel := context.WithTimeout(context.Background(), leaveTimeout)
+		defer lcancel()
+		if err := cl.LeaveGroupContext(lctx); err != nil {
+			s.log.Warn("kafka: leaving the consumer group did not finish in time (a rebalance is waiting for a member that died); the group will drop this member after its session timeout",
+				"err", err)
+			go cl.Close()
+			return
+		}
+		cl.Close() // onRevoked commits nothing new
 	})
 	return s.closeErr
 }
