@@ -501,7 +501,10 @@ func TestRebuildKilledDuringFill(t *testing.T) {
 	rp := startReadPath(t)
 	createProducts(t, rp.component, "KILL", "kill", 20)
 	rp.waitSearch(t, "category=kill&size=1", 30*time.Second, "the products", func(p searchPage) bool { return p.Total == 20 })
-	seedSQL(t, rp.db, 20000, "KF") // a fill that lasts long enough to be killed in
+	// A fill long enough to be seen and killed in: progress is saved every 500 ms and watched
+	// every 300 ms, so a fill under a second (20,000 products on a quiet machine) can go from
+	// its first saved progress to done between two looks.
+	seedSQL(t, rp.db, 80000, "KF")
 	from := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias)
 
 	victim := startServeProc(t, siblingConfig(t, rp.cfg))
