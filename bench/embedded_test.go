@@ -14,7 +14,6 @@ import (
 
 	blevev2 "github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/index/scorch"
-	"github.com/blevesearch/bleve/v2/mapping"
 	"github.com/jackc/pgx/v5"
 
 	"github.com/marketplace/catalog/adapters/bleve"
@@ -257,14 +256,17 @@ loop:
 	return res
 }
 
-// rawBleveLoad indexes snaps into a fresh scorch index with the adapter's mapping (taken from
-// an index the adapter created), in batches of rawBleveBatch from one goroutine, with Bleve's
+// rawBleveLoad indexes snaps into a fresh scorch index with the adapter's mapping
+// (bleve.IndexMapping), in batches of rawBleveBatch from one goroutine, with Bleve's
 // default (synchronous, persisted) batches. The documents are the adapter's fields, the
 // source being the same JSON as the Elasticsearch baseline's. The clock runs from the first
 // batch to the end of the last.
 func rawBleveLoad(b *testing.B, snaps []product.Snapshot) drainResult {
 	b.Helper()
-	m := adapterMapping(b)
+	m, err := bleve.IndexMapping()
+	if err != nil {
+		b.Fatal(err)
+	}
 	bi, err := blevev2.NewUsing(filepath.Join(b.TempDir(), "raw"), m, scorch.Name, scorch.Name, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -273,7 +275,10 @@ func rawBleveLoad(b *testing.B, snaps []product.Snapshot) drainResult {
 	docs := make([]map[string]any, len(snaps))
 	ids := make([]string, len(snaps))
 	for i, s := range snaps {
-		docs[i], ids[i] = bleveFields(s), string(s.ID)
+		if docs[i], err = bleve.DocumentFields(s); err != nil {
+			b.Fatal(err)
+		}
+		ids[i] = string(s.ID)
 	}
 	var indexed atomic.Int64
 	p := newProgress(len(snaps))
@@ -295,53 +300,6 @@ func rawBleveLoad(b *testing.B, snaps []product.Snapshot) drainResult {
 		b.Logf("raw bleve: %d documents, want %d (%v)", n, len(snaps), err)
 	}
 	return p.res
-}
-
-// adapterMapping is the Bleve mapping of the adapter's current mapping version, read from an
-// index the adapter created (it is unexported in adapters/bleve).
-func adapterMapping(b *testing.B) mapping.IndexMapping {
-	b.Helper()
-	dir := filepath.Join(b.TempDir(), "mapping")
-	store, err := bleve.Open(bleve.Config{Dir: dir, Alias: "mapping"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	name, _, err := store.EnsureAlias(context.Background())
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := store.Close(); err != nil {
-		b.Fatal(err)
-	}
-	bi, err := blevev2.Open(filepath.Join(dir, name))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = bi.Close() }()
-	return bi.Mapping()
-}
-
-// bleveFields mirrors the fields the Bleve adapter indexes for a snapshot
-// (adapters/bleve/mapping.go storedDoc.fields, unexported there).
-func bleveFields(s product.Snapshot) map[string]any {
-	d := encodeDoc(s)
-	attrs := make([]string, 0, len(s.Details.Attributes))
-	for k, v := range s.Details.Attributes {
-		attrs = append(attrs, k+"="+v)
-	}
-	return map[string]any{
-		"name":        s.Details.Name,
-		"description": s.Details.Description,
-		"category":    s.Details.Category,
-		"brand":       s.Details.Brand,
-		"price":       float64(s.Details.Price.Amount()),
-		"stock":       float64(s.Details.Stock),
-		"created_ms":  float64(s.CreatedAt.UnixMilli()),
-		"deleted":     s.Deleted(),
-		"version":     float64(s.Version),
-		"attributes":  attrs,
-		"source":      string(d.body),
-	}
 }
 
 // searchNewest returns which of ids the search API finds now. The API has no id filter, so it

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"reflect"
-	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/marketplace/catalog/adapters/elasticsearch"
+	"github.com/marketplace/catalog/adapters/searchdoc"
 	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/internal/testenv"
@@ -169,36 +169,6 @@ func groupLag(ctx context.Context, brokers []string, group string) (int64, error
 	return l.Lag.Total(), nil
 }
 
-// rawDocument mirrors the Elasticsearch adapter's document of mapping version 1
-// (adapters/elasticsearch/mapping.go, unexported there): the raw baselines load the same bytes
-// the adapter sends. sameSource checks the equivalence against a document the adapter wrote.
-type rawDocument struct {
-	ID          string         `json:"id"`
-	SKU         string         `json:"sku"`
-	Name        string         `json:"name"`
-	Description string         `json:"description"`
-	Category    string         `json:"category"`
-	Brand       string         `json:"brand"`
-	Price       rawPrice       `json:"price"`
-	Stock       int64          `json:"stock"`
-	Attributes  []rawAttribute `json:"attributes"`
-	Version     int64          `json:"version"`
-	CreatedAt   time.Time      `json:"created_at"`
-	UpdatedAt   time.Time      `json:"updated_at"`
-	Deleted     bool           `json:"deleted"`
-	DeletedAt   *time.Time     `json:"deleted_at,omitempty"`
-}
-
-type rawPrice struct {
-	Amount   int64  `json:"amount"`
-	Currency string `json:"currency"`
-}
-
-type rawAttribute struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
-}
-
 // bulkDoc is one pre-encoded document of a raw bulk load.
 type bulkDoc struct {
 	id      string
@@ -207,24 +177,10 @@ type bulkDoc struct {
 	snap    product.Snapshot
 }
 
+// encodeDoc encodes the document the adapters store for s (searchdoc), so the raw baselines
+// load the same bytes; sameSource checks that against a document the adapter wrote.
 func encodeDoc(s product.Snapshot) bulkDoc {
-	d := s.Details
-	attrs := make([]rawAttribute, 0, len(d.Attributes))
-	for k, v := range d.Attributes {
-		attrs = append(attrs, rawAttribute{Key: k, Value: v})
-	}
-	slices.SortFunc(attrs, func(a, b rawAttribute) int { return cmp.Compare(a.Key, b.Key) })
-	doc := rawDocument{
-		ID: string(s.ID), SKU: d.SKU, Name: d.Name, Description: d.Description, Category: d.Category, Brand: d.Brand,
-		Price: rawPrice{Amount: d.Price.Amount(), Currency: d.Price.Currency()}, Stock: d.Stock,
-		Attributes: attrs, Version: s.Version, CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
-		Deleted: s.Deleted(),
-	}
-	if s.DeletedAt != nil {
-		t := s.DeletedAt.UTC()
-		doc.DeletedAt = &t
-	}
-	body, err := json.Marshal(doc)
+	body, err := json.Marshal(searchdoc.New(s))
 	if err != nil {
 		panic(err)
 	}

@@ -1,11 +1,9 @@
 package bleve
 
 import (
-	"cmp"
 	"encoding/json"
 	"fmt"
 	"regexp"
-	"slices"
 	"strconv"
 	"time"
 
@@ -16,7 +14,7 @@ import (
 	"github.com/blevesearch/bleve/v2/document"
 	"github.com/blevesearch/bleve/v2/mapping"
 
-	"github.com/marketplace/catalog/application/query"
+	"github.com/marketplace/catalog/adapters/searchdoc"
 	"github.com/marketplace/catalog/domain/product"
 )
 
@@ -170,64 +168,15 @@ func indexMapping() (*mapping.IndexMappingImpl, error) {
 	return im, nil
 }
 
-// storedDoc is a product as kept in the source field (MappingVersion 1): the same shape as the
-// Elasticsearch adapter's _source.
-type storedDoc struct {
-	ID          string      `json:"id"`
-	SKU         string      `json:"sku"`
-	Name        string      `json:"name"`
-	Description string      `json:"description"`
-	Category    string      `json:"category"`
-	Brand       string      `json:"brand"`
-	Price       storedPrice `json:"price"`
-	Stock       int64       `json:"stock"`
-	Attributes  []attribute `json:"attributes"`
-	Version     int64       `json:"version"`
-	CreatedAt   time.Time   `json:"created_at"`
-	UpdatedAt   time.Time   `json:"updated_at"`
-	Deleted     bool        `json:"deleted"`
-	DeletedAt   *time.Time  `json:"deleted_at,omitempty"`
-}
+// storedDoc is a product as kept in the source field (MappingVersion 1): the Elasticsearch
+// adapter's _source, from the one shared definition.
+type storedDoc = searchdoc.Document
 
-type storedPrice struct {
-	Amount   int64  `json:"amount"`
-	Currency string `json:"currency"`
-}
-
-type attribute struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
-}
-
-// newStoredDoc is the document of a snapshot; tombstones keep their last state and are marked
-// deleted, so that they still carry the version that beats older events.
-func newStoredDoc(s product.Snapshot) storedDoc {
-	d := s.Details
-	attrs := make([]attribute, 0, len(d.Attributes))
-	for k, v := range d.Attributes {
-		attrs = append(attrs, attribute{Key: k, Value: v})
-	}
-	slices.SortFunc(attrs, func(a, b attribute) int { return cmp.Compare(a.Key, b.Key) })
-	doc := storedDoc{
-		ID: string(s.ID), SKU: d.SKU, Name: d.Name, Description: d.Description,
-		Category: d.Category, Brand: d.Brand,
-		Price:      storedPrice{Amount: d.Price.Amount(), Currency: d.Price.Currency()},
-		Stock:      d.Stock,
-		Attributes: attrs,
-		Version:    s.Version,
-		CreatedAt:  s.CreatedAt.UTC(),
-		UpdatedAt:  s.UpdatedAt.UTC(),
-		Deleted:    s.Deleted(),
-	}
-	if s.DeletedAt != nil {
-		t := s.DeletedAt.UTC()
-		doc.DeletedAt = &t
-	}
-	return doc
-}
+// newStoredDoc is the document of a snapshot.
+func newStoredDoc(s product.Snapshot) storedDoc { return searchdoc.New(s) }
 
 // fields is what Bleve indexes of a document, keyed by the property names of indexMapping.
-func (d storedDoc) fields(source []byte) map[string]any {
+func fields(d storedDoc, source []byte) map[string]any {
 	attrs := make([]string, len(d.Attributes))
 	for i, a := range d.Attributes {
 		attrs[i] = a.Key + "=" + a.Value
@@ -247,24 +196,6 @@ func (d storedDoc) fields(source []byte) map[string]any {
 	}
 }
 
-// view is the read side of a document.
-func (d storedDoc) view() query.ProductView {
-	attrs := make(map[string]string, len(d.Attributes))
-	for _, a := range d.Attributes {
-		attrs[a.Key] = a.Value
-	}
-	return query.ProductView{
-		ID: d.ID, SKU: d.SKU, Name: d.Name, Description: d.Description,
-		Category: d.Category, Brand: d.Brand,
-		PriceAmount: d.Price.Amount, Currency: d.Price.Currency,
-		Stock:      d.Stock,
-		Attributes: attrs,
-		Version:    d.Version,
-		CreatedAt:  d.CreatedAt,
-		UpdatedAt:  d.UpdatedAt,
-	}
-}
-
 // prepared is a snapshot made ready for an index by the caller's goroutine (encoding and
 // mapping cost CPU; the index's single writer only compares versions and commits).
 type prepared struct {
@@ -278,13 +209,12 @@ func prepare(m mapping.IndexMapping, s product.Snapshot) (prepared, error) {
 	if s.ID == "" || s.Version < 1 {
 		return prepared{}, fmt.Errorf("%q v%d has no id or version", s.ID, s.Version)
 	}
-	sd := newStoredDoc(s)
-	source, err := json.Marshal(sd)
+	f, err := DocumentFields(s)
 	if err != nil {
-		return prepared{}, fmt.Errorf("encode %s v%d: %w", s.ID, s.Version, err)
+		return prepared{}, err
 	}
 	doc := document.NewDocument(string(s.ID))
-	if err := m.MapDocument(doc, sd.fields(source)); err != nil {
+	if err := m.MapDocument(doc, f); err != nil {
 		return prepared{}, fmt.Errorf("map %s v%d: %w", s.ID, s.Version, err)
 	}
 	return prepared{id: string(s.ID), version: s.Version, doc: doc}, nil
@@ -306,5 +236,5 @@ func DocumentFields(s product.Snapshot) (map[string]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bleve document %s v%d: %w", s.ID, s.Version, err)
 	}
-	return d.fields(source), nil
+	return fields(d, source), nil
 }

@@ -120,7 +120,7 @@ func (s *Store) search(ctx context.Context, bi blevev2.Index, q query.SearchProd
 		if err := json.Unmarshal([]byte(raw), &d); err != nil {
 			return query.SearchResult{}, fmt.Errorf("hit %s: decode source: %w", h.ID, err)
 		}
-		out.Items = append(out.Items, d.view())
+		out.Items = append(out.Items, d.View())
 		last = d
 	}
 	if n := len(res.Hits); n == q.Size && n > 0 {

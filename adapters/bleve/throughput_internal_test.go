@@ -77,7 +77,7 @@ func TestThroughput(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if err := b.Index(string(s.ID), d.fields(src)); err != nil {
+				if err := b.Index(string(s.ID), fields(d, src)); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -1,14 +1,12 @@
 package elasticsearch
 
 import (
-	"cmp"
 	"fmt"
 	"regexp"
-	"slices"
 	"strconv"
 	"time"
 
-	"github.com/marketplace/catalog/application/query"
+	"github.com/marketplace/catalog/adapters/searchdoc"
 	"github.com/marketplace/catalog/domain/product"
 )
 
@@ -108,75 +106,9 @@ func indexMapping() map[string]any {
 	}
 }
 
-// document is a product as stored in the index (MappingVersion 1).
-type document struct {
-	ID          string      `json:"id"`
-	SKU         string      `json:"sku"`
-	Name        string      `json:"name"`
-	Description string      `json:"description"`
-	Category    string      `json:"category"`
-	Brand       string      `json:"brand"`
-	Price       docPrice    `json:"price"`
-	Stock       int64       `json:"stock"`
-	Attributes  []attribute `json:"attributes"`
-	Version     int64       `json:"version"`
-	CreatedAt   time.Time   `json:"created_at"`
-	UpdatedAt   time.Time   `json:"updated_at"`
-	Deleted     bool        `json:"deleted"`
-	DeletedAt   *time.Time  `json:"deleted_at,omitempty"`
-}
+// document is a product as stored in the index (MappingVersion 1), shared with the embedded
+// engine so both store the same bytes.
+type document = searchdoc.Document
 
-type docPrice struct {
-	Amount   int64  `json:"amount"`
-	Currency string `json:"currency"`
-}
-
-type attribute struct {
-	Key   string `json:"key"`
-	Value string `json:"value"`
-}
-
-// newDocument is the document of a snapshot; tombstones keep their last state and are marked
-// deleted, so that they still carry the version that beats older events.
-func newDocument(s product.Snapshot) document {
-	d := s.Details
-	attrs := make([]attribute, 0, len(d.Attributes))
-	for k, v := range d.Attributes {
-		attrs = append(attrs, attribute{Key: k, Value: v})
-	}
-	slices.SortFunc(attrs, func(a, b attribute) int { return cmp.Compare(a.Key, b.Key) })
-	doc := document{
-		ID: string(s.ID), SKU: d.SKU, Name: d.Name, Description: d.Description,
-		Category: d.Category, Brand: d.Brand,
-		Price:      docPrice{Amount: d.Price.Amount(), Currency: d.Price.Currency()},
-		Stock:      d.Stock,
-		Attributes: attrs,
-		Version:    s.Version,
-		CreatedAt:  s.CreatedAt.UTC(),
-		UpdatedAt:  s.UpdatedAt.UTC(),
-		Deleted:    s.Deleted(),
-	}
-	if s.DeletedAt != nil {
-		t := s.DeletedAt.UTC()
-		doc.DeletedAt = &t
-	}
-	return doc
-}
-
-// view is the read side of a document.
-func (d document) view() query.ProductView {
-	attrs := make(map[string]string, len(d.Attributes))
-	for _, a := range d.Attributes {
-		attrs[a.Key] = a.Value
-	}
-	return query.ProductView{
-		ID: d.ID, SKU: d.SKU, Name: d.Name, Description: d.Description,
-		Category: d.Category, Brand: d.Brand,
-		PriceAmount: d.Price.Amount, Currency: d.Price.Currency,
-		Stock:      d.Stock,
-		Attributes: attrs,
-		Version:    d.Version,
-		CreatedAt:  d.CreatedAt,
-		UpdatedAt:  d.UpdatedAt,
-	}
-}
+// newDocument is the document of a snapshot.
+func newDocument(s product.Snapshot) document { return searchdoc.New(s) }

@@ -113,7 +113,7 @@ func (s *Search) Search(ctx context.Context, q query.SearchProducts) (query.Sear
 	}
 	out := query.SearchResult{Total: res.Hits.Total.Value, Items: make([]query.ProductView, 0, len(res.Hits.Hits))}
 	for _, h := range res.Hits.Hits {
-		out.Items = append(out.Items, h.Source.view())
+		out.Items = append(out.Items, h.Source.View())
 	}
 	if n := len(res.Hits.Hits); n == q.Size && n > 0 {
 		next, err := encodeCursor(q.Sort, hash, res.Hits.Hits[n-1].Sort)
