@@ -97,14 +97,21 @@ SELECT m."offset", m.transaction_id, m.uuid, m.payload, m.metadata
 FROM last CROSS JOIN LATERAL (
   SELECT o."offset", o.transaction_id, o.uuid, o.payload, o.metadata
   FROM outbox_messages o
-  WHERE o.lane = ` + l + `
-    AND (o.lane, o.transaction_id, o."offset") > (` + l + `, last.last_processed_transaction_id, last.offset_acked)
-    AND o.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
+  WHERE ` + unrelayedRows(l, "last") + `
   ORDER BY o.lane, o.transaction_id, o."offset"
   LIMIT ` + strconv.Itoa(batch) + `
 ) m
 ORDER BY m.transaction_id, m."offset"`
 	return wsql.Query{Query: q, Args: next.Args}
+}
+
+// unrelayedRows is the condition on outbox_messages o that selects the rows of lane (an SQL
+// expression) after the position in the row pos of outbox_offsets, from transactions older than
+// every open one. The relay's poll and its lock-free peek must agree on it exactly.
+func unrelayedRows(lane, pos string) string {
+	return `o.lane = ` + lane + `
+    AND (o.lane, o.transaction_id, o."offset") > (` + lane + `, ` + pos + `.last_processed_transaction_id, ` + pos + `.offset_acked)
+    AND o.transaction_id < pg_snapshot_xmin(pg_current_snapshot())`
 }
 
 // UnmarshalMessage turns a row into a message; the transaction id goes along for the ack.

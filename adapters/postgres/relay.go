@@ -36,15 +36,9 @@ const (
 // lane's position row, and a row lock takes a transaction id and makes the commit write and
 // sync WAL: 16 idle lanes polling every 100 ms cost about 160 transaction ids and 50 WAL syncs
 // a second. A peek is a read-only statement: no transaction id, no WAL.
-const outboxPeek = `SELECT EXISTS (
+var outboxPeek = `SELECT EXISTS (
   SELECT 1 FROM outbox_offsets p
-  CROSS JOIN LATERAL (
-    SELECT 1 FROM outbox_messages o
-    WHERE o.lane = $1
-      AND (o.lane, o.transaction_id, o."offset") > ($1, p.last_processed_transaction_id, p.offset_acked)
-      AND o.transaction_id < pg_snapshot_xmin(pg_current_snapshot())
-    LIMIT 1
-  ) m
+  CROSS JOIN LATERAL (SELECT 1 FROM outbox_messages o WHERE ` + unrelayedRows("$1", "p") + ` LIMIT 1) m
   WHERE p.lane = $1 AND p.consumer_group = $2)`
 
 // RelayConfig configures the outbox relay.
