@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"runtime"
 	"slices"
@@ -21,6 +20,7 @@ import (
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/internal/testenv"
+	"github.com/marketplace/catalog/internal/testkafka"
 )
 
 // quietLog discards everything: the benchmarks measure the code, not log I/O.
@@ -65,18 +65,8 @@ type cluster struct {
 // log on disk in a temporary directory as `catalog serve` does under CATALOG_DATA_DIR/kafka.
 func embeddedBroker(b *testing.B) cluster {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	eb, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: addr, Dir: b.TempDir()}, quietLog())
-	if err != nil {
-		b.Fatalf("embedded broker: %v", err)
-	}
-	b.Cleanup(eb.Close)
-	return cluster{name: "embedded", brokers: []string{eb.Addr()}}
+	c := testkafka.EmbeddedIn(b, b.TempDir())
+	return cluster{name: c.Name, brokers: c.Brokers}
 }
 
 // realKafka returns the real broker of the environment (KAFKA_BROKERS); it skips outside CI

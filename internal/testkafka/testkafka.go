@@ -33,20 +33,24 @@ func Clusters(t *testing.T) []func(t *testing.T) Cluster {
 	return []func(t *testing.T) Cluster{Embedded, Real}
 }
 
-// Embedded starts an embedded broker on a free loopback port for the test.
-func Embedded(t *testing.T) Cluster {
-	t.Helper()
+// Embedded starts an embedded broker on a free loopback port for the test, in memory.
+func Embedded(t *testing.T) Cluster { return EmbeddedIn(t, "") }
+
+// EmbeddedIn starts an embedded broker on a free loopback port that keeps its log in dir, as
+// `catalog serve` does under CATALOG_DATA_DIR/kafka; an empty dir keeps it in memory.
+func EmbeddedIn(tb testing.TB, dir string) Cluster {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	addr := ln.Addr().String()
 	_ = ln.Close()
-	b, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: addr}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: addr, Dir: dir}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
-		t.Fatalf("embedded broker: %v", err)
+		tb.Fatalf("embedded broker: %v", err)
 	}
-	t.Cleanup(b.Close)
+	tb.Cleanup(b.Close)
 	return Cluster{Name: "embedded", Brokers: []string{b.Addr()}}
 }
 
@@ -65,7 +69,7 @@ func CreateTopic(t *testing.T, c Cluster, prefix string, partitions int32) strin
 	if err := kafka.EnsureTopics(ctx, c.Brokers, kafka.TopicSpec{Name: name, Partitions: partitions}); err != nil {
 		t.Fatalf("create topic %s: %v", name, err)
 	}
-	t.Cleanup(func() { deleteTopic(t, c, name) })
+	DropOnCleanup(t, c, name)
 	return name
 }
 
