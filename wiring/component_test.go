@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -58,43 +57,11 @@ func startServe(t *testing.T, opts ...func(*service.Config)) *component {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(cleanupDB)
+	defer cleanupDB()
 	if _, err := postgres.Migrate(ctx, db, log); err != nil {
 		t.Fatal(err)
 	}
-	p, cleanup, err := wiring.InitializeServe(ctx, cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- p.Run(runCtx) }()
-	stopped := false
-	stop := func() error {
-		if stopped {
-			return nil
-		}
-		stopped = true
-		cancel()
-		select {
-		case err := <-done:
-			cleanup()
-			return err
-		case <-time.After(20 * time.Second):
-			return fmt.Errorf("serve did not stop within 20s of cancellation")
-		}
-	}
-	t.Cleanup(func() { _ = stop() })
-	c := &component{base: "http://" + cfg.HTTPAddr, cfg: cfg, db: db, stop: stop}
-	for i := 0; i < 100; i++ {
-		if r, err := http.Get(c.base + "/healthz"); err == nil {
-			r.Body.Close()
-			return c
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatal("serve never became healthy")
-	return nil
+	return serveInProcess(t, cfg)
 }
 
 type response struct {

@@ -5,11 +5,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -180,27 +178,9 @@ func relayOnlyThenKill(t *testing.T, cfg service.Config, db *postgres.DB, dataDi
 		return st.Backlog
 	}
 	before := backlog()
-	cmd := exec.Command(buildCatalog(t), "relay")
-	cmd.Env = append(configEnv(cfg), "CATALOG_DATA_DIR="+dataDir)
-	out := &lockedBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	defer func() {
-		_ = cmd.Process.Kill()
-		<-done
-		if t.Failed() {
-			t.Logf("output of catalog relay:\n%s", tail(out.String(), 40))
-		}
-	}()
+	relay := startCatalogProc(t, cfg, dataDir, "relay")
 	eventuallyT(t, 30*time.Second, "the relay-only process to empty the outbox", func() bool { return backlog() == 0 })
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	<-done
+	relay.kill(t)
 	return before
 }
 

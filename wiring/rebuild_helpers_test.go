@@ -353,7 +353,7 @@ func siblingConfig(t *testing.T, cfg service.Config) service.Config {
 }
 
 // serveInProcess runs `catalog serve` in-process through the real wiring with cfg as it is
-// (an existing, migrated database), like startServe.
+// (an existing, migrated database); startServe is this on a fresh database.
 func serveInProcess(t *testing.T, cfg service.Config) *component {
 	t.Helper()
 	ctx := context.Background()
@@ -387,7 +387,7 @@ func serveInProcess(t *testing.T, cfg service.Config) *component {
 	}
 	t.Cleanup(func() { _ = stop() })
 	c := &component{base: "http://" + cfg.HTTPAddr, cfg: cfg, db: db, stop: stop}
-	eventuallyT(t, 10*time.Second, "the sibling to become healthy", func() bool {
+	eventuallyT(t, 10*time.Second, "catalog serve to become healthy", func() bool {
 		r, err := http.Get(c.base + "/healthz")
 		if err != nil {
 			return false
@@ -466,7 +466,7 @@ func configEnv(cfg service.Config) []string {
 	)
 }
 
-// serveProc is `catalog serve` as a subprocess built from ./cmd/catalog.
+// serveProc is `catalog serve` (or another role) as a subprocess built from ./cmd/catalog.
 type serveProc struct {
 	cmd    *exec.Cmd
 	cfg    service.Config
@@ -485,8 +485,33 @@ func startServeProc(t *testing.T, cfg service.Config) *serveProc {
 // the state its predecessor left behind.
 func startServeProcIn(t *testing.T, cfg service.Config, dataDir string) *serveProc {
 	t.Helper()
+	p := startCatalogProc(t, cfg, dataDir, "serve")
+	out := p.output
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		select {
+		case <-p.done:
+			t.Fatalf("catalog serve exited at start-up: %v\n%s", p.err, tail(out.String(), 60))
+		default:
+		}
+		if r, err := http.Get(p.base + "/healthz"); err == nil {
+			r.Body.Close()
+			return p
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("catalog serve never became healthy\n%s", tail(out.String(), 60))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// startCatalogProc starts `catalog <role>` (serve, relay) as a subprocess with cfg on dataDir;
+// at the end of the test it is stopped with SIGTERM (SIGKILL after 20 s) and, if the test
+// failed, its output is logged.
+func startCatalogProc(t *testing.T, cfg service.Config, dataDir, role string) *serveProc {
+	t.Helper()
 	bin := buildCatalog(t)
-	cmd := exec.Command(bin, "serve")
+	cmd := exec.Command(bin, role)
 	cmd.Env = append(configEnv(cfg), "CATALOG_DATA_DIR="+dataDir)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -508,25 +533,10 @@ func startServeProcIn(t *testing.T, cfg service.Config, dataDir string) *servePr
 			}
 		}
 		if t.Failed() {
-			t.Logf("output of catalog serve (%s):\n%s", cfg.GRPCAddr, tail(out.String(), 60))
+			t.Logf("output of catalog %s (%s):\n%s", role, cfg.GRPCAddr, tail(out.String(), 60))
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		select {
-		case <-p.done:
-			t.Fatalf("catalog serve exited at start-up: %v\n%s", p.err, tail(out.String(), 60))
-		default:
-		}
-		if r, err := http.Get(p.base + "/healthz"); err == nil {
-			r.Body.Close()
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("catalog serve never became healthy\n%s", tail(out.String(), 60))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return p
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
