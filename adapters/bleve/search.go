@@ -1,14 +1,11 @@
 package bleve
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 	"unicode/utf8"
 
 	blevev2 "github.com/blevesearch/bleve/v2"
@@ -17,9 +14,6 @@ import (
 
 	"github.com/marketplace/catalog/application/query"
 )
-
-// cursorFormat is the version of the cursor encoding; cursors of another format are invalid.
-const cursorFormat = 1
 
 // textFields are the fields the search text is matched against, with their boosts.
 var textFields = []struct {
@@ -125,7 +119,7 @@ func (s *Store) search(ctx context.Context, bi blevev2.Index, q query.SearchProd
 	}
 	if n := len(res.Hits); n == q.Size && n > 0 {
 		h := res.Hits[n-1]
-		c := cursor{Format: cursorFormat, Sort: q.Sort, Hash: hash, ID: h.ID}
+		c := cursor{ID: h.ID}
 		switch q.Sort {
 		case query.SortRelevance:
 			score := h.Score
@@ -139,7 +133,7 @@ func (s *Store) search(ctx context.Context, bi blevev2.Index, q query.SearchProd
 			ms := last.CreatedAt.UnixMilli()
 			c.Value = &ms
 		}
-		next, err := c.encode()
+		next, err := query.EncodeCursor(q.Sort, hash, c)
 		if err != nil {
 			return query.SearchResult{}, err
 		}
@@ -208,25 +202,13 @@ func sortOrder(o query.SortOrder) search.SortOrder {
 	}
 }
 
-// cursor is what a NextCursor holds: base64url of this JSON. It is opaque to clients; the hash
-// ties it to its search, and its values are checked before they reach the engine.
+// cursor is the position a NextCursor carries (inside query.EncodeCursor's envelope): the
+// last hit's score (relevance) or value (its price in minor units, or creation time in Unix
+// milliseconds, for the other sorts), and its id.
 type cursor struct {
-	Format int             `json:"f"`
-	Sort   query.SortOrder `json:"s"`
-	Hash   string          `json:"h"`
-	// Score is the last hit's score (relevance); Value its price in minor units or creation
-	// time in Unix milliseconds (the other sorts).
 	Score *float64 `json:"score,omitempty"`
 	Value *int64   `json:"v,omitempty"`
 	ID    string   `json:"id"`
-}
-
-func (c cursor) encode() (string, error) {
-	raw, err := json.Marshal(c)
-	if err != nil {
-		return "", fmt.Errorf("cursor: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(raw), nil
 }
 
 // searchAfter is the cursor's position in Bleve's search_after form: the values as the sort
@@ -245,24 +227,11 @@ func decodeCursor(s string, sort query.SortOrder, hash string) (cursor, error) {
 	invalid := func(why string) (cursor, error) {
 		return cursor{}, fmt.Errorf("%w: %s", query.ErrInvalidCursor, why)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
-	if err != nil {
-		return invalid("not a cursor of this service")
-	}
 	var c cursor
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil || dec.More() {
-		return invalid("not a cursor of this service")
+	if err := query.DecodeCursor(s, sort, hash, &c); err != nil {
+		return cursor{}, err
 	}
-	switch {
-	case c.Format != cursorFormat:
-		return invalid("not a cursor of this service")
-	case c.Sort != sort:
-		return invalid(fmt.Sprintf("the cursor belongs to sort %q, not %q", c.Sort, sort))
-	case c.Hash != hash:
-		return invalid("the cursor belongs to another search")
-	case c.ID == "" || len(c.ID) > 256 || !utf8.ValidString(c.ID):
+	if c.ID == "" || len(c.ID) > 256 || !utf8.ValidString(c.ID) {
 		return invalid("malformed position")
 	}
 	if sort == query.SortRelevance {

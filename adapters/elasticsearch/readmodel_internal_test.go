@@ -43,15 +43,15 @@ func TestCursorRoundTripAndRejections(t *testing.T) {
 		"other sort":   c,
 		"not base64":   "%%%",
 		"not json":     enc("nope"),
-		"trailing":     enc(`{"f":1,"s":"newest","h":"` + h + `","a":[1,"x"]} {}`),
-		"format":       enc(`{"f":2,"s":"newest","h":"` + h + `","a":[1,"x"]}`),
-		"hash":         enc(`{"f":1,"s":"newest","h":"zzz","a":[1,"x"]}`),
-		"huge number":  enc(`{"f":1,"s":"newest","h":"` + h + `","a":[1e400,"x"]}`),
-		"empty id":     enc(`{"f":1,"s":"newest","h":"` + h + `","a":[1,""]}`),
+		"trailing":     enc(`{"f":1,"s":"newest","h":"` + h + `","p":[1,"x"]} {}`),
+		"format":       enc(`{"f":2,"s":"newest","h":"` + h + `","p":[1,"x"]}`),
+		"hash":         enc(`{"f":1,"s":"newest","h":"zzz","p":[1,"x"]}`),
+		"huge number":  enc(`{"f":1,"s":"newest","h":"` + h + `","p":[1e400,"x"]}`),
+		"empty id":     enc(`{"f":1,"s":"newest","h":"` + h + `","p":[1,""]}`),
 		"null":         enc(`null`),
 		"no values":    enc(`{"f":1,"s":"newest","h":"` + h + `"}`),
-		"bool value":   enc(`{"f":1,"s":"newest","h":"` + h + `","a":[true,"x"]}`),
-		"number as id": enc(`{"f":1,"s":"newest","h":"` + h + `","a":[1,2]}`),
+		"bool value":   enc(`{"f":1,"s":"newest","h":"` + h + `","p":[true,"x"]}`),
+		"number as id": enc(`{"f":1,"s":"newest","h":"` + h + `","p":[1,2]}`),
 	} {
 		sort := q.Sort
 		if name == "other sort" {

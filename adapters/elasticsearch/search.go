@@ -3,22 +3,17 @@ package elasticsearch
 import (
 	"bytes"
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"strconv"
-	"strings"
 
 	es8 "github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
 
 	"github.com/marketplace/catalog/application/query"
 )
-
-// cursorFormat is the version of the cursor encoding; cursors of another format are invalid.
-const cursorFormat = 1
 
 // Search is the search read model's read side (query.ProductSearchReadModel): plain-text
 // search with exact filters over the alias, tombstones excluded, paged by opaque cursors
@@ -165,59 +160,31 @@ func boolQuery(q query.SearchProducts) map[string]any {
 	return b
 }
 
-// cursor is what a NextCursor holds: base64url of this JSON. It is opaque to clients; the
-// hash ties it to its search and the values are checked before they reach the engine.
-type cursor struct {
-	Format int               `json:"f"`
-	Sort   query.SortOrder   `json:"s"`
-	Hash   string            `json:"h"`
-	After  []json.RawMessage `json:"a"`
-}
-
+// encodeCursor is the cursor after the engine's search_after values (score or number, id).
 func encodeCursor(sort query.SortOrder, hash string, after []json.RawMessage) (string, error) {
 	if len(after) != 2 {
 		return "", fmt.Errorf("cursor: the engine returned %d sort values, want 2", len(after))
 	}
-	raw, err := json.Marshal(cursor{Format: cursorFormat, Sort: sort, Hash: hash, After: after})
-	if err != nil {
-		return "", fmt.Errorf("cursor: %w", err)
-	}
-	return base64.RawURLEncoding.EncodeToString(raw), nil
+	return query.EncodeCursor(sort, hash, after)
 }
 
 // decodeCursor returns the search_after values of a cursor issued for this search, or an
 // ErrInvalidCursor error. A cursor whose values do not fit its sort never reaches the engine,
 // which would answer them with an error instead of a page.
 func decodeCursor(s string, sort query.SortOrder, hash string) ([]json.RawMessage, error) {
-	invalid := func(why string) error { return fmt.Errorf("%w: %s", query.ErrInvalidCursor, why) }
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
-	if err != nil {
-		return nil, invalid("not a cursor of this service")
+	var after []json.RawMessage
+	if err := query.DecodeCursor(s, sort, hash, &after); err != nil {
+		return nil, err
 	}
-	var c cursor
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil || dec.More() {
-		return nil, invalid("not a cursor of this service")
-	}
-	switch {
-	case c.Format != cursorFormat:
-		return nil, invalid("not a cursor of this service")
-	case c.Sort != sort:
-		return nil, invalid(fmt.Sprintf("the cursor belongs to sort %q, not %q", c.Sort, sort))
-	case c.Hash != hash:
-		return nil, invalid("the cursor belongs to another search")
-	case len(c.After) != 2:
-		return nil, invalid("malformed position")
-	}
-	if !validSortValue(c.After[0], sort == query.SortRelevance) {
-		return nil, invalid("malformed position")
+	malformed := fmt.Errorf("%w: malformed position", query.ErrInvalidCursor)
+	if len(after) != 2 || !validSortValue(after[0], sort == query.SortRelevance) {
+		return nil, malformed
 	}
 	var id string
-	if err := json.Unmarshal(c.After[1], &id); err != nil || id == "" || len(id) > 256 {
-		return nil, invalid("malformed position")
+	if err := json.Unmarshal(after[1], &id); err != nil || id == "" || len(id) > 256 {
+		return nil, malformed
 	}
-	return c.After, nil
+	return after, nil
 }
 
 // validSortValue accepts what the engine returns for the first sort key: a finite score, or

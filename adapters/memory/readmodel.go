@@ -1,11 +1,8 @@
 package memory
 
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -35,7 +32,6 @@ const (
 	// MaxDocumentsPage is the largest page ReadModel.Documents returns.
 	MaxDocumentsPage = 10_000
 
-	cursorFormat    = 1
 	indexTimeFormat = "20060102_150405"
 )
 
@@ -450,12 +446,11 @@ func (m *ReadModel) Search(ctx context.Context, q query.SearchProducts) (query.S
 	}
 	if len(page) == q.Size {
 		last := page[len(page)-1]
-		c := memCursor{Format: cursorFormat, Sort: q.Sort, Hash: hash, Score: last.score, Value: last.value, ID: string(last.doc.snap.ID)}
-		raw, err := json.Marshal(c)
+		next, err := query.EncodeCursor(q.Sort, hash, memCursor{Score: last.score, Value: last.value, ID: string(last.doc.snap.ID)})
 		if err != nil {
-			return query.SearchResult{}, fmt.Errorf("search: cursor: %w", err)
+			return query.SearchResult{}, fmt.Errorf("search: %w", err)
 		}
-		out.NextCursor = base64.RawURLEncoding.EncodeToString(raw)
+		out.NextCursor = next
 	}
 	return out, nil
 }
@@ -518,39 +513,20 @@ func analyze(text string) []string {
 	return out
 }
 
-// memCursor is the position after the last hit of a page.
+// memCursor is the position after the last hit of a page (inside query.EncodeCursor's envelope).
 type memCursor struct {
-	Format int             `json:"f"`
-	Sort   query.SortOrder `json:"s"`
-	Hash   string          `json:"h"`
-	Score  float64         `json:"score"`
-	Value  int64           `json:"v"`
-	ID     string          `json:"id"`
+	Score float64 `json:"score"`
+	Value int64   `json:"v"`
+	ID    string  `json:"id"`
 }
 
 func memDecodeCursor(s string, sort query.SortOrder, hash string) (memCursor, error) {
-	invalid := func(why string) (memCursor, error) {
-		return memCursor{}, fmt.Errorf("%w: %s", query.ErrInvalidCursor, why)
-	}
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(s, "="))
-	if err != nil {
-		return invalid("not a cursor of this service")
-	}
 	var c memCursor
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil || dec.More() {
-		return invalid("not a cursor of this service")
+	if err := query.DecodeCursor(s, sort, hash, &c); err != nil {
+		return memCursor{}, err
 	}
-	switch {
-	case c.Format != cursorFormat:
-		return invalid("not a cursor of this service")
-	case c.Sort != sort:
-		return invalid(fmt.Sprintf("the cursor belongs to sort %q, not %q", c.Sort, sort))
-	case c.Hash != hash:
-		return invalid("the cursor belongs to another search")
-	case c.ID == "" || len(c.ID) > 256 || math.IsNaN(c.Score) || math.IsInf(c.Score, 0):
-		return invalid("malformed position")
+	if c.ID == "" || len(c.ID) > 256 || math.IsNaN(c.Score) || math.IsInf(c.Score, 0) {
+		return memCursor{}, fmt.Errorf("%w: malformed position", query.ErrInvalidCursor)
 	}
 	return c, nil
 }
