@@ -41,11 +41,17 @@ type component struct {
 // embedded broker, the real HTTP server on a loopback port.
 func startServe(t *testing.T, opts ...func(*service.Config)) *component {
 	t.Helper()
-	url := testenv.NewDatabase(t)
+	cfg, _ := freshDeployment(t, opts...)
+	return serveInProcess(t, cfg)
+}
+
+// freshDeployment is a new, migrated database and a configuration for it: free loopback
+// ports, a data directory, the embedded broker and search engine unless opts say otherwise.
+func freshDeployment(t *testing.T, opts ...func(*service.Config)) (service.Config, *postgres.DB) {
+	t.Helper()
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	cfg := service.Config{DatabaseURL: url, DataDir: t.TempDir(), EmbeddedKafkaAddr: freeAddr(t), HTTPAddr: freeAddr(t), GRPCAddr: freeAddr(t),
-		ProductEventsTopic: "product.events", ShutdownTimeout: 10 * time.Second}
+	cfg := service.Config{DatabaseURL: testenv.NewDatabase(t), DataDir: t.TempDir(),
+		EmbeddedKafkaAddr: freeAddr(t), HTTPAddr: freeAddr(t), GRPCAddr: freeAddr(t), ShutdownTimeout: 10 * time.Second}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -53,15 +59,15 @@ func startServe(t *testing.T, opts ...func(*service.Config)) *component {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	db, cleanupDB, err := wiring.InitializeDatabase(ctx, cfg)
+	db, cleanup, err := wiring.InitializeDatabase(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cleanupDB()
-	if _, err := postgres.Migrate(ctx, db, log); err != nil {
+	t.Cleanup(cleanup)
+	if _, err := postgres.Migrate(ctx, db, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
-	return serveInProcess(t, cfg)
+	return cfg, db
 }
 
 type response struct {

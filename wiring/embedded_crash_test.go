@@ -3,8 +3,6 @@ package wiring_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,39 +11,13 @@ import (
 
 	"github.com/marketplace/catalog/adapters/postgres"
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
-	"github.com/marketplace/catalog/internal/testenv"
 	"github.com/marketplace/catalog/service"
-	"github.com/marketplace/catalog/wiring"
 )
 
 // Single-machine mode (no KAFKA_BROKERS, no ELASTICSEARCH_URL) keeps all of its local state
 // under CATALOG_DATA_DIR: the embedded broker's log and offsets, the embedded search engine's
 // indices and alias. These tests kill `catalog serve` with SIGKILL and restart it on the same
 // directory; the read model must end up exactly the database's.
-
-// embeddedDeployment is a migrated database and a single-machine configuration for it.
-func embeddedDeployment(t *testing.T) (service.Config, *postgres.DB) {
-	t.Helper()
-	ctx := context.Background()
-	cfg := service.Config{
-		DatabaseURL:       testenv.NewDatabase(t),
-		EmbeddedKafkaAddr: freeAddr(t), HTTPAddr: freeAddr(t), GRPCAddr: freeAddr(t),
-		SearchAlias: "product_search", ShutdownTimeout: 10 * time.Second,
-	}
-	cfg.SetDefaults()
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	db, cleanup, err := wiring.InitializeDatabase(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cleanup)
-	if _, err := postgres.Migrate(ctx, db, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
-		t.Fatal(err)
-	}
-	return cfg, db
-}
 
 // writeBurst runs writers that create products and update them with If-Match until stop is
 // closed, and returns the version of each product as last acknowledged by the API.
@@ -189,7 +161,7 @@ func relayOnlyThenKill(t *testing.T, cfg service.Config, db *postgres.DB, dataDi
 // yet committed as consumed. After a restart on the same data directory no acknowledged write
 // is missing and `catalog verify` is clean once the projector has caught up.
 func TestEmbeddedSurvivesSIGKILLDuringWrites(t *testing.T) {
-	cfg, db := embeddedDeployment(t)
+	cfg, db := freshDeployment(t)
 	dir := t.TempDir()
 	for round := 1; round <= 2; round++ {
 		proc := startServeProcIn(t, cfg, dir)
@@ -234,7 +206,7 @@ func TestEmbeddedSurvivesSIGKILLDuringWrites(t *testing.T) {
 // projector has caught up; then `catalog rebuild --wait`, `catalog index rollback`, `catalog
 // index prune` and `catalog status` work on the embedded engine as they do on Elasticsearch.
 func TestEmbeddedSurvivesSIGKILLDuringRebuild(t *testing.T) {
-	cfg, db := embeddedDeployment(t)
+	cfg, db := freshDeployment(t)
 	dir := t.TempDir()
 	seedSQL(t, db, 30000, "EK") // rows without events: the first rebuild indexes them
 	proc := startServeProcIn(t, cfg, dir)
@@ -248,12 +220,7 @@ func TestEmbeddedSurvivesSIGKILLDuringRebuild(t *testing.T) {
 	stop := make(chan struct{})
 	acked, wait := writeBurst(proc.base, 4, stop)
 	r := startRebuild(t, c, srcDatabase)
-	seen := watchRebuild(t, c, r.GetId(), 60*time.Second, func(p *projectionv1.RebuildProgress) bool {
-		return p.GetPhase() == phaseFill && p.GetDocsDone() > 0
-	})
-	if seen.GetPhase() != phaseFill {
-		t.Fatalf("the rebuild never reported the fill phase: last %s (%s)", seen.GetPhase(), seen.GetError())
-	}
+	seen := awaitFill(t, c, r.GetId(), 60*time.Second)
 	proc.kill(t)
 	close(stop)
 	wait()

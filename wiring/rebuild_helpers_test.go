@@ -96,6 +96,19 @@ func watchRebuild(t *testing.T, c projectionv1.ProjectionAdminClient, id string,
 	}
 }
 
+// awaitFill watches rebuild id through c until its fill has written something (progress is
+// saved every 500 ms), and fails the test if the rebuild gets past the fill unseen.
+func awaitFill(t *testing.T, c projectionv1.ProjectionAdminClient, id string, timeout time.Duration) *projectionv1.Rebuild {
+	t.Helper()
+	seen := watchRebuild(t, c, id, timeout, func(p *projectionv1.RebuildProgress) bool {
+		return p.GetPhase() == phaseFill && p.GetDocsDone() > 0
+	})
+	if seen.GetPhase() != phaseFill {
+		t.Fatalf("the rebuild never reported the fill phase: last %s (%s)", seen.GetPhase(), seen.GetError())
+	}
+	return seen
+}
+
 // runRebuild starts a rebuild, follows it to its end and requires success.
 func runRebuild(t *testing.T, c projectionv1.ProjectionAdminClient, src projectionv1.RebuildSource) *projectionv1.Rebuild {
 	t.Helper()

@@ -510,13 +510,7 @@ func TestRebuildKilledDuringFill(t *testing.T) {
 	victim := startServeProc(t, siblingConfig(t, rp.cfg))
 	vc := adminClient(t, victim.cfg.GRPCAddr)
 	r := startRebuild(t, vc, srcDatabase)
-	// Kill once the fill has written something (progress is saved every 500 ms).
-	seen := watchRebuild(t, vc, r.GetId(), 30*time.Second, func(p *projectionv1.RebuildProgress) bool {
-		return p.GetPhase() == phaseFill && p.GetDocsDone() > 0
-	})
-	if seen.GetPhase() != phaseFill {
-		t.Fatalf("the rebuild never reported the fill phase: last %s (%s)", seen.GetPhase(), seen.GetError())
-	}
+	seen := awaitFill(t, vc, r.GetId(), 30*time.Second)
 	victim.kill(t)
 	newIndex := seen.GetToIndex()
 	if newIndex == "" {
@@ -571,10 +565,9 @@ func TestRebuildKilledDuringFill(t *testing.T) {
 // alias untouched; the next rebuild can start at once.
 func TestRebuildCancelAndShutdown(t *testing.T) {
 	rp := startReadPath(t)
-	seedSQL(t, rp.db, 30000, "CS") // long enough a fill for a cancel to land in it
+	seedSQL(t, rp.db, 80000, "CS") // long enough a fill to be seen and cancelled in (see TestRebuildKilledDuringFill)
 	from := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias)
 	a := adminClient(t, rp.cfg.GRPCAddr)
-	inFill := func(p *projectionv1.RebuildProgress) bool { return p.GetPhase() == phaseFill && p.GetDocsDone() > 0 }
 	check := func(t *testing.T, c projectionv1.ProjectionAdminClient, id, index string) {
 		t.Helper()
 		rec := watchRebuild(t, c, id, 30*time.Second, nil)
@@ -593,7 +586,7 @@ func TestRebuildCancelAndShutdown(t *testing.T) {
 		replica := serveInProcess(t, siblingConfig(t, rp.cfg))
 		b := adminClient(t, replica.cfg.GRPCAddr)
 		r := startRebuild(t, a, srcDatabase)
-		seen := watchRebuild(t, b, r.GetId(), 30*time.Second, inFill)
+		seen := awaitFill(t, b, r.GetId(), 30*time.Second)
 		if _, err := b.CancelRebuild(context.Background(), &projectionv1.CancelRebuildRequest{Id: r.GetId()}); err != nil {
 			t.Fatalf("CancelRebuild through the other replica: %v", err)
 		}
@@ -607,10 +600,7 @@ func TestRebuildCancelAndShutdown(t *testing.T) {
 		proc := startServeProc(t, siblingConfig(t, rp.cfg))
 		c := adminClient(t, proc.cfg.GRPCAddr)
 		r := startRebuild(t, c, srcDatabase)
-		seen := watchRebuild(t, c, r.GetId(), 30*time.Second, inFill)
-		if seen.GetPhase() != phaseFill {
-			t.Fatalf("never saw the fill: %s", seen.GetPhase())
-		}
+		seen := awaitFill(t, c, r.GetId(), 30*time.Second)
 		termAt := time.Now()
 		if err := proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
