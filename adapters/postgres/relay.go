@@ -260,11 +260,12 @@ func (r *Relay) listenOnce(ctx context.Context) error {
 	}
 }
 
-// laneBackoff is the subscriber's BackoffManager, and decides when a lane polls. A poll (which
-// locks the lane) happens only when a lock-free peek says there are rows: after a poll that
-// found rows, after a commit notification of the lane, and at the poll interval. A commit thus
-// reaches Kafka without waiting out an interval, and an idle lane costs Postgres one read-only
-// statement per interval instead of a write transaction.
+// laneBackoff is the subscriber's BackoffManager, and decides when a lane polls. A poll locks
+// the lane, which costs PostgreSQL a transaction id and a WAL sync, so a lane with nothing to
+// do peeks without locks at each interval and polls only when the peek finds rows (and, as a
+// safety net, every forcedPollEvery intervals). A lane with work polls at once, as before: after
+// a poll that found rows (more are likely) and on a commit notification of its lane, so a busy
+// lane pays no extra round trip and a commit reaches Kafka without waiting out an interval.
 type laneBackoff struct {
 	quick int // short re-checks left after a wake-up
 	idle  int // intervals since the last poll
@@ -288,26 +289,21 @@ func (b *laneBackoff) HandleError(_ watermill.LoggerAdapter, noMsg bool, err err
 		b.log.Error("relay: poll failed", "err", err, "retry_in", b.retry)
 		return b.retry
 	}
+	b.idle = 0
 	if !noMsg {
 		b.quick = 0
+		return 0
 	}
-	return b.untilWork(!noMsg)
+	return b.untilWork()
 }
 
-// untilWork returns (0: poll now) once the peek finds rows, the relay stops, or the lane has
-// gone forcedPollEvery intervals without a poll. Checking right away (after a poll that found
-// rows, more are likely) costs one peek. A wake-up can find its row hidden behind an older
-// transaction that is still open (the relay never passes one), and that transaction's commit
-// may wake another lane or none, so after a wake-up it looks again a few times at short
-// intervals before falling back to the poll interval.
-func (b *laneBackoff) untilWork(checkNow bool) time.Duration {
+// untilWork returns (0: poll now) on a commit notification of the lane, when a peek at the
+// interval finds rows, when the relay stops, or after forcedPollEvery intervals. A wake-up can
+// find its row hidden behind an older transaction that is still open (the relay never passes
+// one), and that transaction's commit may wake another lane or none, so after a wake-up the
+// lane looks again a few times at short intervals before falling back to the poll interval.
+func (b *laneBackoff) untilWork() time.Duration {
 	for {
-		if checkNow {
-			if b.hasWork() {
-				return 0
-			}
-		}
-		checkNow = true
 		wait := b.poll
 		if b.quick > 0 {
 			b.quick--
@@ -319,13 +315,13 @@ func (b *laneBackoff) untilWork(checkNow bool) time.Duration {
 			t.Stop()
 			return 0
 		case <-b.wake:
+			t.Stop()
 			b.quick = quickRepolls
+			return 0
 		case <-t.C:
-			b.idle++
 		}
-		t.Stop()
-		if b.idle >= forcedPollEvery {
-			b.idle = 0
+		b.idle++
+		if b.idle >= forcedPollEvery || b.hasWork() {
 			return 0
 		}
 	}
@@ -336,9 +332,5 @@ func (b *laneBackoff) hasWork() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	ok, err := b.peek(ctx)
-	if err != nil || ok {
-		b.idle = 0
-		return true
-	}
-	return false
+	return err != nil || ok
 }
