@@ -88,7 +88,7 @@ func startOpsAdmin(t *testing.T, cfg service.Config) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(events.Close)
-	rebuilds, err := apprebuild.NewService(apprebuild.Config{}, store, source, events, target, log)
+	rebuilds, err := apprebuild.NewService(apprebuild.Config{ProjectorGroup: cfg.ProjectorGroup}, store, source, events, target, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -482,6 +482,9 @@ func (nopEvents) TopicDepth(context.Context, string) (int64, error) { return 0, 
 type nopRebuilds struct{}
 
 func (nopRebuilds) List(context.Context, int) ([]*rebuild.Rebuild, error) { return nil, nil }
+func (nopRebuilds) IndexPosition(context.Context, string) (apprebuild.Offsets, bool, error) {
+	return nil, false, nil
+}
 
 // heapSampler wraps the products port and measures the live heap (after a GC) every few
 // pages while a verify runs.

@@ -744,7 +744,8 @@ func newRebuildService(t *testing.T, rp *readPath, esURL string, hook func(conte
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := apprebuild.NewService(apprebuild.Config{BeforeValidate: hook, Settle: rp.cfg.SearchRefreshInterval}, store, source, events, target, log)
+	svc, err := apprebuild.NewService(apprebuild.Config{BeforeValidate: hook, Settle: rp.cfg.SearchRefreshInterval, ProjectorGroup: rp.cfg.ProjectorGroup},
+		store, source, events, target, log)
 	if err != nil {
 		t.Fatal(err)
 	}

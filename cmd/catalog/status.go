@@ -41,7 +41,8 @@ func newStatusCmd(cfg *service.Config) *cobra.Command {
                 oldest, the table's size
   projector     lag of the projector's consumer group (PROJECTOR_GROUP) per partition
   read model    where the alias points, that index's mapping version against the code's,
-                live documents against live products in the database
+                whether it is behind the event log (a rollback's or rebuild's catch-up has
+                not finished), live documents against live products in the database
   dlq           messages in the dead-letter topic
   last rebuild  id, phase, when it finished, why it failed
   transactions  database transactions open for long; one that has written holds back the
@@ -49,7 +50,8 @@ func newStatusCmd(cfg *service.Config) *cobra.Command {
 
 Unhealthy (exit code 1, the reasons on stderr) when the oldest unrelayed event is older than
 --max-outbox-age, the projector lags by more than --max-lag or has committed nothing on a
-topic with records, the alias is missing, its index's mapping is older than the code's, live
+topic with records, the alias is missing, its index's mapping is older than the code's or it is
+behind the event log, live
 documents and live products differ by more than --max-count-drift, the DLQ holds messages,
 a transaction is open for longer than --max-tx-age, or a part cannot be read. A failed last
 rebuild and an empty projector group are warnings. Exit code 0 when healthy, 2 on bad flags.
@@ -72,7 +74,8 @@ absent values null:
     records, partitions[{partition, start_offset, end_offset, committed_offset (-1: none), lag}]},
   read_model{read_error?, alias, alias_exists, index, index_known, index_mapping_version,
     code_mapping_version, live_documents, tombstones, indices, count_compared, count_drift,
-    allowed_count_drift},
+    allowed_count_drift, index_behind, index_complete_before{"<partition>": offset},
+    index_behind_events (-1: unknown)},
   products{read_error?, live, total}, dlq{read_error?, topic, depth},
   last_rebuild{read_error?, found, id, phase, started_at, finished_at, error, from_index,
     to_index},
@@ -186,6 +189,16 @@ func unhealthyError(st *operationsv1.GetStatusResponse) error {
 	return fmt.Errorf("unhealthy (%d %s):%s", n, plural(n, "problem", "problems"), b.String())
 }
 
+// partitionOffsetsJSON keys a position by partition number as a string (JSON object keys
+// are strings); never nil, so the field is {} rather than null when there is no position.
+func partitionOffsetsJSON(pos map[int32]int64) map[string]int64 {
+	out := make(map[string]int64, len(pos))
+	for p, o := range pos {
+		out[strconv.Itoa(int(p))] = o
+	}
+	return out
+}
+
 func plural(n int, one, many string) string {
 	if n == 1 {
 		return one
@@ -270,6 +283,11 @@ type (
 		CountCompared       bool   `json:"count_compared"`
 		CountDrift          int64  `json:"count_drift"`
 		AllowedCountDrift   int64  `json:"allowed_count_drift"`
+		// IndexBehind and the two fields after it say whether the live index misses
+		// events of the log, and from where.
+		IndexBehind         bool             `json:"index_behind"`
+		IndexCompleteBefore map[string]int64 `json:"index_complete_before"`
+		IndexBehindEvents   int64            `json:"index_behind_events"`
 	}
 	productsJSON struct {
 		ReadError string `json:"read_error,omitempty"`
@@ -360,7 +378,8 @@ func statusToJSON(st *operationsv1.GetStatusResponse) statusJSON {
 	out.ReadModel = readModelJSON{ReadError: rm.GetReadError(), Alias: rm.GetAlias(), AliasExists: rm.GetAliasExists(), Index: rm.GetIndex(),
 		IndexKnown: rm.GetIndexKnown(), IndexMappingVersion: rm.GetIndexMappingVersion(), CodeMappingVersion: rm.GetCodeMappingVersion(),
 		LiveDocuments: rm.GetLiveDocuments(), Tombstones: rm.GetTombstones(), Indices: rm.GetIndices(), CountCompared: rm.GetCountCompared(),
-		CountDrift: rm.GetCountDrift(), AllowedCountDrift: rm.GetAllowedCountDrift()}
+		CountDrift: rm.GetCountDrift(), AllowedCountDrift: rm.GetAllowedCountDrift(), IndexBehind: rm.GetIndexBehind(),
+		IndexCompleteBefore: partitionOffsetsJSON(rm.GetIndexCompleteBefore()), IndexBehindEvents: rm.GetIndexBehindEvents()}
 	out.Products = productsJSON{ReadError: st.GetProducts().GetReadError(), Live: st.GetProducts().GetLive(), Total: st.GetProducts().GetTotal()}
 	out.DLQ = dlqJSON{ReadError: st.GetDlq().GetReadError(), Topic: st.GetDlq().GetTopic(), Depth: st.GetDlq().GetDepth()}
 	lr := st.GetLastRebuild()
@@ -464,6 +483,13 @@ func writeStatusTable(w io.Writer, st *operationsv1.GetStatusResponse) error {
 		fmt.Fprintf(&b, "READ MODEL    alias %s -> %s (mapping v%d, code v%d; %d %s)\n", rm.GetAlias(), rm.GetIndex(),
 			rm.GetIndexMappingVersion(), rm.GetCodeMappingVersion(), rm.GetIndices(), plural(int(rm.GetIndices()), "index", "indices"))
 		fmt.Fprintf(&b, "              %s live documents, %s tombstones\n", groupDigits(rm.GetLiveDocuments()), groupDigits(rm.GetTombstones()))
+	}
+	if rm.GetIndexBehind() {
+		missing := "an unknown number of events"
+		if n := rm.GetIndexBehindEvents(); n >= 0 {
+			missing = groupDigits(n) + " " + plural(int(min(n, 2)), "event", "events")
+		}
+		fmt.Fprintf(&b, "              BEHIND the event log: it misses %s\n", missing)
 	}
 	if prod.GetReadError() != "" {
 		fmt.Fprintf(&b, "PRODUCTS      unavailable: %s\n", oneLine(prod.GetReadError()))
