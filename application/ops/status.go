@@ -6,10 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"math"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -671,7 +669,7 @@ func evaluate(st *Status) {
 		}
 		add(SeverityError, CheckAliasBehind, "read model: alias %s points at %s, which misses the events after offsets %s%s: searches may return stale or deleted products. "+
 			"A rollback or rebuild did not finish catching it up; recovery on a serving replica retries it within seconds ('catalog rebuild status' and the logs say why it cannot); if it stays behind, run 'catalog rebuild'",
-			rm.Alias, rm.Index, formatOffsets(rm.CompleteBefore), missing)
+			rm.Alias, rm.Index, apprebuild.Offsets(rm.CompleteBefore), missing)
 	}
 
 	if st.Products.Err != nil {
@@ -729,22 +727,6 @@ func eventsAfter(pos map[int32]int64, p ProjectorSection) (n int64, ok bool) {
 		n += max(pl.End-max(pos[pl.Partition], pl.Start), 0)
 	}
 	return n, true
-}
-
-// formatOffsets writes a position as partition:offset pairs in partition order.
-func formatOffsets(pos map[int32]int64) string {
-	parts := slices.Sorted(maps.Keys(pos))
-	var b strings.Builder
-	for i, p := range parts {
-		if i > 0 {
-			b.WriteByte(' ')
-		}
-		fmt.Fprintf(&b, "%d:%d", p, pos[p])
-	}
-	if b.Len() == 0 {
-		return "(none)"
-	}
-	return b.String()
 }
 
 // round shortens a duration for a message: whole seconds from a second on, milliseconds below.

@@ -108,7 +108,7 @@ func (s *Service) RollbackAlias(ctx context.Context) (Rollback, error) {
 	}
 	res.CaughtUp, _, err = s.events.Read(ctx, since, caught, eventsWriter(write(ctx)))
 	if errors.Is(err, ErrNotRetained) {
-		return Rollback{}, fmt.Errorf("rollback to %s: %w: it misses the events since %v, and the event log no longer holds them all; run 'catalog rebuild' instead: %w",
+		return Rollback{}, fmt.Errorf("rollback to %s: %w: it misses the events from offsets %s on, and the event log no longer holds them all; run 'catalog rebuild' instead: %w",
 			prev.Name, ErrRollbackNotRetained, since, err)
 	}
 	if err != nil {

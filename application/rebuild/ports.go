@@ -10,6 +10,10 @@ package rebuild
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/marketplace/catalog/domain/product"
@@ -99,6 +103,20 @@ type ProductSource interface {
 
 // Offsets are Kafka positions by partition: the offset of the next record to read.
 type Offsets map[int32]int64
+
+// String writes the position as partition:offset pairs in partition order, as messages to
+// operators show it: "0:1200 1:987".
+func (o Offsets) String() string {
+	parts := slices.Sorted(maps.Keys(o))
+	if len(parts) == 0 {
+		return "(none)"
+	}
+	out := make([]string, len(parts))
+	for i, p := range parts {
+		out[i] = strconv.Itoa(int(p)) + ":" + strconv.FormatInt(o[p], 10)
+	}
+	return strings.Join(out, " ")
+}
 
 // ErrNotRetained means part of a range to read has already been deleted from the event log
 // (retention, DeleteRecords): what it held can no longer be applied.

@@ -329,18 +329,24 @@ func (s *Service) Cancel(ctx context.Context, id string) (rebuild.Snapshot, erro
 	return r.Snapshot(), nil
 }
 
-// lockGrace is how long acquire keeps trying a held lock: an operation's record says it has
-// ended a moment before its lock is released, and an operator (or script) that starts the
-// next operation as soon as the last one reports its end must not be refused for that.
+// lockGrace is how long acquire keeps trying a held lock while no rebuild is unfinished: a
+// rebuild's record says it has ended a moment before its lock is released, and an operator
+// (or script) that starts the next operation as soon as the last one reports its end must not
+// be refused for that. A rollback, prune or recovery holding the lock looks the same, and is
+// waited for just as briefly.
 const lockGrace = time.Second
 
-// tryLock takes the lock, trying again for up to lockGrace while it is held.
+// tryLock takes the lock. While it is held and the newest rebuild has ended, it tries again
+// for up to lockGrace; while a rebuild is unfinished it refuses at once.
 func (s *Service) tryLock(ctx context.Context) (Lock, error) {
 	deadline := time.Now().Add(lockGrace)
 	for {
 		lock, err := s.store.TryLock(ctx)
 		if !errors.Is(err, rebuild.ErrAlreadyRunning) || time.Now().After(deadline) {
 			return lock, err
+		}
+		if list, lerr := s.store.List(ctx, 1); lerr != nil || (len(list) > 0 && !list[0].Phase().Terminal()) {
+			return nil, err
 		}
 		select {
 		case <-ctx.Done():
@@ -564,7 +570,7 @@ func (s *Service) catchUpLive(ctx context.Context) error {
 	if err := s.store.ClearIndexPosition(ctx, live); err != nil {
 		return err
 	}
-	s.log.Warn("the live index was behind the event log: caught up", "index", live, "from", pos, "events", read)
+	s.log.Warn("the live index was behind the event log: caught up", "index", live, "from", pos.String(), "events", read)
 	return nil
 }
 
