@@ -61,7 +61,9 @@ func (f *fakeService) Cancel(_ context.Context, id string) (rebuild.Snapshot, er
 
 func (f *fakeService) ListIndices(context.Context) ([]apprebuild.IndexInfo, error) { return f.list() }
 
-func (f *fakeService) RollbackAlias(context.Context) (apprebuild.Rollback, error) { return f.rollback() }
+func (f *fakeService) RollbackAlias(context.Context) (apprebuild.Rollback, error) {
+	return f.rollback()
+}
 
 func (f *fakeService) RunnerLost(s rebuild.Snapshot) bool { return f.lost != nil && f.lost(s) }
 
