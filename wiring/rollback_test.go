@@ -28,6 +28,17 @@ func changeAfterTheSwitch(t *testing.T, c *component, ids []string, category, re
 	return product201(t, c, category+"-new", "Newcomer after the switch", category, 900)
 }
 
+// rebuiltOver creates n products in category, waits until they are searchable and rebuilds:
+// it returns the products, the index before the rebuild and the one after.
+func rebuiltOver(t *testing.T, rp *readPath, prefix, category string, n int) (ids []string, first, second string) {
+	t.Helper()
+	ids = createProducts(t, rp.component, prefix, category, n)
+	rp.waitSearch(t, "category="+category+"&size=1", 30*time.Second, "the products", func(p searchPage) bool { return p.Total == int64(n) })
+	first = aliasIndex(t, rp.esURL, rp.cfg.SearchAlias)
+	second = runRebuild(t, adminClient(t, rp.cfg.GRPCAddr), srcDatabase).GetToIndex()
+	return ids, first, second
+}
+
 // writeWhile creates products in category until stop is called, and returns how many it made.
 func writeWhile(c *component, category string) (stop func() int64) {
 	var n atomic.Int64
@@ -59,11 +70,7 @@ func writeWhile(c *component, category string) (stop func() int64) {
 // shows the database's state; `catalog verify` is clean and `catalog status` healthy.
 func TestRollbackServesNoStaleDocuments(t *testing.T) {
 	rp := startReadPath(t)
-	client := adminClient(t, rp.cfg.GRPCAddr)
-	ids := createProducts(t, rp.component, "RBS", "rbstale", 5)
-	rp.waitSearch(t, "category=rbstale&size=1", 30*time.Second, "the products", func(p searchPage) bool { return p.Total == 5 })
-	first := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias)
-	second := runRebuild(t, client, srcDatabase).GetToIndex()
+	ids, first, second := rebuiltOver(t, rp, "RBS", "rbstale", 5)
 
 	created := changeAfterTheSwitch(t, rp.component, ids, "rbstale", "Renamed after the switch")
 	rp.waitSearch(t, "category=rbstale&size=10", 30*time.Second, "the changes in the rebuilt index", func(p searchPage) bool {
@@ -117,11 +124,7 @@ func searchHas(p searchPage, id string) bool {
 // reported, since nothing can catch it up; `catalog rebuild` is the way out.
 func TestRollbackRefusedPastRetentionAndStatusReportsAnIndexBehind(t *testing.T) {
 	rp := startReadPath(t)
-	client := adminClient(t, rp.cfg.GRPCAddr)
-	ids := createProducts(t, rp.component, "RBR", "rbret", 4)
-	rp.waitSearch(t, "category=rbret&size=1", 30*time.Second, "the products", func(p searchPage) bool { return p.Total == 4 })
-	first := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias)
-	second := runRebuild(t, client, srcDatabase).GetToIndex()
+	ids, first, second := rebuiltOver(t, rp, "RBR", "rbret", 4)
 	changeAfterTheSwitch(t, rp.component, ids, "rbret", "Renamed before the retention")
 	rp.waitSearch(t, "category=rbret&size=10", 30*time.Second, "the changes", func(p searchPage) bool { return p.Total == 4 && !searchHas(p, ids[0]) })
 

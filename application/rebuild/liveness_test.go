@@ -14,9 +14,12 @@ import (
 	"github.com/marketplace/catalog/domain/rebuild"
 )
 
-// holdFill makes the next fill stop in its first batch until the returned release is
-// called; entered is closed once the fill waits there.
-func holdFill(r *rig) (entered <-chan struct{}, release func()) {
+// startHeld starts a rebuild of 50 products whose fill stops in its first batch until
+// release is called (release is also called when the test ends); it returns once the fill
+// waits there.
+func startHeld(t *testing.T, r *rig) (id string, release func()) {
+	t.Helper()
+	r.seed(t, 50)
 	in := make(chan struct{})
 	hold := make(chan struct{})
 	var once sync.Once
@@ -25,7 +28,14 @@ func holdFill(r *rig) (entered <-chan struct{}, release func()) {
 		<-hold
 	}
 	var rel sync.Once
-	return in, func() { rel.Do(func() { close(hold) }) }
+	release = func() { rel.Do(func() { close(hold) }) }
+	t.Cleanup(release)
+	s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-in
+	return s.ID, release
 }
 
 // replica is a second process on the same database, event log and read model.
@@ -47,15 +57,8 @@ func (r *rig) replica(t *testing.T, cfg app.Config) *app.Service {
 func TestRebuildStopsWhenItsLockIsLost(t *testing.T) {
 	cfg := app.Config{HeartbeatInterval: 5 * time.Millisecond, HeartbeatTimeout: time.Minute}
 	r := newRig(t, cfg)
-	r.seed(t, 50)
 	before := r.w.alias
-	entered, release := holdFill(r)
-	defer release()
-	s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-entered
+	id, release := startHeld(t, r)
 	if r.store.loseLock() == nil {
 		t.Fatal("nobody held the lock during the fill")
 	}
@@ -67,7 +70,7 @@ func TestRebuildStopsWhenItsLockIsLost(t *testing.T) {
 	if _, err := other.Start(context.Background(), rebuild.SourceDatabase); !errors.Is(err, rebuild.ErrAlreadyRunning) {
 		t.Fatalf("a second rebuild while the first runner lives: %v, want ErrAlreadyRunning", err)
 	}
-	rec, _ := r.svc.Get(context.Background(), s.ID)
+	rec, _ := r.svc.Get(context.Background(), id)
 	r.w.mu.Lock()
 	_, indexThere := r.w.indices[rec.ToIndex]
 	r.w.mu.Unlock()
@@ -77,7 +80,7 @@ func TestRebuildStopsWhenItsLockIsLost(t *testing.T) {
 
 	time.Sleep(100 * time.Millisecond) // twenty heartbeats: the runner has seen the lock is gone
 	release()
-	end := waitEnd(t, r.svc, s.ID)
+	end := waitEnd(t, r.svc, id)
 	if end.Phase != rebuild.PhaseFailed || !strings.Contains(end.Error, "lock") {
 		t.Fatalf("rebuild ended %s (%q), want failed because it lost its lock", end.Phase, end.Error)
 	}
@@ -154,22 +157,15 @@ func TestDeadRunnerIsTakenOverOnlyAfterItsHeartbeatExpires(t *testing.T) {
 // heartbeat without saving an outcome or deleting the index: both are the successor's.
 func TestTakenOverRunnerLeavesTheRecordAlone(t *testing.T) {
 	r := newRig(t, app.Config{HeartbeatInterval: 5 * time.Millisecond, HeartbeatTimeout: time.Minute})
-	r.seed(t, 50)
-	entered, release := holdFill(r)
-	defer release()
-	s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	<-entered
+	id, release := startHeld(t, r)
 	now := time.Now()
-	if _, ok, err := r.store.TakeOver(context.Background(), s.ID, "successor", now, now.Add(time.Hour)); !ok || err != nil {
+	if _, ok, err := r.store.TakeOver(context.Background(), id, "successor", now, now.Add(time.Hour)); !ok || err != nil {
 		t.Fatalf("take over: %v %v", ok, err)
 	}
 	time.Sleep(100 * time.Millisecond)
 	release()
 	r.svc.Wait()
-	rec, _ := r.svc.Get(context.Background(), s.ID)
+	rec, _ := r.svc.Get(context.Background(), id)
 	if rec.Owner != "successor" || rec.Phase != rebuild.PhaseFill {
 		t.Fatalf("record %s owned by %q, want it untouched in fill, owned by the successor", rec.Phase, rec.Owner)
 	}

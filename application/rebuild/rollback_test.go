@@ -41,6 +41,23 @@ func (r *rig) matchesDatabase(t *testing.T, index string) {
 	}
 }
 
+// afterADelete is the situation of most rollback tests: five products projected into the
+// first index, a rebuild onto the second, then a delete the projector writes to the second
+// only. It returns the rig, the products and both indices.
+func afterADelete(t *testing.T, cfg app.Config) (r *rig, ps []*product.Product, first, second string) {
+	t.Helper()
+	r = newRig(t, cfg)
+	ps = r.seed(t, 5)
+	r.w.project()
+	first = r.w.alias
+	second = r.rebuildOnce(t)
+	if err := change(r, ps[0], func(p *product.Product) error { return p.Delete(time.Now()) }); err != nil {
+		t.Fatal(err)
+	}
+	r.w.project()
+	return r, ps, first, second
+}
+
 // TestRollbackCatchesUpThePreviousIndex: after a rebuild, a product is deleted, another
 // changed and a third created; the live projector writes them to the new index only. A
 // rollback must not bring back the old state: the previous index is caught up from where
@@ -134,15 +151,7 @@ func TestRollbackRefusesWhatItCannotCatchUp(t *testing.T) {
 		"past retention": {func(r *rig, _ string) { r.w.logStart = 6 }, app.ErrRollbackNotRetained, "catalog rebuild"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := newRig(t, app.Config{})
-			ps := r.seed(t, 5)
-			r.w.project()
-			first := r.w.alias
-			second := r.rebuildOnce(t)
-			if err := change(r, ps[0], func(p *product.Product) error { return p.Delete(time.Now()) }); err != nil {
-				t.Fatal(err)
-			}
-			r.w.project()
+			r, _, first, second := afterADelete(t, app.Config{})
 			tc.damage(r, first)
 			_, err := r.svc.RollbackAlias(context.Background())
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
@@ -160,15 +169,7 @@ func TestRollbackRefusesWhatItCannotCatchUp(t *testing.T) {
 // live index marked behind, and recovery catches it up.
 func TestRollbackInterrupted(t *testing.T) {
 	t.Run("during the catch-up", func(t *testing.T) {
-		r := newRig(t, app.Config{})
-		ps := r.seed(t, 5)
-		r.w.project()
-		first := r.w.alias
-		second := r.rebuildOnce(t)
-		if err := change(r, ps[0], func(p *product.Product) error { return p.Delete(time.Now()) }); err != nil {
-			t.Fatal(err)
-		}
-		r.w.project()
+		r, _, first, second := afterADelete(t, app.Config{})
 		ctx, cancel := context.WithCancel(context.Background())
 		r.w.onRead = func() { r.w.onRead = nil; cancel() }
 		if _, err := r.svc.RollbackAlias(ctx); !errors.Is(err, context.Canceled) {
@@ -186,16 +187,8 @@ func TestRollbackInterrupted(t *testing.T) {
 		r.matchesDatabase(t, first)
 	})
 	t.Run("after the switch", func(t *testing.T) {
-		r := newRig(t, app.Config{DrainTimeout: 300 * time.Millisecond})
-		ps := r.seed(t, 5)
-		r.w.project()
-		first := r.w.alias
-		r.rebuildOnce(t)
+		r, ps, first, _ := afterADelete(t, app.Config{DrainTimeout: 300 * time.Millisecond})
 		now := time.Now()
-		if err := change(r, ps[0], func(p *product.Product) error { return p.Delete(now) }); err != nil {
-			t.Fatal(err)
-		}
-		r.w.project()
 		// During the catch-up the projector writes one more change to the rebuilt index;
 		// then the event log becomes unreachable right after the switch.
 		r.w.onRead = func() {
