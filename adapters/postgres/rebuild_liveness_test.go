@@ -17,7 +17,6 @@ import (
 // and ErrLockLost once the session is gone, whether an administrator terminated its backend
 // or the network between the process and PostgreSQL was cut (testenv.Proxy).
 func TestRebuildLockCheckSeesALostSession(t *testing.T) {
-	db, dbURL := migratedDB(t)
 	ctx := context.Background()
 	checkLost := func(t *testing.T, lock apprebuild.Lock) {
 		t.Helper()
@@ -32,6 +31,7 @@ func TestRebuildLockCheckSeesALostSession(t *testing.T) {
 	}
 
 	t.Run("pg_terminate_backend", func(t *testing.T) {
+		db, _ := migratedDB(t)
 		s := newRebuildStore(t, db)
 		lock, err := s.TryLock(ctx)
 		if err != nil {
@@ -52,6 +52,7 @@ func TestRebuildLockCheckSeesALostSession(t *testing.T) {
 	})
 
 	t.Run("network cut", func(t *testing.T) {
+		db, dbURL := migratedDB(t)
 		u, err := url.Parse(dbURL)
 		if err != nil {
 			t.Fatal(err)

@@ -26,13 +26,15 @@ func newRebuildStore(t *testing.T, db *postgres.DB) *postgres.RebuildStore {
 	return s
 }
 
-// lockHolders returns the pids of the sessions holding the rebuild advisory lock; pg_locks
-// shows a bigint key as its high and low 32 bits with objsubid 1.
+// lockHolders returns the pids of the sessions holding the rebuild advisory lock in db's
+// database (advisory locks are per database: other tests' databases on the same server have
+// their own); pg_locks shows a bigint key as its high and low 32 bits with objsubid 1.
 func lockHolders(t *testing.T, db *postgres.DB) []int32 {
 	t.Helper()
 	key := uint64(postgres.RebuildLockKey())
 	rows, err := db.Pool.Query(context.Background(), `SELECT pid FROM pg_locks
-WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2 AND objsubid = 1`,
+WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2 AND objsubid = 1
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
 		int64(key>>32), int64(key&0xffffffff))
 	if err != nil {
 		t.Fatal(err)
