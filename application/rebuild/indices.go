@@ -141,7 +141,7 @@ func (s *Service) RollbackAlias(ctx context.Context) (Rollback, error) {
 		s.log.Warn("rollback: the alias switch reported an error but took effect", "err", err)
 	}
 	scancel()
-	s.log.Warn("alias rolled back; draining the events written to the previous live index meanwhile", "from", res.From, "to", res.To, "caught_up", res.CaughtUp)
+	s.log.Info("alias rolled back; draining the events written to the previous live index meanwhile", "from", res.From, "to", res.To, "caught_up", res.CaughtUp)
 
 	// The index is live now: the drain is retried until it completes and a cancel does not
 	// stop it; if it cannot complete, the recorded position makes status report the index as
