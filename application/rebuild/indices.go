@@ -106,7 +106,7 @@ func (s *Service) RollbackAlias(ctx context.Context) (Rollback, error) {
 	if err != nil {
 		return Rollback{}, fmt.Errorf("rollback: %w", err)
 	}
-	res.CaughtUp, _, err = s.events.Read(ctx, since, caught, eventsWriter(write(ctx)))
+	res.CaughtUp, _, err = s.events.Read(ctx, fromStart(since, caught), caught, eventsWriter(write(ctx)))
 	if errors.Is(err, ErrNotRetained) {
 		return Rollback{}, fmt.Errorf("rollback to %s: %w: it misses the events from offsets %s on, and the event log no longer holds them all; run 'catalog rebuild' instead: %w",
 			prev.Name, ErrRollbackNotRetained, since, err)

@@ -245,7 +245,7 @@ func (s *Service) drainLog(ctx context.Context, id string, from Offsets, write f
 		final, err := s.events.EndOffsets(ctx)
 		var read int64
 		if err == nil {
-			read, _, err = s.events.Read(ctx, from, final, eventsWriter(write))
+			read, _, err = s.events.Read(ctx, fromStart(from, final), final, eventsWriter(write))
 		}
 		if err == nil {
 			return read, nil
@@ -306,6 +306,18 @@ func (s *Service) recordDeparture(ctx context.Context, index string) (undo func(
 			s.log.Warn("could not take back the recorded position of the index the alias stays on; recovery will catch it up", "index", index, "err", err)
 		}
 	}
+}
+
+// fromStart is from with every partition of to that from lacks (one created after the
+// position was taken) read from offset 0, its beginning. Read would start such a partition
+// at its oldest retained record, and skip silently what retention deleted; from 0 it fails
+// with ErrNotRetained instead.
+func fromStart(from, to Offsets) Offsets {
+	out := make(Offsets, len(to))
+	for p := range to {
+		out[p] = from[p]
+	}
+	return out
 }
 
 // lowest is, partition by partition, the lower of two positions; a partition only one of them
