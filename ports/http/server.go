@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/marketplace/catalog/application"
+	"github.com/marketplace/catalog/application/query"
 )
 
 // Deps are the collaborators of the server that are not use cases. Every field is optional
@@ -152,16 +153,22 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 }
 
 // respondError writes the problem for err and logs server faults with the request id, so
-// the generic detail the client sees can be traced to the cause.
+// the generic detail the client sees can be traced to the cause. The message says what
+// happened: a search cluster that refuses connections is "unavailable", not "timed out".
 func (s *Server) respondError(w http.ResponseWriter, r *http.Request, err error) {
 	p, fault := problemFor(err)
 	if fault {
 		attrs := []any{"err", err, "method", r.Method, "route", routePattern(r), "request_id", RequestID(r.Context())}
 		switch {
 		case r.Context().Err() != nil:
-			s.log.InfoContext(r.Context(), "client went away before the response", attrs...)
-		case p.Status == http.StatusServiceUnavailable:
+			// The client closed the connection: nothing failed on this side.
+			s.log.DebugContext(r.Context(), "client went away before the response", attrs...)
+		case errors.Is(err, context.DeadlineExceeded):
 			s.log.WarnContext(r.Context(), "request timed out", attrs...)
+		case errors.Is(err, query.ErrReadModelUnavailable):
+			s.log.WarnContext(r.Context(), "search read model unavailable", attrs...)
+		case p.Status == http.StatusServiceUnavailable:
+			s.log.WarnContext(r.Context(), "request could not be completed", attrs...)
 		default:
 			s.log.ErrorContext(r.Context(), "request failed", attrs...)
 		}
