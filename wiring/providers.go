@@ -403,9 +403,9 @@ func provideHTTPServer(cfg service.Config, app application.Application, db *post
 		}
 	}
 	return httpport.NewServer(httpport.Config{Addr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout}, app, httpport.Deps{
-		Log:       log,
-		Ready:     map[string]func(context.Context) error{"postgres": db.Ping},
-		RoleReady: roles,
+		Log:        log,
+		Ready:      map[string]func(context.Context) error{"postgres": db.Ping},
+		RoleReady:  roles,
 		Metrics:    reg.Handler(),
 		Middleware: tracing.HTTPMiddleware(tp),
 		ObserveRequest: func(_ context.Context, rec httpport.RequestRecord) {

@@ -46,7 +46,7 @@ type sessionEndLogger struct{ watermill.LoggerAdapter }
 func (l sessionEndLogger) Error(msg string, err error, fields watermill.LogFields) {
 	cause, _ := fields["query_err"].(error)
 	if sessionEnded(err) || sessionEnded(cause) {
-		l.LoggerAdapter.Debug(msg, fields.Add(watermill.LogFields{"err": err}))
+		l.Debug(msg, fields.Add(watermill.LogFields{"err": err}))
 		return
 	}
 	l.LoggerAdapter.Error(msg, err, fields)

@@ -52,11 +52,11 @@ func TestAccessLogLevels(t *testing.T) {
 	s := seeded()
 	srv, logs := newServer(t, s)
 	h := srv.Handler()
-	do(h, "GET", "/v1/products/"+liveID, "", nil)                  // 200
-	do(h, "GET", "/v1/products/"+missingID, "", nil)               // 404
-	do(h, "POST", "/v1/products", `{"sku":`, nil)                  // 400
-	do(h, "DELETE", "/v1/products/"+liveID, "", nil)               // 428
-	do(h, "GET", "/readyz", "", nil)                               // 200
+	do(h, "GET", "/v1/products/"+liveID, "", nil)                   // 200
+	do(h, "GET", "/v1/products/"+missingID, "", nil)                // 404
+	do(h, "POST", "/v1/products", `{"sku":`, nil)                   // 400
+	do(h, "DELETE", "/v1/products/"+liveID, "", nil)                // 428
+	do(h, "GET", "/readyz", "", nil)                                // 200
 	s.fail = errors.New("dial tcp 10.0.0.7:5432: connection reset") // the next one is a 500
 	do(h, "GET", "/v1/products/"+liveID, "", nil)
 
