@@ -17,6 +17,7 @@ import (
 
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/internal/testkafka"
 )
 
@@ -74,35 +75,65 @@ func TestSessionEndLoggerDowngradesOnlyEndedSessions(t *testing.T) {
 	}
 }
 
-// TestRelayLogsNoErrorOnShutdownOrTerminatedSessions: the relay is stopped (as by SIGTERM)
-// and its database sessions are terminated (pg_terminate_backend, as a failover or an
-// operator does), several times while it forwards a backlog. Neither is a fault: nothing is
-// logged at ERROR, a terminated session is one WARN per lane, and every event still arrives.
+// TestRelayLogsNoErrorOnShutdownOrTerminatedSessions: while the relay forwards a backlog,
+// its database sessions are terminated (pg_terminate_backend, as a failover or an operator
+// does) and then it is stopped (as by SIGTERM), several times. Neither is a fault: nothing
+// is logged at ERROR, a terminated session is a WARN, and every event still arrives.
 func TestRelayLogsNoErrorOnShutdownOrTerminatedSessions(t *testing.T) {
 	db, _ := migratedDB(t)
 	c := testkafka.Embedded(t)
 	topic := testkafka.CreateTopic(t, c, "quiet", 4)
-	committed := writeLoad(t, db, topic, 8, 100)
 	pub, err := kafka.NewPublisher(kafka.Config{Brokers: c.Brokers}, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pub.Close() })
+	const lanes = 16
+	repo, err := postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: topic}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	committed := map[string]bool{}
+	n := 0
+	load := func(products int) {
+		for range products {
+			n++
+			now := time.Now()
+			p, err := product.New(product.NewID(now), details(t, fmt.Sprintf("Q-%d", n), 100), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stored, _, err := repo.Add(context.Background(), p, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			committed[fmt.Sprintf("%s@1", stored.ID())] = true
+		}
+	}
 	var logs logCapture
-	for round := range 4 {
-		relay, err := postgres.NewRelay(db, pub, postgres.RelayConfig{Lanes: 16, BatchSize: 20}, logs.logger())
+	for round := range 3 {
+		load(50)
+		relay, err := postgres.NewRelay(db, pub, postgres.RelayConfig{Lanes: lanes, BatchSize: 20}, logs.logger())
 		if err != nil {
 			t.Fatal(err)
 		}
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- relay.Run(ctx) }()
-		time.Sleep(time.Duration(40+20*round) * time.Millisecond)
+		// Every lane subscribed and drained: from here on the relay only polls.
+		deadline := time.Now().Add(30 * time.Second)
+		for lanePositions(t, db) < lanes || unacked(t, db) > 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: the relay did not drain the backlog", round)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		load(150) // the relay forwards these as they commit
 		if _, err := db.Pool.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity
 WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'`); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(1500 * time.Millisecond) // past the retry interval: the lanes poll again
+		time.Sleep(time.Duration(1200+100*round) * time.Millisecond) // past the retry interval: the lanes poll again
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatalf("round %d: relay stopped with %v", round, err)
@@ -120,7 +151,7 @@ WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type 
 	if warned == 0 {
 		t.Errorf("no terminated session was seen, so the test proved nothing; WARN records: %v", logs.records(t, "WARN"))
 	}
-	relay, err := postgres.NewRelay(db, pub, postgres.RelayConfig{Lanes: 16}, quietLog())
+	relay, err := postgres.NewRelay(db, pub, postgres.RelayConfig{Lanes: lanes}, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,4 +161,14 @@ WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type 
 	awaitEvents(t, c, topic, committed, 60*time.Second)
 	cancel()
 	<-done
+}
+
+// lanePositions counts the lanes that have a relay position (their subscriber has started).
+func lanePositions(t *testing.T, db *postgres.DB) int {
+	t.Helper()
+	var n int
+	if err := db.Pool.QueryRow(context.Background(), `SELECT count(*) FROM outbox_offsets WHERE consumer_group = 'catalog-relay'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
