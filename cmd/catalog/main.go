@@ -32,9 +32,9 @@ func main() {
 	os.Exit(run(ctx, os.Args[1:], os.Stderr))
 }
 
-// run executes the command line and returns the exit code. Errors go to stderr one line
-// each, every line prefixed, so that a configuration with three bad variables prints three
-// lines a log pipeline keeps apart.
+// run executes the command line and returns the exit code. A usage error goes to stderr one
+// line per mistake, each prefixed, so that a configuration with three bad variables prints
+// three lines a log pipeline keeps apart; other errors print as they are.
 func run(ctx context.Context, args []string, stderr io.Writer) int {
 	root := newRootCmd()
 	root.SetArgs(args)
@@ -42,12 +42,16 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	if err == nil {
 		return exitOK
 	}
+	var ue usageError
+	if !errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "catalog: %v\n", err)
+		if isFlagError(err) {
+			return exitUsage
+		}
+		return exitFailure
+	}
 	for line := range strings.Lines(err.Error()) {
 		fmt.Fprintf(stderr, "catalog: %s\n", strings.TrimRight(line, "\n"))
 	}
-	var ue usageError
-	if errors.As(err, &ue) || isFlagError(err) {
-		return exitUsage
-	}
-	return exitFailure
+	return exitUsage
 }

@@ -45,15 +45,15 @@ func settingsOf(c *service.Config) []setting {
 		{"PRODUCT_EVENTS_TOPIC", "product-events-topic", str(&c.ProductEventsTopic), "product events topic", nil},
 		{"DLQ_TOPIC", "dlq-topic", str(&c.DLQTopic), "dead-letter topic", nil},
 		{"PROJECTOR_GROUP", "projector-group", str(&c.ProjectorGroup), "projector's Kafka consumer group", nil},
-		{"SEARCH_REFRESH_INTERVAL", "search-refresh-interval", duration(&c.SearchRefreshInterval), "refresh_interval of new read-model indices", nil},
+		{"SEARCH_REFRESH_INTERVAL", "search-refresh-interval", duration(&c.SearchRefreshInterval), "refresh_interval of new read-model indices (1ms..1h)", nil},
 		{"TOPIC_PARTITIONS", "topic-partitions", integer(&c.TopicPartitions), "partitions of topics the service creates (1..1000)", nil},
 		{"OUTBOX_LANES", "outbox-lanes", integer(&c.OutboxLanes), "outbox lanes (1..64); writers and relays must agree", nil},
-		{"RELAY_POLL_INTERVAL", "relay-poll-interval", duration(&c.RelayPollInterval), "relay fallback poll interval; commits wake it earlier", nil},
+		{"RELAY_POLL_INTERVAL", "relay-poll-interval", duration(&c.RelayPollInterval), "relay fallback poll interval (1ms..1m); commits wake it earlier", nil},
 		{"RELAY_BATCH_SIZE", "relay-batch-size", integer(&c.RelayBatchSize), "outbox rows per relay transaction (1..100000)", nil},
 		{"OUTBOX_RETENTION", "outbox-retention", duration(&c.OutboxRetention), "keep relayed outbox rows this long (at least 1m)", nil},
 		{"LOG_FORMAT", "log-format", str(&c.LogFormat), "log format: text or json", nil},
 		{"LOG_LEVEL", "log-level", str(&c.LogLevel), "log level: debug, info, warn, error", nil},
-		{"SHUTDOWN_TIMEOUT", "shutdown-timeout", duration(&c.ShutdownTimeout), "graceful shutdown limit", nil},
+		{"SHUTDOWN_TIMEOUT", "shutdown-timeout", duration(&c.ShutdownTimeout), "graceful shutdown limit (1s..1h)", nil},
 	}
 }
 
