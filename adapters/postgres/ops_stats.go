@@ -62,13 +62,22 @@ func NewOpsStats(db *DB, cfg OpsStatsConfig) (*OpsStats, error) {
 // (transaction_id, offset) order the relay reads in, so each lane is a range scan of the
 // primary key. Ages come from the server's clock, so client clock skew cannot fake them.
 // Rows of transactions still open are invisible here, as they are to the relay.
+//
+// Rows at or above the snapshot's xmin (the oldest transaction id still running anywhere in
+// the cluster) are committed but not passable yet: they are counted apart, with their
+// oldest age, so a stall behind an open transaction can be told from a stopped relay even
+// when the transaction itself is invisible to this role.
 const outboxBacklog = `
+WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
 SELECT l.lane, o.lane IS NOT NULL, coalesce(o.offset_acked, 0), coalesce(o.last_processed_transaction_id::text, ''), o.updated_at,
-       b.n, b.oldest, coalesce(extract(epoch FROM clock_timestamp() - b.oldest)::float8, 0)
-FROM generate_series(0, $2::int - 1) AS l(lane)
+       b.n, b.oldest, coalesce(extract(epoch FROM clock_timestamp() - b.oldest)::float8, 0),
+       b.held, coalesce(extract(epoch FROM clock_timestamp() - b.oldest_held)::float8, 0), s.xmin::text
+FROM s CROSS JOIN generate_series(0, $2::int - 1) AS l(lane)
 LEFT JOIN outbox_offsets o ON o.lane = l.lane AND o.consumer_group = $1
 CROSS JOIN LATERAL (
-    SELECT count(*) AS n, min(m.created_at) AS oldest
+    SELECT count(*) AS n, min(m.created_at) AS oldest,
+           count(*) FILTER (WHERE m.transaction_id >= s.xmin) AS held,
+           min(m.created_at) FILTER (WHERE m.transaction_id >= s.xmin) AS oldest_held
     FROM outbox_messages m
     WHERE m.lane = l.lane
       AND (m.transaction_id, m."offset") > (coalesce(o.last_processed_transaction_id, '0'::xid8), coalesce(o.offset_acked, 0::bigint))
@@ -85,13 +94,15 @@ func (s *OpsStats) OutboxStats(ctx context.Context) (ops.OutboxStats, error) {
 	var out ops.OutboxStats
 	for rows.Next() {
 		var (
-			l         ops.OutboxLane
-			relayedAt *time.Time
-			oldest    *time.Time
-			ageSecs   float64
+			l           ops.OutboxLane
+			relayedAt   *time.Time
+			oldest      *time.Time
+			ageSecs     float64
+			held        int64
+			heldAgeSecs float64
 		)
 		if err := rows.Scan(&l.Lane, &l.RelayStarted, &l.RelayedOffset, &l.RelayedTransactionID, &relayedAt,
-			&l.Backlog, &oldest, &ageSecs); err != nil {
+			&l.Backlog, &oldest, &ageSecs, &held, &heldAgeSecs, &out.OldestRunningTransactionID); err != nil {
 			rows.Close()
 			return ops.OutboxStats{}, fmt.Errorf("ops stats: outbox backlog: %w", err)
 		}
@@ -111,6 +122,8 @@ func (s *OpsStats) OutboxStats(ctx context.Context) (ops.OutboxStats, error) {
 			out.OldestCreatedAt = l.OldestCreatedAt
 		}
 		out.OldestAge = max(out.OldestAge, l.OldestAge)
+		out.HeldBack += held
+		out.HeldBackAge = max(out.HeldBackAge, time.Duration(heldAgeSecs*float64(time.Second)))
 	}
 	if err := rows.Err(); err != nil {
 		return ops.OutboxStats{}, fmt.Errorf("ops stats: outbox backlog: %w", err)

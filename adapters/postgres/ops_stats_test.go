@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	neturl "net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -248,6 +249,68 @@ func TestOpsTransactionInAnotherDatabaseHoldsBackTheRelay(t *testing.T) {
 	}
 	if st := outboxStats(t, stats); st.BlockingTransactionAge > time.Second {
 		t.Errorf("blocking transaction age %s after the commit, want about 0", st.BlockingTransactionAge)
+	}
+}
+
+// A database role without pg_read_all_stats does not see other roles' transactions, so it
+// cannot name one that holds the relay back; the outbox statistics still show the events
+// waiting behind it, and the transaction id they wait for, so status can say so.
+func TestOpsHiddenTransactionStillShowsAsHeldBackEvents(t *testing.T) {
+	db, url := migratedDB(t)
+	ctx := context.Background()
+	role := strings.ToLower(testenv.Name("catalog_ops"))
+	if _, err := db.Pool.Exec(ctx, `CREATE ROLE `+role+` LOGIN; GRANT SELECT ON ALL TABLES IN SCHEMA public TO `+role); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = db.Pool.Exec(context.Background(), `REVOKE ALL ON ALL TABLES IN SCHEMA public FROM `+role+`; DROP ROLE IF EXISTS `+role)
+	})
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u.User = neturl.User(role)
+	limited, err := postgres.Open(ctx, postgres.Config{URL: u.String(), MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(limited.Close)
+	stats := newOpsStats(t, limited, 8)
+
+	other, err := pgx.Connect(ctx, testenv.NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close(context.Background()) })
+	var xid string
+	if _, err := other.Exec(ctx, `BEGIN`); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.QueryRow(ctx, `SELECT pg_current_xact_id()::text`).Scan(&xid); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = other.Exec(context.Background(), `ROLLBACK`) })
+	outboxRow(t, db, 0, 2*time.Minute) // committed after the hidden transaction took its id
+	outboxRow(t, db, 3, 5*time.Second)
+
+	txs, err := stats.LongTransactions(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tx := range txs {
+		if tx.HoldsBackOutbox {
+			t.Fatalf("the role sees the other role's transaction after all (%+v): this test needs a role that cannot", tx)
+		}
+	}
+	st := outboxStats(t, stats)
+	if st.HeldBack != 2 || st.HeldBackAge < 2*time.Minute || st.HeldBackAge > 3*time.Minute || st.OldestRunningTransactionID != xid {
+		t.Errorf("held back %d for %s behind %s, want 2 for about 2m behind %s", st.HeldBack, st.HeldBackAge, st.OldestRunningTransactionID, xid)
+	}
+	if _, err := other.Exec(ctx, `ROLLBACK`); err != nil {
+		t.Fatal(err)
+	}
+	if st := outboxStats(t, stats); st.HeldBack != 0 || st.HeldBackAge != 0 || st.Backlog != 2 {
+		t.Errorf("after the rollback: held back %d for %s, backlog %d; want 0, 0, 2", st.HeldBack, st.HeldBackAge, st.Backlog)
 	}
 }
 

@@ -53,6 +53,14 @@ type OutboxStats struct {
 	OldestCreatedAt time.Time
 	// TableBytes is the outbox table's size on disk, indexes and TOAST included.
 	TableBytes int64
+	// HeldBack counts the events of the backlog that are committed but that the relay
+	// cannot pass yet, because a transaction that began before them is still open.
+	HeldBack int64
+	// HeldBackAge is how long the oldest of them has waited; zero when none does.
+	HeldBackAge time.Duration
+	// OldestRunningTransactionID is the oldest transaction id still running in the cluster
+	// (pg_snapshot_xmin), the one the relay cannot pass.
+	OldestRunningTransactionID string
 	// BlockingTransactionAge is the age of the oldest open transaction that holds a
 	// transaction id anywhere in the cluster (every database, prepared transactions
 	// included): the relay cannot pass it, so events committed after it began wait. Zero when
@@ -622,9 +630,19 @@ func evaluate(st *Status) {
 		unavailable("outbox", o.Err)
 	} else if o.Backlog > 0 && o.OldestAge > th.MaxOutboxAge {
 		cause := "; is a relay running ('catalog relay' or 'catalog serve')?"
+		if o.HeldBack > 0 && o.HeldBackAge > th.MaxOutboxAge {
+			// Something older is open; if no listed transaction is, this role cannot see it.
+			cause = fmt.Sprintf("; %d of them wait behind open transaction id %s, which this database role cannot see: "+
+				"grant it pg_read_all_stats to name it, or look it up as a superuser in pg_stat_activity (backend_xid) or pg_prepared_xacts",
+				o.HeldBack, orUnknown(o.OldestRunningTransactionID))
+		}
 		for _, tx := range st.Transactions.Long {
 			if tx.HoldsBackOutbox && tx.Age >= o.OldestAge {
-				cause = fmt.Sprintf("; held back by the open transaction of pid %d (open for %s): the relay cannot pass it", tx.PID, round(tx.Age))
+				who := fmt.Sprintf("the open transaction of pid %d", tx.PID)
+				if tx.PreparedGID != "" {
+					who = fmt.Sprintf("prepared transaction %q", tx.PreparedGID)
+				}
+				cause = fmt.Sprintf("; held back by %s (open for %s): the relay cannot pass it", who, round(tx.Age))
 				break
 			}
 		}

@@ -193,6 +193,51 @@ func TestStatusSections(t *testing.T) {
 	}
 }
 
+// A transaction this role cannot see still shows in the outbox's held-back events: the
+// outbox problem says that an invisible transaction, not a missing relay, is the cause.
+func TestStatusSaysWhenAnInvisibleTransactionHoldsTheOutbox(t *testing.T) {
+	w := healthyWorld()
+	w.outbox.Backlog, w.outbox.OldestAge = 7, 2*time.Minute
+	w.outbox.HeldBack, w.outbox.HeldBackAge, w.outbox.OldestRunningTransactionID = 5, 2*time.Minute, "81234"
+	st, err := w.service(ops.Config{}).Status(context.Background(), ops.DefaultThresholds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg string
+	for _, p := range st.Problems {
+		if p.Check == ops.CheckOutboxAge {
+			msg = p.Message
+		}
+	}
+	for _, want := range []string{"5 of them wait behind open transaction id 81234", "cannot see", "pg_read_all_stats"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("outbox problem lacks %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "is a relay running") {
+		t.Errorf("outbox problem blames the relay: %s", msg)
+	}
+}
+
+// A prepared transaction has no session: it is named by its gid, with how to end it.
+func TestStatusNamesAPreparedTransaction(t *testing.T) {
+	w := healthyWorld()
+	w.txs = []ops.LongTransaction{{PreparedGID: "xa-7", User: "billing", Database: "orders", State: "prepared",
+		BackendType: "prepared transaction", Age: 2 * time.Minute, HoldsBackOutbox: true}}
+	st, err := w.service(ops.Config{}).Status(context.Background(), ops.DefaultThresholds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Problems) != 1 || st.Problems[0].Check != ops.CheckRelayHeldBack {
+		t.Fatalf("problems %+v", st.Problems)
+	}
+	for _, want := range []string{`prepared transaction "xa-7" (billing@orders`, "ROLLBACK PREPARED 'xa-7'"} {
+		if !strings.Contains(st.Problems[0].Message, want) {
+			t.Errorf("message lacks %q: %s", want, st.Problems[0].Message)
+		}
+	}
+}
+
 // A transaction that has written holds the outbox back; the outbox problem names it even
 // when it is younger than the long-transaction limit.
 func TestStatusNamesTheTransactionHoldingBackTheOutbox(t *testing.T) {
