@@ -404,7 +404,7 @@ func TestVerifyFindsExactlyThePlantedDifferences(t *testing.T) {
 		t.Fatalf("update: %d %v", r.status, r.body)
 	}
 	for _, id := range ids[2:4] {
-		if r := rp.do(t, "DELETE", "/v1/products/"+id, ""); r.status != 204 {
+		if r := rp.do(t, "DELETE", "/v1/products/"+id, "", "If-Match", "1"); r.status != 204 {
 			t.Fatalf("delete: %d %v", r.status, r.body)
 		}
 	}

@@ -381,17 +381,31 @@ func provideRelay(db *postgres.DB, pub *wkafka.Publisher, rm *metrics.RelayMetri
 	}, log)
 }
 
-func provideHTTPServer(cfg service.Config, app application.Application, db *postgres.DB, brokers Brokers, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*httpport.Server, error) {
+// provideHTTPServer is the REST port of `catalog serve`. Its readiness (/readyz, what a load
+// balancer probes) is the database alone: writes go to Postgres and the outbox, so a Kafka
+// outage must not take the write API out of rotation. Kafka and the search cluster are
+// reported per role (/readyz?role=relay, ?role=projector).
+func provideHTTPServer(cfg service.Config, app application.Application, db *postgres.DB, brokers Brokers, rm ReadModel, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*httpport.Server, error) {
 	hm, err := metrics.NewHTTPMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
+	kafkaPing := func(ctx context.Context) error { return kafka.Ping(ctx, brokers) }
+	roles := map[string]map[string]func(context.Context) error{
+		"relay": {"postgres": db.Ping, "kafka": kafkaPing},
+	}
+	if rm.Target != nil {
+		roles["projector"] = map[string]func(context.Context) error{
+			"kafka": kafkaPing,
+			// The projector writes through the alias only: a cluster that answers but has
+			// lost the alias stalls it just as much as one that does not answer.
+			"search": func(ctx context.Context) error { _, err := rm.Target.AliasTarget(ctx); return err },
+		}
+	}
 	return httpport.NewServer(httpport.Config{Addr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout}, app, httpport.Deps{
-		Log: log,
-		Ready: map[string]func(context.Context) error{
-			"postgres": db.Ping,
-			"kafka":    func(ctx context.Context) error { return kafka.Ping(ctx, brokers) },
-		},
+		Log:        log,
+		Ready:      map[string]func(context.Context) error{"postgres": db.Ping},
+		RoleReady:  roles,
 		Metrics:    reg.Handler(),
 		Middleware: tracing.HTTPMiddleware(tp),
 		ObserveRequest: func(_ context.Context, rec httpport.RequestRecord) {

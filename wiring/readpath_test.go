@@ -436,7 +436,7 @@ func TestReplayFromOffsetZeroGivesTheSameReadModel(t *testing.T) {
 		}
 	}
 	for _, id := range ids[10:13] {
-		if r := rp.do(t, "DELETE", "/v1/products/"+id, ""); r.status != 204 {
+		if r := rp.do(t, "DELETE", "/v1/products/"+id, "", "If-Match", "1"); r.status != 204 {
 			t.Fatalf("delete: %d", r.status)
 		}
 	}

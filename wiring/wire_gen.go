@@ -102,7 +102,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, registry, tracerProvider, log)
+	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, readModel, registry, tracerProvider, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()

@@ -36,8 +36,8 @@ type OpsSamplerConfig struct {
 // enough for alerts with a one-minute window, cheap enough to run on every replica.
 const DefaultOpsSampleInterval = 5 * time.Second
 
-// OpsSampler exports the operational gauges (outbox backlog, oldest event age, outbox table
-// size, projector lag per partition, DLQ depth). They come from database and Kafka queries,
+// OpsSampler exports the operational gauges (outbox backlog, oldest event age, age of the
+// oldest transaction holding the relay back, outbox table size, projector lag per partition, DLQ depth). They come from database and Kafka queries,
 // so a background loop (Run, a role of the process) refreshes them every Interval and a
 // scrape only reads the last values: scrapes never query the sources, however many
 // scrapers there are. A source that fails keeps its last values and counts in
@@ -50,6 +50,7 @@ type OpsSampler struct {
 
 	backlog    prometheus.Gauge
 	oldestAge  prometheus.Gauge
+	blockingTx prometheus.Gauge
 	tableBytes prometheus.Gauge
 	lag        *prometheus.GaugeVec
 	dlqDepth   prometheus.Gauge
@@ -85,6 +86,11 @@ func NewOpsSampler(r *Registry, outbox OutboxSource, events ops.EventStats, cfg 
 			Namespace: "catalog", Subsystem: "outbox", Name: "oldest_event_age_seconds",
 			Help: "Age of the oldest outbox event not yet forwarded; 0 when the backlog is empty. Grows when the relay stops or a long transaction holds it back.",
 		}),
+		blockingTx: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "catalog", Subsystem: "outbox", Name: "blocking_transaction_age_seconds",
+			Help: "Age of the oldest open transaction holding a transaction id anywhere in the PostgreSQL cluster (every database, prepared transactions included): " +
+				"the relay cannot pass it, so events committed after it began wait. About 0 normally; alert when it nears the outbox age limit (60 s).",
+		}),
 		tableBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "catalog", Subsystem: "outbox", Name: "table_bytes",
 			Help: "Size of the outbox table on disk, indexes and TOAST included.",
@@ -102,7 +108,7 @@ func NewOpsSampler(r *Registry, outbox OutboxSource, events ops.EventStats, cfg 
 			Help: "Failed samples of the operational gauges by source (outbox, projector_lag, dlq); the gauges keep their last values.",
 		}, []string{"source"}),
 	}
-	if err := r.Register(s.backlog, s.oldestAge, s.tableBytes, s.lag, s.dlqDepth, s.errors); err != nil {
+	if err := r.Register(s.backlog, s.oldestAge, s.blockingTx, s.tableBytes, s.lag, s.dlqDepth, s.errors); err != nil {
 		return nil, fmt.Errorf("ops sampler: %w", err)
 	}
 	return s, nil
@@ -134,6 +140,7 @@ func (s *OpsSampler) Sample(ctx context.Context) {
 		}
 		s.backlog.Set(float64(st.Backlog))
 		s.oldestAge.Set(st.OldestAge.Seconds())
+		s.blockingTx.Set(st.BlockingTransactionAge.Seconds())
 		s.tableBytes.Set(float64(st.TableBytes))
 	})
 	wg.Go(func() {

@@ -74,17 +74,18 @@ func newSampler(t *testing.T, r *metrics.Registry, src *opsSources, interval tim
 func TestOpsSamplerExportsTheGauges(t *testing.T) {
 	r := newRegistry(t)
 	src := &opsSources{
-		outbox: ops.OutboxStats{Backlog: 42, OldestAge: 90 * time.Second, TableBytes: 65536},
+		outbox: ops.OutboxStats{Backlog: 42, OldestAge: 90 * time.Second, TableBytes: 65536, BlockingTransactionAge: 75 * time.Second},
 		lag:    ops.GroupLag{Partitions: []ops.PartitionLag{{Partition: 0, Lag: 5}, {Partition: 1, Lag: 0}, {Partition: 2, Lag: 7}}},
 		dlq:    3,
 	}
 	s := newSampler(t, r, src, time.Minute)
 	s.Sample(context.Background())
 	for name, want := range map[string]float64{
-		"catalog_outbox_backlog_events":           42,
-		"catalog_outbox_oldest_event_age_seconds": 90,
-		"catalog_outbox_table_bytes":              65536,
-		"catalog_dlq_depth":                       3,
+		"catalog_outbox_backlog_events":                   42,
+		"catalog_outbox_oldest_event_age_seconds":         90,
+		"catalog_outbox_blocking_transaction_age_seconds": 75,
+		"catalog_outbox_table_bytes":                      65536,
+		"catalog_dlq_depth":                               3,
 	} {
 		if got, ok := gaugeValue(t, r, name, nil); !ok || got != want {
 			t.Errorf("%s = %v (exists %v), want %v", name, got, ok, want)

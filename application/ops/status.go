@@ -53,11 +53,29 @@ type OutboxStats struct {
 	OldestCreatedAt time.Time
 	// TableBytes is the outbox table's size on disk, indexes and TOAST included.
 	TableBytes int64
+	// HeldBack counts the events of the backlog that are committed but that the relay
+	// cannot pass yet, because a transaction that began before them is still open.
+	HeldBack int64
+	// HeldBackAge is how long the oldest of them has waited; zero when none does.
+	HeldBackAge time.Duration
+	// OldestRunningTransactionID is the oldest transaction id still running in the cluster
+	// (pg_snapshot_xmin), the one the relay cannot pass.
+	OldestRunningTransactionID string
+	// BlockingTransactionAge is the age of the oldest open transaction that holds a
+	// transaction id anywhere in the cluster (every database, prepared transactions
+	// included): the relay cannot pass it, so events committed after it began wait. Zero when
+	// none is open; a few milliseconds under normal writes.
+	BlockingTransactionAge time.Duration
 }
 
-// LongTransaction is an open database transaction older than a threshold.
+// LongTransaction is an open database transaction older than a threshold. Its statement
+// text is deliberately not part of it: the transaction may belong to any application on
+// any database of the cluster, and its SQL can carry secrets (a password in ALTER ROLE, an
+// encryption key, personal data in literals) that must not reach status output, tickets or
+// chat. The pid is enough to look it up in pg_stat_activity with one's own privileges.
 type LongTransaction struct {
-	// PID is the backend's process id (pg_terminate_backend takes it).
+	// PID is the backend's process id (pg_terminate_backend takes it); 0 for a prepared
+	// transaction, which belongs to no session.
 	PID int32
 	// Database, User and Application say whose it is.
 	Database string
@@ -65,17 +83,24 @@ type LongTransaction struct {
 	User string
 	// Application is the session's application_name.
 	Application string
+	// BackendType is the kind of backend ("client backend", "autovacuum worker", ...; "prepared
+	// transaction" for one that is prepared).
+	BackendType string
+	// PreparedGID is the global id of a prepared transaction (COMMIT PREPARED or ROLLBACK
+	// PREPARED take it); empty otherwise.
+	PreparedGID string
 	// State is the backend state, such as "idle in transaction".
 	State string
-	// Query is the beginning of the session's current or last statement.
-	Query string
-	// Started is when the transaction began.
+	// Started is when the transaction began (when it was prepared, for a prepared one).
 	Started time.Time
+	// QueryStarted is when its current or last statement began; zero when unknown.
+	QueryStarted time.Time
 	// Age is how long it has been open.
 	Age time.Duration
-	// HoldsBackOutbox is true when the transaction has written (it has a transaction id):
-	// the relay forwards only events of transactions older than every open writing
-	// transaction, so events committed after it began wait until it ends.
+	// HoldsBackOutbox is true when the transaction holds a transaction id (it has written,
+	// or it is prepared), in whichever database of the cluster: the relay forwards only
+	// events of transactions older than every such transaction, so events committed after
+	// it began wait until it ends.
 	HoldsBackOutbox bool
 }
 
@@ -92,7 +117,9 @@ type Database interface {
 	// OutboxStats returns the backlog of every lane after the relay's positions.
 	OutboxStats(ctx context.Context) (OutboxStats, error)
 	// LongTransactions returns the transactions open for longer than olderThan that can
-	// matter to this database, oldest first.
+	// matter to this database, oldest first: those holding a transaction id anywhere in the
+	// cluster, which hold the relay back, and read-only ones in this database, which hold
+	// back its vacuum.
 	LongTransactions(ctx context.Context, olderThan time.Duration) ([]LongTransaction, error)
 	// ProductCounts counts live products and all product rows.
 	ProductCounts(ctx context.Context) (ProductCounts, error)
@@ -210,6 +237,10 @@ const (
 	CheckDLQ = "dlq_not_empty"
 	// CheckLongTransaction: a database transaction is open for longer than the limit.
 	CheckLongTransaction = "long_transaction"
+	// CheckRelayHeldBack: a transaction holding a transaction id (in any database of the
+	// cluster) is older than the outbox age limit, so every event committed since it began
+	// waits for it: the relay's latency budget is already spent.
+	CheckRelayHeldBack = "relay_held_back"
 	// CheckRebuildFailed: the last rebuild failed (warning).
 	CheckRebuildFailed = "rebuild_failed"
 	// CheckUnavailable: a source could not be read, so its health is unknown.
@@ -238,7 +269,9 @@ type Thresholds struct {
 	MaxCountDriftRatio float64
 	// MaxCountDriftDocs is the absolute floor of the allowed count drift.
 	MaxCountDriftDocs int64
-	// MaxTxAge is the longest a database transaction may stay open.
+	// MaxTxAge is the longest a read-only database transaction may stay open (it holds back
+	// vacuum). A transaction that holds back the relay is judged by MaxOutboxAge instead,
+	// the relay's latency budget.
 	MaxTxAge time.Duration
 }
 
@@ -362,8 +395,8 @@ type RebuildSection struct {
 
 // TransactionsSection lists long transactions.
 type TransactionsSection struct {
-	// Long lists transactions older than MaxTxAge and younger ones that hold the outbox
-	// back for longer than MaxOutboxAge, oldest first.
+	// Long lists transactions older than MaxTxAge and those holding the relay back for
+	// longer than MaxOutboxAge, oldest first.
 	Long []LongTransaction
 	// Err is why they could not be listed.
 	Err error
@@ -597,9 +630,19 @@ func evaluate(st *Status) {
 		unavailable("outbox", o.Err)
 	} else if o.Backlog > 0 && o.OldestAge > th.MaxOutboxAge {
 		cause := "; is a relay running ('catalog relay' or 'catalog serve')?"
+		if o.HeldBack > 0 && o.HeldBackAge > th.MaxOutboxAge {
+			// Something older is open; if no listed transaction is, this role cannot see it.
+			cause = fmt.Sprintf("; %d of them wait behind open transaction id %s, which this database role cannot see: "+
+				"grant it pg_read_all_stats to name it, or look it up as a superuser in pg_stat_activity (backend_xid) or pg_prepared_xacts",
+				o.HeldBack, orUnknown(o.OldestRunningTransactionID))
+		}
 		for _, tx := range st.Transactions.Long {
 			if tx.HoldsBackOutbox && tx.Age >= o.OldestAge {
-				cause = fmt.Sprintf("; held back by the open transaction of pid %d (open for %s): the relay cannot pass it", tx.PID, round(tx.Age))
+				who := fmt.Sprintf("the open transaction of pid %d", tx.PID)
+				if tx.PreparedGID != "" {
+					who = fmt.Sprintf("prepared transaction %q", tx.PreparedGID)
+				}
+				cause = fmt.Sprintf("; held back by %s (open for %s): the relay cannot pass it", who, round(tx.Age))
 				break
 			}
 		}
@@ -660,15 +703,19 @@ func evaluate(st *Status) {
 		unavailable("database transactions", st.Transactions.Err)
 	}
 	for _, tx := range st.Transactions.Long {
-		if tx.Age < th.MaxTxAge {
-			continue
+		switch {
+		case tx.HoldsBackOutbox && tx.Age >= th.MaxOutboxAge:
+			add(SeverityError, CheckRelayHeldBack, "database: %s has been open for %s (outbox age limit %s) and holds a transaction id, "+
+				"so the relay cannot pass it: every event committed since it began waits, whichever database of the cluster it runs in; %s",
+				describeTx(tx), round(tx.Age), round(th.MaxOutboxAge), endTx(tx))
+		case tx.Age >= th.MaxTxAge:
+			effect := "it holds back vacuum"
+			if tx.HoldsBackOutbox {
+				effect = "it holds a transaction id, so the relay cannot pass it: events committed since it began wait"
+			}
+			add(SeverityError, CheckLongTransaction, "database: %s open for %s (limit %s); %s; %s",
+				describeTx(tx), round(tx.Age), round(th.MaxTxAge), effect, endTx(tx))
 		}
-		effect := "it holds back vacuum"
-		if tx.HoldsBackOutbox {
-			effect = "it has written, so the relay cannot pass it: events committed since it began wait"
-		}
-		add(SeverityError, CheckLongTransaction, "database: transaction of pid %d (%s@%s, %s) open for %s (limit %s); %s; query: %q",
-			tx.PID, orUnknown(tx.User), orUnknown(tx.Database), orUnknown(tx.State), round(tx.Age), round(th.MaxTxAge), effect, tx.Query)
 	}
 
 	if r := st.Rebuild; r.Err != nil {
@@ -679,6 +726,33 @@ func evaluate(st *Status) {
 
 	slices.SortStableFunc(st.Problems, func(a, b Problem) int { return cmp.Compare(b.Severity, a.Severity) })
 	st.Healthy = !slices.ContainsFunc(st.Problems, func(p Problem) bool { return p.Severity >= SeverityError })
+}
+
+// describeTx names a transaction for a message: who, where, since when; never its SQL.
+func describeTx(tx LongTransaction) string {
+	started := "started " + tx.Started.UTC().Format(time.RFC3339)
+	if tx.PreparedGID != "" {
+		return fmt.Sprintf("prepared transaction %q (%s@%s, prepared %s)", tx.PreparedGID, orUnknown(tx.User), orUnknown(tx.Database),
+			tx.Started.UTC().Format(time.RFC3339))
+	}
+	last := ""
+	if !tx.QueryStarted.IsZero() {
+		last = ", last statement " + tx.QueryStarted.UTC().Format(time.RFC3339)
+	}
+	app := ""
+	if tx.Application != "" {
+		app = fmt.Sprintf(", application %q", tx.Application)
+	}
+	return fmt.Sprintf("transaction of pid %d (%s@%s%s, %s, %s%s)", tx.PID, orUnknown(tx.User), orUnknown(tx.Database), app,
+		orUnknown(tx.State), started, last)
+}
+
+// endTx says how an operator ends tx.
+func endTx(tx LongTransaction) string {
+	if tx.PreparedGID != "" {
+		return fmt.Sprintf("finish it with COMMIT PREPARED or ROLLBACK PREPARED '%s' once its coordinator is known to be gone", tx.PreparedGID)
+	}
+	return fmt.Sprintf("end it (SELECT pg_terminate_backend(%d)) or fix its client", tx.PID)
 }
 
 // round shortens a duration for a message: whole seconds from a second on, milliseconds below.

@@ -106,8 +106,22 @@ func TestStatusHealthRules(t *testing.T) {
 			mutate: func(w *world) { w.dlq = 1 }},
 		{name: "long transaction", want: map[string]ops.Severity{ops.CheckLongTransaction: ops.SeverityError},
 			mutate: func(w *world) {
-				w.txs = []ops.LongTransaction{{PID: 42, Age: 6 * time.Minute, State: "idle in transaction", Query: "SELECT 1"}}
+				w.txs = []ops.LongTransaction{{PID: 42, Age: 6 * time.Minute, State: "idle in transaction"}}
 			}},
+		// A transaction holding a transaction id stalls the relay: it is flagged at the relay's
+		// latency budget (the outbox age limit), not at the long-transaction limit.
+		{name: "transaction holding the relay back", want: map[string]ops.Severity{ops.CheckRelayHeldBack: ops.SeverityError},
+			mutate: func(w *world) {
+				w.txs = []ops.LongTransaction{{PID: 42, Database: "billing", Age: 61 * time.Second, HoldsBackOutbox: true}}
+			}},
+		{name: "prepared transaction holding the relay back", want: map[string]ops.Severity{ops.CheckRelayHeldBack: ops.SeverityError},
+			mutate: func(w *world) {
+				w.txs = []ops.LongTransaction{{PreparedGID: "xa-7", State: "prepared", Age: 2 * time.Minute, HoldsBackOutbox: true}}
+			}},
+		{name: "young transaction holding the relay back is not flagged", healthy: true, want: map[string]ops.Severity{},
+			mutate: func(w *world) { w.txs = []ops.LongTransaction{{PID: 42, Age: 59 * time.Second, HoldsBackOutbox: true}} }},
+		{name: "holder older than both limits is flagged once", want: map[string]ops.Severity{ops.CheckRelayHeldBack: ops.SeverityError},
+			mutate: func(w *world) { w.txs = []ops.LongTransaction{{PID: 42, Age: 10 * time.Minute, HoldsBackOutbox: true}} }},
 		{name: "young read-only transactions are not listed", healthy: true, want: map[string]ops.Severity{},
 			mutate: func(w *world) { w.txs = []ops.LongTransaction{{PID: 42, Age: 2 * time.Minute}} }},
 		{name: "failed rebuild is a warning", healthy: true, want: map[string]ops.Severity{ops.CheckRebuildFailed: ops.SeverityWarning},
@@ -179,13 +193,59 @@ func TestStatusSections(t *testing.T) {
 	}
 }
 
+// A transaction this role cannot see still shows in the outbox's held-back events: the
+// outbox problem says that an invisible transaction, not a missing relay, is the cause.
+func TestStatusSaysWhenAnInvisibleTransactionHoldsTheOutbox(t *testing.T) {
+	w := healthyWorld()
+	w.outbox.Backlog, w.outbox.OldestAge = 7, 2*time.Minute
+	w.outbox.HeldBack, w.outbox.HeldBackAge, w.outbox.OldestRunningTransactionID = 5, 2*time.Minute, "81234"
+	st, err := w.service(ops.Config{}).Status(context.Background(), ops.DefaultThresholds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msg string
+	for _, p := range st.Problems {
+		if p.Check == ops.CheckOutboxAge {
+			msg = p.Message
+		}
+	}
+	for _, want := range []string{"5 of them wait behind open transaction id 81234", "cannot see", "pg_read_all_stats"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("outbox problem lacks %q: %s", want, msg)
+		}
+	}
+	if strings.Contains(msg, "is a relay running") {
+		t.Errorf("outbox problem blames the relay: %s", msg)
+	}
+}
+
+// A prepared transaction has no session: it is named by its gid, with how to end it.
+func TestStatusNamesAPreparedTransaction(t *testing.T) {
+	w := healthyWorld()
+	w.txs = []ops.LongTransaction{{PreparedGID: "xa-7", User: "billing", Database: "orders", State: "prepared",
+		BackendType: "prepared transaction", Age: 2 * time.Minute, HoldsBackOutbox: true}}
+	st, err := w.service(ops.Config{}).Status(context.Background(), ops.DefaultThresholds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Problems) != 1 || st.Problems[0].Check != ops.CheckRelayHeldBack {
+		t.Fatalf("problems %+v", st.Problems)
+	}
+	for _, want := range []string{`prepared transaction "xa-7" (billing@orders`, "ROLLBACK PREPARED 'xa-7'"} {
+		if !strings.Contains(st.Problems[0].Message, want) {
+			t.Errorf("message lacks %q: %s", want, st.Problems[0].Message)
+		}
+	}
+}
+
 // A transaction that has written holds the outbox back; the outbox problem names it even
 // when it is younger than the long-transaction limit.
 func TestStatusNamesTheTransactionHoldingBackTheOutbox(t *testing.T) {
 	w := healthyWorld()
 	w.outbox.Backlog, w.outbox.OldestAge = 7, 2*time.Minute
 	w.txs = []ops.LongTransaction{
-		{PID: 4242, Age: 3 * time.Minute, State: "idle in transaction", HoldsBackOutbox: true, Query: "UPDATE products SET ..."},
+		{PID: 4242, Database: "billing", User: "etl", Application: "nightly", Age: 3 * time.Minute, State: "idle in transaction",
+			HoldsBackOutbox: true, Started: time.Date(2026, 3, 1, 11, 57, 0, 0, time.UTC), QueryStarted: time.Date(2026, 3, 1, 11, 58, 0, 0, time.UTC)},
 		{PID: 99, Age: 90 * time.Second, State: "active"}, // read-only and young: not listed
 	}
 	st, err := w.service(ops.Config{}).Status(context.Background(), ops.DefaultThresholds())
@@ -199,12 +259,20 @@ func TestStatusNamesTheTransactionHoldingBackTheOutbox(t *testing.T) {
 		t.Fatalf("long transactions %+v", st.Transactions.Long)
 	}
 	got := checks(st)
-	if got[ops.CheckOutboxAge] != ops.SeverityError || got[ops.CheckLongTransaction] != 0 {
+	if got[ops.CheckOutboxAge] != ops.SeverityError || got[ops.CheckRelayHeldBack] != ops.SeverityError || got[ops.CheckLongTransaction] != 0 {
 		t.Fatalf("problems %+v", st.Problems)
 	}
 	for _, p := range st.Problems {
 		if p.Check == ops.CheckOutboxAge && !strings.Contains(p.Message, "pid 4242") {
 			t.Errorf("outbox problem does not name the transaction: %s", p.Message)
+		}
+		if p.Check == ops.CheckRelayHeldBack {
+			for _, want := range []string{"pid 4242", "etl@billing", `application "nightly"`, "idle in transaction",
+				"started 2026-03-01T11:57:00Z", "last statement 2026-03-01T11:58:00Z", "3m0s", "limit 1m0s", "pg_terminate_backend(4242)"} {
+				if !strings.Contains(p.Message, want) {
+					t.Errorf("relay_held_back message lacks %q: %s", want, p.Message)
+				}
+			}
 		}
 	}
 }

@@ -5,14 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/marketplace/catalog/adapters/kafka"
@@ -22,7 +20,6 @@ import (
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/internal/testenv"
 	"github.com/marketplace/catalog/internal/testkafka"
-	"github.com/marketplace/catalog/service"
 )
 
 func TestParseDLQTime(t *testing.T) {
@@ -97,9 +94,6 @@ func (e *dlqEnv) run(t *testing.T, args ...string) (stdout, stderr string, code 
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	root := newRootCmd()
-	if !hasSubcommand(root, "dlq") {
-		root = dlqTestRoot()
-	}
 	var out, errb bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errb)
@@ -117,36 +111,6 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 		}
 	}
 	return out.String(), errb.String(), code
-}
-
-func hasSubcommand(c *cobra.Command, name string) bool {
-	for _, sub := range c.Commands() {
-		if sub.Name() == name {
-			return true
-		}
-	}
-	return false
-}
-
-// dlqTestRoot is newRootCmd with the dlq command, for as long as root.go does not add it.
-func dlqTestRoot() *cobra.Command {
-	cfg := &service.Config{}
-	root := &cobra.Command{
-		Use:           "catalog",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		PersistentPreRunE: func(*cobra.Command, []string) error {
-			cfg.SetDefaults()
-			if err := cfg.Validate(); err != nil {
-				return usageError{fmt.Errorf("configuration: %w", err)}
-			}
-			return nil
-		},
-	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	bindFlags(root.PersistentFlags(), cfg)
-	root.AddCommand(newDLQCmd(cfg))
-	return root
 }
 
 // deadLetter writes an event to the DLQ as the projector does (Watermill publisher, event

@@ -44,14 +44,16 @@ func newStatusCmd(cfg *service.Config) *cobra.Command {
                 live documents against live products in the database
   dlq           messages in the dead-letter topic
   last rebuild  id, phase, when it finished, why it failed
-  transactions  database transactions open for long; one that has written holds back the
-                relay, which cannot pass an open transaction
+  transactions  database transactions open for long, in any database of the cluster: one
+                that holds a transaction id (it has written, or it is prepared) holds back
+                the relay, which cannot pass it; the statement text is never shown
 
 Unhealthy (exit code 1, the reasons on stderr) when the oldest unrelayed event is older than
 --max-outbox-age, the projector lags by more than --max-lag or has committed nothing on a
 topic with records, the alias is missing, its index's mapping is older than the code's, live
 documents and live products differ by more than --max-count-drift, the DLQ holds messages,
-a transaction is open for longer than --max-tx-age, or a part cannot be read. A failed last
+a transaction holding the relay back is older than --max-outbox-age (relay_held_back), a
+read-only one is open for longer than --max-tx-age, or a part cannot be read. A failed last
 rebuild and an empty projector group are warnings. Exit code 0 when healthy, 2 on bad flags.
 
 --max-count-drift takes a percentage of live products, a number of documents, or both
@@ -76,8 +78,8 @@ absent values null:
   products{read_error?, live, total}, dlq{read_error?, topic, depth},
   last_rebuild{read_error?, found, id, phase, started_at, finished_at, error, from_index,
     to_index},
-  transactions{read_error?, long[{pid, database, user, application, state, query,
-    started_at, age_seconds, holds_back_outbox}]}`,
+  transactions{read_error?, long[{pid, database, user, application, backend_type,
+    prepared_gid, state, started_at, query_started_at, age_seconds, holds_back_outbox}]}`,
 		Example: `  catalog status
   catalog status --json | jq '.projector.total_lag'
   catalog status --max-lag=0 --max-count-drift=0 || page-someone`,
@@ -137,7 +139,7 @@ absent values null:
 	fs.DurationVar(&maxOutboxAge, "max-outbox-age", 60*time.Second, "unhealthy when the oldest unrelayed outbox event is older")
 	fs.Int64Var(&maxLag, "max-lag", 10_000, "unhealthy when the projector group's total lag is larger")
 	fs.StringVar(&maxDrift, "max-count-drift", "0.1%,10", "allowed |live documents - live products|: a percentage, a count, or both (the larger applies)")
-	fs.DurationVar(&maxTxAge, "max-tx-age", 5*time.Minute, "unhealthy when a database transaction is open for longer")
+	fs.DurationVar(&maxTxAge, "max-tx-age", 5*time.Minute, "unhealthy when a read-only database transaction is open for longer (one holding the relay back: --max-outbox-age)")
 	return cmd
 }
 
@@ -301,9 +303,11 @@ type (
 		Database        string     `json:"database"`
 		User            string     `json:"user"`
 		Application     string     `json:"application"`
+		BackendType     string     `json:"backend_type"`
+		PreparedGID     string     `json:"prepared_gid"`
 		State           string     `json:"state"`
-		Query           string     `json:"query"`
 		StartedAt       *time.Time `json:"started_at"`
+		QueryStartedAt  *time.Time `json:"query_started_at"`
 		AgeSeconds      float64    `json:"age_seconds"`
 		HoldsBackOutbox bool       `json:"holds_back_outbox"`
 	}
@@ -370,7 +374,8 @@ func statusToJSON(st *operationsv1.GetStatusResponse) statusJSON {
 	out.Transactions = transactionsJSON{ReadError: st.GetTransactions().GetReadError(), Long: []longTxJSON{}}
 	for _, tx := range st.GetTransactions().GetLong() {
 		out.Transactions.Long = append(out.Transactions.Long, longTxJSON{PID: tx.GetPid(), Database: tx.GetDatabase(), User: tx.GetUser(),
-			Application: tx.GetApplication(), State: tx.GetState(), Query: tx.GetQuery(), StartedAt: timeOrNil(tx.GetStartedAt()),
+			Application: tx.GetApplication(), BackendType: tx.GetBackendType(), PreparedGID: tx.GetPreparedGid(), State: tx.GetState(),
+			StartedAt: timeOrNil(tx.GetStartedAt()), QueryStartedAt: timeOrNil(tx.GetQueryStartedAt()),
 			AgeSeconds: tx.GetAge().AsDuration().Seconds(), HoldsBackOutbox: tx.GetHoldsBackOutbox()})
 	}
 	return out
@@ -502,17 +507,26 @@ func writeStatusTable(w io.Writer, st *operationsv1.GetStatusResponse) error {
 	case tx.GetReadError() != "":
 		fmt.Fprintf(&b, "TRANSACTIONS  unavailable: %s\n", oneLine(tx.GetReadError()))
 	case len(tx.GetLong()) == 0:
-		fmt.Fprintf(&b, "TRANSACTIONS  none open longer than %s\n", shortDuration(th.GetMaxTxAge().AsDuration()))
+		fmt.Fprintf(&b, "TRANSACTIONS  none holding the relay back for longer than %s, none open longer than %s\n",
+			shortDuration(th.GetMaxOutboxAge().AsDuration()), shortDuration(th.GetMaxTxAge().AsDuration()))
 	default:
 		fmt.Fprintf(&b, "TRANSACTIONS  %d long-running\n", len(tx.GetLong()))
-		rows := [][]string{{"PID", "AGE", "HOLDS OUTBOX", "STATE", "USER@DATABASE", "QUERY"}}
+		rows := [][]string{{"PID", "AGE", "HOLDS RELAY", "STATE", "USER@DATABASE", "APPLICATION", "LAST STATEMENT"}}
 		for _, t := range tx.GetLong() {
 			holds := "no"
 			if t.GetHoldsBackOutbox() {
 				holds = "YES"
 			}
-			rows = append(rows, []string{strconv.Itoa(int(t.GetPid())), shortDuration(t.GetAge().AsDuration()), holds, t.GetState(),
-				t.GetUser() + "@" + t.GetDatabase(), truncate(t.GetQuery(), 60)})
+			pid, app := strconv.Itoa(int(t.GetPid())), t.GetApplication()
+			if t.GetPreparedGid() != "" {
+				pid, app = "-", "prepared "+strconv.Quote(t.GetPreparedGid())
+			}
+			last := "-"
+			if qs := t.GetQueryStartedAt(); qs != nil {
+				last = shortDuration(st.GetCheckedAt().AsTime().Sub(qs.AsTime())) + " ago"
+			}
+			rows = append(rows, []string{pid, shortDuration(t.GetAge().AsDuration()), holds, t.GetState(),
+				t.GetUser() + "@" + t.GetDatabase(), truncate(app, 40), last})
 		}
 		writeTable(&b, "  ", rows, 0b000011)
 	}

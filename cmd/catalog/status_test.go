@@ -101,7 +101,8 @@ func unhealthyStatus() ops.Status {
 	st.Outbox.Lanes[1].Backlog, st.Outbox.Lanes[1].OldestAge = 17, 3*time.Minute
 	st.DLQ.Depth = 2
 	st.Transactions.Long = []ops.LongTransaction{{PID: 4242, Database: "catalog", User: "app", State: "idle in transaction",
-		Query: "UPDATE products SET stock = 0", Started: st.CheckedAt.Add(-6 * time.Minute), Age: 6 * time.Minute, HoldsBackOutbox: true}}
+		Application: "psql", BackendType: "client backend", Started: st.CheckedAt.Add(-6 * time.Minute),
+		QueryStarted: st.CheckedAt.Add(-5 * time.Minute), Age: 6 * time.Minute, HoldsBackOutbox: true}}
 	st.Problems = []ops.Problem{
 		{Severity: ops.SeverityError, Check: ops.CheckOutboxAge, Message: "outbox: 17 events not relayed; held back by pid 4242"},
 		{Severity: ops.SeverityError, Check: ops.CheckDLQ, Message: "dlq: 2 messages in dlq.product.events need an operator"},
@@ -126,7 +127,7 @@ func TestStatusHealthyTable(t *testing.T) {
 		"PRODUCTS      1,000,003 live, 1,000,015 with tombstones; drift 3 (allowed 1,000)",
 		"DLQ           dlq.product.events: 0 messages",
 		"LAST REBUILD  20260301T100000Z-abc succeeded, finished 2026-03-01 11:00:00 UTC",
-		"TRANSACTIONS  none open longer than 5m0s",
+		"TRANSACTIONS  none holding the relay back for longer than 1m0s, none open longer than 5m0s",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
@@ -151,7 +152,7 @@ func TestStatusUnhealthyExitsWithTheReasons(t *testing.T) {
 		!strings.Contains(msg, "\n  dlq_not_empty: dlq: 2 messages") || strings.Contains(msg, "no consumer") {
 		t.Errorf("reasons:\n%s", msg)
 	}
-	for _, want := range []string{"UNHEALTHY (2 errors, 1 warning)", "oldest waiting 3m0s", "TRANSACTIONS  1 long-running", "4242", "YES",
+	for _, want := range []string{"UNHEALTHY (2 errors, 1 warning)", "oldest waiting 3m0s", "TRANSACTIONS  1 long-running", "4242", "YES", "psql", "5m0s ago",
 		"PROBLEMS", "ERROR    outbox_age", "WARNING  projector_no_members", "dlq.product.events: 2 messages"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
@@ -196,7 +197,7 @@ func TestStatusJSONFieldNamesAreStable(t *testing.T) {
 		"dlq":                     "depth,topic",
 		"last_rebuild":            "error,finished_at,found,from_index,id,phase,started_at,to_index",
 		"transactions":            "long",
-		"transactions.long[0]":    "age_seconds,application,database,holds_back_outbox,pid,query,started_at,state,user",
+		"transactions.long[0]":    "age_seconds,application,backend_type,database,holds_back_outbox,pid,prepared_gid,query_started_at,started_at,state,user",
 	}
 	got := map[string]any{
 		"": doc, "problems[0]": first(doc["problems"]), "thresholds": doc["thresholds"], "outbox": doc["outbox"],

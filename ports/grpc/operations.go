@@ -204,8 +204,9 @@ func statusToProto(st ops.Status) *operationsv1.GetStatusResponse {
 	out.Transactions = &operationsv1.TransactionsStatus{ReadError: errString(st.Transactions.Err)}
 	for _, tx := range st.Transactions.Long {
 		out.Transactions.Long = append(out.Transactions.Long, &operationsv1.LongTransaction{Pid: tx.PID, Database: tx.Database,
-			User: tx.User, Application: tx.Application, State: tx.State, Query: tx.Query, StartedAt: ts(tx.Started),
-			Age: durationpb.New(tx.Age), HoldsBackOutbox: tx.HoldsBackOutbox})
+			User: tx.User, Application: tx.Application, State: tx.State, StartedAt: ts(tx.Started),
+			Age: durationpb.New(tx.Age), HoldsBackOutbox: tx.HoldsBackOutbox, QueryStartedAt: ts(tx.QueryStarted),
+			BackendType: tx.BackendType, PreparedGid: tx.PreparedGID})
 	}
 	return out
 }

@@ -139,7 +139,7 @@ func sampleStatus() ops.Status {
 		Counts:       ops.CountComparison{Compared: true, Drift: 1, Allowed: 10},
 		DLQ:          ops.DLQSection{Topic: "dlq.product.events", Err: errors.New("broker down")},
 		Rebuild:      ops.RebuildSection{Last: &rebuild.Snapshot{ID: "r1", Phase: rebuild.PhaseFailed, StartedAt: now.Add(-2 * time.Hour), FinishedAt: &fin, Error: "boom", ToIndex: "ps_v2_y"}},
-		Transactions: ops.TransactionsSection{Long: []ops.LongTransaction{{PID: 42, Database: "catalog", User: "app", State: "idle in transaction", Query: "UPDATE x", Started: now.Add(-10 * time.Minute), Age: 10 * time.Minute, HoldsBackOutbox: true}}},
+		Transactions: ops.TransactionsSection{Long: []ops.LongTransaction{{PID: 42, Database: "catalog", User: "app", State: "idle in transaction", Started: now.Add(-10 * time.Minute), QueryStarted: now.Add(-9 * time.Minute), BackendType: "client backend", Age: 10 * time.Minute, HoldsBackOutbox: true}}},
 	}
 }
 
@@ -178,7 +178,8 @@ func TestGetStatusMapsTheStatus(t *testing.T) {
 		t.Errorf("last rebuild: %v", lr)
 	}
 	tx := resp.GetTransactions().GetLong()
-	if len(tx) != 1 || tx[0].GetPid() != 42 || !tx[0].GetHoldsBackOutbox() || tx[0].GetAge().AsDuration() != 10*time.Minute {
+	if len(tx) != 1 || tx[0].GetPid() != 42 || !tx[0].GetHoldsBackOutbox() || tx[0].GetAge().AsDuration() != 10*time.Minute ||
+		tx[0].GetBackendType() != "client backend" || tx[0].GetQueryStartedAt().AsTime().IsZero() {
 		t.Errorf("transactions: %v", tx)
 	}
 	th := resp.GetThresholds()

@@ -218,7 +218,8 @@ type GetStatusRequest struct {
 	// max_count_drift_docs is the allowed difference in documents (default 10); the larger of
 	// the two limits applies.
 	MaxCountDriftDocs *int64 `protobuf:"varint,4,opt,name=max_count_drift_docs,json=maxCountDriftDocs,proto3,oneof" json:"max_count_drift_docs,omitempty"`
-	// max_tx_age is the longest a database transaction may stay open (default 5 min).
+	// max_tx_age is the longest a read-only database transaction may stay open (default 5 min);
+	// one that holds the relay back is judged by max_outbox_age.
 	MaxTxAge      *durationpb.Duration `protobuf:"bytes,5,opt,name=max_tx_age,json=maxTxAge,proto3" json:"max_tx_age,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -432,7 +433,7 @@ type Problem struct {
 	Severity Severity `protobuf:"varint,1,opt,name=severity,proto3,enum=catalog.operations.v1.Severity" json:"severity,omitempty"`
 	// check is the rule's stable name: outbox_age, projector_lag, projector_no_offsets,
 	// projector_no_members, alias_missing, alias_foreign_index, mapping_outdated,
-	// mapping_ahead, count_drift, dlq_not_empty, long_transaction, rebuild_failed,
+	// mapping_ahead, count_drift, dlq_not_empty, long_transaction, relay_held_back, rebuild_failed,
 	// unavailable.
 	Check string `protobuf:"bytes,2,opt,name=check,proto3" json:"check,omitempty"`
 	// message says what is wrong and what to do, in one line.
@@ -503,7 +504,7 @@ type Thresholds struct {
 	MaxCountDriftRatio float64 `protobuf:"fixed64,3,opt,name=max_count_drift_ratio,json=maxCountDriftRatio,proto3" json:"max_count_drift_ratio,omitempty"`
 	// max_count_drift_docs is the allowed count drift in documents.
 	MaxCountDriftDocs int64 `protobuf:"varint,4,opt,name=max_count_drift_docs,json=maxCountDriftDocs,proto3" json:"max_count_drift_docs,omitempty"`
-	// max_tx_age is the longest a database transaction may stay open.
+	// max_tx_age is the longest a read-only database transaction may stay open.
 	MaxTxAge      *durationpb.Duration `protobuf:"bytes,5,opt,name=max_tx_age,json=maxTxAge,proto3" json:"max_tx_age,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1375,7 +1376,7 @@ type TransactionsStatus struct {
 	// read_error is set when they could not be listed.
 	ReadError string `protobuf:"bytes,1,opt,name=read_error,json=readError,proto3" json:"read_error,omitempty"`
 	// long lists transactions older than max_tx_age, and younger ones that have held the
-	// outbox back for longer than max_outbox_age, oldest first.
+	// relay back (they hold a transaction id) for longer than max_outbox_age, oldest first.
 	Long          []*LongTransaction `protobuf:"bytes,2,rep,name=long,proto3" json:"long,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1425,10 +1426,12 @@ func (x *TransactionsStatus) GetLong() []*LongTransaction {
 	return nil
 }
 
-// LongTransaction is an open database transaction.
+// LongTransaction is an open database transaction. Its statement text is not reported: the
+// transaction may belong to any application on the cluster and its SQL can hold secrets.
 type LongTransaction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// pid is the backend's process id (pg_terminate_backend takes it).
+	// pid is the backend's process id (pg_terminate_backend takes it); 0 for a prepared
+	// transaction.
 	Pid int32 `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
 	// database is the session's database.
 	Database string `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
@@ -1436,19 +1439,26 @@ type LongTransaction struct {
 	User string `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
 	// application is the session's application_name.
 	Application string `protobuf:"bytes,4,opt,name=application,proto3" json:"application,omitempty"`
-	// state is the backend state, such as "idle in transaction".
+	// state is the backend state, such as "idle in transaction" ("prepared" for a prepared
+	// transaction).
 	State string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
-	// query is the beginning of the current or last statement.
-	Query string `protobuf:"bytes,6,opt,name=query,proto3" json:"query,omitempty"`
-	// started_at is when the transaction began.
+	// started_at is when the transaction began (was prepared).
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	// age is how long it has been open.
 	Age *durationpb.Duration `protobuf:"bytes,8,opt,name=age,proto3" json:"age,omitempty"`
-	// holds_back_outbox is true when the transaction has written: the relay forwards only
-	// events of transactions older than every open writing transaction.
+	// holds_back_outbox is true when the transaction holds a transaction id, in any database
+	// of the cluster: the relay forwards only events of transactions older than every such
+	// transaction.
 	HoldsBackOutbox bool `protobuf:"varint,9,opt,name=holds_back_outbox,json=holdsBackOutbox,proto3" json:"holds_back_outbox,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// query_started_at is when its current or last statement began; unset when unknown.
+	QueryStartedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=query_started_at,json=queryStartedAt,proto3" json:"query_started_at,omitempty"`
+	// backend_type is the kind of backend ("client backend", "autovacuum worker", ...,
+	// "prepared transaction").
+	BackendType string `protobuf:"bytes,11,opt,name=backend_type,json=backendType,proto3" json:"backend_type,omitempty"`
+	// prepared_gid is the global id of a prepared transaction; empty otherwise.
+	PreparedGid   string `protobuf:"bytes,12,opt,name=prepared_gid,json=preparedGid,proto3" json:"prepared_gid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LongTransaction) Reset() {
@@ -1516,13 +1526,6 @@ func (x *LongTransaction) GetState() string {
 	return ""
 }
 
-func (x *LongTransaction) GetQuery() string {
-	if x != nil {
-		return x.Query
-	}
-	return ""
-}
-
 func (x *LongTransaction) GetStartedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.StartedAt
@@ -1542,6 +1545,27 @@ func (x *LongTransaction) GetHoldsBackOutbox() bool {
 		return x.HoldsBackOutbox
 	}
 	return false
+}
+
+func (x *LongTransaction) GetQueryStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.QueryStartedAt
+	}
+	return nil
+}
+
+func (x *LongTransaction) GetBackendType() string {
+	if x != nil {
+		return x.BackendType
+	}
+	return ""
+}
+
+func (x *LongTransaction) GetPreparedGid() string {
+	if x != nil {
+		return x.PreparedGid
+	}
+	return ""
 }
 
 // VerifyRequest configures a verify.
@@ -2203,18 +2227,21 @@ const file_catalog_operations_v1_operations_proto_rawDesc = "" +
 	"\x12TransactionsStatus\x12\x1d\n" +
 	"\n" +
 	"read_error\x18\x01 \x01(\tR\treadError\x12:\n" +
-	"\x04long\x18\x02 \x03(\v2&.catalog.operations.v1.LongTransactionR\x04long\"\xb5\x02\n" +
+	"\x04long\x18\x02 \x03(\v2&.catalog.operations.v1.LongTransactionR\x04long\"\xb8\x03\n" +
 	"\x0fLongTransaction\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1a\n" +
 	"\bdatabase\x18\x02 \x01(\tR\bdatabase\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x12 \n" +
 	"\vapplication\x18\x04 \x01(\tR\vapplication\x12\x14\n" +
-	"\x05state\x18\x05 \x01(\tR\x05state\x12\x14\n" +
-	"\x05query\x18\x06 \x01(\tR\x05query\x129\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x129\n" +
 	"\n" +
 	"started_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12+\n" +
 	"\x03age\x18\b \x01(\v2\x19.google.protobuf.DurationR\x03age\x12*\n" +
-	"\x11holds_back_outbox\x18\t \x01(\bR\x0fholdsBackOutbox\"m\n" +
+	"\x11holds_back_outbox\x18\t \x01(\bR\x0fholdsBackOutbox\x12D\n" +
+	"\x10query_started_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x0equeryStartedAt\x12!\n" +
+	"\fbackend_type\x18\v \x01(\tR\vbackendType\x12!\n" +
+	"\fprepared_gid\x18\f \x01(\tR\vpreparedGidJ\x04\b\x06\x10\aR\x05query\"m\n" +
 	"\rVerifyRequest\x121\n" +
 	"\x06settle\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06settle\x12\x1d\n" +
 	"\asamples\x18\x02 \x01(\x05H\x00R\asamples\x88\x01\x01B\n" +
@@ -2355,26 +2382,27 @@ var file_catalog_operations_v1_operations_proto_depIdxs = []int32{
 	16, // 23: catalog.operations.v1.TransactionsStatus.long:type_name -> catalog.operations.v1.LongTransaction
 	24, // 24: catalog.operations.v1.LongTransaction.started_at:type_name -> google.protobuf.Timestamp
 	23, // 25: catalog.operations.v1.LongTransaction.age:type_name -> google.protobuf.Duration
-	23, // 26: catalog.operations.v1.VerifyRequest.settle:type_name -> google.protobuf.Duration
-	19, // 27: catalog.operations.v1.VerifyResponse.progress:type_name -> catalog.operations.v1.VerifyProgress
-	20, // 28: catalog.operations.v1.VerifyResponse.report:type_name -> catalog.operations.v1.VerifyReport
-	1,  // 29: catalog.operations.v1.VerifyProgress.phase:type_name -> catalog.operations.v1.VerifyPhase
-	23, // 30: catalog.operations.v1.VerifyProgress.elapsed:type_name -> google.protobuf.Duration
-	24, // 31: catalog.operations.v1.VerifyReport.started_at:type_name -> google.protobuf.Timestamp
-	23, // 32: catalog.operations.v1.VerifyReport.duration:type_name -> google.protobuf.Duration
-	23, // 33: catalog.operations.v1.VerifyReport.settle:type_name -> google.protobuf.Duration
-	21, // 34: catalog.operations.v1.VerifyReport.categories:type_name -> catalog.operations.v1.CategoryReport
-	2,  // 35: catalog.operations.v1.CategoryReport.category:type_name -> catalog.operations.v1.DifferenceCategory
-	22, // 36: catalog.operations.v1.CategoryReport.samples:type_name -> catalog.operations.v1.Difference
-	3,  // 37: catalog.operations.v1.Operations.GetStatus:input_type -> catalog.operations.v1.GetStatusRequest
-	17, // 38: catalog.operations.v1.Operations.Verify:input_type -> catalog.operations.v1.VerifyRequest
-	4,  // 39: catalog.operations.v1.Operations.GetStatus:output_type -> catalog.operations.v1.GetStatusResponse
-	18, // 40: catalog.operations.v1.Operations.Verify:output_type -> catalog.operations.v1.VerifyResponse
-	39, // [39:41] is the sub-list for method output_type
-	37, // [37:39] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	24, // 26: catalog.operations.v1.LongTransaction.query_started_at:type_name -> google.protobuf.Timestamp
+	23, // 27: catalog.operations.v1.VerifyRequest.settle:type_name -> google.protobuf.Duration
+	19, // 28: catalog.operations.v1.VerifyResponse.progress:type_name -> catalog.operations.v1.VerifyProgress
+	20, // 29: catalog.operations.v1.VerifyResponse.report:type_name -> catalog.operations.v1.VerifyReport
+	1,  // 30: catalog.operations.v1.VerifyProgress.phase:type_name -> catalog.operations.v1.VerifyPhase
+	23, // 31: catalog.operations.v1.VerifyProgress.elapsed:type_name -> google.protobuf.Duration
+	24, // 32: catalog.operations.v1.VerifyReport.started_at:type_name -> google.protobuf.Timestamp
+	23, // 33: catalog.operations.v1.VerifyReport.duration:type_name -> google.protobuf.Duration
+	23, // 34: catalog.operations.v1.VerifyReport.settle:type_name -> google.protobuf.Duration
+	21, // 35: catalog.operations.v1.VerifyReport.categories:type_name -> catalog.operations.v1.CategoryReport
+	2,  // 36: catalog.operations.v1.CategoryReport.category:type_name -> catalog.operations.v1.DifferenceCategory
+	22, // 37: catalog.operations.v1.CategoryReport.samples:type_name -> catalog.operations.v1.Difference
+	3,  // 38: catalog.operations.v1.Operations.GetStatus:input_type -> catalog.operations.v1.GetStatusRequest
+	17, // 39: catalog.operations.v1.Operations.Verify:input_type -> catalog.operations.v1.VerifyRequest
+	4,  // 40: catalog.operations.v1.Operations.GetStatus:output_type -> catalog.operations.v1.GetStatusResponse
+	18, // 41: catalog.operations.v1.Operations.Verify:output_type -> catalog.operations.v1.VerifyResponse
+	40, // [40:42] is the sub-list for method output_type
+	38, // [38:40] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_catalog_operations_v1_operations_proto_init() }
