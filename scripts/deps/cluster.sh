@@ -278,18 +278,22 @@ cl_stop() {
 }
 
 cluster_stop_all() {
-  local n pids=() pid
+  local n stopping=() pid
   # TERM to all at once: brokers stopped one by one would each move leadership to the next one
   # about to stop, and the last two would wait for a controller quorum that is already gone.
   for n in "${CL_MEMBERS[@]}"; do
     cl_member "$n"
     if pid=$(cl_pid); then
       kill -TERM "$pid" 2>/dev/null || true
-      pids+=("$n")
+      stopping+=("$n:$pid")
+    else
+      note "$n" "not running (no live PID in $M_DIR)"
     fi
   done
-  [ ${#pids[@]} -gt 0 ] || note cluster "nothing running (no live PID under $CL_DIR)"
-  for n in "${pids[@]}"; do cl_stop "$n"; done
+  for n in "${stopping[@]}"; do
+    cl_member "${n%%:*}"
+    stop_pid "$M_NAME" "$M_DIR/$M_NAME.pid" "${n#*:}"
+  done
 }
 
 # cluster_status: one line per member and per cluster; 1 if any member is down or a cluster is not healthy.

@@ -86,6 +86,8 @@ pg_url_psql() {
   env PGPASSFILE="$NO_PGPASS" PGCONNECT_TIMEOUT=3 "${pw[@]}" \
     psql -X -w "${h[@]}" -p "$PG_PORT" -U "$PG_USER" -d postgres -Atq -v ON_ERROR_STOP=1 "$@"
 }
+# pg_login_error: why DATABASE_URL cannot log in (psql's last line of output).
+pg_login_error() { pg_url_psql -c 'select 1' 2>&1 | tail -n1 || true; }
 # pg_admin ARG...: psql as the superuser postgres over the local cluster's unix socket (peer
 # authentication, independent of what pg_hba.conf says about TCP).
 pg_admin() { as_postgres psql -X -p "$PG_PORT" -d postgres -Atq -v ON_ERROR_STOP=1 "$@"; }
@@ -148,7 +150,8 @@ PG_PLAN=()
 PG_NEED_ROLE=0
 PG_NEED_MAXCONN=0
 PG_HBA_FILE=""
-PG_HBA_EDITS=() # "LINE<TAB>NEW" (LINE 0: insert first)
+PG_HBA_EDITS=() # "LINE<US>OLD<US>NEW" (US: the unit separator, which no line contains) (LINE 0: insert first)
+PG_MAXCONN_OLD=""
 PG_DID=()
 
 # pg_plan_hba: plans `trust` for the URL's loopback address(es) in pg_hba.conf.
@@ -168,11 +171,11 @@ pg_plan_hba() {
       old=${found#*$'\t'}
       new=$(sed -E 's#^([[:space:]]*host[[:space:]]+all[[:space:]]+all[[:space:]]+[^[:space:]]+[[:space:]]+)[^[:space:]].*$#\1trust#' <<<"$old")
       PG_PLAN+=("$PG_HBA_FILE line $n: '$old' -> '$new'")
-      PG_HBA_EDITS+=("$n"$'\t'"$new")
+      PG_HBA_EDITS+=("$n"$'\x1f'"$old"$'\x1f'"$new")
     else
       new="host all all $addr trust"
       PG_PLAN+=("$PG_HBA_FILE: insert as line 1 (no 'host all all $addr' line yet): '$new'")
-      PG_HBA_EDITS+=("0"$'\t'"$new")
+      PG_HBA_EDITS+=("0"$'\x1f'$'\x1f'"$new")
     fi
   done
 }
@@ -190,7 +193,7 @@ pg_plan() {
   if ! out=$(pg_url_psql -c 'select 1' 2>&1); then
     case "$out" in
       *"role \"$PG_USER\" does not exist"*) ;; # authentication passed; the role is planned above
-      *"no password supplied"* | *"password authentication failed"* | *"no pg_hba.conf entry"* | *"Peer authentication failed"* | *"Ident authentication failed"*)
+      *"no password supplied"* | *"password authentication failed"* | *"no pg_hba.conf entry"* | *"pg_hba.conf rejects connection"* | *"Peer authentication failed"* | *"Ident authentication failed"*)
         if [ -n "$PG_PASSWORD" ] && [ -n "$role_exists" ]; then
           die "postgres: $PG_USER cannot log in to ${PG_HOST:-the unix socket}:$PG_PORT with the password in DATABASE_URL (the script does not change passwords): $(tail -n1 <<<"$out")"
         fi
@@ -202,6 +205,7 @@ pg_plan() {
   cur=$(pg_admin -c 'show max_connections')
   if [ "$cur" -lt "$PG_MAX_CONNECTIONS" ]; then
     PG_NEED_MAXCONN=1
+    PG_MAXCONN_OLD=$cur
     PG_PLAN+=("max_connections: $cur -> $PG_MAX_CONNECTIONS (ALTER SYSTEM, in $(pg_admin -c 'show data_directory')/postgresql.auto.conf), then a restart of cluster $PG_VER/$PG_CLUSTER")
   fi
 }
@@ -218,8 +222,6 @@ pg_consent() {
       note postgres "changes refused by DEPS_PG_ALLOW_CHANGES=$DEPS_PG_ALLOW_CHANGES"
       return 1
       ;;
-    "") ;;
-    *) die2 "DEPS_PG_ALLOW_CHANGES must be 1 or 0, not '$DEPS_PG_ALLOW_CHANGES'" ;;
   esac
   if pg_owned; then
     note postgres "changes allowed: cluster $PG_VER/$PG_CLUSTER was created by scripts/deps.sh ($(pg_conf_dir)/$PG_OWNED_MARK)"
@@ -233,14 +235,17 @@ pg_consent() {
     printf 'deps: make these changes to cluster %s/%s, which scripts/deps.sh did not create? [y/N] ' "$PG_VER" "$PG_CLUSTER" >&2
     read -r ans || ans=""
     case "$ans" in
-      y | Y | yes | YES) return 0 ;;
+      y | Y | yes | YES)
+        note postgres "changes allowed: answered '$ans'"
+        return 0
+        ;;
     esac
   fi
   return 1
 }
 
 pg_apply() {
-  local e n new
+  local e n old new
   if [ "$PG_NEED_ROLE" = 1 ]; then
     note postgres "change: creating role \"$PG_USER\""
     # The password goes through stdin as a quoted literal, never onto a command line.
@@ -252,9 +257,12 @@ pg_apply() {
   if [ ${#PG_HBA_EDITS[@]} -gt 0 ]; then
     cp -p "$PG_HBA_FILE" "$STATE/postgres/pg_hba.conf.before-deps"
     for e in "${PG_HBA_EDITS[@]}"; do
-      n=${e%%$'\t'*}
-      new=${e#*$'\t'}
-      note postgres "change: $PG_HBA_FILE: $([ "$n" = 0 ] && echo "insert line 1" || echo "line $n") := '$new' (copy of the old file: $STATE/postgres/pg_hba.conf.before-deps)"
+      IFS=$'\x1f' read -r n old new <<<"$e"
+      if [ "$n" = 0 ]; then
+        note postgres "change: $PG_HBA_FILE: insert as line 1: '$new' (old file copied to $STATE/postgres/pg_hba.conf.before-deps)"
+      else
+        note postgres "change: $PG_HBA_FILE line $n: '$old' -> '$new' (old file copied to $STATE/postgres/pg_hba.conf.before-deps)"
+      fi
       if [ "$n" = 0 ]; then
         sed -i "1i $new" "$PG_HBA_FILE"
       else
@@ -267,7 +275,7 @@ pg_apply() {
     PG_DID+=("loopback set to trust in pg_hba.conf")
   fi
   if [ "$PG_NEED_MAXCONN" = 1 ]; then
-    note postgres "change: alter system set max_connections = $PG_MAX_CONNECTIONS; restarting cluster $PG_VER/$PG_CLUSTER"
+    note postgres "change: max_connections: $PG_MAXCONN_OLD -> $PG_MAX_CONNECTIONS (alter system); restarting cluster $PG_VER/$PG_CLUSTER"
     pg_admin -c "alter system set max_connections = $PG_MAX_CONNECTIONS" >/dev/null
     pg_ctlcluster --skip-systemctl-redirect "$PG_VER" "$PG_CLUSTER" restart >"$STATE/postgres/restart.log" 2>&1 9>&- ||
       die_log postgres "$STATE/postgres/restart.log" "pg_ctlcluster $PG_VER $PG_CLUSTER restart failed"
@@ -300,11 +308,15 @@ pg_create_db() {
 postgres_up() {
   local t0 p
   t0=$(now)
+  case "${DEPS_PG_ALLOW_CHANGES:-}" in
+    "" | 1 | yes | true | 0 | no | false) ;;
+    *) die2 "DEPS_PG_ALLOW_CHANGES must be 1 or 0, not '$DEPS_PG_ALLOW_CHANGES'" ;;
+  esac
   pg_parse_url
   if ! pg_is_local; then
     have psql || apt_install postgresql-client
     pg_ready || die "postgres: nothing answers on $PG_HOST:$PG_PORT ($(redact "$PG_URL")); the script manages local clusters only"
-    pg_login_ok || die "postgres: cannot log in with DATABASE_URL ($(redact "$PG_URL")): $(pg_url_psql -c 'select 1' 2>&1 | tail -n1)"
+    pg_login_ok || die "postgres: cannot log in with DATABASE_URL ($(redact "$PG_URL")): $(pg_login_error)"
     pg_create_db pg_url_psql
     line postgres "$t0" "ready on $PG_HOST:$PG_PORT, database $PG_DB (not on this machine: nothing else checked)"
     return 0
@@ -322,7 +334,18 @@ postgres_up() {
       note postgres "WARNING nothing changed: max_connections stays below $PG_MAX_CONNECTIONS, so the full test suite may fail with 'too many clients' (DEPS_PG_ALLOW_CHANGES=1 raises it)"
     fi
   fi
-  pg_login_ok || die "postgres: DATABASE_URL ($(redact "$PG_URL")) still cannot log in: $(pg_url_psql -c 'select 1' 2>&1 | tail -n1)${PG_HBA_FILE:+ (an earlier line of $PG_HBA_FILE may match first)}"
+  if ! pg_login_ok; then
+    local why
+    why=$(pg_login_error)
+    if [ ${#PG_HBA_EDITS[@]} -gt 0 ] && [ -f "$STATE/postgres/pg_hba.conf.before-deps" ]; then
+      # The edit did not help (an earlier, narrower line matches first): put the file back.
+      note postgres "change: restoring $PG_HBA_FILE from $STATE/postgres/pg_hba.conf.before-deps, since the edit did not let DATABASE_URL log in; reloading"
+      cat "$STATE/postgres/pg_hba.conf.before-deps" >"$PG_HBA_FILE"
+      pg_admin -c 'select pg_reload_conf()' >/dev/null
+      die "postgres: DATABASE_URL ($(redact "$PG_URL")) cannot log in even with the loopback line set to trust (an earlier line of $PG_HBA_FILE matches first; fix it yourself): $why"
+    fi
+    die "postgres: DATABASE_URL ($(redact "$PG_URL")) still cannot log in: $why"
+  fi
   pg_create_db pg_admin
   local how="cluster $PG_VER/$PG_CLUSTER" d
   for d in "${PG_DID[@]}"; do how="$how; $d"; done
