@@ -19,6 +19,7 @@ CL_DIR="$STATE/cluster"
 CL_KAFKA_CLUSTER_ID=Y2F0YWxvZy1jbHVzdGVyIQ
 CL_OS_CLUSTER=catalog-deps-cluster
 CL_SIZE=3
+CL_MIN_ISR=2
 CL_MEMBERS=(kafka-1 kafka-2 kafka-3 search-1 search-2 search-3)
 # The Kafka topic and OpenSearch index that readiness is checked on: created with the cluster's
 # defaults, they show that those defaults (RF 3, one replica) are really in effect.
@@ -107,7 +108,7 @@ cl_start() {
   mkdir -p "$M_DIR"
   if [ "$M_KIND" = kafka ]; then
     kafka_write_config "$M_DIR/server.properties" "$M_ID" "$(cl_kafka_port "$M_ID")" "$(cl_kafka_cport "$M_ID")" \
-      "$(cl_voters)" "$CL_SIZE" 2 "$M_DIR/data"
+      "$(cl_voters)" "$CL_SIZE" "$CL_MIN_ISR" "$M_DIR/data"
     kafka_start "$M_NAME" "$M_DIR" "$CL_KAFKA_CLUSTER_ID"
   else
     search_node_build
@@ -143,7 +144,7 @@ cl_check_alive() {
 
 # cl_kafka_probe: one probe of the whole Kafka cluster; prints its summary or its error.
 cl_kafka_probe() {
-  "$KPROBE" -b "$(cl_brokers)" -brokers "$CL_SIZE" -topic "$CL_PROBE_TOPIC" -isr "$CL_SIZE" -no-urp -timeout 3s 2>&1
+  "$KPROBE" -b "$(cl_brokers)" -brokers "$CL_SIZE" -topic "$CL_PROBE_TOPIC" -isr "$CL_SIZE" -min-isr "$CL_MIN_ISR" -no-urp -timeout 3s 2>&1
 }
 
 # cl_kafka_wait: until every broker started by this command serves metadata itself, every broker

@@ -7,7 +7,7 @@
 // repository root:
 //
 //	go run ./scripts/deps/kprobe -b 127.0.0.1:9094 [-wait 90s]
-//	go run ./scripts/deps/kprobe -b 127.0.0.1:29092,127.0.0.1:29093 -brokers 3 -topic _deps_probe -isr 3
+//	go run ./scripts/deps/kprobe -b 127.0.0.1:29092,127.0.0.1:29093 -brokers 3 -topic _deps_probe -isr 3 -min-isr 2 -no-urp
 package main
 
 import (
@@ -38,6 +38,8 @@ type want struct {
 	// isr is the replication factor and in-sync replica count every partition of topic must have
 	// (0: the number of brokers).
 	isr int
+	// minISR is the min.insync.replicas the topic must show (0: not checked).
+	minISR int
 	// noURP fails the probe while any partition of any topic has fewer in-sync replicas than
 	// replicas: a restarted broker has caught up only once it is back in every ISR.
 	noURP bool
@@ -53,9 +55,10 @@ func main() {
 	flag.StringVar(&w.topic, "topic", "", "probe topic: created with the broker default replication factor if missing, then checked")
 	flag.IntVar(&w.partitions, "partitions", 3, "partitions of a probe topic the probe creates")
 	flag.IntVar(&w.isr, "isr", 0, "replication factor and ISR size every partition of -topic must have (0: -brokers)")
+	flag.IntVar(&w.minISR, "min-isr", 0, "min.insync.replicas -topic must have (0: any)")
 	flag.BoolVar(&w.noURP, "no-urp", false, "fail while any partition of any topic is under-replicated")
 	flag.Parse()
-	if flag.NArg() > 0 || w.brokers < 0 || w.isr < 0 || w.partitions < 1 {
+	if flag.NArg() > 0 || w.brokers < 0 || w.isr < 0 || w.minISR < 0 || w.partitions < 1 {
 		fmt.Fprintln(os.Stderr, "kprobe: bad usage (see -h)")
 		os.Exit(2)
 	}
@@ -169,15 +172,25 @@ func probeTopic(ctx context.Context, adm *kadm.Client, md kadm.Metadata, w want)
 			return "", fmt.Errorf("partition %d has ISR %s of replicas %s", p.Partition, joinIDs(p.ISR), joinIDs(p.Replicas))
 		}
 	}
-	minISR := "?"
-	if rcs, err := adm.DescribeTopicConfigs(ctx, w.topic); err == nil {
-		if rc, err := rcs.On(w.topic, nil); err == nil {
-			for _, c := range rc.Configs {
-				if c.Key == "min.insync.replicas" {
-					minISR = c.MaybeValue()
-				}
-			}
+	rcs, err := adm.DescribeTopicConfigs(ctx, w.topic)
+	if err != nil {
+		return "", fmt.Errorf("describe configs: %w", err)
+	}
+	rc, err := rcs.On(w.topic, nil)
+	if err == nil {
+		err = rc.Err
+	}
+	if err != nil {
+		return "", fmt.Errorf("describe configs: %w", err)
+	}
+	minISR := ""
+	for _, c := range rc.Configs {
+		if c.Key == "min.insync.replicas" {
+			minISR = c.MaybeValue()
 		}
+	}
+	if w.minISR > 0 && minISR != strconv.Itoa(w.minISR) {
+		return "", fmt.Errorf("min.insync.replicas is %q, want %d", minISR, w.minISR)
 	}
 	return fmt.Sprintf("topic=%s partitions=%d isr=%d/%d min.insync.replicas=%s",
 		w.topic, len(td.Partitions), w.isr, w.isr, minISR), nil
