@@ -398,7 +398,7 @@ opensearch_up() {
 # ---------------------------------------------------------------------------------------------- commands
 
 lock() {
-  mkdir -p "$STATE"
+  mkdir -p "$STATE/postgres" "$STATE/kafka" "$STATE/opensearch" "$STATE/cluster"
   exec 9>"$STATE/.lock"
   flock -w 900 9 || die "another scripts/deps.sh is still running (lock $STATE/.lock)"
 }
@@ -437,7 +437,6 @@ cmd_up() {
   parse_args "$@"
   lock
   t0=$(now)
-  mkdir -p "$STATE/postgres" "$STATE/kafka" "$STATE/opensearch"
   if [ "$CLUSTER" = 1 ]; then
     cluster_up
     line all "$t0" "cluster up; logs in $STATE/cluster; env: scripts/deps.sh env --cluster"
