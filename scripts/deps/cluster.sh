@@ -300,7 +300,12 @@ cluster_stop_all() {
 # cluster_status: one line per member and per cluster; 1 if any member is down or a cluster is not healthy.
 cluster_status() {
   local n pid down=0 kout h names
-  kout=$([ -x "$KPROBE" ] && "$KPROBE" -b "$(cl_brokers)" -timeout 3s 2>&1) || down=1
+  if [ ! -x "$KPROBE" ]; then
+    kout="not probed: $KPROBE is not built yet (scripts/deps.sh up --cluster builds it)"
+    down=1
+  elif ! kout=$("$KPROBE" -b "$(cl_brokers)" -timeout 3s 2>&1); then
+    down=1
+  fi
   names=$(cl_search_get "/_cat/nodes?h=name" | tr '\n' ' ' || true)
   for n in "${CL_MEMBERS[@]}"; do
     cl_member "$n"
@@ -345,8 +350,8 @@ cmd_cluster() {
   case "$action" in
     status)
       [ $# -eq 0 ] || usage "cluster status takes no member names"
-      cluster_status
-      return $?
+      cluster_status || exit $?
+      return 0
       ;;
     kill | stop | start | restart | pid) ;;
     *) usage "unknown cluster action '$action'" ;;
