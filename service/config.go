@@ -41,6 +41,11 @@ type Config struct {
 	// ProjectorGroup is the projector's Kafka consumer group (PROJECTOR_GROUP). Replicas of
 	// the projector share it; a second read model would use its own.
 	ProjectorGroup string
+	// ProjectorSessionTimeout is how long the projector's consumer group waits for a
+	// replica that stopped heartbeating before its partitions go to the others
+	// (PROJECTOR_SESSION_TIMEOUT): how long a killed replica's partitions stall. The broker
+	// must allow it (group.min.session.timeout.ms, 6s by default).
+	ProjectorSessionTimeout time.Duration
 	// SearchRefreshInterval is index.refresh_interval of new read-model indices
 	// (SEARCH_REFRESH_INTERVAL): the longest a write takes to become searchable.
 	SearchRefreshInterval time.Duration
@@ -76,6 +81,9 @@ const (
 	DefaultProductEventsTopic = "product.events"
 	DefaultDLQTopic           = "dlq.product.events"
 	DefaultProjectorGroup     = "catalog-projector"
+	// DefaultProjectorSessionTimeout is the smallest session timeout a Kafka broker accepts
+	// by default: a killed projector's partitions move on within about 8 s.
+	DefaultProjectorSessionTimeout = 6 * time.Second
 )
 
 // SetDefaults fills every empty field with its default.
@@ -96,6 +104,9 @@ func (c *Config) SetDefaults() {
 	def(&c.ProjectorGroup, DefaultProjectorGroup)
 	if c.SearchRefreshInterval == 0 {
 		c.SearchRefreshInterval = time.Second
+	}
+	if c.ProjectorSessionTimeout == 0 {
+		c.ProjectorSessionTimeout = DefaultProjectorSessionTimeout
 	}
 	def(&c.LogFormat, "text")
 	def(&c.LogLevel, "info")
@@ -165,6 +176,9 @@ func (c Config) Validate() error {
 	}
 	if c.RelayBatchSize < 1 || c.RelayBatchSize > 100_000 {
 		errs = append(errs, fmt.Errorf("RELAY_BATCH_SIZE=%d: want 1..100000", c.RelayBatchSize))
+	}
+	if c.ProjectorSessionTimeout < time.Second || c.ProjectorSessionTimeout > 30*time.Minute {
+		errs = append(errs, fmt.Errorf("PROJECTOR_SESSION_TIMEOUT=%s: want 1s..30m (and within the broker's group.min/max.session.timeout.ms)", c.ProjectorSessionTimeout))
 	}
 	if c.SearchRefreshInterval < 0 || c.SearchRefreshInterval > time.Hour {
 		errs = append(errs, fmt.Errorf("SEARCH_REFRESH_INTERVAL=%s: want >0 and <=1h", c.SearchRefreshInterval))

@@ -84,8 +84,17 @@ func (a *memAudit) FinishReplay(_ context.Context, id int64, result string, targ
 	return nil
 }
 
-func (a *memAudit) ReplayedDLQRefs(context.Context, string, []ops.DLQRef) (map[ops.DLQRef]ops.ReplayAuditEntry, error) {
+func (a *memAudit) RecordResolution(_ context.Context, e ops.ReplayAuditEntry) (int64, error) {
+	a.entries = append(a.entries, e)
+	return int64(len(a.entries)), nil
+}
+
+func (a *memAudit) HandledDLQRefs(context.Context, string, []ops.DLQRef) (map[ops.DLQRef]ops.ReplayAuditEntry, error) {
 	return nil, nil
+}
+
+func (a *memAudit) ListAudit(context.Context, ops.AuditFilter) ([]ops.ReplayAuditEntry, error) {
+	return a.entries, nil
 }
 
 func TestDLQListShowAndFilter(t *testing.T) {

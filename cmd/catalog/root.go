@@ -55,6 +55,7 @@ func bindFlags(fs *pflag.FlagSet, c *service.Config) {
 	str(&c.ProductEventsTopic, "product-events-topic", "PRODUCT_EVENTS_TOPIC", service.DefaultProductEventsTopic, "product events topic")
 	str(&c.DLQTopic, "dlq-topic", "DLQ_TOPIC", service.DefaultDLQTopic, "dead-letter topic")
 	str(&c.ProjectorGroup, "projector-group", "PROJECTOR_GROUP", service.DefaultProjectorGroup, "projector's Kafka consumer group")
+	fs.DurationVar(&c.ProjectorSessionTimeout, "projector-session-timeout", envDuration("PROJECTOR_SESSION_TIMEOUT", service.DefaultProjectorSessionTimeout), "how long the projector group waits for a silent replica before moving its partitions (env PROJECTOR_SESSION_TIMEOUT)")
 	fs.DurationVar(&c.SearchRefreshInterval, "search-refresh-interval", envDuration("SEARCH_REFRESH_INTERVAL", time.Second), "refresh_interval of new read-model indices (env SEARCH_REFRESH_INTERVAL)")
 	fs.IntVar(&c.TopicPartitions, "topic-partitions", envInt("TOPIC_PARTITIONS", 12), "partitions of topics the service creates (env TOPIC_PARTITIONS)")
 	fs.IntVar(&c.OutboxLanes, "outbox-lanes", envInt("OUTBOX_LANES", 16), "outbox lanes; writers and relays must agree (env OUTBOX_LANES)")
