@@ -95,7 +95,7 @@ func dlqWait(t *testing.T, svc *ops.DLQService, aggregate string, want int, time
 	var res ops.DLQListResult
 	eventuallyT(t, timeout, fmt.Sprintf("%d DLQ messages of %s", want, aggregate), func() bool {
 		var err error
-		res, err = svc.List(context.Background(), ops.DLQFilter{AggregateID: aggregate}, 0)
+		res, err = svc.List(context.Background(), ops.DLQFilter{AggregateID: aggregate}, 0, false)
 		if err != nil {
 			t.Logf("dlq list: %v", err)
 			return false
@@ -248,7 +248,7 @@ func TestDLQReplayAfterTheCauseIsFixed(t *testing.T) {
 	}
 	// Nothing was replayed on its own, and the fixed event did not come back.
 	time.Sleep(2 * time.Second)
-	listed, err := svc.List(ctx, ops.DLQFilter{AggregateID: id}, 0)
+	listed, err := svc.List(ctx, ops.DLQFilter{AggregateID: id}, 0, false)
 	if err != nil || listed.Matched != 2 {
 		t.Fatalf("DLQ of the product after the fix: %d messages, %v", listed.Matched, err)
 	}

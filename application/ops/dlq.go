@@ -461,28 +461,50 @@ type DLQListResult struct {
 
 // List returns the messages that match f, oldest failure first. limit > 0 keeps the newest
 // limit matches (like tail), so the latest failures are never hidden behind old ones; 0 keeps
-// all of them.
-func (s *DLQService) List(ctx context.Context, f DLQFilter, limit int) (DLQListResult, error) {
+// all of them. unhandledOnly drops the messages replayed successfully or resolved (it needs
+// the audit log): what the status counts as unhandled.
+func (s *DLQService) List(ctx context.Context, f DLQFilter, limit int, unhandledOnly bool) (DLQListResult, error) {
 	if err := f.validate(); err != nil {
 		return DLQListResult{}, err
 	}
 	if limit < 0 {
 		return DLQListResult{}, fmt.Errorf("%w: negative limit %d", ErrDLQInvalidFilter, limit)
 	}
+	if unhandledOnly && s.audit == nil {
+		return DLQListResult{}, ErrAuditUnavailable
+	}
 	var res DLQListResult
-	var keep []DLQMessage
-	err := s.reader.ScanDLQ(ctx, f.Since, func(m DLQMessage) error {
-		if !f.Matches(m) {
-			return nil
+	var keep, batch []DLQMessage
+	flush := func() error {
+		if unhandledOnly && len(batch) > 0 {
+			handled, err := s.handled(ctx, batch)
+			if err != nil {
+				return fmt.Errorf("audit log: %w", err)
+			}
+			batch = slices.DeleteFunc(batch, func(m DLQMessage) bool { _, ok := handled[m.Ref]; return ok })
 		}
-		res.Matched++
-		keep = append(keep, m)
+		res.Matched += len(batch)
+		keep = append(keep, batch...)
+		batch = batch[:0]
 		if limit > 0 && len(keep) >= 2*limit+64 {
 			dlqSort(keep)
 			keep = slices.Delete(keep, 0, len(keep)-limit)
 		}
 		return nil
+	}
+	err := s.reader.ScanDLQ(ctx, f.Since, func(m DLQMessage) error {
+		if !f.Matches(m) {
+			return nil
+		}
+		batch = append(batch, m)
+		if len(batch) < replayBatch {
+			return nil
+		}
+		return flush()
 	})
+	if err == nil {
+		err = flush()
+	}
 	if err != nil {
 		return DLQListResult{}, fmt.Errorf("dlq list: %w", err)
 	}

@@ -239,7 +239,7 @@ func TestDLQListFilters(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := svc.List(context.Background(), tc.f, tc.limit)
+			res, err := svc.List(context.Background(), tc.f, tc.limit, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -248,10 +248,10 @@ func TestDLQListFilters(t *testing.T) {
 			}
 		})
 	}
-	if _, err := svc.List(context.Background(), ops.DLQFilter{Since: dlqBase, Until: dlqBase}, 0); !errors.Is(err, ops.ErrDLQInvalidFilter) {
+	if _, err := svc.List(context.Background(), ops.DLQFilter{Since: dlqBase, Until: dlqBase}, 0, false); !errors.Is(err, ops.ErrDLQInvalidFilter) {
 		t.Fatalf("an empty time range: %v", err)
 	}
-	if _, err := svc.List(context.Background(), ops.DLQFilter{}, -1); !errors.Is(err, ops.ErrDLQInvalidFilter) {
+	if _, err := svc.List(context.Background(), ops.DLQFilter{}, -1, false); !errors.Is(err, ops.ErrDLQInvalidFilter) {
 		t.Fatalf("a negative limit: %v", err)
 	}
 }
@@ -263,7 +263,7 @@ func TestDLQListLimitOverManyMessages(t *testing.T) {
 		dlq.msgs = append(dlq.msgs, dlqMsg(int32(i%3), int64(i), "rejected", dlqAggA, fmt.Sprint(i), dlqBase.Add(time.Duration((i*7919)%1000)*time.Second)))
 	}
 	svc, _ := ops.NewDLQService(dlq, nil, nil)
-	res, err := svc.List(context.Background(), ops.DLQFilter{}, 10)
+	res, err := svc.List(context.Background(), ops.DLQFilter{}, 10, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -660,5 +660,24 @@ func TestReadAudit(t *testing.T) {
 	}
 	if _, err := ops.ReadAudit(ctx, nil, ops.AuditFilter{DLQTopic: "d"}); !errors.Is(err, ops.ErrAuditUnavailable) {
 		t.Errorf("no audit log: %v", err)
+	}
+}
+
+func TestListUnhandled(t *testing.T) {
+	svc, _, _, _ := newReplayer(t)
+	ctx := context.Background()
+	if _, err := svc.Resolve(ctx, ops.ResolveRequest{Refs: []ops.DLQRef{{0, 0}}, Operator: "a", Reason: "r"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Replay(ctx, ops.ReplayRequest{Refs: []ops.DLQRef{{1, 1}}, Operator: "a"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := svc.List(ctx, ops.DLQFilter{}, 2, true)
+	if err != nil || res.Matched != 3 || !slices.Equal(dlqRefsOf(res.Messages), []string{"0:1", "2:0"}) {
+		t.Fatalf("unhandled: %d matched, %v, %v", res.Matched, dlqRefsOf(res.Messages), err)
+	}
+	bare, _ := ops.NewDLQService(sampleDLQ(), nil, nil)
+	if _, err := bare.List(ctx, ops.DLQFilter{}, 0, true); !errors.Is(err, ops.ErrAuditUnavailable) {
+		t.Fatalf("unhandled without an audit log: %v", err)
 	}
 }

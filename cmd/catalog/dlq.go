@@ -190,19 +190,22 @@ func dlqLogger(cfg *service.Config, cmd *cobra.Command) *slog.Logger {
 
 func newDLQListCmd(cfg *service.Config) *cobra.Command {
 	var (
-		filter  dlqFilterFlags
-		limit   int
-		asJSON  bool
-		timeout time.Duration
+		filter    dlqFilterFlags
+		limit     int
+		asJSON    bool
+		unhandled bool
+		timeout   time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "list [--class C] [--aggregate ID] [--since T] [--until T] [--limit N] [--json]",
+		Use:   "list [--class C] [--aggregate ID] [--since T] [--until T] [--unhandled] [--limit N] [--json]",
 		Short: "List DLQ messages, oldest failure first; --limit keeps the newest N",
 		Long: `Lists the messages of DLQ_TOPIC that match the filters, one line each: reference
 (<partition>:<offset>), failure time (UTC), error class, aggregate id and reason. Messages are
 ordered by failure time; --limit N (default 100, 0 for all) keeps the newest N, like tail.
 A replayed message that failed again is in the DLQ twice: both copies are listed.
-Exits 0 also when nothing matches.`,
+--unhandled leaves out the messages replayed successfully or resolved (it reads the audit
+log in DATABASE_URL): what 'catalog status' counts as unhandled. Exits 0 also when nothing
+matches.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 0 {
@@ -219,11 +222,20 @@ Exits 0 also when nothing matches.`,
 				return err
 			}
 			defer reader.Close()
-			svc, err := ops.NewDLQService(reader, nil, nil)
+			var audit ops.ReplayAudit
+			if unhandled {
+				a, closeDB, err := dlqAudit(ctx, cfg, "dlq list")
+				if err != nil {
+					return err
+				}
+				defer closeDB()
+				audit = a
+			}
+			svc, err := ops.NewDLQService(reader, nil, audit)
 			if err != nil {
 				return err
 			}
-			res, err := svc.List(ctx, f, limit)
+			res, err := svc.List(ctx, f, limit, unhandled)
 			if err != nil {
 				return err
 			}
@@ -251,6 +263,7 @@ Exits 0 also when nothing matches.`,
 	}
 	filter.bind(cmd)
 	cmd.Flags().IntVar(&limit, "limit", dlqDefaultListLimit, "show the newest N matching messages; 0 shows all")
+	cmd.Flags().BoolVar(&unhandled, "unhandled", false, "leave out messages replayed successfully or resolved (reads the audit log in DATABASE_URL)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array (headers included, payloads not: see 'dlq show')")
 	cmd.Flags().DurationVar(&timeout, "timeout", dlqReadTimeout, "give up after this long")
 	return cmd

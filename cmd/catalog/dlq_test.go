@@ -427,6 +427,12 @@ func TestDLQResolveAndAuditCommands(t *testing.T) {
 	if rows := e.auditRows(t); len(rows) != 1 || rows[0] != "carol "+a.AggregateID.String()+" ok" {
 		t.Fatalf("audit rows %v", rows)
 	}
+	// The unhandled messages are B alone.
+	out, _, code = e.run(t, "dlq", "list", "--unhandled", "--json")
+	var unhandled []map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &unhandled) != nil || len(unhandled) != 1 || unhandled[0]["ref"] != refB {
+		t.Fatalf("list --unhandled: exit %d\n%s", code, out)
+	}
 	// Resolving it again skips it; replaying everything skips it and replays the other.
 	out, _, code = e.run(t, "dlq", "resolve", "--aggregate", a.AggregateID.String(), "--reason", "again", "--json")
 	var res struct {
@@ -447,6 +453,10 @@ func TestDLQResolveAndAuditCommands(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "skipped       "+refA) || !strings.Contains(out, "resolved at") || !strings.Contains(errOut, "replayed 1 of 2") ||
 		!strings.Contains(errOut, "1 resolved") {
 		t.Fatalf("replay --all: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	if _, errOut, code := e.run(t, "dlq", "list", "--unhandled"); code != 0 || !strings.Contains(errOut, "no messages") {
+		t.Fatalf("list --unhandled once everything is handled: exit %d\n%s", code, errOut)
 	}
 
 	// audit: newest first, one line per entry, with the reason or the target.
