@@ -155,8 +155,8 @@ func TestDLQListShowAndFilter(t *testing.T) {
 				t.Errorf("show %s differs from list", m.Ref)
 			}
 		}
-		g := byEvent[""]
-		if g.Key != "garbage" || g.Class != "" || g.AggregateID != "" || string(g.Payload) != string(garbage.Value) {
+		g := byEvent[""] // no event id; its record key names the product
+		if g.Key != "garbage" || g.Class != "" || g.AggregateID != "garbage" || string(g.Payload) != string(garbage.Value) {
 			t.Errorf("garbage record decoded as %+v", g)
 		}
 		// Oldest failure first; the garbage record (failed "now", its record timestamp) last.

@@ -474,39 +474,25 @@ func (s *DLQService) List(ctx context.Context, f DLQFilter, limit int, unhandled
 		return DLQListResult{}, ErrAuditUnavailable
 	}
 	var res DLQListResult
-	var keep, batch []DLQMessage
-	flush := func() error {
-		if unhandledOnly && len(batch) > 0 {
+	var keep []DLQMessage
+	err := s.eachSelected(ctx, "dlq list", nil, f, func(batch []DLQMessage) error {
+		if unhandledOnly {
 			handled, err := s.handled(ctx, batch)
 			if err != nil {
-				return fmt.Errorf("audit log: %w", err)
+				return fmt.Errorf("dlq list: audit log: %w", err)
 			}
 			batch = slices.DeleteFunc(batch, func(m DLQMessage) bool { _, ok := handled[m.Ref]; return ok })
 		}
 		res.Matched += len(batch)
 		keep = append(keep, batch...)
-		batch = batch[:0]
 		if limit > 0 && len(keep) >= 2*limit+64 {
 			dlqSort(keep)
 			keep = slices.Delete(keep, 0, len(keep)-limit)
 		}
 		return nil
-	}
-	err := s.reader.ScanDLQ(ctx, f.Since, func(m DLQMessage) error {
-		if !f.Matches(m) {
-			return nil
-		}
-		batch = append(batch, m)
-		if len(batch) < replayBatch {
-			return nil
-		}
-		return flush()
 	})
-	if err == nil {
-		err = flush()
-	}
 	if err != nil {
-		return DLQListResult{}, fmt.Errorf("dlq list: %w", err)
+		return DLQListResult{}, err
 	}
 	dlqSort(keep)
 	if limit > 0 && len(keep) > limit {

@@ -217,24 +217,11 @@ matches.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			reader, err := dlqReader(ctx, cfg, dlqLogger(cfg, cmd))
+			svc, closeAll, err := openDLQ(ctx, cfg, cmd, "dlq list", dlqNeeds{audit: unhandled})
 			if err != nil {
 				return err
 			}
-			defer reader.Close()
-			var audit ops.ReplayAudit
-			if unhandled {
-				a, closeDB, err := dlqAudit(ctx, cfg, "dlq list")
-				if err != nil {
-					return err
-				}
-				defer closeDB()
-				audit = a
-			}
-			svc, err := ops.NewDLQService(reader, nil, audit)
-			if err != nil {
-				return err
-			}
+			defer closeAll()
 			res, err := svc.List(ctx, f, limit, unhandled)
 			if err != nil {
 				return err
@@ -391,15 +378,11 @@ func newDLQShowCmd(cfg *service.Config) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			reader, err := dlqReader(ctx, cfg, dlqLogger(cfg, cmd))
+			svc, closeAll, err := openDLQ(ctx, cfg, cmd, "dlq show", dlqNeeds{})
 			if err != nil {
 				return err
 			}
-			defer reader.Close()
-			svc, err := ops.NewDLQService(reader, nil, nil)
-			if err != nil {
-				return err
-			}
+			defer closeAll()
 			m, err := svc.Show(ctx, ref)
 			if err != nil {
 				return err
@@ -533,26 +516,11 @@ messages resolved with 'catalog dlq resolve', are skipped, so repeating a comman
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			log := dlqLogger(cfg, cmd)
-			reader, err := dlqReader(ctx, cfg, log)
+			svc, closeAll, err := openDLQ(ctx, cfg, cmd, "dlq replay", dlqNeeds{audit: true, publisher: true})
 			if err != nil {
 				return err
 			}
-			defer reader.Close()
-			pub, err := kafka.NewReplayPublisher(kafka.Config{Brokers: dlqBrokers(cfg)}, cfg.ProductEventsTopic)
-			if err != nil {
-				return fmt.Errorf("dlq replay: %w", err)
-			}
-			defer pub.Close()
-			audit, closeDB, err := dlqAudit(ctx, cfg, "dlq replay")
-			if err != nil {
-				return err
-			}
-			defer closeDB()
-			svc, err := ops.NewDLQService(reader, pub, audit)
-			if err != nil {
-				return err
-			}
+			defer closeAll()
 			outcomes := []dlqOutcomeJSON{}
 			sum, err := svc.Replay(ctx, req, func(o ops.ReplayOutcome) {
 				if asJSON {
@@ -593,6 +561,56 @@ func dlqDefaultOperator() string {
 		}
 	}
 	return "unknown"
+}
+
+// dlqNeeds says what a DLQ command needs beside the reader of DLQ_TOPIC.
+type dlqNeeds struct {
+	// audit opens the audit log in DATABASE_URL.
+	audit bool
+	// publisher connects the replay publisher to PRODUCT_EVENTS_TOPIC.
+	publisher bool
+}
+
+// openDLQ connects what a DLQ command needs and returns the DLQ use cases over it, and the
+// function that releases it all; op ("dlq replay") prefixes the errors.
+func openDLQ(ctx context.Context, cfg *service.Config, cmd *cobra.Command, op string, needs dlqNeeds) (*ops.DLQService, func(), error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	reader, err := dlqReader(ctx, cfg, dlqLogger(cfg, cmd))
+	if err != nil {
+		return nil, nil, err
+	}
+	closers = append(closers, reader.Close)
+	var pub ops.ReplayPublisher
+	if needs.publisher {
+		p, err := kafka.NewReplayPublisher(kafka.Config{Brokers: dlqBrokers(cfg)}, cfg.ProductEventsTopic)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("%s: %w", op, err)
+		}
+		closers = append(closers, p.Close)
+		pub = p
+	}
+	var audit ops.ReplayAudit
+	if needs.audit {
+		a, closeDB, err := dlqAudit(ctx, cfg, op)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		closers = append(closers, closeDB)
+		audit = a
+	}
+	svc, err := ops.NewDLQService(reader, pub, audit)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return svc, closeAll, nil
 }
 
 // dlqAudit opens DATABASE_URL and checks that the audit table exists with its resolution

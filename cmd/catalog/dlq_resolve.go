@@ -58,20 +58,11 @@ changes nothing.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			reader, err := dlqReader(ctx, cfg, dlqLogger(cfg, cmd))
+			svc, closeAll, err := openDLQ(ctx, cfg, cmd, "dlq resolve", dlqNeeds{audit: true})
 			if err != nil {
 				return err
 			}
-			defer reader.Close()
-			audit, closeDB, err := dlqAudit(ctx, cfg, "dlq resolve")
-			if err != nil {
-				return err
-			}
-			defer closeDB()
-			svc, err := ops.NewDLQService(reader, nil, audit)
-			if err != nil {
-				return err
-			}
+			defer closeAll()
 			outcomes := []dlqResolveOutcomeJSON{}
 			sum, err := svc.Resolve(ctx, req, func(o ops.ResolveOutcome) {
 				if asJSON {
