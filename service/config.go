@@ -44,6 +44,11 @@ type Config struct {
 	// ProjectorGroup is the projector's Kafka consumer group (PROJECTOR_GROUP). Replicas of
 	// the projector share it; a second read model would use its own.
 	ProjectorGroup string
+	// ProjectorSessionTimeout is how long the projector's consumer group waits for a
+	// replica that stopped heartbeating before its partitions go to the others
+	// (PROJECTOR_SESSION_TIMEOUT): how long a killed replica's partitions stall. The broker
+	// must allow it (group.min.session.timeout.ms, 6s by default).
+	ProjectorSessionTimeout time.Duration
 	// SearchRefreshInterval is index.refresh_interval of new read-model indices
 	// (SEARCH_REFRESH_INTERVAL): the longest a write takes to become searchable.
 	SearchRefreshInterval time.Duration
@@ -79,6 +84,9 @@ const (
 	DefaultProductEventsTopic    = "product.events"
 	DefaultDLQTopic              = "dlq.product.events"
 	DefaultProjectorGroup        = "catalog-projector"
+	// DefaultProjectorSessionTimeout is the smallest session timeout a Kafka broker accepts
+	// by default: a killed projector's partitions move on within about 8 s.
+	DefaultProjectorSessionTimeout = 6 * time.Second
 	DefaultSearchRefreshInterval = time.Second
 	DefaultTopicPartitions       = 12
 	DefaultOutboxLanes           = 16
@@ -116,6 +124,7 @@ func (c *Config) SetDefaults() {
 		}
 	}
 	zero(&c.SearchRefreshInterval, DefaultSearchRefreshInterval)
+	zero(&c.ProjectorSessionTimeout, DefaultProjectorSessionTimeout)
 	zero(&c.RelayPollInterval, DefaultRelayPollInterval)
 	zero(&c.OutboxRetention, DefaultOutboxRetention)
 	zero(&c.ShutdownTimeout, DefaultShutdownTimeout)
@@ -199,6 +208,7 @@ func (c Config) Validate() error {
 	durIn("OUTBOX_RETENTION", c.OutboxRetention, time.Minute, 0)
 	durIn("SEARCH_REFRESH_INTERVAL", c.SearchRefreshInterval, time.Millisecond, time.Hour)
 	durIn("SHUTDOWN_TIMEOUT", c.ShutdownTimeout, time.Second, time.Hour)
+	durIn("PROJECTOR_SESSION_TIMEOUT", c.ProjectorSessionTimeout, time.Second, 30*time.Minute)
 	for _, n := range []struct{ name, v string }{{"SEARCH_ALIAS", c.SearchAlias}, {"PRODUCT_EVENTS_TOPIC", c.ProductEventsTopic},
 		{"DLQ_TOPIC", c.DLQTopic}, {"PROJECTOR_GROUP", c.ProjectorGroup}} {
 		if strings.TrimSpace(n.v) == "" || strings.ContainsAny(n.v, " ,/\\*?\"<>|#") {

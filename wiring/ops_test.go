@@ -92,8 +92,12 @@ func startOpsAdmin(t *testing.T, cfg service.Config) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	audit, err := postgres.NewDLQAudit(db)
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc, err := ops.NewService(ops.Config{Alias: cfg.SearchAlias, EventsTopic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic,
-		ProjectorGroup: cfg.ProjectorGroup}, ops.Deps{Database: pg, Products: pg, Events: ks, ReadModel: target, Rebuilds: store, Log: log})
+		ProjectorGroup: cfg.ProjectorGroup}, ops.Deps{Database: pg, Products: pg, Events: ks, ReadModel: target, Rebuilds: store, DeadLetters: audit, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,7 +481,11 @@ type nopEvents struct{}
 func (nopEvents) GroupLag(context.Context, string, string) (ops.GroupLag, error) {
 	return ops.GroupLag{}, nil
 }
-func (nopEvents) TopicDepth(context.Context, string) (int64, error) { return 0, nil }
+func (nopEvents) TopicOffsets(context.Context, string) (ops.TopicOffsets, error) { return nil, nil }
+
+func (nopEvents) HandledDLQMessages(context.Context, string, ops.TopicOffsets) (int64, error) {
+	return 0, nil
+}
 
 type nopRebuilds struct{}
 
@@ -645,7 +653,7 @@ func TestVerifyLargeCatalogInBoundedMemory(t *testing.T) {
 
 	newService := func(products ops.Products) *ops.Service {
 		svc, err := ops.NewService(ops.Config{Alias: alias, EventsTopic: "unused", DLQTopic: "unused", ProjectorGroup: "unused"},
-			ops.Deps{Database: pg, Products: products, Events: nopEvents{}, ReadModel: target, Rebuilds: nopRebuilds{}})
+			ops.Deps{Database: pg, Products: products, Events: nopEvents{}, ReadModel: target, Rebuilds: nopRebuilds{}, DeadLetters: nopEvents{}})
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -138,6 +140,10 @@ type PartitionLag struct {
 	Committed int64
 	// Lag is the number of records the group has still to read.
 	Lag int64
+	// StalledFor is how long the committed offset has not moved while records waited
+	// behind it, as far as this process has watched (see CommitProgress); zero when it
+	// moved at the last look or nothing waits.
+	StalledFor time.Duration
 }
 
 // GroupLag is a consumer group's lag on one topic.
@@ -160,13 +166,74 @@ type GroupLag struct {
 	Committed bool
 }
 
+// PartitionOffsets is the retained range of one partition: offsets Start (the oldest
+// retained record) to End (the next record's offset), End excluded.
+type PartitionOffsets struct {
+	// Partition is the partition number.
+	Partition int32
+	// Start is the log start offset.
+	Start int64
+	// End is the high watermark.
+	End int64
+}
+
+// TopicOffsets are the retained ranges of a topic's partitions.
+type TopicOffsets []PartitionOffsets
+
+// Depth is the number of retained records (end - start, summed over the partitions).
+// Transaction markers take offsets too, so a transactional topic reads slightly deeper.
+func (t TopicOffsets) Depth() int64 {
+	var n int64
+	for _, p := range t {
+		n += max(p.End-p.Start, 0)
+	}
+	return n
+}
+
 // EventStats is what Status and the metrics sampler read from Kafka.
 type EventStats interface {
 	// GroupLag measures group's lag on topic.
 	GroupLag(ctx context.Context, group, topic string) (GroupLag, error)
-	// TopicDepth returns the number of retained records of topic (end - start, summed over
-	// its partitions).
-	TopicDepth(ctx context.Context, topic string) (int64, error)
+	// TopicOffsets returns the retained range of every partition of topic.
+	TopicOffsets(ctx context.Context, topic string) (TopicOffsets, error)
+}
+
+// DLQLedger knows which dead letters an operator has dealt with; the DLQ audit log in the
+// system of record satisfies it.
+type DLQLedger interface {
+	// HandledDLQMessages counts the messages of topic within the retained ranges that were
+	// replayed successfully or resolved, each message once.
+	HandledDLQMessages(ctx context.Context, topic string, retained TopicOffsets) (int64, error)
+}
+
+// DLQCounts is the dead-letter topic in numbers.
+type DLQCounts struct {
+	// Depth is the number of retained messages, handled or not.
+	Depth int64
+	// Handled counts retained messages an operator replayed or resolved.
+	Handled int64
+	// Unhandled counts retained messages nobody has dealt with yet: the health signal.
+	Unhandled int64
+}
+
+// CountDeadLetters measures the dead-letter topic: its depth from Kafka, and how much of it
+// is still unhandled according to the audit log. It is the one definition of an unhandled
+// dead letter, for the status and the metrics alike.
+func CountDeadLetters(ctx context.Context, events EventStats, ledger DLQLedger, topic string) (DLQCounts, error) {
+	offsets, err := events.TopicOffsets(ctx, topic)
+	if err != nil {
+		return DLQCounts{}, err
+	}
+	c := DLQCounts{Depth: offsets.Depth()}
+	if c.Depth == 0 {
+		return c, nil
+	}
+	if c.Handled, err = ledger.HandledDLQMessages(ctx, topic, offsets); err != nil {
+		return DLQCounts{Depth: c.Depth}, fmt.Errorf("audit log: %w", err)
+	}
+	c.Handled = min(c.Handled, c.Depth)
+	c.Unhandled = c.Depth - c.Handled
+	return c, nil
 }
 
 // ReadModel is the part of a rebuild target (application/rebuild.Target) the operations
@@ -221,6 +288,9 @@ const (
 	CheckProjectorNoOffsets = "projector_no_offsets"
 	// CheckProjectorNoMembers: no projector is in the group (warning).
 	CheckProjectorNoMembers = "projector_no_members"
+	// CheckProjectorStalled: a partition's committed offset has not moved for longer than
+	// the limit while records wait behind it.
+	CheckProjectorStalled = "projector_partition_stalled"
 	// CheckAliasMissing: the alias does not exist; searches fail.
 	CheckAliasMissing = "alias_missing"
 	// CheckAliasForeign: the alias points at an index that is not one of its versioned
@@ -233,8 +303,8 @@ const (
 	CheckMappingAhead = "mapping_ahead"
 	// CheckCountDrift: live documents and live products differ by more than allowed.
 	CheckCountDrift = "count_drift"
-	// CheckDLQ: the dead-letter topic holds messages, which need an operator.
-	CheckDLQ = "dlq_not_empty"
+	// CheckDLQ: the dead-letter topic holds messages nobody has replayed or resolved.
+	CheckDLQ = "dlq_unhandled"
 	// CheckLongTransaction: a database transaction is open for longer than the limit.
 	CheckLongTransaction = "long_transaction"
 	// CheckRelayHeldBack: a transaction holding a transaction id (in any database of the
@@ -273,6 +343,9 @@ type Thresholds struct {
 	// vacuum). A transaction that holds back the relay is judged by MaxOutboxAge instead,
 	// the relay's latency budget.
 	MaxTxAge time.Duration
+	// MaxStall is the longest a partition's committed offset may stand still while records
+	// wait behind it.
+	MaxStall time.Duration
 }
 
 // Defaults of Thresholds.
@@ -282,12 +355,16 @@ const (
 	DefaultMaxCountDriftRatio = 0.001
 	DefaultMaxCountDriftDocs  = 10
 	DefaultMaxTxAge           = 5 * time.Minute
+	// DefaultMaxStall is well above what a healthy partition goes without a commit: the
+	// projector commits every 200 ms, a failover takes under 10 s, and transient retries
+	// back off to at most 5 s.
+	DefaultMaxStall = 30 * time.Second
 )
 
 // DefaultThresholds returns the default limits.
 func DefaultThresholds() Thresholds {
 	return Thresholds{MaxOutboxAge: DefaultMaxOutboxAge, MaxLag: DefaultMaxLag, MaxCountDriftRatio: DefaultMaxCountDriftRatio,
-		MaxCountDriftDocs: DefaultMaxCountDriftDocs, MaxTxAge: DefaultMaxTxAge}
+		MaxCountDriftDocs: DefaultMaxCountDriftDocs, MaxTxAge: DefaultMaxTxAge, MaxStall: DefaultMaxStall}
 }
 
 // Validate reports every negative limit.
@@ -307,6 +384,9 @@ func (t Thresholds) Validate() error {
 	}
 	if t.MaxTxAge < 0 {
 		errs = append(errs, fmt.Errorf("max transaction age %s is negative", t.MaxTxAge))
+	}
+	if t.MaxStall < 0 {
+		errs = append(errs, fmt.Errorf("max stall %s is negative", t.MaxStall))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -375,13 +455,12 @@ type CountComparison struct {
 	Allowed int64
 }
 
-// DLQSection is the dead-letter topic's depth.
+// DLQSection is the dead-letter topic: how much it holds and how much of it is unhandled.
 type DLQSection struct {
 	// Topic is the dead-letter topic.
 	Topic string
-	// Depth is the number of retained messages.
-	Depth int64
-	// Err is why the depth could not be read.
+	DLQCounts
+	// Err is why the topic or the audit log could not be read.
 	Err error
 }
 
@@ -423,7 +502,7 @@ type Status struct {
 	Products ProductsSection
 	// Counts compares live documents with live products.
 	Counts CountComparison
-	// DLQ is the dead-letter topic's depth.
+	// DLQ is the dead-letter topic: depth and unhandled messages.
 	DLQ DLQSection
 	// Rebuild is the newest rebuild.
 	Rebuild RebuildSection
@@ -504,6 +583,12 @@ type Deps struct {
 	ReadModel ReadModel
 	// Rebuilds lists rebuild records.
 	Rebuilds RebuildHistory
+	// DeadLetters tells which dead letters were replayed or resolved.
+	DeadLetters DLQLedger
+	// Progress remembers when each partition's committed offset last moved; the metrics
+	// sampler should feed the same one, so a stall is known before anyone asks. Nil gives
+	// the service one of its own, fed only by Status.
+	Progress *CommitProgress
 	// Log receives Verify's summary lines; nil discards them.
 	Log *slog.Logger
 }
@@ -522,8 +607,11 @@ func NewService(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Database == nil || deps.Products == nil || deps.Events == nil || deps.ReadModel == nil || deps.Rebuilds == nil {
+	if deps.Database == nil || deps.Products == nil || deps.Events == nil || deps.ReadModel == nil || deps.Rebuilds == nil || deps.DeadLetters == nil {
 		return nil, errors.New("ops: nil dependency")
+	}
+	if deps.Progress == nil {
+		deps.Progress = NewCommitProgress(cfg.Now)
 	}
 	log := deps.Log
 	if log == nil {
@@ -561,11 +649,14 @@ func (s *Service) Status(ctx context.Context, th Thresholds) (Status, error) {
 	})
 	source(func(ctx context.Context) {
 		st.Projector.GroupLag, st.Projector.Err = s.deps.Events.GroupLag(ctx, s.cfg.ProjectorGroup, s.cfg.EventsTopic)
+		if st.Projector.Err == nil {
+			st.Projector.GroupLag = s.deps.Progress.Observe(st.Projector.GroupLag)
+		}
 		st.Projector.Group, st.Projector.Topic = s.cfg.ProjectorGroup, s.cfg.EventsTopic
 	})
 	source(func(ctx context.Context) {
 		st.DLQ.Topic = s.cfg.DLQTopic
-		st.DLQ.Depth, st.DLQ.Err = s.deps.Events.TopicDepth(ctx, s.cfg.DLQTopic)
+		st.DLQ.DLQCounts, st.DLQ.Err = CountDeadLetters(ctx, s.deps.Events, s.deps.DeadLetters, s.cfg.DLQTopic)
 	})
 	source(func(ctx context.Context) { st.ReadModel = s.readModel(ctx) })
 	source(func(ctx context.Context) {
@@ -660,6 +751,22 @@ func evaluate(st *Status) {
 		case p.Lag > th.MaxLag:
 			add(SeverityError, CheckProjectorLag, "projector: group %s is %d events behind on %s (limit %d)", p.Group, p.Lag, p.Topic, th.MaxLag)
 		}
+		var stalled []string
+		for _, pl := range p.Partitions {
+			if pl.StalledFor > th.MaxStall {
+				committed := "none"
+				if pl.Committed >= 0 {
+					committed = strconv.FormatInt(pl.Committed, 10)
+				}
+				stalled = append(stalled, fmt.Sprintf("partition %d for %s (committed %s, end %d, %d waiting)",
+					pl.Partition, round(pl.StalledFor), committed, pl.End, pl.Lag))
+			}
+		}
+		if len(stalled) > 0 {
+			add(SeverityError, CheckProjectorStalled, "projector: group %s has not moved its committed offset on %s %s (limit %s) while events wait: "+
+				"a projector is stuck on a message (its log says why: search unreachable, a dead letter that cannot be published) or the partition has no live owner",
+				p.Group, p.Topic, strings.Join(stalled, "; "), round(th.MaxStall))
+		}
 		if p.Members == 0 {
 			add(SeverityWarning, CheckProjectorNoMembers, "projector: no consumer is in group %s (state %s); events are not being projected", p.Group, orUnknown(p.State))
 		}
@@ -695,8 +802,9 @@ func evaluate(st *Status) {
 
 	if d := st.DLQ; d.Err != nil {
 		unavailable("dead-letter topic "+d.Topic, d.Err)
-	} else if d.Depth > 0 {
-		add(SeverityError, CheckDLQ, "dlq: %d messages in %s need an operator ('catalog dlq list'); nothing is replayed automatically", d.Depth, d.Topic)
+	} else if d.Unhandled > 0 {
+		add(SeverityError, CheckDLQ, "dlq: %d of the %d messages in %s are unhandled: replay them once the cause is fixed, or resolve those to drop ('catalog dlq list', 'catalog dlq replay', 'catalog dlq resolve'); nothing is replayed automatically",
+			d.Unhandled, d.Depth, d.Topic)
 	}
 
 	if st.Transactions.Err != nil {

@@ -102,8 +102,12 @@ func TestStatusHealthRules(t *testing.T) {
 		{name: "exact counts required", want: map[string]ops.Severity{ops.CheckCountDrift: ops.SeverityError},
 			mutate: func(w *world) { delete(w.docs, "00000000-0000-7000-8000-000000000000") },
 			th:     func(t *ops.Thresholds) { t.MaxCountDriftRatio, t.MaxCountDriftDocs = 0, 0 }},
-		{name: "dlq not empty", want: map[string]ops.Severity{ops.CheckDLQ: ops.SeverityError},
-			mutate: func(w *world) { w.dlq = 1 }},
+		{name: "unhandled dead letters", want: map[string]ops.Severity{ops.CheckDLQ: ops.SeverityError},
+			mutate: func(w *world) { w.dlq, w.dlqHandled = 3, 2 }},
+		{name: "dead letters all replayed or resolved", healthy: true, want: map[string]ops.Severity{},
+			mutate: func(w *world) { w.dlq, w.dlqHandled = 3, 3 }},
+		{name: "unreadable audit log", want: map[string]ops.Severity{ops.CheckUnavailable: ops.SeverityError},
+			mutate: func(w *world) { w.dlq, w.ledgerErr = 3, boom }},
 		{name: "long transaction", want: map[string]ops.Severity{ops.CheckLongTransaction: ops.SeverityError},
 			mutate: func(w *world) {
 				w.txs = []ops.LongTransaction{{PID: 42, Age: 6 * time.Minute, State: "idle in transaction"}}
@@ -290,7 +294,7 @@ func TestStatusBoundsEachSource(t *testing.T) {
 	w := healthyWorld()
 	slow := &slowEvents{world: w}
 	s, err := ops.NewService(ops.Config{Alias: "ps", EventsTopic: "e", DLQTopic: "d", ProjectorGroup: "g", SourceTimeout: 50 * time.Millisecond},
-		ops.Deps{Database: w, Products: w, Events: slow, ReadModel: w, Rebuilds: w})
+		ops.Deps{Database: w, Products: w, Events: slow, ReadModel: w, Rebuilds: w, DeadLetters: w})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,6 +318,77 @@ func (s *slowEvents) GroupLag(ctx context.Context, _, _ string) (ops.GroupLag, e
 	return ops.GroupLag{}, ctx.Err()
 }
 
+func TestStatusCountsDeadLetters(t *testing.T) {
+	w := healthyWorld()
+	w.dlq, w.dlqHandled = 7, 5
+	st, err := w.service(ops.Config{}).Status(context.Background(), ops.DefaultThresholds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.DLQ.Depth != 7 || st.DLQ.Handled != 5 || st.DLQ.Unhandled != 2 {
+		t.Fatalf("dlq %+v, want depth 7, handled 5, unhandled 2", st.DLQ)
+	}
+	if msg := st.Problems[0].Message; !strings.Contains(msg, "2 of the 7") || !strings.Contains(msg, "catalog dlq resolve") {
+		t.Errorf("problem %q", msg)
+	}
+}
+
+// TestStatusNamesAStalledPartition: a partition whose committed offset stands still while
+// records wait is named once it has stood still for longer than MaxStall; a partition that
+// keeps committing, or has nothing waiting, is not.
+func TestStatusNamesAStalledPartition(t *testing.T) {
+	w := healthyWorld()
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	clock := func() time.Time { return now }
+	progress := ops.NewCommitProgress(clock)
+	s, err := ops.NewService(ops.Config{Alias: "ps", EventsTopic: "e", DLQTopic: "d", ProjectorGroup: "g", Now: clock},
+		ops.Deps{Database: w, Products: w, Events: w, ReadModel: w, Rebuilds: w, DeadLetters: w, Progress: progress})
+	if err != nil {
+		t.Fatal(err)
+	}
+	set := func(stuck, moving int64) {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		w.lag.Partitions = []ops.PartitionLag{
+			{Partition: 0, End: 5000, Committed: 5000},                        // caught up
+			{Partition: 3, End: 120 + stuck, Committed: 100, Lag: 20 + stuck}, // stuck at 100
+			{Partition: 4, End: 900, Committed: 800 + moving, Lag: 100 - moving},
+		}
+		w.lag.Lag = 120 + stuck
+	}
+	th := ops.DefaultThresholds()
+	for i := int64(0); i <= 7; i++ { // one look every 5 s for 35 s
+		set(i, i)
+		st, err := s.Status(context.Background(), th)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stalled := checks(st)[ops.CheckProjectorStalled]
+		if got := st.Projector.Partitions[1].StalledFor; got != time.Duration(i)*5*time.Second {
+			t.Fatalf("look %d: partition 3 stalled for %s", i, got)
+		}
+		if st.Projector.Partitions[2].StalledFor != 0 || st.Projector.Partitions[0].StalledFor != 0 {
+			t.Fatalf("look %d: moving or caught-up partitions reported stalled: %+v", i, st.Projector.Partitions)
+		}
+		if want := i*5 > 30; (stalled == ops.SeverityError) != want {
+			t.Fatalf("look %d (%ds): stalled problem %v, want %v; problems %+v", i, i*5, stalled, want, st.Problems)
+		}
+		if stalled != 0 {
+			msg := st.Problems[0].Message
+			if !strings.Contains(msg, "partition 3 for 35s") || !strings.Contains(msg, "committed 100") || strings.Contains(msg, "partition 4") {
+				t.Fatalf("problem %q does not name partition 3 alone", msg)
+			}
+		}
+		now = now.Add(5 * time.Second)
+	}
+	// Once the partition commits again it is not stalled any more.
+	w.lag.Partitions[1].Committed = 101
+	st, _ := s.Status(context.Background(), th)
+	if _, ok := checks(st)[ops.CheckProjectorStalled]; ok || st.Projector.Partitions[1].StalledFor != 0 {
+		t.Fatalf("partition that committed again still stalled: %+v", st.Problems)
+	}
+}
+
 func TestAllowedDrift(t *testing.T) {
 	th := ops.DefaultThresholds()
 	for products, want := range map[int64]int64{0: 10, 1000: 10, 10_000: 10, 20_000: 20, 1_000_000: 1000} {
@@ -325,7 +400,7 @@ func TestAllowedDrift(t *testing.T) {
 
 func TestNewServiceChecksItsInputs(t *testing.T) {
 	w := newWorld()
-	if _, err := ops.NewService(ops.Config{}, ops.Deps{Database: w, Products: w, Events: w, ReadModel: w, Rebuilds: w}); err == nil {
+	if _, err := ops.NewService(ops.Config{}, ops.Deps{Database: w, Products: w, Events: w, ReadModel: w, Rebuilds: w, DeadLetters: w}); err == nil {
 		t.Error("empty names accepted")
 	}
 	if _, err := ops.NewService(ops.Config{Alias: "a", EventsTopic: "e", DLQTopic: "d", ProjectorGroup: "g"}, ops.Deps{Database: w}); err == nil {

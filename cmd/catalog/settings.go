@@ -45,6 +45,7 @@ func settingsOf(c *service.Config) []setting {
 		{"PRODUCT_EVENTS_TOPIC", "product-events-topic", str(&c.ProductEventsTopic), "product events topic", nil},
 		{"DLQ_TOPIC", "dlq-topic", str(&c.DLQTopic), "dead-letter topic", nil},
 		{"PROJECTOR_GROUP", "projector-group", str(&c.ProjectorGroup), "projector's Kafka consumer group", nil},
+		{"PROJECTOR_SESSION_TIMEOUT", "projector-session-timeout", duration(&c.ProjectorSessionTimeout), "how long the projector group waits for a silent replica before moving its partitions (1s..30m; the broker must allow it)", nil},
 		{"SEARCH_REFRESH_INTERVAL", "search-refresh-interval", duration(&c.SearchRefreshInterval), "refresh_interval of new read-model indices (1ms..1h)", nil},
 		{"TOPIC_PARTITIONS", "topic-partitions", integer(&c.TopicPartitions), "partitions of topics the service creates (1..1000)", nil},
 		{"OUTBOX_LANES", "outbox-lanes", integer(&c.OutboxLanes), "outbox lanes (1..64); writers and relays must agree", nil},
