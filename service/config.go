@@ -75,27 +75,27 @@ type Config struct {
 
 // Defaults of the public contract (ARCHITECTURE §6).
 const (
-	DefaultDatabaseURL           = "postgres://postgres@127.0.0.1:5432/catalog?sslmode=disable"
-	DefaultEmbeddedKafkaAddr     = "127.0.0.1:9092"
-	DefaultHTTPAddr              = "127.0.0.1:8080"
-	DefaultGRPCAddr              = "127.0.0.1:9090"
-	DefaultDataDir               = "./data"
-	DefaultSearchAlias           = "product_search"
-	DefaultProductEventsTopic    = "product.events"
-	DefaultDLQTopic              = "dlq.product.events"
-	DefaultProjectorGroup        = "catalog-projector"
+	DefaultDatabaseURL        = "postgres://postgres@127.0.0.1:5432/catalog?sslmode=disable"
+	DefaultEmbeddedKafkaAddr  = "127.0.0.1:9092"
+	DefaultHTTPAddr           = "127.0.0.1:8080"
+	DefaultGRPCAddr           = "127.0.0.1:9090"
+	DefaultDataDir            = "./data"
+	DefaultSearchAlias        = "product_search"
+	DefaultProductEventsTopic = "product.events"
+	DefaultDLQTopic           = "dlq.product.events"
+	DefaultProjectorGroup     = "catalog-projector"
 	// DefaultProjectorSessionTimeout is the smallest session timeout a Kafka broker accepts
 	// by default: a killed projector's partitions move on within about 8 s.
 	DefaultProjectorSessionTimeout = 6 * time.Second
-	DefaultSearchRefreshInterval = time.Second
-	DefaultTopicPartitions       = 12
-	DefaultOutboxLanes           = 16
-	DefaultRelayPollInterval     = 100 * time.Millisecond
-	DefaultRelayBatchSize        = 1000
-	DefaultOutboxRetention       = 24 * time.Hour
-	DefaultLogFormat             = "text"
-	DefaultLogLevel              = "info"
-	DefaultShutdownTimeout       = 30 * time.Second
+	DefaultSearchRefreshInterval   = time.Second
+	DefaultTopicPartitions         = 12
+	DefaultOutboxLanes             = 16
+	DefaultRelayPollInterval       = 100 * time.Millisecond
+	DefaultRelayBatchSize          = 1000
+	DefaultOutboxRetention         = 24 * time.Hour
+	DefaultLogFormat               = "text"
+	DefaultLogLevel                = "info"
+	DefaultShutdownTimeout         = 30 * time.Second
 )
 
 // SetDefaults fills every empty field with its default. It is for configurations built in
