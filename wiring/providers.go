@@ -226,18 +226,35 @@ func provideSearchHandler(rm ReadModel, deps decorator.Deps) (query.SearchProduc
 	return query.NewSearchProductsHandler(rm.Search, deps)
 }
 
-func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher, app application.Application, pm *metrics.ProjectorMetrics, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*projector.Projector, func(), error) {
+func provideProjector(cfg service.Config, brokers Brokers, app application.Application, pm *metrics.ProjectorMetrics, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*projector.Projector, func(), error) {
 	if app.Commands.ProjectProductEvent == nil {
 		return nil, func() {}, nil
 	}
 	// The concurrent subscriber keeps many messages of a partition in flight (acks may come
 	// in any order; only the contiguous acked offset is committed): with one message per
 	// partition in flight, as watermill-kafka's subscriber does, the bulk writes could never
-	// batch more documents than there are partitions.
-	sub, err := kafka.NewConcurrentSubscriber(kafka.Config{Brokers: brokers}, kafka.ConcurrentSubscriberConfig{ConsumerGroup: cfg.ProjectorGroup, FromOldest: true}, log)
+	// batch more documents than there are partitions. A short session timeout hands a killed
+	// replica's partitions to the others within seconds (static membership would not: it
+	// only spares a replica that comes back within the timeout a rebalance).
+	sub, err := kafka.NewConcurrentSubscriber(kafka.Config{Brokers: brokers}, kafka.ConcurrentSubscriberConfig{
+		ConsumerGroup: cfg.ProjectorGroup, FromOldest: true, SessionTimeout: cfg.ProjectorSessionTimeout}, log)
 	if err != nil {
 		return nil, nil, err
 	}
+	// The DLQ publisher keeps each dead letter's key and cuts a payload too large for the
+	// topic, so a dead letter always reaches the DLQ and its partition moves on.
+	dlq, err := kafka.NewDLQPublisher(kafka.Config{Brokers: brokers}, kafka.DLQPublisherConfig{}, log)
+	if err != nil {
+		_ = sub.Close()
+		return nil, nil, err
+	}
+	classes := projector.DeadLetterClasses()
+	names := make([]string, len(classes))
+	for i, c := range classes {
+		names[i] = string(c)
+	}
+	pm.StartDeadLetterClasses(names...)
+	pm.WatchWaiting(sub.Waiting)
 	p, err := projector.New(projector.Config{Topic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, CloseTimeout: cfg.ShutdownTimeout,
 		RouterDecorator: reg.InstrumentRouter,
 		Position:        kafkaPosition,
@@ -247,9 +264,10 @@ func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher
 	}, sub, dlq, app.Commands.ProjectProductEvent, pm, log)
 	if err != nil {
 		_ = sub.Close()
+		_ = dlq.Close()
 		return nil, nil, err
 	}
-	return p, func() { _ = sub.Close() }, nil
+	return p, func() { _ = sub.Close(); _ = dlq.Close() }, nil
 }
 
 // kafkaPosition reads the partition and offset the concurrent subscriber keeps in a
@@ -324,7 +342,14 @@ func provideGRPCServer(cfg service.Config, svc *apprebuild.Service, operations *
 
 // OpsSet provides the operator's use cases (catalog status, catalog verify), their gRPC
 // service on the admin port, and the sampler of the operational gauges on /metrics.
-var OpsSet = wire.NewSet(provideOpsStats, provideKafkaOpsStats, provideOpsService, provideOperations, provideOpsSampler)
+var OpsSet = wire.NewSet(provideOpsStats, provideKafkaOpsStats, provideDLQAudit, provideCommitProgress, provideOpsService, provideOperations, provideOpsSampler)
+
+func provideDLQAudit(db *postgres.DB) (*postgres.DLQAudit, error) { return postgres.NewDLQAudit(db) }
+
+// provideCommitProgress is the one record of the projector group's commits that the status
+// and the metrics sampler share: the sampler looks every few seconds, so a status call knows
+// how long a partition has stood still even when nobody asked before.
+func provideCommitProgress() *ops.CommitProgress { return ops.NewCommitProgress(nil) }
 
 func provideOpsStats(db *postgres.DB, cfg service.Config) (*postgres.OpsStats, error) {
 	return postgres.NewOpsStats(db, postgres.OpsStatsConfig{Lanes: cfg.OutboxLanes})
@@ -338,7 +363,7 @@ func provideKafkaOpsStats(brokers Brokers) (*kafka.OpsStats, func(), error) {
 	return s, s.Close, nil
 }
 
-func provideOpsService(cfg service.Config, db *postgres.DB, pg *postgres.OpsStats, ks *kafka.OpsStats, rm ReadModel, log *slog.Logger) (*ops.Service, error) {
+func provideOpsService(cfg service.Config, db *postgres.DB, pg *postgres.OpsStats, ks *kafka.OpsStats, audit *postgres.DLQAudit, progress *ops.CommitProgress, rm ReadModel, log *slog.Logger) (*ops.Service, error) {
 	if rm.Target == nil {
 		return nil, nil
 	}
@@ -347,7 +372,7 @@ func provideOpsService(cfg service.Config, db *postgres.DB, pg *postgres.OpsStat
 		return nil, err
 	}
 	return ops.NewService(ops.Config{Alias: cfg.SearchAlias, EventsTopic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, ProjectorGroup: cfg.ProjectorGroup},
-		ops.Deps{Database: pg, Products: pg, Events: ks, ReadModel: rm.Target, Rebuilds: store, Log: log.With("component", "ops")})
+		ops.Deps{Database: pg, Products: pg, Events: ks, ReadModel: rm.Target, Rebuilds: store, DeadLetters: audit, Progress: progress, Log: log.With("component", "ops")})
 }
 
 func provideOperations(svc *ops.Service) (*grpcport.Operations, error) {
@@ -357,8 +382,8 @@ func provideOperations(svc *ops.Service) (*grpcport.Operations, error) {
 	return grpcport.NewOperations(svc)
 }
 
-func provideOpsSampler(cfg service.Config, reg *metrics.Registry, pg *postgres.OpsStats, ks *kafka.OpsStats, log *slog.Logger) (*metrics.OpsSampler, error) {
-	return metrics.NewOpsSampler(reg, pg, ks, metrics.OpsSamplerConfig{ProjectorGroup: cfg.ProjectorGroup, EventsTopic: cfg.ProductEventsTopic,
+func provideOpsSampler(cfg service.Config, reg *metrics.Registry, pg *postgres.OpsStats, ks *kafka.OpsStats, audit *postgres.DLQAudit, progress *ops.CommitProgress, log *slog.Logger) (*metrics.OpsSampler, error) {
+	return metrics.NewOpsSampler(reg, metrics.OpsSources{Outbox: pg, Events: ks, DeadLetters: audit, Progress: progress}, metrics.OpsSamplerConfig{ProjectorGroup: cfg.ProjectorGroup, EventsTopic: cfg.ProductEventsTopic,
 		DLQTopic: cfg.DLQTopic}, log.With("component", "ops-sampler"))
 }
 
@@ -378,17 +403,31 @@ func provideRelay(db *postgres.DB, pub *wkafka.Publisher, rm *metrics.RelayMetri
 	}, log)
 }
 
-func provideHTTPServer(cfg service.Config, app application.Application, db *postgres.DB, brokers Brokers, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*httpport.Server, error) {
+// provideHTTPServer is the REST port of `catalog serve`. Its readiness (/readyz, what a load
+// balancer probes) is the database alone: writes go to Postgres and the outbox, so a Kafka
+// outage must not take the write API out of rotation. Kafka and the search cluster are
+// reported per role (/readyz?role=relay, ?role=projector).
+func provideHTTPServer(cfg service.Config, app application.Application, db *postgres.DB, brokers Brokers, rm ReadModel, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*httpport.Server, error) {
 	hm, err := metrics.NewHTTPMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
+	kafkaPing := func(ctx context.Context) error { return kafka.Ping(ctx, brokers) }
+	roles := map[string]map[string]func(context.Context) error{
+		"relay": {"postgres": db.Ping, "kafka": kafkaPing},
+	}
+	if rm.Target != nil {
+		roles["projector"] = map[string]func(context.Context) error{
+			"kafka": kafkaPing,
+			// The projector writes through the alias only: a cluster that answers but has
+			// lost the alias stalls it just as much as one that does not answer.
+			"search": func(ctx context.Context) error { _, err := rm.Target.AliasTarget(ctx); return err },
+		}
+	}
 	return httpport.NewServer(httpport.Config{Addr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout}, app, httpport.Deps{
-		Log: log,
-		Ready: map[string]func(context.Context) error{
-			"postgres": db.Ping,
-			"kafka":    func(ctx context.Context) error { return kafka.Ping(ctx, brokers) },
-		},
+		Log:        log,
+		Ready:      map[string]func(context.Context) error{"postgres": db.Ping},
+		RoleReady:  roles,
 		Metrics:    reg.Handler(),
 		Middleware: tracing.HTTPMiddleware(tp),
 		ObserveRequest: func(_ context.Context, rec httpport.RequestRecord) {

@@ -102,7 +102,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, registry, tracerProvider, log)
+	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, readModel, registry, tracerProvider, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -154,7 +154,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	projector, cleanup6, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, registry, tracerProvider, log)
+	projector, cleanup6, err := provideProjector(cfg, brokers, applicationApplication, projectorMetrics, registry, tracerProvider, log)
 	if err != nil {
 		cleanup5()
 		cleanup4()
@@ -195,7 +195,20 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	opsService, err := provideOpsService(cfg, db, opsStats, kafkaOpsStats, readModel, log)
+	dlqAudit, err := provideDLQAudit(db)
+	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	commitProgress := provideCommitProgress()
+	opsService, err := provideOpsService(cfg, db, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, log)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -231,7 +244,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, log)
+	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, dlqAudit, commitProgress, log)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -336,20 +349,13 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	if err != nil {
 		return ProjectProcess{}, nil, err
 	}
-	publisher, cleanup2, err := provideKafkaPublisher(brokers, log)
+	db, cleanup2, err := provideDB(ctx, cfg)
 	if err != nil {
-		cleanup()
-		return ProjectProcess{}, nil, err
-	}
-	db, cleanup3, err := provideDB(ctx, cfg)
-	if err != nil {
-		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
 	productRepository, err := provideProductRepository(db, cfg, log)
 	if err != nil {
-		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
@@ -357,7 +363,6 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	v := provideClock()
 	registry, err := metrics.NewRegistry()
 	if err != nil {
-		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
@@ -365,35 +370,30 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	deps := provideDecoratorDeps(log, registry)
 	createProductHandler, err := command.NewCreateProductHandler(productRepository, v, deps)
 	if err != nil {
-		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
 	updateProductHandler, err := command.NewUpdateProductHandler(productRepository, v, deps)
 	if err != nil {
-		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
 	deleteProductHandler, err := command.NewDeleteProductHandler(productRepository, v, deps)
 	if err != nil {
-		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	readModel, cleanup4, err := provideReadModel(ctx, cfg, log)
+	readModel, cleanup3, err := provideReadModel(ctx, cfg, log)
 	if err != nil {
-		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
 	projectProductEventHandler, err := provideProjectHandler(readModel, deps)
 	if err != nil {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -407,7 +407,6 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	}
 	productByIDHandler, err := query.NewProductByIDHandler(productRepository, deps)
 	if err != nil {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -415,7 +414,6 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	}
 	searchProductsHandler, err := provideSearchHandler(readModel, deps)
 	if err != nil {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -431,23 +429,20 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	}
 	projectorMetrics, err := metrics.NewProjectorMetrics(registry)
 	if err != nil {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	tracerProvider, cleanup5, err := provideTracing(ctx, log)
+	tracerProvider, cleanup4, err := provideTracing(ctx, log)
 	if err != nil {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	projector, cleanup6, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, registry, tracerProvider, log)
+	projector, cleanup5, err := provideProjector(cfg, brokers, applicationApplication, projectorMetrics, registry, tracerProvider, log)
 	if err != nil {
-		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()
@@ -456,7 +451,6 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	}
 	projectProcess, err := provideProjectProcess(log, projector)
 	if err != nil {
-		cleanup6()
 		cleanup5()
 		cleanup4()
 		cleanup3()
@@ -465,7 +459,6 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		return ProjectProcess{}, nil, err
 	}
 	return projectProcess, func() {
-		cleanup6()
 		cleanup5()
 		cleanup4()
 		cleanup3()

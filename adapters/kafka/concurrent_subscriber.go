@@ -39,6 +39,15 @@ type ConcurrentSubscriberConfig struct {
 	// CommitInterval is how often the acked offsets are committed (default 200ms). They are
 	// also committed when partitions are revoked and on Close.
 	CommitInterval time.Duration
+	// SessionTimeout is how long the group waits for a member that stopped heartbeating
+	// before it hands that member's partitions to the others (default 6s, the smallest a
+	// Kafka broker accepts by default, group.min.session.timeout.ms). It bounds how long the
+	// partitions of a killed replica stall; Kafka's client default of 45s stalls them that long.
+	SessionTimeout time.Duration
+	// HeartbeatInterval is the time between heartbeats (default SessionTimeout/6, at most 3s):
+	// several heartbeats fit in a session, so one lost heartbeat does not cost a member its
+	// partitions, and a member learns of a rebalance within one interval.
+	HeartbeatInterval time.Duration
 }
 
 func (c *ConcurrentSubscriberConfig) setDefaults() {
@@ -51,7 +60,16 @@ func (c *ConcurrentSubscriberConfig) setDefaults() {
 	if c.CommitInterval == 0 {
 		c.CommitInterval = 200 * time.Millisecond
 	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = min(max(c.SessionTimeout/6, 100*time.Millisecond), 3*time.Second)
+	}
 }
+
+// DefaultSessionTimeout is the consumer-group session timeout of the concurrent subscriber.
+const DefaultSessionTimeout = 6 * time.Second
 
 // Validate reports a configuration that cannot work.
 func (c ConcurrentSubscriberConfig) Validate() error {
@@ -64,6 +82,10 @@ func (c ConcurrentSubscriberConfig) Validate() error {
 		return fmt.Errorf("kafka: NackResendSleep %s is negative", c.NackResendSleep)
 	case c.CommitInterval <= 0:
 		return fmt.Errorf("kafka: CommitInterval %s is not positive", c.CommitInterval)
+	case c.SessionTimeout <= 0:
+		return fmt.Errorf("kafka: SessionTimeout %s is not positive", c.SessionTimeout)
+	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.SessionTimeout:
+		return fmt.Errorf("kafka: HeartbeatInterval %s must be positive and below SessionTimeout %s", c.HeartbeatInterval, c.SessionTimeout)
 	}
 	return nil
 }
@@ -85,6 +107,7 @@ type ConcurrentSubscriber struct {
 	topic      string
 	out        chan *message.Message
 	parts      map[int32]*partState
+	assigned   map[int32]bool // partitions the group gave this member, fetched from or not
 	subscribed bool
 	msgCtx     context.Context
 
@@ -133,11 +156,12 @@ func NewConcurrentSubscriber(cfg Config, sc ConcurrentSubscriberConfig, log *slo
 		log = slog.Default()
 	}
 	return &ConcurrentSubscriber{
-		cfg:     cfg,
-		sc:      sc,
-		log:     log.With("component", "kafka-concurrent-subscriber", "group", sc.ConsumerGroup),
-		parts:   make(map[int32]*partState),
-		closing: make(chan struct{}),
+		cfg:      cfg,
+		sc:       sc,
+		log:      log.With("component", "kafka-concurrent-subscriber", "group", sc.ConsumerGroup),
+		parts:    make(map[int32]*partState),
+		assigned: make(map[int32]bool),
+		closing:  make(chan struct{}),
 	}, nil
 }
 
@@ -169,6 +193,9 @@ func (s *ConcurrentSubscriber) Subscribe(ctx context.Context, topic string) (<-c
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.SessionTimeout(s.sc.SessionTimeout),
+		kgo.HeartbeatInterval(s.sc.HeartbeatInterval),
+		kgo.OnPartitionsAssigned(s.onAssigned),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
 	)
@@ -249,10 +276,48 @@ func OffsetFromContext(ctx context.Context) (int64, bool) {
 	return o, ok
 }
 
+// KeyFromContext returns the Kafka record key of a message's context (nil for a record
+// without a key); ok is false for a message that did not come from this subscriber.
+func KeyFromContext(ctx context.Context) (key []byte, ok bool) {
+	k, ok := ctx.Value(keyCtxKey{}).([]byte)
+	return k, ok
+}
+
 type (
 	partitionCtxKey struct{}
 	offsetCtxKey    struct{}
+	keyCtxKey       struct{}
 )
+
+// Waiting reports, for every partition assigned to this member, since when its oldest
+// record not yet acked has been in Kafka (the record timestamp), or the zero time when every
+// record fetched from it is acked. A record counts from the moment it is fetched until its
+// ack, retries and redeliveries included; records behind the in-flight cap wait in the
+// partition's buffer and count too.
+func (s *ConcurrentSubscriber) Waiting() map[int32]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[int32]time.Time, len(s.assigned))
+	for id := range s.assigned {
+		var oldest time.Time
+		if p := s.parts[id]; p != nil {
+			// The queue is in offset order and ends with the delivered records; pending
+			// follows it. Timestamps are not monotonic within a partition, so look at all.
+			for _, e := range p.queue {
+				if !e.done && (oldest.IsZero() || e.rec.Timestamp.Before(oldest)) {
+					oldest = e.rec.Timestamp
+				}
+			}
+			for _, r := range p.pending {
+				if oldest.IsZero() || r.Timestamp.Before(oldest) {
+					oldest = r.Timestamp
+				}
+			}
+		}
+		out[id] = oldest
+	}
+	return out
+}
 
 // toMessage decodes a record as watermill-kafka's DefaultMarshaler does.
 func (s *ConcurrentSubscriber) toMessage(r *kgo.Record) *message.Message {
@@ -269,6 +334,7 @@ func (s *ConcurrentSubscriber) toMessage(r *kgo.Record) *message.Message {
 	msg.Metadata = md
 	ctx := context.WithValue(s.msgCtx, partitionCtxKey{}, r.Partition)
 	ctx = context.WithValue(ctx, offsetCtxKey{}, r.Offset)
+	ctx = context.WithValue(ctx, keyCtxKey{}, r.Key)
 	msg.SetContext(ctx)
 	return msg
 }
@@ -550,6 +616,15 @@ func (s *ConcurrentSubscriber) commit(ctx context.Context, only []int32) error {
 	return nil
 }
 
+// onAssigned records the partitions the group gave this member.
+func (s *ConcurrentSubscriber) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range assigned[s.topic] {
+		s.assigned[id] = true
+	}
+}
+
 // onRevoked stops handing out the revoked partitions' records, waits (bounded) for their
 // in-flight acks, commits their watermarks and forgets them.
 func (s *ConcurrentSubscriber) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
@@ -606,6 +681,7 @@ func (s *ConcurrentSubscriber) forget(ids []int32) {
 	s.mu.Lock()
 	var known []int32 // partitions this member fetched, so s.cl is set
 	for _, id := range ids {
+		delete(s.assigned, id)
 		if s.parts[id] != nil {
 			known = append(known, id)
 			delete(s.parts, id)

@@ -127,9 +127,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err := r.checkStrayLanes(ctx); err != nil {
 		return err
 	}
-	wlog := watermill.NewSlogLoggerWithLevelMapping(r.log.With("component", "relay"), map[slog.Level]slog.Level{
+	wlog := sessionEndLogger{watermill.NewSlogLoggerWithLevelMapping(r.log.With("component", "relay"), map[slog.Level]slog.Level{
 		slog.LevelInfo: slog.LevelDebug, // watermill's per-subscription info lines are noise here
-	})
+	})}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -285,6 +285,12 @@ func (b *laneBackoff) HandleError(_ watermill.LoggerAdapter, noMsg bool, err err
 		}
 		if errors.Is(err, context.Canceled) {
 			return b.poll
+		}
+		if sessionEnded(err) {
+			// A terminated session (pg_terminate_backend, failover) heals with the next
+			// connection; only failures that persist need someone, and they stay errors.
+			b.log.Warn("relay: database session ended; polling again on a new one", "err", err, "retry_in", b.retry)
+			return b.retry
 		}
 		b.log.Error("relay: poll failed", "err", err, "retry_in", b.retry)
 		return b.retry
