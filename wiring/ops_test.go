@@ -88,7 +88,7 @@ func startOpsAdmin(t *testing.T, cfg service.Config) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(events.Close)
-	rebuilds, err := apprebuild.NewService(apprebuild.Config{}, store, source, events, target, log)
+	rebuilds, err := apprebuild.NewService(apprebuild.Config{ProjectorGroup: cfg.ProjectorGroup}, store, source, events, target, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -490,6 +490,9 @@ func (nopEvents) HandledDLQMessages(context.Context, string, ops.TopicOffsets) (
 type nopRebuilds struct{}
 
 func (nopRebuilds) List(context.Context, int) ([]*rebuild.Rebuild, error) { return nil, nil }
+func (nopRebuilds) IndexPosition(context.Context, string) (apprebuild.Offsets, bool, error) {
+	return nil, false, nil
+}
 
 // heapSampler wraps the products port and measures the live heap (after a GC) every few
 // pages while a verify runs.

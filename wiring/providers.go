@@ -284,7 +284,7 @@ func kafkaPosition(ctx context.Context) (int32, int64, bool) {
 // RebuildSet provides the rebuild use case and the gRPC admin port that drives it.
 var RebuildSet = wire.NewSet(provideRebuildService, provideGRPCServer)
 
-func provideRebuildService(ctx context.Context, cfg service.Config, db *postgres.DB, brokers Brokers, rm ReadModel, reg *metrics.Registry, log *slog.Logger) (*apprebuild.Service, func(), error) {
+func provideRebuildService(cfg service.Config, db *postgres.DB, brokers Brokers, rm ReadModel, reg *metrics.Registry, log *slog.Logger) (*apprebuild.Service, func(), error) {
 	if rm.Target == nil {
 		return nil, func() {}, nil
 	}
@@ -303,18 +303,15 @@ func provideRebuildService(ctx context.Context, cfg service.Config, db *postgres
 	if err != nil {
 		return nil, nil, err
 	}
-	svc, err := apprebuild.NewService(apprebuild.Config{Settle: cfg.SearchRefreshInterval}, store, source, events, rm.Target, log.With("component", "rebuild"))
+	svc, err := apprebuild.NewService(apprebuild.Config{Settle: cfg.SearchRefreshInterval, ProjectorGroup: cfg.ProjectorGroup},
+		store, source, events, rm.Target, log.With("component", "rebuild"))
 	if err != nil {
 		events.Close()
 		return nil, nil, err
 	}
-	// A rebuild whose process died is failed now, and its unfinished index removed, so the
-	// record tells the truth and a new rebuild can start.
-	if n, err := svc.RecoverInterrupted(ctx); err != nil {
-		log.Warn("could not check for interrupted rebuilds", "err", err)
-	} else if n > 0 {
-		log.Warn("interrupted rebuilds marked failed", "count", n)
-	}
+	// Rebuilds whose runner died, and a live index left behind the event log, are recovered
+	// by the rebuilds role (RunRecovery) as soon as the process serves, and from then on
+	// whenever one appears: not here, where a long catch-up would hold up the start.
 	cleanup := func() {
 		// Shutdown cancels a running rebuild: it ends as cancelled with its index removed,
 		// the alias untouched; start it again after the deploy.
@@ -461,12 +458,14 @@ type retentionObserver struct{ m *metrics.RetentionMetrics }
 func (o retentionObserver) OutboxRowsDeleted(n int64)                 { o.m.OutboxRowsDeleted(n) }
 func (o retentionObserver) OutboxTableSize(postgres.OutboxTableStats) {}
 
-// rebuildsRole ties the rebuilds this process runs to its lifetime: on SIGTERM they are
-// cancelled at once (cleanly: index deleted, alias untouched) instead of racing the shutdown.
+// rebuildsRole ties the rebuilds this process runs to its lifetime: while it serves it
+// recovers rebuilds whose runner died and a live index left behind the event log, on any
+// replica; on SIGTERM the rebuilds it runs are cancelled at once (cleanly: index deleted,
+// alias untouched) instead of racing the shutdown.
 type rebuildsRole struct{ svc *apprebuild.Service }
 
 func (r rebuildsRole) Run(ctx context.Context) error {
-	<-ctx.Done()
+	r.svc.RunRecovery(ctx)
 	r.svc.CancelAll()
 	r.svc.Wait()
 	return nil

@@ -163,7 +163,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	rebuildService, cleanup7, err := provideRebuildService(ctx, cfg, db, brokers, readModel, registry, log)
+	rebuildService, cleanup7, err := provideRebuildService(cfg, db, brokers, readModel, registry, log)
 	if err != nil {
 		cleanup6()
 		cleanup5()

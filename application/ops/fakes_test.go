@@ -47,6 +47,8 @@ type world struct {
 	// rebuilds
 	rebuilds   []*rebuild.Rebuild
 	rebuildErr error
+	// positions of indices that are behind the event log
+	positions map[string]apprebuild.Offsets
 
 	// onRecheck runs at the first re-read of products by id: the moment after the settle
 	// delay, when a test lets events in flight arrive.
@@ -230,6 +232,13 @@ func (w *world) List(context.Context, int) ([]*rebuild.Rebuild, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.rebuilds, w.rebuildErr
+}
+
+func (w *world) IndexPosition(_ context.Context, index string) (apprebuild.Offsets, bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	pos, ok := w.positions[index]
+	return pos, ok, nil
 }
 
 func (w *world) service(cfg ops.Config) *ops.Service {

@@ -250,10 +250,14 @@ type ReadModel interface {
 	Documents(ctx context.Context, index, afterID string, limit int) ([]apprebuild.DocVersion, error)
 }
 
-// RebuildHistory lists rebuild records; the rebuild store satisfies it.
+// RebuildHistory lists rebuild records and the positions of indices that are behind the
+// event log; the rebuild store satisfies it.
 type RebuildHistory interface {
 	// List returns the newest records first, at most limit.
 	List(ctx context.Context, limit int) ([]*rebuild.Rebuild, error)
+	// IndexPosition returns index's recorded position when it is behind the event log: it
+	// holds every event before these offsets. ok is false for an index that is complete.
+	IndexPosition(ctx context.Context, index string) (pos apprebuild.Offsets, ok bool, err error)
 }
 
 // Severity says whether a problem makes the service unhealthy.
@@ -296,6 +300,10 @@ const (
 	// CheckAliasForeign: the alias points at an index that is not one of its versioned
 	// indices (warning).
 	CheckAliasForeign = "alias_foreign_index"
+	// CheckAliasBehind: the alias points at an index that misses events of the event log
+	// (a rollback's or rebuild's catch-up after the switch has not finished), so searches
+	// may serve stale or deleted products.
+	CheckAliasBehind = "alias_index_behind"
 	// CheckMappingOutdated: the live index's mapping is older than the code's; rebuild.
 	CheckMappingOutdated = "mapping_outdated"
 	// CheckMappingAhead: the live index's mapping is newer than the code's (an older binary
@@ -434,6 +442,14 @@ type ReadModelSection struct {
 	Tombstones int64
 	// Indices counts the alias's versioned indices (rollback targets included).
 	Indices int
+	// Behind is true when Index misses events of the event log.
+	Behind bool
+	// CompleteBefore is where Index stands when it is behind: it holds every event before
+	// these offsets (partition -> offset).
+	CompleteBefore map[int32]int64
+	// BehindEvents counts the events from CompleteBefore to the end of the log when Index is
+	// behind; -1 when the log's end could not be read.
+	BehindEvents int64
 	// Err is why the read model could not be read.
 	Err error
 }
@@ -704,6 +720,14 @@ func (s *Service) readModel(ctx context.Context) ReadModelSection {
 			rm.IndexMappingVersion, rm.LiveDocuments, rm.Tombstones = ix.MappingVersion, ix.Live, ix.Tombstones
 		}
 	}
+	if rm.AliasExists {
+		pos, behind, err := s.deps.Rebuilds.IndexPosition(ctx, rm.Index)
+		if err != nil {
+			rm.Err = err
+			return rm
+		}
+		rm.Behind, rm.CompleteBefore = behind, pos
+	}
 	return rm
 }
 
@@ -786,6 +810,18 @@ func evaluate(st *Status) {
 		add(SeverityWarning, CheckMappingAhead, "read model: index %s has mapping v%d, newer than the code's v%d (an older binary is running?)", rm.Index, rm.IndexMappingVersion, rm.CodeMappingVersion)
 	}
 
+	if rm.Err == nil && rm.Behind {
+		missing := ""
+		st.ReadModel.BehindEvents = -1
+		if n, ok := eventsAfter(rm.CompleteBefore, st.Projector); ok {
+			missing = fmt.Sprintf(" (%d events)", n)
+			st.ReadModel.BehindEvents = n
+		}
+		add(SeverityError, CheckAliasBehind, "read model: alias %s points at %s, which misses the events after offsets %s%s: searches may return stale or deleted products. "+
+			"A rollback or rebuild did not finish catching it up; recovery on a serving replica retries it within seconds ('catalog rebuild status' and the logs say why it cannot); if it stays behind, run 'catalog rebuild'",
+			rm.Alias, rm.Index, apprebuild.Offsets(rm.CompleteBefore), missing)
+	}
+
 	if st.Products.Err != nil {
 		unavailable("product counts", st.Products.Err)
 	} else if rm.Err == nil && rm.AliasExists && rm.IndexKnown {
@@ -834,6 +870,18 @@ func evaluate(st *Status) {
 
 	slices.SortStableFunc(st.Problems, func(a, b Problem) int { return cmp.Compare(b.Severity, a.Severity) })
 	st.Healthy = !slices.ContainsFunc(st.Problems, func(p Problem) bool { return p.Severity >= SeverityError })
+}
+
+// eventsAfter counts the events of the projector's partitions from pos to their end; ok is
+// false when the partitions could not be read.
+func eventsAfter(pos map[int32]int64, p ProjectorSection) (n int64, ok bool) {
+	if p.Err != nil || len(p.Partitions) == 0 {
+		return 0, false
+	}
+	for _, pl := range p.Partitions {
+		n += max(pl.End-max(pos[pl.Partition], pl.Start), 0)
+	}
+	return n, true
 }
 
 // describeTx names a transaction for a message: who, where, since when; never its SQL.

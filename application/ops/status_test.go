@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/application/ops"
+	apprebuild "github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/rebuild"
 )
 
@@ -79,6 +80,10 @@ func TestStatusHealthRules(t *testing.T) {
 			mutate: func(w *world) { w.code = 2 }},
 		{name: "mapping ahead of the code is a warning", healthy: true, want: map[string]ops.Severity{ops.CheckMappingAhead: ops.SeverityWarning},
 			mutate: func(w *world) { w.indices[0].MappingVersion = 2 }},
+		{name: "alias on an index behind the event log", want: map[string]ops.Severity{ops.CheckAliasBehind: ops.SeverityError},
+			mutate: func(w *world) { w.positions = map[string]apprebuild.Offsets{w.alias: {0: 5}} }},
+		{name: "an old index behind the event log is fine", healthy: true, want: map[string]ops.Severity{},
+			mutate: func(w *world) { w.positions = map[string]apprebuild.Offsets{"ps_v1_20250101_000000": {0: 5}} }},
 		{name: "alias on a foreign index", healthy: true, want: map[string]ops.Severity{ops.CheckAliasForeign: ops.SeverityWarning},
 			mutate: func(w *world) { w.alias = "something_else" }},
 		{name: "drift within 10 documents", healthy: true, want: map[string]ops.Severity{},
@@ -164,6 +169,32 @@ func TestStatusHealthRules(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestStatusNamesHowFarTheLiveIndexIsBehind: the problem names the index, its position and
+// the events it misses up to the end of the log; the section carries the position.
+func TestStatusNamesHowFarTheLiveIndexIsBehind(t *testing.T) {
+	w := healthyWorld()
+	w.positions = map[string]apprebuild.Offsets{w.alias: {0: 5, 1: 40}}
+	w.lag.Partitions = []ops.PartitionLag{{Partition: 0, Start: 0, End: 12, Committed: 12}, {Partition: 1, Start: 0, End: 43, Committed: 43}}
+	st, err := w.service(ops.Config{}).Status(context.Background(), ops.DefaultThresholds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.ReadModel.Behind || st.ReadModel.CompleteBefore[1] != 40 {
+		t.Fatalf("read model section %+v, want behind at 0:5 1:40", st.ReadModel)
+	}
+	var msg string
+	for _, p := range st.Problems {
+		if p.Check == ops.CheckAliasBehind {
+			msg = p.Message
+		}
+	}
+	for _, want := range []string{w.alias, "0:5 1:40", "(10 events)", "catalog rebuild"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("problem %q does not say %q", msg, want)
+		}
 	}
 }
 

@@ -43,7 +43,8 @@ func newStatusCmd(cfg *service.Config) *cobra.Command {
   projector     lag of the projector's consumer group (PROJECTOR_GROUP) per partition, and
                 how long a partition's committed offset has stood still while events wait
   read model    where the alias points, that index's mapping version against the code's,
-                live documents against live products in the database
+                whether it is behind the event log (a rollback's or rebuild's catch-up has
+                not finished), live documents against live products in the database
   dlq           dead letters nobody has replayed or resolved, and all retained ones
   last rebuild  id, phase, when it finished, why it failed
   transactions  database transactions open for long, in any database of the cluster: one
@@ -55,11 +56,12 @@ Unhealthy (exit code 1, the reasons on stderr) when the oldest unrelayed event i
 topic with records, a partition's committed offset has stood still for longer than
 --max-stall while events wait behind it (a projector stuck on a message, or a partition
 without a live owner; the answering process watches the offsets every few seconds from its
-start), the alias is missing, its index's mapping is older than the code's, live documents
-and live products differ by more than --max-count-drift, the DLQ holds unhandled messages
-(replayed and resolved ones are handled: see 'catalog dlq'), a transaction holding the relay
-back is older than --max-outbox-age (relay_held_back), a read-only one is open for longer
-than --max-tx-age, or a part cannot be read. A failed last
+start), the alias is missing, its index's mapping is older than the code's or it is behind
+the event log (alias_index_behind), live documents and live products differ by more than
+--max-count-drift, the DLQ holds unhandled messages (replayed and resolved ones are handled:
+see 'catalog dlq'), a transaction holding the relay back is older than --max-outbox-age
+(relay_held_back), a read-only one is open for longer than --max-tx-age, or a part cannot be
+read. A failed last
 rebuild and an empty projector group are warnings. Exit code 0 when healthy, 2 on bad flags.
 
 --max-count-drift takes a percentage of live products, a number of documents, or both
@@ -81,7 +83,8 @@ absent values null:
     stalled_seconds}]},
   read_model{read_error?, alias, alias_exists, index, index_known, index_mapping_version,
     code_mapping_version, live_documents, tombstones, indices, count_compared, count_drift,
-    allowed_count_drift},
+    allowed_count_drift, index_behind, index_complete_before{"<partition>": offset},
+    index_behind_events (-1: unknown)},
   products{read_error?, live, total}, dlq{read_error?, topic, depth, unhandled, handled},
   last_rebuild{read_error?, found, id, phase, started_at, finished_at, error, from_index,
     to_index},
@@ -202,6 +205,16 @@ func unhealthyError(st *operationsv1.GetStatusResponse) error {
 	return fmt.Errorf("unhealthy (%d %s):%s", n, plural(n, "problem", "problems"), b.String())
 }
 
+// partitionOffsetsJSON keys a position by partition number as a string (JSON object keys
+// are strings); never nil, so the field is {} rather than null when there is no position.
+func partitionOffsetsJSON(pos map[int32]int64) map[string]int64 {
+	out := make(map[string]int64, len(pos))
+	for p, o := range pos {
+		out[strconv.Itoa(int(p))] = o
+	}
+	return out
+}
+
 func plural(n int, one, many string) string {
 	if n == 1 {
 		return one
@@ -288,6 +301,11 @@ type (
 		CountCompared       bool   `json:"count_compared"`
 		CountDrift          int64  `json:"count_drift"`
 		AllowedCountDrift   int64  `json:"allowed_count_drift"`
+		// IndexBehind and the two fields after it say whether the live index misses
+		// events of the log, and from where.
+		IndexBehind         bool             `json:"index_behind"`
+		IndexCompleteBefore map[string]int64 `json:"index_complete_before"`
+		IndexBehindEvents   int64            `json:"index_behind_events"`
 	}
 	productsJSON struct {
 		ReadError string `json:"read_error,omitempty"`
@@ -383,7 +401,8 @@ func statusToJSON(st *operationsv1.GetStatusResponse) statusJSON {
 	out.ReadModel = readModelJSON{ReadError: rm.GetReadError(), Alias: rm.GetAlias(), AliasExists: rm.GetAliasExists(), Index: rm.GetIndex(),
 		IndexKnown: rm.GetIndexKnown(), IndexMappingVersion: rm.GetIndexMappingVersion(), CodeMappingVersion: rm.GetCodeMappingVersion(),
 		LiveDocuments: rm.GetLiveDocuments(), Tombstones: rm.GetTombstones(), Indices: rm.GetIndices(), CountCompared: rm.GetCountCompared(),
-		CountDrift: rm.GetCountDrift(), AllowedCountDrift: rm.GetAllowedCountDrift()}
+		CountDrift: rm.GetCountDrift(), AllowedCountDrift: rm.GetAllowedCountDrift(), IndexBehind: rm.GetIndexBehind(),
+		IndexCompleteBefore: partitionOffsetsJSON(rm.GetIndexCompleteBefore()), IndexBehindEvents: rm.GetIndexBehindEvents()}
 	out.Products = productsJSON{ReadError: st.GetProducts().GetReadError(), Live: st.GetProducts().GetLive(), Total: st.GetProducts().GetTotal()}
 	d := st.GetDlq()
 	out.DLQ = dlqJSON{ReadError: d.GetReadError(), Topic: d.GetTopic(), Depth: d.GetDepth(), Unhandled: d.GetUnhandled(), Handled: d.GetHandled()}
@@ -495,6 +514,13 @@ func writeStatusTable(w io.Writer, st *operationsv1.GetStatusResponse) error {
 		fmt.Fprintf(&b, "READ MODEL    alias %s -> %s (mapping v%d, code v%d; %d %s)\n", rm.GetAlias(), rm.GetIndex(),
 			rm.GetIndexMappingVersion(), rm.GetCodeMappingVersion(), rm.GetIndices(), plural(int(rm.GetIndices()), "index", "indices"))
 		fmt.Fprintf(&b, "              %s live documents, %s tombstones\n", groupDigits(rm.GetLiveDocuments()), groupDigits(rm.GetTombstones()))
+	}
+	if rm.GetIndexBehind() {
+		missing := "an unknown number of events"
+		if n := rm.GetIndexBehindEvents(); n >= 0 {
+			missing = groupDigits(n) + " " + plural(int(min(n, 2)), "event", "events")
+		}
+		fmt.Fprintf(&b, "              BEHIND the event log: it misses %s\n", missing)
 	}
 	if prod.GetReadError() != "" {
 		fmt.Fprintf(&b, "PRODUCTS      unavailable: %s\n", oneLine(prod.GetReadError()))

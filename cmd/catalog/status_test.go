@@ -163,6 +163,37 @@ func TestStatusUnhealthyExitsWithTheReasons(t *testing.T) {
 	}
 }
 
+// TestStatusShowsAnIndexBehind: a live index that misses events is shown with how many, in
+// the table and in the JSON.
+func TestStatusShowsAnIndexBehind(t *testing.T) {
+	st := healthyStatus()
+	st.Healthy = false
+	st.ReadModel.Behind, st.ReadModel.CompleteBefore, st.ReadModel.BehindEvents = true, map[int32]int64{0: 1497}, 3
+	st.Problems = []ops.Problem{{Severity: ops.SeverityError, Check: ops.CheckAliasBehind, Message: "read model: alias product_search points at x, which misses the events after offsets 0:1497 (3 events)"}}
+	cfg := serveOps(t, &opsFake{status: st})
+	out, _, err := runCmd(t, newStatusCmd, cfg)
+	if err == nil || !strings.Contains(err.Error(), "alias_index_behind") {
+		t.Fatalf("err = %v, want unhealthy naming alias_index_behind", err)
+	}
+	if !strings.Contains(out, "BEHIND the event log: it misses 3 events") {
+		t.Errorf("table:\n%s", out)
+	}
+	out, _, _ = runCmd(t, newStatusCmd, cfg, "--json")
+	var doc struct {
+		ReadModel struct {
+			Behind         bool             `json:"index_behind"`
+			CompleteBefore map[string]int64 `json:"index_complete_before"`
+			BehindEvents   int64            `json:"index_behind_events"`
+		} `json:"read_model"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if rm := doc.ReadModel; !rm.Behind || rm.CompleteBefore["0"] != 1497 || rm.BehindEvents != 3 {
+		t.Errorf("json read_model = %+v", rm)
+	}
+}
+
 // The JSON keys are the documented contract: a renamed field breaks operators' scripts.
 func TestStatusJSONFieldNamesAreStable(t *testing.T) {
 	cfg := serveOps(t, &opsFake{status: unhealthyStatus()})
@@ -195,7 +226,7 @@ func TestStatusJSONFieldNamesAreStable(t *testing.T) {
 		"outbox.lanes[0]":         "backlog,lane,oldest_age_seconds,relay_started,relayed_at,relayed_offset,relayed_transaction_id",
 		"projector":               "group,has_committed_offsets,members,partitions,records,state,topic,total_lag",
 		"projector.partitions[0]": "committed_offset,end_offset,lag,partition,stalled_seconds,start_offset",
-		"read_model":              "alias,alias_exists,allowed_count_drift,code_mapping_version,count_compared,count_drift,index,index_known,index_mapping_version,indices,live_documents,tombstones",
+		"read_model":              "alias,alias_exists,allowed_count_drift,code_mapping_version,count_compared,count_drift,index,index_behind,index_behind_events,index_complete_before,index_known,index_mapping_version,indices,live_documents,tombstones",
 		"products":                "live,total",
 		"dlq":                     "depth,handled,topic,unhandled",
 		"last_rebuild":            "error,finished_at,found,from_index,id,phase,started_at,to_index",

@@ -190,7 +190,8 @@ func statusToProto(st ops.Status) *operationsv1.GetStatusResponse {
 	out.ReadModel = &operationsv1.ReadModelStatus{ReadError: errString(rm.Err), Alias: rm.Alias, AliasExists: rm.AliasExists,
 		Index: rm.Index, IndexKnown: rm.IndexKnown, IndexMappingVersion: clampInt32(rm.IndexMappingVersion),
 		CodeMappingVersion: clampInt32(rm.CodeMappingVersion), LiveDocuments: rm.LiveDocuments, Tombstones: rm.Tombstones,
-		Indices: clampInt32(rm.Indices), CountCompared: st.Counts.Compared, CountDrift: st.Counts.Drift, AllowedCountDrift: st.Counts.Allowed}
+		Indices: clampInt32(rm.Indices), CountCompared: st.Counts.Compared, CountDrift: st.Counts.Drift, AllowedCountDrift: st.Counts.Allowed,
+		IndexBehind: rm.Behind, IndexCompleteBefore: rm.CompleteBefore, IndexBehindEvents: rm.BehindEvents}
 
 	out.Products = &operationsv1.ProductsStatus{ReadError: errString(st.Products.Err), Live: st.Products.Live, Total: st.Products.Total}
 	out.Dlq = &operationsv1.DeadLetterStatus{ReadError: errString(st.DLQ.Err), Topic: st.DLQ.Topic, Depth: st.DLQ.Depth,

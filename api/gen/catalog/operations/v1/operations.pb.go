@@ -443,8 +443,8 @@ type Problem struct {
 	Severity Severity `protobuf:"varint,1,opt,name=severity,proto3,enum=catalog.operations.v1.Severity" json:"severity,omitempty"`
 	// check is the rule's stable name: outbox_age, projector_lag, projector_no_offsets,
 	// projector_partition_stalled, projector_no_members, alias_missing, alias_foreign_index,
-	// mapping_outdated, mapping_ahead, count_drift, dlq_unhandled, long_transaction,
-	// relay_held_back, rebuild_failed, unavailable.
+	// alias_index_behind, mapping_outdated, mapping_ahead, count_drift, dlq_unhandled,
+	// long_transaction, relay_held_back, rebuild_failed, unavailable.
 	Check string `protobuf:"bytes,2,opt,name=check,proto3" json:"check,omitempty"`
 	// message says what is wrong and what to do, in one line.
 	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
@@ -1029,6 +1029,16 @@ type ReadModelStatus struct {
 	CountDrift int64 `protobuf:"varint,12,opt,name=count_drift,json=countDrift,proto3" json:"count_drift,omitempty"`
 	// allowed_count_drift is the largest drift the thresholds allow.
 	AllowedCountDrift int64 `protobuf:"varint,13,opt,name=allowed_count_drift,json=allowedCountDrift,proto3" json:"allowed_count_drift,omitempty"`
+	// index_behind is true when index misses events of the event log: the catch-up of a
+	// rollback or the drain of a rebuild after its alias switch has not finished (or the alias
+	// was moved onto an old index by hand). Searches may return stale or deleted products.
+	IndexBehind bool `protobuf:"varint,14,opt,name=index_behind,json=indexBehind,proto3" json:"index_behind,omitempty"`
+	// index_complete_before is where index stands when it is behind: it holds every event
+	// before these offsets (partition -> offset).
+	IndexCompleteBefore map[int32]int64 `protobuf:"bytes,15,rep,name=index_complete_before,json=indexCompleteBefore,proto3" json:"index_complete_before,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// index_behind_events counts the events from index_complete_before to the end of the log
+	// (when the projector's partitions could be read): what the catch-up still has to apply.
+	IndexBehindEvents int64 `protobuf:"varint,16,opt,name=index_behind_events,json=indexBehindEvents,proto3" json:"index_behind_events,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -1150,6 +1160,27 @@ func (x *ReadModelStatus) GetCountDrift() int64 {
 func (x *ReadModelStatus) GetAllowedCountDrift() int64 {
 	if x != nil {
 		return x.AllowedCountDrift
+	}
+	return 0
+}
+
+func (x *ReadModelStatus) GetIndexBehind() bool {
+	if x != nil {
+		return x.IndexBehind
+	}
+	return false
+}
+
+func (x *ReadModelStatus) GetIndexCompleteBefore() map[int32]int64 {
+	if x != nil {
+		return x.IndexCompleteBefore
+	}
+	return nil
+}
+
+func (x *ReadModelStatus) GetIndexBehindEvents() int64 {
+	if x != nil {
+		return x.IndexBehindEvents
 	}
 	return 0
 }
@@ -2235,7 +2266,7 @@ const file_catalog_operations_v1_operations_proto_rawDesc = "" +
 	"\x10committed_offset\x18\x04 \x01(\x03R\x0fcommittedOffset\x12\x10\n" +
 	"\x03lag\x18\x05 \x01(\x03R\x03lag\x12:\n" +
 	"\vstalled_for\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"stalledFor\"\xdf\x03\n" +
+	"stalledFor\"\xef\x05\n" +
 	"\x0fReadModelStatus\x12\x1d\n" +
 	"\n" +
 	"read_error\x18\x01 \x01(\tR\treadError\x12\x14\n" +
@@ -2255,7 +2286,13 @@ const file_catalog_operations_v1_operations_proto_rawDesc = "" +
 	"\x0ecount_compared\x18\v \x01(\bR\rcountCompared\x12\x1f\n" +
 	"\vcount_drift\x18\f \x01(\x03R\n" +
 	"countDrift\x12.\n" +
-	"\x13allowed_count_drift\x18\r \x01(\x03R\x11allowedCountDrift\"Y\n" +
+	"\x13allowed_count_drift\x18\r \x01(\x03R\x11allowedCountDrift\x12!\n" +
+	"\findex_behind\x18\x0e \x01(\bR\vindexBehind\x12s\n" +
+	"\x15index_complete_before\x18\x0f \x03(\v2?.catalog.operations.v1.ReadModelStatus.IndexCompleteBeforeEntryR\x13indexCompleteBefore\x12.\n" +
+	"\x13index_behind_events\x18\x10 \x01(\x03R\x11indexBehindEvents\x1aF\n" +
+	"\x18IndexCompleteBeforeEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"Y\n" +
 	"\x0eProductsStatus\x12\x1d\n" +
 	"\n" +
 	"read_error\x18\x01 \x01(\tR\treadError\x12\x12\n" +
@@ -2385,7 +2422,7 @@ func file_catalog_operations_v1_operations_proto_rawDescGZIP() []byte {
 }
 
 var file_catalog_operations_v1_operations_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_catalog_operations_v1_operations_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_catalog_operations_v1_operations_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_catalog_operations_v1_operations_proto_goTypes = []any{
 	(Severity)(0),                 // 0: catalog.operations.v1.Severity
 	(VerifyPhase)(0),              // 1: catalog.operations.v1.VerifyPhase
@@ -2410,14 +2447,15 @@ var file_catalog_operations_v1_operations_proto_goTypes = []any{
 	(*VerifyReport)(nil),          // 20: catalog.operations.v1.VerifyReport
 	(*CategoryReport)(nil),        // 21: catalog.operations.v1.CategoryReport
 	(*Difference)(nil),            // 22: catalog.operations.v1.Difference
-	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	nil,                           // 23: catalog.operations.v1.ReadModelStatus.IndexCompleteBeforeEntry
+	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_catalog_operations_v1_operations_proto_depIdxs = []int32{
-	23, // 0: catalog.operations.v1.GetStatusRequest.max_outbox_age:type_name -> google.protobuf.Duration
-	23, // 1: catalog.operations.v1.GetStatusRequest.max_tx_age:type_name -> google.protobuf.Duration
-	23, // 2: catalog.operations.v1.GetStatusRequest.max_stall:type_name -> google.protobuf.Duration
-	24, // 3: catalog.operations.v1.GetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
+	24, // 0: catalog.operations.v1.GetStatusRequest.max_outbox_age:type_name -> google.protobuf.Duration
+	24, // 1: catalog.operations.v1.GetStatusRequest.max_tx_age:type_name -> google.protobuf.Duration
+	24, // 2: catalog.operations.v1.GetStatusRequest.max_stall:type_name -> google.protobuf.Duration
+	25, // 3: catalog.operations.v1.GetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
 	5,  // 4: catalog.operations.v1.GetStatusResponse.problems:type_name -> catalog.operations.v1.Problem
 	6,  // 5: catalog.operations.v1.GetStatusResponse.thresholds:type_name -> catalog.operations.v1.Thresholds
 	7,  // 6: catalog.operations.v1.GetStatusResponse.outbox:type_name -> catalog.operations.v1.OutboxStatus
@@ -2428,42 +2466,43 @@ var file_catalog_operations_v1_operations_proto_depIdxs = []int32{
 	14, // 11: catalog.operations.v1.GetStatusResponse.last_rebuild:type_name -> catalog.operations.v1.LastRebuildStatus
 	15, // 12: catalog.operations.v1.GetStatusResponse.transactions:type_name -> catalog.operations.v1.TransactionsStatus
 	0,  // 13: catalog.operations.v1.Problem.severity:type_name -> catalog.operations.v1.Severity
-	23, // 14: catalog.operations.v1.Thresholds.max_outbox_age:type_name -> google.protobuf.Duration
-	23, // 15: catalog.operations.v1.Thresholds.max_tx_age:type_name -> google.protobuf.Duration
-	23, // 16: catalog.operations.v1.Thresholds.max_stall:type_name -> google.protobuf.Duration
-	23, // 17: catalog.operations.v1.OutboxStatus.oldest_age:type_name -> google.protobuf.Duration
-	24, // 18: catalog.operations.v1.OutboxStatus.oldest_created_at:type_name -> google.protobuf.Timestamp
+	24, // 14: catalog.operations.v1.Thresholds.max_outbox_age:type_name -> google.protobuf.Duration
+	24, // 15: catalog.operations.v1.Thresholds.max_tx_age:type_name -> google.protobuf.Duration
+	24, // 16: catalog.operations.v1.Thresholds.max_stall:type_name -> google.protobuf.Duration
+	24, // 17: catalog.operations.v1.OutboxStatus.oldest_age:type_name -> google.protobuf.Duration
+	25, // 18: catalog.operations.v1.OutboxStatus.oldest_created_at:type_name -> google.protobuf.Timestamp
 	8,  // 19: catalog.operations.v1.OutboxStatus.lanes:type_name -> catalog.operations.v1.OutboxLane
-	23, // 20: catalog.operations.v1.OutboxLane.oldest_age:type_name -> google.protobuf.Duration
-	24, // 21: catalog.operations.v1.OutboxLane.relayed_at:type_name -> google.protobuf.Timestamp
+	24, // 20: catalog.operations.v1.OutboxLane.oldest_age:type_name -> google.protobuf.Duration
+	25, // 21: catalog.operations.v1.OutboxLane.relayed_at:type_name -> google.protobuf.Timestamp
 	10, // 22: catalog.operations.v1.ProjectorStatus.partitions:type_name -> catalog.operations.v1.PartitionLag
-	23, // 23: catalog.operations.v1.PartitionLag.stalled_for:type_name -> google.protobuf.Duration
-	24, // 24: catalog.operations.v1.LastRebuildStatus.started_at:type_name -> google.protobuf.Timestamp
-	24, // 25: catalog.operations.v1.LastRebuildStatus.finished_at:type_name -> google.protobuf.Timestamp
-	16, // 26: catalog.operations.v1.TransactionsStatus.long:type_name -> catalog.operations.v1.LongTransaction
-	24, // 27: catalog.operations.v1.LongTransaction.started_at:type_name -> google.protobuf.Timestamp
-	23, // 28: catalog.operations.v1.LongTransaction.age:type_name -> google.protobuf.Duration
-	24, // 29: catalog.operations.v1.LongTransaction.query_started_at:type_name -> google.protobuf.Timestamp
-	23, // 30: catalog.operations.v1.VerifyRequest.settle:type_name -> google.protobuf.Duration
-	19, // 31: catalog.operations.v1.VerifyResponse.progress:type_name -> catalog.operations.v1.VerifyProgress
-	20, // 32: catalog.operations.v1.VerifyResponse.report:type_name -> catalog.operations.v1.VerifyReport
-	1,  // 33: catalog.operations.v1.VerifyProgress.phase:type_name -> catalog.operations.v1.VerifyPhase
-	23, // 34: catalog.operations.v1.VerifyProgress.elapsed:type_name -> google.protobuf.Duration
-	24, // 35: catalog.operations.v1.VerifyReport.started_at:type_name -> google.protobuf.Timestamp
-	23, // 36: catalog.operations.v1.VerifyReport.duration:type_name -> google.protobuf.Duration
-	23, // 37: catalog.operations.v1.VerifyReport.settle:type_name -> google.protobuf.Duration
-	21, // 38: catalog.operations.v1.VerifyReport.categories:type_name -> catalog.operations.v1.CategoryReport
-	2,  // 39: catalog.operations.v1.CategoryReport.category:type_name -> catalog.operations.v1.DifferenceCategory
-	22, // 40: catalog.operations.v1.CategoryReport.samples:type_name -> catalog.operations.v1.Difference
-	3,  // 41: catalog.operations.v1.Operations.GetStatus:input_type -> catalog.operations.v1.GetStatusRequest
-	17, // 42: catalog.operations.v1.Operations.Verify:input_type -> catalog.operations.v1.VerifyRequest
-	4,  // 43: catalog.operations.v1.Operations.GetStatus:output_type -> catalog.operations.v1.GetStatusResponse
-	18, // 44: catalog.operations.v1.Operations.Verify:output_type -> catalog.operations.v1.VerifyResponse
-	43, // [43:45] is the sub-list for method output_type
-	41, // [41:43] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	24, // 23: catalog.operations.v1.PartitionLag.stalled_for:type_name -> google.protobuf.Duration
+	23, // 24: catalog.operations.v1.ReadModelStatus.index_complete_before:type_name -> catalog.operations.v1.ReadModelStatus.IndexCompleteBeforeEntry
+	25, // 25: catalog.operations.v1.LastRebuildStatus.started_at:type_name -> google.protobuf.Timestamp
+	25, // 26: catalog.operations.v1.LastRebuildStatus.finished_at:type_name -> google.protobuf.Timestamp
+	16, // 27: catalog.operations.v1.TransactionsStatus.long:type_name -> catalog.operations.v1.LongTransaction
+	25, // 28: catalog.operations.v1.LongTransaction.started_at:type_name -> google.protobuf.Timestamp
+	24, // 29: catalog.operations.v1.LongTransaction.age:type_name -> google.protobuf.Duration
+	25, // 30: catalog.operations.v1.LongTransaction.query_started_at:type_name -> google.protobuf.Timestamp
+	24, // 31: catalog.operations.v1.VerifyRequest.settle:type_name -> google.protobuf.Duration
+	19, // 32: catalog.operations.v1.VerifyResponse.progress:type_name -> catalog.operations.v1.VerifyProgress
+	20, // 33: catalog.operations.v1.VerifyResponse.report:type_name -> catalog.operations.v1.VerifyReport
+	1,  // 34: catalog.operations.v1.VerifyProgress.phase:type_name -> catalog.operations.v1.VerifyPhase
+	24, // 35: catalog.operations.v1.VerifyProgress.elapsed:type_name -> google.protobuf.Duration
+	25, // 36: catalog.operations.v1.VerifyReport.started_at:type_name -> google.protobuf.Timestamp
+	24, // 37: catalog.operations.v1.VerifyReport.duration:type_name -> google.protobuf.Duration
+	24, // 38: catalog.operations.v1.VerifyReport.settle:type_name -> google.protobuf.Duration
+	21, // 39: catalog.operations.v1.VerifyReport.categories:type_name -> catalog.operations.v1.CategoryReport
+	2,  // 40: catalog.operations.v1.CategoryReport.category:type_name -> catalog.operations.v1.DifferenceCategory
+	22, // 41: catalog.operations.v1.CategoryReport.samples:type_name -> catalog.operations.v1.Difference
+	3,  // 42: catalog.operations.v1.Operations.GetStatus:input_type -> catalog.operations.v1.GetStatusRequest
+	17, // 43: catalog.operations.v1.Operations.Verify:input_type -> catalog.operations.v1.VerifyRequest
+	4,  // 44: catalog.operations.v1.Operations.GetStatus:output_type -> catalog.operations.v1.GetStatusResponse
+	18, // 45: catalog.operations.v1.Operations.Verify:output_type -> catalog.operations.v1.VerifyResponse
+	44, // [44:46] is the sub-list for method output_type
+	42, // [42:44] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_catalog_operations_v1_operations_proto_init() }
@@ -2483,7 +2522,7 @@ func file_catalog_operations_v1_operations_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_catalog_operations_v1_operations_proto_rawDesc), len(file_catalog_operations_v1_operations_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
