@@ -46,7 +46,7 @@ func newIndexListCmd(cfg *service.Config) *cobra.Command {
 		Short: "List the alias's indices, newest first; * marks the live one",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			client, closeConn, err := dialAdmin(cfg.GRPCAddr)
+			client, closeConn, err := dialAdmin(cfg)
 			if err != nil {
 				return err
 			}
@@ -130,7 +130,7 @@ so readers switch without a gap. Use it when a rebuild produced a bad index; a l
 or another rollback moves it again.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			client, closeConn, err := dialAdmin(cfg.GRPCAddr)
+			client, closeConn, err := dialAdmin(cfg)
 			if err != nil {
 				return err
 			}
@@ -160,7 +160,7 @@ func newIndexPruneCmd(cfg *service.Config) *cobra.Command {
 			if keep > 1<<20 {
 				return usageError{fmt.Errorf("--keep %d is not a sensible number of indices", keep)}
 			}
-			client, closeConn, err := dialAdmin(cfg.GRPCAddr)
+			client, closeConn, err := dialAdmin(cfg)
 			if err != nil {
 				return err
 			}

@@ -51,7 +51,8 @@ func ParseSHA256Fingerprint(s string) ([]byte, error) {
 // PinSHA256 returns a tls.Config.VerifyConnection that accepts a server only when one of the
 // certificates it sent has the given SHA-256 fingerprint: how Elasticsearch's clients trust a
 // cluster's self-signed CA by the fingerprint it prints at first start. It runs after (and in
-// addition to) the chain verification, which a caller that trusts the pin alone turns off.
+// addition to) the chain verification, which a caller that trusts the pin alone turns off. A
+// mismatch is a *tls.CertificateVerificationError, like any other untrusted certificate.
 func PinSHA256(fingerprint []byte) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
 		for _, c := range cs.PeerCertificates {
@@ -59,7 +60,8 @@ func PinSHA256(fingerprint []byte) func(tls.ConnectionState) error {
 				return nil
 			}
 		}
-		return fmt.Errorf("certificate fingerprint mismatch: none of the %d certificates the server sent has the SHA-256 fingerprint %X",
-			len(cs.PeerCertificates), fingerprint)
+		return &tls.CertificateVerificationError{UnverifiedCertificates: cs.PeerCertificates,
+			Err: fmt.Errorf("certificate fingerprint mismatch: none of the %d certificates the server sent has the SHA-256 fingerprint %X",
+				len(cs.PeerCertificates), fingerprint)}
 	}
 }
