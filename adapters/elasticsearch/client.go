@@ -83,13 +83,9 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 	if c.CAFile == "" && c.CAFingerprint == "" {
 		return nil, nil
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.CAFile != "" {
-		pool, err := tlsfiles.CAPool(c.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		tc.RootCAs = pool
+	tc, err := tlsfiles.ClientConfig(c.CAFile, "", "")
+	if err != nil {
+		return nil, err
 	}
 	if c.CAFingerprint != "" {
 		fp, err := tlsfiles.ParseSHA256Fingerprint(c.CAFingerprint)

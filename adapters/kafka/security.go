@@ -128,20 +128,9 @@ func NewSecurity(c SecurityConfig) (*Security, error) {
 	if !c.tlsEnabled() {
 		return s, nil
 	}
-	tc := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.CAFile != "" {
-		pool, err := tlsfiles.CAPool(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka security: %w", err)
-		}
-		tc.RootCAs = pool
-	}
-	if c.CertFile != "" {
-		cert, err := tlsfiles.KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("kafka security: client %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
+	tc, err := tlsfiles.ClientConfig(c.CAFile, c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("kafka security: %w", err)
 	}
 	s.tls = tc
 	return s, nil

@@ -64,21 +64,11 @@ func dialAdminConn(cfg *service.Config) (*grpc.ClientConn, error) {
 
 // adminClientTLS is the CLI's TLS configuration of GRPC_CLIENT_TLS_*.
 func adminClientTLS(cfg *service.Config) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: cfg.GRPCClientTLSServerName}
-	if cfg.GRPCClientTLSCAFile != "" {
-		pool, err := tlsfiles.CAPool(cfg.GRPCClientTLSCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("GRPC_CLIENT_TLS_CA_FILE: %w", err)
-		}
-		tc.RootCAs = pool
+	tc, err := tlsfiles.ClientConfig(cfg.GRPCClientTLSCAFile, cfg.GRPCClientTLSCertFile, cfg.GRPCClientTLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("GRPC_CLIENT_TLS_*: %w", err)
 	}
-	if cfg.GRPCClientTLSCertFile != "" {
-		cert, err := tlsfiles.KeyPair(cfg.GRPCClientTLSCertFile, cfg.GRPCClientTLSKeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("GRPC_CLIENT_TLS_CERT_FILE: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
+	tc.ServerName = cfg.GRPCClientTLSServerName
 	return tc, nil
 }
 

@@ -38,6 +38,28 @@ func KeyPair(certFile, keyFile string) (tls.Certificate, error) {
 	return cert, nil
 }
 
+// ClientConfig is a client's TLS configuration: TLS 1.2 or newer, the CAs of caFile (the
+// system roots when empty) and the client certificate of certFile and keyFile for mutual TLS
+// (none when empty).
+func ClientConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pool, err := CAPool(caFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.RootCAs = pool
+	}
+	if certFile != "" || keyFile != "" {
+		cert, err := KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("client %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
 // ParseSHA256Fingerprint reads a SHA-256 certificate fingerprint in hex, with or without
 // colons (AB:CD:... as Elasticsearch and openssl print it).
 func ParseSHA256Fingerprint(s string) ([]byte, error) {
