@@ -96,7 +96,12 @@ func TestUnmarshalRejectsWhatIsNotAProductEvent(t *testing.T) {
 		"future schema":       {mutate(func(m map[string]any) { m["schema_version"] = 2 }), envelope.ErrUnsupported},
 		"bad aggregate id":    {mutate(func(m map[string]any) { m["aggregate_id"] = "x" }), envelope.ErrUndecodable},
 		"version mismatch":    {mutate(func(m map[string]any) { m["aggregate_version"] = 7 }), envelope.ErrUndecodable},
-		"invalid state":       {mutate(func(m map[string]any) { m["data"].(map[string]any)["stock"] = -1 }), envelope.ErrUndecodable},
+		"state without id":    {mutate(func(m map[string]any) { delete(m["data"].(map[string]any), "id") }), envelope.ErrUndecodable},
+		"data not an object":  {mutate(func(m map[string]any) { m["data"] = []any{1} }), envelope.ErrUndecodable},
+		"data missing":        {mutate(func(m map[string]any) { delete(m, "data") }), envelope.ErrUndecodable},
+		"mistyped data":       {mutate(func(m map[string]any) { m["data"].(map[string]any)["tags"] = "a,b" }), envelope.ErrUndecodable},
+		"future data version": {mutate(func(m map[string]any) { m["data_version"] = 99 }), envelope.ErrUnsupported},
+		"data version 0":      {mutate(func(m map[string]any) { m["data_version"] = 0 }), envelope.ErrUndecodable},
 		"delete without tomb": {mutate(func(m map[string]any) { m["event_type"] = "product.deleted" }), envelope.ErrUndecodable},
 	}
 	for name, c := range cases {
