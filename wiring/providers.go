@@ -163,6 +163,7 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 		return ReadModel{}, nil, fmt.Errorf("search read model at %s: %w", cfg.ElasticsearchURL, err)
 	}
 	log.Info("search read model", "alias", cfg.SearchAlias, "index", index, "created", created)
+	extendLiveIndex(ctx, indices, index, log)
 	projection, err := elasticsearch.NewProjection(client, ecfg)
 	if err != nil {
 		return ReadModel{}, nil, err
@@ -186,6 +187,30 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 		}
 	}
 	return ReadModel{Projection: projection, Search: search, Target: target}, cleanup, nil
+}
+
+// extendLiveIndex gives a live index of an older mapping version the fields this release
+// writes, so the projector keeps writing to it until a rebuild replaces it (see
+// elasticsearch.Indices.ExtendMapping). It does not stop the start when it fails: the
+// projection then waits on such documents (ErrMappingBehind, retried, never dead-lettered)
+// and tries again itself, and 'catalog rebuild' ends the wait.
+func extendLiveIndex(ctx context.Context, indices *elasticsearch.Indices, index string, log *slog.Logger) {
+	v, ok := indices.MappingVersionOf(index)
+	if !ok || v >= elasticsearch.MappingVersion {
+		return
+	}
+	added, err := indices.ExtendMapping(ctx, index)
+	switch {
+	case err != nil:
+		log.Error("the live index has an older mapping and could not be given the fields this release writes; the projector retries documents with them until 'catalog rebuild' replaces the index",
+			"index", index, "index_mapping_version", v, "code_mapping_version", elasticsearch.MappingVersion, "err", err)
+	case len(added) > 0:
+		log.Warn("the live index has an older mapping: added the fields this release writes in place; run 'catalog rebuild' to index every document with the current mapping",
+			"index", index, "index_mapping_version", v, "code_mapping_version", elasticsearch.MappingVersion, "added", added)
+	default:
+		log.Warn("the live index has an older mapping; run 'catalog rebuild' to index every document with the current mapping",
+			"index", index, "index_mapping_version", v, "code_mapping_version", elasticsearch.MappingVersion)
+	}
 }
 
 // provideEmbeddedReadModel opens the embedded search engine (Bleve, on disk under
