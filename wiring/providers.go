@@ -23,6 +23,7 @@ import (
 	"github.com/marketplace/catalog/adapters/metrics"
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/adapters/tracing"
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/application"
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/decorator"
@@ -127,7 +128,18 @@ func provideKafkaPublisher(brokers Brokers, log *slog.Logger) (*wkafka.Publisher
 }
 
 func provideProductRepository(db *postgres.DB, cfg service.Config, log *slog.Logger) (*postgres.ProductRepository, error) {
-	return postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: cfg.ProductEventsTopic, Lanes: cfg.OutboxLanes, Decorate: tracing.InjectIntoMessage}, log)
+	decorate := tracing.InjectIntoMessage
+	if cfg.CloudEventsSource != "" {
+		cloudEvents, err := envelope.CloudEvents(cfg.CloudEventsSource)
+		if err != nil {
+			return nil, err
+		}
+		decorate = func(ctx context.Context, msg *message.Message) {
+			tracing.InjectIntoMessage(ctx, msg)
+			cloudEvents(msg)
+		}
+	}
+	return postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: cfg.ProductEventsTopic, Lanes: cfg.OutboxLanes, Decorate: decorate}, log)
 }
 
 // ReadModel is the search read model the process uses, or the zero value when none is

@@ -48,8 +48,8 @@ var (
 // (rebuild.Target) of one alias. It is safe for concurrent use. Open it once per process (the
 // directory lock refuses a second process) and Close it on shutdown.
 type Store struct {
-	cfg     Config
-	lock    *datadir.Lock
+	cfg  Config
+	lock *datadir.Lock
 
 	// adminMu serialises what changes the set of indices or the alias (create, switch,
 	// delete), so that the conditions they check still hold when they act.

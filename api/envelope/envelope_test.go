@@ -110,3 +110,35 @@ func TestUnmarshalRejectsWhatIsNotAProductEvent(t *testing.T) {
 		}
 	}
 }
+
+func TestCloudEventsHeaders(t *testing.T) {
+	e := sampleEvents(t)[2] // the tombstone
+	msg, err := envelope.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add, err := envelope.CloudEvents("/catalog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(msg)
+	want := map[string]string{
+		"ce_specversion": "1.0", "ce_id": e.ID.String(), "ce_source": "/catalog", "ce_type": "product.deleted",
+		"ce_time": e.OccurredAt.UTC().Format(time.RFC3339Nano), "ce_subject": e.AggregateID.String(),
+		"ce_dataschema": envelope.DataSchema(envelope.DataVersion(e.Type)), "content-type": "application/json",
+	}
+	for k, v := range want {
+		if got := msg.Metadata.Get(k); got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+	// The catalog's own headers stay.
+	if msg.Metadata.Get(envelope.MetaEventType) != "product.deleted" || msg.Metadata.Get(envelope.MetaDataVersion) == "" {
+		t.Errorf("own headers lost: %v", msg.Metadata)
+	}
+	for _, bad := range []string{"", "has space", "ctl\x01"} {
+		if _, err := envelope.CloudEvents(bad); err == nil {
+			t.Errorf("source %q accepted", bad)
+		}
+	}
+}
