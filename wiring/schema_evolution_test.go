@@ -196,7 +196,7 @@ func TestSchemaChangeDrill(t *testing.T) {
 	// Status: the live index's mapping is behind the code.
 	out, errOut, code := runCLI(t, rp.cfg.GRPCAddr, time.Minute, "status", "--json")
 	var st struct {
-		Problems []struct{ Severity, Check, Message string } `json:"problems"`
+		Problems  []struct{ Severity, Check, Message string } `json:"problems"`
 		ReadModel struct {
 			Index               string `json:"index"`
 			IndexMappingVersion int    `json:"index_mapping_version"`

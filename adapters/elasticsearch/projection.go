@@ -169,11 +169,11 @@ func (p *Projection) heal(ctx context.Context, refused error) error {
 	p.healedAt = time.Now()
 	index, err := p.indices.AliasTarget(ctx)
 	if err != nil {
-		return fmt.Errorf("%w; reading the alias to extend its index: %v", refused, err)
+		return fmt.Errorf("%w; reading the alias to extend its index: %w", refused, err)
 	}
 	added, err := p.indices.ExtendMapping(ctx, index)
 	if err != nil {
-		return fmt.Errorf("%w; extending it failed: %v", refused, err)
+		return fmt.Errorf("%w; extending it failed: %w", refused, err)
 	}
 	return fmt.Errorf("%w; extended %s with %v, retrying", refused, index, added)
 }
