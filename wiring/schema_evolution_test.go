@@ -161,9 +161,11 @@ func topicRecords(t *testing.T, rp *readPath, topic string) []*kgo.Record {
 // once; status reports the live index's mapping as behind the code; a Kafka rebuild that cannot
 // validate leaves the alias alone; rebuilds from Kafka (a log of v1 and v2 events) and from the
 // database produce v2 indices; a rollback to the v1 index is refused with the reason; events
-// this release writes validate against their JSON Schema.
+// this release writes validate against their JSON Schema and, with CLOUDEVENTS_SOURCE set,
+// carry CloudEvents binary-mode headers through the outbox and the relay.
 func TestSchemaChangeDrill(t *testing.T) {
-	rp := startReadPath(t, withLiveIndexOfMappingVersion(1))
+	const ceSource = "/catalog-drill"
+	rp := startReadPath(t, withLiveIndexOfMappingVersion(1), func(_ *testing.T, c *service.Config) { c.CloudEventsSource = ceSource })
 	v1Index := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias)
 	if !strings.Contains(v1Index, "_v1_") {
 		t.Fatalf("live index %s, want the v1 index made before the start", v1Index)
@@ -273,13 +275,21 @@ func TestSchemaChangeDrill(t *testing.T) {
 		if err := eventschema.Validate(rec.Value); err != nil {
 			t.Errorf("record %d/%d: %v\n%s", rec.Partition, rec.Offset, err, rec.Value)
 		}
+		headers := map[string]string{}
 		for _, h := range rec.Headers {
-			if h.Key == envelope.MetaDataVersion {
-				written++
-				if v, _ := eventschema.DataVersion(rec.Value); string(h.Value) != "2" || v != 2 {
-					t.Errorf("record %d/%d written as data version %s/%d, want 2", rec.Partition, rec.Offset, h.Value, v)
-				}
-			}
+			headers[h.Key] = string(h.Value)
+		}
+		if _, ours := headers[envelope.MetaDataVersion]; !ours {
+			continue // a legacy event this test produced
+		}
+		written++
+		if v, _ := eventschema.DataVersion(rec.Value); headers[envelope.MetaDataVersion] != "2" || v != 2 {
+			t.Errorf("record %d/%d written as data version %s/%d, want 2", rec.Partition, rec.Offset, headers[envelope.MetaDataVersion], v)
+		}
+		if headers["ce_specversion"] != "1.0" || headers["ce_source"] != ceSource || headers["ce_type"] != "product.created" ||
+			headers["ce_id"] != headers[envelope.MetaEventID] || headers["ce_subject"] != string(rec.Key) ||
+			headers["ce_dataschema"] != envelope.DataSchema(2) || headers["content-type"] != "application/json" {
+			t.Errorf("record %d/%d lacks the CloudEvents headers: %v", rec.Partition, rec.Offset, headers)
 		}
 	}
 	if len(records) != 3 || written != 1 {

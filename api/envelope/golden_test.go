@@ -19,7 +19,7 @@ import (
 // golden reads the committed fixture of data version v of event type t: real JSON as the
 // release that wrote version v published it. Fixtures are never edited or removed; a new data
 // version adds one per event type.
-func golden(t *testing.T, typ product.EventType, v int) []byte {
+func golden(t testing.TB, typ product.EventType, v int) []byte {
 	t.Helper()
 	raw, err := os.ReadFile(filepath.Join("testdata", "golden", fmt.Sprintf("%s.v%d.json", typ, v)))
 	if err != nil {

@@ -221,32 +221,31 @@ func (p *Product) Update(d Details, now time.Time) error {
 // ChangePrice sets the price alone. Only the price is checked: the other fields are history,
 // valid under the rules they were written with, and a price change must not fail on them.
 func (p *Product) ChangePrice(price Money, now time.Time) error {
-	if p.IsDeleted() {
-		return ErrDeleted
-	}
-	var errs fieldErrors
-	validateMoney(&errs, "price", price.amount, price.currency)
-	if err := errs.err(); err != nil {
-		return err
-	}
-	d := p.details.clone()
-	d.Price = price
-	p.change(d, now)
-	return nil
+	return p.changeOne(now, func(errs *fieldErrors, d *Details) {
+		validateMoney(errs, "price", price.amount, price.currency)
+		d.Price = price
+	})
 }
 
 // ChangeStock sets the stock alone; like ChangePrice, it checks only the stock.
 func (p *Product) ChangeStock(stock int64, now time.Time) error {
+	return p.changeOne(now, func(errs *fieldErrors, d *Details) {
+		validateStock(errs, stock)
+		d.Stock = stock
+	})
+}
+
+// changeOne applies set to a copy of the details and keeps it unless set reported an error.
+func (p *Product) changeOne(now time.Time, set func(*fieldErrors, *Details)) error {
 	if p.IsDeleted() {
 		return ErrDeleted
 	}
 	var errs fieldErrors
-	validateStock(&errs, stock)
+	d := p.details.clone()
+	set(&errs, &d)
 	if err := errs.err(); err != nil {
 		return err
 	}
-	d := p.details.clone()
-	d.Stock = stock
 	p.change(d, now)
 	return nil
 }
