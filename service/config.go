@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/marketplace/catalog/api/envelope"
 )
 
 // Config is the whole configuration of a catalog process. Every field has an environment
@@ -65,6 +67,11 @@ type Config struct {
 	// OutboxRetention is how long relayed outbox rows are kept before the relay role deletes
 	// them (OUTBOX_RETENTION); useful for forensics, costly if unbounded.
 	OutboxRetention time.Duration
+	// CloudEventsSource, when set, adds CloudEvents binary-mode headers (ce_specversion,
+	// ce_id, ce_type, ce_source, ce_time, ce_subject, ce_dataschema, content-type) to every
+	// product event beside its own headers, with this URI-reference as ce_source
+	// (CLOUDEVENTS_SOURCE); empty, the default, adds none.
+	CloudEventsSource string
 	// LogFormat is "text" or "json" (LOG_FORMAT).
 	LogFormat string
 	// LogLevel is debug, info, warn or error (LOG_LEVEL).
@@ -255,6 +262,11 @@ func (c Config) Validate() error {
 		}
 	}
 	oneOf("ELASTICSEARCH_COMPAT", c.ElasticsearchCompat, "", "opensearch")
+	if c.CloudEventsSource != "" {
+		if err := envelope.ValidateCloudEventsSource(c.CloudEventsSource); err != nil {
+			bad("CLOUDEVENTS_SOURCE", c.CloudEventsSource, "want empty (no CloudEvents headers) or a URI-reference such as /catalog")
+		}
+	}
 	oneOf("LOG_FORMAT", c.LogFormat, "text", "json")
 	oneOf("LOG_LEVEL", c.LogLevel, "debug", "info", "warn", "error")
 	intIn := func(name string, v, lo, hi int) {

@@ -140,6 +140,7 @@ func (s *Server) routes() *chi.Mux {
 	r.Get("/healthz", s.handle(s.healthz))
 	r.Get("/readyz", s.handle(s.readyz))
 	r.Get("/openapi.yaml", serveOpenAPI)
+	r.Get("/asyncapi.yaml", serveAsyncAPI)
 	if s.metrics != nil {
 		r.Method(http.MethodGet, "/metrics", s.metrics)
 	}
