@@ -16,7 +16,7 @@ type searchResultJSON struct {
 	Items      []searchItemJSON `json:"items"`
 	Total      int64            `json:"total"`
 	NextCursor string           `json:"next_cursor,omitempty"`
-	Facets     *facetsJSON      `json:"facets,omitempty"`
+	Facets     facetsJSON       `json:"facets,omitempty"`
 	Behind     []lagJSON        `json:"behind,omitempty"`
 }
 
@@ -32,12 +32,10 @@ type highlightJSON struct {
 	Description []string `json:"description,omitempty"`
 }
 
-type facetsJSON struct {
-	Category []facetValueJSON  `json:"category,omitempty"`
-	Brand    []facetValueJSON  `json:"brand,omitempty"`
-	Tags     []facetValueJSON  `json:"tags,omitempty"`
-	Price    []priceBucketJSON `json:"price,omitempty"`
-}
+// facetsJSON maps each facet asked for to its values ([]facetValueJSON) or price ranges
+// ([]priceBucketJSON), an empty list when nothing matched: a client reads every facet it asked
+// for without checking that it is there.
+type facetsJSON map[query.Facet]any
 
 type facetValueJSON struct {
 	Value string `json:"value"`
@@ -138,7 +136,7 @@ func htmlFragments(fs []query.Fragment) []string {
 }
 
 // toFacetsJSON lists every facet q asked for, an empty list when nothing has a value.
-func toFacetsJSON(q query.SearchProducts, f *query.Facets) *facetsJSON {
+func toFacetsJSON(q query.SearchProducts, f *query.Facets) facetsJSON {
 	values := func(vs []query.FacetValue) []facetValueJSON {
 		out := make([]facetValueJSON, 0, len(vs))
 		for _, v := range vs {
@@ -146,20 +144,21 @@ func toFacetsJSON(q query.SearchProducts, f *query.Facets) *facetsJSON {
 		}
 		return out
 	}
-	out := &facetsJSON{}
+	out := facetsJSON{}
 	for _, name := range q.Facets {
 		switch name {
 		case query.FacetCategory:
-			out.Category = values(f.Category)
+			out[name] = values(f.Category)
 		case query.FacetBrand:
-			out.Brand = values(f.Brand)
+			out[name] = values(f.Brand)
 		case query.FacetTags:
-			out.Tags = values(f.Tags)
+			out[name] = values(f.Tags)
 		case query.FacetPrice:
-			out.Price = make([]priceBucketJSON, 0, len(f.Price))
+			price := make([]priceBucketJSON, 0, len(f.Price))
 			for _, b := range f.Price {
-				out.Price = append(out.Price, priceBucketJSON{From: b.From, To: b.To, Count: b.Count})
+				price = append(price, priceBucketJSON{From: b.From, To: b.To, Count: b.Count})
 			}
+			out[name] = price
 		}
 	}
 	return out
