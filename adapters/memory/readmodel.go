@@ -541,7 +541,9 @@ func memFacets(q query.SearchProducts, textHits []memHit) *query.Facets {
 		for v, n := range counts {
 			list = append(list, query.FacetValue{Value: v, Count: n})
 		}
-		slices.SortFunc(list, func(a, b query.FacetValue) int { return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Value, b.Value)) })
+		slices.SortFunc(list, func(a, b query.FacetValue) int {
+			return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Value, b.Value))
+		})
 		return list[:min(len(list), q.FacetSize)]
 	}
 	if q.Wants(query.FacetCategory) {

@@ -39,7 +39,7 @@ func NewReadYourWritesMetrics(r *Registry) (*ReadYourWritesMetrics, error) {
 		}, []string{"read_model"}),
 		waits: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "catalog", Subsystem: "read_your_writes", Name: "wait_seconds",
-			Help: "How long reads with wait_for waited, by outcome: visible (their versions arrived), timeout (answered behind, or 503 when strict), canceled (the client left).",
+			Help:    "How long reads with wait_for waited, by outcome: visible (their versions arrived), timeout (answered behind, or 503 when strict), canceled (the client left).",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
 		}, []string{"read_model", "outcome"}),
 	}
