@@ -2,6 +2,7 @@ package query
 
 import (
 	"slices"
+	"strings"
 	"unicode"
 	"unicode/utf8"
 )
@@ -38,6 +39,33 @@ func (h Highlight) Empty() bool { return len(h.Name) == 0 && len(h.Description) 
 // Fragment is a piece of a field's text as consecutive parts; joined, the parts' Text is the
 // piece of the original text.
 type Fragment []HighlightPart
+
+// Render writes f with open and close around its matches (adjacent matches inside one pair)
+// and every run of text through escape (nil: as it is), so that a port renders the text for
+// its medium and only its own markers are markup.
+func (f Fragment) Render(open, close string, escape func(string) string) string {
+	var b strings.Builder
+	inMatch := false
+	for _, p := range f {
+		if p.Match != inMatch {
+			if p.Match {
+				b.WriteString(open)
+			} else {
+				b.WriteString(close)
+			}
+			inMatch = p.Match
+		}
+		if escape != nil {
+			b.WriteString(escape(p.Text))
+		} else {
+			b.WriteString(p.Text)
+		}
+	}
+	if inMatch {
+		b.WriteString(close)
+	}
+	return b.String()
+}
 
 // HighlightPart is a run of text of a fragment; Match marks a word the search text matched.
 type HighlightPart struct {

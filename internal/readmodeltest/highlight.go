@@ -47,25 +47,7 @@ var highlightCases = []highlightCase{
 }
 
 // render writes a fragment with [[ ]] around its matches, adjacent matches as one.
-func render(f query.Fragment) string {
-	var b strings.Builder
-	open := false
-	for _, p := range f {
-		if p.Match != open {
-			if p.Match {
-				b.WriteString("[[")
-			} else {
-				b.WriteString("]]")
-			}
-			open = p.Match
-		}
-		b.WriteString(p.Text)
-	}
-	if open {
-		b.WriteString("]]")
-	}
-	return b.String()
-}
+func render(f query.Fragment) string { return f.Render("[[", "]]", nil) }
 
 func renderAll(fs []query.Fragment) []string {
 	var out []string

@@ -114,23 +114,7 @@ func (s *Server) searchProducts(w http.ResponseWriter, r *http.Request) error {
 func htmlFragments(fs []query.Fragment) []string {
 	out := make([]string, 0, len(fs))
 	for _, f := range fs {
-		var b strings.Builder
-		open := false
-		for _, p := range f {
-			if p.Match != open {
-				if p.Match {
-					b.WriteString("<em>")
-				} else {
-					b.WriteString("</em>")
-				}
-				open = p.Match
-			}
-			b.WriteString(html.EscapeString(p.Text))
-		}
-		if open {
-			b.WriteString("</em>")
-		}
-		out = append(out, b.String())
+		out = append(out, f.Render("<em>", "</em>", html.EscapeString))
 	}
 	return out
 }
@@ -200,12 +184,8 @@ func parseSearch(v url.Values) (query.SearchProducts, error) {
 	if q.MaxPrice, err = optInt(v, "max_price"); err != nil {
 		return q, err
 	}
-	if s := v.Get("size"); s != "" {
-		n, perr := strconv.Atoi(s)
-		if perr != nil || n < 1 || n > query.MaxSearchSize {
-			return q, invalidParameter("size", "must be an integer from 1 to "+strconv.Itoa(query.MaxSearchSize))
-		}
-		q.Size = n
+	if q.Size, err = optRange(v, "size", query.MaxSearchSize); err != nil {
+		return q, err
 	}
 	if s := v.Get("in_stock"); s != "" {
 		b, perr := strconv.ParseBool(s)
@@ -219,12 +199,8 @@ func parseSearch(v url.Values) (query.SearchProducts, error) {
 			return q, invalidParameter("facets", "must be a comma-separated list of category, brand, tags and price")
 		}
 	}
-	if s := v.Get("facet_size"); s != "" {
-		n, perr := strconv.Atoi(s)
-		if perr != nil || n < 1 || n > query.MaxFacetSize {
-			return q, invalidParameter("facet_size", "must be an integer from 1 to "+strconv.Itoa(query.MaxFacetSize))
-		}
-		q.FacetSize = n
+	if q.FacetSize, err = optRange(v, "facet_size", query.MaxFacetSize); err != nil {
+		return q, err
 	}
 	if s := v.Get("price_ranges"); s != "" {
 		if q.PriceRanges, err = query.ParsePriceRanges(s); err != nil {
@@ -292,6 +268,19 @@ func allowSlowness(r *http.Request, c query.Consistency) {
 	if a, ok := r.Context().Value(slowAllowanceKey{}).(*time.Duration); ok {
 		*a = timeout
 	}
+}
+
+// optRange is parameter name as an integer from 1 to most, or 0 when it is absent.
+func optRange(v url.Values, name string, most int) (int, error) {
+	s := v.Get(name)
+	if s == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > most {
+		return 0, invalidParameter(name, "must be an integer from 1 to "+strconv.Itoa(most))
+	}
+	return n, nil
 }
 
 func optInt(v url.Values, name string) (*int64, error) {
