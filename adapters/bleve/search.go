@@ -30,8 +30,8 @@ const (
 	phraseBoost = 3
 )
 
-// facetsMappingVersion is the first mapping version that keeps doc values of category_exact
-// and brand_exact, which the category and brand facets count.
+// facetsMappingVersion is the first mapping version that keeps doc values of category_exact,
+// brand_exact and stock, which the category, brand and in_stock facets count.
 const facetsMappingVersion = 3
 
 // Search returns one page of live products matching q from the index the alias points at.
@@ -62,8 +62,8 @@ func (s *Store) Search(ctx context.Context, q query.SearchProducts) (query.Searc
 		return query.SearchResult{}, fmt.Errorf("search %s: %w: %w", s.cfg.Alias, query.ErrReadModelUnavailable, err)
 	}
 	mappingVersion, _, _ := parseIndexName(s.cfg.Alias, ix.name)
-	if mappingVersion < facetsMappingVersion && (q.Wants(query.FacetCategory) || q.Wants(query.FacetBrand)) {
-		return query.SearchResult{}, fmt.Errorf("search %s: %w: the live index %s has mapping version %d; the category and brand facets need version %d: run catalog rebuild",
+	if mappingVersion < facetsMappingVersion && (q.Wants(query.FacetCategory) || q.Wants(query.FacetBrand) || q.Wants(query.FacetInStock)) {
+		return query.SearchResult{}, fmt.Errorf("search %s: %w: the live index %s has mapping version %d; the category, brand and in_stock facets need version %d: run catalog rebuild",
 			s.cfg.Alias, query.ErrReadModelUnavailable, ix.name, mappingVersion, facetsMappingVersion)
 	}
 	var out query.SearchResult
@@ -239,6 +239,14 @@ var facetFields = map[query.Facet]string{query.FacetCategory: fieldCategoryExact
 
 // addFacet asks req for facet f of q.
 func addFacet(req *blevev2.SearchRequest, q query.SearchProducts, f query.Facet) {
+	if f == query.FacetInStock {
+		fr := blevev2.NewFacetRequest(fieldStock, 2)
+		one := 1.0
+		fr.AddNumericRange("true", &one, nil)
+		fr.AddNumericRange("false", nil, &one)
+		req.AddFacet(string(f), fr)
+		return
+	}
 	if f != query.FacetPrice {
 		req.AddFacet(string(f), blevev2.NewFacetRequest(facetFields[f], q.FacetSize))
 		return
@@ -279,6 +287,16 @@ func readFacets(out *query.Facets, q query.SearchProducts, res search.FacetResul
 	if _, ok := res[string(query.FacetTags)]; ok {
 		out.Tags = terms(query.FacetTags)
 	}
+	if r, ok := res[string(query.FacetInStock)]; ok {
+		out.InStock = query.InStockValues()
+		for _, nr := range r.NumericRanges {
+			for i := range out.InStock {
+				if out.InStock[i].Value == nr.Name {
+					out.InStock[i].Count = int64(nr.Count)
+				}
+			}
+		}
+	}
 	if r, ok := res[string(query.FacetPrice)]; ok {
 		out.Price = q.PriceBuckets()
 		for _, nr := range r.NumericRanges {
@@ -305,6 +323,8 @@ func emptyFacets(q query.SearchProducts) *query.Facets {
 			out.Tags = []query.FacetValue{}
 		case query.FacetPrice:
 			out.Price = q.PriceBuckets()
+		case query.FacetInStock:
+			out.InStock = query.InStockValues()
 		}
 	}
 	return out

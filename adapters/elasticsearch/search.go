@@ -254,7 +254,7 @@ func textQuery(text string) map[string]any {
 }
 
 // filterClauses are the filters of q (normalized) that do not score: base always applies
-// (live products, stock), byFacet holds the filter on each facet field q filters on.
+// (live products), byFacet holds the filter on each facet field q filters on.
 func filterClauses(q query.SearchProducts) (base []any, byFacet map[query.Facet]any) {
 	base = []any{map[string]any{"term": map[string]any{"deleted": false}}}
 	byFacet = map[query.Facet]any{}
@@ -281,9 +281,9 @@ func filterClauses(q query.SearchProducts) (base []any, byFacet map[query.Facet]
 	}
 	if q.InStock != nil {
 		if *q.InStock {
-			base = append(base, map[string]any{"range": map[string]any{"stock": map[string]any{"gte": 1}}})
+			byFacet[query.FacetInStock] = map[string]any{"range": map[string]any{"stock": map[string]any{"gte": 1}}}
 		} else {
-			base = append(base, map[string]any{"term": map[string]any{"stock": 0}})
+			byFacet[query.FacetInStock] = map[string]any{"term": map[string]any{"stock": 0}}
 		}
 	}
 	return base, byFacet
@@ -295,6 +295,12 @@ var facetFields = map[query.Facet]string{query.FacetCategory: "category.keyword"
 // facetAggregation is the aggregation of facet f: terms by count and then value (the empty
 // value, which a product without brand indexes, is not a value), or the price ranges.
 func facetAggregation(q query.SearchProducts, f query.Facet) map[string]any {
+	if f == query.FacetInStock {
+		// Two ranges keyed by the facet's values (the engine orders ranges by their bounds).
+		return map[string]any{"range": map[string]any{"field": "stock", "ranges": []any{
+			map[string]any{"key": "true", "from": 1}, map[string]any{"key": "false", "to": 1},
+		}}}
+	}
 	if f != query.FacetPrice {
 		return map[string]any{"terms": map[string]any{
 			"field": facetFields[f],
@@ -349,6 +355,17 @@ func readFacets(q query.SearchProducts, aggs map[string]facetAgg) *query.Facets 
 			out.Brand = terms(f)
 		case query.FacetTags:
 			out.Tags = terms(f)
+		case query.FacetInStock:
+			out.InStock = query.InStockValues()
+			for _, b := range aggs[string(f)].Values.Buckets {
+				var key string
+				_ = json.Unmarshal(b.Key, &key)
+				for i := range out.InStock {
+					if out.InStock[i].Value == key {
+						out.InStock[i].Count = b.DocCount
+					}
+				}
+			}
 		case query.FacetPrice:
 			out.Price = q.PriceBuckets()
 			for i, b := range aggs[string(f)].Values.Buckets {

@@ -555,6 +555,20 @@ func memFacets(q query.SearchProducts, textHits []memHit) *query.Facets {
 	if q.Wants(query.FacetTags) {
 		out.Tags = terms(query.FacetTags, func(d product.Details) []string { return d.Tags })
 	}
+	if q.Wants(query.FacetInStock) {
+		qf := q.ForFacet(query.FacetInStock)
+		out.InStock = query.InStockValues()
+		for _, h := range textHits {
+			if !matchesFilters(h.doc.snap, qf) {
+				continue
+			}
+			if h.doc.snap.Details.Stock > 0 {
+				out.InStock[0].Count++
+			} else {
+				out.InStock[1].Count++
+			}
+		}
+	}
 	if q.Wants(query.FacetPrice) {
 		qf := q.ForFacet(query.FacetPrice)
 		out.Price = q.PriceBuckets()

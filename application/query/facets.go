@@ -17,10 +17,11 @@ const (
 	FacetBrand    Facet = "brand"
 	FacetTags     Facet = "tags"
 	FacetPrice    Facet = "price"
+	FacetInStock  Facet = "in_stock"
 )
 
 // AllFacets are the facets in the order results list them.
-var AllFacets = []Facet{FacetCategory, FacetBrand, FacetTags, FacetPrice}
+var AllFacets = []Facet{FacetCategory, FacetBrand, FacetTags, FacetPrice, FacetInStock}
 
 // Facet limits.
 const (
@@ -56,6 +57,15 @@ type Facets struct {
 	// Price lists every price range of the search, in order, with its count (zero
 	// included, so that a client can draw a stable list).
 	Price []PriceBucket
+	// InStock counts the products with stock ("true") and without ("false"), both listed,
+	// in that order: the values of the in_stock filter.
+	InStock []FacetValue
+}
+
+// InStockValues are the in_stock facet with nothing counted yet, which read models fill in:
+// index 0 counts products with stock, index 1 those without.
+func InStockValues() []FacetValue {
+	return []FacetValue{{Value: "true"}, {Value: "false"}}
 }
 
 // FacetValue is one value of a facet and how many products have it.
@@ -103,6 +113,8 @@ func (q SearchProducts) ForFacet(f Facet) SearchProducts {
 		q.Tags = nil
 	case FacetPrice:
 		q.MinPrice, q.MaxPrice = nil, nil
+	case FacetInStock:
+		q.InStock = nil
 	}
 	return q
 }
@@ -113,7 +125,7 @@ func ParseFacets(s string) ([]Facet, error) {
 	for _, name := range strings.Split(s, ",") {
 		f := Facet(strings.TrimSpace(name))
 		if !slices.Contains(AllFacets, f) {
-			return nil, fmt.Errorf("%w: facets: %q is not a facet; use category, brand, tags or price", ErrInvalidSearch, name)
+			return nil, fmt.Errorf("%w: facets: %q is not a facet; use category, brand, tags, price or in_stock", ErrInvalidSearch, name)
 		}
 		out = append(out, f)
 	}
@@ -146,7 +158,7 @@ func (q SearchProducts) normalizeFacets() (SearchProducts, error) {
 	}
 	for _, f := range q.Facets {
 		if !slices.Contains(AllFacets, f) {
-			return invalid("facets: %q is not a facet; use category, brand, tags or price", f)
+			return invalid("facets: %q is not a facet; use category, brand, tags, price or in_stock", f)
 		}
 	}
 	q.Facets = facets
@@ -182,6 +194,8 @@ func (q SearchProducts) FiltersOn(f Facet) bool {
 		return len(q.Tags) > 0
 	case FacetPrice:
 		return q.MinPrice != nil || q.MaxPrice != nil
+	case FacetInStock:
+		return q.InStock != nil
 	}
 	return false
 }

@@ -46,9 +46,10 @@ type facetCase struct {
 	brand    []query.FacetValue
 	tags     []query.FacetValue
 	price    []int64 // counts of the price buckets in order
+	inStock  []query.FacetValue
 }
 
-var allFacets = []query.Facet{query.FacetCategory, query.FacetBrand, query.FacetTags, query.FacetPrice}
+var allFacets = []query.Facet{query.FacetCategory, query.FacetBrand, query.FacetTags, query.FacetPrice, query.FacetInStock}
 
 // facetCases are the facet contract. The multi-select rule: a facet counts under every filter
 // but the one on its own field.
@@ -59,11 +60,12 @@ var facetCases = []facetCase{
 		brand:    fv("Acme=3", "Sonic=2", "Brewer=1", "Lumo=1"),
 		tags:     fv("new=3", "sale=3", "outdoor=2"),
 		price:    []int64{2, 1, 2, 2, 1, 0, 0},
+		inStock:  fv("true=6", "false=2"),
 	},
 	{
 		name: "text narrows every facet", q: query.SearchProducts{Text: "speaker", Facets: allFacets}, total: 3,
 		category: fv("audio=3"), brand: fv("Acme=2", "Sonic=1"), tags: fv("sale=2", "new=1", "outdoor=1"),
-		price: []int64{0, 1, 1, 1, 0, 0, 0},
+		price: []int64{0, 1, 1, 1, 0, 0, 0}, inStock: fv("true=3", "false=0"),
 	},
 	{
 		name: "a typo narrows facets like the word", q: query.SearchProducts{Text: "speakr", Facets: []query.Facet{query.FacetCategory}}, total: 3,
@@ -76,6 +78,7 @@ var facetCases = []facetCase{
 		brand:    fv("Acme=3", "Sonic=2", "Brewer=1", "Lumo=1"),
 		tags:     fv("sale=3", "outdoor=1"),
 		price:    []int64{0, 1, 2, 0, 0, 0, 0},
+		inStock:  fv("true=3", "false=0"),
 	},
 	{
 		name: "two brands match either", q: query.SearchProducts{Brands: []string{"Sonic", "Acme"}, Facets: allFacets}, total: 5,
@@ -108,9 +111,16 @@ var facetCases = []facetCase{
 		brand: fv("Acme=2", "Sonic=1"),
 	},
 	{
-		name: "in stock applies to every facet", q: query.SearchProducts{InStock: ptr(true), Facets: []query.Facet{query.FacetCategory, query.FacetPrice}}, total: 6,
+		name: "in stock filter: the in_stock facet keeps both counts, the others count the filter",
+		q:    query.SearchProducts{InStock: ptr(true), Facets: []query.Facet{query.FacetCategory, query.FacetPrice, query.FacetInStock}}, total: 6,
 		category: fv("audio=3", "kitchen=2", "clocks=1"),
 		price:    []int64{2, 1, 2, 1, 0, 0, 0},
+		inStock:  fv("true=6", "false=2"),
+	},
+	{
+		name: "out of stock filter", q: query.SearchProducts{InStock: ptr(false), Facets: []query.Facet{query.FacetInStock, query.FacetCategory}}, total: 2,
+		category: fv("audio=1", "home=1"),
+		inStock:  fv("true=6", "false=2"),
 	},
 	{
 		name: "price ranges of the search, from inclusive, to exclusive",
@@ -128,7 +138,7 @@ var facetCases = []facetCase{
 	},
 	{
 		name: "no match: empty facets, empty ranges", q: query.SearchProducts{Text: "zeppelin", Facets: allFacets}, total: 0,
-		category: fv(), brand: fv(), tags: fv(), price: []int64{0, 0, 0, 0, 0, 0, 0},
+		category: fv(), brand: fv(), tags: fv(), price: []int64{0, 0, 0, 0, 0, 0, 0}, inStock: fv("true=0", "false=0"),
 	},
 	{
 		name: "no words at all: nothing matches and facets are empty", q: query.SearchProducts{Text: "*", Facets: []query.Facet{query.FacetCategory}}, total: 0,
@@ -160,6 +170,7 @@ func runFacets(t *testing.T, newFixture func(t *testing.T) Fixture) {
 			checkValues("category", res.Facets.Category, tc.category)
 			checkValues("brand", res.Facets.Brand, tc.brand)
 			checkValues("tags", res.Facets.Tags, tc.tags)
+			checkValues("in_stock", res.Facets.InStock, tc.inStock)
 			if tc.price != nil {
 				checkPrice(t, tc.q, res.Facets.Price, tc.price)
 			}
@@ -172,7 +183,7 @@ func runFacets(t *testing.T, newFixture func(t *testing.T) Fixture) {
 			t.Errorf("facets without asking: %+v", *res.Facets)
 		}
 		res := e.search(query.SearchProducts{Facets: []query.Facet{query.FacetTags}})
-		if res.Facets == nil || res.Facets.Category != nil || res.Facets.Brand != nil || res.Facets.Price != nil || len(res.Facets.Tags) == 0 {
+		if res.Facets == nil || res.Facets.Category != nil || res.Facets.Brand != nil || res.Facets.Price != nil || res.Facets.InStock != nil || len(res.Facets.Tags) == 0 {
 			t.Errorf("tags only: %+v", res.Facets)
 		}
 	})

@@ -137,6 +137,8 @@ func toFacetsJSON(q query.SearchProducts, f *query.Facets) facetsJSON {
 			out[name] = values(f.Brand)
 		case query.FacetTags:
 			out[name] = values(f.Tags)
+		case query.FacetInStock:
+			out[name] = values(f.InStock)
 		case query.FacetPrice:
 			price := make([]priceBucketJSON, 0, len(f.Price))
 			for _, b := range f.Price {
@@ -196,7 +198,7 @@ func parseSearch(v url.Values) (query.SearchProducts, error) {
 	}
 	if s := v.Get("facets"); s != "" {
 		if q.Facets, err = query.ParseFacets(s); err != nil {
-			return q, invalidParameter("facets", "must be a comma-separated list of category, brand, tags and price")
+			return q, invalidParameter("facets", "must be a comma-separated list of category, brand, tags, price and in_stock")
 		}
 	}
 	if q.FacetSize, err = optRange(v, "facet_size", query.MaxFacetSize); err != nil {

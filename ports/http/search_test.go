@@ -48,6 +48,8 @@ func (f fakeSearch) Handle(_ context.Context, q query.SearchProducts) (query.Sea
 	if len(n.Facets) > 0 {
 		res.Facets = &query.Facets{Category: []query.FacetValue{{Value: "audio", Count: 12}}, Price: n.PriceBuckets()}
 		res.Facets.Price[0].Count = 3
+		res.Facets.InStock = query.InStockValues()
+		res.Facets.InStock[1].Count = 1
 	}
 	return res, nil
 }
@@ -148,7 +150,7 @@ func TestSearchWithoutReadModelIs503(t *testing.T) {
 func TestSearchFacetsHighlightAndBehind(t *testing.T) {
 	var got query.SearchProducts
 	h := searchServer(t, &got)
-	path := "/v1/products/search?q=lamp&facets=price,category,tags&price_ranges=1000,5000&highlight=true&wait_for=" + liveID + ":3&wait_timeout=50ms"
+	path := "/v1/products/search?q=lamp&facets=price,category,tags,in_stock&price_ranges=1000,5000&highlight=true&wait_for=" + liveID + ":3&wait_timeout=50ms"
 	rec := do(h, "GET", path, "", nil)
 	if rec.Code != 200 {
 		t.Fatalf("status %d: %s", rec.Code, rec.Body)
@@ -184,6 +186,7 @@ func TestSearchFacetsHighlightAndBehind(t *testing.T) {
 	want := map[string]string{
 		"category": `[{"value":"audio","count":12}]`,
 		"tags":     `[]`,
+		"in_stock": `[{"value":"true","count":0},{"value":"false","count":1}]`,
 		"price":    `[{"from":0,"to":1000,"count":3},{"from":1000,"to":5000,"count":0},{"from":5000,"count":0}]`,
 	}
 	if len(body.Facets) != len(want) {
