@@ -110,7 +110,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	publisher, cleanup5, err := provideKafkaPublisher(config, log)
+	publisher, cleanup5, err := provideKafkaPublisher(cfg, config, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -184,7 +184,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	kafkaOpsStats, cleanup8, err := provideKafkaOpsStats(config)
+	kafkaOpsStats, cleanup8, err := provideKafkaOpsStats(cfg, config)
 	if err != nil {
 		cleanup7()
 		cleanup6()
@@ -244,7 +244,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, dlqAudit, commitProgress, log)
+	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, log)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -268,7 +268,18 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, metricsServer)
+	serveProcess, err := provideServeProcess(cfg, log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, metricsServer)
+	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
 	return serveProcess, func() {
 		cleanup8()
 		cleanup7()
@@ -292,7 +303,7 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	publisher, cleanup3, err := provideKafkaPublisher(config, log)
+	publisher, cleanup3, err := provideKafkaPublisher(cfg, config, log)
 	if err != nil {
 		cleanup2()
 		cleanup()
