@@ -247,7 +247,7 @@ func TestStatusJSONFieldNamesAreStable(t *testing.T) {
 		"projector.partitions[0]": first(doc["projector"].(map[string]any)["partitions"]), "read_model": doc["read_model"],
 		"products": doc["products"], "dlq": doc["dlq"], "last_rebuild": doc["last_rebuild"], "transactions": doc["transactions"],
 		"transactions.long[0]": first(doc["transactions"].(map[string]any)["long"]),
-		"kafka": doc["kafka"], "kafka.topics[0]": first(doc["kafka"].(map[string]any)["topics"]), "search_cluster": doc["search_cluster"],
+		"kafka":                doc["kafka"], "kafka.topics[0]": first(doc["kafka"].(map[string]any)["topics"]), "search_cluster": doc["search_cluster"],
 	}
 	for path, w := range want {
 		if k := keys(got[path]); k != w {
