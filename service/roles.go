@@ -27,8 +27,9 @@ const (
 // AllRoles are every role, in the order logs and docs list them; the default of Roles.
 var AllRoles = []string{RoleAPI, RoleRelay, RoleProjector, RoleAdmin}
 
-// Runs reports whether `catalog serve` runs role.
-func (c Config) Runs(role string) bool { return slices.Contains(c.Roles, role) }
+// Runs reports whether `catalog serve` runs role. No roles at all (a Config built in code
+// without SetDefaults) means every role, as SetDefaults would make it.
+func (c Config) Runs(role string) bool { return len(c.Roles) == 0 || slices.Contains(c.Roles, role) }
 
 // RunsAll reports whether `catalog serve` runs every role (the default).
 func (c Config) RunsAll() bool {

@@ -63,7 +63,7 @@ const (
 	searchNodeDown = 20 * time.Second
 	replicaDown    = 5 * time.Second
 	afterHeal      = 5 * time.Second
-	convergeLimit  = 3 * time.Minute
+	convergeLimit  = 5 * time.Minute
 	readyLimit     = 2 * time.Minute
 )
 
@@ -180,7 +180,9 @@ func (d *drill) replicaEnv(r *replica) []string {
 		// With acks=all on RF 3 a produce waits for a follower, so each lane's one-at-a-time
 		// publish takes tens of milliseconds: the relay's throughput is lanes / produce
 		// latency, and 64 lanes keep up with the drill's load and its catch-ups.
-		"OUTBOX_LANES=64", "RELAY_BATCH_SIZE=" + firstOf(os.Getenv("DRILL_RELAY_BATCH_SIZE"), "1000"),
+		// Idle lanes look for work every poll interval (commits wake them at once): 64 lanes
+		// at the default 100 ms would keep two relays busy on a small machine.
+		"OUTBOX_LANES=64", "RELAY_POLL_INTERVAL=500ms",
 		"CATALOG_ROLES=" + r.roles, "HTTP_ADDR=" + r.httpAddr, "GRPC_ADDR=" + r.grpcAddr,
 		"CATALOG_DATA_DIR=" + filepath.Join(d.env.logDir, r.name+"-data"),
 		"SHUTDOWN_TIMEOUT=15s", "LOG_LEVEL=info",
@@ -345,45 +347,49 @@ func dur(x time.Duration) string {
 	return x.Round(time.Millisecond).String()
 }
 
-// statusProblems asks an admin replica for `catalog status --json` and returns its checks.
-func (d *drill) statusProblems() []string {
-	for _, n := range []string{"api-2", "api-1"} {
-		out, _, _ := d.cliSplit(30*time.Second, d.replicas[n].grpcAddr, "status", "--json")
-		var st struct {
-			Problems []struct {
-				Severity string `json:"severity"`
-				Check    string `json:"check"`
-			} `json:"problems"`
-		}
-		if json.Unmarshal([]byte(out), &st) != nil {
-			continue
-		}
-		var checks []string
-		for _, p := range st.Problems {
-			checks = append(checks, p.Severity+":"+p.Check)
-		}
-		return checks
-	}
-	return nil
+// statusJSON is the part of `catalog status --json` the drill reads.
+type statusJSON struct {
+	Problems []struct {
+		Severity string `json:"severity"`
+		Check    string `json:"check"`
+	} `json:"problems"`
+	Outbox struct {
+		Backlog int64 `json:"backlog"`
+	} `json:"outbox"`
+	Projector struct {
+		TotalLag int64 `json:"total_lag"`
+	} `json:"projector"`
 }
 
-// pipelineBacklog reads the outbox backlog and the projector's lag from an admin replica.
-func (d *drill) pipelineBacklog() (backlog, lag int64) {
+// status asks an admin replica (the second, then the first) for `catalog status --json`; ok
+// is false when neither answered.
+func (d *drill) status() (st statusJSON, ok bool) {
 	for _, n := range []string{"api-2", "api-1"} {
 		out, _, _ := d.cliSplit(30*time.Second, d.replicas[n].grpcAddr, "status", "--json")
-		var st struct {
-			Outbox struct {
-				Backlog int64 `json:"backlog"`
-			} `json:"outbox"`
-			Projector struct {
-				TotalLag int64 `json:"total_lag"`
-			} `json:"projector"`
-		}
 		if json.Unmarshal([]byte(out), &st) == nil {
-			return st.Outbox.Backlog, st.Projector.TotalLag
+			return st, true
 		}
 	}
-	return -1, -1
+	return st, false
+}
+
+// statusProblems returns the status's problems as severity:check.
+func (d *drill) statusProblems() []string {
+	st, _ := d.status()
+	var checks []string
+	for _, p := range st.Problems {
+		checks = append(checks, p.Severity+":"+p.Check)
+	}
+	return checks
+}
+
+// pipelineBacklog reads the outbox backlog and the projector's lag; -1 when unknown.
+func (d *drill) pipelineBacklog() (backlog, lag int64) {
+	st, ok := d.status()
+	if !ok {
+		return -1, -1
+	}
+	return st.Outbox.Backlog, st.Projector.TotalLag
 }
 
 // awaitStatus polls the status until it shows check (or timeout) and records what it showed.
@@ -416,14 +422,21 @@ func (d *drill) killPartitionLeader(r *result) {
 	d.must(err)
 	broker := "kafka-" + strconv.Itoa(int(leader))
 	r.fault = fmt.Sprintf("SIGKILL %s (leader of %s/0), restarted after %s", broker, d.topic, brokerDown)
-	d.log("killing %s, the leader of partition 0", broker)
+	d.crash(r, broker, "kafka_under_replicated", brokerDown)
+}
+
+// crash SIGKILLs a cluster member, waits until catalog status shows check, keeps the member
+// down for down (or until status showed it, if that took longer) and starts it again; the
+// start's wait until the cluster is replicated again is the heal time.
+func (d *drill) crash(r *result, member, check string, down time.Duration) {
+	d.log("killing %s", member)
 	killed := time.Now()
-	_, err = deps(d.ctx, "cluster", "kill", broker)
+	_, err := deps(d.ctx, "cluster", "kill", member)
 	d.must(err)
-	d.awaitStatus(r, "kafka_under_replicated", brokerDown)
-	time.Sleep(time.Until(killed.Add(brokerDown)))
-	d.log("starting %s", broker)
-	r.heal, err = deps(d.ctx, "cluster", "start", broker)
+	d.awaitStatus(r, check, time.Minute)
+	time.Sleep(time.Until(killed.Add(down)))
+	d.log("starting %s", member)
+	r.heal, err = deps(d.ctx, "cluster", "start", member)
 	d.must(err)
 }
 
@@ -432,15 +445,7 @@ func (d *drill) killPartitionLeader(r *result) {
 func (d *drill) killSearchNode(r *result) {
 	node := d.primaryNode()
 	r.fault = fmt.Sprintf("SIGKILL %s (holds a primary of the live index), restarted after %s", node, searchNodeDown)
-	d.log("killing %s", node)
-	killed := time.Now()
-	_, err := deps(d.ctx, "cluster", "kill", node)
-	d.must(err)
-	d.awaitStatus(r, "search_cluster_health", searchNodeDown)
-	time.Sleep(time.Until(killed.Add(searchNodeDown)))
-	d.log("starting %s", node)
-	r.heal, err = deps(d.ctx, "cluster", "start", node)
-	d.must(err)
+	d.crash(r, node, "search_cluster_health", searchNodeDown)
 }
 
 // primaryNode names the cluster member (search-N) holding a primary shard of the alias's
