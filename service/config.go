@@ -12,10 +12,12 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/marketplace/catalog/api/envelope"
 )
 
 // Config is the whole configuration of a catalog process. Every field has an environment
-// variable (ARCHITECTURE §6) and a flag of the same meaning; flags win.
+// variable (docs/ARCHITECTURE.md, "Public contract") and a flag of the same meaning; flags win.
 type Config struct {
 	// DatabaseURL is the PostgreSQL system of record (DATABASE_URL).
 	DatabaseURL string
@@ -82,6 +84,11 @@ type Config struct {
 	// OutboxRetention is how long relayed outbox rows are kept before the relay role deletes
 	// them (OUTBOX_RETENTION); useful for forensics, costly if unbounded.
 	OutboxRetention time.Duration
+	// CloudEventsSource, when set, adds CloudEvents binary-mode headers (ce_specversion,
+	// ce_id, ce_type, ce_source, ce_time, ce_subject, ce_dataschema, content-type) to every
+	// product event beside its own headers, with this URI-reference as ce_source
+	// (CLOUDEVENTS_SOURCE); empty, the default, adds none.
+	CloudEventsSource string
 	// LogFormat is "text" or "json" (LOG_FORMAT).
 	LogFormat string
 	// LogLevel is debug, info, warn or error (LOG_LEVEL).
@@ -162,7 +169,7 @@ type Config struct {
 	MetricsAddr string
 }
 
-// Defaults of the public contract (ARCHITECTURE §6).
+// Defaults of the public contract (docs/ARCHITECTURE.md, "Public contract").
 const (
 	DefaultDatabaseURL        = "postgres://postgres@127.0.0.1:5432/catalog?sslmode=disable"
 	DefaultEmbeddedKafkaAddr  = "127.0.0.1:9092"
@@ -279,6 +286,11 @@ func (c Config) Validate() error {
 		}
 	}
 	oneOf("ELASTICSEARCH_COMPAT", c.ElasticsearchCompat, "", "opensearch")
+	if c.CloudEventsSource != "" {
+		if err := envelope.ValidateCloudEventsSource(c.CloudEventsSource); err != nil {
+			bad("CLOUDEVENTS_SOURCE", c.CloudEventsSource, "want empty (no CloudEvents headers) or a URI-reference such as /catalog")
+		}
+	}
 	oneOf("LOG_FORMAT", c.LogFormat, "text", "json")
 	oneOf("LOG_LEVEL", c.LogLevel, "debug", "info", "warn", "error")
 	intIn := func(name string, v, lo, hi int) {

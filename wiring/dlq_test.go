@@ -165,7 +165,7 @@ func dlqAliasIndex(t *testing.T, rp *readPath) string {
 	return ""
 }
 
-// TestDLQReplayAfterTheCauseIsFixed (issue 6): a mapping bug dead-letters an event; a dry run
+// TestDLQReplayAfterTheCauseIsFixed: a mapping bug dead-letters an event; a dry run
 // changes nothing; a replay before the fix sends the event back to the DLQ; once the alias
 // points at a proper index again, replaying the product's messages projects it, and every
 // replay is in the audit log.

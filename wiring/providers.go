@@ -25,6 +25,7 @@ import (
 	"github.com/marketplace/catalog/adapters/metrics"
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/adapters/tracing"
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/application"
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/decorator"
@@ -109,7 +110,18 @@ func provideKafkaPublisher(cfg service.Config, kc kafka.Config, log *slog.Logger
 }
 
 func provideProductRepository(db *postgres.DB, cfg service.Config, log *slog.Logger) (*postgres.ProductRepository, error) {
-	return postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: cfg.ProductEventsTopic, Lanes: cfg.OutboxLanes, Decorate: tracing.InjectIntoMessage}, log)
+	decorate := tracing.InjectIntoMessage
+	if cfg.CloudEventsSource != "" {
+		cloudEvents, err := envelope.CloudEvents(cfg.CloudEventsSource)
+		if err != nil {
+			return nil, err
+		}
+		decorate = func(ctx context.Context, msg *message.Message) {
+			tracing.InjectIntoMessage(ctx, msg)
+			cloudEvents(msg)
+		}
+	}
+	return postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: cfg.ProductEventsTopic, Lanes: cfg.OutboxLanes, Decorate: decorate}, log)
 }
 
 // ReadModel is the search read model the process uses, or the zero value when none is
@@ -153,6 +165,7 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 		return ReadModel{}, nil, searchStartupError(cfg, err)
 	}
 	log.Info("search read model", "alias", cfg.SearchAlias, "index", index, "created", created, "credentials", ecfg.Credentials)
+	extendLiveIndex(ctx, indices, index, log)
 	projection, err := elasticsearch.NewProjection(client, ecfg)
 	if err != nil {
 		return ReadModel{}, nil, err
@@ -176,6 +189,30 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 		}
 	}
 	return ReadModel{Projection: projection, Search: search, Target: target, Cluster: target}, cleanup, nil
+}
+
+// extendLiveIndex gives a live index of an older mapping version the fields this release
+// writes, so the projector keeps writing to it until a rebuild replaces it (see
+// elasticsearch.Indices.ExtendMapping). It does not stop the start when it fails: the
+// projection then waits on such documents (ErrMappingBehind, retried, never dead-lettered)
+// and tries again itself, and 'catalog rebuild' ends the wait.
+func extendLiveIndex(ctx context.Context, indices *elasticsearch.Indices, index string, log *slog.Logger) {
+	v, ok := indices.MappingVersionOf(index)
+	if !ok || v >= elasticsearch.MappingVersion {
+		return
+	}
+	added, err := indices.ExtendMapping(ctx, index)
+	switch {
+	case err != nil:
+		log.Error("the live index has an older mapping and could not be given the fields this release writes; the projector retries documents with them until 'catalog rebuild' replaces the index",
+			"index", index, "index_mapping_version", v, "code_mapping_version", elasticsearch.MappingVersion, "err", err)
+	case len(added) > 0:
+		log.Warn("the live index has an older mapping: added the fields this release writes in place; run 'catalog rebuild' to index every document with the current mapping",
+			"index", index, "index_mapping_version", v, "code_mapping_version", elasticsearch.MappingVersion, "added", added)
+	default:
+		log.Warn("the live index has an older mapping; run 'catalog rebuild' to index every document with the current mapping",
+			"index", index, "index_mapping_version", v, "code_mapping_version", elasticsearch.MappingVersion)
+	}
 }
 
 // provideEmbeddedReadModel opens the embedded search engine (Bleve, on disk under

@@ -130,6 +130,11 @@ func boolQuery(q query.SearchProducts) map[string]any {
 	if q.Brand != "" {
 		filters = append(filters, map[string]any{"term": map[string]any{"brand.keyword": q.Brand}})
 	}
+	if len(q.Tags) > 0 {
+		// Any of the tags. On an index older than mapping version 2 the field does not
+		// exist and nothing matches, which is what its documents (without tags) deserve.
+		filters = append(filters, map[string]any{"terms": map[string]any{"tags": q.Tags}})
+	}
 	if q.MinPrice != nil || q.MaxPrice != nil {
 		r := map[string]any{}
 		if q.MinPrice != nil {

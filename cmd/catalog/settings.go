@@ -58,6 +58,7 @@ func settingsOf(c *service.Config) []setting {
 		{"RELAY_POLL_INTERVAL", "relay-poll-interval", duration(&c.RelayPollInterval), "relay fallback poll interval (1ms..1m); commits wake it earlier", nil},
 		{"RELAY_BATCH_SIZE", "relay-batch-size", integer(&c.RelayBatchSize), "outbox rows per relay transaction (1..100000)", nil},
 		{"OUTBOX_RETENTION", "outbox-retention", duration(&c.OutboxRetention), "keep relayed outbox rows this long (at least 1m)", nil},
+		{"CLOUDEVENTS_SOURCE", "cloudevents-source", str(&c.CloudEventsSource), "ce_source of CloudEvents binary-mode headers on product events; empty adds none", nil},
 		{"LOG_FORMAT", "log-format", str(&c.LogFormat), "log format: text or json", nil},
 		{"LOG_LEVEL", "log-level", str(&c.LogLevel), "log level: debug, info, warn, error", nil},
 		{"SHUTDOWN_TIMEOUT", "shutdown-timeout", duration(&c.ShutdownTimeout), "graceful shutdown limit (1s..1h)", nil},

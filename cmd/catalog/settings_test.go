@@ -90,6 +90,7 @@ var outOfRange = map[string][]string{
 	"LOG_LEVEL":                    {"verbose"},
 	"LOG_FORMAT":                   {"xml"},
 	"ELASTICSEARCH_COMPAT":         {"elastic"},
+	"CLOUDEVENTS_SOURCE":           {"not a uri"},
 	"HTTP_ADDR":                    {"8080"},
 	"GRPC_ADDR":                    {"localhost"},
 	"EMBEDDED_KAFKA_ADDR":          {"nowhere"},

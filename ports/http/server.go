@@ -161,6 +161,7 @@ func (s *Server) routes() *chi.Mux {
 	r.Put(productsPath+"/{id}", s.handle(s.updateProduct))
 	r.Delete(productsPath+"/{id}", s.handle(s.deleteProduct))
 	r.Get("/openapi.yaml", serveOpenAPI)
+	r.Get("/asyncapi.yaml", serveAsyncAPI)
 	return r
 }
 
