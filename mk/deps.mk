@@ -34,7 +34,7 @@ deps-cluster-status: ## Show each cluster member (pid, memory, ports) and the cl
 # `make lint` checks the deps scripts too. shellcheck comes from apt: CI installs it when it is
 # missing (a lint that silently skips there would hide broken scripts); elsewhere it is optional.
 lint: deps-lint
-deps-lint: ## bash -n and shellcheck on scripts/deps.sh and scripts/deps/*.sh
+deps-lint: ## bash -n and shellcheck on scripts/deps.sh, scripts/deps/*.sh, scripts/drill.sh and scripts/lint-layers.sh
 	@for f in $(DEPS_SCRIPTS); do bash -n "$$f" || exit 1; done
 	@if ! command -v shellcheck >/dev/null 2>&1 && [ "$${CI:-}" = true ] && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck) >/dev/null 2>&1 || true; \
