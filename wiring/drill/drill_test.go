@@ -327,7 +327,11 @@ func (d *drill) step(name string, fault func(*result)) {
 		name, r.fault, dur(r.heal), r.w.ok, r.w.failed, r.w.behind, dur(r.w.maxGap), r.w.searches, r.w.searchErrors,
 		strings.Join(r.observed, " "), r.backlog, r.lag, dur(r.converge), r.v, r.dlq)
 	if !r.v.clean() {
-		d.t.Errorf("step %s did not converge within %s: %s; e.g. %s", name, convergeLimit, r.v, strings.Join(r.v.examples, "; "))
+		// A write the index lacks while its event still waits in the outbox or the topic is
+		// late, not lost: say which, so a slow machine is not read as data loss.
+		backlog, lag := d.pipelineBacklog()
+		d.t.Errorf("step %s did not converge within %s: %s; the pipeline still holds %d events to relay and %d to project; e.g. %s",
+			name, convergeLimit, r.v, backlog, lag, strings.Join(r.v.examples, "; "))
 	}
 	if r.dlq != 0 {
 		d.t.Errorf("step %s: %d events dead-lettered", name, r.dlq)
