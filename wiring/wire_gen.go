@@ -115,7 +115,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	publisher, cleanup5, err := provideKafkaPublisher(config, log)
+	publisher, cleanup5, err := provideKafkaPublisher(cfg, config, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -189,7 +189,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	kafkaOpsStats, cleanup8, err := provideKafkaOpsStats(config)
+	kafkaOpsStats, cleanup8, err := provideKafkaOpsStats(cfg, config)
 	if err != nil {
 		cleanup7()
 		cleanup6()
@@ -249,7 +249,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, dlqAudit, commitProgress, log)
+	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, log)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -273,7 +273,18 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, metricsServer)
+	serveProcess, err := provideServeProcess(cfg, log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, metricsServer)
+	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
 	return serveProcess, func() {
 		cleanup8()
 		cleanup7()
@@ -297,7 +308,7 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	publisher, cleanup3, err := provideKafkaPublisher(config, log)
+	publisher, cleanup3, err := provideKafkaPublisher(cfg, config, log)
 	if err != nil {
 		cleanup2()
 		cleanup()
