@@ -191,7 +191,7 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 			log.Error("closing the rebuild bulk indexer", "err", err)
 		}
 	}
-return ReadModel{Projection: projection, Search: search, Target: target, Versions: search, Cluster: target}, cleanup, nil
+	return ReadModel{Projection: projection, Search: search, Target: target, Versions: search, Cluster: target}, cleanup, nil
 }
 
 // extendLiveIndex gives a live index of an older mapping version the fields this release
