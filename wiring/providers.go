@@ -43,9 +43,9 @@ type Brokers []string
 // DatabaseSet provides the PostgreSQL connection.
 var DatabaseSet = wire.NewSet(provideDB)
 
-// KafkaSet provides the brokers (starting the embedded one if none is configured) and the
-// relay's producer.
-var KafkaSet = wire.NewSet(provideBrokers, provideKafkaPublisher)
+// KafkaSet provides the brokers (starting the embedded one if none is configured), the relay's
+// pipelined producer and the Watermill Kafka publisher of the projector's dead letters.
+var KafkaSet = wire.NewSet(provideBrokers, provideKafkaPublisher, provideRelayPublisher)
 
 // ApplicationSet provides the use cases over the Postgres repository.
 var ApplicationSet = wire.NewSet(
@@ -120,6 +120,21 @@ func provideBrokers(ctx context.Context, cfg service.Config, log *slog.Logger) (
 
 func provideKafkaPublisher(brokers Brokers, log *slog.Logger) (*wkafka.Publisher, func(), error) {
 	pub, err := kafka.NewPublisher(kafka.Config{Brokers: brokers}, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pub, func() { _ = pub.Close() }, nil
+}
+
+// provideRelayPublisher is the relay's producer: it tells the outbox subscriber that an event
+// was enqueued (postgres.Dispatched), so that a lane hands over its next event while this one
+// is on its way, and buffers more than all lanes can have in flight.
+func provideRelayPublisher(brokers Brokers, cfg service.Config, log *slog.Logger) (*kafka.Publisher, func(), error) {
+	pub, err := kafka.NewPipelinedPublisher(kafka.Config{Brokers: brokers}, kafka.PublisherConfig{
+		Enqueued:           postgres.Dispatched,
+		MaxBufferedRecords: 2 * cfg.OutboxLanes * cfg.RelayBatchSize,
+		CloseTimeout:       cfg.ShutdownTimeout,
+	}, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -371,7 +386,7 @@ func provideDecoratorDeps(log *slog.Logger, m decorator.MetricsClient) decorator
 	return decorator.Deps{Log: log, Metrics: m}
 }
 
-func provideRelay(db *postgres.DB, pub *wkafka.Publisher, rm *metrics.RelayMetrics, reg *metrics.Registry, tp trace.TracerProvider, cfg service.Config, log *slog.Logger) (*postgres.Relay, error) {
+func provideRelay(db *postgres.DB, pub *kafka.Publisher, rm *metrics.RelayMetrics, reg *metrics.Registry, tp trace.TracerProvider, cfg service.Config, log *slog.Logger) (*postgres.Relay, error) {
 	return postgres.NewRelay(db, rm.WrapPublisher(tracing.WrapPublisher(tp, pub)), postgres.RelayConfig{
 		Lanes:           cfg.OutboxLanes,
 		PollInterval:    cfg.RelayPollInterval,

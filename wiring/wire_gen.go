@@ -110,7 +110,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	publisher, cleanup5, err := provideKafkaPublisher(brokers, log)
+	publisher, cleanup5, err := provideRelayPublisher(brokers, cfg, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -145,25 +145,16 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
+	kafkaPublisher, cleanup6, err := provideKafkaPublisher(brokers, log)
+	if err != nil {
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
 	projectorMetrics, err := metrics.NewProjectorMetrics(registry)
-	if err != nil {
-		cleanup5()
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return ServeProcess{}, nil, err
-	}
-	projector, cleanup6, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, registry, tracerProvider, log)
-	if err != nil {
-		cleanup5()
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return ServeProcess{}, nil, err
-	}
-	rebuildService, cleanup7, err := provideRebuildService(ctx, cfg, db, brokers, readModel, registry, log)
 	if err != nil {
 		cleanup6()
 		cleanup5()
@@ -173,7 +164,17 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	opsStats, err := provideOpsStats(db, cfg)
+	projector, cleanup7, err := provideProjector(cfg, brokers, kafkaPublisher, applicationApplication, projectorMetrics, registry, tracerProvider, log)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	rebuildService, cleanup8, err := provideRebuildService(ctx, cfg, db, brokers, readModel, registry, log)
 	if err != nil {
 		cleanup7()
 		cleanup6()
@@ -184,8 +185,21 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	kafkaOpsStats, cleanup8, err := provideKafkaOpsStats(brokers)
+	opsStats, err := provideOpsStats(db, cfg)
 	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	kafkaOpsStats, cleanup9, err := provideKafkaOpsStats(brokers)
+	if err != nil {
+		cleanup8()
 		cleanup7()
 		cleanup6()
 		cleanup5()
@@ -197,6 +211,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	opsService, err := provideOpsService(cfg, db, opsStats, kafkaOpsStats, readModel, log)
 	if err != nil {
+		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
@@ -209,6 +224,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	operations, err := provideOperations(opsService)
 	if err != nil {
+		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
@@ -221,6 +237,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	grpcportServer, err := provideGRPCServer(cfg, rebuildService, operations, registry, log)
 	if err != nil {
+		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
@@ -233,6 +250,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, log)
 	if err != nil {
+		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
@@ -245,6 +263,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler)
 	return serveProcess, func() {
+		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
@@ -267,7 +286,7 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	publisher, cleanup3, err := provideKafkaPublisher(brokers, log)
+	publisher, cleanup3, err := provideRelayPublisher(brokers, cfg, log)
 	if err != nil {
 		cleanup2()
 		cleanup()
