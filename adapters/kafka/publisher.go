@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"strings"
 	"sync"
@@ -112,11 +111,16 @@ func NewPipelinedPublisher(cfg Config, pc PublisherConfig, log *slog.Logger) (*P
 	return &Publisher{cl: cl, pc: pc, log: log.With("component", "kafka-publisher")}, nil
 }
 
-// fnv32a is the hash of Sarama's default partitioner.
+// fnv32a is the hash of Sarama's default partitioner (FNV-1a, 32 bits), without hash/fnv's
+// allocation per record.
 func fnv32a(b []byte) uint32 {
-	h := fnv.New32a()
-	_, _ = h.Write(b)
-	return h.Sum32()
+	const offset32, prime32 = 2166136261, 16777619
+	h := uint32(offset32)
+	for _, c := range b {
+		h ^= uint32(c)
+		h *= prime32
+	}
+	return h
 }
 
 // Publish sends msgs to topic and returns when Kafka acknowledged all of them, or with the

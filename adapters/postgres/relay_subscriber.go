@@ -466,8 +466,14 @@ func (r *laneReader) own(ctx context.Context, conn *pgxpool.Conn, wake <-chan st
 			}
 			send = r.out
 		}
+		var lastReleased, lastAck, lastNack <-chan struct{}
+		if send == nil && last != nil && len(buf) > 0 && !last.handedOver() {
+			lastReleased, lastAck, lastNack = last.released, last.msg.Acked(), last.msg.Nacked()
+		}
+		// While the lane has messages to hand over, acks are taken as they come (settle, at
+		// the top of the loop) instead of waking the lane for each one.
 		var headAck, headNack <-chan struct{}
-		if len(l.inflight) > 0 {
+		if len(l.inflight) > 0 && (rewind || (send == nil && lastReleased == nil)) {
 			headAck, headNack = l.inflight[0].msg.Acked(), l.inflight[0].msg.Nacked()
 			if rewind {
 				// Wait for the first message still unsettled instead.
@@ -479,10 +485,6 @@ func (r *laneReader) own(ctx context.Context, conn *pgxpool.Conn, wake <-chan st
 					}
 				}
 			}
-		}
-		var lastReleased, lastAck, lastNack <-chan struct{}
-		if send == nil && last != nil && len(buf) > 0 && !last.handedOver() {
-			lastReleased, lastAck, lastNack = last.released, last.msg.Acked(), last.msg.Nacked()
 		}
 		var flushC <-chan time.Time
 		if l.acked != l.flushed {
