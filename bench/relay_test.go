@@ -187,12 +187,11 @@ func (p *progress) observe(count int64) bool {
 }
 
 // relayPublisher is the relay's Kafka producer as wiring builds it: pipelined, telling the
-// outbox subscriber when an event was enqueued, buffering more than the lanes keep in flight.
+// outbox subscriber when an event was enqueued.
 func relayPublisher(b *testing.B, c cluster) *kafka.Publisher {
 	b.Helper()
 	pub, err := kafka.NewPipelinedPublisher(kafka.Config{Brokers: c.brokers}, kafka.PublisherConfig{
-		Enqueued:           postgres.Dispatched,
-		MaxBufferedRecords: 2 * postgres.DefaultLanes * 1000,
+		Enqueued: postgres.Dispatched,
 	}, quietLog())
 	if err != nil {
 		b.Fatal(err)

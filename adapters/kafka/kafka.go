@@ -1,6 +1,8 @@
-// Package kafka connects the catalog to Kafka: the relay's producer (watermill-kafka/v3 over
-// Sarama, configured not to lose acknowledged events), topic administration, and an embedded
-// Kafka-protocol broker for a laptop or a small shop that has nothing but PostgreSQL.
+// Package kafka connects the catalog to Kafka: the relay's pipelined producer (Publisher, over
+// franz-go), the projector's subscriber (ConcurrentSubscriber) and dead-letter producer
+// (watermill-kafka/v3 over Sarama), all configured not to lose acknowledged events, topic
+// administration, and an embedded Kafka-protocol broker for a laptop or a small shop that has
+// nothing but PostgreSQL.
 package kafka
 
 import (
@@ -77,8 +79,9 @@ func (c Config) ProducerConfig() *sarama.Config {
 	return sc
 }
 
-// NewPublisher returns the Watermill Kafka publisher of product events. The partition key is
-// the aggregate id, so one product's events land on one partition.
+// NewPublisher returns a watermill-kafka publisher (the projector's dead letters; the relay
+// uses the pipelined Publisher). The partition key is the aggregate id, so one product's events
+// land on one partition.
 func NewPublisher(cfg Config, log *slog.Logger) (*wkafka.Publisher, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {

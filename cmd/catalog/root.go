@@ -59,7 +59,7 @@ func bindFlags(fs *pflag.FlagSet, c *service.Config) {
 	fs.IntVar(&c.TopicPartitions, "topic-partitions", envInt("TOPIC_PARTITIONS", 12), "partitions of topics the service creates (env TOPIC_PARTITIONS)")
 	fs.IntVar(&c.OutboxLanes, "outbox-lanes", envInt("OUTBOX_LANES", 16), "outbox lanes; writers and relays must agree (env OUTBOX_LANES)")
 	fs.DurationVar(&c.RelayPollInterval, "relay-poll-interval", envDuration("RELAY_POLL_INTERVAL", 100*time.Millisecond), "relay fallback poll interval; commits wake it earlier (env RELAY_POLL_INTERVAL)")
-	fs.IntVar(&c.RelayBatchSize, "relay-batch-size", envInt("RELAY_BATCH_SIZE", 1000), "outbox rows per relay transaction (env RELAY_BATCH_SIZE)")
+	fs.IntVar(&c.RelayBatchSize, "relay-batch-size", envInt("RELAY_BATCH_SIZE", 1000), "outbox rows a relay lane reads at once (env RELAY_BATCH_SIZE)")
 	fs.DurationVar(&c.OutboxRetention, "outbox-retention", envDuration("OUTBOX_RETENTION", 24*time.Hour), "keep relayed outbox rows this long (env OUTBOX_RETENTION)")
 	str(&c.LogFormat, "log-format", "LOG_FORMAT", "text", "log format: text or json")
 	str(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "log level: debug, info, warn, error")
