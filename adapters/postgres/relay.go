@@ -107,7 +107,7 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err := r.checkStrayLanes(ctx); err != nil {
 		return err
 	}
-	wlog := watermill.NewSlogLoggerWithLevelMapping(r.log.With("component", "relay"), map[slog.Level]slog.Level{
+	wlog := newGatedLogger(r.log.With("component", "relay"), map[slog.Level]slog.Level{
 		slog.LevelInfo: slog.LevelDebug, // watermill's per-subscription info lines are noise here
 	})
 	ctx, cancel := context.WithCancel(ctx)
@@ -186,4 +186,51 @@ WHERE m.lane >= $1 AND (m.transaction_id, m."offset") > coalesce(
 		return fmt.Errorf("relay: unrelayed outbox rows in lanes >= %d: writers use more lanes than this relay (OUTBOX_LANES)", r.cfg.Lanes)
 	}
 	return nil
+}
+
+// gatedLogger is Watermill's slog adapter that asks the logger whether a level is enabled
+// before anything else: Watermill's router logs Trace lines with fields for every message it
+// routes, and the adapter builds the fields and enters slog (a large stack frame, which grows
+// the handler goroutine's stack) even when nothing is printed.
+type gatedLogger struct {
+	watermill.LoggerAdapter
+	log     *slog.Logger
+	mapping map[slog.Level]slog.Level
+}
+
+func newGatedLogger(log *slog.Logger, mapping map[slog.Level]slog.Level) gatedLogger {
+	return gatedLogger{LoggerAdapter: watermill.NewSlogLoggerWithLevelMapping(log, mapping), log: log, mapping: mapping}
+}
+
+func (g gatedLogger) enabled(level slog.Level) bool {
+	if m, ok := g.mapping[level]; ok {
+		level = m
+	}
+	return g.log.Enabled(context.Background(), level)
+}
+
+// Info logs when the (mapped) level is enabled.
+func (g gatedLogger) Info(msg string, fields watermill.LogFields) {
+	if g.enabled(slog.LevelInfo) {
+		g.LoggerAdapter.Info(msg, fields)
+	}
+}
+
+// Debug logs when the (mapped) level is enabled.
+func (g gatedLogger) Debug(msg string, fields watermill.LogFields) {
+	if g.enabled(slog.LevelDebug) {
+		g.LoggerAdapter.Debug(msg, fields)
+	}
+}
+
+// Trace logs when the (mapped) level is enabled.
+func (g gatedLogger) Trace(msg string, fields watermill.LogFields) {
+	if g.enabled(watermill.LevelTrace) {
+		g.LoggerAdapter.Trace(msg, fields)
+	}
+}
+
+// With adds fields to every line; the level check stays the logger's.
+func (g gatedLogger) With(fields watermill.LogFields) watermill.LoggerAdapter {
+	return gatedLogger{LoggerAdapter: g.LoggerAdapter.With(fields), log: g.log, mapping: g.mapping}
 }
