@@ -129,7 +129,7 @@ func provideKafkaPublisher(brokers Brokers, log *slog.Logger) (*wkafka.Publisher
 // provideRelayPublisher is the relay's producer: it tells the outbox subscriber that an event
 // was enqueued (postgres.Dispatched), so that a lane hands over its next event while this one
 // is on its way. Its default buffer (100,000 records) is far above what the lanes can have in
-// flight (64 each), so a stuck partition cannot block the others' sends.
+// flight (128 each), so a stuck partition cannot block the others' sends.
 func provideRelayPublisher(brokers Brokers, cfg service.Config, log *slog.Logger) (*kafka.Publisher, func(), error) {
 	pub, err := kafka.NewPipelinedPublisher(kafka.Config{Brokers: brokers}, kafka.PublisherConfig{
 		Enqueued:     postgres.Dispatched,

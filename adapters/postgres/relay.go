@@ -27,7 +27,7 @@ type RelayConfig struct {
 	// BatchSize is the number of rows a lane reads at once.
 	BatchSize int
 	// MaxInFlight is how many events of a lane may be on their way to Kafka, handed over and not
-	// yet acknowledged, at once (default 64).
+	// yet acknowledged, at once (default 128).
 	MaxInFlight int
 	// RetryInterval is the wait after a failed read (database unreachable and the like).
 	RetryInterval time.Duration
@@ -54,7 +54,7 @@ func (c *RelayConfig) setDefaults() {
 		c.BatchSize = 1000
 	}
 	if c.MaxInFlight == 0 {
-		c.MaxInFlight = 64
+		c.MaxInFlight = 128
 	}
 	if c.RetryInterval == 0 {
 		c.RetryInterval = time.Second
