@@ -226,10 +226,6 @@ type position struct {
 	offset int64
 }
 
-func (p position) before(q position) bool {
-	return p.xid < q.xid || (p.xid == q.xid && p.offset < q.offset)
-}
-
 // delivery is a message of a lane on its way.
 type delivery struct {
 	msg      *message.Message
