@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"context"
 	"fmt"
 	"sync"
 	"testing"
@@ -13,7 +12,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill/pubsub/tests"
 
 	"github.com/marketplace/catalog/adapters/postgres"
-	"github.com/marketplace/catalog/internal/testenv"
 )
 
 // outboxFeatures are what the outbox pub/sub (watermill-sql's publisher with OutboxSchema, and
@@ -63,16 +61,7 @@ func (o *outboxEnvs) of(t *testing.T) *outboxEnv {
 	if e, ok := o.envs[t]; ok {
 		return e
 	}
-	url := testenv.NewDatabase(t)
-	ctx := context.Background()
-	db, err := postgres.Open(ctx, postgres.Config{URL: url, MaxConns: 30})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(db.Close)
-	if _, err := postgres.Migrate(ctx, db, quietLog()); err != nil {
-		t.Fatal(err)
-	}
+	db, _ := migratedDB(t)
 	e := &outboxEnv{db: db, lanes: map[string]int{}}
 	o.envs[t] = e
 	return e

@@ -91,10 +91,7 @@ func TestIdleRelayTakesNoTransactionIDs(t *testing.T) {
 	}
 
 	// A commit is relayed at once: the notification wakes its lane.
-	repo, err := postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: topic}, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := repository(t, db, topic)
 	now := time.Now()
 	p, err := product.New(product.NewID(now), details(t, "IDLE-1", 100), now)
 	if err != nil {

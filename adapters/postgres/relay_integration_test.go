@@ -197,41 +197,36 @@ func startRelayWith(t *testing.T, ctx context.Context, db *postgres.DB, pub mess
 // TestRelay64ConcurrentWritersLoseNothing: 64 writers with jittered commit times, two relays
 // running at once, every committed event reaches the topic with the aggregate id as key.
 func TestRelay64ConcurrentWritersLoseNothing(t *testing.T) {
-	for _, cluster := range testkafka.Clusters(t) {
-		t.Run("", func(t *testing.T) {
-			c := cluster(t)
-			t.Run(c.Name, func(t *testing.T) {
-				db, _ := migratedDB(t)
-				topic := testkafka.CreateTopic(t, c, "relay", 12)
-				ctx, cancel := context.WithCancel(context.Background())
-				cfg := postgres.RelayConfig{PollInterval: 50 * time.Millisecond, BatchSize: 200}
-				r1 := startRelay(t, ctx, db, c, cfg)
-				r2 := startRelay(t, ctx, db, c, cfg) // a second relay: lanes must not be owned twice
-				committed := writeLoad(t, db, topic, 64, 10)
-				dups := awaitEvents(t, c, topic, committed, 90*time.Second)
-				// Everything is on the topic; the relays ack each batch right after it, so the
-				// lane positions must reach the end of the outbox too.
-				deadline := time.Now().Add(10 * time.Second)
-				for unacked(t, db) > 0 && time.Now().Before(deadline) {
-					time.Sleep(20 * time.Millisecond)
-				}
-				cancel()
-				for _, r := range []<-chan error{r1, r2} {
-					if err := <-r; err != nil {
-						t.Errorf("relay: %v", err)
-					}
-				}
-				t.Logf("%s: %d committed events all on the topic; %d duplicates", c.Name, len(committed), dups)
-				if dups > 0 {
-					t.Errorf("two healthy relays delivered %d duplicates: a lane was owned twice", dups)
-				}
-				backlog := unacked(t, db)
-				if backlog != 0 {
-					t.Errorf("relay positions leave %d rows unacked after everything was delivered", backlog)
-				}
-			})
-		})
-	}
+	eachCluster(t, func(t *testing.T, c testkafka.Cluster) {
+		db, _ := migratedDB(t)
+		topic := testkafka.CreateTopic(t, c, "relay", 12)
+		ctx, cancel := context.WithCancel(context.Background())
+		cfg := postgres.RelayConfig{PollInterval: 50 * time.Millisecond, BatchSize: 200}
+		r1 := startRelay(t, ctx, db, c, cfg)
+		r2 := startRelay(t, ctx, db, c, cfg) // a second relay: lanes must not be owned twice
+		committed := writeLoad(t, db, topic, 64, 10)
+		dups := awaitEvents(t, c, topic, committed, 90*time.Second)
+		// Everything is on the topic; the relays ack each batch right after it, so the
+		// lane positions must reach the end of the outbox too.
+		deadline := time.Now().Add(10 * time.Second)
+		for unacked(t, db) > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		for _, r := range []<-chan error{r1, r2} {
+			if err := <-r; err != nil {
+				t.Errorf("relay: %v", err)
+			}
+		}
+		t.Logf("%s: %d committed events all on the topic; %d duplicates", c.Name, len(committed), dups)
+		if dups > 0 {
+			t.Errorf("two healthy relays delivered %d duplicates: a lane was owned twice", dups)
+		}
+		backlog := unacked(t, db)
+		if backlog != 0 {
+			t.Errorf("relay positions leave %d rows unacked after everything was delivered", backlog)
+		}
+	})
 }
 
 // TestRelayCrashSafety runs two `catalog relay` processes while writers commit, and three times
@@ -245,50 +240,45 @@ func TestRelayCrashSafety(t *testing.T) {
 		t.Skip("builds and runs the catalog binary")
 	}
 	bin := buildCatalog(t)
-	for _, cluster := range testkafka.Clusters(t) {
-		t.Run("", func(t *testing.T) {
-			c := cluster(t)
-			t.Run(c.Name, func(t *testing.T) {
-				db, url := migratedDB(t)
-				topic := testkafka.CreateTopic(t, c, "crash", 12)
-				start := func() *exec.Cmd {
-					cmd := exec.Command(bin, "relay", "--relay-batch-size", "50")
-					cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "KAFKA_BROKERS="+c.Brokers[0],
-						"PRODUCT_EVENTS_TOPIC="+topic, "LOG_LEVEL=warn")
-					cmd.Stderr = &prefixWriter{t: t}
-					if err := cmd.Start(); err != nil {
-						t.Fatal(err)
-					}
-					return cmd
-				}
-				var committed map[string]bool
-				loadDone := make(chan struct{})
-				go func() { committed = writeLoad(t, db, topic, 16, 150); close(loadDone) }()
-				owner := start()
-				time.Sleep(300 * time.Millisecond) // the first relay takes every lane
-				standby := start()
-				const kills = 3
-				for k := 1; k <= kills; k++ {
-					time.Sleep(time.Duration(300+rand.IntN(500)) * time.Millisecond)
-					_ = owner.Process.Signal(syscall.SIGKILL)
-					_ = owner.Wait()
-					positionsAreRelayed(t, db, c, topic)
-					owner, standby = standby, nil // the survivor takes the lanes over
-					if k < kills {
-						standby = start()
-					}
-				}
-				<-loadDone
-				dups := awaitEvents(t, c, topic, committed, 120*time.Second)
-				_ = owner.Process.Signal(syscall.SIGTERM)
-				if err := owner.Wait(); err != nil {
-					t.Errorf("relay after SIGTERM: %v", err)
-				}
-				t.Logf("%s: the owning relay killed %d times; all %d committed events on the topic; %d duplicates (allowed: at-least-once)",
-					c.Name, kills, len(committed), dups)
-			})
-		})
-	}
+	eachCluster(t, func(t *testing.T, c testkafka.Cluster) {
+		db, url := migratedDB(t)
+		topic := testkafka.CreateTopic(t, c, "crash", 12)
+		start := func() *exec.Cmd {
+			cmd := exec.Command(bin, "relay", "--relay-batch-size", "50")
+			cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "KAFKA_BROKERS="+c.Brokers[0],
+				"PRODUCT_EVENTS_TOPIC="+topic, "LOG_LEVEL=warn")
+			cmd.Stderr = &prefixWriter{t: t}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			return cmd
+		}
+		var committed map[string]bool
+		loadDone := make(chan struct{})
+		go func() { committed = writeLoad(t, db, topic, 16, 150); close(loadDone) }()
+		owner := start()
+		time.Sleep(300 * time.Millisecond) // the first relay takes every lane
+		standby := start()
+		const kills = 3
+		for k := 1; k <= kills; k++ {
+			time.Sleep(time.Duration(300+rand.IntN(500)) * time.Millisecond)
+			_ = owner.Process.Signal(syscall.SIGKILL)
+			_ = owner.Wait()
+			positionsAreRelayed(t, db, c, topic)
+			owner, standby = standby, nil // the survivor takes the lanes over
+			if k < kills {
+				standby = start()
+			}
+		}
+		<-loadDone
+		dups := awaitEvents(t, c, topic, committed, 120*time.Second)
+		_ = owner.Process.Signal(syscall.SIGTERM)
+		if err := owner.Wait(); err != nil {
+			t.Errorf("relay after SIGTERM: %v", err)
+		}
+		t.Logf("%s: the owning relay killed %d times; all %d committed events on the topic; %d duplicates (allowed: at-least-once)",
+			c.Name, kills, len(committed), dups)
+	})
 }
 
 // positionsAreRelayed checks that every outbox row at or before its lane's position is on the

@@ -127,120 +127,139 @@ func (a *arrivals) records() []*kgo.Record {
 	return slices.Clone(a.recs)
 }
 
+// eachCluster runs fn against the embedded broker and the real Kafka.
+func eachCluster(t *testing.T, fn func(t *testing.T, c testkafka.Cluster)) {
+	for _, cluster := range testkafka.Clusters(t) {
+		t.Run("", func(t *testing.T) {
+			c := cluster(t)
+			t.Run(c.Name, func(t *testing.T) { fn(t, c) })
+		})
+	}
+}
+
+// runRelay runs a relay publishing to pub until the test ends, and then checks that it stopped
+// cleanly.
+func runRelay(t *testing.T, db *postgres.DB, pub message.Publisher, cfg postgres.RelayConfig) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := startRelayWith(t, ctx, db, pub, cfg)
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("relay: %v", err)
+		}
+	})
+}
+
+// repository is the product repository of db, writing events for topic.
+func repository(t testing.TB, db *postgres.DB, topic string) *postgres.ProductRepository {
+	t.Helper()
+	repo, err := postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: topic}, quietLog())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo
+}
+
 // TestRelayLanesAreIndependent: one lane's publisher hangs for 10 s while writes to every lane
 // go on. The other lanes' commits reach Kafka (its acknowledgement) within a second all along:
 // no lane holds a transaction id while it talks to Kafka, so none hides the others' commits
 // (the old relay's poll transaction did, for as long as its lane waited). Afterwards the held
 // lane catches up and every event is on the topic.
 func TestRelayLanesAreIndependent(t *testing.T) {
-	for _, cluster := range testkafka.Clusters(t) {
-		t.Run("", func(t *testing.T) {
-			c := cluster(t)
-			t.Run(c.Name, func(t *testing.T) {
-				db, _ := migratedDB(t)
-				topic := testkafka.CreateTopic(t, c, "independent", 12)
-				const heldLane, hold = 3, 10 * time.Second
-				pub := &laneBlockingPublisher{Publisher: relayPublisher(t, c), lane: heldLane,
-					release: make(chan struct{}), held: make(chan struct{}), acked: map[string]time.Time{}, called: map[string]time.Time{}}
-				ctx, cancel := context.WithCancel(context.Background())
-				done := startRelayWith(t, ctx, db, pub, postgres.RelayConfig{PollInterval: 50 * time.Millisecond})
-				defer func() {
-					cancel()
-					if err := <-done; err != nil {
-						t.Errorf("relay: %v", err)
-					}
-				}()
-				got := consume(t, c, topic)
-				repo, err := postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: topic}, quietLog())
-				if err != nil {
-					t.Fatal(err)
-				}
+	eachCluster(t, func(t *testing.T, c testkafka.Cluster) {
+		db, _ := migratedDB(t)
+		topic := testkafka.CreateTopic(t, c, "independent", 12)
+		const heldLane, hold = 3, 10 * time.Second
+		pub := &laneBlockingPublisher{Publisher: relayPublisher(t, c), lane: heldLane,
+			release: make(chan struct{}), held: make(chan struct{}), acked: map[string]time.Time{}, called: map[string]time.Time{}}
+		runRelay(t, db, pub, postgres.RelayConfig{PollInterval: 50 * time.Millisecond})
+		got := consume(t, c, topic)
+		repo := repository(t, db, topic)
 
-				// Writes at ~50/s to every lane while the held lane's first event hangs.
-				committed := map[string]time.Time{}
-				var held []string
-				start := time.Now()
-				var releasedAt time.Time
-				for i := 0; ; i++ {
-					now := time.Now()
-					if releasedAt.IsZero() && now.Sub(start) >= hold {
-						close(pub.release)
-						releasedAt = now
-					}
-					if now.Sub(start) >= hold+time.Second {
-						break
-					}
-					p, err := product.New(product.NewID(now), details(t, fmt.Sprintf("IND-%d", i), 100), now)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if _, _, err := repo.Add(context.Background(), p, nil); err != nil {
-						t.Fatal(err)
-					}
-					id := p.ID().String()
-					committed[id] = time.Now()
-					if postgres.LaneOf(id, postgres.DefaultLanes) == heldLane {
-						held = append(held, id)
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
-				select {
-				case <-pub.held:
-				default:
-					t.Fatal("no event of the held lane reached the publisher: the test held nothing")
-				}
+		// Writes at ~50/s to every lane while the held lane's first event hangs.
+		committed := map[string]time.Time{}
+		var held []string
+		start := time.Now()
+		var releasedAt time.Time
+		for i := 0; ; i++ {
+			now := time.Now()
+			if releasedAt.IsZero() && now.Sub(start) >= hold {
+				close(pub.release)
+				releasedAt = now
+			}
+			if now.Sub(start) >= hold+time.Second {
+				break
+			}
+			p, err := product.New(product.NewID(now), details(t, fmt.Sprintf("IND-%d", i), 100), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := repo.Add(context.Background(), p, nil); err != nil {
+				t.Fatal(err)
+			}
+			id := p.ID().String()
+			committed[id] = time.Now()
+			if postgres.LaneOf(id, postgres.DefaultLanes) == heldLane {
+				held = append(held, id)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		select {
+		case <-pub.held:
+		default:
+			t.Fatal("no event of the held lane reached the publisher: the test held nothing")
+		}
 
-				deadline := time.Now().Add(60 * time.Second)
-				for time.Now().Before(deadline) {
-					missing := 0
-					for id := range committed {
-						if _, ok := got.arrived(id); !ok {
-							missing++
-						}
-					}
-					if missing == 0 {
-						break
-					}
-					time.Sleep(50 * time.Millisecond)
+		deadline := time.Now().Add(60 * time.Second)
+		for time.Now().Before(deadline) {
+			missing := 0
+			for id := range committed {
+				if _, ok := got.arrived(id); !ok {
+					missing++
 				}
-				var others, relayPart []time.Duration
-				var lost []string
-				heldLatest := time.Duration(0)
-				for id, at := range committed {
-					arrived, ok := got.arrived(id)
-					acked, ackOK := pub.ackedAt(id)
-					if !ok || !ackOK {
-						lost = append(lost, id)
-						continue
-					}
-					if postgres.LaneOf(id, postgres.DefaultLanes) == heldLane {
-						heldLatest = max(heldLatest, arrived.Sub(releasedAt))
-						continue
-					}
-					others = append(others, max(0, acked.Sub(at)))
-					pub.mu.Lock()
-					relayPart = append(relayPart, pub.called[id].Sub(at))
-					pub.mu.Unlock()
-				}
-				if len(lost) > 0 {
-					t.Fatalf("%d of %d committed events never reached Kafka (e.g. %s)", len(lost), len(committed), lost[0])
-				}
-				slices.Sort(others)
-				slices.Sort(relayPart)
-				t.Logf("commit->publish p50 %s p99 %s max %s", relayPart[len(relayPart)/2], relayPart[len(relayPart)*99/100], relayPart[len(relayPart)-1])
-				p50, p99, worst := others[len(others)/2], others[len(others)*99/100], others[len(others)-1]
-				t.Logf("%s: %d events of other lanes while lane %d was held for %s: commit->Kafka p50 %s, p99 %s, max %s; "+
-					"the held lane's %d events all arrived, the last %s after its release",
-					c.Name, len(others), heldLane, hold, p50, p99, worst, len(held), heldLatest.Round(time.Millisecond))
-				if worst >= time.Second {
-					t.Errorf("an event of another lane took %s to reach Kafka while lane %d was held, want < 1s", worst, heldLane)
-				}
-				if len(held) < 3 {
-					t.Errorf("only %d events went to the held lane", len(held))
-				}
-			})
-		})
-	}
+			}
+			if missing == 0 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		var others, relayPart []time.Duration
+		var lost []string
+		heldLatest := time.Duration(0)
+		for id, at := range committed {
+			arrived, ok := got.arrived(id)
+			acked, ackOK := pub.ackedAt(id)
+			if !ok || !ackOK {
+				lost = append(lost, id)
+				continue
+			}
+			if postgres.LaneOf(id, postgres.DefaultLanes) == heldLane {
+				heldLatest = max(heldLatest, arrived.Sub(releasedAt))
+				continue
+			}
+			others = append(others, max(0, acked.Sub(at)))
+			pub.mu.Lock()
+			relayPart = append(relayPart, pub.called[id].Sub(at))
+			pub.mu.Unlock()
+		}
+		if len(lost) > 0 {
+			t.Fatalf("%d of %d committed events never reached Kafka (e.g. %s)", len(lost), len(committed), lost[0])
+		}
+		slices.Sort(others)
+		slices.Sort(relayPart)
+		t.Logf("commit->publish p50 %s p99 %s max %s", relayPart[len(relayPart)/2], relayPart[len(relayPart)*99/100], relayPart[len(relayPart)-1])
+		p50, p99, worst := others[len(others)/2], others[len(others)*99/100], others[len(others)-1]
+		t.Logf("%s: %d events of other lanes while lane %d was held for %s: commit->Kafka p50 %s, p99 %s, max %s; "+
+			"the held lane's %d events all arrived, the last %s after its release",
+			c.Name, len(others), heldLane, hold, p50, p99, worst, len(held), heldLatest.Round(time.Millisecond))
+		if worst >= time.Second {
+			t.Errorf("an event of another lane took %s to reach Kafka while lane %d was held, want < 1s", worst, heldLane)
+		}
+		if len(held) < 3 {
+			t.Errorf("only %d events went to the held lane", len(held))
+		}
+	})
 }
 
 // TestRelayKeepsEachProductsOrder: 1,000 products with 20 events each (a create, then two
@@ -248,101 +267,86 @@ func TestRelayLanesAreIndependent(t *testing.T) {
 // while the relay runs, so each lane has many of them in flight at once. Read back from Kafka,
 // each product's versions strictly increase within its partition, and every event is there once.
 func TestRelayKeepsEachProductsOrder(t *testing.T) {
-	for _, cluster := range testkafka.Clusters(t) {
-		t.Run("", func(t *testing.T) {
-			c := cluster(t)
-			t.Run(c.Name, func(t *testing.T) {
-				db, _ := migratedDB(t)
-				topic := testkafka.CreateTopic(t, c, "order", 12)
-				ctx, cancel := context.WithCancel(context.Background())
-				done := startRelay(t, ctx, db, c, postgres.RelayConfig{PollInterval: 50 * time.Millisecond})
-				defer func() {
-					cancel()
-					if err := <-done; err != nil {
-						t.Errorf("relay: %v", err)
-					}
-				}()
-				got := consume(t, c, topic)
-				repo, err := postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: topic}, quietLog())
+	eachCluster(t, func(t *testing.T, c testkafka.Cluster) {
+		db, _ := migratedDB(t)
+		topic := testkafka.CreateTopic(t, c, "order", 12)
+		runRelay(t, db, relayPublisher(t, c), postgres.RelayConfig{PollInterval: 50 * time.Millisecond})
+		got := consume(t, c, topic)
+		repo := repository(t, db, topic)
+		const products, events = 1000, 20
+		ids := make([]product.ID, products)
+		rounds := []func(i int) error{
+			func(i int) error {
+				now := time.Now()
+				p, err := product.New(product.NewID(now), details(t, fmt.Sprintf("ORD-%d", i), 100), now)
 				if err != nil {
-					t.Fatal(err)
+					return err
 				}
-				const products, events = 1000, 20
-				ids := make([]product.ID, products)
-				rounds := []func(i int) error{
-					func(i int) error {
-						now := time.Now()
-						p, err := product.New(product.NewID(now), details(t, fmt.Sprintf("ORD-%d", i), 100), now)
-						if err != nil {
-							return err
+				ids[i] = p.ID()
+				_, _, err = repo.Add(context.Background(), p, nil)
+				return err
+			},
+			changes(repo, ids, 9),
+			changes(repo, ids, 10),
+		}
+		for _, round := range rounds {
+			var wg sync.WaitGroup
+			errs := make(chan error, products)
+			for w := range 16 {
+				wg.Go(func() {
+					for i := w; i < products; i += 16 {
+						if err := round(i); err != nil {
+							errs <- err
+							return
 						}
-						ids[i] = p.ID()
-						_, _, err = repo.Add(context.Background(), p, nil)
-						return err
-					},
-					changes(repo, ids, 9),
-					changes(repo, ids, 10),
-				}
-				for _, round := range rounds {
-					var wg sync.WaitGroup
-					errs := make(chan error, products)
-					for w := range 16 {
-						wg.Go(func() {
-							for i := w; i < products; i += 16 {
-								if err := round(i); err != nil {
-									errs <- err
-									return
-								}
-							}
-						})
 					}
-					wg.Wait()
-					close(errs)
-					for err := range errs {
-						t.Fatal(err)
-					}
-				}
+				})
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Fatal(err)
+			}
+		}
 
-				deadline := time.Now().Add(90 * time.Second)
-				for len(got.records()) < products*events && time.Now().Before(deadline) {
-					time.Sleep(100 * time.Millisecond)
+		deadline := time.Now().Add(90 * time.Second)
+		for len(got.records()) < products*events && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+		recs := got.records()
+		last := map[string]int64{}      // key -> last version seen
+		partition := map[string]int32{} // key -> its partition
+		bad := 0
+		for _, r := range recs {
+			ev, err := envelope.Unmarshal(r.Value)
+			if err != nil {
+				t.Fatalf("record %d/%d: %v", r.Partition, r.Offset, err)
+			}
+			key := string(r.Key)
+			if p, ok := partition[key]; ok && p != r.Partition {
+				t.Errorf("product %s on partitions %d and %d", key, p, r.Partition)
+			}
+			partition[key] = r.Partition
+			if v := ev.AggregateVersion; v <= last[key] {
+				if bad++; bad <= 5 {
+					t.Errorf("product %s: version %d at offset %d/%d after version %d", key, v, r.Partition, r.Offset, last[key])
 				}
-				recs := got.records()
-				last := map[string]int64{}      // key -> last version seen
-				partition := map[string]int32{} // key -> its partition
-				bad := 0
-				for _, r := range recs {
-					ev, err := envelope.Unmarshal(r.Value)
-					if err != nil {
-						t.Fatalf("record %d/%d: %v", r.Partition, r.Offset, err)
-					}
-					key := string(r.Key)
-					if p, ok := partition[key]; ok && p != r.Partition {
-						t.Errorf("product %s on partitions %d and %d", key, p, r.Partition)
-					}
-					partition[key] = r.Partition
-					if v := ev.AggregateVersion; v <= last[key] {
-						if bad++; bad <= 5 {
-							t.Errorf("product %s: version %d at offset %d/%d after version %d", key, v, r.Partition, r.Offset, last[key])
-						}
-					} else {
-						last[key] = v
-					}
-				}
-				complete := 0
-				for _, v := range last {
-					if v == events {
-						complete++
-					}
-				}
-				t.Logf("%s: %d records of %d products; %d products reached version %d, %d versions out of order",
-					c.Name, len(recs), len(last), complete, events, bad)
-				if len(recs) != products*events || complete != products {
-					t.Errorf("read %d records, %d products complete; want %d records, %d products", len(recs), complete, products*events, products)
-				}
-			})
-		})
-	}
+			} else {
+				last[key] = v
+			}
+		}
+		complete := 0
+		for _, v := range last {
+			if v == events {
+				complete++
+			}
+		}
+		t.Logf("%s: %d records of %d products; %d products reached version %d, %d versions out of order",
+			c.Name, len(recs), len(last), complete, events, bad)
+		if len(recs) != products*events || complete != products {
+			t.Errorf("read %d records, %d products complete; want %d records, %d products", len(recs), complete, products*events, products)
+		}
+	})
 }
 
 // changes is a write round that makes n price changes to product ids[i] in one update.
@@ -371,19 +375,9 @@ func TestRelayHorizonIgnoresOtherDatabases(t *testing.T) {
 	db, _ := migratedDB(t)
 	c := testkafka.Embedded(t)
 	topic := testkafka.CreateTopic(t, c, "horizon", 4)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := startRelay(t, ctx, db, c, postgres.RelayConfig{PollInterval: 50 * time.Millisecond})
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay: %v", err)
-		}
-	}()
+	runRelay(t, db, relayPublisher(t, c), postgres.RelayConfig{PollInterval: 50 * time.Millisecond})
 	got := consume(t, c, topic)
-	repo, err := postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: topic}, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := repository(t, db, topic)
 	add := func(sku string) string {
 		t.Helper()
 		now := time.Now()
@@ -475,10 +469,7 @@ func TestRelayPositionNeverPassesAnUnackedEvent(t *testing.T) {
 	db, _ := migratedDB(t)
 	c := testkafka.Embedded(t)
 	topic := testkafka.CreateTopic(t, c, "position", 4)
-	repo, err := postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: topic}, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
+	repo := repository(t, db, topic)
 	// Products of one lane: the first is held, the others follow it in the lane (fewer than a
 	// lane's window, MaxInFlight, so that they are all delivered while it waits).
 	var ids []string
@@ -497,14 +488,7 @@ func TestRelayPositionNeverPassesAnUnackedEvent(t *testing.T) {
 		ids = append(ids, p.ID().String())
 	}
 	pub := &holdingPublisher{Publisher: relayPublisher(t, c), aggregate: ids[0], release: make(chan struct{}), held: make(chan struct{})}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := startRelayWith(t, ctx, db, pub, postgres.RelayConfig{PollInterval: 50 * time.Millisecond})
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("relay: %v", err)
-		}
-	}()
+	runRelay(t, db, pub, postgres.RelayConfig{PollInterval: 50 * time.Millisecond})
 	got := consume(t, c, topic)
 	waitFor := func(what string, ok func() bool) {
 		t.Helper()
