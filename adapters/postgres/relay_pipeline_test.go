@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	neturl "net/url"
 	"slices"
 	"sync"
 	"testing"
@@ -531,4 +532,69 @@ WHERE (m.transaction_id, m."offset") > (o.last_processed_transaction_id, o.offse
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestRelayRecoversFromADatabaseOutage: the relay's connections to PostgreSQL are cut for a few
+// seconds while writers (on connections of their own) keep committing. The lanes lose their
+// locks with their sessions; the relay takes them again when the database is back and relays
+// every event, without the relay stopping.
+func TestRelayRecoversFromADatabaseOutage(t *testing.T) {
+	db, url := migratedDB(t)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := testenv.NewProxy(t, u.Host)
+	u.Host = proxy.Addr()
+	relayDB, err := postgres.Open(context.Background(), postgres.Config{URL: u.String(), MaxConns: 40})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(relayDB.Close)
+	c := testkafka.Embedded(t)
+	topic := testkafka.CreateTopic(t, c, "outage", 4)
+	runRelay(t, relayDB, relayPublisher(t, c), postgres.RelayConfig{PollInterval: 50 * time.Millisecond, RetryInterval: 200 * time.Millisecond, AcquireInterval: 200 * time.Millisecond})
+	got := consume(t, c, topic)
+	repo := repository(t, db, topic)
+	var ids []string
+	write := func(n int) {
+		for i := range n {
+			now := time.Now()
+			p, err := product.New(product.NewID(now), details(t, fmt.Sprintf("OUT-%d-%d", len(ids), i), 100), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := repo.Add(context.Background(), p, nil); err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, p.ID().String())
+		}
+	}
+	write(50)
+	proxy.Down()
+	write(100)
+	time.Sleep(2 * time.Second)
+	proxy.Up()
+	write(50)
+	deadline := time.Now().Add(60 * time.Second)
+	missing := len(ids)
+	for missing > 0 && time.Now().Before(deadline) {
+		missing = 0
+		for _, id := range ids {
+			if _, ok := got.arrived(id); !ok {
+				missing++
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if missing > 0 {
+		t.Fatalf("%d of %d events never reached Kafka after the database came back", missing, len(ids))
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for unacked(t, db) > 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := unacked(t, db); n > 0 {
+		t.Errorf("%d rows past the positions after everything was relayed", n)
+	}
 }

@@ -313,6 +313,7 @@ func (r *laneReader) run(ctx context.Context) {
 // acquire waits until this reader holds the lane's lock, and returns the connection that
 // holds it; nil once ctx is done.
 func (r *laneReader) acquire(ctx context.Context) *pgxpool.Conn {
+	failing := false // a failure is logged once, not every AcquireInterval
 	for {
 		conn, err := r.s.db.Pool.Acquire(ctx)
 		if err == nil {
@@ -322,7 +323,11 @@ func (r *laneReader) acquire(ctx context.Context) *pgxpool.Conn {
 			cancel()
 			switch {
 			case err == nil && ok:
-				r.log.Debug("relay: lane acquired")
+				if failing {
+					r.log.Info("relay: lane acquired again")
+				} else {
+					r.log.Debug("relay: lane acquired")
+				}
 				return conn
 			case err != nil:
 				discard(conn) // the lock may or may not have been taken: never pool it
@@ -330,8 +335,9 @@ func (r *laneReader) acquire(ctx context.Context) *pgxpool.Conn {
 				conn.Release()
 			}
 		}
-		if err != nil && ctx.Err() == nil {
-			r.log.Warn("relay: cannot take the lane", "err", err)
+		if err != nil && ctx.Err() == nil && !failing {
+			r.log.Warn("relay: cannot take the lane; trying again every acquire interval", "err", err)
+			failing = true
 		}
 		select {
 		case <-ctx.Done():
@@ -690,11 +696,15 @@ func (r *laneReader) flush(l *lane) error {
 	return nil
 }
 
-// stop ends an owned lane: no more deliveries; the messages in flight get CloseTimeout to be
-// acked; the acked position is written and the lane released. After an error the lock may be
-// gone with its session, so the connection is closed instead.
+// stop ends an owned lane. When the subscription ends (cause nil): no more deliveries (the
+// channel closes), the messages in flight get CloseTimeout to be acked, the acked position is
+// written and the lane released. After an error the lock may be gone with its session, so the
+// connection is closed instead; the channel stays open for the lane's next owner in this
+// subscription, which delivers again what was in flight.
 func (r *laneReader) stop(l *lane, cause error) {
-	r.closeOut()
+	if cause == nil {
+		r.closeOut()
+	}
 	if cause == nil && len(l.inflight) > 0 {
 		deadline := time.NewTimer(r.s.cfg.CloseTimeout)
 	drain:
