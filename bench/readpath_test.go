@@ -219,6 +219,8 @@ func (o *countingObserver) DeadLettered(class string) {
 	o.dead.Add(1)
 }
 
+func (o *countingObserver) DeadLetterFailed() { o.next.DeadLetterFailed() }
+
 func (o *countingObserver) Retried() {
 	o.next.Retried()
 	o.retried.Add(1)

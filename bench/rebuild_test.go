@@ -176,7 +176,7 @@ func newRebuildService(b *testing.B, db *postgres.DB, k cluster, topic string, t
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc, err := apprebuild.NewService(apprebuild.Config{Settle: settle}, store, source, events, target, quietLog())
+	svc, err := apprebuild.NewService(apprebuild.Config{Settle: settle, ProjectorGroup: topic + "-projector"}, store, source, events, target, quietLog())
 	if err != nil {
 		b.Fatal(err)
 	}

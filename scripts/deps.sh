@@ -7,9 +7,17 @@
 #   scripts/deps.sh env      print `export NAME=value` lines for the service and the tests
 #   scripts/deps.sh status   print each server's state (exit 1 if one is down)
 #
-# PostgreSQL comes from apt (Debian's cluster). Kafka and OpenSearch run on the JVM from jars that
-# Maven resolves into its local repository (~/.m2) from the poms under scripts/deps/. State (logs,
-# PID files, data, resolved classpaths) lives under $REPO/.deps/, which git ignores.
+#   --cluster (after up, stop, env or status): the same for the cluster mode instead, three Kafka
+#   brokers (RF 3, min ISR 2) on 29092-29094 and three OpenSearch nodes on 29200-29202, each in its
+#   own process (PostgreSQL is the same in both modes). One member at a time:
+#   scripts/deps.sh cluster kill|stop|start|restart|pid NAME...   (NAME: kafka-1..3, search-1..3)
+#   scripts/deps.sh cluster status
+#
+# PostgreSQL comes from apt (Debian's cluster). The script changes the configuration of a cluster
+# it did not create only with consent (DEPS_PG_ALLOW_CHANGES=1, CI=true, or a yes on a terminal),
+# and prints every change first; see scripts/deps/postgres.sh. Kafka and OpenSearch run on the JVM
+# from jars that Maven resolves into its local repository (~/.m2) from the poms under scripts/deps/.
+# State (logs, PID files, data, resolved classpaths) lives under $REPO/.deps/, which git ignores.
 set -Eeuo pipefail
 # An unexpected failure must never end the script silently.
 trap 'printf "deps: ERROR unexpected failure (exit %s) at scripts/deps.sh line %s: %s\n" "$?" "$LINENO" "$BASH_COMMAND" >&2' ERR
@@ -19,10 +27,6 @@ REPO=$(cd "$SCRIPT_DIR/.." && pwd)
 STATE="$REPO/.deps"
 DEPS_SRC="$SCRIPT_DIR/deps"
 
-PG_HOST=127.0.0.1
-PG_PORT=5432
-PG_DB=catalog
-PG_MAX_CONNECTIONS=${DEPS_PG_MAX_CONNECTIONS:-400}
 KAFKA_HOST=127.0.0.1
 KAFKA_PORT=9094
 KAFKA_CONTROLLER_PORT=9095
@@ -53,6 +57,11 @@ die() {
   printf 'deps: ERROR %s\n' "$*" >&2
   exit 1
 }
+# die2 MESSAGE: bad usage or configuration (exit 2).
+die2() {
+  printf 'deps: ERROR %s\n' "$*" >&2
+  exit 2
+}
 # die_log NAME LOGFILE MESSAGE: fail, showing the end of the server's log.
 die_log() {
   {
@@ -82,10 +91,10 @@ apt_install() {
 # tcp_open HOST PORT: something accepts connections there.
 tcp_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-# pid_of NAME MAINCLASS: prints the PID recorded for NAME if that process is alive and is really
-# ours (its command line names MAINCLASS); removes a stale PID file.
-pid_of() {
-  local f="$STATE/$1/$1.pid" pid
+# pid_in PIDFILE MATCH: prints the PID recorded in PIDFILE if that process is alive and is really
+# ours (its command line contains MATCH); removes a stale PID file.
+pid_in() {
+  local f=$1 pid
   [ -f "$f" ] || return 1
   pid=$(cat "$f" 2>/dev/null || true)
   if [[ "$pid" =~ ^[0-9]+$ ]] && [ -r "/proc/$pid/cmdline" ] &&
@@ -97,17 +106,20 @@ pid_of() {
   return 1
 }
 
+# pid_of NAME MAINCLASS: the PID of the single-node server NAME (see pid_in).
+pid_of() { pid_in "$STATE/$1/$1.pid" "$2"; }
+
 alive() { [ -d "/proc/$1" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status" 2>/dev/null; }
 
-# launch NAME LOGFILE CMD...: start CMD detached (own session, survives this shell and make), record its PID.
+# launch PIDFILE LOGFILE CMD...: start CMD detached (own session, survives this shell and make), record its PID.
 launch() {
-  local name=$1 log=$2
+  local pidfile=$1 log=$2
   shift 2
-  local pidfile="$STATE/$name/$name.pid"
   rm -f "$pidfile"
   # The inner shell writes its own PID, then execs the JVM: the PID file names the JVM itself.
   # It closes every inherited descriptor above 2 first: neither this script's lock (fd 9) nor a
   # caller's pipe may stay open in a server that outlives us.
+  # shellcheck disable=SC2016 # expanded by the inner shell
   setsid bash -c '
     for fd in /proc/$$/fd/*; do
       fd=${fd##*/}
@@ -119,8 +131,30 @@ launch() {
     [ -s "$pidfile" ] && break
     sleep 0.1
   done
-  [ -s "$pidfile" ] || die_log "$name" "$log" "process did not start"
+  [ -s "$pidfile" ] || die_log "$(basename "$pidfile" .pid)" "$log" "process did not start"
 }
+
+# stop_pid NAME PIDFILE PID: TERM, wait up to STOP_WAIT seconds, then KILL; removes PIDFILE.
+stop_pid() {
+  local name=$1 pidfile=$2 pid=$3 t0
+  t0=$(now)
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 $((STOP_WAIT * 10))); do
+    alive "$pid" || break
+    sleep 0.1
+  done
+  if alive "$pid"; then
+    kill -KILL "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
+    line "$name" "$t0" "killed pid $pid (no exit ${STOP_WAIT}s after TERM)"
+  else
+    line "$name" "$t0" "stopped pid $pid"
+  fi
+  rm -f "$pidfile"
+}
+
+# rss PID: the resident memory of PID in MiB, for status lines.
+rss() { awk '/^VmRSS:/ { printf "%d MiB", $2 / 1024 }' "/proc/$1/status" 2>/dev/null || true; }
 
 # ---------------------------------------------------------------------------------------------- java / maven
 
@@ -139,7 +173,7 @@ find_java() {
   local cands=()
   [ -n "${JAVA_HOME:-}" ] && cands+=("$JAVA_HOME/bin/java")
   have java && cands+=("$(command -v java)")
-  for c in $(ls -d /usr/lib/jvm/*/ 2>/dev/null | sort -V); do cands+=("${c%/}/bin/java"); done
+  while read -r c; do cands+=("$c/bin/java"); done < <(find /usr/lib/jvm -mindepth 1 -maxdepth 1 2>/dev/null | sort -V)
   for c in "${cands[@]}"; do
     [ -x "$c" ] || continue
     m=$(java_major "$c" || true)
@@ -151,7 +185,7 @@ find_java() {
   if [ -z "$JAVA" ]; then
     apt_install openjdk-17-jre-headless
     JAVA=/usr/lib/jvm/java-17-openjdk-amd64/bin/java
-    [ -x "$JAVA" ] || JAVA=$(ls /usr/lib/jvm/java-17-openjdk-*/bin/java | head -n1)
+    [ -x "$JAVA" ] || JAVA=$(find /usr/lib/jvm -mindepth 3 -maxdepth 3 -path '/usr/lib/jvm/java-17-openjdk-*/bin/java' | head -n1)
   fi
   JAVA_HOME_SEL=$(cd "$(dirname "$(readlink -f "$JAVA")")/.." && pwd)
   line java "$t0" "$JAVA_HOME_SEL (Java $(java_major "$JAVA"))"
@@ -181,74 +215,9 @@ classpath() {
   line "$name" "$t0" "classpath resolved into ~/.m2 ($(tr ':' '\n' <"$out" | wc -l) jars)"
 }
 
-# ---------------------------------------------------------------------------------------------- postgres
-
-as_postgres() {
-  if [ "$(id -un)" = postgres ]; then
-    "$@"
-  elif [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$@"
-  else
-    sudo -n -u postgres "$@"
-  fi
-}
-
-pg_ready() { pg_isready -h "$PG_HOST" -p "$PG_PORT" -q; }
-# Password-less over TCP from loopback, never reading a ~/.pgpass that could hide a missing `trust`
-# (libpq silently ignores a password file that does not exist).
-NO_PGPASS="$STATE/postgres/no-such-pgpass"
-pg_trusts() { PGPASSFILE=$NO_PGPASS PGCONNECT_TIMEOUT=3 psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -w -d postgres -Atqc 'select 1' >/dev/null 2>&1; }
-psql_tcp() { PGPASSFILE=$NO_PGPASS psql -h "$PG_HOST" -p "$PG_PORT" -U postgres -w -d postgres -Atq "$@"; }
-
-postgres_up() {
-  local t0 how ver hba
-  t0=$(now)
-  have pg_lsclusters || apt_install postgresql
-  if pg_ready; then
-    how="already running"
-  else
-    ver=$(pg_lsclusters -h 2>/dev/null | awk '$2 == "main" { print $1 }' | sort -V | tail -n1)
-    if [ -z "$ver" ]; then
-      ver=$(ls /usr/lib/postgresql 2>/dev/null | sort -V | tail -n1)
-      [ -n "$ver" ] || die "postgres: no PostgreSQL installed under /usr/lib/postgresql"
-      pg_createcluster "$ver" main >"$STATE/postgres/createcluster.log" 2>&1 ||
-        die_log postgres "$STATE/postgres/createcluster.log" "pg_createcluster $ver main failed"
-    fi
-    # 9>&-: the server outlives this script and must not inherit its lock.
-    pg_ctlcluster --skip-systemctl-redirect "$ver" main start >"$STATE/postgres/start.log" 2>&1 9>&- ||
-      die_log postgres "$STATE/postgres/start.log" "pg_ctlcluster $ver main start failed"
-    for _ in $(seq 1 "$PG_WAIT"); do pg_ready && break; sleep 1; done
-    pg_ready || die_log postgres "/var/log/postgresql/postgresql-$ver-main.log" "not ready after ${PG_WAIT}s"
-    how="started cluster $ver/main"
-  fi
-  if ! pg_trusts; then
-    hba=$(as_postgres psql -Atqc 'show hba_file') || die "postgres: cannot read hba_file as user postgres"
-    if grep -Eq '^[[:space:]]*host[[:space:]]+all[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]' "$hba"; then
-      sed -i -E 's#^([[:space:]]*host[[:space:]]+all[[:space:]]+all[[:space:]]+127\.0\.0\.1/32[[:space:]]+)[^[:space:]]+#\1trust#' "$hba"
-    else
-      sed -i '1i host all all 127.0.0.1/32 trust' "$hba"
-    fi
-    as_postgres psql -Atqc 'select pg_reload_conf()' >/dev/null
-    for _ in $(seq 1 20); do pg_trusts && break; sleep 0.25; done
-    pg_trusts || die "postgres: password-less login on $PG_HOST still refused after editing $hba"
-    how="$how, loopback set to trust"
-  fi
-  # The test suite runs packages in parallel, each with its own databases and pools; Debian's
-  # default of 100 connections is too few for that. max_connections needs a restart.
-  if [ "$(psql_tcp -c 'show max_connections')" -lt "$PG_MAX_CONNECTIONS" ]; then
-    psql_tcp -c "alter system set max_connections = $PG_MAX_CONNECTIONS" >/dev/null
-    ver=$(psql_tcp -c "select current_setting('server_version_num')::int / 10000")
-    pg_ctlcluster --skip-systemctl-redirect "$ver" main restart >"$STATE/postgres/restart.log" 2>&1 9>&- ||
-      die_log postgres "$STATE/postgres/restart.log" "pg_ctlcluster $ver main restart failed"
-    for _ in $(seq 1 "$PG_WAIT"); do pg_ready && break; sleep 1; done
-    how="$how, max_connections=$PG_MAX_CONNECTIONS"
-  fi
-  if [ -z "$(psql_tcp -c "select 1 from pg_database where datname = '$PG_DB'")" ]; then
-    psql_tcp -c "create database $PG_DB" >/dev/null
-    how="$how, created db $PG_DB"
-  fi
-  line postgres "$t0" "ready on $PG_HOST:$PG_PORT ($how)"
-}
+# PostgreSQL (scripts/deps/postgres.sh) and the cluster mode (scripts/deps/cluster.sh) use the helpers above.
+# shellcheck source=scripts/deps/postgres.sh
+. "$DEPS_SRC/postgres.sh"
 
 # ---------------------------------------------------------------------------------------------- kafka
 
@@ -266,36 +235,63 @@ kprobe_build() {
 }
 kafka_answers() { "$KPROBE" -q -b "$KAFKA_HOST:$KAFKA_PORT" -timeout 2s >/dev/null 2>&1; }
 
+# kafka_write_config FILE NODE_ID BROKER_PORT CONTROLLER_PORT VOTERS RF MIN_ISR DATA_DIR: a combined
+# broker and controller (KRaft) on loopback. RF and MIN_ISR apply to every topic the brokers
+# create, auto-created and internal ones included, so a client never meets a weaker topic than
+# the cluster promises.
 kafka_write_config() {
-  local dir="$STATE/kafka"
-  cat >"$dir/server.properties" <<EOF
-# Generated by scripts/deps.sh: one combined broker+controller (KRaft), loopback only.
+  local file=$1 id=$2 port=$3 cport=$4 voters=$5 rf=$6 minisr=$7 data=$8
+  cat >"$file" <<EOF
+# Generated by scripts/deps.sh: a combined broker+controller (KRaft), loopback only.
 process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT,CONTROLLER://$KAFKA_HOST:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$KAFKA_HOST:$KAFKA_PORT
+node.id=$id
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://$KAFKA_HOST:$port,CONTROLLER://$KAFKA_HOST:$cport
+advertised.listeners=PLAINTEXT://$KAFKA_HOST:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-log.dirs=$dir/data
+log.dirs=$data
 auto.create.topics.enable=true
 num.partitions=12
-default.replication.factor=1
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-min.insync.replicas=1
+default.replication.factor=$rf
+min.insync.replicas=$minisr
+offsets.topic.replication.factor=$rf
+transaction.state.log.replication.factor=$rf
+transaction.state.log.min.isr=$minisr
+share.coordinator.state.topic.replication.factor=$rf
+share.coordinator.state.topic.min.isr=$minisr
+unclean.leader.election.enable=false
 group.initial.rebalance.delay.ms=0
 delete.topic.enable=true
 EOF
 }
 
-kafka_up() {
-  local dir="$STATE/kafka" log="$STATE/kafka/kafka.out" t0 pid how
+# kafka_start NAME DIR CLUSTER_ID: starts the broker configured in DIR/server.properties (write it
+# first), formatting DIR/data with CLUSTER_ID the first time. Its PID goes to DIR/NAME.pid, its
+# stdout to DIR/NAME.out and its log to DIR/logs/server.log. Sets STARTED to what it did.
+kafka_start() {
+  local name=$1 dir=$2 cid=$3 cp
+  find_java
+  classpath kafka
   mkdir -p "$dir/logs"
+  cp=$(cat "$STATE/kafka/classpath.txt")
+  local jvm=(-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+    "-Dlog4j2.configurationFile=$DEPS_SRC/kafka/log4j2.properties" "-Dkafka.logs.dir=$dir/logs")
+  STARTED=""
+  if [ ! -f "$dir/data/meta.properties" ]; then
+    "$JAVA" "${jvm[@]}" -cp "$cp" kafka.tools.StorageTool format \
+      -t "$cid" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
+      die_log "$name" "$dir/format.log" "formatting the storage failed"
+    STARTED="formatted $dir/data, "
+  fi
+  launch "$dir/$name.pid" "$dir/$name.out" "$JAVA" "${jvm[@]}" -cp "$cp" "$KAFKA_MAIN" "$dir/server.properties"
+  STARTED="${STARTED}started pid $(cat "$dir/$name.pid")"
+}
+
+kafka_up() {
+  local dir="$STATE/kafka" t0 pid how
+  mkdir -p "$dir"
   kprobe_build
   t0=$(now)
   if pid=$(pid_of kafka "$KAFKA_MAIN"); then
@@ -309,22 +305,15 @@ kafka_up() {
     find_java
     classpath kafka
     t0=$(now)
-    kafka_write_config
-    local jvm=(-Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
-      "-Dlog4j2.configurationFile=$DEPS_SRC/kafka/log4j2.properties" "-Dkafka.logs.dir=$dir/logs")
-    if [ ! -f "$dir/data/meta.properties" ]; then
-      "$JAVA" "${jvm[@]}" -cp "$(cat "$dir/classpath.txt")" kafka.tools.StorageTool format \
-        -t "$KAFKA_CLUSTER_ID" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
-        die_log kafka "$dir/format.log" "formatting the storage failed"
-      how="formatted $dir/data, "
-    fi
-    launch kafka "$log" "$JAVA" "${jvm[@]}" -cp "$(cat "$dir/classpath.txt")" "$KAFKA_MAIN" "$dir/server.properties"
+    kafka_write_config "$dir/server.properties" 1 "$KAFKA_PORT" "$KAFKA_CONTROLLER_PORT" \
+      "1@$KAFKA_HOST:$KAFKA_CONTROLLER_PORT" 1 1 "$dir/data"
+    kafka_start kafka "$dir" "$KAFKA_CLUSTER_ID"
+    how=$STARTED
     pid=$(cat "$dir/kafka.pid")
-    how="${how:-}started pid $pid"
   fi
   for _ in $(seq 1 $((KAFKA_WAIT * 2))); do
     kafka_answers && break
-    alive "$pid" || { rm -f "$dir/kafka.pid"; die_log kafka "$dir/logs/server.log" "process $pid exited (stdout/stderr: $log)"; }
+    alive "$pid" || { rm -f "$dir/kafka.pid"; die_log kafka "$dir/logs/server.log" "process $pid exited (stdout/stderr: $dir/kafka.out)"; }
     sleep 0.5
   done
   kafka_answers || die_log kafka "$dir/logs/server.log" "no metadata on $KAFKA_HOST:$KAFKA_PORT after ${KAFKA_WAIT}s (pid $pid still running)"
@@ -336,16 +325,16 @@ kafka_up() {
 os_health() { curl -s --max-time 3 "http://$OS_HOST:$OS_PORT/_cluster/health" 2>/dev/null || true; }
 os_answers() { os_health | grep -Eq '"status":"(green|yellow)"'; }
 
+# os_write_config CONF_DIR TRANSPORT_PORT DISCOVERY_YAML: the node's opensearch.yml. The runner
+# copies its own (all-comment) opensearch.yml only when none exists, and lays its command-line
+# settings (cluster name, node name, http.port, roles) over this file.
 os_write_config() {
-  local conf="$STATE/opensearch/base/node_1/config"
-  mkdir -p "$conf"
-  # The runner copies its own (all-comment) opensearch.yml only when none exists, and lays its
-  # command-line settings (cluster name, node name, http.port, roles) over this file.
-  cat >"$conf/opensearch.yml" <<EOF
+  mkdir -p "$1"
+  cat >"$1/opensearch.yml" <<EOF
 # Generated by scripts/deps.sh.
 network.host: $OS_HOST
-transport.port: $OS_TRANSPORT_PORT-9400
-discovery.type: single-node
+transport.port: $2
+$3
 # Writes to a missing index (or to an alias that does not exist yet) fail instead of silently
 # creating an index with a dynamic mapping: the service must create its indices explicitly.
 action.auto_create_index: false
@@ -354,8 +343,25 @@ cluster.routing.allocation.disk.threshold_enabled: false
 EOF
 }
 
+# os_start NAME DIR CLASSPATH_PREFIX JVM_ARG... MAIN ARG...: starts an OpenSearch JVM (the runner's
+# jars on the class path, after CLASSPATH_PREFIX if not empty). Its PID goes to DIR/NAME.pid and
+# its log to DIR/NAME.out.
+os_start() {
+  local name=$1 dir=$2 cp
+  find_java
+  classpath opensearch
+  cp=$(cat "$STATE/opensearch/classpath.txt")
+  [ -z "$3" ] || cp="$3:$cp"
+  shift 3
+  launch "$dir/$name.pid" "$dir/$name.out" "$JAVA" -XX:+UseG1GC \
+    -Djava.awt.headless=true -Dfile.encoding=UTF-8 -Djna.nosys=true -XX:-OmitStackTraceInFastThrow \
+    -Dio.netty.noUnsafe=true -Dio.netty.noKeySetOptimization=true -Dio.netty.recycler.maxCapacityPerThread=0 \
+    -Dlog4j.shutdownHookEnabled=false -Dlog4j2.disable.jmx=true -Dlog4j2.formatMsgNoLookups=true \
+    -cp "$cp" "$@"
+}
+
 opensearch_up() {
-  local dir="$STATE/opensearch" log="$STATE/opensearch/opensearch.out" t0 pid how
+  local dir="$STATE/opensearch" t0 pid how
   mkdir -p "$dir"
   t0=$(now)
   if pid=$(pid_of opensearch "$OS_MAIN"); then
@@ -369,104 +375,111 @@ opensearch_up() {
     find_java
     classpath opensearch
     t0=$(now)
-    os_write_config
-    launch opensearch "$log" "$JAVA" -Xms512m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true \
-      -Dfile.encoding=UTF-8 -Djna.nosys=true -XX:-OmitStackTraceInFastThrow \
-      -Dio.netty.noUnsafe=true -Dio.netty.noKeySetOptimization=true -Dio.netty.recycler.maxCapacityPerThread=0 \
-      -Dlog4j.shutdownHookEnabled=false -Dlog4j2.disable.jmx=true -Dlog4j2.formatMsgNoLookups=true \
-      -cp "$(cat "$dir/classpath.txt")" "$OS_MAIN" \
+    os_write_config "$dir/base/node_1/config" "$OS_TRANSPORT_PORT-9400" "discovery.type: single-node"
+    os_start opensearch "$dir" "" -Xms512m -Xmx1g "$OS_MAIN" \
       -basePath "$dir/base" -numOfNode 1 -clusterName "$OS_CLUSTER" -baseHttpPort $((OS_PORT - 1)) -printOnFailure
     pid=$(cat "$dir/opensearch.pid")
     how="started pid $pid"
   fi
   for _ in $(seq 1 $((OS_WAIT * 2))); do
     os_answers && break
-    alive "$pid" || { rm -f "$dir/opensearch.pid"; die_log opensearch "$log" "process $pid exited"; }
+    alive "$pid" || { rm -f "$dir/opensearch.pid"; die_log opensearch "$dir/opensearch.out" "process $pid exited"; }
     sleep 0.5
   done
-  os_answers || die_log opensearch "$log" "cluster not yellow/green on $OS_PORT after ${OS_WAIT}s (pid $pid still running)"
+  os_answers || die_log opensearch "$dir/opensearch.out" "cluster not yellow/green on $OS_PORT after ${OS_WAIT}s (pid $pid still running)"
   local st
   st=$(os_health | sed -E 's/.*"status":"([a-z]+)".*/\1/')
   line opensearch "$t0" "$st on http://$OS_HOST:$OS_PORT ($how)"
 }
 
+# shellcheck source=scripts/deps/cluster.sh
+. "$DEPS_SRC/cluster.sh"
+
 # ---------------------------------------------------------------------------------------------- commands
 
 lock() {
-  mkdir -p "$STATE"
+  mkdir -p "$STATE/postgres" "$STATE/kafka" "$STATE/opensearch" "$STATE/cluster"
   exec 9>"$STATE/.lock"
   flock -w 900 9 || die "another scripts/deps.sh is still running (lock $STATE/.lock)"
 }
 
+usage() {
+  cat >&2 <<EOF
+usage: scripts/deps.sh up|stop [--cluster] [postgres|kafka|opensearch ...]
+       scripts/deps.sh env|status [--cluster]
+       scripts/deps.sh cluster kill|stop|start|restart|pid NAME...   (NAME: ${CL_MEMBERS[*]})
+       scripts/deps.sh cluster status
+EOF
+  [ $# -eq 0 ] || die2 "$*"
+  exit 2
+}
+
 ALL_SERVERS=(postgres kafka opensearch)
 
-# select_servers NAME...: sets SELECTED to the servers named (default: all), checked.
+# parse_args ARG...: sets CLUSTER (--cluster given) and SELECTED (the servers named, default all).
+CLUSTER=0
 SELECTED=()
-select_servers() {
-  [ $# -gt 0 ] || set -- "${ALL_SERVERS[@]}"
+parse_args() {
   local n
   for n in "$@"; do
     case "$n" in
+      --cluster) CLUSTER=1 ;;
       postgres | kafka | opensearch) SELECTED+=("$n") ;;
-      *) die "unknown server '$n' (known: ${ALL_SERVERS[*]})" ;;
+      *) usage "unknown server '$n' (known: ${ALL_SERVERS[*]})" ;;
     esac
   done
+  [ ${#SELECTED[@]} -gt 0 ] || SELECTED=("${ALL_SERVERS[@]}")
 }
+selected() { [[ " ${SELECTED[*]} " == *" $1 "* ]]; }
 
 cmd_up() {
   local t0 n
-  select_servers "$@"
+  parse_args "$@"
   lock
   t0=$(now)
-  mkdir -p "$STATE/postgres" "$STATE/kafka" "$STATE/opensearch"
+  if [ "$CLUSTER" = 1 ]; then
+    cluster_up
+    line all "$t0" "cluster up; logs in $STATE/cluster; env: scripts/deps.sh env --cluster"
+    return 0
+  fi
   for n in "${SELECTED[@]}"; do "${n}_up"; done
   line all "$t0" "up; logs in $STATE; env: scripts/deps.sh env"
 }
 
 stop_one() { # NAME MAINCLASS
-  local name=$1 t0 pid
-  t0=$(now)
-  if ! pid=$(pid_of "$name" "$2"); then
-    note "$name" "not running (no live PID in $STATE/$name)"
+  local pid
+  if ! pid=$(pid_of "$1" "$2"); then
+    note "$1" "not running (no live PID in $STATE/$1)"
     return 0
   fi
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 $((STOP_WAIT * 10))); do
-    alive "$pid" || break
-    sleep 0.1
-  done
-  if alive "$pid"; then
-    kill -KILL "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do alive "$pid" || break; sleep 0.1; done
-    line "$name" "$t0" "killed pid $pid (no exit ${STOP_WAIT}s after TERM)"
-  else
-    line "$name" "$t0" "stopped pid $pid"
-  fi
-  rm -f "$STATE/$name/$name.pid"
+  stop_pid "$1" "$STATE/$1/$1.pid" "$pid"
 }
 
 cmd_stop() {
   local n
-  select_servers "$@"
+  parse_args "$@"
   lock
+  if [ "$CLUSTER" = 1 ]; then
+    cluster_stop_all
+    return 0
+  fi
   # OpenSearch first: it is the slowest to stop and nothing depends on it here.
   for n in opensearch kafka postgres; do
-    [[ " ${SELECTED[*]} " == *" $n "* ]] || continue
+    selected "$n" || continue
     case "$n" in
       opensearch) stop_one opensearch "$OS_MAIN" ;;
       kafka) stop_one kafka "$KAFKA_MAIN" ;;
-      postgres) note postgres "left running (stop it with: pg_ctlcluster <version> main stop)" ;;
+      postgres) postgres_stop_hint ;;
     esac
   done
 }
 
 cmd_status() {
   local down=0 pid h
-  if have pg_isready && pg_ready; then
-    note postgres "up      $PG_HOST:$PG_PORT"
-  else
-    note postgres "down    $PG_HOST:$PG_PORT"
-    down=1
+  postgres_status || down=1
+  if [ "$CLUSTER" = 1 ]; then
+    cluster_status || down=1
+    return "$down"
   fi
 
   pid=$(pid_of kafka "$KAFKA_MAIN" || true)
@@ -505,12 +518,16 @@ cmd_status() {
 }
 
 cmd_env() {
-  cat <<EOF
-export DATABASE_URL=postgres://postgres@$PG_HOST:$PG_PORT/$PG_DB?sslmode=disable
+  postgres_env
+  if [ "$CLUSTER" = 1 ]; then
+    cluster_env
+  else
+    cat <<EOF
 export KAFKA_BROKERS=$KAFKA_HOST:$KAFKA_PORT
 export ELASTICSEARCH_URL=http://$OS_HOST:$OS_PORT
-export ELASTICSEARCH_COMPAT=opensearch
 EOF
+  fi
+  echo "export ELASTICSEARCH_COMPAT=opensearch"
 }
 
 cmd=${1:-}
@@ -518,10 +535,14 @@ cmd=${1:-}
 case "$cmd" in
   up) cmd_up "$@" ;;
   stop) cmd_stop "$@" ;;
-  env) cmd_env ;;
-  status) cmd_status || exit $? ;;
-  *)
-    echo "usage: $0 up|stop [postgres|kafka|opensearch ...] | env | status" >&2
-    exit 2
+  env)
+    parse_args "$@"
+    cmd_env
     ;;
+  status)
+    parse_args "$@"
+    cmd_status || exit $?
+    ;;
+  cluster) cmd_cluster "$@" ;;
+  *) usage ;;
 esac

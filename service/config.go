@@ -7,6 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -41,6 +44,11 @@ type Config struct {
 	// ProjectorGroup is the projector's Kafka consumer group (PROJECTOR_GROUP). Replicas of
 	// the projector share it; a second read model would use its own.
 	ProjectorGroup string
+	// ProjectorSessionTimeout is how long the projector's consumer group waits for a
+	// replica that stopped heartbeating before its partitions go to the others
+	// (PROJECTOR_SESSION_TIMEOUT): how long a killed replica's partitions stall. The broker
+	// must allow it (group.min.session.timeout.ms, 6s by default).
+	ProjectorSessionTimeout time.Duration
 	// SearchRefreshInterval is index.refresh_interval of new read-model indices
 	// (SEARCH_REFRESH_INTERVAL): the longest a write takes to become searchable.
 	SearchRefreshInterval time.Duration
@@ -76,9 +84,23 @@ const (
 	DefaultProductEventsTopic = "product.events"
 	DefaultDLQTopic           = "dlq.product.events"
 	DefaultProjectorGroup     = "catalog-projector"
+	// DefaultProjectorSessionTimeout is the smallest session timeout a Kafka broker accepts
+	// by default: a killed projector's partitions move on within about 8 s.
+	DefaultProjectorSessionTimeout = 6 * time.Second
+	DefaultSearchRefreshInterval   = time.Second
+	DefaultTopicPartitions         = 12
+	DefaultOutboxLanes             = 16
+	DefaultRelayPollInterval       = 100 * time.Millisecond
+	DefaultRelayBatchSize          = 1000
+	DefaultOutboxRetention         = 24 * time.Hour
+	DefaultLogFormat               = "text"
+	DefaultLogLevel                = "info"
+	DefaultShutdownTimeout         = 30 * time.Second
 )
 
-// SetDefaults fills every empty field with its default.
+// SetDefaults fills every empty field with its default. It is for configurations built in
+// code (tests, embedding): the command line starts from a defaulted Config and then applies
+// the environment, so an explicit 0 there stays 0 and Validate rejects it.
 func (c *Config) SetDefaults() {
 	def := func(p *string, v string) {
 		if strings.TrimSpace(*p) == "" {
@@ -94,86 +116,123 @@ func (c *Config) SetDefaults() {
 	def(&c.ProductEventsTopic, DefaultProductEventsTopic)
 	def(&c.DLQTopic, DefaultDLQTopic)
 	def(&c.ProjectorGroup, DefaultProjectorGroup)
-	if c.SearchRefreshInterval == 0 {
-		c.SearchRefreshInterval = time.Second
+	def(&c.LogFormat, DefaultLogFormat)
+	def(&c.LogLevel, DefaultLogLevel)
+	zero := func(p *time.Duration, v time.Duration) {
+		if *p == 0 {
+			*p = v
+		}
 	}
-	def(&c.LogFormat, "text")
-	def(&c.LogLevel, "info")
+	zero(&c.SearchRefreshInterval, DefaultSearchRefreshInterval)
+	zero(&c.ProjectorSessionTimeout, DefaultProjectorSessionTimeout)
+	zero(&c.RelayPollInterval, DefaultRelayPollInterval)
+	zero(&c.OutboxRetention, DefaultOutboxRetention)
+	zero(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	if c.TopicPartitions == 0 {
-		c.TopicPartitions = 12
+		c.TopicPartitions = DefaultTopicPartitions
 	}
 	if c.OutboxLanes == 0 {
-		c.OutboxLanes = 16
-	}
-	if c.RelayPollInterval == 0 {
-		c.RelayPollInterval = 100 * time.Millisecond
+		c.OutboxLanes = DefaultOutboxLanes
 	}
 	if c.RelayBatchSize == 0 {
-		c.RelayBatchSize = 1000
-	}
-	if c.OutboxRetention == 0 {
-		c.OutboxRetention = 24 * time.Hour
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 30 * time.Second
+		c.RelayBatchSize = DefaultRelayBatchSize
 	}
 }
 
-// Validate reports every invalid setting at once, naming the environment variable.
+// SettingError is one invalid setting: the environment variable, the value it had and what
+// it must be. Validate returns one per bad variable (joined), so the command line can print
+// one line per variable and show the value exactly as the operator wrote it.
+type SettingError struct {
+	// Var is the environment variable, such as OUTBOX_LANES.
+	Var string
+	// Value is the offending value; a secret is never put here, only a redacted form.
+	Value string
+	// Want says what the value must be.
+	Want string
+}
+
+// Error reads VAR="value": what it must be.
+func (e *SettingError) Error() string { return fmt.Sprintf("%s=%q: %s", e.Var, e.Value, e.Want) }
+
+// Validate reports every invalid setting at once, one *SettingError per variable.
 func (c Config) Validate() error {
 	var errs []error
+	bad := func(name string, v any, want string) {
+		errs = append(errs, &SettingError{Var: name, Value: fmt.Sprint(v), Want: want})
+	}
 	addr := func(name, v string) {
 		if _, _, err := net.SplitHostPort(v); err != nil {
-			errs = append(errs, fmt.Errorf("%s=%q is not host:port", name, v))
+			bad(name, v, "want host:port")
 		}
 	}
 	addr("HTTP_ADDR", c.HTTPAddr)
 	addr("GRPC_ADDR", c.GRPCAddr)
 	addr("EMBEDDED_KAFKA_ADDR", c.EmbeddedKafkaAddr)
 	for _, b := range c.KafkaBrokers {
-		addr("KAFKA_BROKERS", b)
+		if _, _, err := net.SplitHostPort(b); err != nil {
+			bad("KAFKA_BROKERS", strings.Join(c.KafkaBrokers, ","), fmt.Sprintf("want host:port[,host:port...]; %q is not host:port", b))
+			break
+		}
 	}
 	if !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
-		errs = append(errs, errors.New("DATABASE_URL must be a postgres:// URL"))
+		bad("DATABASE_URL", RedactURL(c.DatabaseURL), "want a postgres:// or postgresql:// URL")
 	}
-	switch c.ElasticsearchCompat {
-	case "", "opensearch":
-	default:
-		errs = append(errs, fmt.Errorf("ELASTICSEARCH_COMPAT=%q: want empty or \"opensearch\"", c.ElasticsearchCompat))
+	if c.ElasticsearchURL != "" && !strings.HasPrefix(c.ElasticsearchURL, "http://") && !strings.HasPrefix(c.ElasticsearchURL, "https://") {
+		bad("ELASTICSEARCH_URL", RedactURL(c.ElasticsearchURL), "want empty (embedded search) or an http:// or https:// URL")
 	}
-	switch c.LogFormat {
-	case "text", "json":
-	default:
-		errs = append(errs, fmt.Errorf("LOG_FORMAT=%q: want text or json", c.LogFormat))
+	oneOf := func(name, v string, allowed ...string) {
+		if !slices.Contains(allowed, v) {
+			bad(name, v, "want one of "+strings.Join(quoteAll(allowed), ", "))
+		}
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		errs = append(errs, fmt.Errorf("LOG_LEVEL=%q: want debug, info, warn or error", c.LogLevel))
+	oneOf("ELASTICSEARCH_COMPAT", c.ElasticsearchCompat, "", "opensearch")
+	oneOf("LOG_FORMAT", c.LogFormat, "text", "json")
+	oneOf("LOG_LEVEL", c.LogLevel, "debug", "info", "warn", "error")
+	intIn := func(name string, v, lo, hi int) {
+		if v < lo || v > hi {
+			bad(name, v, fmt.Sprintf("want an integer in %d..%d", lo, hi))
+		}
 	}
-	if c.TopicPartitions < 1 || c.TopicPartitions > 1000 {
-		errs = append(errs, fmt.Errorf("TOPIC_PARTITIONS=%d: want 1..1000", c.TopicPartitions))
+	intIn("TOPIC_PARTITIONS", c.TopicPartitions, 1, 1000)
+	intIn("OUTBOX_LANES", c.OutboxLanes, 1, 64)
+	intIn("RELAY_BATCH_SIZE", c.RelayBatchSize, 1, 100_000)
+	durIn := func(name string, v, lo, hi time.Duration) {
+		switch {
+		case hi == 0 && v < lo:
+			bad(name, v, fmt.Sprintf("want a duration of at least %s", lo))
+		case hi != 0 && (v < lo || v > hi):
+			bad(name, v, fmt.Sprintf("want a duration in %s..%s", lo, hi))
+		}
 	}
-	if c.OutboxLanes < 1 || c.OutboxLanes > 64 {
-		errs = append(errs, fmt.Errorf("OUTBOX_LANES=%d: want 1..64", c.OutboxLanes))
-	}
-	if c.RelayPollInterval <= 0 || c.RelayPollInterval > time.Minute {
-		errs = append(errs, fmt.Errorf("RELAY_POLL_INTERVAL=%s: want >0 and <=1m", c.RelayPollInterval))
-	}
-	if c.OutboxRetention < time.Minute {
-		errs = append(errs, fmt.Errorf("OUTBOX_RETENTION=%s: want at least 1m", c.OutboxRetention))
-	}
-	if c.RelayBatchSize < 1 || c.RelayBatchSize > 100_000 {
-		errs = append(errs, fmt.Errorf("RELAY_BATCH_SIZE=%d: want 1..100000", c.RelayBatchSize))
-	}
-	if c.SearchRefreshInterval < 0 || c.SearchRefreshInterval > time.Hour {
-		errs = append(errs, fmt.Errorf("SEARCH_REFRESH_INTERVAL=%s: want >0 and <=1h", c.SearchRefreshInterval))
-	}
-	for name, v := range map[string]string{"SEARCH_ALIAS": c.SearchAlias, "PRODUCT_EVENTS_TOPIC": c.ProductEventsTopic,
-		"DLQ_TOPIC": c.DLQTopic, "PROJECTOR_GROUP": c.ProjectorGroup} {
-		if strings.TrimSpace(v) == "" || strings.ContainsAny(v, " ,/\\*?\"<>|#") {
-			errs = append(errs, fmt.Errorf("%s=%q is not a valid name", name, v))
+	durIn("RELAY_POLL_INTERVAL", c.RelayPollInterval, time.Millisecond, time.Minute)
+	durIn("OUTBOX_RETENTION", c.OutboxRetention, time.Minute, 0)
+	durIn("SEARCH_REFRESH_INTERVAL", c.SearchRefreshInterval, time.Millisecond, time.Hour)
+	durIn("SHUTDOWN_TIMEOUT", c.ShutdownTimeout, time.Second, time.Hour)
+	durIn("PROJECTOR_SESSION_TIMEOUT", c.ProjectorSessionTimeout, time.Second, 30*time.Minute)
+	for _, n := range []struct{ name, v string }{{"SEARCH_ALIAS", c.SearchAlias}, {"PRODUCT_EVENTS_TOPIC", c.ProductEventsTopic},
+		{"DLQ_TOPIC", c.DLQTopic}, {"PROJECTOR_GROUP", c.ProjectorGroup}} {
+		if strings.TrimSpace(n.v) == "" || strings.ContainsAny(n.v, " ,/\\*?\"<>|#") {
+			bad(n.name, n.v, `want a non-empty name without spaces or any of ,/\*?"<>|#`)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// RedactURL hides the password of a URL, so that a configuration error can show which URL
+// was meant without printing its credentials. A value that does not parse as a URL is not
+// shown at all: it may be a secret pasted into the wrong variable.
+func RedactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL, not shown)"
+	}
+	return u.Redacted()
+}
+
+func quoteAll(ss []string) []string {
+	out := make([]string, len(ss))
+	for i, s := range ss {
+		out[i] = strconv.Quote(s)
+	}
+	return out
 }

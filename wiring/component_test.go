@@ -146,8 +146,17 @@ func TestBadInputWritesNothing(t *testing.T) {
 		{"non-uuid id", "PUT", "/v1/products/not-a-uuid", validBody, []string{"If-Match", "1"}, 400},
 		{"get non-uuid", "GET", "/v1/products/not-a-uuid", "", nil, 400},
 		{"get unknown", "GET", "/v1/products/0190a0b0-0000-7000-8000-000000000000", "", nil, 404},
-		{"delete unknown", "DELETE", "/v1/products/0190a0b0-0000-7000-8000-000000000000", "", nil, 404},
+		{"delete unknown", "DELETE", "/v1/products/0190a0b0-0000-7000-8000-000000000000", "", []string{"If-Match", "1"}, 404},
 		{"duplicate sku", "POST", "/v1/products", validBody, nil, 409},
+		{"invalid utf-8 in name", "POST", "/v1/products", strings.NewReplacer(`"C-1"`, `"C-U8"`, `"Lamp"`, "\"bad \xff\xfe utf8\"").Replace(validBody), nil, 400},
+		{"invalid utf-8 in update", "PUT", "/v1/products/" + id, strings.Replace(validBody, `"red"`, "\"r\xc3d\"", 1), []string{"If-Match", "1"}, 400},
+		{"escaped lone surrogate", "POST", "/v1/products", strings.NewReplacer(`"C-1"`, `"C-U16"`, `"Lamp"`, `"L\udc00mp"`).Replace(validBody), nil, 400},
+		{"duplicate member", "POST", "/v1/products", strings.Replace(validBody, `"sku":"C-1"`, `"sku":"C-2","sku":"C-3"`, 1), nil, 400},
+		{"duplicate member in update", "PUT", "/v1/products/" + id, strings.Replace(validBody, `"stock":5`, `"stock":5,"stock":6`, 1), []string{"If-Match", "1"}, 400},
+		{"null body", "POST", "/v1/products", `null`, nil, 400},
+		{"array body", "POST", "/v1/products", `[1,2]`, nil, 400},
+		{"delete without if-match", "DELETE", "/v1/products/" + id, "", nil, 428},
+		{"delete stale if-match", "DELETE", "/v1/products/" + id, "", []string{"If-Match", "2"}, 409},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -162,6 +171,9 @@ func TestBadInputWritesNothing(t *testing.T) {
 				t.Errorf("rows changed: products %d->%d, outbox %d->%d", baseProducts, p, baseOutbox, o)
 			}
 		})
+	}
+	if r := c.do(t, "GET", "/v1/products/"+id, ""); r.status != 200 || r.body["version"] != float64(1) || r.body["name"] != "Lamp" {
+		t.Errorf("the product changed under refused requests: %d %v", r.status, r.body)
 	}
 }
 

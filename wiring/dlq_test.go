@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/api/envelope"
+	operationsv1 "github.com/marketplace/catalog/api/gen/catalog/operations/v1"
 	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/ports/projector"
 )
@@ -92,7 +95,7 @@ func dlqWait(t *testing.T, svc *ops.DLQService, aggregate string, want int, time
 	var res ops.DLQListResult
 	eventuallyT(t, timeout, fmt.Sprintf("%d DLQ messages of %s", want, aggregate), func() bool {
 		var err error
-		res, err = svc.List(context.Background(), ops.DLQFilter{AggregateID: aggregate}, 0)
+		res, err = svc.List(context.Background(), ops.DLQFilter{AggregateID: aggregate}, 0, false)
 		if err != nil {
 			t.Logf("dlq list: %v", err)
 			return false
@@ -245,7 +248,69 @@ func TestDLQReplayAfterTheCauseIsFixed(t *testing.T) {
 	}
 	// Nothing was replayed on its own, and the fixed event did not come back.
 	time.Sleep(2 * time.Second)
-	if res, err := svc.List(ctx, ops.DLQFilter{AggregateID: id}, 0); err != nil || res.Matched != 2 {
-		t.Fatalf("DLQ of the product after the fix: %d messages, %v", res.Matched, err)
+	listed, err := svc.List(ctx, ops.DLQFilter{AggregateID: id}, 0, false)
+	if err != nil || listed.Matched != 2 {
+		t.Fatalf("DLQ of the product after the fix: %d messages, %v", listed.Matched, err)
+	}
+	// Both copies keep the product id as their key.
+	for _, m := range listed.Messages {
+		if m.Key != id {
+			t.Errorf("DLQ message %s has key %q, want the product id %s", m.Ref, m.Key, id)
+		}
+	}
+	// Both copies are handled now: the status is healthy again although the DLQ retains
+	// them, and the gauge of unhandled dead letters reads 0.
+	st := awaitStatus(t, opsClient(t, rp.cfg.GRPCAddr), &operationsv1.GetStatusRequest{}, 30*time.Second, "healthy after the replay",
+		func(st *operationsv1.GetStatusResponse) bool { return st.GetHealthy() })
+	if d := st.GetDlq(); d.GetDepth() != 2 || d.GetUnhandled() != 0 || d.GetHandled() != 2 {
+		t.Fatalf("dlq after the replay: %v", d)
+	}
+	eventuallyT(t, 30*time.Second, "catalog_dlq_unhandled 0 and catalog_dlq_depth 2", func() bool {
+		m := metricValues(t, rp.base, regexp.MustCompile(`^catalog_dlq_`))
+		return m["catalog_dlq_unhandled"] == 0 && m["catalog_dlq_depth"] == 2
+	})
+}
+
+// TestDLQResolveMakesTheStatusHealthy: an undecodable record makes the status unhealthy
+// (one unhandled dead letter) until an operator resolves it; the resolution is in the audit
+// log with its reason, and a replay skips the resolved message.
+func TestDLQResolveMakesTheStatusHealthy(t *testing.T) {
+	rp := startReadPath(t)
+	rp.publish(t, rp.cfg.ProductEventsTopic, []byte(`{"not":"an event"`))
+	client := opsClient(t, rp.cfg.GRPCAddr)
+	st := awaitStatus(t, client, &operationsv1.GetStatusRequest{}, 30*time.Second, "one unhandled dead letter",
+		func(st *operationsv1.GetStatusResponse) bool { return st.GetDlq().GetUnhandled() == 1 })
+	if st.GetHealthy() || !slices.Contains(errorChecks(st), ops.CheckDLQ) {
+		t.Fatalf("status with an unhandled dead letter: healthy %v, errors %v", st.GetHealthy(), errorChecks(st))
+	}
+	eventuallyT(t, 30*time.Second, "catalog_dlq_unhandled 1", func() bool {
+		return metricValues(t, rp.base, regexp.MustCompile(`^catalog_dlq_unhandled`))["catalog_dlq_unhandled"] == 1
+	})
+
+	svc := dlqTooling(t, rp)
+	ctx := context.Background()
+	sum, err := svc.Resolve(ctx, ops.ResolveRequest{All: true, Operator: "oncall", Reason: "garbage from a load test", DryRun: true}, nil)
+	if err != nil || sum.Resolved != 1 {
+		t.Fatalf("dry run: %+v, %v", sum, err)
+	}
+	if st := awaitStatus(t, client, &operationsv1.GetStatusRequest{}, time.Second, "still unhandled after the dry run",
+		func(st *operationsv1.GetStatusResponse) bool { return true }); st.GetDlq().GetUnhandled() != 1 {
+		t.Fatalf("the dry run resolved: %v", st.GetDlq())
+	}
+	if sum, err = svc.Resolve(ctx, ops.ResolveRequest{All: true, Operator: "oncall", Reason: "garbage from a load test"}, nil); err != nil || sum.Resolved != 1 {
+		t.Fatalf("resolve: %+v, %v", sum, err)
+	}
+	st = awaitStatus(t, client, &operationsv1.GetStatusRequest{}, 30*time.Second, "healthy after the resolution",
+		func(st *operationsv1.GetStatusResponse) bool { return st.GetHealthy() })
+	if d := st.GetDlq(); d.GetDepth() != 1 || d.GetUnhandled() != 0 {
+		t.Fatalf("dlq after the resolution: %v", d)
+	}
+	rows := dlqAuditRows(t, rp)
+	if len(rows) != 1 || rows[0].operator != "oncall" || rows[0].result != ops.ReplayResultOK || rows[0].target != "" {
+		t.Fatalf("audit log %+v", rows)
+	}
+	rsum, err := svc.Replay(ctx, ops.ReplayRequest{All: true, Operator: "oncall"}, nil)
+	if err != nil || rsum.Replayed != 0 || rsum.SkippedResolved != 1 {
+		t.Fatalf("replay of a resolved message: %+v, %v", rsum, err)
 	}
 }

@@ -202,9 +202,11 @@ func TestEmbeddedSurvivesSIGKILLDuringWrites(t *testing.T) {
 
 // TestEmbeddedSurvivesSIGKILLDuringRebuild: SIGKILL while a rebuild fills its new index and
 // writes go on. After a restart the alias still points at the old, complete index, the
-// interrupted rebuild is recorded as failed and its index removed, verify is clean once the
-// projector has caught up; then `catalog rebuild --wait`, `catalog index rollback`, `catalog
-// index prune` and `catalog status` work on the embedded engine as they do on Elasticsearch.
+// interrupted rebuild is recorded as failed (once its runner's heartbeat has expired) and its
+// index removed, verify is clean once the projector has caught up; then `catalog rebuild
+// --wait`, changes after its switch, `catalog index rollback` (which brings the older index
+// up to date first), `catalog index prune` and `catalog status` work on the embedded engine as
+// they do on Elasticsearch.
 func TestEmbeddedSurvivesSIGKILLDuringRebuild(t *testing.T) {
 	cfg, db := freshDeployment(t)
 	dir := t.TempDir()
@@ -230,10 +232,7 @@ func TestEmbeddedSurvivesSIGKILLDuringRebuild(t *testing.T) {
 	awaitRebuildLockFree(t, db)
 	restarted := startServeProcIn(t, cfg, dir)
 	rc := adminClient(t, restarted.cfg.GRPCAddr)
-	rec, err := rc.GetRebuild(context.Background(), &projectionv1.GetRebuildRequest{Id: r.GetId()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	rec := watchRebuild(t, rc, r.GetId(), 30*time.Second, nil)
 	if rec.GetPhase() != phaseFailed || !strings.Contains(rec.GetError(), "interrupted") {
 		t.Errorf("after the restart the record says %s (%q), want failed as interrupted", rec.GetPhase(), rec.GetError())
 	}
@@ -260,8 +259,23 @@ func TestEmbeddedSurvivesSIGKILLDuringRebuild(t *testing.T) {
 		t.Fatalf("alias still on %s after catalog rebuild --wait", from)
 	}
 	awaitVerifyClean(t, restarted.cfg.GRPCAddr, 60*time.Second)
-	if out, errOut, code := runCLI(t, restarted.cfg.GRPCAddr, 30*time.Second, "index", "rollback"); code != 0 {
+	// Changes after the switch reach only the new index; the rollback must bring them along.
+	stop = make(chan struct{})
+	acked, wait = writeBurst(restarted.base, 2, stop)
+	time.Sleep(time.Second)
+	close(stop)
+	wait()
+	for id, v := range acked() {
+		if code, _, err := tryDo(restarted.base, "DELETE", "/v1/products/"+id, "", "If-Match", fmt.Sprint(v)); err != nil || code != 204 {
+			t.Fatalf("delete %s: %d %v", id, code, err)
+		}
+		break
+	}
+	t.Logf("%d products written and one deleted between the switch and the rollback", len(acked()))
+	if out, errOut, code := runCLI(t, restarted.cfg.GRPCAddr, time.Minute, "index", "rollback"); code != 0 {
 		t.Fatalf("catalog index rollback: exit %d\n%s\n%s", code, out, errOut)
+	} else {
+		t.Logf("catalog index rollback: %s", strings.TrimSpace(errOut))
 	}
 	if name, _ := liveIndex(t, rc); name != from {
 		t.Fatalf("alias on %s after the rollback, want the previous index %s", name, from)
@@ -276,7 +290,8 @@ func TestEmbeddedSurvivesSIGKILLDuringRebuild(t *testing.T) {
 	if len(res.GetIndices()) != 1 || res.GetIndices()[0].GetName() != from {
 		t.Fatalf("after prune --keep 0 the indices are %v, want only the live %s", res.GetIndices(), from)
 	}
-	// No write happened since the rebuild began, so the index rolled back to is complete.
+	// The index rolled back to was caught up: it matches the database, the deleted product
+	// and the changes after the switch included.
 	awaitVerifyClean(t, restarted.cfg.GRPCAddr, 60*time.Second)
 	if out, _, code := runCLI(t, restarted.cfg.GRPCAddr, 60*time.Second, "status"); code != 0 {
 		t.Fatalf("catalog status after rollback and prune: exit %d\n%s", code, out)

@@ -88,12 +88,16 @@ func startOpsAdmin(t *testing.T, cfg service.Config) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(events.Close)
-	rebuilds, err := apprebuild.NewService(apprebuild.Config{}, store, source, events, target, log)
+	rebuilds, err := apprebuild.NewService(apprebuild.Config{ProjectorGroup: cfg.ProjectorGroup}, store, source, events, target, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit, err := postgres.NewDLQAudit(db)
 	if err != nil {
 		t.Fatal(err)
 	}
 	svc, err := ops.NewService(ops.Config{Alias: cfg.SearchAlias, EventsTopic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic,
-		ProjectorGroup: cfg.ProjectorGroup}, ops.Deps{Database: pg, Products: pg, Events: ks, ReadModel: target, Rebuilds: store, Log: log})
+		ProjectorGroup: cfg.ProjectorGroup}, ops.Deps{Database: pg, Products: pg, Events: ks, ReadModel: target, Rebuilds: store, DeadLetters: audit, Log: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +408,7 @@ func TestVerifyFindsExactlyThePlantedDifferences(t *testing.T) {
 		t.Fatalf("update: %d %v", r.status, r.body)
 	}
 	for _, id := range ids[2:4] {
-		if r := rp.do(t, "DELETE", "/v1/products/"+id, ""); r.status != 204 {
+		if r := rp.do(t, "DELETE", "/v1/products/"+id, "", "If-Match", "1"); r.status != 204 {
 			t.Fatalf("delete: %d %v", r.status, r.body)
 		}
 	}
@@ -477,11 +481,18 @@ type nopEvents struct{}
 func (nopEvents) GroupLag(context.Context, string, string) (ops.GroupLag, error) {
 	return ops.GroupLag{}, nil
 }
-func (nopEvents) TopicDepth(context.Context, string) (int64, error) { return 0, nil }
+func (nopEvents) TopicOffsets(context.Context, string) (ops.TopicOffsets, error) { return nil, nil }
+
+func (nopEvents) HandledDLQMessages(context.Context, string, ops.TopicOffsets) (int64, error) {
+	return 0, nil
+}
 
 type nopRebuilds struct{}
 
 func (nopRebuilds) List(context.Context, int) ([]*rebuild.Rebuild, error) { return nil, nil }
+func (nopRebuilds) IndexPosition(context.Context, string) (apprebuild.Offsets, bool, error) {
+	return nil, false, nil
+}
 
 // heapSampler wraps the products port and measures the live heap (after a GC) every few
 // pages while a verify runs.
@@ -645,7 +656,7 @@ func TestVerifyLargeCatalogInBoundedMemory(t *testing.T) {
 
 	newService := func(products ops.Products) *ops.Service {
 		svc, err := ops.NewService(ops.Config{Alias: alias, EventsTopic: "unused", DLQTopic: "unused", ProjectorGroup: "unused"},
-			ops.Deps{Database: pg, Products: products, Events: nopEvents{}, ReadModel: target, Rebuilds: nopRebuilds{}})
+			ops.Deps{Database: pg, Products: products, Events: nopEvents{}, ReadModel: target, Rebuilds: nopRebuilds{}, DeadLetters: nopEvents{}})
 		if err != nil {
 			t.Fatal(err)
 		}

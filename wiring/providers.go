@@ -241,18 +241,35 @@ func provideSearchHandler(rm ReadModel, deps decorator.Deps) (query.SearchProduc
 	return query.NewSearchProductsHandler(rm.Search, deps)
 }
 
-func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher, app application.Application, pm *metrics.ProjectorMetrics, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*projector.Projector, func(), error) {
+func provideProjector(cfg service.Config, brokers Brokers, app application.Application, pm *metrics.ProjectorMetrics, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*projector.Projector, func(), error) {
 	if app.Commands.ProjectProductEvent == nil {
 		return nil, func() {}, nil
 	}
 	// The concurrent subscriber keeps many messages of a partition in flight (acks may come
 	// in any order; only the contiguous acked offset is committed): with one message per
 	// partition in flight, as watermill-kafka's subscriber does, the bulk writes could never
-	// batch more documents than there are partitions.
-	sub, err := kafka.NewConcurrentSubscriber(kafka.Config{Brokers: brokers}, kafka.ConcurrentSubscriberConfig{ConsumerGroup: cfg.ProjectorGroup, FromOldest: true}, log)
+	// batch more documents than there are partitions. A short session timeout hands a killed
+	// replica's partitions to the others within seconds (static membership would not: it
+	// only spares a replica that comes back within the timeout a rebalance).
+	sub, err := kafka.NewConcurrentSubscriber(kafka.Config{Brokers: brokers}, kafka.ConcurrentSubscriberConfig{
+		ConsumerGroup: cfg.ProjectorGroup, FromOldest: true, SessionTimeout: cfg.ProjectorSessionTimeout}, log)
 	if err != nil {
 		return nil, nil, err
 	}
+	// The DLQ publisher keeps each dead letter's key and cuts a payload too large for the
+	// topic, so a dead letter always reaches the DLQ and its partition moves on.
+	dlq, err := kafka.NewDLQPublisher(kafka.Config{Brokers: brokers}, kafka.DLQPublisherConfig{}, log)
+	if err != nil {
+		_ = sub.Close()
+		return nil, nil, err
+	}
+	classes := projector.DeadLetterClasses()
+	names := make([]string, len(classes))
+	for i, c := range classes {
+		names[i] = string(c)
+	}
+	pm.StartDeadLetterClasses(names...)
+	pm.WatchWaiting(sub.Waiting)
 	p, err := projector.New(projector.Config{Topic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, CloseTimeout: cfg.ShutdownTimeout,
 		RouterDecorator: reg.InstrumentRouter,
 		Position:        kafkaPosition,
@@ -262,9 +279,10 @@ func provideProjector(cfg service.Config, brokers Brokers, dlq *wkafka.Publisher
 	}, sub, dlq, app.Commands.ProjectProductEvent, pm, log)
 	if err != nil {
 		_ = sub.Close()
+		_ = dlq.Close()
 		return nil, nil, err
 	}
-	return p, func() { _ = sub.Close() }, nil
+	return p, func() { _ = sub.Close(); _ = dlq.Close() }, nil
 }
 
 // kafkaPosition reads the partition and offset the concurrent subscriber keeps in a
@@ -281,7 +299,7 @@ func kafkaPosition(ctx context.Context) (int32, int64, bool) {
 // RebuildSet provides the rebuild use case and the gRPC admin port that drives it.
 var RebuildSet = wire.NewSet(provideRebuildService, provideGRPCServer)
 
-func provideRebuildService(ctx context.Context, cfg service.Config, db *postgres.DB, brokers Brokers, rm ReadModel, reg *metrics.Registry, log *slog.Logger) (*apprebuild.Service, func(), error) {
+func provideRebuildService(cfg service.Config, db *postgres.DB, brokers Brokers, rm ReadModel, reg *metrics.Registry, log *slog.Logger) (*apprebuild.Service, func(), error) {
 	if rm.Target == nil {
 		return nil, func() {}, nil
 	}
@@ -300,18 +318,15 @@ func provideRebuildService(ctx context.Context, cfg service.Config, db *postgres
 	if err != nil {
 		return nil, nil, err
 	}
-	svc, err := apprebuild.NewService(apprebuild.Config{Settle: cfg.SearchRefreshInterval}, store, source, events, rm.Target, log.With("component", "rebuild"))
+	svc, err := apprebuild.NewService(apprebuild.Config{Settle: cfg.SearchRefreshInterval, ProjectorGroup: cfg.ProjectorGroup},
+		store, source, events, rm.Target, log.With("component", "rebuild"))
 	if err != nil {
 		events.Close()
 		return nil, nil, err
 	}
-	// A rebuild whose process died is failed now, and its unfinished index removed, so the
-	// record tells the truth and a new rebuild can start.
-	if n, err := svc.RecoverInterrupted(ctx); err != nil {
-		log.Warn("could not check for interrupted rebuilds", "err", err)
-	} else if n > 0 {
-		log.Warn("interrupted rebuilds marked failed", "count", n)
-	}
+	// Rebuilds whose runner died, and a live index left behind the event log, are recovered
+	// by the rebuilds role (RunRecovery) as soon as the process serves, and from then on
+	// whenever one appears: not here, where a long catch-up would hold up the start.
 	cleanup := func() {
 		// Shutdown cancels a running rebuild: it ends as cancelled with its index removed,
 		// the alias untouched; start it again after the deploy.
@@ -342,7 +357,14 @@ func provideGRPCServer(cfg service.Config, svc *apprebuild.Service, operations *
 
 // OpsSet provides the operator's use cases (catalog status, catalog verify), their gRPC
 // service on the admin port, and the sampler of the operational gauges on /metrics.
-var OpsSet = wire.NewSet(provideOpsStats, provideKafkaOpsStats, provideOpsService, provideOperations, provideOpsSampler)
+var OpsSet = wire.NewSet(provideOpsStats, provideKafkaOpsStats, provideDLQAudit, provideCommitProgress, provideOpsService, provideOperations, provideOpsSampler)
+
+func provideDLQAudit(db *postgres.DB) (*postgres.DLQAudit, error) { return postgres.NewDLQAudit(db) }
+
+// provideCommitProgress is the one record of the projector group's commits that the status
+// and the metrics sampler share: the sampler looks every few seconds, so a status call knows
+// how long a partition has stood still even when nobody asked before.
+func provideCommitProgress() *ops.CommitProgress { return ops.NewCommitProgress(nil) }
 
 func provideOpsStats(db *postgres.DB, cfg service.Config) (*postgres.OpsStats, error) {
 	return postgres.NewOpsStats(db, postgres.OpsStatsConfig{Lanes: cfg.OutboxLanes})
@@ -356,7 +378,7 @@ func provideKafkaOpsStats(brokers Brokers) (*kafka.OpsStats, func(), error) {
 	return s, s.Close, nil
 }
 
-func provideOpsService(cfg service.Config, db *postgres.DB, pg *postgres.OpsStats, ks *kafka.OpsStats, rm ReadModel, log *slog.Logger) (*ops.Service, error) {
+func provideOpsService(cfg service.Config, db *postgres.DB, pg *postgres.OpsStats, ks *kafka.OpsStats, audit *postgres.DLQAudit, progress *ops.CommitProgress, rm ReadModel, log *slog.Logger) (*ops.Service, error) {
 	if rm.Target == nil {
 		return nil, nil
 	}
@@ -365,7 +387,7 @@ func provideOpsService(cfg service.Config, db *postgres.DB, pg *postgres.OpsStat
 		return nil, err
 	}
 	return ops.NewService(ops.Config{Alias: cfg.SearchAlias, EventsTopic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, ProjectorGroup: cfg.ProjectorGroup},
-		ops.Deps{Database: pg, Products: pg, Events: ks, ReadModel: rm.Target, Rebuilds: store, Log: log.With("component", "ops")})
+		ops.Deps{Database: pg, Products: pg, Events: ks, ReadModel: rm.Target, Rebuilds: store, DeadLetters: audit, Progress: progress, Log: log.With("component", "ops")})
 }
 
 func provideOperations(svc *ops.Service) (*grpcport.Operations, error) {
@@ -375,8 +397,8 @@ func provideOperations(svc *ops.Service) (*grpcport.Operations, error) {
 	return grpcport.NewOperations(svc)
 }
 
-func provideOpsSampler(cfg service.Config, reg *metrics.Registry, pg *postgres.OpsStats, ks *kafka.OpsStats, log *slog.Logger) (*metrics.OpsSampler, error) {
-	return metrics.NewOpsSampler(reg, pg, ks, metrics.OpsSamplerConfig{ProjectorGroup: cfg.ProjectorGroup, EventsTopic: cfg.ProductEventsTopic,
+func provideOpsSampler(cfg service.Config, reg *metrics.Registry, pg *postgres.OpsStats, ks *kafka.OpsStats, audit *postgres.DLQAudit, progress *ops.CommitProgress, log *slog.Logger) (*metrics.OpsSampler, error) {
+	return metrics.NewOpsSampler(reg, metrics.OpsSources{Outbox: pg, Events: ks, DeadLetters: audit, Progress: progress}, metrics.OpsSamplerConfig{ProjectorGroup: cfg.ProjectorGroup, EventsTopic: cfg.ProductEventsTopic,
 		DLQTopic: cfg.DLQTopic}, log.With("component", "ops-sampler"))
 }
 
@@ -396,17 +418,31 @@ func provideRelay(db *postgres.DB, pub *kafka.Publisher, rm *metrics.RelayMetric
 	}, log)
 }
 
-func provideHTTPServer(cfg service.Config, app application.Application, db *postgres.DB, brokers Brokers, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*httpport.Server, error) {
+// provideHTTPServer is the REST port of `catalog serve`. Its readiness (/readyz, what a load
+// balancer probes) is the database alone: writes go to Postgres and the outbox, so a Kafka
+// outage must not take the write API out of rotation. Kafka and the search cluster are
+// reported per role (/readyz?role=relay, ?role=projector).
+func provideHTTPServer(cfg service.Config, app application.Application, db *postgres.DB, brokers Brokers, rm ReadModel, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*httpport.Server, error) {
 	hm, err := metrics.NewHTTPMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
+	kafkaPing := func(ctx context.Context) error { return kafka.Ping(ctx, brokers) }
+	roles := map[string]map[string]func(context.Context) error{
+		"relay": {"postgres": db.Ping, "kafka": kafkaPing},
+	}
+	if rm.Target != nil {
+		roles["projector"] = map[string]func(context.Context) error{
+			"kafka": kafkaPing,
+			// The projector writes through the alias only: a cluster that answers but has
+			// lost the alias stalls it just as much as one that does not answer.
+			"search": func(ctx context.Context) error { _, err := rm.Target.AliasTarget(ctx); return err },
+		}
+	}
 	return httpport.NewServer(httpport.Config{Addr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout}, app, httpport.Deps{
-		Log: log,
-		Ready: map[string]func(context.Context) error{
-			"postgres": db.Ping,
-			"kafka":    func(ctx context.Context) error { return kafka.Ping(ctx, brokers) },
-		},
+		Log:        log,
+		Ready:      map[string]func(context.Context) error{"postgres": db.Ping},
+		RoleReady:  roles,
 		Metrics:    reg.Handler(),
 		Middleware: tracing.HTTPMiddleware(tp),
 		ObserveRequest: func(_ context.Context, rec httpport.RequestRecord) {
@@ -437,12 +473,14 @@ type retentionObserver struct{ m *metrics.RetentionMetrics }
 func (o retentionObserver) OutboxRowsDeleted(n int64)                 { o.m.OutboxRowsDeleted(n) }
 func (o retentionObserver) OutboxTableSize(postgres.OutboxTableStats) {}
 
-// rebuildsRole ties the rebuilds this process runs to its lifetime: on SIGTERM they are
-// cancelled at once (cleanly: index deleted, alias untouched) instead of racing the shutdown.
+// rebuildsRole ties the rebuilds this process runs to its lifetime: while it serves it
+// recovers rebuilds whose runner died and a live index left behind the event log, on any
+// replica; on SIGTERM the rebuilds it runs are cancelled at once (cleanly: index deleted,
+// alias untouched) instead of racing the shutdown.
 type rebuildsRole struct{ svc *apprebuild.Service }
 
 func (r rebuildsRole) Run(ctx context.Context) error {
-	<-ctx.Done()
+	r.svc.RunRecovery(ctx)
 	r.svc.CancelAll()
 	r.svc.Wait()
 	return nil

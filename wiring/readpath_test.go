@@ -319,11 +319,13 @@ func TestPoisonMessagesGoToTheDLQExactlyOnce(t *testing.T) {
 	})
 	seen := map[string]int{}
 	headers := map[string]map[string]string{}
+	keys := map[string]string{}
 	testkafka.ReadUntil(t, rp.kafka, rp.cfg.DLQTopic, 15*time.Second, func(rs []testkafka.Record) bool {
 		seen = map[string]int{}
 		for _, r := range rs {
 			seen[string(r.Value)]++
 			headers[string(r.Value)] = r.Headers
+			keys[string(r.Value)] = r.Key
 		}
 		return seen[string(garbage)] >= 1 && seen[string(rejected.Payload)] >= 1
 	})
@@ -348,6 +350,11 @@ func TestPoisonMessagesGoToTheDLQExactlyOnce(t *testing.T) {
 		if h["dlq_original_topic"] != topic {
 			t.Errorf("original topic %q, want %q", h["dlq_original_topic"], topic)
 		}
+	}
+	// The dead letter keeps its record's key, the product id, so a replay lands on the
+	// product's partition (the record carries no aggregate_id header to fall back on).
+	if k := keys[string(rejected.Payload)]; k != p.ID().String() {
+		t.Errorf("DLQ key of the rejected event %q, want the product id %s", k, p.ID())
 	}
 }
 
@@ -436,7 +443,7 @@ func TestReplayFromOffsetZeroGivesTheSameReadModel(t *testing.T) {
 		}
 	}
 	for _, id := range ids[10:13] {
-		if r := rp.do(t, "DELETE", "/v1/products/"+id, ""); r.status != 204 {
+		if r := rp.do(t, "DELETE", "/v1/products/"+id, "", "If-Match", "1"); r.status != 204 {
 			t.Fatalf("delete: %d", r.status)
 		}
 	}

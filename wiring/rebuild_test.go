@@ -494,9 +494,10 @@ func TestRebuildFromKafkaWaitsForTheOutbox(t *testing.T) {
 }
 
 // TestRebuildKilledDuringFill: the service process running a rebuild is SIGKILLed in the fill
-// phase. The alias still points at the old index and search serves; a new service process on
-// the same database marks the record failed at start-up and deletes the unfinished index; a
-// new rebuild succeeds.
+// phase. The alias still points at the old index and search serves; within seconds the other
+// replica reports the rebuild's runner as lost (not "fill" until some replica restarts), and
+// its recovery marks the record failed and deletes the unfinished index, without any restart;
+// a new rebuild succeeds.
 func TestRebuildKilledDuringFill(t *testing.T) {
 	rp := startReadPath(t)
 	createProducts(t, rp.component, "KILL", "kill", 20)
@@ -512,19 +513,20 @@ func TestRebuildKilledDuringFill(t *testing.T) {
 	r := startRebuild(t, vc, srcDatabase)
 	seen := awaitFill(t, vc, r.GetId(), 30*time.Second)
 	victim.kill(t)
+	killedAt := time.Now()
 	newIndex := seen.GetToIndex()
 	if newIndex == "" {
 		t.Fatal("the record in fill names no new index")
 	}
 
-	// As the record says, the process died in fill (not after it).
+	// As the record says, the process died in fill (not after it), and its runner was alive.
 	a := adminClient(t, rp.cfg.GRPCAddr)
 	rec, err := a.GetRebuild(context.Background(), &projectionv1.GetRebuildRequest{Id: r.GetId()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec.GetPhase() != phaseFill || rec.GetDocsDone() == 0 {
-		t.Fatalf("after the kill the record says %s at %d documents, want fill with some written", rec.GetPhase(), rec.GetDocsDone())
+	if rec.GetPhase() != phaseFill || rec.GetDocsDone() == 0 || rec.GetRunner() == "" {
+		t.Fatalf("after the kill the record says %s at %d documents, runner %q; want fill with some written and its runner", rec.GetPhase(), rec.GetDocsDone(), rec.GetRunner())
 	}
 	if !indexExists(t, rp.esURL, newIndex) {
 		t.Fatalf("the unfinished index %s does not exist before recovery", newIndex)
@@ -535,16 +537,26 @@ func TestRebuildKilledDuringFill(t *testing.T) {
 	}
 	rp.waitSearch(t, "category=kill&size=1", 5*time.Second, "search through the surviving process", func(p searchPage) bool { return p.Total == 20 })
 
-	// Restart: a new service process on the same database recovers the record.
-	awaitRebuildLockFree(t, rp.db)
-	restarted := startServeProc(t, siblingConfig(t, rp.cfg))
-	rc := adminClient(t, restarted.cfg.GRPCAddr)
-	rec, err = rc.GetRebuild(context.Background(), &projectionv1.GetRebuildRequest{Id: r.GetId()})
-	if err != nil {
-		t.Fatal(err)
+	// The surviving replica says the runner is gone within seconds, then recovers the record.
+	var lostAfter time.Duration
+	eventuallyT(t, 20*time.Second, "the surviving replica to report the dead runner", func() bool {
+		rec, err = a.GetRebuild(context.Background(), &projectionv1.GetRebuildRequest{Id: r.GetId()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.GetRunnerLost() && lostAfter == 0 {
+			lostAfter = time.Since(killedAt)
+		}
+		return rec.GetRunnerLost() || terminalPhase(rec.GetPhase())
+	})
+	if out, _, code := runCLI(t, rp.cfg.GRPCAddr, 30*time.Second, "rebuild", "status", r.GetId()); code != 0 ||
+		(!strings.Contains(out, "NOT RESPONDING") && !strings.Contains(out, "interrupted")) {
+		t.Errorf("catalog rebuild status of the dead runner's rebuild (exit %d):\n%s", code, out)
 	}
-	if rec.GetPhase() != phaseFailed || !strings.Contains(rec.GetError(), "interrupted") {
-		t.Errorf("after the restart the record says %s (%q), want failed as interrupted", rec.GetPhase(), rec.GetError())
+	final := watchRebuild(t, a, r.GetId(), 30*time.Second, nil)
+	t.Logf("runner reported lost %s after the kill, record failed %s after it", lostAfter.Round(100*time.Millisecond), time.Since(killedAt).Round(100*time.Millisecond))
+	if final.GetPhase() != phaseFailed || !strings.Contains(final.GetError(), "interrupted") {
+		t.Errorf("the recovered record says %s (%q), want failed as interrupted", final.GetPhase(), final.GetError())
 	}
 	if indexExists(t, rp.esURL, newIndex) {
 		t.Errorf("the unfinished index %s still exists after recovery", newIndex)
@@ -553,11 +565,77 @@ func TestRebuildKilledDuringFill(t *testing.T) {
 		t.Fatalf("alias on %s after recovery, want %s", got, from)
 	}
 
-	final := runRebuild(t, rc, srcDatabase)
-	if got := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias); got != final.GetToIndex() {
-		t.Fatalf("alias on %s, want %s", got, final.GetToIndex())
+	done := runRebuild(t, a, srcDatabase)
+	if got := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias); got != done.GetToIndex() {
+		t.Fatalf("alias on %s, want %s", got, done.GetToIndex())
 	}
 	rp.waitSearch(t, "category=kill&size=1", 10*time.Second, "search after the new rebuild", func(p searchPage) bool { return p.Total == 20 })
+}
+
+// lockHolder returns the backend pid holding the rebuild lock in db's database, 0 if none.
+func lockHolder(t *testing.T, db *postgres.DB) int32 {
+	t.Helper()
+	var pid int32
+	err := db.Pool.QueryRow(context.Background(), `SELECT coalesce(max(pid), 0) FROM pg_locks
+WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND classid = (($1::bigint >> 32) & 4294967295)::oid AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1`,
+		postgres.RebuildLockKey()).Scan(&pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+// TestRebuildLockLostStopsTheRun: the database session holding the rebuild lock is
+// terminated in the middle of a fill (an administrator, idle_session_timeout, a pooler, a
+// network blip). Nothing keeps a second rebuild out any more, so the running one stops within
+// seconds, deletes its unfinished index and says why. The record stays its own runner's: a
+// replica started meanwhile does not take it over or fail it as interrupted (that a live
+// runner without its lock is left alone is pinned by the use case's tests, since here the
+// runner gives way within a heartbeat). A new rebuild succeeds afterwards.
+func TestRebuildLockLostStopsTheRun(t *testing.T) {
+	rp := startReadPath(t)
+	createProducts(t, rp.component, "LOCK", "lock", 10)
+	rp.waitSearch(t, "category=lock&size=1", 30*time.Second, "the products", func(p searchPage) bool { return p.Total == 10 })
+	seedSQL(t, rp.db, 80000, "LK") // a fill long enough to act in (see TestRebuildKilledDuringFill)
+	from := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias)
+	a := adminClient(t, rp.cfg.GRPCAddr)
+	r := startRebuild(t, a, srcDatabase)
+	seen := awaitFill(t, a, r.GetId(), 30*time.Second)
+
+	pid := lockHolder(t, rp.db)
+	if pid == 0 {
+		t.Fatal("nobody holds the rebuild lock during the fill")
+	}
+	if _, err := rp.db.Pool.Exec(context.Background(), `SELECT pg_terminate_backend($1)`, pid); err != nil {
+		t.Fatal(err)
+	}
+	cutAt := time.Now()
+	// A replica starting now runs its recovery at once: the rebuild's runner is alive, so the
+	// rebuild is not its to recover.
+	replica := serveInProcess(t, siblingConfig(t, rp.cfg))
+	b := adminClient(t, replica.cfg.GRPCAddr)
+
+	final := watchRebuild(t, b, r.GetId(), 30*time.Second, nil)
+	t.Logf("the run stopped %s after its lock's session was terminated: %s", time.Since(cutAt).Round(100*time.Millisecond), final.GetError())
+	if final.GetPhase() != phaseFailed || !strings.Contains(final.GetError(), "lock") || strings.Contains(final.GetError(), "interrupted") {
+		t.Fatalf("rebuild ended %s (%q), want failed by its own runner because it lost its lock", final.GetPhase(), final.GetError())
+	}
+	if final.GetRunner() != seen.GetRunner() {
+		t.Errorf("the record is owned by %q, was %q: another replica took a live rebuild over", final.GetRunner(), seen.GetRunner())
+	}
+	if time.Since(cutAt) > 15*time.Second {
+		t.Errorf("the run went on for %s without its lock", time.Since(cutAt).Round(time.Second))
+	}
+	eventuallyT(t, 10*time.Second, "the stopped rebuild's index to be deleted", func() bool { return !indexExists(t, rp.esURL, seen.GetToIndex()) })
+	if got := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias); got != from {
+		t.Fatalf("alias on %s, want %s", got, from)
+	}
+	done := runRebuild(t, b, srcDatabase)
+	if got := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias); got != done.GetToIndex() {
+		t.Fatalf("alias on %s, want %s", got, done.GetToIndex())
+	}
+	awaitReadModelMatchesDB(t, rp, 30*time.Second)
 }
 
 // TestRebuildCancelAndShutdown: a rebuild cancelled through another replica, and one whose
@@ -744,7 +822,8 @@ func newRebuildService(t *testing.T, rp *readPath, esURL string, hook func(conte
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := apprebuild.NewService(apprebuild.Config{BeforeValidate: hook, Settle: rp.cfg.SearchRefreshInterval}, store, source, events, target, log)
+	svc, err := apprebuild.NewService(apprebuild.Config{BeforeValidate: hook, Settle: rp.cfg.SearchRefreshInterval, ProjectorGroup: rp.cfg.ProjectorGroup},
+		store, source, events, target, log)
 	if err != nil {
 		t.Fatal(err)
 	}

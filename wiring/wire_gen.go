@@ -102,7 +102,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, registry, tracerProvider, log)
+	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, readModel, registry, tracerProvider, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -145,18 +145,8 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	kafkaPublisher, cleanup6, err := provideKafkaPublisher(brokers, log)
-	if err != nil {
-		cleanup5()
-		cleanup4()
-		cleanup3()
-		cleanup2()
-		cleanup()
-		return ServeProcess{}, nil, err
-	}
 	projectorMetrics, err := metrics.NewProjectorMetrics(registry)
 	if err != nil {
-		cleanup6()
 		cleanup5()
 		cleanup4()
 		cleanup3()
@@ -164,9 +154,8 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	projector, cleanup7, err := provideProjector(cfg, brokers, kafkaPublisher, applicationApplication, projectorMetrics, registry, tracerProvider, log)
+	projector, cleanup6, err := provideProjector(cfg, brokers, applicationApplication, projectorMetrics, registry, tracerProvider, log)
 	if err != nil {
-		cleanup6()
 		cleanup5()
 		cleanup4()
 		cleanup3()
@@ -174,9 +163,8 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	rebuildService, cleanup8, err := provideRebuildService(ctx, cfg, db, brokers, readModel, registry, log)
+	rebuildService, cleanup7, err := provideRebuildService(cfg, db, brokers, readModel, registry, log)
 	if err != nil {
-		cleanup7()
 		cleanup6()
 		cleanup5()
 		cleanup4()
@@ -187,7 +175,6 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	opsStats, err := provideOpsStats(db, cfg)
 	if err != nil {
-		cleanup8()
 		cleanup7()
 		cleanup6()
 		cleanup5()
@@ -197,7 +184,18 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	kafkaOpsStats, cleanup9, err := provideKafkaOpsStats(brokers)
+	kafkaOpsStats, cleanup8, err := provideKafkaOpsStats(brokers)
+	if err != nil {
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	dlqAudit, err := provideDLQAudit(db)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -209,9 +207,9 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	opsService, err := provideOpsService(cfg, db, opsStats, kafkaOpsStats, readModel, log)
+	commitProgress := provideCommitProgress()
+	opsService, err := provideOpsService(cfg, db, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, log)
 	if err != nil {
-		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
@@ -224,7 +222,6 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	operations, err := provideOperations(opsService)
 	if err != nil {
-		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
@@ -237,7 +234,6 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	grpcportServer, err := provideGRPCServer(cfg, rebuildService, operations, registry, log)
 	if err != nil {
-		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
@@ -248,9 +244,8 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, log)
+	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, dlqAudit, commitProgress, log)
 	if err != nil {
-		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
@@ -263,7 +258,6 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	}
 	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler)
 	return serveProcess, func() {
-		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
@@ -355,20 +349,13 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	if err != nil {
 		return ProjectProcess{}, nil, err
 	}
-	publisher, cleanup2, err := provideKafkaPublisher(brokers, log)
+	db, cleanup2, err := provideDB(ctx, cfg)
 	if err != nil {
-		cleanup()
-		return ProjectProcess{}, nil, err
-	}
-	db, cleanup3, err := provideDB(ctx, cfg)
-	if err != nil {
-		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
 	productRepository, err := provideProductRepository(db, cfg, log)
 	if err != nil {
-		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
@@ -376,7 +363,6 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	v := provideClock()
 	registry, err := metrics.NewRegistry()
 	if err != nil {
-		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
@@ -384,35 +370,30 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	deps := provideDecoratorDeps(log, registry)
 	createProductHandler, err := command.NewCreateProductHandler(productRepository, v, deps)
 	if err != nil {
-		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
 	updateProductHandler, err := command.NewUpdateProductHandler(productRepository, v, deps)
 	if err != nil {
-		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
 	deleteProductHandler, err := command.NewDeleteProductHandler(productRepository, v, deps)
 	if err != nil {
-		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	readModel, cleanup4, err := provideReadModel(ctx, cfg, log)
+	readModel, cleanup3, err := provideReadModel(ctx, cfg, log)
 	if err != nil {
-		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
 	projectProductEventHandler, err := provideProjectHandler(readModel, deps)
 	if err != nil {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -426,7 +407,6 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	}
 	productByIDHandler, err := query.NewProductByIDHandler(productRepository, deps)
 	if err != nil {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -434,7 +414,6 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	}
 	searchProductsHandler, err := provideSearchHandler(readModel, deps)
 	if err != nil {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
@@ -450,23 +429,20 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	}
 	projectorMetrics, err := metrics.NewProjectorMetrics(registry)
 	if err != nil {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	tracerProvider, cleanup5, err := provideTracing(ctx, log)
+	tracerProvider, cleanup4, err := provideTracing(ctx, log)
 	if err != nil {
-		cleanup4()
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	projector, cleanup6, err := provideProjector(cfg, brokers, publisher, applicationApplication, projectorMetrics, registry, tracerProvider, log)
+	projector, cleanup5, err := provideProjector(cfg, brokers, applicationApplication, projectorMetrics, registry, tracerProvider, log)
 	if err != nil {
-		cleanup5()
 		cleanup4()
 		cleanup3()
 		cleanup2()
@@ -475,7 +451,6 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 	}
 	projectProcess, err := provideProjectProcess(log, projector)
 	if err != nil {
-		cleanup6()
 		cleanup5()
 		cleanup4()
 		cleanup3()
@@ -484,7 +459,6 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		return ProjectProcess{}, nil, err
 	}
 	return projectProcess, func() {
-		cleanup6()
 		cleanup5()
 		cleanup4()
 		cleanup3()

@@ -39,6 +39,15 @@ type ConcurrentSubscriberConfig struct {
 	// CommitInterval is how often the acked offsets are committed (default 200ms). They are
 	// also committed when partitions are revoked and on Close.
 	CommitInterval time.Duration
+	// SessionTimeout is how long the group waits for a member that stopped heartbeating
+	// before it hands that member's partitions to the others (default 6s, the smallest a
+	// Kafka broker accepts by default, group.min.session.timeout.ms). It bounds how long the
+	// partitions of a killed replica stall; Kafka's client default of 45s stalls them that long.
+	SessionTimeout time.Duration
+	// HeartbeatInterval is the time between heartbeats (default SessionTimeout/6, at most 3s):
+	// several heartbeats fit in a session, so one lost heartbeat does not cost a member its
+	// partitions, and a member learns of a rebalance within one interval.
+	HeartbeatInterval time.Duration
 }
 
 func (c *ConcurrentSubscriberConfig) setDefaults() {
@@ -51,7 +60,16 @@ func (c *ConcurrentSubscriberConfig) setDefaults() {
 	if c.CommitInterval == 0 {
 		c.CommitInterval = 200 * time.Millisecond
 	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = DefaultSessionTimeout
+	}
+	if c.HeartbeatInterval == 0 {
+		c.HeartbeatInterval = min(max(c.SessionTimeout/6, 100*time.Millisecond), 3*time.Second)
+	}
 }
+
+// DefaultSessionTimeout is the consumer-group session timeout of the concurrent subscriber.
+const DefaultSessionTimeout = 6 * time.Second
 
 // Validate reports a configuration that cannot work.
 func (c ConcurrentSubscriberConfig) Validate() error {
@@ -64,6 +82,10 @@ func (c ConcurrentSubscriberConfig) Validate() error {
 		return fmt.Errorf("kafka: NackResendSleep %s is negative", c.NackResendSleep)
 	case c.CommitInterval <= 0:
 		return fmt.Errorf("kafka: CommitInterval %s is not positive", c.CommitInterval)
+	case c.SessionTimeout <= 0:
+		return fmt.Errorf("kafka: SessionTimeout %s is not positive", c.SessionTimeout)
+	case c.HeartbeatInterval <= 0 || c.HeartbeatInterval >= c.SessionTimeout:
+		return fmt.Errorf("kafka: HeartbeatInterval %s must be positive and below SessionTimeout %s", c.HeartbeatInterval, c.SessionTimeout)
 	}
 	return nil
 }
@@ -97,12 +119,13 @@ type subscription struct {
 	sc  ConcurrentSubscriberConfig
 	log *slog.Logger
 
-	mu     sync.Mutex
-	cl     *kgo.Client
-	topic  string
-	out    chan *message.Message
-	parts  map[int32]*partState
-	msgCtx context.Context
+	mu       sync.Mutex
+	cl       *kgo.Client
+	topic    string
+	out      chan *message.Message
+	parts    map[int32]*partState
+	assigned map[int32]bool // partitions the group gave this member, fetched from or not
+	msgCtx   context.Context
 
 	commitMu sync.Mutex // serializes commits
 
@@ -164,7 +187,8 @@ func (c *ConcurrentSubscriber) Subscribe(ctx context.Context, topic string) (<-c
 		c.mu.Unlock()
 		return nil, errSubscriberClosed
 	}
-	s := &subscription{cfg: c.cfg, sc: c.sc, log: c.log.With("topic", topic), parts: make(map[int32]*partState), closing: make(chan struct{})}
+	s := &subscription{cfg: c.cfg, sc: c.sc, log: c.log.With("topic", topic), parts: make(map[int32]*partState),
+		assigned: make(map[int32]bool), closing: make(chan struct{})}
 	c.subs[s] = struct{}{}
 	c.mu.Unlock()
 	out, err := s.subscribe(ctx, topic)
@@ -240,6 +264,9 @@ func (s *subscription) subscribe(ctx context.Context, topic string) (<-chan *mes
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchMaxWait(100*time.Millisecond),
+		kgo.SessionTimeout(s.sc.SessionTimeout),
+		kgo.HeartbeatInterval(s.sc.HeartbeatInterval),
+		kgo.OnPartitionsAssigned(s.onAssigned),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
 	)
@@ -319,10 +346,69 @@ func OffsetFromContext(ctx context.Context) (int64, bool) {
 	return o, ok
 }
 
+// KeyFromContext returns the Kafka record key of a message's context (nil for a record
+// without a key); ok is false for a message that did not come from this subscriber.
+func KeyFromContext(ctx context.Context) (key []byte, ok bool) {
+	k, ok := ctx.Value(keyCtxKey{}).([]byte)
+	return k, ok
+}
+
 type (
 	partitionCtxKey struct{}
 	offsetCtxKey    struct{}
+	keyCtxKey       struct{}
 )
+
+// Waiting reports, for every partition assigned to one of the subscriptions, since when its
+// oldest record not yet acked has been in Kafka (the record timestamp), or the zero time when
+// every record fetched from it is acked. A record counts from the moment it is fetched until
+// its ack, retries and redeliveries included; records behind the in-flight cap wait in the
+// partition's buffer and count too. Partitions are told apart by number only, so it is meant
+// for a subscriber of one topic (the projector's); for a partition that several subscriptions
+// hold (one of them about to lose it in a rebalance), the oldest record counts.
+func (c *ConcurrentSubscriber) Waiting() map[int32]time.Time {
+	c.mu.Lock()
+	subs := make([]*subscription, 0, len(c.subs))
+	for s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	out := map[int32]time.Time{}
+	for _, s := range subs {
+		for id, oldest := range s.waiting() {
+			if prev, ok := out[id]; !ok || (!oldest.IsZero() && (prev.IsZero() || oldest.Before(prev))) {
+				out[id] = oldest
+			}
+		}
+	}
+	return out
+}
+
+// waiting is Waiting for the partitions of one subscription.
+func (s *subscription) waiting() map[int32]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[int32]time.Time, len(s.assigned))
+	for id := range s.assigned {
+		var oldest time.Time
+		if p := s.parts[id]; p != nil {
+			// The queue is in offset order and ends with the delivered records; pending
+			// follows it. Timestamps are not monotonic within a partition, so look at all.
+			for _, e := range p.queue {
+				if !e.done && (oldest.IsZero() || e.rec.Timestamp.Before(oldest)) {
+					oldest = e.rec.Timestamp
+				}
+			}
+			for _, r := range p.pending {
+				if oldest.IsZero() || r.Timestamp.Before(oldest) {
+					oldest = r.Timestamp
+				}
+			}
+		}
+		out[id] = oldest
+	}
+	return out
+}
 
 // toMessage decodes a record as watermill-kafka's DefaultMarshaler does. The message's context
 // ends with cancel, which its watcher calls once the message is acked or nacked or the
@@ -341,6 +427,7 @@ func (s *subscription) toMessage(r *kgo.Record) (*message.Message, context.Cance
 	msg.Metadata = md
 	ctx := context.WithValue(s.msgCtx, partitionCtxKey{}, r.Partition)
 	ctx = context.WithValue(ctx, offsetCtxKey{}, r.Offset)
+	ctx = context.WithValue(ctx, keyCtxKey{}, r.Key)
 	ctx, cancel := context.WithCancel(ctx)
 	msg.SetContext(ctx)
 	return msg, cancel
@@ -626,6 +713,15 @@ func (s *subscription) commit(ctx context.Context, only []int32) error {
 	return nil
 }
 
+// onAssigned records the partitions the group gave this member.
+func (s *subscription) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range assigned[s.topic] {
+		s.assigned[id] = true
+	}
+}
+
 // onRevoked stops handing out the revoked partitions' records, waits (bounded) for their
 // in-flight acks, commits their watermarks and forgets them.
 func (s *subscription) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
@@ -682,6 +778,7 @@ func (s *subscription) forget(ids []int32) {
 	s.mu.Lock()
 	var known []int32 // partitions this member fetched, so s.cl is set
 	for _, id := range ids {
+		delete(s.assigned, id)
 		if s.parts[id] != nil {
 			known = append(known, id)
 			delete(s.parts, id)

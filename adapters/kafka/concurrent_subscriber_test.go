@@ -339,6 +339,62 @@ func TestConcurrentSubscriberConfig(t *testing.T) {
 	}
 }
 
+func TestConcurrentSubscriberSessionConfig(t *testing.T) {
+	for _, sc := range []kafka.ConcurrentSubscriberConfig{
+		{ConsumerGroup: "g", SessionTimeout: -time.Second},
+		{ConsumerGroup: "g", SessionTimeout: 6 * time.Second, HeartbeatInterval: 6 * time.Second},
+	} {
+		if _, err := kafka.NewConcurrentSubscriber(kafka.Config{Brokers: []string{"x:1"}}, sc, quietLog()); err == nil {
+			t.Errorf("%+v accepted", sc)
+		}
+	}
+}
+
+// TestConcurrentSubscriberWaiting: every assigned partition is reported, with the record
+// timestamp of its oldest record not yet acked, or the zero time once all are acked; the
+// record key is in each message's context.
+func TestConcurrentSubscriberWaiting(t *testing.T) {
+	eachCluster(t, func(t *testing.T, c testkafka.Cluster) {
+		topic := testkafka.CreateTopic(t, c, "csub_waiting", 3)
+		old := time.Now().Add(-time.Minute).Truncate(time.Millisecond)
+		prod := newProducer(t, c, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		recs := []*kgo.Record{
+			{Topic: topic, Partition: 1, Key: []byte("k-old"), Value: []byte("a"), Timestamp: old},
+			{Topic: topic, Partition: 1, Key: []byte("k-new"), Value: []byte("b"), Timestamp: old.Add(30 * time.Second)},
+		}
+		if err := prod.ProduceSync(ctxT(t, 20*time.Second), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		s, ch := newConcurrentSub(t, c, topic, kafka.ConcurrentSubscriberConfig{ConsumerGroup: topic + ".g"})
+		first, second := receive(t, ch, 30*time.Second), receive(t, ch, 30*time.Second)
+		if string(first.Payload) != "a" {
+			first, second = second, first
+		}
+		if k, ok := kafka.KeyFromContext(first.Context()); !ok || string(k) != "k-old" {
+			t.Fatalf("key %q, %v", k, ok)
+		}
+		w := s.Waiting()
+		if len(w) != 3 || !w[1].Equal(old) || !w[0].IsZero() || !w[2].IsZero() {
+			t.Fatalf("waiting with two records in flight: %v, want partition 1 since %v and the others idle", w, old)
+		}
+		first.Ack()
+		eventuallyKafka(t, 5*time.Second, "the newer record as the oldest waiting", func() bool { return s.Waiting()[1].Equal(old.Add(30 * time.Second)) })
+		second.Ack()
+		eventuallyKafka(t, 5*time.Second, "nothing waiting", func() bool { return s.Waiting()[1].IsZero() })
+	})
+}
+
+func eventuallyKafka(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 func TestConcurrentSubscriberRebalance(t *testing.T) {
 	eachCluster(t, func(t *testing.T, c testkafka.Cluster) {
 		const parts, per = 6, 200

@@ -8,12 +8,15 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strconv"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/application/ops"
 )
 
@@ -361,3 +364,189 @@ func (p *ReplayPublisher) PublishReplay(ctx context.Context, msg ops.ReplayMessa
 
 // Close flushes nothing (every publish is synchronous) and releases the connections.
 func (p *ReplayPublisher) Close() { p.cl.Close() }
+
+// Headers the DLQ publisher adds to a dead letter whose payload it had to cut to fit the
+// topic. They start with dlq_, so a replay strips them; the DLQ tooling refuses to replay a
+// cut payload (application/ops repeats these names, and a component test checks both agree).
+const (
+	// HeaderPayloadTruncated is "true" on a dead letter whose payload was cut.
+	HeaderPayloadTruncated = "dlq_payload_truncated"
+	// HeaderPayloadBytes is the size of the original payload in bytes.
+	HeaderPayloadBytes = "dlq_payload_bytes"
+	// HeaderPayloadCutBytes is how many bytes of the payload were cut off its end.
+	HeaderPayloadCutBytes = "dlq_payload_cut_bytes"
+	// HeaderTruncationReason says why the payload was cut.
+	HeaderTruncationReason = "dlq_truncation_reason"
+)
+
+// DefaultDLQMaxRecordBytes is the largest dead letter the DLQ publisher writes as it is: below
+// franz-go's default batch cap (1,000,012 bytes, which Kafka's default max.message.bytes of
+// 1,048,588 accepts) with room for the record's framing.
+const DefaultDLQMaxRecordBytes = 990_000
+
+// dlqHeaderValueCap bounds every header value of a dead letter the broker refused even with
+// its payload cut: only an absurd header (a multi-megabyte error text) gets there.
+const dlqHeaderValueCap = 1024
+
+// DLQPublisherConfig configures a DLQPublisher.
+type DLQPublisherConfig struct {
+	// MaxRecordBytes is the largest record (key, headers and payload) written as it is; a
+	// larger one keeps its key and headers and has its payload cut to fit, with headers that
+	// say so. Default DefaultDLQMaxRecordBytes.
+	MaxRecordBytes int
+	// DeliveryTimeout bounds one publish, the client's retries included (default 30s).
+	DeliveryTimeout time.Duration
+}
+
+func (c *DLQPublisherConfig) setDefaults() {
+	if c.MaxRecordBytes == 0 {
+		c.MaxRecordBytes = DefaultDLQMaxRecordBytes
+	}
+	if c.DeliveryTimeout == 0 {
+		c.DeliveryTimeout = 30 * time.Second
+	}
+}
+
+// Validate reports a configuration that cannot work.
+func (c DLQPublisherConfig) Validate() error {
+	if c.MaxRecordBytes < 4096 || c.MaxRecordBytes > DefaultDLQMaxRecordBytes {
+		return fmt.Errorf("dlq publisher: MaxRecordBytes %d: want 4096..%d", c.MaxRecordBytes, DefaultDLQMaxRecordBytes)
+	}
+	if c.DeliveryTimeout <= 0 {
+		return fmt.Errorf("dlq publisher: DeliveryTimeout %s is not positive", c.DeliveryTimeout)
+	}
+	return nil
+}
+
+// DLQPublisher is the Watermill publisher of the dead-letter topic. Unlike the events
+// publisher it keeps what the record looked like on the events topic: its key (the product
+// id, from the concurrent subscriber's context; the aggregate_id header otherwise), so a DLQ
+// message still names its product when its payload is garbage and a replay lands on the
+// product's partition; and it never refuses a dead letter for its size: a payload that cannot
+// fit the topic is cut, with headers saying why and by how much, so the record reaches the
+// DLQ once and its partition moves on, instead of failing the publish forever. Writes use the
+// relay's guarantees (acks from all in-sync replicas, idempotent producer) and its
+// partitioner (Sarama's FNV-1a of the key), so one product's dead letters stay in order.
+type DLQPublisher struct {
+	cfg DLQPublisherConfig
+	cl  *kgo.Client
+	log *slog.Logger
+}
+
+var _ message.Publisher = (*DLQPublisher)(nil)
+
+// NewDLQPublisher returns the DLQ publisher. It does not contact the cluster.
+func NewDLQPublisher(cfg Config, pc DLQPublisherConfig, log *slog.Logger) (*DLQPublisher, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("dlq publisher: %w", err)
+	}
+	pc.setDefaults()
+	if err := pc.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	cl, err := kgo.NewClient(cfg.dlqOpts("-dlq-publisher",
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(replayFNV32a))),
+		kgo.ProducerLinger(0),
+		kgo.RecordDeliveryTimeout(pc.DeliveryTimeout),
+	)...)
+	if err != nil {
+		return nil, fmt.Errorf("dlq publisher: client: %w", err)
+	}
+	return &DLQPublisher{cfg: pc, cl: cl, log: log.With("component", "dlq-publisher")}, nil
+}
+
+// Publish writes each message to topic and returns once the cluster acknowledged it. A
+// message too large for the topic is written with its payload cut (see DLQPublisher).
+func (p *DLQPublisher) Publish(topic string, msgs ...*message.Message) error {
+	for _, msg := range msgs {
+		if err := p.publish(topic, msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// publish tries the message within MaxRecordBytes; should the broker still refuse it as too
+// large (a topic with a smaller max.message.bytes), it tries again with an eighth of the
+// room, then with no payload at all and every header value capped.
+func (p *DLQPublisher) publish(topic string, msg *message.Message) error {
+	ctx := msg.Context()
+	limits := []int{p.cfg.MaxRecordBytes, p.cfg.MaxRecordBytes / 8, 0}
+	var err error
+	for i, limit := range limits {
+		rec, cut := dlqRecord(topic, msg, limit, i > 0)
+		if err = p.cl.ProduceSync(ctx, rec).FirstErr(); err == nil {
+			if cut {
+				p.log.Warn("dead letter too large for the DLQ topic: written with its payload cut",
+					"topic", topic, "partition", rec.Partition, "offset", rec.Offset, "payload_bytes", len(msg.Payload),
+					"written_bytes", len(rec.Value))
+			}
+			return nil
+		}
+		if !errors.Is(err, kerr.MessageTooLarge) && !errors.Is(err, kerr.RecordListTooLarge) {
+			break
+		}
+	}
+	return fmt.Errorf("dlq publisher: produce to %s: %w", topic, err)
+}
+
+// dlqRecord builds the record of msg: its original key, its metadata as headers (plus the
+// message UUID, as watermill-kafka's marshaler writes it) and its payload, cut so that the
+// record stays within limit bytes; cut reports whether it had to be. refused says the broker
+// refused a larger attempt.
+func dlqRecord(topic string, msg *message.Message, limit int, refused bool) (rec *kgo.Record, cut bool) {
+	rec = &kgo.Record{Topic: topic, Value: msg.Payload}
+	if key, ok := KeyFromContext(msg.Context()); ok && len(key) > 0 {
+		rec.Key = key
+	} else if id := msg.Metadata.Get(envelope.MetaAggregateID); id != "" {
+		rec.Key = []byte(id)
+	}
+	rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: watermillUUIDHeader, Value: []byte(msg.UUID)})
+	for _, k := range slices.Sorted(maps.Keys(msg.Metadata)) {
+		v := msg.Metadata[k]
+		if limit == 0 && len(v) > dlqHeaderValueCap {
+			v = v[:dlqHeaderValueCap]
+		}
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: k, Value: []byte(v)})
+	}
+	size := func() int {
+		n := len(rec.Key) + len(rec.Value)
+		for _, h := range rec.Headers {
+			n += len(h.Key) + len(h.Value) + 8 // and their length prefixes
+		}
+		return n + 64 // the record's own framing
+	}
+	if size() <= limit {
+		return rec, false
+	}
+	full := len(msg.Payload)
+	reason := fmt.Sprintf("the record (%d bytes with key and headers) exceeds the DLQ record limit of %d bytes", size(), limit)
+	if refused {
+		reason = fmt.Sprintf("the broker refused the record as too large (MESSAGE_TOO_LARGE); retried within %d bytes", limit)
+	}
+	// The truncation headers take their room before the payload budget is worked out; the
+	// numbers are written at their final width (the cut count is at most the full size).
+	width := len(strconv.Itoa(full))
+	rec.Value = nil
+	rec.Headers = append(rec.Headers,
+		kgo.RecordHeader{Key: HeaderPayloadTruncated, Value: []byte("true")},
+		kgo.RecordHeader{Key: HeaderPayloadBytes, Value: []byte(strconv.Itoa(full))},
+		kgo.RecordHeader{Key: HeaderPayloadCutBytes, Value: make([]byte, width)},
+		kgo.RecordHeader{Key: HeaderTruncationReason, Value: []byte(reason)},
+	)
+	keep := max(min(limit-size(), full), 0)
+	rec.Value = msg.Payload[:keep]
+	rec.Headers[len(rec.Headers)-2].Value = []byte(strconv.Itoa(full - keep))
+	return rec, true
+}
+
+// Close releases the connections; every publish has finished (they are synchronous).
+func (p *DLQPublisher) Close() error {
+	p.cl.Close()
+	return nil
+}

@@ -84,8 +84,17 @@ func (a *memAudit) FinishReplay(_ context.Context, id int64, result string, targ
 	return nil
 }
 
-func (a *memAudit) ReplayedDLQRefs(context.Context, string, []ops.DLQRef) (map[ops.DLQRef]ops.ReplayAuditEntry, error) {
+func (a *memAudit) RecordResolution(_ context.Context, e ops.ReplayAuditEntry) (int64, error) {
+	a.entries = append(a.entries, e)
+	return int64(len(a.entries)), nil
+}
+
+func (a *memAudit) HandledDLQRefs(context.Context, string, []ops.DLQRef) (map[ops.DLQRef]ops.ReplayAuditEntry, error) {
 	return nil, nil
+}
+
+func (a *memAudit) ListAudit(context.Context, ops.AuditFilter) ([]ops.ReplayAuditEntry, error) {
+	return a.entries, nil
 }
 
 func TestDLQListShowAndFilter(t *testing.T) {
@@ -115,7 +124,7 @@ func TestDLQListShowAndFilter(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer cancel()
-		all, err := svc.List(ctx, ops.DLQFilter{}, 0)
+		all, err := svc.List(ctx, ops.DLQFilter{}, 0, false)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -146,8 +155,8 @@ func TestDLQListShowAndFilter(t *testing.T) {
 				t.Errorf("show %s differs from list", m.Ref)
 			}
 		}
-		g := byEvent[""]
-		if g.Key != "garbage" || g.Class != "" || g.AggregateID != "" || string(g.Payload) != string(garbage.Value) {
+		g := byEvent[""] // no event id; its record key names the product
+		if g.Key != "garbage" || g.Class != "" || g.AggregateID != "garbage" || string(g.Payload) != string(garbage.Value) {
 			t.Errorf("garbage record decoded as %+v", g)
 		}
 		// Oldest failure first; the garbage record (failed "now", its record timestamp) last.
@@ -155,25 +164,25 @@ func TestDLQListShowAndFilter(t *testing.T) {
 			t.Error("list is not ordered by failure time")
 		}
 
-		rejected, err := svc.List(ctx, ops.DLQFilter{Classes: []string{"rejected"}}, 0)
+		rejected, err := svc.List(ctx, ops.DLQFilter{Classes: []string{"rejected"}}, 0, false)
 		if err != nil || rejected.Matched != 5 {
 			t.Fatalf("class filter: %d, %v", rejected.Matched, err)
 		}
 		agg := evs[2].AggregateID.String()
-		one, err := svc.List(ctx, ops.DLQFilter{AggregateID: agg}, 0)
+		one, err := svc.List(ctx, ops.DLQFilter{AggregateID: agg}, 0, false)
 		if err != nil || one.Matched != 2 || one.Messages[0].AggregateID != agg {
 			t.Fatalf("aggregate filter: %+v, %v", one, err)
 		}
-		recent, err := svc.List(ctx, ops.DLQFilter{Since: now.Add(-3 * time.Hour), Until: now.Add(-time.Hour)}, 0)
+		recent, err := svc.List(ctx, ops.DLQFilter{Since: now.Add(-3 * time.Hour), Until: now.Add(-time.Hour)}, 0, false)
 		if err != nil || recent.Matched != 2 {
 			t.Fatalf("time filter: %d, %v", recent.Matched, err)
 		}
 		// A since in the future starts every partition at its end (by record timestamp).
-		future, err := svc.List(ctx, ops.DLQFilter{Since: now.Add(time.Hour)}, 0)
+		future, err := svc.List(ctx, ops.DLQFilter{Since: now.Add(time.Hour)}, 0, false)
 		if err != nil || future.Matched != 0 {
 			t.Fatalf("future since: %d, %v", future.Matched, err)
 		}
-		last, err := svc.List(ctx, ops.DLQFilter{}, 3)
+		last, err := svc.List(ctx, ops.DLQFilter{}, 3, false)
 		if err != nil || len(last.Messages) != 3 || last.Matched != len(evs)+1 || last.Messages[2].EventID != "" {
 			t.Fatalf("limit: %d of %d, %v", len(last.Messages), last.Matched, err)
 		}

@@ -20,8 +20,9 @@ import (
 
 // ErrNotRetained is returned by EventLog.Read when part of the requested range has already
 // been deleted from the log (retention, DeleteRecords). A rebuild that silently skipped those
-// events would build an index that misses changes, so the gap is an error, not a warning.
-var ErrNotRetained = errors.New("event log: records are no longer retained")
+// events would build an index that misses changes, so the gap is an error, not a warning. It
+// is the port's rebuild.ErrNotRetained, so the use case can tell it apart.
+var ErrNotRetained = rebuild.ErrNotRetained
 
 // readBatchSize bounds a batch handed to the caller's fn: it is the most records one poll takes
 // from the client's buffer, and one poll makes at most one batch.
@@ -95,6 +96,32 @@ func (l *EventLog) EndOffsets(ctx context.Context) (rebuild.Offsets, error) {
 		return nil, fmt.Errorf("event log: end offsets of %s: %w", l.topic, err)
 	}
 	return ends, nil
+}
+
+// Committed implements rebuild.EventLog: group's committed offsets on every partition of the
+// topic, 0 where it committed none (the projector then starts from the oldest record, so
+// nothing of that partition is known to be applied). A group that never committed at all
+// reads as all zeros.
+func (l *EventLog) Committed(ctx context.Context, group string) (rebuild.Offsets, error) {
+	if group == "" {
+		return nil, errors.New("event log: committed offsets: empty group")
+	}
+	ends, err := l.EndOffsets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	committed, err := l.adm.FetchOffsets(ctx, group)
+	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
+		return nil, fmt.Errorf("event log: committed offsets of %s: %w", group, err)
+	}
+	out := make(rebuild.Offsets, len(ends))
+	for p := range ends {
+		out[p] = 0
+		if c, ok := committed.Lookup(l.topic, p); ok && c.Err == nil && c.At > 0 {
+			out[p] = c.At
+		}
+	}
+	return out, nil
 }
 
 // unknownTopicGrace is how long an offset listing keeps asking about a topic the cluster says

@@ -544,8 +544,8 @@ func TestEventLogNotRetained(t *testing.T) {
 		})
 
 		_, _, err = l.Read(ctx, rebuild.Offsets{p: 0}, ends, func([]product.Event) error { return nil })
-		if !errors.Is(err, kafka.ErrNotRetained) {
-			t.Fatalf("err = %v, want ErrNotRetained", err)
+		if !errors.Is(err, kafka.ErrNotRetained) || !errors.Is(err, rebuild.ErrNotRetained) {
+			t.Fatalf("err = %v, want ErrNotRetained (the port's sentinel, which the use case tells apart)", err)
 		}
 		t.Log(err)
 
@@ -564,6 +564,46 @@ func TestEventLogNotRetained(t *testing.T) {
 			t.Errorf("read %d, want %d", read, len(events)-3)
 		}
 		col.expectExactly(want)
+	})
+}
+
+// TestEventLogCommitted: a group's committed offsets cover every partition of the topic, 0
+// where the group committed nothing; a group that never committed reads as all zeros.
+func TestEventLogCommitted(t *testing.T) {
+	eachCluster(t, func(t *testing.T, c testkafka.Cluster) {
+		ctx := ctxT(t, time.Minute)
+		topic := testkafka.CreateTopic(t, c, "eventlog.committed", 3)
+		l := newEventLog(t, c, topic)
+		prod := newProducer(t, c)
+		produceEvents(t, prod, topic, makeEvents(t, 30))
+		group := topic + "-group"
+		var os kadm.Offsets
+		os.AddOffset(topic, 0, 4, -1)
+		os.AddOffset(topic, 2, 7, -1)
+		res, err := kadm.NewClient(prod).CommitOffsets(ctx, group, os)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := res.Error(); err != nil {
+			t.Fatal(err)
+		}
+		got, err := l.Committed(ctx, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 3 || got[0] != 4 || got[1] != 0 || got[2] != 7 {
+			t.Errorf("committed %v, want 0:4 1:0 2:7", got)
+		}
+		got, err = l.Committed(ctx, topic+"-never-committed")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 3 || got[0] != 0 || got[1] != 0 || got[2] != 0 {
+			t.Errorf("committed of an unknown group %v, want zeros on the 3 partitions", got)
+		}
+		if _, err := l.Committed(ctx, ""); err == nil {
+			t.Error("Committed of an empty group name succeeded")
+		}
 	})
 }
 

@@ -85,19 +85,19 @@ func (s *OpsStats) offsets(ctx context.Context, topic string) (starts, ends map[
 // not know yet.
 const opsUnknownTopicGrace = 5 * time.Second
 
-// TopicDepth implements ops.EventStats: the retained records of topic, end minus start
-// offset summed over its partitions. Transaction markers count as records, so a
-// transactional producer's topic reads slightly deeper than it is.
-func (s *OpsStats) TopicDepth(ctx context.Context, topic string) (int64, error) {
+// TopicOffsets implements ops.EventStats: the start and end offset of every partition of
+// topic, by partition number.
+func (s *OpsStats) TopicOffsets(ctx context.Context, topic string) (ops.TopicOffsets, error) {
 	starts, ends, err := s.offsets(ctx, topic)
 	if err != nil {
-		return 0, fmt.Errorf("ops stats: %w", err)
+		return nil, fmt.Errorf("ops stats: %w", err)
 	}
-	var depth int64
+	out := make(ops.TopicOffsets, 0, len(ends))
 	for p, end := range ends {
-		depth += max(end-starts[p], 0)
+		out = append(out, ops.PartitionOffsets{Partition: p, Start: starts[p], End: end})
 	}
-	return depth, nil
+	slices.SortFunc(out, func(a, b ops.PartitionOffsets) int { return int(a.Partition - b.Partition) })
+	return out, nil
 }
 
 // GroupLag implements ops.EventStats. A partition without a committed offset lags by all

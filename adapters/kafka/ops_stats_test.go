@@ -3,6 +3,7 @@ package kafka_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,7 +48,7 @@ func awaitTopic(t *testing.T, s *kafka.OpsStats, topic string) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		_, err := s.TopicDepth(ctxT(t, 10*time.Second), topic)
+		_, err := s.TopicOffsets(ctxT(t, 10*time.Second), topic)
 		if err == nil {
 			return
 		}
@@ -147,23 +148,28 @@ func TestOpsGroupLagPerPartition(t *testing.T) {
 	})
 }
 
-func TestOpsTopicDepth(t *testing.T) {
+func TestOpsTopicOffsets(t *testing.T) {
 	eachCluster(t, func(t *testing.T, c testkafka.Cluster) {
 		topic := testkafka.CreateTopic(t, c, "ops.dlq", 4)
 		stats := newOpsStats(t, c)
 		awaitTopic(t, stats, topic)
 		ctx := ctxT(t, 20*time.Second)
-		if d, err := stats.TopicDepth(ctx, topic); err != nil || d != 0 {
-			t.Fatalf("empty DLQ: %d, %v", d, err)
+		if o, err := stats.TopicOffsets(ctx, topic); err != nil || o.Depth() != 0 || len(o) != 4 {
+			t.Fatalf("empty DLQ: %+v, %v", o, err)
 		}
 		produceTo(t, c, topic, map[int32]int{0: 1, 3: 2})
-		if d, err := stats.TopicDepth(ctx, topic); err != nil || d != 3 {
-			t.Fatalf("DLQ with 3 messages: %d, %v", d, err)
+		o, err := stats.TopicOffsets(ctx, topic)
+		if err != nil || o.Depth() != 3 {
+			t.Fatalf("DLQ with 3 messages: %+v, %v", o, err)
+		}
+		want := ops.TopicOffsets{{Partition: 0, End: 1}, {Partition: 1}, {Partition: 2}, {Partition: 3, End: 2}}
+		if !slices.Equal(o, want) {
+			t.Fatalf("offsets %+v, want %+v", o, want)
 		}
 		// A missing topic is an error, not an empty DLQ (after a grace for new topics,
 		// which the short deadline cuts).
 		short := ctxT(t, time.Second)
-		if _, err := stats.TopicDepth(short, "no.such.topic."+testenv.Name("x")); err == nil {
+		if _, err := stats.TopicOffsets(short, "no.such.topic."+testenv.Name("x")); err == nil {
 			t.Fatal("depth of a missing topic")
 		}
 		if _, err := stats.GroupLag(short, "g", "no.such.topic."+testenv.Name("x")); err == nil {

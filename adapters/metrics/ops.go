@@ -36,33 +36,52 @@ type OpsSamplerConfig struct {
 // enough for alerts with a one-minute window, cheap enough to run on every replica.
 const DefaultOpsSampleInterval = 5 * time.Second
 
-// OpsSampler exports the operational gauges (outbox backlog, oldest event age, outbox table
-// size, projector lag per partition, DLQ depth). They come from database and Kafka queries,
+// OpsSources are what the OpsSampler reads.
+type OpsSources struct {
+	// Outbox reads the outbox backlog.
+	Outbox OutboxSource
+	// Events reads consumer-group lag and topic offsets.
+	Events ops.EventStats
+	// DeadLetters tells which dead letters were replayed or resolved.
+	DeadLetters ops.DLQLedger
+	// Progress remembers when each partition last committed; pass the status's, so both
+	// know of a stall as early as either has seen it. Nil keeps one of the sampler's own.
+	Progress *ops.CommitProgress
+}
+
+// OpsSampler exports the operational gauges (outbox backlog, oldest event age, age of the
+// oldest transaction holding the relay back, outbox table size, projector lag and commit
+// stall per partition, DLQ depth and unhandled dead letters). They come from database and Kafka queries,
 // so a background loop (Run, a role of the process) refreshes them every Interval and a
 // scrape only reads the last values: scrapes never query the sources, however many
 // scrapers there are. A source that fails keeps its last values and counts in
 // catalog_ops_sample_errors_total.
 type OpsSampler struct {
-	cfg    OpsSamplerConfig
-	outbox OutboxSource
-	events ops.EventStats
-	log    *slog.Logger
+	cfg OpsSamplerConfig
+	src OpsSources
+	log *slog.Logger
 
-	backlog    prometheus.Gauge
-	oldestAge  prometheus.Gauge
-	tableBytes prometheus.Gauge
-	lag        *prometheus.GaugeVec
-	dlqDepth   prometheus.Gauge
-	errors     *prometheus.CounterVec
+	backlog      prometheus.Gauge
+	oldestAge    prometheus.Gauge
+	blockingTx   prometheus.Gauge
+	tableBytes   prometheus.Gauge
+	lag          *prometheus.GaugeVec
+	stalled      *prometheus.GaugeVec
+	dlqDepth     prometheus.Gauge
+	dlqUnhandled prometheus.Gauge
+	errors       *prometheus.CounterVec
 
 	mu         sync.Mutex
 	partitions map[string]bool // lag label values set by the last good sample
 }
 
 // NewOpsSampler registers the gauges on r.
-func NewOpsSampler(r *Registry, outbox OutboxSource, events ops.EventStats, cfg OpsSamplerConfig, log *slog.Logger) (*OpsSampler, error) {
-	if r == nil || outbox == nil || events == nil {
+func NewOpsSampler(r *Registry, src OpsSources, cfg OpsSamplerConfig, log *slog.Logger) (*OpsSampler, error) {
+	if r == nil || src.Outbox == nil || src.Events == nil || src.DeadLetters == nil {
 		return nil, errors.New("ops sampler: nil dependency")
+	}
+	if src.Progress == nil {
+		src.Progress = ops.NewCommitProgress(nil)
 	}
 	if cfg.ProjectorGroup == "" || cfg.EventsTopic == "" || cfg.DLQTopic == "" {
 		return nil, errors.New("ops sampler: projector group, events topic and DLQ topic are required")
@@ -76,7 +95,7 @@ func NewOpsSampler(r *Registry, outbox OutboxSource, events ops.EventStats, cfg 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &OpsSampler{cfg: cfg, outbox: outbox, events: events, log: log, partitions: map[string]bool{},
+	s := &OpsSampler{cfg: cfg, src: src, log: log, partitions: map[string]bool{},
 		backlog: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "catalog", Subsystem: "outbox", Name: "backlog_events",
 			Help: "Committed outbox events the relay has not forwarded yet, all lanes.",
@@ -84,6 +103,11 @@ func NewOpsSampler(r *Registry, outbox OutboxSource, events ops.EventStats, cfg 
 		oldestAge: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "catalog", Subsystem: "outbox", Name: "oldest_event_age_seconds",
 			Help: "Age of the oldest outbox event not yet forwarded; 0 when the backlog is empty. Grows when the relay stops or a long transaction holds it back.",
+		}),
+		blockingTx: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "catalog", Subsystem: "outbox", Name: "blocking_transaction_age_seconds",
+			Help: "Age of the oldest open transaction holding a transaction id anywhere in the PostgreSQL cluster (every database, prepared transactions included): " +
+				"the relay cannot pass it, so events committed after it began wait. About 0 normally; alert when it nears the outbox age limit (60 s).",
 		}),
 		tableBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "catalog", Subsystem: "outbox", Name: "table_bytes",
@@ -93,17 +117,28 @@ func NewOpsSampler(r *Registry, outbox OutboxSource, events ops.EventStats, cfg 
 			Namespace: "catalog", Subsystem: "projector", Name: "lag",
 			Help: "Records of the events topic the projector's consumer group has still to read, by partition.",
 		}, []string{"partition"}),
+		stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: "catalog", Subsystem: "projector", Name: "partition_stalled_seconds",
+			Help: "How long the projector group's committed offset of a partition has stood still while events wait behind it, as far as this process has watched; 0 while it moves or nothing waits.",
+		}, []string{"partition"}),
 		dlqDepth: prometheus.NewGauge(prometheus.GaugeOpts{
 			Namespace: "catalog", Name: "dlq_depth",
-			Help: "Messages retained in the dead-letter topic; any needs an operator (nothing is replayed automatically).",
+			Help: "Messages retained in the dead-letter topic, handled or not (until the topic's retention removes them); catalog_dlq_unhandled is the health signal.",
+		}),
+		dlqUnhandled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: "catalog", Name: "dlq_unhandled",
+			Help: "Retained dead letters nobody has replayed or resolved yet ('catalog dlq replay', 'catalog dlq resolve'); any needs an operator, nothing is replayed automatically.",
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "catalog", Subsystem: "ops", Name: "sample_errors_total",
 			Help: "Failed samples of the operational gauges by source (outbox, projector_lag, dlq); the gauges keep their last values.",
 		}, []string{"source"}),
 	}
-	if err := r.Register(s.backlog, s.oldestAge, s.tableBytes, s.lag, s.dlqDepth, s.errors); err != nil {
+	if err := r.Register(s.backlog, s.oldestAge, s.blockingTx, s.tableBytes, s.lag, s.stalled, s.dlqDepth, s.dlqUnhandled, s.errors); err != nil {
 		return nil, fmt.Errorf("ops sampler: %w", err)
+	}
+	for _, source := range []string{"outbox", "projector_lag", "dlq"} {
+		s.errors.WithLabelValues(source)
 	}
 	return s, nil
 }
@@ -128,33 +163,35 @@ func (s *OpsSampler) Sample(ctx context.Context) {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		st, err := s.outbox.OutboxStats(ctx)
+		st, err := s.src.Outbox.OutboxStats(ctx)
 		if s.failed(ctx, "outbox", err) {
 			return
 		}
 		s.backlog.Set(float64(st.Backlog))
 		s.oldestAge.Set(st.OldestAge.Seconds())
+		s.blockingTx.Set(st.BlockingTransactionAge.Seconds())
 		s.tableBytes.Set(float64(st.TableBytes))
 	})
 	wg.Go(func() {
-		gl, err := s.events.GroupLag(ctx, s.cfg.ProjectorGroup, s.cfg.EventsTopic)
+		gl, err := s.src.Events.GroupLag(ctx, s.cfg.ProjectorGroup, s.cfg.EventsTopic)
 		if s.failed(ctx, "projector_lag", err) {
 			return
 		}
-		s.setLag(gl)
+		s.setLag(s.src.Progress.Observe(gl))
 	})
 	wg.Go(func() {
-		depth, err := s.events.TopicDepth(ctx, s.cfg.DLQTopic)
+		c, err := ops.CountDeadLetters(ctx, s.src.Events, s.src.DeadLetters, s.cfg.DLQTopic)
 		if s.failed(ctx, "dlq", err) {
 			return
 		}
-		s.dlqDepth.Set(float64(depth))
+		s.dlqDepth.Set(float64(c.Depth))
+		s.dlqUnhandled.Set(float64(c.Unhandled))
 	})
 	wg.Wait()
 }
 
-// setLag sets every partition's lag and drops the series of partitions that are gone (a
-// recreated topic), so a dashboard never sums lag of partitions that no longer exist.
+// setLag sets every partition's lag and stall and drops the series of partitions that are
+// gone (a recreated topic), so a dashboard never sums lag of partitions that no longer exist.
 func (s *OpsSampler) setLag(gl ops.GroupLag) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -162,11 +199,13 @@ func (s *OpsSampler) setLag(gl ops.GroupLag) {
 	for _, p := range gl.Partitions {
 		label := strconv.Itoa(int(p.Partition))
 		s.lag.WithLabelValues(label).Set(float64(p.Lag))
+		s.stalled.WithLabelValues(label).Set(p.StalledFor.Seconds())
 		seen[label] = true
 	}
 	for label := range s.partitions {
 		if !seen[label] {
 			s.lag.DeleteLabelValues(label)
+			s.stalled.DeleteLabelValues(label)
 		}
 	}
 	s.partitions = seen

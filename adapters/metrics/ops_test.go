@@ -17,6 +17,7 @@ type opsSources struct {
 	outbox   ops.OutboxStats
 	lag      ops.GroupLag
 	dlq      int64
+	handled  int64
 	err      error
 	calls    int
 	lastDLQ  string
@@ -38,12 +39,18 @@ func (s *opsSources) GroupLag(_ context.Context, _, topic string) (ops.GroupLag,
 	return s.lag, s.err
 }
 
-func (s *opsSources) TopicDepth(_ context.Context, topic string) (int64, error) {
+func (s *opsSources) TopicOffsets(_ context.Context, topic string) (ops.TopicOffsets, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls++
 	s.lastDLQ = topic
-	return s.dlq, s.err
+	return ops.TopicOffsets{{Partition: 0, Start: 10, End: 10 + s.dlq}}, s.err
+}
+
+func (s *opsSources) HandledDLQMessages(context.Context, string, ops.TopicOffsets) (int64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.handled, nil
 }
 
 func (s *opsSources) callCount() int {
@@ -63,7 +70,7 @@ func gaugeValue(t *testing.T, r *metrics.Registry, name string, labels map[strin
 
 func newSampler(t *testing.T, r *metrics.Registry, src *opsSources, interval time.Duration) *metrics.OpsSampler {
 	t.Helper()
-	s, err := metrics.NewOpsSampler(r, src, src, metrics.OpsSamplerConfig{Interval: interval, ProjectorGroup: "g",
+	s, err := metrics.NewOpsSampler(r, metrics.OpsSources{Outbox: src, Events: src, DeadLetters: src}, metrics.OpsSamplerConfig{Interval: interval, ProjectorGroup: "g",
 		EventsTopic: "product.events", DLQTopic: "dlq.product.events"}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -74,17 +81,20 @@ func newSampler(t *testing.T, r *metrics.Registry, src *opsSources, interval tim
 func TestOpsSamplerExportsTheGauges(t *testing.T) {
 	r := newRegistry(t)
 	src := &opsSources{
-		outbox: ops.OutboxStats{Backlog: 42, OldestAge: 90 * time.Second, TableBytes: 65536},
-		lag:    ops.GroupLag{Partitions: []ops.PartitionLag{{Partition: 0, Lag: 5}, {Partition: 1, Lag: 0}, {Partition: 2, Lag: 7}}},
-		dlq:    3,
+		outbox:  ops.OutboxStats{Backlog: 42, OldestAge: 90 * time.Second, TableBytes: 65536, BlockingTransactionAge: 75 * time.Second},
+		lag:     ops.GroupLag{Partitions: []ops.PartitionLag{{Partition: 0, Lag: 5}, {Partition: 1, Lag: 0}, {Partition: 2, Lag: 7}}},
+		dlq:     3,
+		handled: 1,
 	}
 	s := newSampler(t, r, src, time.Minute)
 	s.Sample(context.Background())
 	for name, want := range map[string]float64{
-		"catalog_outbox_backlog_events":           42,
-		"catalog_outbox_oldest_event_age_seconds": 90,
-		"catalog_outbox_table_bytes":              65536,
-		"catalog_dlq_depth":                       3,
+		"catalog_outbox_backlog_events":                   42,
+		"catalog_outbox_oldest_event_age_seconds":         90,
+		"catalog_outbox_blocking_transaction_age_seconds": 75,
+		"catalog_outbox_table_bytes":                      65536,
+		"catalog_dlq_depth":                               3,
+		"catalog_dlq_unhandled":                           2,
 	} {
 		if got, ok := gaugeValue(t, r, name, nil); !ok || got != want {
 			t.Errorf("%s = %v (exists %v), want %v", name, got, ok, want)
@@ -133,6 +143,34 @@ func TestOpsSamplerExportsTheGauges(t *testing.T) {
 	}
 }
 
+// TestOpsSamplerExportsStalls: a partition whose committed offset stands still while events
+// wait reports how long, from the sampler's first look; one that moves reports 0.
+func TestOpsSamplerExportsStalls(t *testing.T) {
+	r := newRegistry(t)
+	now := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	progress := ops.NewCommitProgress(func() time.Time { return now })
+	src := &opsSources{}
+	s, err := metrics.NewOpsSampler(r, metrics.OpsSources{Outbox: src, Events: src, DeadLetters: src, Progress: progress},
+		metrics.OpsSamplerConfig{ProjectorGroup: "g", EventsTopic: "e", DLQTopic: "d"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range int64(4) {
+		src.mu.Lock()
+		src.lag = ops.GroupLag{Group: "g", Topic: "e", Partitions: []ops.PartitionLag{
+			{Partition: 0, Committed: 10, End: 20 + i, Lag: 10 + i}, {Partition: 1, Committed: 10 + i, End: 50, Lag: 40 - i}}}
+		src.mu.Unlock()
+		s.Sample(context.Background())
+		now = now.Add(5 * time.Second)
+	}
+	if got, _ := gaugeValue(t, r, "catalog_projector_partition_stalled_seconds", map[string]string{"partition": "0"}); got != 15 {
+		t.Errorf("stalled{partition=0} = %v, want 15", got)
+	}
+	if got, ok := gaugeValue(t, r, "catalog_projector_partition_stalled_seconds", map[string]string{"partition": "1"}); !ok || got != 0 {
+		t.Errorf("stalled{partition=1} = %v (exists %v), want 0", got, ok)
+	}
+}
+
 func TestOpsSamplerRunsUntilCancelled(t *testing.T) {
 	r := newRegistry(t)
 	src := &opsSources{}
@@ -161,10 +199,14 @@ func TestOpsSamplerRunsUntilCancelled(t *testing.T) {
 func TestNewOpsSamplerChecksItsInputs(t *testing.T) {
 	r := newRegistry(t)
 	src := &opsSources{}
-	if _, err := metrics.NewOpsSampler(r, src, src, metrics.OpsSamplerConfig{}, nil); err == nil {
+	if _, err := metrics.NewOpsSampler(r, metrics.OpsSources{Outbox: src, Events: src, DeadLetters: src}, metrics.OpsSamplerConfig{}, nil); err == nil {
 		t.Error("empty names accepted")
 	}
-	if _, err := metrics.NewOpsSampler(r, nil, src, metrics.OpsSamplerConfig{ProjectorGroup: "g", EventsTopic: "e", DLQTopic: "d"}, nil); err == nil {
+	named := metrics.OpsSamplerConfig{ProjectorGroup: "g", EventsTopic: "e", DLQTopic: "d"}
+	if _, err := metrics.NewOpsSampler(r, metrics.OpsSources{Events: src, DeadLetters: src}, named, nil); err == nil {
 		t.Error("nil outbox accepted")
+	}
+	if _, err := metrics.NewOpsSampler(r, metrics.OpsSources{Outbox: src, Events: src}, named, nil); err == nil {
+		t.Error("nil audit log accepted")
 	}
 }

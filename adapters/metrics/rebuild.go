@@ -40,6 +40,9 @@ const (
 //	catalog_rebuild_docs_done                  documents written in the current phase
 //	catalog_rebuild_docs_total                 documents expected in the current phase
 //	catalog_rebuild_started_timestamp_seconds  when the newest rebuild started
+//	catalog_rebuild_heartbeat_timestamp_seconds when the newest rebuild's runner last beat,
+//	                                            while it has not ended: alert on time() minus
+//	                                            it, a runner that died stops beating
 //	catalog_rebuild_record_up                  0 when the record could not be read
 //
 // When the record cannot be read only catalog_rebuild_record_up (0) is exposed: stale
@@ -56,7 +59,7 @@ type RebuildMetrics struct {
 	found  bool
 	err    error
 
-	running, phase, done, total, started, up *prometheus.Desc
+	running, phase, done, total, started, heartbeat, up *prometheus.Desc
 }
 
 // NewRebuildMetrics registers the rebuild gauges on r, reading records at scrape time.
@@ -73,7 +76,9 @@ func NewRebuildMetrics(r *Registry, records RebuildRecords) (*RebuildMetrics, er
 		done:    desc("docs_done", "Documents the newest projection rebuild wrote in its current phase."),
 		total:   desc("docs_total", "Documents the newest projection rebuild expects in its current phase."),
 		started: desc("started_timestamp_seconds", "Start time of the newest projection rebuild (Unix seconds)."),
-		up:      desc("record_up", "1 when the rebuild record could be read for these metrics, 0 otherwise."),
+		heartbeat: desc("heartbeat_timestamp_seconds",
+			"Last heartbeat of the newest projection rebuild's runner (Unix seconds), while the rebuild has not ended; it beats about every second."),
+		up: desc("record_up", "1 when the rebuild record could be read for these metrics, 0 otherwise."),
 	}
 	if err := r.Register(m); err != nil {
 		return nil, err
@@ -83,7 +88,7 @@ func NewRebuildMetrics(r *Registry, records RebuildRecords) (*RebuildMetrics, er
 
 // Describe implements prometheus.Collector.
 func (m *RebuildMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.running, m.phase, m.done, m.total, m.started, m.up} {
+	for _, d := range []*prometheus.Desc{m.running, m.phase, m.done, m.total, m.started, m.heartbeat, m.up} {
 		ch <- d
 	}
 }
@@ -114,6 +119,9 @@ func (m *RebuildMetrics) Collect(ch chan<- prometheus.Metric) {
 	}
 	if found && !snap.StartedAt.IsZero() {
 		gauge(m.started, float64(snap.StartedAt.UnixNano())/1e9)
+	}
+	if found && !snap.Phase.Terminal() && !snap.HeartbeatAt.IsZero() {
+		gauge(m.heartbeat, float64(snap.HeartbeatAt.UnixNano())/1e9)
 	}
 }
 

@@ -65,7 +65,7 @@ func TestDLQAuditRecordsReplays(t *testing.T) {
 	otherID, _ := a.BeginReplay(ctx, other)
 	_ = a.FinishReplay(ctx, otherID, ops.ReplayResultOK, &ops.ReplayTarget{}, "")
 
-	got, err := a.ReplayedDLQRefs(ctx, "dlq.product.events", []ops.DLQRef{{Partition: 3, Offset: 17}, {Partition: 3, Offset: 18}, {Partition: 3, Offset: 19}, {Partition: 4, Offset: 17}})
+	got, err := a.HandledDLQRefs(ctx, "dlq.product.events", []ops.DLQRef{{Partition: 3, Offset: 17}, {Partition: 3, Offset: 18}, {Partition: 3, Offset: 19}, {Partition: 4, Offset: 17}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,13 +73,13 @@ func TestDLQAuditRecordsReplays(t *testing.T) {
 		t.Fatalf("replayed refs %v, want only 3:17 (3:18 failed, 3:19 pending, 4:17 never)", got)
 	}
 	e := got[ops.DLQRef{Partition: 3, Offset: 17}]
-	if e.ID != okID || e.Result != ops.ReplayResultOK || e.Operator != "alice" || e.RunID != "run-1" || e.ErrorClass != "rejected" ||
+	if e.ID != okID || e.Action != ops.AuditActionReplay || e.Result != ops.ReplayResultOK || e.Operator != "alice" || e.RunID != "run-1" || e.ErrorClass != "rejected" ||
 		e.Target == nil || *e.Target != (ops.ReplayTarget{Partition: 5, Offset: 901}) || e.FinishedAt.IsZero() ||
 		time.Since(e.ReplayedAt) > time.Minute || e.TargetTopic != "product.events" || e.AggregateID == "" || e.EventID == "" {
 		t.Fatalf("entry %+v", e)
 	}
 
-	list, err := a.ListReplays(ctx, postgres.DLQAuditFilter{RunID: "run-1"})
+	list, err := a.ListAudit(ctx, ops.AuditFilter{RunID: "run-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,6 +94,81 @@ func TestDLQAuditRecordsReplays(t *testing.T) {
 	}
 	if _, err := a.BeginReplay(ctx, ops.ReplayAuditEntry{DLQTopic: "x", TargetTopic: "y"}); err == nil {
 		t.Fatal("an entry without operator was recorded")
+	}
+}
+
+// TestDLQAuditRecordsResolutions: a resolution is an ok entry with the reason and no target;
+// it counts as handled beside ok replays, and only messages still retained are counted.
+func TestDLQAuditRecordsResolutions(t *testing.T) {
+	a, db := newDLQAudit(t)
+	ctx := context.Background()
+	const topic = "dlq.product.events"
+	resolve := func(p int32, o int64, note string) (int64, error) {
+		return a.RecordResolution(ctx, ops.ReplayAuditEntry{Action: ops.AuditActionResolve, RunID: "run-r", Operator: "dora", DLQTopic: topic,
+			Ref: ops.DLQRef{Partition: p, Offset: o}, ErrorClass: "undecodable", Note: note})
+	}
+	resolvedID, err := resolve(0, 4, "garbage from a load test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := resolve(0, 5, ""); err == nil {
+		t.Fatal("a resolution without a reason was recorded")
+	}
+	replay := func(p int32, o int64, result string) {
+		id, err := a.BeginReplay(ctx, ops.ReplayAuditEntry{RunID: "run-p", Operator: "dora", DLQTopic: topic, Ref: ops.DLQRef{Partition: p, Offset: o}, TargetTopic: "product.events"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if result != ops.ReplayResultPending {
+			if err := a.FinishReplay(ctx, id, result, &ops.ReplayTarget{}, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	replay(0, 6, ops.ReplayResultOK)
+	replay(0, 6, ops.ReplayResultOK) // replayed twice: still one handled message
+	replay(0, 7, ops.ReplayResultError)
+	replay(0, 8, ops.ReplayResultPending)
+	replay(1, 2, ops.ReplayResultOK)
+	replay(0, 1, ops.ReplayResultOK) // below the log start: retention removed it
+	if _, err := a.RecordResolution(ctx, ops.ReplayAuditEntry{RunID: "x", Operator: "x", DLQTopic: "dlq.other", Ref: ops.DLQRef{Offset: 4}, Note: "x"}); err != nil {
+		t.Fatal(err)
+	}
+
+	retained := ops.TopicOffsets{{Partition: 0, Start: 3, End: 10}, {Partition: 1, Start: 0, End: 2}, {Partition: 2, Start: 0, End: 5}}
+	n, err := a.HandledDLQMessages(ctx, topic, retained)
+	if err != nil || n != 2 {
+		t.Fatalf("handled: %d, %v; want 2 (0:4 resolved, 0:6 replayed; 1:2 is past the end, 0:1 before the start)", n, err)
+	}
+	if n, err := a.HandledDLQMessages(ctx, topic, ops.TopicOffsets{{Partition: 0}}); err != nil || n != 0 {
+		t.Fatalf("handled in an empty topic: %d, %v", n, err)
+	}
+
+	got, err := a.HandledDLQRefs(ctx, topic, []ops.DLQRef{{Partition: 0, Offset: 4}, {Partition: 0, Offset: 7}})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("handled refs %+v, %v", got, err)
+	}
+	e := got[ops.DLQRef{Partition: 0, Offset: 4}]
+	if e.ID != resolvedID || e.Action != ops.AuditActionResolve || e.Note != "garbage from a load test" || e.Result != ops.ReplayResultOK ||
+		e.TargetTopic != "" || e.Target != nil || e.FinishedAt.IsZero() || e.Operator != "dora" {
+		t.Fatalf("resolution %+v", e)
+	}
+
+	list, err := a.ListAudit(ctx, ops.AuditFilter{DLQTopic: topic, Action: ops.AuditActionResolve})
+	if err != nil || len(list) != 1 || list[0].ID != resolvedID {
+		t.Fatalf("resolutions of %s: %+v, %v", topic, list, err)
+	}
+	list, err = a.ListAudit(ctx, ops.AuditFilter{DLQTopic: topic, Ref: &ops.DLQRef{Partition: 0, Offset: 6}})
+	if err != nil || len(list) != 2 || list[0].Action != ops.AuditActionReplay {
+		t.Fatalf("entries of 0:6: %+v, %v", list, err)
+	}
+	list, err = a.ListAudit(ctx, ops.AuditFilter{Limit: 3})
+	if err != nil || len(list) != 3 {
+		t.Fatalf("newest 3: %+v, %v", list, err)
+	}
+	var rows int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM dlq_replays`).Scan(&rows); err != nil || rows != 8 {
+		t.Fatalf("%d rows, %v", rows, err)
 	}
 }
 

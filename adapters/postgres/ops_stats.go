@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -32,7 +30,7 @@ type OpsStatsConfig struct {
 }
 
 // OpsStats reads what the operator's checks need from PostgreSQL: the outbox backlog behind
-// the relay's lane positions, long transactions, product counts (ops.Database), and
+// the relay's lane positions, the transactions holding it back, long transactions, product counts (ops.Database), and
 // (id, version, deleted) of products for the verify's merge (ops.Products). Every query is
 // a single statement on the pool, so it never holds a transaction open itself.
 type OpsStats struct {
@@ -64,13 +62,22 @@ func NewOpsStats(db *DB, cfg OpsStatsConfig) (*OpsStats, error) {
 // (transaction_id, offset) order the relay reads in, so each lane is a range scan of the
 // primary key. Ages come from the server's clock, so client clock skew cannot fake them.
 // Rows of transactions still open are invisible here, as they are to the relay.
+//
+// Rows at or above the snapshot's xmin (the oldest transaction id still running anywhere in
+// the cluster) are committed but not passable yet: they are counted apart, with their
+// oldest age, so a stall behind an open transaction can be told from a stopped relay even
+// when the transaction itself is invisible to this role.
 const outboxBacklog = `
+WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
 SELECT l.lane, o.lane IS NOT NULL, coalesce(o.offset_acked, 0), coalesce(o.last_processed_transaction_id::text, ''), o.updated_at,
-       b.n, b.oldest, coalesce(extract(epoch FROM clock_timestamp() - b.oldest)::float8, 0)
-FROM generate_series(0, $2::int - 1) AS l(lane)
+       b.n, b.oldest, coalesce(extract(epoch FROM clock_timestamp() - b.oldest)::float8, 0),
+       b.held, coalesce(extract(epoch FROM clock_timestamp() - b.oldest_held)::float8, 0), s.xmin::text
+FROM s CROSS JOIN generate_series(0, $2::int - 1) AS l(lane)
 LEFT JOIN outbox_offsets o ON o.lane = l.lane AND o.consumer_group = $1
 CROSS JOIN LATERAL (
-    SELECT count(*) AS n, min(m.created_at) AS oldest
+    SELECT count(*) AS n, min(m.created_at) AS oldest,
+           count(*) FILTER (WHERE m.transaction_id >= s.xmin) AS held,
+           min(m.created_at) FILTER (WHERE m.transaction_id >= s.xmin) AS oldest_held
     FROM outbox_messages m
     WHERE m.lane = l.lane
       AND (m.transaction_id, m."offset") > (coalesce(o.last_processed_transaction_id, '0'::xid8), coalesce(o.offset_acked, 0::bigint))
@@ -87,13 +94,15 @@ func (s *OpsStats) OutboxStats(ctx context.Context) (ops.OutboxStats, error) {
 	var out ops.OutboxStats
 	for rows.Next() {
 		var (
-			l         ops.OutboxLane
-			relayedAt *time.Time
-			oldest    *time.Time
-			ageSecs   float64
+			l           ops.OutboxLane
+			relayedAt   *time.Time
+			oldest      *time.Time
+			ageSecs     float64
+			held        int64
+			heldAgeSecs float64
 		)
 		if err := rows.Scan(&l.Lane, &l.RelayStarted, &l.RelayedOffset, &l.RelayedTransactionID, &relayedAt,
-			&l.Backlog, &oldest, &ageSecs); err != nil {
+			&l.Backlog, &oldest, &ageSecs, &held, &heldAgeSecs, &out.OldestRunningTransactionID); err != nil {
 			rows.Close()
 			return ops.OutboxStats{}, fmt.Errorf("ops stats: outbox backlog: %w", err)
 		}
@@ -113,6 +122,8 @@ func (s *OpsStats) OutboxStats(ctx context.Context) (ops.OutboxStats, error) {
 			out.OldestCreatedAt = l.OldestCreatedAt
 		}
 		out.OldestAge = max(out.OldestAge, l.OldestAge)
+		out.HeldBack += held
+		out.HeldBackAge = max(out.HeldBackAge, time.Duration(heldAgeSecs*float64(time.Second)))
 	}
 	if err := rows.Err(); err != nil {
 		return ops.OutboxStats{}, fmt.Errorf("ops stats: outbox backlog: %w", err)
@@ -120,28 +131,40 @@ func (s *OpsStats) OutboxStats(ctx context.Context) (ops.OutboxStats, error) {
 	if err := s.db.Pool.QueryRow(ctx, `SELECT pg_total_relation_size('outbox_messages')`).Scan(&out.TableBytes); err != nil {
 		return ops.OutboxStats{}, fmt.Errorf("ops stats: outbox table size: %w", err)
 	}
+	var blockingSecs float64
+	if err := s.db.Pool.QueryRow(ctx, blockingTransactionAge).Scan(&blockingSecs); err != nil {
+		return ops.OutboxStats{}, fmt.Errorf("ops stats: oldest transaction holding the relay back: %w", err)
+	}
+	out.BlockingTransactionAge = max(time.Duration(blockingSecs*float64(time.Second)), 0)
 	return out, nil
 }
 
-// longTransactions lists client sessions whose transaction is older than $1 seconds. A
-// transaction with a transaction id (it has written) holds the relay back wherever it runs,
-// since transaction ids are cluster-wide and the relay only passes transactions older than
-// every running one; a read-only one matters only in this database (vacuum).
+// longTransactions lists the transactions older than $1 seconds that matter here, oldest
+// first. The relay reads only outbox rows of transactions older than pg_snapshot_xmin of its
+// snapshot, which is the oldest transaction id still running in the whole cluster: every
+// backend of every database that holds one (backend_xid: it has written or locked a row;
+// autovacuum and replication workers included), and every prepared transaction. A
+// read-only transaction (backend_xmin only) does not move it, and neither do replication
+// slots (they hold back vacuum, not snapshots); a read-only one still matters in this
+// database, whose vacuum it holds back. The statement text is not read: it may hold secrets.
+// Other roles' sessions show their details only to superusers and members of
+// pg_read_all_stats (docs/RUNBOOK.md).
 const longTransactions = `
-SELECT pid, coalesce(datname, ''), coalesce(usename, ''), coalesce(application_name, ''), coalesce(state, ''),
-       left(coalesce(query, ''), 1000), xact_start, extract(epoch FROM clock_timestamp() - xact_start)::float8,
+SELECT pid, coalesce(datname, ''), coalesce(usename, ''), coalesce(application_name, ''), coalesce(backend_type, ''), ''::text,
+       coalesce(state, ''), xact_start, query_start, extract(epoch FROM clock_timestamp() - xact_start)::float8,
        backend_xid IS NOT NULL
 FROM pg_stat_activity
 WHERE xact_start IS NOT NULL
   AND pid <> pg_backend_pid()
-  AND backend_type = 'client backend'
   AND xact_start < clock_timestamp() - make_interval(secs => $1)
-  AND (backend_xid IS NOT NULL OR datname = current_database())
-ORDER BY xact_start
+  AND (backend_xid IS NOT NULL OR (backend_type = 'client backend' AND datname = current_database()))
+UNION ALL
+SELECT 0, coalesce(database, ''), coalesce(owner, ''), '', 'prepared transaction', gid,
+       'prepared', prepared, NULL, extract(epoch FROM clock_timestamp() - prepared)::float8, true
+FROM pg_prepared_xacts
+WHERE prepared < clock_timestamp() - make_interval(secs => $1)
+ORDER BY 8
 LIMIT $2`
-
-// queryPrefixLen bounds the statement text reported per transaction.
-const queryPrefixLen = 120
 
 // LongTransactions implements ops.Database.
 func (s *OpsStats) LongTransactions(ctx context.Context, olderThan time.Duration) ([]ops.LongTransaction, error) {
@@ -151,13 +174,17 @@ func (s *OpsStats) LongTransactions(ctx context.Context, olderThan time.Duration
 	}
 	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (ops.LongTransaction, error) {
 		var (
-			tx      ops.LongTransaction
-			ageSecs float64
+			tx         ops.LongTransaction
+			queryStart *time.Time
+			ageSecs    float64
 		)
-		err := row.Scan(&tx.PID, &tx.Database, &tx.User, &tx.Application, &tx.State, &tx.Query, &tx.Started, &ageSecs, &tx.HoldsBackOutbox)
+		err := row.Scan(&tx.PID, &tx.Database, &tx.User, &tx.Application, &tx.BackendType, &tx.PreparedGID,
+			&tx.State, &tx.Started, &queryStart, &ageSecs, &tx.HoldsBackOutbox)
 		tx.Started = tx.Started.UTC()
+		if queryStart != nil {
+			tx.QueryStarted = queryStart.UTC()
+		}
 		tx.Age = time.Duration(ageSecs * float64(time.Second))
-		tx.Query = oneLinePrefix(tx.Query, queryPrefixLen)
 		return tx, err
 	})
 	if err != nil {
@@ -166,19 +193,12 @@ func (s *OpsStats) LongTransactions(ctx context.Context, olderThan time.Duration
 	return out, nil
 }
 
-// oneLinePrefix folds whitespace runs (SQL is often multi-line) and cuts to n bytes on a
-// rune boundary.
-func oneLinePrefix(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
+// blockingTransactionAge is the age of the oldest transaction that holds the relay back (the
+// rule of longTransactions, without the read-only ones), 0 when none is open.
+const blockingTransactionAge = `
+SELECT coalesce(extract(epoch FROM clock_timestamp() - least(
+    (SELECT min(xact_start) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()),
+    (SELECT min(prepared) FROM pg_prepared_xacts))), 0)::float8`
 
 // ProductCounts implements ops.Database with exact counts (one scan of products).
 func (s *OpsStats) ProductCounts(ctx context.Context) (ops.ProductCounts, error) {

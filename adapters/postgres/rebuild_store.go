@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"net"
 	"sync"
 	"time"
 
@@ -42,8 +43,9 @@ func advisoryKey(name string) int64 {
 }
 
 // RebuildStore implements rebuild.Store: rebuild records in the rebuilds table, so any replica
-// can report a rebuild, and the single-flight lock as a session-level advisory lock, so that a
-// crashed process can never leave it held.
+// can report a rebuild, the single-flight lock as a session-level advisory lock, so that a
+// crashed process can never leave it held, and the event-log positions of indices that do not
+// receive every event in the index_positions table.
 type RebuildStore struct {
 	db *DB
 }
@@ -56,53 +58,130 @@ func NewRebuildStore(db *DB) (*RebuildStore, error) {
 	return &RebuildStore{db: db}, nil
 }
 
-// TryLock implements rebuild.Store. The lock is taken on a connection hijacked from the pool:
-// a session-level advisory lock belongs to its connection, so that connection must neither go
-// back to the pool (where any query could run on it and a later release would unlock the
-// wrong session's lock) nor be closed by the pool's idle or lifetime reaper while the rebuild
-// runs. release unlocks and closes it; if the process dies, the operating system closes the
-// socket and PostgreSQL drops the lock with the session. Note that closing the DB does not
-// close the hijacked connection: only release or the process's exit does.
-func (s *RebuildStore) TryLock(ctx context.Context) (release func(), err error) {
-	pc, err := s.db.Pool.Acquire(ctx)
+// Keepalive settings of the lock's session. The session sits idle for the whole rebuild
+// apart from the lock checks, so a peer that vanished (a host that died, a cut network, a
+// pooler that dropped it) is noticed by TCP within about idle + count*interval on both ends:
+// the client side through the socket options, the server side through the session's
+// tcp_keepalives_* settings, so PostgreSQL ends a dead holder's session and frees the lock
+// within the same bound.
+const (
+	lockKeepAliveIdle     = 10 * time.Second
+	lockKeepAliveInterval = 5 * time.Second
+	lockKeepAliveCount    = 3
+)
+
+// TryLock implements rebuild.Store. The lock is taken on a connection of its own, dialled
+// with TCP keepalives and never part of the pool: a session-level advisory lock belongs to
+// its connection, so that connection must neither be shared (a later release would unlock
+// the wrong session's lock) nor be closed by the pool's idle or lifetime reaper while the
+// rebuild runs. Release unlocks and closes it; if the process dies, the operating system
+// closes the socket and PostgreSQL drops the lock with the session. Check asks PostgreSQL
+// whether this very session still holds the lock, which catches a dropped session and a
+// pooler that moved the session to another backend alike. Note that closing the DB does not
+// close the lock's connection: only Release or the process's exit does.
+func (s *RebuildStore) TryLock(ctx context.Context) (apprebuild.Lock, error) {
+	cfg := s.db.Pool.Config().ConnConfig.Copy()
+	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAliveConfig: net.KeepAliveConfig{
+		Enable: true, Idle: lockKeepAliveIdle, Interval: lockKeepAliveInterval, Count: lockKeepAliveCount}}
+	cfg.DialFunc = dialer.DialContext
+	// Named, so pg_stat_activity shows which session holds the rebuild lock (a startup
+	// parameter every pooler passes on).
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["application_name"] = "catalog rebuild lock"
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("rebuild store: lock: acquire connection: %w", err)
+		return nil, fmt.Errorf("rebuild store: lock: connect: %w", err)
 	}
-	conn := pc.Hijack()
-	closeConn := func() {
-		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = conn.Close(cctx)
+	l := &advisoryLock{conn: conn}
+	settings := []string{
+		fmt.Sprintf("SET tcp_keepalives_idle = %d", int(lockKeepAliveIdle/time.Second)),
+		fmt.Sprintf("SET tcp_keepalives_interval = %d", int(lockKeepAliveInterval/time.Second)),
+		fmt.Sprintf("SET tcp_keepalives_count = %d", lockKeepAliveCount),
+		// The session is idle between checks: a server-wide idle_session_timeout must not
+		// end it. Servers before PostgreSQL 14 do not know the setting, which is just as well.
+		"SET idle_session_timeout = 0",
 	}
-	// Named, so pg_stat_activity shows which session holds the rebuild lock.
-	if _, err := conn.Exec(ctx, `SET application_name = 'catalog rebuild lock'`); err != nil {
-		closeConn()
-		return nil, fmt.Errorf("rebuild store: lock: %w", err)
+	for _, stmt := range settings {
+		if _, err := conn.Exec(ctx, stmt); err != nil {
+			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "42704" { // undefined_object: an older server
+				continue
+			}
+			l.close()
+			return nil, fmt.Errorf("rebuild store: lock: %s: %w", stmt, err)
+		}
 	}
 	var locked bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, rebuildLockKey).Scan(&locked); err != nil {
-		closeConn()
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1), pg_backend_pid()`, rebuildLockKey).Scan(&locked, &l.pid); err != nil {
+		l.close()
 		return nil, fmt.Errorf("rebuild store: lock: %w", err)
 	}
 	if !locked {
-		closeConn()
+		l.close()
 		return nil, rebuild.ErrAlreadyRunning
 	}
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			// Unlock explicitly before closing: the server ends a closed session
-			// asynchronously, and the next rebuild should not race that. If the session is
-			// already gone, so is the lock, and the error is moot.
-			uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_, _ = conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, rebuildLockKey)
-			closeConn()
-		})
-	}, nil
+	return l, nil
 }
 
-const rebuildColumns = `id, source, phase, from_index, to_index, docs_done, docs_total, started_at, updated_at, finished_at, error, phase_starts, drain_from`
+// advisoryLock is a held rebuild lock: its session's connection and backend pid.
+type advisoryLock struct {
+	mu       sync.Mutex // a pgx connection serves one statement at a time
+	conn     *pgx.Conn
+	pid      uint32
+	released bool
+}
+
+// Check implements apprebuild.Lock: the session must answer and hold the lock. A query that
+// fails or times out closes pgx's connection, and with it the session and the lock, so any
+// error means the lock is gone.
+func (l *advisoryLock) Check(ctx context.Context) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released {
+		return fmt.Errorf("%w: released", rebuild.ErrLockLost)
+	}
+	key := uint64(rebuildLockKey)
+	var pid uint32
+	var held bool
+	err := l.conn.QueryRow(ctx, `SELECT pg_backend_pid(), EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'
+  AND granted AND pid = pg_backend_pid() AND classid = $1 AND objid = $2 AND objsubid = 1)`,
+		int64(key>>32), int64(key&0xffffffff)).Scan(&pid, &held)
+	switch {
+	case err != nil:
+		return fmt.Errorf("%w: its database session (backend %d) does not answer: %w", rebuild.ErrLockLost, l.pid, err)
+	case pid != l.pid:
+		return fmt.Errorf("%w: the connection now reaches backend %d instead of %d (a pooler in transaction mode?)", rebuild.ErrLockLost, pid, l.pid)
+	case !held:
+		return fmt.Errorf("%w: its database session (backend %d) no longer holds it", rebuild.ErrLockLost, l.pid)
+	}
+	return nil
+}
+
+// Release implements apprebuild.Lock: it unlocks explicitly before closing, because the
+// server ends a closed session asynchronously and the next rebuild should not race that. If
+// the session is already gone, so is the lock, and the error is moot.
+func (l *advisoryLock) Release() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.released {
+		return
+	}
+	l.released = true
+	uctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = l.conn.Exec(uctx, `SELECT pg_advisory_unlock($1)`, rebuildLockKey)
+	l.close()
+}
+
+func (l *advisoryLock) close() {
+	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = l.conn.Close(cctx)
+}
+
+const rebuildColumns = `id, source, phase, from_index, to_index, docs_done, docs_total, started_at, updated_at, finished_at, error, phase_starts, drain_from, owner, heartbeat_at`
 
 // Create implements rebuild.Store. An existing id is refused rather than overwritten: two
 // rebuilds must never share a record.
@@ -111,7 +190,7 @@ func (s *RebuildStore) Create(ctx context.Context, r *rebuild.Rebuild) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Pool.Exec(ctx, `INSERT INTO rebuilds (`+rebuildColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)`, args...)
+	_, err = s.db.Pool.Exec(ctx, `INSERT INTO rebuilds (`+rebuildColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)`, args...)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		return fmt.Errorf("rebuild store: create %s: %w: the id exists", r.ID(), rebuild.ErrInvalid)
@@ -123,20 +202,96 @@ func (s *RebuildStore) Create(ctx context.Context, r *rebuild.Rebuild) error {
 }
 
 // Save implements rebuild.Store as an upsert of every field but cancel_requested, so saving
-// progress never loses a cancel request that another replica recorded meanwhile.
+// progress never loses a cancel request that another replica recorded meanwhile. An existing
+// record is updated only while its owner is r's (rebuild.ErrNotOwner otherwise), and its
+// heartbeat only moves forward: the heartbeat goroutine writes it more often than the record.
 func (s *RebuildStore) Save(ctx context.Context, r *rebuild.Rebuild) error {
 	args, err := rebuildArgs(r)
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Pool.Exec(ctx, `INSERT INTO rebuilds (`+rebuildColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13)
+	tag, err := s.db.Pool.Exec(ctx, `INSERT INTO rebuilds (`+rebuildColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
 ON CONFLICT (id) DO UPDATE SET source = EXCLUDED.source, phase = EXCLUDED.phase,
   from_index = EXCLUDED.from_index, to_index = EXCLUDED.to_index,
   docs_done = EXCLUDED.docs_done, docs_total = EXCLUDED.docs_total,
   started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at, finished_at = EXCLUDED.finished_at,
-  error = EXCLUDED.error, phase_starts = EXCLUDED.phase_starts, drain_from = EXCLUDED.drain_from`, args...)
+  error = EXCLUDED.error, phase_starts = EXCLUDED.phase_starts, drain_from = EXCLUDED.drain_from,
+  heartbeat_at = GREATEST(rebuilds.heartbeat_at, EXCLUDED.heartbeat_at)
+WHERE rebuilds.owner = EXCLUDED.owner`, args...)
 	if err != nil {
 		return fmt.Errorf("rebuild store: save %s: %w", r.ID(), err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("rebuild store: save %s: %w", r.ID(), rebuild.ErrNotOwner)
+	}
+	return nil
+}
+
+// Heartbeat implements rebuild.Store.
+func (s *RebuildStore) Heartbeat(ctx context.Context, id, owner string, at time.Time) error {
+	tag, err := s.db.Pool.Exec(ctx, `UPDATE rebuilds SET heartbeat_at = GREATEST(heartbeat_at, $3) WHERE id = $1 AND owner = $2`,
+		id, owner, storedTime(at))
+	if err != nil {
+		return fmt.Errorf("rebuild store: heartbeat %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("rebuild store: heartbeat %s: %w", id, rebuild.ErrNotOwner)
+	}
+	return nil
+}
+
+// TakeOver implements rebuild.Store in one conditional UPDATE, so of several replicas
+// recovering at once exactly one gets the record.
+func (s *RebuildStore) TakeOver(ctx context.Context, id, owner string, now, expiredBefore time.Time) (*rebuild.Rebuild, bool, error) {
+	r, err := scanRebuild(s.db.Pool.QueryRow(ctx, `UPDATE rebuilds SET owner = $2, heartbeat_at = $3
+WHERE id = $1 AND phase NOT IN ('succeeded', 'failed', 'cancelled') AND heartbeat_at < $4
+RETURNING `+rebuildColumns, id, owner, storedTime(now), storedTime(expiredBefore)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("rebuild store: take over %s: %w", id, err)
+	}
+	return r, true, nil
+}
+
+// IndexPosition implements rebuild.Store.
+func (s *RebuildStore) IndexPosition(ctx context.Context, index string) (apprebuild.Offsets, bool, error) {
+	var raw []byte
+	err := s.db.Pool.QueryRow(ctx, `SELECT complete_before FROM index_positions WHERE index_name = $1`, index).Scan(&raw)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("rebuild store: position of %s: %w", index, err)
+	}
+	var pos apprebuild.Offsets
+	if err := json.Unmarshal(raw, &pos); err != nil {
+		return nil, false, fmt.Errorf("rebuild store: position of %s: %w", index, err)
+	}
+	return pos, true, nil
+}
+
+// SetIndexPosition implements rebuild.Store.
+func (s *RebuildStore) SetIndexPosition(ctx context.Context, index string, pos apprebuild.Offsets) error {
+	if pos == nil {
+		pos = apprebuild.Offsets{}
+	}
+	raw, err := json.Marshal(pos)
+	if err != nil {
+		return fmt.Errorf("rebuild store: position of %s: %w", index, err)
+	}
+	if _, err := s.db.Pool.Exec(ctx, `INSERT INTO index_positions (index_name, complete_before, updated_at) VALUES ($1, $2, now())
+ON CONFLICT (index_name) DO UPDATE SET complete_before = EXCLUDED.complete_before, updated_at = EXCLUDED.updated_at`, index, string(raw)); err != nil {
+		return fmt.Errorf("rebuild store: record the position of %s: %w", index, err)
+	}
+	return nil
+}
+
+// ClearIndexPosition implements rebuild.Store.
+func (s *RebuildStore) ClearIndexPosition(ctx context.Context, index string) error {
+	if _, err := s.db.Pool.Exec(ctx, `DELETE FROM index_positions WHERE index_name = $1`, index); err != nil {
+		return fmt.Errorf("rebuild store: clear the position of %s: %w", index, err)
 	}
 	return nil
 }
@@ -232,7 +387,8 @@ func rebuildArgs(r *rebuild.Rebuild) ([]any, error) {
 		return nil, fmt.Errorf("rebuild store: %s drain position: %w", s.ID, err)
 	}
 	return []any{s.ID, string(s.Source), string(s.Phase), s.FromIndex, s.ToIndex, s.DocsDone, s.DocsTotal,
-		storedTime(s.StartedAt), storedTime(s.UpdatedAt), finished, s.Error, string(startsJSON), string(drainJSON)}, nil
+		storedTime(s.StartedAt), storedTime(s.UpdatedAt), finished, s.Error, string(startsJSON), string(drainJSON),
+		s.Owner, storedTime(s.HeartbeatAt)}, nil
 }
 
 func scanRebuild(row pgx.Row) (*rebuild.Rebuild, error) {
@@ -245,11 +401,11 @@ func scanRebuild(row pgx.Row) (*rebuild.Rebuild, error) {
 		drainJSON  []byte
 	)
 	if err := row.Scan(&s.ID, &source, &phase, &s.FromIndex, &s.ToIndex, &s.DocsDone, &s.DocsTotal,
-		&s.StartedAt, &s.UpdatedAt, &finished, &s.Error, &startsJSON, &drainJSON); err != nil {
+		&s.StartedAt, &s.UpdatedAt, &finished, &s.Error, &startsJSON, &drainJSON, &s.Owner, &s.HeartbeatAt); err != nil {
 		return nil, err
 	}
 	s.Source, s.Phase = rebuild.Source(source), rebuild.Phase(phase)
-	s.StartedAt, s.UpdatedAt = s.StartedAt.UTC(), s.UpdatedAt.UTC()
+	s.StartedAt, s.UpdatedAt, s.HeartbeatAt = s.StartedAt.UTC(), s.UpdatedAt.UTC(), s.HeartbeatAt.UTC()
 	if finished != nil {
 		t := finished.UTC()
 		s.FinishedAt = &t

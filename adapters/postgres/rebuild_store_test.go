@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/adapters/postgres"
+	apprebuild "github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/rebuild"
 )
 
@@ -25,13 +26,15 @@ func newRebuildStore(t *testing.T, db *postgres.DB) *postgres.RebuildStore {
 	return s
 }
 
-// lockHolders returns the pids of the sessions holding the rebuild advisory lock; pg_locks
-// shows a bigint key as its high and low 32 bits with objsubid 1.
+// lockHolders returns the pids of the sessions holding the rebuild advisory lock in db's
+// database (advisory locks are per database: other tests' databases on the same server have
+// their own); pg_locks shows a bigint key as its high and low 32 bits with objsubid 1.
 func lockHolders(t *testing.T, db *postgres.DB) []int32 {
 	t.Helper()
 	key := uint64(postgres.RebuildLockKey())
 	rows, err := db.Pool.Query(context.Background(), `SELECT pid FROM pg_locks
-WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2 AND objsubid = 1`,
+WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2 AND objsubid = 1
+  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
 		int64(key>>32), int64(key&0xffffffff))
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +90,7 @@ func TestRebuildLockIsExclusive(t *testing.T) {
 	defer other.Close()
 	a, b := newRebuildStore(t, db), newRebuildStore(t, other)
 
-	release, err := a.TryLock(ctx)
+	lock, err := a.TryLock(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,18 +119,18 @@ func TestRebuildLockIsExclusive(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "failed attempts left sessions open", func() bool { return sessions() == 1 })
 
-	release()
-	release() // idempotent
+	lock.Release()
+	lock.Release() // idempotent
 	if h := lockHolders(t, db); len(h) != 0 {
 		t.Fatalf("after release the lock is held by %v", h)
 	}
 	eventually(t, 5*time.Second, "release left the lock connection open", func() bool { return sessions() == 0 })
 
-	releaseB, err := b.TryLock(ctx)
+	lockB, err := b.TryLock(ctx)
 	if err != nil {
 		t.Fatalf("after release: %v", err)
 	}
-	releaseB()
+	lockB.Release()
 }
 
 // TestRebuildLockFreedWhenSessionDies: an administrator's pg_terminate_backend (or a network
@@ -137,7 +140,7 @@ func TestRebuildLockFreedWhenSessionDies(t *testing.T) {
 	db, _ := migratedDB(t)
 	ctx := context.Background()
 	s := newRebuildStore(t, db)
-	release, err := s.TryLock(ctx)
+	lock, err := s.TryLock(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,13 +151,13 @@ func TestRebuildLockFreedWhenSessionDies(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, holders[0]); err != nil {
 		t.Fatal(err)
 	}
-	var again func()
+	var again apprebuild.Lock
 	eventually(t, 10*time.Second, "the lock of a terminated session was not freed", func() bool {
 		again, err = s.TryLock(ctx)
 		return err == nil
 	})
 	done := make(chan struct{})
-	go func() { release(); close(done) }()
+	go func() { lock.Release(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(10 * time.Second):
@@ -163,7 +166,7 @@ func TestRebuildLockFreedWhenSessionDies(t *testing.T) {
 	if h := lockHolders(t, db); len(h) != 1 {
 		t.Fatalf("the dead session's release touched the new holder's lock: holders %v", h)
 	}
-	again()
+	again.Release()
 }
 
 const lockHolderEnv = "CATALOG_TEST_REBUILD_LOCK_HOLDER_URL"
@@ -235,12 +238,12 @@ func TestRebuildLockFreedWhenProcessDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	var release func()
+	var lock apprebuild.Lock
 	eventually(t, 10*time.Second, "the lock of a killed process was not freed", func() bool {
-		release, err = s.TryLock(ctx)
+		lock, err = s.TryLock(ctx)
 		return err == nil
 	})
-	release()
+	lock.Release()
 }
 
 // sameRebuild compares records as stored: times in UTC at microsecond precision.

@@ -107,9 +107,9 @@ func (r *Relay) Run(ctx context.Context) error {
 	if err := r.checkStrayLanes(ctx); err != nil {
 		return err
 	}
-	wlog := newGatedLogger(r.log.With("component", "relay"), map[slog.Level]slog.Level{
+	wlog := sessionEndLogger{newGatedLogger(r.log.With("component", "relay"), map[slog.Level]slog.Level{
 		slog.LevelInfo: slog.LevelDebug, // watermill's per-subscription info lines are noise here
-	})
+	})}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 

@@ -301,7 +301,16 @@ func (r *laneReader) run(ctx context.Context) {
 		if err == nil || ctx.Err() != nil {
 			return
 		}
-		r.log.Warn("relay: lane stopped; it is taken again after the retry interval", "err", err, "retry_in", r.s.cfg.RetryInterval)
+		switch {
+		case sessionEnded(err):
+			// A terminated session (pg_terminate_backend, failover) heals with the next
+			// connection: not a fault.
+			r.log.Warn("relay: database session ended; the lane is taken again on a new one", "err", err, "retry_in", r.s.cfg.RetryInterval)
+		case errors.Is(err, errLaneLost):
+			r.log.Warn("relay: the lane's lock was lost; taking it again", "err", err, "retry_in", r.s.cfg.RetryInterval)
+		default:
+			r.log.Error("relay: lane failed; it is taken again after the retry interval", "err", err, "retry_in", r.s.cfg.RetryInterval)
+		}
 		select {
 		case <-ctx.Done():
 			return

@@ -39,6 +39,11 @@ func (h deleteProductHandler) Handle(ctx context.Context, cmd DeleteProduct) (*p
 		return nil, err
 	}
 	p, err := h.repo.Update(ctx, id, func(_ context.Context, p *product.Product) (*product.Product, error) {
+		// Gone before stale: a retried delete whose first answer was lost must learn that
+		// the product is deleted, not that its version is behind the tombstone's.
+		if p.IsDeleted() {
+			return nil, product.ErrDeleted
+		}
 		if cmd.ExpectedVersion != nil {
 			if err := p.CheckVersion(*cmd.ExpectedVersion); err != nil {
 				return nil, err

@@ -70,6 +70,12 @@ func TestDeleteProductExpectedVersion(t *testing.T) {
 		t.Fatalf("delete at the right version: %v, %v", got, err)
 	}
 	e.requireEvents(t, product.EventCreated, product.EventDeleted)
+	// A retried delete (the first answer was lost) names the version it read, which the
+	// tombstone has moved past: it is told the product is gone, not that it is stale.
+	if _, err := e.delete.Handle(ctx, command.DeleteProduct{ID: p.ID().String(), ExpectedVersion: ptr(int64(1))}); !errors.Is(err, product.ErrDeleted) {
+		t.Fatalf("retried delete: %v, want ErrDeleted", err)
+	}
+	e.requireEvents(t, product.EventCreated, product.EventDeleted)
 }
 
 func TestDeleteProductErrors(t *testing.T) {

@@ -1,5 +1,5 @@
-// The DLQ tooling (ARCHITECTURE §5, issue 6 item 2): list and show dead-lettered messages
-// and replay them deliberately, with an audit log. Nothing here ever replays on its own.
+// The DLQ tooling: list and show dead-lettered messages, replay them deliberately or resolve
+// (drop) them, with an audit log. Nothing here ever replays on its own.
 
 package ops
 
@@ -40,13 +40,21 @@ const (
 	DLQHeaderHandlerPoisoned    = "handler_poisoned"
 	DLQHeaderSubscriberPoisoned = "subscriber_poisoned"
 
+	// DLQHeaderPayloadTruncated and its siblings are set by the DLQ publisher on a dead
+	// letter whose payload it had to cut to fit the topic: "true", the original size, the
+	// number of bytes cut, and why.
+	DLQHeaderPayloadTruncated = "dlq_payload_truncated"
+	DLQHeaderPayloadBytes     = "dlq_payload_bytes"
+	DLQHeaderPayloadCutBytes  = "dlq_payload_cut_bytes"
+	DLQHeaderTruncationReason = "dlq_truncation_reason"
+
 	// ReplayHeaderReplayedFrom is added to a replayed event: "<dlq topic>/<partition>:<offset>"
 	// of the DLQ message it came from. Should the event fail again, its new DLQ copy says
 	// which replay it was.
 	ReplayHeaderReplayedFrom = "replayed_from"
 )
 
-// Event headers (api/envelope's metadata keys, ARCHITECTURE §6) the DLQ tooling reads.
+// Event headers (api/envelope's metadata keys) the DLQ tooling reads.
 const (
 	DLQEventHeaderEventID          = "event_id"
 	DLQEventHeaderEventType        = "event_type"
@@ -69,6 +77,11 @@ var (
 	ErrReplayInvalidRequest = errors.New("dlq replay: invalid request")
 	// ErrReplayUnavailable: the service was built without a publisher or audit log.
 	ErrReplayUnavailable = errors.New("dlq replay: no publisher or audit log configured")
+	// ErrResolveInvalidRequest: a resolve request that selects nothing, everything
+	// implicitly, or two ways at once, or gives no reason. Nothing was resolved.
+	ErrResolveInvalidRequest = errors.New("dlq resolve: invalid request")
+	// ErrAuditUnavailable: the service was built without an audit log.
+	ErrAuditUnavailable = errors.New("dlq: no audit log configured")
 )
 
 // DLQRef identifies one message of the DLQ topic.
@@ -142,7 +155,7 @@ type DLQMessage struct {
 	OriginalOffset int64
 	// Attempts is how often the handler ran before giving up, 0 when unknown.
 	Attempts int
-	// AggregateID is the product id, from the headers or the payload.
+	// AggregateID is the product id, from the headers or the payload, else the record key.
 	AggregateID string
 	// AggregateVersion is the product version the event carries, 0 when unknown.
 	AggregateVersion int64
@@ -153,6 +166,13 @@ type DLQMessage struct {
 	// ReplayedFrom is set when this message is itself a replay that failed again: the DLQ
 	// message the replay came from.
 	ReplayedFrom string
+	// Truncated is true when the payload is not the whole event: it was too large for the
+	// DLQ topic and was cut (dlq_payload_truncated). Such a message cannot be replayed.
+	Truncated bool
+	// PayloadBytes is the size of the original payload: len(Payload) unless Truncated.
+	PayloadBytes int
+	// TruncationReason says why the payload was cut, for a Truncated message.
+	TruncationReason string
 }
 
 // NewDLQMessage decodes what a DLQ record says about its failure. It never fails: a record
@@ -179,8 +199,15 @@ func NewDLQMessage(ref DLQRef, key string, timestamp time.Time, headers []DLQHea
 		m.Attempts = a
 	}
 	m.ReplayedFrom = m.Header(ReplayHeaderReplayedFrom)
+	m.PayloadBytes = len(payload)
+	if m.Truncated = m.Header(DLQHeaderPayloadTruncated) == "true"; m.Truncated {
+		m.TruncationReason = m.Header(DLQHeaderTruncationReason)
+		if n, err := strconv.Atoi(m.Header(DLQHeaderPayloadBytes)); err == nil && n > len(payload) {
+			m.PayloadBytes = n
+		}
+	}
 
-	// The payload is the envelope (ARCHITECTURE §6) when it decodes at all; only its identity
+	// The payload is the envelope when it decodes at all; only its identity
 	// fields matter here, and a payload that is not JSON simply leaves them empty.
 	var env struct {
 		EventID          string          `json:"event_id"`
@@ -189,7 +216,9 @@ func NewDLQMessage(ref DLQRef, key string, timestamp time.Time, headers []DLQHea
 		AggregateVersion json.RawMessage `json:"aggregate_version"`
 	}
 	_ = json.Unmarshal(payload, &env)
-	m.AggregateID = dlqFirstNonEmpty(m.Header(DLQEventHeaderAggregateID), env.AggregateID)
+	// The record key is the product id (the relay keys events by it, the DLQ keeps it): it
+	// names the product of a message whose headers and payload are garbage.
+	m.AggregateID = dlqFirstNonEmpty(m.Header(DLQEventHeaderAggregateID), env.AggregateID, key)
 	m.EventID = dlqFirstNonEmpty(m.Header(DLQEventHeaderEventID), env.EventID)
 	m.EventType = dlqFirstNonEmpty(m.Header(DLQEventHeaderEventType), env.EventType)
 	version := dlqFirstNonEmpty(m.Header(DLQEventHeaderAggregateVersion), string(env.AggregateVersion))
@@ -260,7 +289,15 @@ type ReplayPublisher interface {
 	PublishReplay(ctx context.Context, msg ReplayMessage) (ReplayTarget, error)
 }
 
-// Results of a replay audit entry.
+// Actions of an audit entry.
+const (
+	// AuditActionReplay: the message was republished to the events topic.
+	AuditActionReplay = "replay"
+	// AuditActionResolve: an operator decided to drop the message; it counts as handled.
+	AuditActionResolve = "resolve"
+)
+
+// Results of an audit entry. A resolution is recorded as ok at once.
 const (
 	// ReplayResultPending: the entry was recorded and the publish not yet confirmed; an entry
 	// left pending means the process died in between (the event may or may not be in Kafka).
@@ -272,11 +309,13 @@ const (
 	ReplayResultError = "error"
 )
 
-// ReplayAuditEntry is one replayed message in the audit log.
+// ReplayAuditEntry is one entry of the DLQ audit log: a replayed or a resolved message.
 type ReplayAuditEntry struct {
 	// ID is assigned by the audit log.
 	ID int64
-	// RunID groups the entries of one replay command.
+	// Action is AuditActionReplay or AuditActionResolve.
+	Action string
+	// RunID groups the entries of one replay or resolve command.
 	RunID string
 	// ReplayedAt is when the entry was recorded (by the audit log's clock).
 	ReplayedAt time.Time
@@ -292,8 +331,10 @@ type ReplayAuditEntry struct {
 	AggregateID string
 	// EventID is the event id, "" when unknown.
 	EventID string
-	// TargetTopic is the topic the event was republished to.
+	// TargetTopic is the topic the event was republished to; empty for a resolution.
 	TargetTopic string
+	// Note is the operator's reason, for a resolution.
+	Note string
 	// Result is ReplayResultPending, ReplayResultOK or ReplayResultError.
 	Result string
 	// Error is the publish error for ReplayResultError.
@@ -304,19 +345,42 @@ type ReplayAuditEntry struct {
 	FinishedAt time.Time
 }
 
-// ReplayAudit is the audit log of replays, in the system of record. An entry is recorded
-// before the publish and completed after it, so every publish attempt leaves a trace even if
-// the process dies in between.
+// ReplayAudit is the audit log of the DLQ, in the system of record: every replay and every
+// resolution. A replay's entry is recorded before the publish and completed after it, so
+// every publish attempt leaves a trace even if the process dies in between.
 type ReplayAudit interface {
-	// BeginReplay records a pending entry and returns its id.
+	// BeginReplay records a pending replay entry and returns its id.
 	BeginReplay(ctx context.Context, e ReplayAuditEntry) (int64, error)
 	// FinishReplay records the result of entry id: ReplayResultOK with target, or
 	// ReplayResultError with errText.
 	FinishReplay(ctx context.Context, id int64, result string, target *ReplayTarget, errText string) error
-	// ReplayedDLQRefs returns, for those of refs that were replayed with result ok before,
-	// the latest such entry.
-	ReplayedDLQRefs(ctx context.Context, dlqTopic string, refs []DLQRef) (map[DLQRef]ReplayAuditEntry, error)
+	// RecordResolution records a resolution (result ok) and returns its id.
+	RecordResolution(ctx context.Context, e ReplayAuditEntry) (int64, error)
+	// HandledDLQRefs returns, for those of refs that were handled before (replayed with
+	// result ok, or resolved), the latest such entry.
+	HandledDLQRefs(ctx context.Context, dlqTopic string, refs []DLQRef) (map[DLQRef]ReplayAuditEntry, error)
+	// ListAudit returns the entries f selects, newest first.
+	ListAudit(ctx context.Context, f AuditFilter) ([]ReplayAuditEntry, error)
 }
+
+// AuditFilter selects audit entries. Empty fields do not filter.
+type AuditFilter struct {
+	// DLQTopic keeps the entries of one DLQ topic.
+	DLQTopic string
+	// RunID keeps the entries of one command.
+	RunID string
+	// AggregateID keeps the entries of one product.
+	AggregateID string
+	// Ref keeps the entries of one message (with DLQTopic).
+	Ref *DLQRef
+	// Action keeps replays or resolutions.
+	Action string
+	// Limit caps the number of entries (the newest); 0 means DefaultAuditLimit.
+	Limit int
+}
+
+// DefaultAuditLimit is how many audit entries a listing returns unless told otherwise.
+const DefaultAuditLimit = 100
 
 // DLQFilter selects DLQ messages. Empty fields do not filter.
 type DLQFilter struct {
@@ -397,22 +461,30 @@ type DLQListResult struct {
 
 // List returns the messages that match f, oldest failure first. limit > 0 keeps the newest
 // limit matches (like tail), so the latest failures are never hidden behind old ones; 0 keeps
-// all of them.
-func (s *DLQService) List(ctx context.Context, f DLQFilter, limit int) (DLQListResult, error) {
+// all of them. unhandledOnly drops the messages replayed successfully or resolved (it needs
+// the audit log): what the status counts as unhandled.
+func (s *DLQService) List(ctx context.Context, f DLQFilter, limit int, unhandledOnly bool) (DLQListResult, error) {
 	if err := f.validate(); err != nil {
 		return DLQListResult{}, err
 	}
 	if limit < 0 {
 		return DLQListResult{}, fmt.Errorf("%w: negative limit %d", ErrDLQInvalidFilter, limit)
 	}
+	if unhandledOnly && s.audit == nil {
+		return DLQListResult{}, ErrAuditUnavailable
+	}
 	var res DLQListResult
 	var keep []DLQMessage
-	err := s.reader.ScanDLQ(ctx, f.Since, func(m DLQMessage) error {
-		if !f.Matches(m) {
-			return nil
+	err := s.eachSelected(ctx, "dlq list", nil, f, func(batch []DLQMessage) error {
+		if unhandledOnly {
+			handled, err := s.handled(ctx, batch)
+			if err != nil {
+				return fmt.Errorf("dlq list: audit log: %w", err)
+			}
+			batch = slices.DeleteFunc(batch, func(m DLQMessage) bool { _, ok := handled[m.Ref]; return ok })
 		}
-		res.Matched++
-		keep = append(keep, m)
+		res.Matched += len(batch)
+		keep = append(keep, batch...)
 		if limit > 0 && len(keep) >= 2*limit+64 {
 			dlqSort(keep)
 			keep = slices.Delete(keep, 0, len(keep)-limit)
@@ -420,7 +492,7 @@ func (s *DLQService) List(ctx context.Context, f DLQFilter, limit int) (DLQListR
 		return nil
 	})
 	if err != nil {
-		return DLQListResult{}, fmt.Errorf("dlq list: %w", err)
+		return DLQListResult{}, err
 	}
 	dlqSort(keep)
 	if limit > 0 && len(keep) > limit {
@@ -466,8 +538,9 @@ type ReplayRequest struct {
 	Limit int
 	// DryRun reports what would be replayed and changes nothing: no publish, no audit entry.
 	DryRun bool
-	// Force replays messages that an earlier replay already published successfully; by
-	// default they are skipped, so running the same command twice does not replay twice.
+	// Force replays messages that were handled before (an earlier replay published them, or
+	// an operator resolved them); by default they are skipped, so running the same command
+	// twice does not replay twice.
 	Force bool
 	// Operator is recorded in the audit log: who replayed.
 	Operator string
@@ -476,30 +549,36 @@ type ReplayRequest struct {
 // Validate reports a request Replay refuses (ErrReplayInvalidRequest), without touching
 // anything, so a caller can reject it before connecting anywhere.
 func (r ReplayRequest) Validate() error {
+	return validateSelection(ErrReplayInvalidRequest, r.Refs, r.Filter, r.All, r.Limit, r.Operator)
+}
+
+// validateSelection checks what a replay and a resolution have in common: exactly one way
+// of selecting messages, a limit, an operator for the audit log.
+func validateSelection(kind error, refs []DLQRef, f DLQFilter, all bool, limit int, operator string) error {
 	modes := 0
-	if len(r.Refs) > 0 {
+	if len(refs) > 0 {
 		modes++
 	}
-	if r.Filter.Selects() {
+	if f.Selects() {
 		modes++
 	}
-	if r.All {
+	if all {
 		modes++
 	}
 	switch {
 	case modes == 0:
-		return fmt.Errorf("%w: select messages: a <partition>:<offset>, an aggregate, an error class or a time range (or --all for every message)", ErrReplayInvalidRequest)
+		return fmt.Errorf("%w: select messages: a <partition>:<offset>, an aggregate, an error class or a time range (or --all for every message)", kind)
 	case modes > 1:
-		return fmt.Errorf("%w: choose one way of selecting messages: explicit references, filters, or --all", ErrReplayInvalidRequest)
-	case r.Limit < 0:
-		return fmt.Errorf("%w: negative limit %d", ErrReplayInvalidRequest, r.Limit)
-	case strings.TrimSpace(r.Operator) == "":
-		return fmt.Errorf("%w: the operator is required for the audit log", ErrReplayInvalidRequest)
-	case len(r.Operator) > 200:
-		return fmt.Errorf("%w: operator longer than 200 bytes", ErrReplayInvalidRequest)
+		return fmt.Errorf("%w: choose one way of selecting messages: explicit references, filters, or --all", kind)
+	case limit < 0:
+		return fmt.Errorf("%w: negative limit %d", kind, limit)
+	case strings.TrimSpace(operator) == "":
+		return fmt.Errorf("%w: the operator is required for the audit log", kind)
+	case len(operator) > 200:
+		return fmt.Errorf("%w: operator longer than 200 bytes", kind)
 	}
-	if err := r.Filter.validate(); err != nil {
-		return fmt.Errorf("%w: %w", ErrReplayInvalidRequest, err)
+	if err := f.validate(); err != nil {
+		return fmt.Errorf("%w: %w", kind, err)
 	}
 	return nil
 }
@@ -517,8 +596,14 @@ const (
 	ReplayActionFailed ReplayAction = "failed"
 	// ReplayActionSkippedReplayed: an earlier replay already published it (see Force).
 	ReplayActionSkippedReplayed ReplayAction = "skipped-already-replayed"
+	// ReplayActionSkippedResolved: an operator resolved (dropped) it (see Force).
+	ReplayActionSkippedResolved ReplayAction = "skipped-resolved"
 	// ReplayActionSkippedDuplicate: another copy of the same event was replayed in this run.
 	ReplayActionSkippedDuplicate ReplayAction = "skipped-duplicate"
+	// ReplayActionSkippedTruncated: the payload was cut to fit the DLQ, so it is not the
+	// event any more and is never replayed, Force or not; resolve it once its product is
+	// repaired (an update rewrites the read model's document).
+	ReplayActionSkippedTruncated ReplayAction = "skipped-truncated"
 )
 
 // ReplayOutcome is the fate of one message in a replay.
@@ -533,7 +618,8 @@ type ReplayOutcome struct {
 	Target ReplayTarget
 	// Err is the publish error, for failed messages.
 	Err error
-	// Previous is the earlier successful replay, for skipped-already-replayed messages.
+	// Previous is the earlier handling (a replay or a resolution), for skipped-already-replayed
+	// and skipped-resolved messages.
 	Previous *ReplayAuditEntry
 	// DuplicateOf is the copy replayed instead, for skipped-duplicate messages.
 	DuplicateOf DLQRef
@@ -553,8 +639,12 @@ type ReplaySummary struct {
 	Failed int
 	// SkippedReplayed is how many were skipped as already replayed.
 	SkippedReplayed int
+	// SkippedResolved is how many were skipped as resolved.
+	SkippedResolved int
 	// SkippedDuplicate is how many were skipped as copies of an event replayed in this run.
 	SkippedDuplicate int
+	// SkippedTruncated is how many were skipped because their payload was cut.
+	SkippedTruncated int
 	// LimitReached is true when the limit stopped the run early.
 	LimitReached bool
 }
@@ -565,9 +655,60 @@ const replayBatch = 256
 // errReplayStop ends a scan early without being an error of the replay.
 var errReplayStop = errors.New("replay: stop")
 
+// eachSelected hands the selected messages to fn in batches of at most replayBatch: the
+// referenced ones, every one of which must exist before fn is called (a typo must not leave a
+// half-done run behind), or those the filter matches (every message for a filter that
+// selects nothing, which the requests allow only with All). An error of fn stops the run
+// and is returned as it is; op prefixes the reader's errors.
+func (s *DLQService) eachSelected(ctx context.Context, op string, refs []DLQRef, f DLQFilter, fn func([]DLQMessage) error) error {
+	if len(refs) > 0 {
+		msgs := make([]DLQMessage, 0, len(refs))
+		for _, ref := range refs {
+			m, err := s.reader.GetDLQ(ctx, ref)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", op, ref, err)
+			}
+			msgs = append(msgs, m)
+		}
+		for len(msgs) > 0 {
+			n := min(len(msgs), replayBatch)
+			if err := fn(msgs[:n]); err != nil {
+				return err
+			}
+			msgs = msgs[n:]
+		}
+		return nil
+	}
+	var batch []DLQMessage
+	var fnErr error
+	err := s.reader.ScanDLQ(ctx, f.Since, func(m DLQMessage) error {
+		if !f.Matches(m) {
+			return nil
+		}
+		batch = append(batch, m)
+		if len(batch) < replayBatch {
+			return nil
+		}
+		fnErr = fn(batch)
+		batch = batch[:0]
+		return fnErr
+	})
+	switch {
+	case fnErr != nil:
+		return fnErr
+	case err != nil:
+		return fmt.Errorf("%s: read %s: %w", op, s.reader.DLQTopic(), err)
+	case len(batch) > 0:
+		return fn(batch)
+	}
+	return nil
+}
+
 // Replay republishes the selected DLQ messages to the events topic, each with its original
 // payload and headers (minus the DLQ ones), keyed by aggregate id. Versions make this safe:
-// a replayed event older than the read model's document changes nothing.
+// a replayed event older than the read model's document changes nothing. Messages handled
+// before (replayed, resolved) are skipped unless Force; messages whose payload was cut are
+// never replayed.
 //
 // Every publish is audited: the entry is recorded before the publish and completed after it,
 // so it exists even when the publish fails (result error) or the process dies (pending). When
@@ -586,47 +727,10 @@ func (s *DLQService) Replay(ctx context.Context, req ReplayRequest, onOutcome fu
 	if onOutcome == nil {
 		onOutcome = func(ReplayOutcome) {}
 	}
-	r := &replayRun{s: s, req: req, onOutcome: onOutcome, sum: ReplaySummary{RunID: replayNewRunID(), DryRun: req.DryRun},
+	r := &replayRun{s: s, req: req, onOutcome: onOutcome, sum: ReplaySummary{RunID: newRunID(), DryRun: req.DryRun},
 		replayedEvents: map[string]DLQRef{}, seenRefs: map[DLQRef]bool{}}
-
-	if len(req.Refs) > 0 {
-		// Every reference must exist before anything is replayed: a typo must not leave a
-		// half-done replay behind.
-		msgs := make([]DLQMessage, 0, len(req.Refs))
-		for _, ref := range req.Refs {
-			m, err := s.reader.GetDLQ(ctx, ref)
-			if err != nil {
-				return r.sum, fmt.Errorf("dlq replay %s: %w", ref, err)
-			}
-			msgs = append(msgs, m)
-		}
-		err := r.process(ctx, msgs)
-		return r.sum, replayIgnoreStop(err)
-	}
-
-	var batch []DLQMessage
-	var procErr error
-	err := s.reader.ScanDLQ(ctx, req.Filter.Since, func(m DLQMessage) error {
-		if !req.Filter.Matches(m) {
-			return nil
-		}
-		batch = append(batch, m)
-		if len(batch) < replayBatch {
-			return nil
-		}
-		procErr = r.process(ctx, batch)
-		batch = batch[:0]
-		return procErr
-	})
-	switch {
-	case procErr != nil:
-		return r.sum, replayIgnoreStop(procErr)
-	case err != nil:
-		return r.sum, fmt.Errorf("dlq replay: read %s: %w", s.reader.DLQTopic(), err)
-	case len(batch) > 0:
-		return r.sum, replayIgnoreStop(r.process(ctx, batch))
-	}
-	return r.sum, nil
+	err := s.eachSelected(ctx, "dlq replay", req.Refs, req.Filter, func(batch []DLQMessage) error { return r.process(ctx, batch) })
+	return r.sum, replayIgnoreStop(err)
 }
 
 // replayIgnoreStop turns the early end of a run (the limit) into success.
@@ -651,13 +755,8 @@ type replayRun struct {
 func (r *replayRun) process(ctx context.Context, batch []DLQMessage) error {
 	var previous map[DLQRef]ReplayAuditEntry
 	if !r.req.Force {
-		refs := make([]DLQRef, len(batch))
-		for i, m := range batch {
-			refs[i] = m.Ref
-		}
 		var err error
-		previous, err = r.s.audit.ReplayedDLQRefs(ctx, r.s.reader.DLQTopic(), refs)
-		if err != nil {
+		if previous, err = r.s.handled(ctx, batch); err != nil {
 			return fmt.Errorf("dlq replay: audit log: %w", err)
 		}
 	}
@@ -667,9 +766,20 @@ func (r *replayRun) process(ctx context.Context, batch []DLQMessage) error {
 		}
 		r.seenRefs[m.Ref] = true
 		r.sum.Selected++
+		if m.Truncated {
+			r.sum.SkippedTruncated++
+			r.onOutcome(ReplayOutcome{Message: m, Action: ReplayActionSkippedTruncated})
+			continue
+		}
 		if prev, ok := previous[m.Ref]; ok {
-			r.sum.SkippedReplayed++
-			r.onOutcome(ReplayOutcome{Message: m, Action: ReplayActionSkippedReplayed, Previous: &prev})
+			action := ReplayActionSkippedReplayed
+			if prev.Action == AuditActionResolve {
+				action = ReplayActionSkippedResolved
+				r.sum.SkippedResolved++
+			} else {
+				r.sum.SkippedReplayed++
+			}
+			r.onOutcome(ReplayOutcome{Message: m, Action: action, Previous: &prev})
 			continue
 		}
 		if m.EventID != "" {
@@ -699,11 +809,20 @@ func (r *replayRun) process(ctx context.Context, batch []DLQMessage) error {
 	return nil
 }
 
+// handled returns the earlier handling of each message of batch that has one.
+func (s *DLQService) handled(ctx context.Context, batch []DLQMessage) (map[DLQRef]ReplayAuditEntry, error) {
+	refs := make([]DLQRef, len(batch))
+	for i, m := range batch {
+		refs[i] = m.Ref
+	}
+	return s.audit.HandledDLQRefs(ctx, s.reader.DLQTopic(), refs)
+}
+
 // replayOne audits, publishes and completes the audit entry of one message.
 func (r *replayRun) replayOne(ctx context.Context, m DLQMessage) error {
 	dlqTopic, target := r.s.reader.DLQTopic(), r.s.pub.TargetTopic()
 	id, err := r.s.audit.BeginReplay(ctx, ReplayAuditEntry{
-		RunID: r.sum.RunID, Operator: r.req.Operator, DLQTopic: dlqTopic, Ref: m.Ref, ErrorClass: m.Class,
+		Action: AuditActionReplay, RunID: r.sum.RunID, Operator: r.req.Operator, DLQTopic: dlqTopic, Ref: m.Ref, ErrorClass: m.Class,
 		AggregateID: m.AggregateID, EventID: m.EventID, TargetTopic: target, Result: ReplayResultPending,
 	})
 	if err != nil {
@@ -741,6 +860,169 @@ func (r *replayRun) replayOne(ctx context.Context, m DLQMessage) error {
 	return nil
 }
 
+// ResolveRequest says which DLQ messages an operator drops: they stay in the topic until its
+// retention removes them, but count as handled from now on (the status stops reporting them,
+// replays skip them). Selecting works as for a replay.
+type ResolveRequest struct {
+	// Refs are explicit messages.
+	Refs []DLQRef
+	// Filter selects messages by class, aggregate and failure time.
+	Filter DLQFilter
+	// All selects every message of the DLQ; it must be asked for explicitly.
+	All bool
+	// Limit stops after this many messages were resolved (or would be); 0 means no limit.
+	Limit int
+	// DryRun reports what would be resolved and changes nothing.
+	DryRun bool
+	// Operator is recorded in the audit log: who resolved.
+	Operator string
+	// Reason is recorded in the audit log: why the messages may be dropped. Required.
+	Reason string
+}
+
+// Validate reports a request Resolve refuses (ErrResolveInvalidRequest), without touching
+// anything.
+func (r ResolveRequest) Validate() error {
+	if err := validateSelection(ErrResolveInvalidRequest, r.Refs, r.Filter, r.All, r.Limit, r.Operator); err != nil {
+		return err
+	}
+	switch {
+	case strings.TrimSpace(r.Reason) == "":
+		return fmt.Errorf("%w: say why the messages may be dropped (the reason goes to the audit log)", ErrResolveInvalidRequest)
+	case len(r.Reason) > 2000:
+		return fmt.Errorf("%w: reason longer than 2000 bytes", ErrResolveInvalidRequest)
+	}
+	return nil
+}
+
+// ResolveAction is what a resolution did with one message.
+type ResolveAction string
+
+// Resolve actions.
+const (
+	// ResolveActionResolved: recorded as resolved in the audit log.
+	ResolveActionResolved ResolveAction = "resolved"
+	// ResolveActionWouldResolve: a dry run would have resolved it.
+	ResolveActionWouldResolve ResolveAction = "would-resolve"
+	// ResolveActionSkippedReplayed: a replay already published it, so it is handled.
+	ResolveActionSkippedReplayed ResolveAction = "skipped-already-replayed"
+	// ResolveActionSkippedResolved: it was resolved before.
+	ResolveActionSkippedResolved ResolveAction = "skipped-already-resolved"
+)
+
+// ResolveOutcome is the fate of one message in a resolution.
+type ResolveOutcome struct {
+	// Message is the DLQ message.
+	Message DLQMessage
+	// Action is what happened to it.
+	Action ResolveAction
+	// AuditID is its audit entry, for resolved messages.
+	AuditID int64
+	// Previous is the earlier handling, for skipped messages.
+	Previous *ReplayAuditEntry
+}
+
+// ResolveSummary counts a resolution's outcomes.
+type ResolveSummary struct {
+	// RunID groups the run's audit entries.
+	RunID string
+	// DryRun is true when nothing was changed.
+	DryRun bool
+	// Selected is how many messages the request selected.
+	Selected int
+	// Resolved is how many were resolved (or would be, in a dry run).
+	Resolved int
+	// SkippedHandled is how many were handled already (replayed or resolved).
+	SkippedHandled int
+	// LimitReached is true when the limit stopped the run early.
+	LimitReached bool
+}
+
+// Resolve records the selected DLQ messages as resolved: an operator decided to drop them.
+// Nothing is published and the messages stay in the topic; each gets an audit entry with the
+// operator and the reason. Messages handled before are skipped. onOutcome, if not nil, is
+// called for every selected message. The summary is returned with the error, if any.
+func (s *DLQService) Resolve(ctx context.Context, req ResolveRequest, onOutcome func(ResolveOutcome)) (ResolveSummary, error) {
+	if err := req.Validate(); err != nil {
+		return ResolveSummary{}, err
+	}
+	if s.audit == nil {
+		return ResolveSummary{}, ErrAuditUnavailable
+	}
+	if onOutcome == nil {
+		onOutcome = func(ResolveOutcome) {}
+	}
+	sum := ResolveSummary{RunID: newRunID(), DryRun: req.DryRun}
+	seen := map[DLQRef]bool{}
+	err := s.eachSelected(ctx, "dlq resolve", req.Refs, req.Filter, func(batch []DLQMessage) error {
+		previous, err := s.handled(ctx, batch)
+		if err != nil {
+			return fmt.Errorf("dlq resolve: audit log: %w", err)
+		}
+		for _, m := range batch {
+			if seen[m.Ref] {
+				continue
+			}
+			seen[m.Ref] = true
+			sum.Selected++
+			if prev, ok := previous[m.Ref]; ok {
+				action := ResolveActionSkippedReplayed
+				if prev.Action == AuditActionResolve {
+					action = ResolveActionSkippedResolved
+				}
+				sum.SkippedHandled++
+				onOutcome(ResolveOutcome{Message: m, Action: action, Previous: &prev})
+				continue
+			}
+			if req.Limit > 0 && sum.Resolved >= req.Limit {
+				sum.Selected--
+				sum.LimitReached = true
+				return errReplayStop
+			}
+			if req.DryRun {
+				sum.Resolved++
+				onOutcome(ResolveOutcome{Message: m, Action: ResolveActionWouldResolve})
+				continue
+			}
+			id, err := s.audit.RecordResolution(ctx, ReplayAuditEntry{
+				Action: AuditActionResolve, RunID: sum.RunID, Operator: req.Operator, DLQTopic: s.reader.DLQTopic(), Ref: m.Ref,
+				ErrorClass: m.Class, AggregateID: m.AggregateID, EventID: m.EventID, Note: strings.TrimSpace(req.Reason), Result: ReplayResultOK,
+			})
+			if err != nil {
+				return fmt.Errorf("dlq resolve %s: audit log: %w", m.Ref, err)
+			}
+			sum.Resolved++
+			onOutcome(ResolveOutcome{Message: m, Action: ResolveActionResolved, AuditID: id})
+		}
+		return nil
+	})
+	return sum, replayIgnoreStop(err)
+}
+
+// ReadAudit returns the entries of the DLQ audit log that f selects, newest first: every
+// replay and resolution, with who, when, why and the result. f.DLQTopic is required, so one
+// deployment's entries are not mixed with another's.
+func ReadAudit(ctx context.Context, audit ReplayAudit, f AuditFilter) ([]ReplayAuditEntry, error) {
+	if audit == nil {
+		return nil, ErrAuditUnavailable
+	}
+	switch {
+	case f.DLQTopic == "":
+		return nil, fmt.Errorf("%w: no DLQ topic", ErrDLQInvalidFilter)
+	case f.Action != "" && f.Action != AuditActionReplay && f.Action != AuditActionResolve:
+		return nil, fmt.Errorf("%w: action %q: want %s or %s", ErrDLQInvalidFilter, f.Action, AuditActionReplay, AuditActionResolve)
+	case f.Limit < 0:
+		return nil, fmt.Errorf("%w: negative limit %d", ErrDLQInvalidFilter, f.Limit)
+	case f.Limit == 0:
+		f.Limit = DefaultAuditLimit
+	}
+	entries, err := audit.ListAudit(ctx, f)
+	if err != nil {
+		return nil, fmt.Errorf("dlq audit: %w", err)
+	}
+	return entries, nil
+}
+
 // replayMessage is the event to republish: the original payload and headers without the
 // DLQ ones, keyed by aggregate id (the DLQ record's key when the id is unknown).
 func replayMessage(dlqTopic string, m DLQMessage) ReplayMessage {
@@ -754,7 +1036,7 @@ func replayMessage(dlqTopic string, m DLQMessage) ReplayMessage {
 	return ReplayMessage{Key: dlqFirstNonEmpty(m.AggregateID, m.Key), Headers: headers, Payload: m.Payload}
 }
 
-func replayNewRunID() string {
+func newRunID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return time.Now().UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b[:])

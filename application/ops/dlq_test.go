@@ -91,11 +91,32 @@ func (a *fakeReplayAudit) FinishReplay(_ context.Context, id int64, result strin
 	return nil
 }
 
-func (a *fakeReplayAudit) ReplayedDLQRefs(_ context.Context, topic string, refs []ops.DLQRef) (map[ops.DLQRef]ops.ReplayAuditEntry, error) {
+func (a *fakeReplayAudit) RecordResolution(_ context.Context, e ops.ReplayAuditEntry) (int64, error) {
+	if a.failBegin {
+		return 0, errors.New("database down")
+	}
+	e.ID = int64(len(a.entries) + 1)
+	e.ReplayedAt, e.FinishedAt = time.Now(), time.Now()
+	a.entries = append(a.entries, e)
+	return e.ID, nil
+}
+
+func (a *fakeReplayAudit) HandledDLQRefs(_ context.Context, topic string, refs []ops.DLQRef) (map[ops.DLQRef]ops.ReplayAuditEntry, error) {
 	out := map[ops.DLQRef]ops.ReplayAuditEntry{}
 	for _, e := range a.entries {
 		if e.DLQTopic == topic && e.Result == ops.ReplayResultOK && slices.Contains(refs, e.Ref) {
 			out[e.Ref] = e
+		}
+	}
+	return out, nil
+}
+
+func (a *fakeReplayAudit) ListAudit(_ context.Context, f ops.AuditFilter) ([]ops.ReplayAuditEntry, error) {
+	var out []ops.ReplayAuditEntry
+	for i := len(a.entries) - 1; i >= 0 && len(out) < f.Limit; i-- {
+		e := a.entries[i]
+		if e.DLQTopic == f.DLQTopic && (f.Action == "" || e.Action == f.Action) && (f.AggregateID == "" || e.AggregateID == f.AggregateID) {
+			out = append(out, e)
 		}
 	}
 	return out, nil
@@ -186,10 +207,10 @@ func TestNewDLQMessageDecodes(t *testing.T) {
 		t.Fatalf("decoded from payload %+v", m)
 	}
 
-	// Garbage everywhere: nothing decoded, nothing panics.
-	m = ops.NewDLQMessage(ops.DLQRef{}, "k", dlqBase, []ops.DLQHeader{{Key: ops.DLQHeaderFailedAt, Value: "yesterday"},
+	// Garbage everywhere: nothing decoded but the product named by the record key, nothing panics.
+	m = ops.NewDLQMessage(ops.DLQRef{}, dlqAggA, dlqBase, []ops.DLQHeader{{Key: ops.DLQHeaderFailedAt, Value: "yesterday"},
 		{Key: ops.DLQHeaderOriginalOffset, Value: "x"}, {Key: ops.DLQHeaderReasonPoisoned, Value: "boom"}}, []byte(`{"not json`))
-	if m.AggregateID != "" || m.EventID != "" || !m.FailedAt.Equal(dlqBase) || m.OriginalOffset != -1 || m.Reason != "boom" {
+	if m.AggregateID != dlqAggA || m.EventID != "" || !m.FailedAt.Equal(dlqBase) || m.OriginalOffset != -1 || m.Reason != "boom" {
 		t.Fatalf("decoded garbage %+v", m)
 	}
 }
@@ -218,7 +239,7 @@ func TestDLQListFilters(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			res, err := svc.List(context.Background(), tc.f, tc.limit)
+			res, err := svc.List(context.Background(), tc.f, tc.limit, false)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -227,10 +248,10 @@ func TestDLQListFilters(t *testing.T) {
 			}
 		})
 	}
-	if _, err := svc.List(context.Background(), ops.DLQFilter{Since: dlqBase, Until: dlqBase}, 0); !errors.Is(err, ops.ErrDLQInvalidFilter) {
+	if _, err := svc.List(context.Background(), ops.DLQFilter{Since: dlqBase, Until: dlqBase}, 0, false); !errors.Is(err, ops.ErrDLQInvalidFilter) {
 		t.Fatalf("an empty time range: %v", err)
 	}
-	if _, err := svc.List(context.Background(), ops.DLQFilter{}, -1); !errors.Is(err, ops.ErrDLQInvalidFilter) {
+	if _, err := svc.List(context.Background(), ops.DLQFilter{}, -1, false); !errors.Is(err, ops.ErrDLQInvalidFilter) {
 		t.Fatalf("a negative limit: %v", err)
 	}
 }
@@ -242,7 +263,7 @@ func TestDLQListLimitOverManyMessages(t *testing.T) {
 		dlq.msgs = append(dlq.msgs, dlqMsg(int32(i%3), int64(i), "rejected", dlqAggA, fmt.Sprint(i), dlqBase.Add(time.Duration((i*7919)%1000)*time.Second)))
 	}
 	svc, _ := ops.NewDLQService(dlq, nil, nil)
-	res, err := svc.List(context.Background(), ops.DLQFilter{}, 10)
+	res, err := svc.List(context.Background(), ops.DLQFilter{}, 10, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -502,5 +523,161 @@ func TestReplayInterruptedPublishIsAuditedAsUncertain(t *testing.T) {
 	}
 	if len(audit.entries) != 1 || audit.entries[0].Result != ops.ReplayResultError || !strings.Contains(audit.entries[0].Error, "may or may not have been published") {
 		t.Fatalf("audit %+v", audit.entries)
+	}
+}
+
+// truncatedMsg is a dead letter whose payload the DLQ publisher cut.
+func truncatedMsg(p int32, o int64) ops.DLQMessage {
+	return ops.NewDLQMessage(ops.DLQRef{Partition: p, Offset: o}, dlqAggB, dlqBase, []ops.DLQHeader{
+		{Key: ops.DLQHeaderErrorClass, Value: "undecodable"},
+		{Key: ops.DLQHeaderPayloadTruncated, Value: "true"},
+		{Key: ops.DLQHeaderPayloadBytes, Value: "2000000"},
+		{Key: ops.DLQHeaderPayloadCutBytes, Value: "1999990"},
+		{Key: ops.DLQHeaderTruncationReason, Value: "too large"},
+	}, []byte("xxxxxxxxxx"))
+}
+
+func TestNewDLQMessageDecodesACutPayload(t *testing.T) {
+	m := truncatedMsg(3, 1)
+	if !m.Truncated || m.PayloadBytes != 2_000_000 || m.TruncationReason != "too large" || m.AggregateID != dlqAggB {
+		t.Fatalf("decoded %+v", m)
+	}
+	if m := dlqMsg(0, 0, "rejected", dlqAggA, "e-1", dlqBase); m.Truncated || m.PayloadBytes != len(m.Payload) {
+		t.Fatalf("whole payload decoded as %+v", m)
+	}
+}
+
+// TestReplaySkipsResolvedAndCutMessages: a resolved message is skipped unless Force; a
+// message with a cut payload is never replayed.
+func TestReplaySkipsResolvedAndCutMessages(t *testing.T) {
+	svc, dlq, pub, audit := newReplayer(t)
+	dlq.msgs = append(dlq.msgs, truncatedMsg(3, 0))
+	ctx := context.Background()
+	if _, err := svc.Resolve(ctx, ops.ResolveRequest{Refs: []ops.DLQRef{{0, 0}}, Operator: "alice", Reason: "superseded"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	sum, err := svc.Replay(ctx, ops.ReplayRequest{All: true, Operator: "bob"}, func(o ops.ReplayOutcome) {
+		actions = append(actions, o.Message.Ref.String()+" "+string(o.Action))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Replayed != 4 || sum.SkippedResolved != 1 || sum.SkippedTruncated != 1 || sum.Selected != 6 || pub.calls != 4 {
+		t.Fatalf("summary %+v, %d publishes, actions %v", sum, pub.calls, actions)
+	}
+	if !slices.Contains(actions, "0:0 skipped-resolved") || !slices.Contains(actions, "3:0 skipped-truncated") {
+		t.Fatalf("actions %v", actions)
+	}
+	sum, err = svc.Replay(ctx, ops.ReplayRequest{All: true, Operator: "bob", Force: true}, nil)
+	if err != nil || sum.Replayed != 5 || sum.SkippedTruncated != 1 {
+		t.Fatalf("forced replay: %+v, %v (the resolved one replays, the cut one never)", sum, err)
+	}
+	for _, e := range audit.entries {
+		if e.Ref == (ops.DLQRef{Partition: 3}) && e.Action == ops.AuditActionReplay {
+			t.Fatalf("a cut payload was replayed: %+v", e)
+		}
+	}
+}
+
+func TestResolve(t *testing.T) {
+	svc, _, pub, audit := newReplayer(t)
+	ctx := context.Background()
+	bad := map[string]ops.ResolveRequest{
+		"no reason":     {Operator: "alice", All: true},
+		"blank reason":  {Operator: "alice", All: true, Reason: "  "},
+		"no selector":   {Operator: "alice", Reason: "r"},
+		"two selectors": {Operator: "alice", Reason: "r", All: true, Filter: ops.DLQFilter{AggregateID: dlqAggA}},
+		"no operator":   {All: true, Reason: "r"},
+	}
+	for name, req := range bad {
+		if _, err := svc.Resolve(ctx, req, nil); !errors.Is(err, ops.ErrResolveInvalidRequest) {
+			t.Errorf("%s: err %v, want ErrResolveInvalidRequest", name, err)
+		}
+	}
+	// A dry run records nothing.
+	sum, err := svc.Resolve(ctx, ops.ResolveRequest{Filter: ops.DLQFilter{AggregateID: dlqAggA}, Operator: "alice", Reason: "test data", DryRun: true}, nil)
+	if err != nil || sum.Resolved != 3 || !sum.DryRun || len(audit.entries) != 0 {
+		t.Fatalf("dry run: %+v, %v, %d entries", sum, err, len(audit.entries))
+	}
+	// One replayed message stays as it is; the others are resolved, each with an entry.
+	if _, err := svc.Replay(ctx, ops.ReplayRequest{Refs: []ops.DLQRef{{0, 0}}, Operator: "bob"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	var outcomes []ops.ResolveOutcome
+	sum, err = svc.Resolve(ctx, ops.ResolveRequest{Filter: ops.DLQFilter{AggregateID: dlqAggA}, Operator: "alice", Reason: " test data "},
+		func(o ops.ResolveOutcome) { outcomes = append(outcomes, o) })
+	if err != nil || sum.Selected != 3 || sum.Resolved != 2 || sum.SkippedHandled != 1 || len(outcomes) != 3 {
+		t.Fatalf("resolve: %+v, %v, outcomes %+v", sum, err, outcomes)
+	}
+	for _, o := range outcomes {
+		if o.Message.Ref == (ops.DLQRef{}) {
+			if o.Action != ops.ResolveActionSkippedReplayed || o.Previous == nil || o.Previous.Operator != "bob" {
+				t.Errorf("the replayed message: %+v", o)
+			}
+			continue
+		}
+		e := audit.entries[o.AuditID-1]
+		if o.Action != ops.ResolveActionResolved || e.Action != ops.AuditActionResolve || e.Note != "test data" || e.Operator != "alice" ||
+			e.Result != ops.ReplayResultOK || e.Ref != o.Message.Ref || e.RunID != sum.RunID || e.AggregateID != dlqAggA || e.TargetTopic != "" {
+			t.Errorf("outcome %+v, entry %+v", o, e)
+		}
+	}
+	if pub.calls != 1 {
+		t.Fatalf("resolve published: %d publishes", pub.calls)
+	}
+	// Resolving again skips them all; a limit stops early.
+	sum, err = svc.Resolve(ctx, ops.ResolveRequest{All: true, Operator: "alice", Reason: "the rest", Limit: 1}, nil)
+	if err != nil || sum.Resolved != 1 || !sum.LimitReached {
+		t.Fatalf("limited resolve: %+v, %v", sum, err)
+	}
+	if _, err := (func() (ops.ResolveSummary, error) {
+		s, _ := ops.NewDLQService(sampleDLQ(), nil, nil)
+		return s.Resolve(ctx, ops.ResolveRequest{All: true, Operator: "alice", Reason: "r"}, nil)
+	})(); !errors.Is(err, ops.ErrAuditUnavailable) {
+		t.Fatalf("resolve without an audit log: %v", err)
+	}
+}
+
+func TestReadAudit(t *testing.T) {
+	svc, _, _, audit := newReplayer(t)
+	ctx := context.Background()
+	if _, err := svc.Resolve(ctx, ops.ResolveRequest{All: true, Operator: "alice", Reason: "r"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := ops.ReadAudit(ctx, audit, ops.AuditFilter{DLQTopic: "dlq.product.events", Action: ops.AuditActionResolve})
+	if err != nil || len(entries) != 5 || entries[0].ID != 5 {
+		t.Fatalf("entries %+v, %v", entries, err)
+	}
+	for name, f := range map[string]ops.AuditFilter{
+		"no topic":       {},
+		"unknown action": {DLQTopic: "d", Action: "delete"},
+		"negative limit": {DLQTopic: "d", Limit: -1},
+	} {
+		if _, err := ops.ReadAudit(ctx, audit, f); !errors.Is(err, ops.ErrDLQInvalidFilter) {
+			t.Errorf("%s: %v, want ErrDLQInvalidFilter", name, err)
+		}
+	}
+	if _, err := ops.ReadAudit(ctx, nil, ops.AuditFilter{DLQTopic: "d"}); !errors.Is(err, ops.ErrAuditUnavailable) {
+		t.Errorf("no audit log: %v", err)
+	}
+}
+
+func TestListUnhandled(t *testing.T) {
+	svc, _, _, _ := newReplayer(t)
+	ctx := context.Background()
+	if _, err := svc.Resolve(ctx, ops.ResolveRequest{Refs: []ops.DLQRef{{0, 0}}, Operator: "a", Reason: "r"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := svc.Replay(ctx, ops.ReplayRequest{Refs: []ops.DLQRef{{1, 1}}, Operator: "a"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	res, err := svc.List(ctx, ops.DLQFilter{}, 2, true)
+	if err != nil || res.Matched != 3 || !slices.Equal(dlqRefsOf(res.Messages), []string{"0:1", "2:0"}) {
+		t.Fatalf("unhandled: %d matched, %v, %v", res.Matched, dlqRefsOf(res.Messages), err)
+	}
+	bare, _ := ops.NewDLQService(sampleDLQ(), nil, nil)
+	if _, err := bare.List(ctx, ops.DLQFilter{}, 0, true); !errors.Is(err, ops.ErrAuditUnavailable) {
+		t.Fatalf("unhandled without an audit log: %v", err)
 	}
 }

@@ -26,10 +26,12 @@ type world struct {
 	txAsked   time.Duration
 
 	// Kafka
-	lag    ops.GroupLag
-	lagErr error
-	dlq    int64
-	dlqErr error
+	lag        ops.GroupLag
+	lagErr     error
+	dlq        int64 // retained dead letters, all on partition 0
+	dlqErr     error
+	dlqHandled int64 // of them, replayed or resolved
+	ledgerErr  error
 
 	// read model
 	docs       map[string]apprebuild.DocVersion
@@ -45,6 +47,8 @@ type world struct {
 	// rebuilds
 	rebuilds   []*rebuild.Rebuild
 	rebuildErr error
+	// positions of indices that are behind the event log
+	positions map[string]apprebuild.Offsets
 
 	// onRecheck runs at the first re-read of products by id: the moment after the settle
 	// delay, when a test lets events in flight arrive.
@@ -149,10 +153,18 @@ func (w *world) GroupLag(_ context.Context, group, topic string) (ops.GroupLag, 
 	return w.lag, w.lagErr
 }
 
-func (w *world) TopicDepth(context.Context, string) (int64, error) {
+func (w *world) TopicOffsets(context.Context, string) (ops.TopicOffsets, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.dlq, w.dlqErr
+	return ops.TopicOffsets{{Partition: 0, Start: 5, End: 5 + w.dlq}, {Partition: 1}}, w.dlqErr
+}
+
+// ops.DLQLedger
+
+func (w *world) HandledDLQMessages(context.Context, string, ops.TopicOffsets) (int64, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.dlqHandled, w.ledgerErr
 }
 
 // ops.ReadModel
@@ -222,9 +234,16 @@ func (w *world) List(context.Context, int) ([]*rebuild.Rebuild, error) {
 	return w.rebuilds, w.rebuildErr
 }
 
+func (w *world) IndexPosition(_ context.Context, index string) (apprebuild.Offsets, bool, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	pos, ok := w.positions[index]
+	return pos, ok, nil
+}
+
 func (w *world) service(cfg ops.Config) *ops.Service {
 	cfg.Alias, cfg.EventsTopic, cfg.DLQTopic, cfg.ProjectorGroup = "ps", "product.events", "dlq.product.events", "catalog-projector"
-	s, err := ops.NewService(cfg, ops.Deps{Database: w, Products: w, Events: w, ReadModel: w, Rebuilds: w})
+	s, err := ops.NewService(cfg, ops.Deps{Database: w, Products: w, Events: w, ReadModel: w, Rebuilds: w, DeadLetters: w})
 	if err != nil {
 		panic(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,11 +55,29 @@ type OutboxStats struct {
 	OldestCreatedAt time.Time
 	// TableBytes is the outbox table's size on disk, indexes and TOAST included.
 	TableBytes int64
+	// HeldBack counts the events of the backlog that are committed but that the relay
+	// cannot pass yet, because a transaction that began before them is still open.
+	HeldBack int64
+	// HeldBackAge is how long the oldest of them has waited; zero when none does.
+	HeldBackAge time.Duration
+	// OldestRunningTransactionID is the oldest transaction id still running in the cluster
+	// (pg_snapshot_xmin), the one the relay cannot pass.
+	OldestRunningTransactionID string
+	// BlockingTransactionAge is the age of the oldest open transaction that holds a
+	// transaction id anywhere in the cluster (every database, prepared transactions
+	// included): the relay cannot pass it, so events committed after it began wait. Zero when
+	// none is open; a few milliseconds under normal writes.
+	BlockingTransactionAge time.Duration
 }
 
-// LongTransaction is an open database transaction older than a threshold.
+// LongTransaction is an open database transaction older than a threshold. Its statement
+// text is deliberately not part of it: the transaction may belong to any application on
+// any database of the cluster, and its SQL can carry secrets (a password in ALTER ROLE, an
+// encryption key, personal data in literals) that must not reach status output, tickets or
+// chat. The pid is enough to look it up in pg_stat_activity with one's own privileges.
 type LongTransaction struct {
-	// PID is the backend's process id (pg_terminate_backend takes it).
+	// PID is the backend's process id (pg_terminate_backend takes it); 0 for a prepared
+	// transaction, which belongs to no session.
 	PID int32
 	// Database, User and Application say whose it is.
 	Database string
@@ -65,17 +85,24 @@ type LongTransaction struct {
 	User string
 	// Application is the session's application_name.
 	Application string
+	// BackendType is the kind of backend ("client backend", "autovacuum worker", ...; "prepared
+	// transaction" for one that is prepared).
+	BackendType string
+	// PreparedGID is the global id of a prepared transaction (COMMIT PREPARED or ROLLBACK
+	// PREPARED take it); empty otherwise.
+	PreparedGID string
 	// State is the backend state, such as "idle in transaction".
 	State string
-	// Query is the beginning of the session's current or last statement.
-	Query string
-	// Started is when the transaction began.
+	// Started is when the transaction began (when it was prepared, for a prepared one).
 	Started time.Time
+	// QueryStarted is when its current or last statement began; zero when unknown.
+	QueryStarted time.Time
 	// Age is how long it has been open.
 	Age time.Duration
-	// HoldsBackOutbox is true when the transaction has written (it has a transaction id):
-	// the relay forwards only events of transactions older than every open writing
-	// transaction, so events committed after it began wait until it ends.
+	// HoldsBackOutbox is true when the transaction holds a transaction id (it has written,
+	// or it is prepared), in whichever database of the cluster: the relay forwards only
+	// events of transactions older than every such transaction, so events committed after
+	// it began wait until it ends.
 	HoldsBackOutbox bool
 }
 
@@ -92,7 +119,9 @@ type Database interface {
 	// OutboxStats returns the backlog of every lane after the relay's positions.
 	OutboxStats(ctx context.Context) (OutboxStats, error)
 	// LongTransactions returns the transactions open for longer than olderThan that can
-	// matter to this database, oldest first.
+	// matter to this database, oldest first: those holding a transaction id anywhere in the
+	// cluster, which hold the relay back, and read-only ones in this database, which hold
+	// back its vacuum.
 	LongTransactions(ctx context.Context, olderThan time.Duration) ([]LongTransaction, error)
 	// ProductCounts counts live products and all product rows.
 	ProductCounts(ctx context.Context) (ProductCounts, error)
@@ -111,6 +140,10 @@ type PartitionLag struct {
 	Committed int64
 	// Lag is the number of records the group has still to read.
 	Lag int64
+	// StalledFor is how long the committed offset has not moved while records waited
+	// behind it, as far as this process has watched (see CommitProgress); zero when it
+	// moved at the last look or nothing waits.
+	StalledFor time.Duration
 }
 
 // GroupLag is a consumer group's lag on one topic.
@@ -133,13 +166,74 @@ type GroupLag struct {
 	Committed bool
 }
 
+// PartitionOffsets is the retained range of one partition: offsets Start (the oldest
+// retained record) to End (the next record's offset), End excluded.
+type PartitionOffsets struct {
+	// Partition is the partition number.
+	Partition int32
+	// Start is the log start offset.
+	Start int64
+	// End is the high watermark.
+	End int64
+}
+
+// TopicOffsets are the retained ranges of a topic's partitions.
+type TopicOffsets []PartitionOffsets
+
+// Depth is the number of retained records (end - start, summed over the partitions).
+// Transaction markers take offsets too, so a transactional topic reads slightly deeper.
+func (t TopicOffsets) Depth() int64 {
+	var n int64
+	for _, p := range t {
+		n += max(p.End-p.Start, 0)
+	}
+	return n
+}
+
 // EventStats is what Status and the metrics sampler read from Kafka.
 type EventStats interface {
 	// GroupLag measures group's lag on topic.
 	GroupLag(ctx context.Context, group, topic string) (GroupLag, error)
-	// TopicDepth returns the number of retained records of topic (end - start, summed over
-	// its partitions).
-	TopicDepth(ctx context.Context, topic string) (int64, error)
+	// TopicOffsets returns the retained range of every partition of topic.
+	TopicOffsets(ctx context.Context, topic string) (TopicOffsets, error)
+}
+
+// DLQLedger knows which dead letters an operator has dealt with; the DLQ audit log in the
+// system of record satisfies it.
+type DLQLedger interface {
+	// HandledDLQMessages counts the messages of topic within the retained ranges that were
+	// replayed successfully or resolved, each message once.
+	HandledDLQMessages(ctx context.Context, topic string, retained TopicOffsets) (int64, error)
+}
+
+// DLQCounts is the dead-letter topic in numbers.
+type DLQCounts struct {
+	// Depth is the number of retained messages, handled or not.
+	Depth int64
+	// Handled counts retained messages an operator replayed or resolved.
+	Handled int64
+	// Unhandled counts retained messages nobody has dealt with yet: the health signal.
+	Unhandled int64
+}
+
+// CountDeadLetters measures the dead-letter topic: its depth from Kafka, and how much of it
+// is still unhandled according to the audit log. It is the one definition of an unhandled
+// dead letter, for the status and the metrics alike.
+func CountDeadLetters(ctx context.Context, events EventStats, ledger DLQLedger, topic string) (DLQCounts, error) {
+	offsets, err := events.TopicOffsets(ctx, topic)
+	if err != nil {
+		return DLQCounts{}, err
+	}
+	c := DLQCounts{Depth: offsets.Depth()}
+	if c.Depth == 0 {
+		return c, nil
+	}
+	if c.Handled, err = ledger.HandledDLQMessages(ctx, topic, offsets); err != nil {
+		return DLQCounts{Depth: c.Depth}, fmt.Errorf("audit log: %w", err)
+	}
+	c.Handled = min(c.Handled, c.Depth)
+	c.Unhandled = c.Depth - c.Handled
+	return c, nil
 }
 
 // ReadModel is the part of a rebuild target (application/rebuild.Target) the operations
@@ -156,10 +250,14 @@ type ReadModel interface {
 	Documents(ctx context.Context, index, afterID string, limit int) ([]apprebuild.DocVersion, error)
 }
 
-// RebuildHistory lists rebuild records; the rebuild store satisfies it.
+// RebuildHistory lists rebuild records and the positions of indices that are behind the
+// event log; the rebuild store satisfies it.
 type RebuildHistory interface {
 	// List returns the newest records first, at most limit.
 	List(ctx context.Context, limit int) ([]*rebuild.Rebuild, error)
+	// IndexPosition returns index's recorded position when it is behind the event log: it
+	// holds every event before these offsets. ok is false for an index that is complete.
+	IndexPosition(ctx context.Context, index string) (pos apprebuild.Offsets, ok bool, err error)
 }
 
 // Severity says whether a problem makes the service unhealthy.
@@ -194,11 +292,18 @@ const (
 	CheckProjectorNoOffsets = "projector_no_offsets"
 	// CheckProjectorNoMembers: no projector is in the group (warning).
 	CheckProjectorNoMembers = "projector_no_members"
+	// CheckProjectorStalled: a partition's committed offset has not moved for longer than
+	// the limit while records wait behind it.
+	CheckProjectorStalled = "projector_partition_stalled"
 	// CheckAliasMissing: the alias does not exist; searches fail.
 	CheckAliasMissing = "alias_missing"
 	// CheckAliasForeign: the alias points at an index that is not one of its versioned
 	// indices (warning).
 	CheckAliasForeign = "alias_foreign_index"
+	// CheckAliasBehind: the alias points at an index that misses events of the event log
+	// (a rollback's or rebuild's catch-up after the switch has not finished), so searches
+	// may serve stale or deleted products.
+	CheckAliasBehind = "alias_index_behind"
 	// CheckMappingOutdated: the live index's mapping is older than the code's; rebuild.
 	CheckMappingOutdated = "mapping_outdated"
 	// CheckMappingAhead: the live index's mapping is newer than the code's (an older binary
@@ -206,10 +311,14 @@ const (
 	CheckMappingAhead = "mapping_ahead"
 	// CheckCountDrift: live documents and live products differ by more than allowed.
 	CheckCountDrift = "count_drift"
-	// CheckDLQ: the dead-letter topic holds messages, which need an operator.
-	CheckDLQ = "dlq_not_empty"
+	// CheckDLQ: the dead-letter topic holds messages nobody has replayed or resolved.
+	CheckDLQ = "dlq_unhandled"
 	// CheckLongTransaction: a database transaction is open for longer than the limit.
 	CheckLongTransaction = "long_transaction"
+	// CheckRelayHeldBack: a transaction holding a transaction id (in any database of the
+	// cluster) is older than the outbox age limit, so every event committed since it began
+	// waits for it: the relay's latency budget is already spent.
+	CheckRelayHeldBack = "relay_held_back"
 	// CheckRebuildFailed: the last rebuild failed (warning).
 	CheckRebuildFailed = "rebuild_failed"
 	// CheckUnavailable: a source could not be read, so its health is unknown.
@@ -238,8 +347,13 @@ type Thresholds struct {
 	MaxCountDriftRatio float64
 	// MaxCountDriftDocs is the absolute floor of the allowed count drift.
 	MaxCountDriftDocs int64
-	// MaxTxAge is the longest a database transaction may stay open.
+	// MaxTxAge is the longest a read-only database transaction may stay open (it holds back
+	// vacuum). A transaction that holds back the relay is judged by MaxOutboxAge instead,
+	// the relay's latency budget.
 	MaxTxAge time.Duration
+	// MaxStall is the longest a partition's committed offset may stand still while records
+	// wait behind it.
+	MaxStall time.Duration
 }
 
 // Defaults of Thresholds.
@@ -249,12 +363,16 @@ const (
 	DefaultMaxCountDriftRatio = 0.001
 	DefaultMaxCountDriftDocs  = 10
 	DefaultMaxTxAge           = 5 * time.Minute
+	// DefaultMaxStall is well above what a healthy partition goes without a commit: the
+	// projector commits every 200 ms, a failover takes under 10 s, and transient retries
+	// back off to at most 5 s.
+	DefaultMaxStall = 30 * time.Second
 )
 
 // DefaultThresholds returns the default limits.
 func DefaultThresholds() Thresholds {
 	return Thresholds{MaxOutboxAge: DefaultMaxOutboxAge, MaxLag: DefaultMaxLag, MaxCountDriftRatio: DefaultMaxCountDriftRatio,
-		MaxCountDriftDocs: DefaultMaxCountDriftDocs, MaxTxAge: DefaultMaxTxAge}
+		MaxCountDriftDocs: DefaultMaxCountDriftDocs, MaxTxAge: DefaultMaxTxAge, MaxStall: DefaultMaxStall}
 }
 
 // Validate reports every negative limit.
@@ -274,6 +392,9 @@ func (t Thresholds) Validate() error {
 	}
 	if t.MaxTxAge < 0 {
 		errs = append(errs, fmt.Errorf("max transaction age %s is negative", t.MaxTxAge))
+	}
+	if t.MaxStall < 0 {
+		errs = append(errs, fmt.Errorf("max stall %s is negative", t.MaxStall))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
@@ -321,6 +442,14 @@ type ReadModelSection struct {
 	Tombstones int64
 	// Indices counts the alias's versioned indices (rollback targets included).
 	Indices int
+	// Behind is true when Index misses events of the event log.
+	Behind bool
+	// CompleteBefore is where Index stands when it is behind: it holds every event before
+	// these offsets (partition -> offset).
+	CompleteBefore map[int32]int64
+	// BehindEvents counts the events from CompleteBefore to the end of the log when Index is
+	// behind; -1 when the log's end could not be read.
+	BehindEvents int64
 	// Err is why the read model could not be read.
 	Err error
 }
@@ -342,13 +471,12 @@ type CountComparison struct {
 	Allowed int64
 }
 
-// DLQSection is the dead-letter topic's depth.
+// DLQSection is the dead-letter topic: how much it holds and how much of it is unhandled.
 type DLQSection struct {
 	// Topic is the dead-letter topic.
 	Topic string
-	// Depth is the number of retained messages.
-	Depth int64
-	// Err is why the depth could not be read.
+	DLQCounts
+	// Err is why the topic or the audit log could not be read.
 	Err error
 }
 
@@ -362,8 +490,8 @@ type RebuildSection struct {
 
 // TransactionsSection lists long transactions.
 type TransactionsSection struct {
-	// Long lists transactions older than MaxTxAge and younger ones that hold the outbox
-	// back for longer than MaxOutboxAge, oldest first.
+	// Long lists transactions older than MaxTxAge and those holding the relay back for
+	// longer than MaxOutboxAge, oldest first.
 	Long []LongTransaction
 	// Err is why they could not be listed.
 	Err error
@@ -390,7 +518,7 @@ type Status struct {
 	Products ProductsSection
 	// Counts compares live documents with live products.
 	Counts CountComparison
-	// DLQ is the dead-letter topic's depth.
+	// DLQ is the dead-letter topic: depth and unhandled messages.
 	DLQ DLQSection
 	// Rebuild is the newest rebuild.
 	Rebuild RebuildSection
@@ -471,6 +599,12 @@ type Deps struct {
 	ReadModel ReadModel
 	// Rebuilds lists rebuild records.
 	Rebuilds RebuildHistory
+	// DeadLetters tells which dead letters were replayed or resolved.
+	DeadLetters DLQLedger
+	// Progress remembers when each partition's committed offset last moved; the metrics
+	// sampler should feed the same one, so a stall is known before anyone asks. Nil gives
+	// the service one of its own, fed only by Status.
+	Progress *CommitProgress
 	// Log receives Verify's summary lines; nil discards them.
 	Log *slog.Logger
 }
@@ -489,8 +623,11 @@ func NewService(cfg Config, deps Deps) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if deps.Database == nil || deps.Products == nil || deps.Events == nil || deps.ReadModel == nil || deps.Rebuilds == nil {
+	if deps.Database == nil || deps.Products == nil || deps.Events == nil || deps.ReadModel == nil || deps.Rebuilds == nil || deps.DeadLetters == nil {
 		return nil, errors.New("ops: nil dependency")
+	}
+	if deps.Progress == nil {
+		deps.Progress = NewCommitProgress(cfg.Now)
 	}
 	log := deps.Log
 	if log == nil {
@@ -528,11 +665,14 @@ func (s *Service) Status(ctx context.Context, th Thresholds) (Status, error) {
 	})
 	source(func(ctx context.Context) {
 		st.Projector.GroupLag, st.Projector.Err = s.deps.Events.GroupLag(ctx, s.cfg.ProjectorGroup, s.cfg.EventsTopic)
+		if st.Projector.Err == nil {
+			st.Projector.GroupLag = s.deps.Progress.Observe(st.Projector.GroupLag)
+		}
 		st.Projector.Group, st.Projector.Topic = s.cfg.ProjectorGroup, s.cfg.EventsTopic
 	})
 	source(func(ctx context.Context) {
 		st.DLQ.Topic = s.cfg.DLQTopic
-		st.DLQ.Depth, st.DLQ.Err = s.deps.Events.TopicDepth(ctx, s.cfg.DLQTopic)
+		st.DLQ.DLQCounts, st.DLQ.Err = CountDeadLetters(ctx, s.deps.Events, s.deps.DeadLetters, s.cfg.DLQTopic)
 	})
 	source(func(ctx context.Context) { st.ReadModel = s.readModel(ctx) })
 	source(func(ctx context.Context) {
@@ -580,6 +720,14 @@ func (s *Service) readModel(ctx context.Context) ReadModelSection {
 			rm.IndexMappingVersion, rm.LiveDocuments, rm.Tombstones = ix.MappingVersion, ix.Live, ix.Tombstones
 		}
 	}
+	if rm.AliasExists {
+		pos, behind, err := s.deps.Rebuilds.IndexPosition(ctx, rm.Index)
+		if err != nil {
+			rm.Err = err
+			return rm
+		}
+		rm.Behind, rm.CompleteBefore = behind, pos
+	}
 	return rm
 }
 
@@ -597,9 +745,19 @@ func evaluate(st *Status) {
 		unavailable("outbox", o.Err)
 	} else if o.Backlog > 0 && o.OldestAge > th.MaxOutboxAge {
 		cause := "; is a relay running ('catalog relay' or 'catalog serve')?"
+		if o.HeldBack > 0 && o.HeldBackAge > th.MaxOutboxAge {
+			// Something older is open; if no listed transaction is, this role cannot see it.
+			cause = fmt.Sprintf("; %d of them wait behind open transaction id %s, which this database role cannot see: "+
+				"grant it pg_read_all_stats to name it, or look it up as a superuser in pg_stat_activity (backend_xid) or pg_prepared_xacts",
+				o.HeldBack, orUnknown(o.OldestRunningTransactionID))
+		}
 		for _, tx := range st.Transactions.Long {
 			if tx.HoldsBackOutbox && tx.Age >= o.OldestAge {
-				cause = fmt.Sprintf("; held back by the open transaction of pid %d (open for %s): the relay cannot pass it", tx.PID, round(tx.Age))
+				who := fmt.Sprintf("the open transaction of pid %d", tx.PID)
+				if tx.PreparedGID != "" {
+					who = fmt.Sprintf("prepared transaction %q", tx.PreparedGID)
+				}
+				cause = fmt.Sprintf("; held back by %s (open for %s): the relay cannot pass it", who, round(tx.Age))
 				break
 			}
 		}
@@ -616,6 +774,22 @@ func evaluate(st *Status) {
 				p.Group, p.Topic, p.Records)
 		case p.Lag > th.MaxLag:
 			add(SeverityError, CheckProjectorLag, "projector: group %s is %d events behind on %s (limit %d)", p.Group, p.Lag, p.Topic, th.MaxLag)
+		}
+		var stalled []string
+		for _, pl := range p.Partitions {
+			if pl.StalledFor > th.MaxStall {
+				committed := "none"
+				if pl.Committed >= 0 {
+					committed = strconv.FormatInt(pl.Committed, 10)
+				}
+				stalled = append(stalled, fmt.Sprintf("partition %d for %s (committed %s, end %d, %d waiting)",
+					pl.Partition, round(pl.StalledFor), committed, pl.End, pl.Lag))
+			}
+		}
+		if len(stalled) > 0 {
+			add(SeverityError, CheckProjectorStalled, "projector: group %s has not moved its committed offset on %s %s (limit %s) while events wait: "+
+				"a projector is stuck on a message (its log says why: search unreachable, a dead letter that cannot be published) or the partition has no live owner",
+				p.Group, p.Topic, strings.Join(stalled, "; "), round(th.MaxStall))
 		}
 		if p.Members == 0 {
 			add(SeverityWarning, CheckProjectorNoMembers, "projector: no consumer is in group %s (state %s); events are not being projected", p.Group, orUnknown(p.State))
@@ -636,6 +810,18 @@ func evaluate(st *Status) {
 		add(SeverityWarning, CheckMappingAhead, "read model: index %s has mapping v%d, newer than the code's v%d (an older binary is running?)", rm.Index, rm.IndexMappingVersion, rm.CodeMappingVersion)
 	}
 
+	if rm.Err == nil && rm.Behind {
+		missing := ""
+		st.ReadModel.BehindEvents = -1
+		if n, ok := eventsAfter(rm.CompleteBefore, st.Projector); ok {
+			missing = fmt.Sprintf(" (%d events)", n)
+			st.ReadModel.BehindEvents = n
+		}
+		add(SeverityError, CheckAliasBehind, "read model: alias %s points at %s, which misses the events after offsets %s%s: searches may return stale or deleted products. "+
+			"A rollback or rebuild did not finish catching it up; recovery on a serving replica retries it within seconds ('catalog rebuild status' and the logs say why it cannot); if it stays behind, run 'catalog rebuild'",
+			rm.Alias, rm.Index, apprebuild.Offsets(rm.CompleteBefore), missing)
+	}
+
 	if st.Products.Err != nil {
 		unavailable("product counts", st.Products.Err)
 	} else if rm.Err == nil && rm.AliasExists && rm.IndexKnown {
@@ -652,23 +838,28 @@ func evaluate(st *Status) {
 
 	if d := st.DLQ; d.Err != nil {
 		unavailable("dead-letter topic "+d.Topic, d.Err)
-	} else if d.Depth > 0 {
-		add(SeverityError, CheckDLQ, "dlq: %d messages in %s need an operator ('catalog dlq list'); nothing is replayed automatically", d.Depth, d.Topic)
+	} else if d.Unhandled > 0 {
+		add(SeverityError, CheckDLQ, "dlq: %d of the %d messages in %s are unhandled: replay them once the cause is fixed, or resolve those to drop ('catalog dlq list', 'catalog dlq replay', 'catalog dlq resolve'); nothing is replayed automatically",
+			d.Unhandled, d.Depth, d.Topic)
 	}
 
 	if st.Transactions.Err != nil {
 		unavailable("database transactions", st.Transactions.Err)
 	}
 	for _, tx := range st.Transactions.Long {
-		if tx.Age < th.MaxTxAge {
-			continue
+		switch {
+		case tx.HoldsBackOutbox && tx.Age >= th.MaxOutboxAge:
+			add(SeverityError, CheckRelayHeldBack, "database: %s has been open for %s (outbox age limit %s) and holds a transaction id, "+
+				"so the relay cannot pass it: every event committed since it began waits, whichever database of the cluster it runs in; %s",
+				describeTx(tx), round(tx.Age), round(th.MaxOutboxAge), endTx(tx))
+		case tx.Age >= th.MaxTxAge:
+			effect := "it holds back vacuum"
+			if tx.HoldsBackOutbox {
+				effect = "it holds a transaction id, so the relay cannot pass it: events committed since it began wait"
+			}
+			add(SeverityError, CheckLongTransaction, "database: %s open for %s (limit %s); %s; %s",
+				describeTx(tx), round(tx.Age), round(th.MaxTxAge), effect, endTx(tx))
 		}
-		effect := "it holds back vacuum"
-		if tx.HoldsBackOutbox {
-			effect = "it has written, so the relay cannot pass it: events committed since it began wait"
-		}
-		add(SeverityError, CheckLongTransaction, "database: transaction of pid %d (%s@%s, %s) open for %s (limit %s); %s; query: %q",
-			tx.PID, orUnknown(tx.User), orUnknown(tx.Database), orUnknown(tx.State), round(tx.Age), round(th.MaxTxAge), effect, tx.Query)
 	}
 
 	if r := st.Rebuild; r.Err != nil {
@@ -679,6 +870,45 @@ func evaluate(st *Status) {
 
 	slices.SortStableFunc(st.Problems, func(a, b Problem) int { return cmp.Compare(b.Severity, a.Severity) })
 	st.Healthy = !slices.ContainsFunc(st.Problems, func(p Problem) bool { return p.Severity >= SeverityError })
+}
+
+// eventsAfter counts the events of the projector's partitions from pos to their end; ok is
+// false when the partitions could not be read.
+func eventsAfter(pos map[int32]int64, p ProjectorSection) (n int64, ok bool) {
+	if p.Err != nil || len(p.Partitions) == 0 {
+		return 0, false
+	}
+	for _, pl := range p.Partitions {
+		n += max(pl.End-max(pos[pl.Partition], pl.Start), 0)
+	}
+	return n, true
+}
+
+// describeTx names a transaction for a message: who, where, since when; never its SQL.
+func describeTx(tx LongTransaction) string {
+	started := "started " + tx.Started.UTC().Format(time.RFC3339)
+	if tx.PreparedGID != "" {
+		return fmt.Sprintf("prepared transaction %q (%s@%s, prepared %s)", tx.PreparedGID, orUnknown(tx.User), orUnknown(tx.Database),
+			tx.Started.UTC().Format(time.RFC3339))
+	}
+	last := ""
+	if !tx.QueryStarted.IsZero() {
+		last = ", last statement " + tx.QueryStarted.UTC().Format(time.RFC3339)
+	}
+	app := ""
+	if tx.Application != "" {
+		app = fmt.Sprintf(", application %q", tx.Application)
+	}
+	return fmt.Sprintf("transaction of pid %d (%s@%s%s, %s, %s%s)", tx.PID, orUnknown(tx.User), orUnknown(tx.Database), app,
+		orUnknown(tx.State), started, last)
+}
+
+// endTx says how an operator ends tx.
+func endTx(tx LongTransaction) string {
+	if tx.PreparedGID != "" {
+		return fmt.Sprintf("finish it with COMMIT PREPARED or ROLLBACK PREPARED '%s' once its coordinator is known to be gone", tx.PreparedGID)
+	}
+	return fmt.Sprintf("end it (SELECT pg_terminate_backend(%d)) or fix its client", tx.PID)
 }
 
 // round shortens a duration for a message: whole seconds from a second on, milliseconds below.

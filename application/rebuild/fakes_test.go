@@ -12,28 +12,65 @@ import (
 	"github.com/marketplace/catalog/domain/rebuild"
 )
 
-// memStore is an in-memory Store: records by id and a process-wide lock.
+// memStore is an in-memory Store: records by id, a process-wide lock and index positions.
 type memStore struct {
-	mu      sync.Mutex
-	locked  bool
-	records map[string]rebuild.Snapshot
-	order   []string
-	cancel  map[string]bool
+	mu        sync.Mutex
+	lock      *memLock
+	records   map[string]rebuild.Snapshot
+	order     []string
+	cancel    map[string]bool
+	positions map[string]app.Offsets
 }
 
 func newMemStore() *memStore {
-	return &memStore{records: map[string]rebuild.Snapshot{}, cancel: map[string]bool{}}
+	return &memStore{records: map[string]rebuild.Snapshot{}, cancel: map[string]bool{}, positions: map[string]app.Offsets{}}
 }
 
-func (s *memStore) TryLock(context.Context) (func(), error) {
+// memLock is the lock's "session": lose ends it the way a dropped connection does.
+type memLock struct {
+	s        *memStore
+	lost     bool
+	released bool
+}
+
+func (l *memLock) Check(context.Context) error {
+	l.s.mu.Lock()
+	defer l.s.mu.Unlock()
+	if l.lost {
+		return fmt.Errorf("%w: the session is gone", rebuild.ErrLockLost)
+	}
+	return nil
+}
+
+func (l *memLock) Release() {
+	l.s.mu.Lock()
+	defer l.s.mu.Unlock()
+	l.released = true
+	if l.s.lock == l {
+		l.s.lock = nil
+	}
+}
+
+// loseLock drops the current holder's session: the lock is free, the holder does not know.
+func (s *memStore) loseLock() *memLock {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.locked {
+	l := s.lock
+	if l != nil {
+		l.lost = true
+		s.lock = nil
+	}
+	return l
+}
+
+func (s *memStore) TryLock(context.Context) (app.Lock, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lock != nil {
 		return nil, rebuild.ErrAlreadyRunning
 	}
-	s.locked = true
-	var once sync.Once
-	return func() { once.Do(func() { s.mu.Lock(); s.locked = false; s.mu.Unlock() }) }, nil
+	s.lock = &memLock{s: s}
+	return s.lock, nil
 }
 
 func (s *memStore) Create(_ context.Context, r *rebuild.Rebuild) error {
@@ -47,7 +84,64 @@ func (s *memStore) Create(_ context.Context, r *rebuild.Rebuild) error {
 func (s *memStore) Save(_ context.Context, r *rebuild.Rebuild) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.records[r.ID()] = r.Snapshot()
+	snap := r.Snapshot()
+	if cur, ok := s.records[r.ID()]; ok {
+		if cur.Owner != snap.Owner {
+			return rebuild.ErrNotOwner
+		}
+		if cur.HeartbeatAt.After(snap.HeartbeatAt) {
+			snap.HeartbeatAt = cur.HeartbeatAt
+		}
+	} else {
+		s.order = append(s.order, r.ID())
+	}
+	s.records[r.ID()] = snap
+	return nil
+}
+
+func (s *memStore) Heartbeat(_ context.Context, id, owner string, at time.Time) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.records[id]
+	if !ok || cur.Owner != owner {
+		return rebuild.ErrNotOwner
+	}
+	cur.HeartbeatAt = at
+	s.records[id] = cur
+	return nil
+}
+
+func (s *memStore) TakeOver(_ context.Context, id, owner string, now, expiredBefore time.Time) (*rebuild.Rebuild, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.records[id]
+	if !ok || cur.Phase.Terminal() || !cur.HeartbeatAt.Before(expiredBefore) {
+		return nil, false, nil
+	}
+	cur.Owner, cur.HeartbeatAt = owner, now
+	s.records[id] = cur
+	r, err := rebuild.UnmarshalRebuildFromDatabase(cur)
+	return r, err == nil, err
+}
+
+func (s *memStore) IndexPosition(_ context.Context, index string) (app.Offsets, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.positions[index]
+	return p, ok, nil
+}
+
+func (s *memStore) SetIndexPosition(_ context.Context, index string, pos app.Offsets) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.positions[index] = pos
+	return nil
+}
+
+func (s *memStore) ClearIndexPosition(_ context.Context, index string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.positions, index)
 	return nil
 }
 
@@ -100,6 +194,18 @@ type world struct {
 	// gate, when set, is called during fill so a test can act mid-rebuild.
 	gate func()
 	seq  int
+	// committed is the live projector's committed offset (one partition); logStart the
+	// oldest retained offset.
+	committed int64
+	logStart  int64
+	// onRead, when set, runs at the start of every Read (outside the lock); readErr, when
+	// set, fails every Read (Kafka unreachable).
+	onRead  func()
+	readErr error
+	// afterSwitch, when set, runs after a successful alias switch (outside the lock).
+	afterSwitch func()
+	// mapping overrides an index's mapping version (1 otherwise).
+	mapping map[string]int
 }
 
 func newWorld() *world {
@@ -113,6 +219,20 @@ func (w *world) write(e product.Event) {
 	defer w.mu.Unlock()
 	w.products[e.AggregateID.String()] = e.State
 	w.log = append(w.log, e)
+}
+
+// project is the live projector: it applies every event after its committed offset to the
+// index the alias points at, through the alias, and commits.
+func (w *world) project() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	ix := w.indices[w.alias]
+	for _, e := range w.log[w.committed:] {
+		if cur, ok := ix[e.State.ID.String()]; !ok || cur.Version < e.State.Version {
+			ix[e.State.ID.String()] = e.State
+		}
+	}
+	w.committed = int64(len(w.log))
 }
 
 // ProductSource
@@ -208,9 +328,35 @@ func (l eventLog) EndOffsets(context.Context) (app.Offsets, error) {
 	return app.Offsets{0: int64(len(l.w.log))}, nil
 }
 
-func (l eventLog) Read(_ context.Context, from, to app.Offsets, fn func([]product.Event) error) (int64, int64, error) {
+func (l eventLog) Committed(_ context.Context, group string) (app.Offsets, error) {
+	if group == "" {
+		return nil, fmt.Errorf("no group")
+	}
 	l.w.mu.Lock()
-	start := from[0]
+	defer l.w.mu.Unlock()
+	return app.Offsets{0: l.w.committed}, nil
+}
+
+func (l eventLog) Read(ctx context.Context, from, to app.Offsets, fn func([]product.Event) error) (int64, int64, error) {
+	if l.w.onRead != nil {
+		l.w.onRead()
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, 0, err
+	}
+	l.w.mu.Lock()
+	if l.w.readErr != nil {
+		defer l.w.mu.Unlock()
+		return 0, 0, l.w.readErr
+	}
+	start, ok := from[0]
+	if !ok {
+		start = l.w.logStart
+	}
+	if start < l.w.logStart && start < to[0] {
+		l.w.mu.Unlock()
+		return 0, 0, fmt.Errorf("%w: from %d, the log starts at %d", app.ErrNotRetained, start, l.w.logStart)
+	}
 	evs := append([]product.Event(nil), l.w.log[start:to[0]]...)
 	l.w.mu.Unlock()
 	if len(evs) == 0 {
@@ -275,11 +421,16 @@ func (t target) Documents(_ context.Context, index, after string, limit int) ([]
 
 func (t target) SwitchAlias(_ context.Context, from, to string) error {
 	t.w.mu.Lock()
-	defer t.w.mu.Unlock()
 	if t.w.alias != from {
+		t.w.mu.Unlock()
 		return rebuild.ErrAliasMoved
 	}
 	t.w.alias = to
+	after := t.w.afterSwitch
+	t.w.mu.Unlock()
+	if after != nil {
+		after()
+	}
 	return nil
 }
 
@@ -302,7 +453,11 @@ func (t target) ListIndices(context.Context) ([]app.IndexInfo, error) {
 		if _, ok := t.w.indices[name]; !ok {
 			continue
 		}
-		out = append(out, app.IndexInfo{Name: name, MappingVersion: 1, Aliased: name == t.w.alias,
+		mv := 1
+		if v, ok := t.w.mapping[name]; ok {
+			mv = v
+		}
+		out = append(out, app.IndexInfo{Name: name, MappingVersion: mv, Aliased: name == t.w.alias,
 			Created: time.Unix(int64(i), 0)})
 	}
 	return out, nil

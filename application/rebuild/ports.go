@@ -10,22 +10,45 @@ package rebuild
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/domain/rebuild"
 )
 
-// Store keeps rebuild records in the system of record and owns the single-flight lock.
+// Lock is the cluster-wide single-flight lock, held by one operation (a rebuild, a rollback, a
+// prune, a recovery) at a time.
+type Lock interface {
+	// Check reports whether the lock is still held: nil, or an error wrapping
+	// rebuild.ErrLockLost when the session that held it is gone or no longer holds it.
+	Check(ctx context.Context) error
+	// Release frees the lock; it is safe to call more than once and after the lock was lost.
+	Release()
+}
+
+// Store keeps rebuild records in the system of record, owns the single-flight lock and
+// remembers where every index that stopped receiving live events stands in the event log.
 type Store interface {
 	// TryLock takes the cluster-wide rebuild lock without waiting, or fails with
-	// rebuild.ErrAlreadyRunning. The lock belongs to a database session: release frees it,
+	// rebuild.ErrAlreadyRunning. The lock belongs to a database session: Release frees it,
 	// and so does the death of the process, so a crash never leaves it held.
-	TryLock(ctx context.Context) (release func(), err error)
+	TryLock(ctx context.Context) (Lock, error)
 	// Create stores a new record.
 	Create(ctx context.Context, r *rebuild.Rebuild) error
-	// Save stores the record's current state.
+	// Save stores the record's current state, only while r's owner still owns the stored
+	// record (rebuild.ErrNotOwner otherwise: another runner took it over).
 	Save(ctx context.Context, r *rebuild.Rebuild) error
+	// Heartbeat records that owner, which runs rebuild id, is alive at at; it fails with
+	// rebuild.ErrNotOwner when another runner owns the record now.
+	Heartbeat(ctx context.Context, id, owner string, at time.Time) error
+	// TakeOver makes owner the runner of rebuild id, only if the record is unfinished and its
+	// heartbeat is older than expiredBefore, and returns the record as taken over; ok is false
+	// when the record finished or its runner beat in the meantime.
+	TakeOver(ctx context.Context, id, owner string, now, expiredBefore time.Time) (r *rebuild.Rebuild, ok bool, err error)
 	// Get returns a record or rebuild.ErrNotFound.
 	Get(ctx context.Context, id string) (*rebuild.Rebuild, error)
 	// List returns the newest records first, at most limit.
@@ -35,6 +58,14 @@ type Store interface {
 	RequestCancel(ctx context.Context, id string) error
 	// CancelRequested reports whether RequestCancel was called for id.
 	CancelRequested(ctx context.Context, id string) (bool, error)
+	// IndexPosition returns the recorded position of index: it holds every event before
+	// these offsets and may miss later ones. ok is false when nothing is recorded, which for
+	// the live index means it is complete.
+	IndexPosition(ctx context.Context, index string) (pos Offsets, ok bool, err error)
+	// SetIndexPosition records (replaces) index's position.
+	SetIndexPosition(ctx context.Context, index string, pos Offsets) error
+	// ClearIndexPosition forgets index's position: it is live and complete, or deleted.
+	ClearIndexPosition(ctx context.Context, index string) error
 }
 
 // DocVersion is the identity of a document or row for validation.
@@ -73,6 +104,24 @@ type ProductSource interface {
 // Offsets are Kafka positions by partition: the offset of the next record to read.
 type Offsets map[int32]int64
 
+// String writes the position as partition:offset pairs in partition order, as messages to
+// operators show it: "0:1200 1:987".
+func (o Offsets) String() string {
+	parts := slices.Sorted(maps.Keys(o))
+	if len(parts) == 0 {
+		return "(none)"
+	}
+	out := make([]string, len(parts))
+	for i, p := range parts {
+		out[i] = strconv.Itoa(int(p)) + ":" + strconv.FormatInt(o[p], 10)
+	}
+	return strings.Join(out, " ")
+}
+
+// ErrNotRetained means part of a range to read has already been deleted from the event log
+// (retention, DeleteRecords): what it held can no longer be applied.
+var ErrNotRetained = errors.New("event log: records are no longer retained")
+
 // EventLog reads product events from the log without a consumer group, so a rebuild never
 // disturbs the live projector's committed positions.
 type EventLog interface {
@@ -81,8 +130,13 @@ type EventLog interface {
 	// Read reads every partition from from (inclusive; nil means the earliest retained
 	// record) to to (exclusive), calling fn with batches of decoded events. Records that are
 	// not product events are skipped and counted in skipped (the live projector dead-letters
-	// them). It returns when every partition reached to.
+	// them). It returns when every partition reached to. A from below the log's start fails
+	// with an error wrapping ErrNotRetained.
 	Read(ctx context.Context, from, to Offsets, fn func([]product.Event) error) (read, skipped int64, err error)
+	// Committed returns group's committed offsets on every partition (the next record the
+	// group reads); a partition the group never committed has 0. Everything below them has
+	// been applied by the group's consumers.
+	Committed(ctx context.Context, group string) (Offsets, error)
 }
 
 // IndexInfo describes one versioned index behind the alias.

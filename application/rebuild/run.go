@@ -27,12 +27,21 @@ func (s *Service) run(ctx context.Context, r *rebuild.Rebuild) {
 	err := ru.phases()
 	now := s.cfg.Now()
 	snap := r.Snapshot()
+	cause := context.Cause(ctx)
+	if errors.Is(err, rebuild.ErrNotOwner) || errors.Is(cause, rebuild.ErrNotOwner) {
+		// Another replica took the record over after this runner's heartbeat expired: the
+		// record and the index are its now, and cleaning up would undo its work.
+		s.log.Error("rebuild: another runner owns the record now; leaving it and its index alone", "rebuild", r.ID(), "phase", snap.Phase)
+		return
+	}
 	// Cleanup uses a fresh context: the rebuild's own may be the thing that was cancelled.
 	cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if snap.ToIndex != "" && !ru.switched && !ru.aliasOn(snap.ToIndex) {
 		if derr := s.target.DeleteIndex(cctx, snap.ToIndex); derr != nil {
 			s.log.Warn("rebuild: could not delete the unfinished index", "rebuild", r.ID(), "index", snap.ToIndex, "err", derr)
+		} else {
+			_ = s.store.ClearIndexPosition(cctx, snap.ToIndex)
 		}
 	}
 	_ = s.products.Forget(cctx, r.ID())
@@ -41,6 +50,9 @@ func (s *Service) run(ctx context.Context, r *rebuild.Rebuild) {
 	case err == nil:
 		_ = r.Succeed(now)
 		s.log.Info("rebuild succeeded", "rebuild", r.ID(), "index", snap.ToIndex, "previous", snap.FromIndex, "docs", snap.DocsDone)
+	case errors.Is(cause, rebuild.ErrLockLost):
+		_ = r.Fail(fmt.Sprintf("stopped in phase %s: %v; without the lock nothing keeps a second rebuild out, so this one gave way (start it again)", snap.Phase, cause), now)
+		s.log.Error("rebuild stopped: it lost its lock", "rebuild", r.ID(), "phase", snap.Phase, "err", cause)
 	case cancelled || (errors.Is(err, context.Canceled) && ctx.Err() != nil):
 		_ = r.Cancel(now)
 		s.log.Warn("rebuild cancelled", "rebuild", r.ID(), "phase", snap.Phase)
@@ -168,6 +180,13 @@ func (ru *runner) phases() error {
 	if err := ru.advance(rebuild.PhaseSwitch); err != nil {
 		return err
 	}
+	// Before the switch, the positions: the new index holds every event before the catch-up
+	// offsets (and is behind until the drain below), the old one stops receiving events now.
+	// Recorded first, so that whatever happens from here on, recovery and a rollback know.
+	if err := s.store.SetIndexPosition(ctx, to, caught); err != nil {
+		return fmt.Errorf("record the position of %s: %w", to, err)
+	}
+	undo := s.recordDeparture(ctx, from)
 	// The switch is one request whose outcome must be known: it is not cut short by a cancel,
 	// and after an error the alias itself says whether it happened.
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.SwitchTimeout)
@@ -177,6 +196,7 @@ func (ru *runner) phases() error {
 		if ru.aliasOn(to) {
 			s.log.Warn("rebuild: the alias switch reported an error but took effect", "rebuild", r.ID(), "err", err)
 		} else {
+			undo()
 			return fmt.Errorf("switch alias %s -> %s: %w", from, to, err)
 		}
 	}
@@ -195,7 +215,10 @@ func (ru *runner) phases() error {
 		return err
 	}
 	if err := ru.drain(dctx, caught, write); err != nil {
-		return fmt.Errorf("the alias is on %s, but draining the events since the catch-up failed (re-run the rebuild to be sure nothing is missing): %w", to, err)
+		return fmt.Errorf("the alias is on %s, but draining the events since the catch-up failed (recovery retries it; 'catalog status' reports the live index as behind until then): %w", to, err)
+	}
+	if err := s.store.ClearIndexPosition(dctx, to); err != nil {
+		return fmt.Errorf("the alias is on %s and it is drained, but its position could not be cleared: %w", to, err)
 	}
 	if s.cfg.Settle > 0 {
 		select {
@@ -222,10 +245,13 @@ func (s *Service) drainLog(ctx context.Context, id string, from Offsets, write f
 		final, err := s.events.EndOffsets(ctx)
 		var read int64
 		if err == nil {
-			read, _, err = s.events.Read(ctx, from, final, eventsWriter(write))
+			read, _, err = s.events.Read(ctx, fromStart(from, final), final, eventsWriter(write))
 		}
 		if err == nil {
 			return read, nil
+		}
+		if errors.Is(err, ErrNotRetained) {
+			return 0, err // retrying cannot bring deleted records back
 		}
 		s.log.Warn("rebuild: drain failed, retrying", "rebuild", id, "err", err, "retry_in", wait)
 		select {
@@ -235,6 +261,76 @@ func (s *Service) drainLog(ctx context.Context, id string, from Offsets, write f
 		}
 		wait = min(2*wait, 5*time.Second)
 	}
+}
+
+// recordDeparture records where index, which the alias is about to leave, stops receiving
+// live events: the projector group's committed offsets, below which the projector has
+// applied every event to the live index (lowered to the index's recorded position when it
+// was itself still behind). It returns how to take that back if the alias does not move.
+// Failing to record it does not keep the alias where it is; a rollback to index is refused
+// later instead, because nobody would know where to catch it up from.
+func (s *Service) recordDeparture(ctx context.Context, index string) (undo func()) {
+	undo = func() {}
+	if index == "" {
+		return undo
+	}
+	// The switch follows whatever happens here, even a cancel: the position must be written.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.SwitchTimeout)
+	defer cancel()
+	prev, had, err := s.store.IndexPosition(ctx, index)
+	var pos Offsets
+	if err == nil {
+		pos, err = s.events.Committed(ctx, s.cfg.ProjectorGroup)
+	}
+	if err == nil && had {
+		pos = lowest(prev, pos)
+	}
+	if err == nil {
+		err = s.store.SetIndexPosition(ctx, index, pos)
+	}
+	if err != nil {
+		s.log.Warn("could not record where the index leaving the alias stops receiving events; rolling back to it will be refused",
+			"index", index, "err", err)
+		return undo
+	}
+	return func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.SwitchTimeout)
+		defer cancel()
+		var err error
+		if had {
+			err = s.store.SetIndexPosition(uctx, index, prev)
+		} else {
+			err = s.store.ClearIndexPosition(uctx, index)
+		}
+		if err != nil {
+			s.log.Warn("could not take back the recorded position of the index the alias stays on; recovery will catch it up", "index", index, "err", err)
+		}
+	}
+}
+
+// fromStart is from with every partition of to that from lacks (one created after the
+// position was taken) read from offset 0, its beginning. Read would start such a partition
+// at its oldest retained record, and skip silently what retention deleted; from 0 it fails
+// with ErrNotRetained instead.
+func fromStart(from, to Offsets) Offsets {
+	out := make(Offsets, len(to))
+	for p := range to {
+		out[p] = from[p]
+	}
+	return out
+}
+
+// lowest is, partition by partition, the lower of two positions; a partition only one of them
+// has counts as 0 in the other, so the result never claims more than both.
+func lowest(a, b Offsets) Offsets {
+	out := make(Offsets, max(len(a), len(b)))
+	for p, o := range a {
+		out[p] = min(o, b[p])
+	}
+	for p, o := range b {
+		out[p] = min(o, a[p])
+	}
+	return out
 }
 
 // aliasOn reports whether the alias points at index now.

@@ -28,6 +28,9 @@ func newRig(t *testing.T, cfg app.Config) *rig {
 	store := newMemStore()
 	cfg.BatchSize = 10
 	cfg.ValidatePageSize = 7
+	if cfg.ProjectorGroup == "" {
+		cfg.ProjectorGroup = "projector"
+	}
 	svc, err := app.NewService(cfg, store, w, eventLog{w}, target{w}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -164,7 +167,7 @@ func TestValidationFailureLeavesTheAliasAndRecordsWhy(t *testing.T) {
 	r := newRig(t, app.Config{})
 	r.seed(t, 20)
 	var victim string
-	r.svc, _ = app.NewService(app.Config{BatchSize: 10, ValidatePageSize: 7, BeforeValidate: func(_ context.Context, index string) {
+	r.svc, _ = app.NewService(app.Config{BatchSize: 10, ValidatePageSize: 7, ProjectorGroup: "projector", BeforeValidate: func(_ context.Context, index string) {
 		r.w.mu.Lock()
 		defer r.w.mu.Unlock()
 		for id := range r.w.indices[index] {
@@ -207,7 +210,7 @@ func TestPhantomAndStaleDocumentsFailValidation(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			r := newRig(t, app.Config{})
 			r.seed(t, 12)
-			r.svc, _ = app.NewService(app.Config{BeforeValidate: func(_ context.Context, index string) {
+			r.svc, _ = app.NewService(app.Config{ProjectorGroup: "projector", BeforeValidate: func(_ context.Context, index string) {
 				r.w.mu.Lock()
 				defer r.w.mu.Unlock()
 				damage(r.w, index)
@@ -243,7 +246,7 @@ func TestOneRebuildAtATimeAndCancel(t *testing.T) {
 	if _, err := r.svc.Start(context.Background(), rebuild.SourceDatabase); !errors.Is(err, rebuild.ErrAlreadyRunning) {
 		t.Fatalf("second start: %v, want ErrAlreadyRunning", err)
 	}
-	if _, _, err := r.svc.RollbackAlias(context.Background()); !errors.Is(err, rebuild.ErrAlreadyRunning) {
+	if _, err := r.svc.RollbackAlias(context.Background()); !errors.Is(err, rebuild.ErrAlreadyRunning) {
 		t.Fatalf("rollback during a rebuild: %v", err)
 	}
 	before := r.w.alias
@@ -273,8 +276,9 @@ func TestOneRebuildAtATimeAndCancel(t *testing.T) {
 
 func TestInterruptedRebuildIsRecoveredAsFailed(t *testing.T) {
 	r := newRig(t, app.Config{})
-	// A record left in the fill phase by a process that died, with its unfinished index.
-	dead, _ := rebuild.New("dead-1", rebuild.SourceDatabase, time.Now())
+	// A record left in the fill phase by a process that died a minute ago, with its
+	// unfinished index.
+	dead, _ := rebuild.New("dead-1", rebuild.SourceDatabase, time.Now().Add(-time.Minute))
 	_ = dead.Advance(rebuild.PhaseCreateIndex, time.Now())
 	idx, _ := target{r.w}.CreateIndex(context.Background())
 	dead.SetIndices(r.w.alias, idx)
@@ -304,7 +308,7 @@ func TestRebuildInterruptedAfterTheSwitchIsDrainedOnRecovery(t *testing.T) {
 	old := r.w.alias
 	// The dead rebuild: the new index holds everything up to the catch-up position (4 events),
 	// then the alias was switched and the process died before draining events 5 and 6.
-	dead, _ := rebuild.New("dead-drain", rebuild.SourceDatabase, time.Now())
+	dead, _ := rebuild.New("dead-drain", rebuild.SourceDatabase, time.Now().Add(-time.Minute))
 	_ = dead.Advance(rebuild.PhaseCreateIndex, time.Now())
 	idx, _ := target{r.w}.CreateIndex(ctx)
 	dead.SetIndices(old, idx)
@@ -355,9 +359,9 @@ func TestRollbackAndPrune(t *testing.T) {
 		end := waitEnd(t, r.svc, s.ID)
 		names = append(names, end.ToIndex)
 	}
-	from, to, err := r.svc.RollbackAlias(context.Background())
-	if err != nil || from != names[2] || to != names[1] || r.w.alias != names[1] {
-		t.Fatalf("rollback %s -> %s (%v), alias %s", from, to, err, r.w.alias)
+	rb, err := r.svc.RollbackAlias(context.Background())
+	if err != nil || rb.From != names[2] || rb.To != names[1] || r.w.alias != names[1] {
+		t.Fatalf("rollback %s -> %s (%v), alias %s", rb.From, rb.To, err, r.w.alias)
 	}
 	deleted, err := r.svc.PruneIndices(context.Background(), 1)
 	if err != nil {
@@ -371,7 +375,7 @@ func TestRollbackAndPrune(t *testing.T) {
 		t.Fatalf("prune 0 deleted %v; the live index must stay", d)
 	}
 	_ = first
-	if _, _, err := r.svc.RollbackAlias(context.Background()); !errors.Is(err, app.ErrNoPreviousIndex) {
+	if _, err := r.svc.RollbackAlias(context.Background()); !errors.Is(err, app.ErrNoPreviousIndex) {
 		t.Fatalf("rollback with nothing older: %v", err)
 	}
 }

@@ -43,21 +43,29 @@ const (
 func newDLQCmd(cfg *service.Config) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "dlq",
-		Short: "Inspect and deliberately replay the dead-letter queue (DLQ_TOPIC)",
+		Short: "Inspect, deliberately replay or resolve the dead-letter queue (DLQ_TOPIC)",
 		Long: `The projector sends an event it can never apply (undecodable, unsupported schema, invalid,
-rejected by the index mapping, a panic) to DLQ_TOPIC with headers saying why, and moves on.
-Nothing in the DLQ is ever replayed automatically:
+rejected by the index mapping, a panic) to DLQ_TOPIC with headers saying why, and moves on;
+the message keeps its original key (the product id). A payload too large for the topic is
+cut to fit, with headers saying so (dlq_payload_truncated, dlq_payload_bytes,
+dlq_payload_cut_bytes, dlq_truncation_reason). Nothing in the DLQ is ever replayed
+automatically:
 
   catalog dlq list     what is in the DLQ (filter by class, aggregate, time)
   catalog dlq show     one message with its headers and payload
   catalog dlq replay   put messages back on PRODUCT_EVENTS_TOPIC once their cause is fixed
+  catalog dlq resolve  drop messages that will not be replayed, with a reason
+  catalog dlq audit    who replayed or resolved what, when, why and with which result
 
-Messages are named <partition>:<offset> of DLQ_TOPIC. The commands read Kafka directly
-(KAFKA_BROKERS, or the embedded broker of a running 'catalog serve' on EMBEDDED_KAFKA_ADDR);
-replay records an audit entry per message in DATABASE_URL (table dlq_replays).`,
+A message replayed successfully or resolved is handled; 'catalog status' and the gauge
+catalog_dlq_unhandled report the others. Messages stay in DLQ_TOPIC until its retention
+removes them. Messages are named <partition>:<offset> of DLQ_TOPIC. The commands read Kafka
+directly (KAFKA_BROKERS, or the embedded broker of a running 'catalog serve' on
+EMBEDDED_KAFKA_ADDR); replay and resolve record an audit entry per message in DATABASE_URL
+(table dlq_replays), which audit reads.`,
 		Args: cobra.NoArgs,
 	}
-	cmd.AddCommand(newDLQListCmd(cfg), newDLQShowCmd(cfg), newDLQReplayCmd(cfg))
+	cmd.AddCommand(newDLQListCmd(cfg), newDLQShowCmd(cfg), newDLQReplayCmd(cfg), newDLQResolveCmd(cfg), newDLQAuditCmd(cfg))
 	return cmd
 }
 
@@ -77,8 +85,7 @@ func (f *dlqFilterFlags) bind(cmd *cobra.Command) {
 }
 
 // dlqKnownClasses are the classes this build's projector dead-letters with.
-var dlqKnownClasses = []projector.Class{projector.ClassUndecodable, projector.ClassUnsupported,
-	projector.ClassValidation, projector.ClassRejected, projector.ClassPanic}
+var dlqKnownClasses = projector.DeadLetterClasses()
 
 // filter builds the filter; a class this build does not know is warned about on warn (a
 // typo would silently select nothing) but allowed, since older or newer builds may differ.
@@ -183,19 +190,22 @@ func dlqLogger(cfg *service.Config, cmd *cobra.Command) *slog.Logger {
 
 func newDLQListCmd(cfg *service.Config) *cobra.Command {
 	var (
-		filter  dlqFilterFlags
-		limit   int
-		asJSON  bool
-		timeout time.Duration
+		filter    dlqFilterFlags
+		limit     int
+		asJSON    bool
+		unhandled bool
+		timeout   time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "list [--class C] [--aggregate ID] [--since T] [--until T] [--limit N] [--json]",
+		Use:   "list [--class C] [--aggregate ID] [--since T] [--until T] [--unhandled] [--limit N] [--json]",
 		Short: "List DLQ messages, oldest failure first; --limit keeps the newest N",
 		Long: `Lists the messages of DLQ_TOPIC that match the filters, one line each: reference
 (<partition>:<offset>), failure time (UTC), error class, aggregate id and reason. Messages are
 ordered by failure time; --limit N (default 100, 0 for all) keeps the newest N, like tail.
 A replayed message that failed again is in the DLQ twice: both copies are listed.
-Exits 0 also when nothing matches.`,
+--unhandled leaves out the messages replayed successfully or resolved (it reads the audit
+log in DATABASE_URL): what 'catalog status' counts as unhandled. Exits 0 also when nothing
+matches.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if limit < 0 {
@@ -207,16 +217,12 @@ Exits 0 also when nothing matches.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			reader, err := dlqReader(ctx, cfg, dlqLogger(cfg, cmd))
+			svc, closeAll, err := openDLQ(ctx, cfg, cmd, "dlq list", dlqNeeds{audit: unhandled})
 			if err != nil {
 				return err
 			}
-			defer reader.Close()
-			svc, err := ops.NewDLQService(reader, nil, nil)
-			if err != nil {
-				return err
-			}
-			res, err := svc.List(ctx, f, limit)
+			defer closeAll()
+			res, err := svc.List(ctx, f, limit, unhandled)
 			if err != nil {
 				return err
 			}
@@ -244,6 +250,7 @@ Exits 0 also when nothing matches.`,
 	}
 	filter.bind(cmd)
 	cmd.Flags().IntVar(&limit, "limit", dlqDefaultListLimit, "show the newest N matching messages; 0 shows all")
+	cmd.Flags().BoolVar(&unhandled, "unhandled", false, "leave out messages replayed successfully or resolved (reads the audit log in DATABASE_URL)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON array (headers included, payloads not: see 'dlq show')")
 	cmd.Flags().DurationVar(&timeout, "timeout", dlqReadTimeout, "give up after this long")
 	return cmd
@@ -283,26 +290,30 @@ func dlqOrDash(s string) string {
 
 // dlqMessageJSON is the --json shape of a DLQ message: a stable, snake_case contract.
 type dlqMessageJSON struct {
-	Ref               string            `json:"ref"`
-	Topic             string            `json:"topic"`
-	Partition         int32             `json:"partition"`
-	Offset            int64             `json:"offset"`
-	Timestamp         time.Time         `json:"timestamp"`
-	FailedAt          time.Time         `json:"failed_at"`
-	Class             string            `json:"class"`
-	Reason            string            `json:"reason"`
-	Handler           string            `json:"handler"`
-	OriginalTopic     string            `json:"original_topic"`
-	OriginalPartition *int32            `json:"original_partition"`
-	OriginalOffset    *int64            `json:"original_offset"`
-	Attempts          int               `json:"attempts"`
-	AggregateID       string            `json:"aggregate_id"`
-	AggregateVersion  int64             `json:"aggregate_version"`
-	EventID           string            `json:"event_id"`
-	EventType         string            `json:"event_type"`
-	Key               string            `json:"key"`
-	ReplayedFrom      string            `json:"replayed_from,omitempty"`
-	Headers           map[string]string `json:"headers"`
+	Ref               string    `json:"ref"`
+	Topic             string    `json:"topic"`
+	Partition         int32     `json:"partition"`
+	Offset            int64     `json:"offset"`
+	Timestamp         time.Time `json:"timestamp"`
+	FailedAt          time.Time `json:"failed_at"`
+	Class             string    `json:"class"`
+	Reason            string    `json:"reason"`
+	Handler           string    `json:"handler"`
+	OriginalTopic     string    `json:"original_topic"`
+	OriginalPartition *int32    `json:"original_partition"`
+	OriginalOffset    *int64    `json:"original_offset"`
+	Attempts          int       `json:"attempts"`
+	AggregateID       string    `json:"aggregate_id"`
+	AggregateVersion  int64     `json:"aggregate_version"`
+	EventID           string    `json:"event_id"`
+	EventType         string    `json:"event_type"`
+	Key               string    `json:"key"`
+	ReplayedFrom      string    `json:"replayed_from,omitempty"`
+	// PayloadTruncated is true when the payload was cut to fit the DLQ; PayloadBytes is the
+	// original payload's size either way.
+	PayloadTruncated bool              `json:"payload_truncated"`
+	PayloadBytes     int               `json:"payload_bytes"`
+	Headers          map[string]string `json:"headers"`
 	// Payload is the value as JSON when it is JSON, as a string otherwise (base64 when it is
 	// not UTF-8); PayloadEncoding says which.
 	Payload         json.RawMessage `json:"payload,omitempty"`
@@ -313,7 +324,8 @@ func newDLQMessageJSON(topic string, m ops.DLQMessage, withPayload bool) dlqMess
 	out := dlqMessageJSON{Ref: m.Ref.String(), Topic: topic, Partition: m.Ref.Partition, Offset: m.Ref.Offset,
 		Timestamp: m.Timestamp.UTC(), FailedAt: m.FailedAt.UTC(), Class: m.Class, Reason: m.Reason, Handler: m.Handler,
 		OriginalTopic: m.OriginalTopic, Attempts: m.Attempts, AggregateID: m.AggregateID, AggregateVersion: m.AggregateVersion,
-		EventID: m.EventID, EventType: m.EventType, Key: m.Key, ReplayedFrom: m.ReplayedFrom, Headers: map[string]string{}}
+		EventID: m.EventID, EventType: m.EventType, Key: m.Key, ReplayedFrom: m.ReplayedFrom, PayloadTruncated: m.Truncated,
+		PayloadBytes: m.PayloadBytes, Headers: map[string]string{}}
 	if m.OriginalPartition >= 0 {
 		out.OriginalPartition = &m.OriginalPartition
 	}
@@ -366,15 +378,11 @@ func newDLQShowCmd(cfg *service.Config) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			reader, err := dlqReader(ctx, cfg, dlqLogger(cfg, cmd))
+			svc, closeAll, err := openDLQ(ctx, cfg, cmd, "dlq show", dlqNeeds{})
 			if err != nil {
 				return err
 			}
-			defer reader.Close()
-			svc, err := ops.NewDLQService(reader, nil, nil)
-			if err != nil {
-				return err
-			}
+			defer closeAll()
 			m, err := svc.Show(ctx, ref)
 			if err != nil {
 				return err
@@ -422,6 +430,9 @@ func writeDLQMessage(w io.Writer, topic string, m ops.DLQMessage) error {
 	if m.ReplayedFrom != "" {
 		row("replay of:", m.ReplayedFrom+" (a replay that failed again)")
 	}
+	if m.Truncated {
+		row("payload cut:", fmt.Sprintf("%d of %d bytes kept (%s); it cannot be replayed", len(m.Payload), m.PayloadBytes, dlqOrDash(m.TruncationReason)))
+	}
 	_ = tw.Flush()
 	fmt.Fprintf(&b, "Headers (%d, by name):\n", len(m.Headers))
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
@@ -433,6 +444,8 @@ func writeDLQMessage(w io.Writer, topic string, m ops.DLQMessage) error {
 	_ = tw.Flush()
 	var pretty bytes.Buffer
 	switch {
+	case m.Truncated:
+		fmt.Fprintf(&b, "Payload (CUT: the first %d of %d bytes):\n%q\n", len(m.Payload), m.PayloadBytes, dlqTruncate(string(m.Payload), 2000))
 	case len(m.Payload) == 0:
 		b.WriteString("Payload: empty\n")
 	case json.Indent(&pretty, m.Payload, "", "  ") == nil:
@@ -475,9 +488,10 @@ Fix the cause first (a mapping, a deploy): a message whose cause is not fixed fa
 goes back to the DLQ as a new message (see 'catalog dlq list'). --dry-run prints what would be
 replayed and changes nothing. Every replayed message gets an audit entry in DATABASE_URL
 (table dlq_replays: when, --operator, the message, the result), written before the publish,
-so even a failed publish is on record. Messages an earlier replay already published are
-skipped, so repeating a command is harmless; --force replays them again. The first failed
-publish stops the replay (exit 1).`,
+so even a failed publish is on record. Messages an earlier replay already published, and
+messages resolved with 'catalog dlq resolve', are skipped, so repeating a command is harmless;
+--force replays them again. A message whose payload was cut to fit the DLQ is never replayed
+(it is not the event any more): resolve it. The first failed publish stops the replay (exit 1).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := ops.ReplayRequest{All: all, Limit: limit, DryRun: dryRun, Force: force, Operator: strings.TrimSpace(operator)}
 			for _, a := range args {
@@ -502,26 +516,11 @@ publish stops the replay (exit 1).`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			log := dlqLogger(cfg, cmd)
-			reader, err := dlqReader(ctx, cfg, log)
+			svc, closeAll, err := openDLQ(ctx, cfg, cmd, "dlq replay", dlqNeeds{audit: true, publisher: true})
 			if err != nil {
 				return err
 			}
-			defer reader.Close()
-			pub, err := kafka.NewReplayPublisher(kafka.Config{Brokers: dlqBrokers(cfg)}, cfg.ProductEventsTopic)
-			if err != nil {
-				return fmt.Errorf("dlq replay: %w", err)
-			}
-			defer pub.Close()
-			audit, closeDB, err := dlqAudit(ctx, cfg)
-			if err != nil {
-				return err
-			}
-			defer closeDB()
-			svc, err := ops.NewDLQService(reader, pub, audit)
-			if err != nil {
-				return err
-			}
+			defer closeAll()
 			outcomes := []dlqOutcomeJSON{}
 			sum, err := svc.Replay(ctx, req, func(o ops.ReplayOutcome) {
 				if asJSON {
@@ -547,7 +546,7 @@ publish stops the replay (exit 1).`,
 	cmd.Flags().BoolVar(&all, "all", false, "replay every message of the DLQ (must be explicit)")
 	cmd.Flags().IntVar(&limit, "limit", 0, "replay at most N messages (0: no limit)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be replayed; publish nothing, record nothing")
-	cmd.Flags().BoolVar(&force, "force", false, "also replay messages an earlier replay already published")
+	cmd.Flags().BoolVar(&force, "force", false, "also replay messages an earlier replay already published or an operator resolved")
 	cmd.Flags().StringVar(&operator, "operator", dlqDefaultOperator(), "who replays, recorded in the audit log")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the outcomes and the summary as JSON")
 	cmd.Flags().DurationVar(&timeout, "timeout", dlqReplayTimeout, "give up after this long")
@@ -564,20 +563,72 @@ func dlqDefaultOperator() string {
 	return "unknown"
 }
 
-// dlqAudit opens DATABASE_URL and checks that the audit table exists.
-func dlqAudit(ctx context.Context, cfg *service.Config) (*postgres.DLQAudit, func(), error) {
+// dlqNeeds says what a DLQ command needs beside the reader of DLQ_TOPIC.
+type dlqNeeds struct {
+	// audit opens the audit log in DATABASE_URL.
+	audit bool
+	// publisher connects the replay publisher to PRODUCT_EVENTS_TOPIC.
+	publisher bool
+}
+
+// openDLQ connects what a DLQ command needs and returns the DLQ use cases over it, and the
+// function that releases it all; op ("dlq replay") prefixes the errors.
+func openDLQ(ctx context.Context, cfg *service.Config, cmd *cobra.Command, op string, needs dlqNeeds) (*ops.DLQService, func(), error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	reader, err := dlqReader(ctx, cfg, dlqLogger(cfg, cmd))
+	if err != nil {
+		return nil, nil, err
+	}
+	closers = append(closers, reader.Close)
+	var pub ops.ReplayPublisher
+	if needs.publisher {
+		p, err := kafka.NewReplayPublisher(kafka.Config{Brokers: dlqBrokers(cfg)}, cfg.ProductEventsTopic)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("%s: %w", op, err)
+		}
+		closers = append(closers, p.Close)
+		pub = p
+	}
+	var audit ops.ReplayAudit
+	if needs.audit {
+		a, closeDB, err := dlqAudit(ctx, cfg, op)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		closers = append(closers, closeDB)
+		audit = a
+	}
+	svc, err := ops.NewDLQService(reader, pub, audit)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return svc, closeAll, nil
+}
+
+// dlqAudit opens DATABASE_URL and checks that the audit table exists with its resolution
+// columns; op ("dlq replay") prefixes the errors.
+func dlqAudit(ctx context.Context, cfg *service.Config, op string) (*postgres.DLQAudit, func(), error) {
 	db, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, MaxConns: dlqDatabaseMaxConns, ConnectTimeout: dlqConnectTimeout})
 	if err != nil {
-		return nil, nil, fmt.Errorf("dlq replay: audit log: %w", err)
+		return nil, nil, fmt.Errorf("%s: audit log: %w", op, err)
 	}
 	var exists bool
-	if err := db.Pool.QueryRow(ctx, `SELECT to_regclass('dlq_replays') IS NOT NULL`).Scan(&exists); err != nil {
+	if err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
+  WHERE table_schema = current_schema() AND table_name = 'dlq_replays' AND column_name = 'action')`).Scan(&exists); err != nil {
 		db.Close()
-		return nil, nil, fmt.Errorf("dlq replay: audit log: %w", err)
+		return nil, nil, fmt.Errorf("%s: audit log: %w", op, err)
 	}
 	if !exists {
 		db.Close()
-		return nil, nil, errors.New("dlq replay: audit log: the database has no table dlq_replays; run 'catalog migrate'")
+		return nil, nil, fmt.Errorf("%s: audit log: the database has no table dlq_replays with resolutions; run 'catalog migrate'", op)
 	}
 	audit, err := postgres.NewDLQAudit(db)
 	if err != nil {
@@ -600,8 +651,14 @@ func writeDLQOutcome(w io.Writer, o ops.ReplayOutcome) {
 	case ops.ReplayActionSkippedReplayed:
 		fmt.Fprintf(w, "skipped       %s: replayed at %s by %s (audit #%d); --force replays it again\n",
 			what, o.Previous.ReplayedAt.UTC().Format(dlqTimeLayoutDisplay), o.Previous.Operator, o.Previous.ID)
+	case ops.ReplayActionSkippedResolved:
+		fmt.Fprintf(w, "skipped       %s: resolved at %s by %s (audit #%d: %s); --force replays it\n",
+			what, o.Previous.ReplayedAt.UTC().Format(dlqTimeLayoutDisplay), o.Previous.Operator, o.Previous.ID, dlqTruncate(o.Previous.Note, 60))
 	case ops.ReplayActionSkippedDuplicate:
 		fmt.Fprintf(w, "skipped       %s: same event as %s, replayed in this run\n", what, o.DuplicateOf)
+	case ops.ReplayActionSkippedTruncated:
+		fmt.Fprintf(w, "skipped       %s: its payload was cut to fit the DLQ (%d of %d bytes kept), so it is not the event; resolve it\n",
+			what, len(m.Payload), m.PayloadBytes)
 	}
 }
 
@@ -614,8 +671,14 @@ func writeDLQSummary(w io.Writer, s ops.ReplaySummary, req ops.ReplayRequest, cf
 	if s.SkippedReplayed > 0 {
 		skipped = append(skipped, fmt.Sprintf("%d already replayed", s.SkippedReplayed))
 	}
+	if s.SkippedResolved > 0 {
+		skipped = append(skipped, fmt.Sprintf("%d resolved", s.SkippedResolved))
+	}
 	if s.SkippedDuplicate > 0 {
 		skipped = append(skipped, fmt.Sprintf("%d duplicate copies", s.SkippedDuplicate))
+	}
+	if s.SkippedTruncated > 0 {
+		skipped = append(skipped, fmt.Sprintf("%d with a cut payload", s.SkippedTruncated))
 	}
 	extra := ""
 	if len(skipped) > 0 {
@@ -662,7 +725,7 @@ func newDLQOutcomeJSON(o ops.ReplayOutcome) dlqOutcomeJSON {
 		out.TargetPartition, out.TargetOffset = &o.Target.Partition, &o.Target.Offset
 	case ops.ReplayActionFailed:
 		out.Error = o.Err.Error()
-	case ops.ReplayActionSkippedReplayed:
+	case ops.ReplayActionSkippedReplayed, ops.ReplayActionSkippedResolved:
 		out.PreviousAuditID = o.Previous.ID
 	case ops.ReplayActionSkippedDuplicate:
 		out.DuplicateOf = o.DuplicateOf.String()
@@ -680,14 +743,16 @@ type dlqSummaryJSON struct {
 	Replayed         int    `json:"replayed"`
 	Failed           int    `json:"failed"`
 	SkippedReplayed  int    `json:"skipped_already_replayed"`
+	SkippedResolved  int    `json:"skipped_resolved"`
 	SkippedDuplicate int    `json:"skipped_duplicate"`
+	SkippedTruncated int    `json:"skipped_truncated"`
 	LimitReached     bool   `json:"limit_reached"`
 }
 
 func newDLQSummaryJSON(s ops.ReplaySummary, req ops.ReplayRequest, cfg *service.Config) dlqSummaryJSON {
 	return dlqSummaryJSON{RunID: s.RunID, DryRun: s.DryRun, Operator: req.Operator, DLQTopic: cfg.DLQTopic, TargetTopic: cfg.ProductEventsTopic,
-		Selected: s.Selected, Replayed: s.Replayed, Failed: s.Failed, SkippedReplayed: s.SkippedReplayed,
-		SkippedDuplicate: s.SkippedDuplicate, LimitReached: s.LimitReached}
+		Selected: s.Selected, Replayed: s.Replayed, Failed: s.Failed, SkippedReplayed: s.SkippedReplayed, SkippedResolved: s.SkippedResolved,
+		SkippedDuplicate: s.SkippedDuplicate, SkippedTruncated: s.SkippedTruncated, LimitReached: s.LimitReached}
 }
 
 type dlqReplayJSON struct {

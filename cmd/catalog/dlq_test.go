@@ -5,14 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/marketplace/catalog/adapters/kafka"
@@ -22,7 +20,6 @@ import (
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/internal/testenv"
 	"github.com/marketplace/catalog/internal/testkafka"
-	"github.com/marketplace/catalog/service"
 )
 
 func TestParseDLQTime(t *testing.T) {
@@ -97,9 +94,6 @@ func (e *dlqEnv) run(t *testing.T, args ...string) (stdout, stderr string, code 
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	root := newRootCmd()
-	if !hasSubcommand(root, "dlq") {
-		root = dlqTestRoot()
-	}
 	var out, errb bytes.Buffer
 	root.SetOut(&out)
 	root.SetErr(&errb)
@@ -117,36 +111,6 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
 		}
 	}
 	return out.String(), errb.String(), code
-}
-
-func hasSubcommand(c *cobra.Command, name string) bool {
-	for _, sub := range c.Commands() {
-		if sub.Name() == name {
-			return true
-		}
-	}
-	return false
-}
-
-// dlqTestRoot is newRootCmd with the dlq command, for as long as root.go does not add it.
-func dlqTestRoot() *cobra.Command {
-	cfg := &service.Config{}
-	root := &cobra.Command{
-		Use:           "catalog",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-		PersistentPreRunE: func(*cobra.Command, []string) error {
-			cfg.SetDefaults()
-			if err := cfg.Validate(); err != nil {
-				return usageError{fmt.Errorf("configuration: %w", err)}
-			}
-			return nil
-		},
-	}
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
-	bindFlags(root.PersistentFlags(), cfg)
-	root.AddCommand(newDLQCmd(cfg))
-	return root
 }
 
 // deadLetter writes an event to the DLQ as the projector does (Watermill publisher, event
@@ -390,5 +354,104 @@ func TestDLQReplayNeedsTheAuditTable(t *testing.T) {
 	}
 	if recs := testkafka.ReadUntil(t, c, e.eventsTopic, time.Second, func(rs []testkafka.Record) bool { return len(rs) > 0 }); len(recs) != 0 {
 		t.Fatalf("published %d records without an audit log", len(recs))
+	}
+}
+
+// TestDLQResolveAndAuditCommands: resolve needs a selector and a reason, changes nothing in a
+// dry run, records one entry per message with the reason; audit lists replays and
+// resolutions newest first, filtered, as a table or JSON; a replay skips what was resolved.
+func TestDLQResolveAndAuditCommands(t *testing.T) {
+	e := newDLQEnv(t, testkafka.Embedded(t))
+	now := time.Now().UTC()
+	a := e.deadLetter(t, "RES-A", "rejected", now.Add(-time.Hour))
+	b := e.deadLetter(t, "RES-B", "validation", now)
+	refOf := func(agg string) string {
+		out, _, _ := e.run(t, "dlq", "list", "--aggregate", agg, "--json")
+		var listed []map[string]any
+		if err := json.Unmarshal([]byte(out), &listed); err != nil || len(listed) != 1 {
+			t.Fatalf("list --aggregate %s: %v\n%s", agg, err, out)
+		}
+		return listed[0]["ref"].(string)
+	}
+	refA, refB := refOf(a.AggregateID.String()), refOf(b.AggregateID.String())
+
+	for _, args := range [][]string{{refA}, {refA, "--reason", " "}, {"--reason", "r"}, {"--all", refA, "--reason", "r"}, {"x:y", "--reason", "r"}} {
+		if _, errOut, code := e.run(t, append([]string{"dlq", "resolve"}, args...)...); code != exitUsage {
+			t.Errorf("resolve %v: exit %d, want %d (%s)", args, code, exitUsage, errOut)
+		}
+	}
+	out, errOut, code := e.run(t, "dlq", "resolve", refA, "--reason", "superseded by version 2", "--dry-run")
+	if code != 0 || !strings.Contains(out, "would resolve "+refA) || !strings.Contains(errOut, "nothing was changed") || len(e.auditRows(t)) != 0 {
+		t.Fatalf("dry run: exit %d\n%s\n%s\naudit %v", code, out, errOut, e.auditRows(t))
+	}
+	out, errOut, code = e.run(t, "dlq", "resolve", refA, "--reason", "superseded by version 2", "--operator", "carol")
+	if code != 0 || !strings.Contains(out, "resolved      "+refA) || !strings.Contains(errOut, "resolved 1 of 1") {
+		t.Fatalf("resolve: exit %d\n%s\n%s", code, out, errOut)
+	}
+	if rows := e.auditRows(t); len(rows) != 1 || rows[0] != "carol "+a.AggregateID.String()+" ok" {
+		t.Fatalf("audit rows %v", rows)
+	}
+	// The unhandled messages are B alone.
+	out, _, code = e.run(t, "dlq", "list", "--unhandled", "--json")
+	var unhandled []map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &unhandled) != nil || len(unhandled) != 1 || unhandled[0]["ref"] != refB {
+		t.Fatalf("list --unhandled: exit %d\n%s", code, out)
+	}
+	// Resolving it again skips it; replaying everything skips it and replays the other.
+	out, _, code = e.run(t, "dlq", "resolve", "--aggregate", a.AggregateID.String(), "--reason", "again", "--json")
+	var res struct {
+		Summary struct {
+			Resolved       int    `json:"resolved"`
+			SkippedHandled int    `json:"skipped_handled"`
+			Reason         string `json:"reason"`
+		} `json:"summary"`
+		Outcomes []struct {
+			Action string `json:"action"`
+		} `json:"outcomes"`
+	}
+	if code != 0 || json.Unmarshal([]byte(out), &res) != nil || res.Summary.Resolved != 0 || res.Summary.SkippedHandled != 1 ||
+		res.Summary.Reason != "again" || len(res.Outcomes) != 1 || res.Outcomes[0].Action != "skipped-already-resolved" {
+		t.Fatalf("second resolve: exit %d\n%s", code, out)
+	}
+	out, errOut, code = e.run(t, "dlq", "replay", "--all", "--operator", "dave")
+	if code != 0 || !strings.Contains(out, "skipped       "+refA) || !strings.Contains(out, "resolved at") || !strings.Contains(errOut, "replayed 1 of 2") ||
+		!strings.Contains(errOut, "1 resolved") {
+		t.Fatalf("replay --all: exit %d\n%s\n%s", code, out, errOut)
+	}
+
+	if _, errOut, code := e.run(t, "dlq", "list", "--unhandled"); code != 0 || !strings.Contains(errOut, "no messages") {
+		t.Fatalf("list --unhandled once everything is handled: exit %d\n%s", code, errOut)
+	}
+
+	// audit: newest first, one line per entry, with the reason or the target.
+	out, _, code = e.run(t, "dlq", "audit")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) != 3 || !strings.HasPrefix(lines[0], "ID") || !strings.Contains(lines[1], "replay") || !strings.Contains(lines[1], refB) ||
+		!strings.Contains(lines[1], "dave") || !strings.Contains(lines[1], "-> "+e.eventsTopic) || !strings.Contains(lines[2], "resolve") ||
+		!strings.Contains(lines[2], "superseded by version 2") || !strings.Contains(lines[2], "carol") {
+		t.Fatalf("audit: exit %d\n%s", code, out)
+	}
+	out, _, code = e.run(t, "dlq", "audit", "--action", "resolve", "--json")
+	var entries []map[string]any
+	if code != 0 || json.Unmarshal([]byte(out), &entries) != nil || len(entries) != 1 || entries[0]["reason"] != "superseded by version 2" ||
+		entries[0]["ref"] != refA || entries[0]["action"] != "resolve" || entries[0]["result"] != "ok" || entries[0]["operator"] != "carol" {
+		t.Fatalf("audit --action resolve --json: exit %d\n%s", code, out)
+	}
+	out, _, code = e.run(t, "dlq", "audit", "--ref", refB, "--json")
+	if code != 0 || json.Unmarshal([]byte(out), &entries) != nil || len(entries) != 1 || entries[0]["target_topic"] != e.eventsTopic {
+		t.Fatalf("audit --ref: exit %d\n%s", code, out)
+	}
+	if _, errOut, code := e.run(t, "dlq", "audit", "--aggregate", "nobody"); code != 0 || !strings.Contains(errOut, "no audit entries") {
+		t.Fatalf("audit of nothing: exit %d, %s", code, errOut)
+	}
+	for _, args := range [][]string{{"--action", "delete"}, {"--limit", "-1"}, {"--ref", "nope"}, {"extra"}} {
+		if _, _, code := e.run(t, append([]string{"dlq", "audit"}, args...)...); code != exitUsage {
+			t.Errorf("audit %v: exit %d, want %d", args, code, exitUsage)
+		}
+	}
+	// The audit log needs the migrated table.
+	unmigrated := &dlqEnv{cluster: e.cluster, dlqTopic: e.dlqTopic, eventsTopic: e.eventsTopic, dbURL: testenv.NewDatabase(t)}
+	if _, errOut, code := unmigrated.run(t, "dlq", "audit"); code != exitFailure || !strings.Contains(errOut, "catalog migrate") {
+		t.Fatalf("audit without the table: exit %d\n%s", code, errOut)
 	}
 }

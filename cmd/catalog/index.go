@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
 	"github.com/marketplace/catalog/service"
@@ -121,30 +123,58 @@ func writeIndicesTable(w io.Writer, list []*projectionv1.Index) error {
 	return err
 }
 
+// rollbackTimeout is how long `catalog index rollback` waits by default: the catch-up reads
+// every event since the previous index left the alias, which after a recent rebuild takes
+// seconds, after days of traffic minutes.
+const rollbackTimeout = 10 * time.Minute
+
 func newIndexRollbackCmd(cfg *service.Config) *cobra.Command {
-	return &cobra.Command{
-		Use:   "rollback",
-		Short: "Point the alias back at the previous index, atomically",
-		Long: `Moves the alias from the live index to the newest older one in one atomic _aliases request,
-so readers switch without a gap. Use it when a rebuild produced a bad index; a later rebuild
-or another rollback moves it again.`,
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "rollback [--timeout=D]",
+		Short: "Point the alias back at the previous index, brought up to date first",
+		Long: `Moves the alias from the live index to the newest older one: the way back from a rebuild
+that produced a bad index. The older index stopped receiving events when the alias left it,
+so it is brought up to date before it serves, the way a rebuild's new index is: the events
+since it left the alias are read from the event log and applied to it while searches stay on
+the live index, the alias moves in one atomic _aliases request, and the events written to the
+live index meanwhile are drained into it. Searches never see the older index's stale state.
+
+The rollback is refused, and nothing changes, when the older index cannot be brought up to
+date: its mapping is older than the running release's, nobody recorded where it stopped
+receiving events (it left the alias before this release, or the alias was moved by hand), or
+the events it misses are past the topic's retention. Run 'catalog rebuild' instead then. It is
+also refused while a rebuild, another rollback or a prune runs.
+
+Prints how many events were caught up. Leaving before the switch (Ctrl-C, --timeout) leaves
+the alias where it was; the next rollback goes on from the catch-up done so far.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if timeout <= 0 {
+				return usageError{fmt.Errorf("--timeout must be positive, got %s", timeout)}
+			}
 			client, closeConn, err := dialAdmin(cfg.GRPCAddr)
 			if err != nil {
 				return err
 			}
 			defer closeConn()
-			ctx, cancel := context.WithTimeout(cmd.Context(), adminRPCTimeout)
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
 			resp, err := client.RollbackAlias(ctx, &projectionv1.RollbackAliasRequest{})
 			if err != nil {
+				if status.Code(err) == codes.DeadlineExceeded {
+					return fmt.Errorf("rollback: no answer within --timeout=%s; if the catch-up had not finished the alias was not moved ('catalog index list' shows where it is)", timeout)
+				}
 				return adminError(cfg.GRPCAddr, "rollback", err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "alias rolled back: %s -> %s\n", resp.GetFrom(), resp.GetTo())
+			fmt.Fprintf(cmd.ErrOrStderr(), "%s brought up to date first: %s %s since it left the alias caught up, %s more drained after the switch\n",
+				resp.GetTo(), groupDigits(resp.GetCaughtUp()), plural(int(min(resp.GetCaughtUp(), 2)), "event", "events"), groupDigits(resp.GetDrained()))
 			return nil
 		},
 	}
+	cmd.Flags().DurationVar(&timeout, "timeout", rollbackTimeout, "how long to wait for the catch-up and the switch")
+	return cmd
 }
 
 func newIndexPruneCmd(cfg *service.Config) *cobra.Command {

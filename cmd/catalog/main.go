@@ -6,8 +6,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -27,20 +29,29 @@ func (e usageError) Unwrap() error { return e.err }
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	os.Exit(run(ctx, os.Args[1:]))
+	os.Exit(run(ctx, os.Args[1:], os.Stderr))
 }
 
-func run(ctx context.Context, args []string) int {
+// run executes the command line and returns the exit code. A usage error goes to stderr one
+// line per mistake, each prefixed, so that a configuration with three bad variables prints
+// three lines a log pipeline keeps apart; other errors print as they are.
+func run(ctx context.Context, args []string, stderr io.Writer) int {
 	root := newRootCmd()
 	root.SetArgs(args)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(os.Stderr, "catalog: %v\n", err)
 	var ue usageError
-	if errors.As(err, &ue) || isFlagError(err) {
-		return exitUsage
+	if !errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "catalog: %v\n", err)
+		if isFlagError(err) {
+			return exitUsage
+		}
+		return exitFailure
 	}
-	return exitFailure
+	for line := range strings.Lines(err.Error()) {
+		fmt.Fprintf(stderr, "catalog: %s\n", strings.TrimRight(line, "\n"))
+	}
+	return exitUsage
 }

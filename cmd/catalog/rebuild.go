@@ -381,6 +381,9 @@ func renderProgressBar(p *projectionv1.RebuildProgress, width int) string {
 	if eta := p.GetEta(); eta != nil {
 		fmt.Fprintf(&figures, "  ETA %s", formatETA(eta.AsDuration()))
 	}
+	if p.GetRebuild().GetRunnerLost() {
+		figures.WriteString("  RUNNER NOT RESPONDING")
+	}
 	barWidth := min(width-len(phase)-figures.Len()-3, 30)
 	if barWidth < 5 {
 		return truncate(phaseLabel(p.GetPhase())+figures.String(), width) // narrow: figures first
@@ -422,6 +425,9 @@ func renderProgressLine(p *projectionv1.RebuildProgress, now time.Time) string {
 	if e := p.GetRebuild().GetError(); e != "" {
 		fmt.Fprintf(&b, " error=%q", e)
 	}
+	if p.GetRebuild().GetRunnerLost() {
+		fmt.Fprintf(&b, " runner_lost=%s", p.GetRebuild().GetRunner())
+	}
 	return b.String()
 }
 
@@ -432,6 +438,9 @@ func printRebuild(w io.Writer, r *projectionv1.Rebuild) {
 	fmt.Fprintf(w, "indices   %s -> %s\n", orDash(r.GetFromIndex()), orDash(r.GetToIndex()))
 	fmt.Fprintf(w, "documents %s/%s\n", groupDigits(r.GetDocsDone()), groupDigits(r.GetDocsTotal()))
 	fmt.Fprintf(w, "started   %s\n", r.GetStartedAt().AsTime().UTC().Format(time.RFC3339))
+	if line := runnerLine(r, time.Now()); line != "" {
+		fmt.Fprintf(w, "runner    %s\n", line)
+	}
 	if r.GetFinishedAt() != nil {
 		fmt.Fprintf(w, "finished  %s (%s)\n", r.GetFinishedAt().AsTime().UTC().Format(time.RFC3339), elapsed(r).Round(time.Second))
 	}
@@ -448,6 +457,22 @@ func printRebuild(w io.Writer, r *projectionv1.Rebuild) {
 		line := fmt.Sprintf("  %-16s %s  %s", phaseLabel(t.GetPhase()), t.GetStartedAt().AsTime().UTC().Format("15:04:05.000"), d)
 		fmt.Fprintln(w, strings.TrimRight(line, " "))
 	}
+}
+
+// runnerLine says who runs an unfinished rebuild and whether it is alive; "" for a finished
+// one or a record without a runner.
+func runnerLine(r *projectionv1.Rebuild, now time.Time) string {
+	if terminal(r.GetPhase()) || r.GetRunner() == "" {
+		return ""
+	}
+	age := "never"
+	if hb := r.GetHeartbeatAt(); hb != nil {
+		age = now.Sub(hb.AsTime()).Round(time.Second).String() + " ago"
+	}
+	if r.GetRunnerLost() {
+		return fmt.Sprintf("%s NOT RESPONDING (last heartbeat %s): its process died or cannot reach the database; a replica's recovery marks the rebuild failed within seconds", r.GetRunner(), age)
+	}
+	return fmt.Sprintf("%s (heartbeat %s)", r.GetRunner(), age)
 }
 
 func phaseLabel(p projectionv1.RebuildPhase) string {

@@ -30,6 +30,8 @@ type adminFake struct {
 	gets     int
 	indices  []apprebuild.IndexInfo
 	keep     int
+	rollback func() (apprebuild.Rollback, error) // nil: nothing to roll back to
+	lost     bool                                // RunnerLost's answer
 }
 
 func (f *adminFake) Start(context.Context, rebuild.Source) (rebuild.Snapshot, error) {
@@ -58,9 +60,14 @@ func (f *adminFake) ListIndices(context.Context) ([]apprebuild.IndexInfo, error)
 	return f.indices, nil
 }
 
-func (f *adminFake) RollbackAlias(context.Context) (string, string, error) {
-	return "", "", fmt.Errorf("rollback: %w (the live index x is the oldest)", apprebuild.ErrNoPreviousIndex)
+func (f *adminFake) RollbackAlias(context.Context) (apprebuild.Rollback, error) {
+	if f.rollback != nil {
+		return f.rollback()
+	}
+	return apprebuild.Rollback{}, fmt.Errorf("rollback: %w (the live index x is the oldest)", apprebuild.ErrNoPreviousIndex)
 }
+
+func (f *adminFake) RunnerLost(rebuild.Snapshot) bool { return f.lost }
 
 func (f *adminFake) PruneIndices(_ context.Context, keep int) ([]string, error) {
 	f.keep = keep
@@ -211,6 +218,62 @@ func TestIndexCommands(t *testing.T) {
 	_, _, err = runCmd(t, newIndexCmd, cfg, "rollback")
 	if err == nil || !strings.Contains(err.Error(), "no previous index") {
 		t.Errorf("rollback: err = %v", err)
+	}
+}
+
+// TestIndexRollbackSaysHowTheIndexWasCaughtUp: a rollback prints the switch on stdout and
+// how many events brought the older index up to date on stderr; a refused one exits 1 with
+// the server's reason, which points at a rebuild.
+func TestIndexRollbackSaysHowTheIndexWasCaughtUp(t *testing.T) {
+	f := &adminFake{rollback: func() (apprebuild.Rollback, error) {
+		return apprebuild.Rollback{From: "ps_v1_new", To: "ps_v1_old", Since: apprebuild.Offsets{0: 10}, CaughtUp: 1234, Drained: 2}, nil
+	}}
+	cfg := serveFake(t, f)
+	out, errOut, err := runCmd(t, newIndexCmd, cfg, "rollback")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != "alias rolled back: ps_v1_new -> ps_v1_old\n" || !strings.Contains(errOut, "1,234 events") || !strings.Contains(errOut, "2 more drained") {
+		t.Errorf("stdout %q, stderr %q", out, errOut)
+	}
+
+	f.rollback = func() (apprebuild.Rollback, error) {
+		return apprebuild.Rollback{}, fmt.Errorf("rollback to ps_v0_old: %w: it has mapping v0 and this release writes v1, so it cannot be brought up to date; run 'catalog rebuild' instead",
+			apprebuild.ErrRollbackMappingOutdated)
+	}
+	_, _, err = runCmd(t, newIndexCmd, cfg, "rollback")
+	if err == nil || !strings.Contains(err.Error(), "mapping v0") || !strings.Contains(err.Error(), "catalog rebuild") || strings.Contains(err.Error(), "FailedPrecondition") {
+		t.Errorf("refused rollback: %v", err)
+	}
+	if errors.As(err, new(usageError)) {
+		t.Errorf("a refused rollback is a usage error (exit 2), want a failure (exit 1): %v", err)
+	}
+	if _, _, err := runCmd(t, newIndexCmd, cfg, "rollback", "--timeout", "0s"); !errors.As(err, new(usageError)) {
+		t.Errorf("--timeout 0s: %v, want a usage error", err)
+	}
+}
+
+// TestRebuildStatusShowsADeadRunner: a record whose runner stopped beating says so, with the
+// runner and the age of its last heartbeat, instead of a phase that looks alive.
+func TestRebuildStatusShowsADeadRunner(t *testing.T) {
+	s := snap(rebuild.PhaseFill, 10, 100, time.Second, "")
+	s.Owner, s.HeartbeatAt = "host-a/4242/abcdef", time.Now().Add(-9*time.Second)
+	f := &adminFake{snaps: []rebuild.Snapshot{s}, lost: true}
+	cfg := serveFake(t, f)
+	out, _, err := runCmd(t, newRebuildCmd, cfg, "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "host-a/4242/abcdef NOT RESPONDING (last heartbeat 9s ago)") {
+		t.Errorf("status of a dead runner's rebuild:\n%s", out)
+	}
+	f.lost = false
+	out, _, err = runCmd(t, newRebuildCmd, cfg, "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(out, "NOT RESPONDING") || !strings.Contains(out, "host-a/4242/abcdef (heartbeat") {
+		t.Errorf("status of a live runner's rebuild:\n%s", out)
 	}
 }
 

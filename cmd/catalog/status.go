@@ -31,27 +31,37 @@ func newStatusCmd(cfg *service.Config) *cobra.Command {
 		maxLag       int64
 		maxDrift     string
 		maxTxAge     time.Duration
+		maxStall     time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "status [--json] [--max-outbox-age=D] [--max-lag=N] [--max-count-drift=R%,N] [--max-tx-age=D]",
+		Use:   "status [--json] [--max-outbox-age=D] [--max-lag=N] [--max-stall=D] [--max-count-drift=R%,N] [--max-tx-age=D]",
 		Short: "Show the pipeline's health: outbox backlog, projector lag, alias, counts, DLQ, rebuilds, long transactions",
 		Long: `Asks the service on GRPC_ADDR for one look at the whole pipeline and judges it:
 
   outbox        events not yet relayed (per lane, with the relay's position), the age of the
                 oldest, the table's size
-  projector     lag of the projector's consumer group (PROJECTOR_GROUP) per partition
+  projector     lag of the projector's consumer group (PROJECTOR_GROUP) per partition, and
+                how long a partition's committed offset has stood still while events wait
   read model    where the alias points, that index's mapping version against the code's,
-                live documents against live products in the database
-  dlq           messages in the dead-letter topic
+                whether it is behind the event log (a rollback's or rebuild's catch-up has
+                not finished), live documents against live products in the database
+  dlq           dead letters nobody has replayed or resolved, and all retained ones
   last rebuild  id, phase, when it finished, why it failed
-  transactions  database transactions open for long; one that has written holds back the
-                relay, which cannot pass an open transaction
+  transactions  database transactions open for long, in any database of the cluster: one
+                that holds a transaction id (it has written, or it is prepared) holds back
+                the relay, which cannot pass it; the statement text is never shown
 
 Unhealthy (exit code 1, the reasons on stderr) when the oldest unrelayed event is older than
 --max-outbox-age, the projector lags by more than --max-lag or has committed nothing on a
-topic with records, the alias is missing, its index's mapping is older than the code's, live
-documents and live products differ by more than --max-count-drift, the DLQ holds messages,
-a transaction is open for longer than --max-tx-age, or a part cannot be read. A failed last
+topic with records, a partition's committed offset has stood still for longer than
+--max-stall while events wait behind it (a projector stuck on a message, or a partition
+without a live owner; the answering process watches the offsets every few seconds from its
+start), the alias is missing, its index's mapping is older than the code's or it is behind
+the event log (alias_index_behind), live documents and live products differ by more than
+--max-count-drift, the DLQ holds unhandled messages (replayed and resolved ones are handled:
+see 'catalog dlq'), a transaction holding the relay back is older than --max-outbox-age
+(relay_held_back), a read-only one is open for longer than --max-tx-age, or a part cannot be
+read. A failed last
 rebuild and an empty projector group are warnings. Exit code 0 when healthy, 2 on bad flags.
 
 --max-count-drift takes a percentage of live products, a number of documents, or both
@@ -64,20 +74,22 @@ absent values null:
 
   healthy, checked_at, problems[{severity: "error"|"warning", check, message}],
   thresholds{max_outbox_age_seconds, max_lag, max_count_drift_ratio, max_count_drift_docs,
-    max_tx_age_seconds},
+    max_tx_age_seconds, max_stall_seconds},
   outbox{read_error?, backlog, oldest_age_seconds, oldest_created_at, table_bytes,
     lanes[{lane, backlog, oldest_age_seconds, relay_started, relayed_transaction_id,
     relayed_offset, relayed_at}]},
   projector{read_error?, group, topic, state, members, total_lag, has_committed_offsets,
-    records, partitions[{partition, start_offset, end_offset, committed_offset (-1: none), lag}]},
+    records, partitions[{partition, start_offset, end_offset, committed_offset (-1: none), lag,
+    stalled_seconds}]},
   read_model{read_error?, alias, alias_exists, index, index_known, index_mapping_version,
     code_mapping_version, live_documents, tombstones, indices, count_compared, count_drift,
-    allowed_count_drift},
-  products{read_error?, live, total}, dlq{read_error?, topic, depth},
+    allowed_count_drift, index_behind, index_complete_before{"<partition>": offset},
+    index_behind_events (-1: unknown)},
+  products{read_error?, live, total}, dlq{read_error?, topic, depth, unhandled, handled},
   last_rebuild{read_error?, found, id, phase, started_at, finished_at, error, from_index,
     to_index},
-  transactions{read_error?, long[{pid, database, user, application, state, query,
-    started_at, age_seconds, holds_back_outbox}]}`,
+  transactions{read_error?, long[{pid, database, user, application, backend_type,
+    prepared_gid, state, started_at, query_started_at, age_seconds, holds_back_outbox}]}`,
 		Example: `  catalog status
   catalog status --json | jq '.projector.total_lag'
   catalog status --max-lag=0 --max-count-drift=0 || page-someone`,
@@ -103,6 +115,12 @@ absent values null:
 					return usageError{fmt.Errorf("--max-count-drift: %w", err)}
 				}
 				req.MaxCountDriftRatio, req.MaxCountDriftDocs = &ratio, &docs
+			}
+			if fs.Changed("max-stall") {
+				if maxStall < 0 {
+					return usageError{fmt.Errorf("--max-stall must not be negative, got %s", maxStall)}
+				}
+				req.MaxStall = durationpb.New(maxStall)
 			}
 			if fs.Changed("max-tx-age") {
 				if maxTxAge < 0 {
@@ -137,7 +155,8 @@ absent values null:
 	fs.DurationVar(&maxOutboxAge, "max-outbox-age", 60*time.Second, "unhealthy when the oldest unrelayed outbox event is older")
 	fs.Int64Var(&maxLag, "max-lag", 10_000, "unhealthy when the projector group's total lag is larger")
 	fs.StringVar(&maxDrift, "max-count-drift", "0.1%,10", "allowed |live documents - live products|: a percentage, a count, or both (the larger applies)")
-	fs.DurationVar(&maxTxAge, "max-tx-age", 5*time.Minute, "unhealthy when a database transaction is open for longer")
+	fs.DurationVar(&maxTxAge, "max-tx-age", 5*time.Minute, "unhealthy when a read-only database transaction is open for longer (one holding the relay back: --max-outbox-age)")
+	fs.DurationVar(&maxStall, "max-stall", 30*time.Second, "unhealthy when a partition's committed offset stands still for longer while events wait")
 	return cmd
 }
 
@@ -186,6 +205,16 @@ func unhealthyError(st *operationsv1.GetStatusResponse) error {
 	return fmt.Errorf("unhealthy (%d %s):%s", n, plural(n, "problem", "problems"), b.String())
 }
 
+// partitionOffsetsJSON keys a position by partition number as a string (JSON object keys
+// are strings); never nil, so the field is {} rather than null when there is no position.
+func partitionOffsetsJSON(pos map[int32]int64) map[string]int64 {
+	out := make(map[string]int64, len(pos))
+	for p, o := range pos {
+		out[strconv.Itoa(int(p))] = o
+	}
+	return out
+}
+
 func plural(n int, one, many string) string {
 	if n == 1 {
 		return one
@@ -220,6 +249,7 @@ type (
 		MaxCountDriftRatio  float64 `json:"max_count_drift_ratio"`
 		MaxCountDriftDocs   int64   `json:"max_count_drift_docs"`
 		MaxTxAgeSeconds     float64 `json:"max_tx_age_seconds"`
+		MaxStallSeconds     float64 `json:"max_stall_seconds"`
 	}
 	outboxJSON struct {
 		ReadError        string           `json:"read_error,omitempty"`
@@ -250,11 +280,12 @@ type (
 		Partitions          []partitionJSON `json:"partitions"`
 	}
 	partitionJSON struct {
-		Partition       int32 `json:"partition"`
-		StartOffset     int64 `json:"start_offset"`
-		EndOffset       int64 `json:"end_offset"`
-		CommittedOffset int64 `json:"committed_offset"`
-		Lag             int64 `json:"lag"`
+		Partition       int32   `json:"partition"`
+		StartOffset     int64   `json:"start_offset"`
+		EndOffset       int64   `json:"end_offset"`
+		CommittedOffset int64   `json:"committed_offset"`
+		Lag             int64   `json:"lag"`
+		StalledSeconds  float64 `json:"stalled_seconds"`
 	}
 	readModelJSON struct {
 		ReadError           string `json:"read_error,omitempty"`
@@ -270,6 +301,11 @@ type (
 		CountCompared       bool   `json:"count_compared"`
 		CountDrift          int64  `json:"count_drift"`
 		AllowedCountDrift   int64  `json:"allowed_count_drift"`
+		// IndexBehind and the two fields after it say whether the live index misses
+		// events of the log, and from where.
+		IndexBehind         bool             `json:"index_behind"`
+		IndexCompleteBefore map[string]int64 `json:"index_complete_before"`
+		IndexBehindEvents   int64            `json:"index_behind_events"`
 	}
 	productsJSON struct {
 		ReadError string `json:"read_error,omitempty"`
@@ -280,6 +316,8 @@ type (
 		ReadError string `json:"read_error,omitempty"`
 		Topic     string `json:"topic"`
 		Depth     int64  `json:"depth"`
+		Unhandled int64  `json:"unhandled"`
+		Handled   int64  `json:"handled"`
 	}
 	lastRebuildJSON struct {
 		ReadError  string     `json:"read_error,omitempty"`
@@ -301,9 +339,11 @@ type (
 		Database        string     `json:"database"`
 		User            string     `json:"user"`
 		Application     string     `json:"application"`
+		BackendType     string     `json:"backend_type"`
+		PreparedGID     string     `json:"prepared_gid"`
 		State           string     `json:"state"`
-		Query           string     `json:"query"`
 		StartedAt       *time.Time `json:"started_at"`
+		QueryStartedAt  *time.Time `json:"query_started_at"`
 		AgeSeconds      float64    `json:"age_seconds"`
 		HoldsBackOutbox bool       `json:"holds_back_outbox"`
 	}
@@ -335,7 +375,7 @@ func statusToJSON(st *operationsv1.GetStatusResponse) statusJSON {
 		Healthy: st.GetHealthy(), CheckedAt: timeOrNil(st.GetCheckedAt()), Problems: []problemJSON{},
 		Thresholds: thresholdsJSON{MaxOutboxAgeSeconds: th.GetMaxOutboxAge().AsDuration().Seconds(), MaxLag: th.GetMaxLag(),
 			MaxCountDriftRatio: th.GetMaxCountDriftRatio(), MaxCountDriftDocs: th.GetMaxCountDriftDocs(),
-			MaxTxAgeSeconds: th.GetMaxTxAge().AsDuration().Seconds()},
+			MaxTxAgeSeconds: th.GetMaxTxAge().AsDuration().Seconds(), MaxStallSeconds: th.GetMaxStall().AsDuration().Seconds()},
 	}
 	for _, p := range st.GetProblems() {
 		out.Problems = append(out.Problems, problemJSON{Severity: severityLabel(p.GetSeverity()), Check: p.GetCheck(), Message: p.GetMessage()})
@@ -354,15 +394,18 @@ func statusToJSON(st *operationsv1.GetStatusResponse) statusJSON {
 		Partitions: []partitionJSON{}}
 	for _, pl := range p.GetPartitions() {
 		out.Projector.Partitions = append(out.Projector.Partitions, partitionJSON{Partition: pl.GetPartition(),
-			StartOffset: pl.GetStartOffset(), EndOffset: pl.GetEndOffset(), CommittedOffset: pl.GetCommittedOffset(), Lag: pl.GetLag()})
+			StartOffset: pl.GetStartOffset(), EndOffset: pl.GetEndOffset(), CommittedOffset: pl.GetCommittedOffset(), Lag: pl.GetLag(),
+			StalledSeconds: pl.GetStalledFor().AsDuration().Seconds()})
 	}
 	rm := st.GetReadModel()
 	out.ReadModel = readModelJSON{ReadError: rm.GetReadError(), Alias: rm.GetAlias(), AliasExists: rm.GetAliasExists(), Index: rm.GetIndex(),
 		IndexKnown: rm.GetIndexKnown(), IndexMappingVersion: rm.GetIndexMappingVersion(), CodeMappingVersion: rm.GetCodeMappingVersion(),
 		LiveDocuments: rm.GetLiveDocuments(), Tombstones: rm.GetTombstones(), Indices: rm.GetIndices(), CountCompared: rm.GetCountCompared(),
-		CountDrift: rm.GetCountDrift(), AllowedCountDrift: rm.GetAllowedCountDrift()}
+		CountDrift: rm.GetCountDrift(), AllowedCountDrift: rm.GetAllowedCountDrift(), IndexBehind: rm.GetIndexBehind(),
+		IndexCompleteBefore: partitionOffsetsJSON(rm.GetIndexCompleteBefore()), IndexBehindEvents: rm.GetIndexBehindEvents()}
 	out.Products = productsJSON{ReadError: st.GetProducts().GetReadError(), Live: st.GetProducts().GetLive(), Total: st.GetProducts().GetTotal()}
-	out.DLQ = dlqJSON{ReadError: st.GetDlq().GetReadError(), Topic: st.GetDlq().GetTopic(), Depth: st.GetDlq().GetDepth()}
+	d := st.GetDlq()
+	out.DLQ = dlqJSON{ReadError: d.GetReadError(), Topic: d.GetTopic(), Depth: d.GetDepth(), Unhandled: d.GetUnhandled(), Handled: d.GetHandled()}
 	lr := st.GetLastRebuild()
 	out.LastRebuild = lastRebuildJSON{ReadError: lr.GetReadError(), Found: lr.GetFound(), ID: lr.GetId(), Phase: lr.GetPhase(),
 		StartedAt: timeOrNil(lr.GetStartedAt()), FinishedAt: timeOrNil(lr.GetFinishedAt()), Error: lr.GetError(),
@@ -370,7 +413,8 @@ func statusToJSON(st *operationsv1.GetStatusResponse) statusJSON {
 	out.Transactions = transactionsJSON{ReadError: st.GetTransactions().GetReadError(), Long: []longTxJSON{}}
 	for _, tx := range st.GetTransactions().GetLong() {
 		out.Transactions.Long = append(out.Transactions.Long, longTxJSON{PID: tx.GetPid(), Database: tx.GetDatabase(), User: tx.GetUser(),
-			Application: tx.GetApplication(), State: tx.GetState(), Query: tx.GetQuery(), StartedAt: timeOrNil(tx.GetStartedAt()),
+			Application: tx.GetApplication(), BackendType: tx.GetBackendType(), PreparedGID: tx.GetPreparedGid(), State: tx.GetState(),
+			StartedAt: timeOrNil(tx.GetStartedAt()), QueryStartedAt: timeOrNil(tx.GetQueryStartedAt()),
 			AgeSeconds: tx.GetAge().AsDuration().Seconds(), HoldsBackOutbox: tx.GetHoldsBackOutbox()})
 	}
 	return out
@@ -440,16 +484,22 @@ func writeStatusTable(w io.Writer, st *operationsv1.GetStatusResponse) error {
 		fmt.Fprintf(&b, "PROJECTOR     group %s on %s: lag %s (limit %s), %d %s, state %s%s\n", p.GetGroup(), p.GetTopic(),
 			groupDigits(p.GetTotalLag()), groupDigits(th.GetMaxLag()), p.GetMembers(), plural(int(p.GetMembers()), "member", "members"),
 			orDash(p.GetState()), committed)
-		rows := [][]string{{"PARTITION", "START", "END", "COMMITTED", "LAG"}}
+		rows := [][]string{{"PARTITION", "START", "END", "COMMITTED", "LAG", "STALLED"}}
 		for _, pl := range p.GetPartitions() {
-			c := "-"
+			c, stalled := "-", "-"
 			if pl.GetCommittedOffset() >= 0 {
 				c = groupDigits(pl.GetCommittedOffset())
 			}
+			if d := pl.GetStalledFor().AsDuration(); d > 0 {
+				stalled = shortDuration(d)
+				if d > th.GetMaxStall().AsDuration() {
+					stalled += " (STALLED)"
+				}
+			}
 			rows = append(rows, []string{strconv.Itoa(int(pl.GetPartition())), groupDigits(pl.GetStartOffset()),
-				groupDigits(pl.GetEndOffset()), c, groupDigits(pl.GetLag())})
+				groupDigits(pl.GetEndOffset()), c, groupDigits(pl.GetLag()), stalled})
 		}
-		writeTable(&b, "  ", rows, 0b11111)
+		writeTable(&b, "  ", rows, 0b011111)
 	}
 
 	rm, prod := st.GetReadModel(), st.GetProducts()
@@ -465,6 +515,13 @@ func writeStatusTable(w io.Writer, st *operationsv1.GetStatusResponse) error {
 			rm.GetIndexMappingVersion(), rm.GetCodeMappingVersion(), rm.GetIndices(), plural(int(rm.GetIndices()), "index", "indices"))
 		fmt.Fprintf(&b, "              %s live documents, %s tombstones\n", groupDigits(rm.GetLiveDocuments()), groupDigits(rm.GetTombstones()))
 	}
+	if rm.GetIndexBehind() {
+		missing := "an unknown number of events"
+		if n := rm.GetIndexBehindEvents(); n >= 0 {
+			missing = groupDigits(n) + " " + plural(int(min(n, 2)), "event", "events")
+		}
+		fmt.Fprintf(&b, "              BEHIND the event log: it misses %s\n", missing)
+	}
 	if prod.GetReadError() != "" {
 		fmt.Fprintf(&b, "PRODUCTS      unavailable: %s\n", oneLine(prod.GetReadError()))
 	} else {
@@ -478,7 +535,8 @@ func writeStatusTable(w io.Writer, st *operationsv1.GetStatusResponse) error {
 	if d := st.GetDlq(); d.GetReadError() != "" {
 		fmt.Fprintf(&b, "DLQ           %s unavailable: %s\n", d.GetTopic(), oneLine(d.GetReadError()))
 	} else {
-		fmt.Fprintf(&b, "DLQ           %s: %s %s\n", d.GetTopic(), groupDigits(d.GetDepth()), plural(int(min(d.GetDepth(), 2)), "message", "messages"))
+		fmt.Fprintf(&b, "DLQ           %s: %s unhandled of %s retained %s (%s replayed or resolved)\n", d.GetTopic(), groupDigits(d.GetUnhandled()),
+			groupDigits(d.GetDepth()), plural(int(min(d.GetDepth(), 2)), "message", "messages"), groupDigits(d.GetHandled()))
 	}
 
 	switch lr := st.GetLastRebuild(); {
@@ -502,17 +560,26 @@ func writeStatusTable(w io.Writer, st *operationsv1.GetStatusResponse) error {
 	case tx.GetReadError() != "":
 		fmt.Fprintf(&b, "TRANSACTIONS  unavailable: %s\n", oneLine(tx.GetReadError()))
 	case len(tx.GetLong()) == 0:
-		fmt.Fprintf(&b, "TRANSACTIONS  none open longer than %s\n", shortDuration(th.GetMaxTxAge().AsDuration()))
+		fmt.Fprintf(&b, "TRANSACTIONS  none holding the relay back for longer than %s, none open longer than %s\n",
+			shortDuration(th.GetMaxOutboxAge().AsDuration()), shortDuration(th.GetMaxTxAge().AsDuration()))
 	default:
 		fmt.Fprintf(&b, "TRANSACTIONS  %d long-running\n", len(tx.GetLong()))
-		rows := [][]string{{"PID", "AGE", "HOLDS OUTBOX", "STATE", "USER@DATABASE", "QUERY"}}
+		rows := [][]string{{"PID", "AGE", "HOLDS RELAY", "STATE", "USER@DATABASE", "APPLICATION", "LAST STATEMENT"}}
 		for _, t := range tx.GetLong() {
 			holds := "no"
 			if t.GetHoldsBackOutbox() {
 				holds = "YES"
 			}
-			rows = append(rows, []string{strconv.Itoa(int(t.GetPid())), shortDuration(t.GetAge().AsDuration()), holds, t.GetState(),
-				t.GetUser() + "@" + t.GetDatabase(), truncate(t.GetQuery(), 60)})
+			pid, app := strconv.Itoa(int(t.GetPid())), t.GetApplication()
+			if t.GetPreparedGid() != "" {
+				pid, app = "-", "prepared "+strconv.Quote(t.GetPreparedGid())
+			}
+			last := "-"
+			if qs := t.GetQueryStartedAt(); qs != nil {
+				last = shortDuration(st.GetCheckedAt().AsTime().Sub(qs.AsTime())) + " ago"
+			}
+			rows = append(rows, []string{pid, shortDuration(t.GetAge().AsDuration()), holds, t.GetState(),
+				t.GetUser() + "@" + t.GetDatabase(), truncate(app, 40), last})
 		}
 		writeTable(&b, "  ", rows, 0b000011)
 	}

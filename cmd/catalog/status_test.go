@@ -99,12 +99,14 @@ func unhealthyStatus() ops.Status {
 	st.Healthy = false
 	st.Outbox.Backlog, st.Outbox.OldestAge = 17, 3*time.Minute
 	st.Outbox.Lanes[1].Backlog, st.Outbox.Lanes[1].OldestAge = 17, 3*time.Minute
-	st.DLQ.Depth = 2
+	st.DLQ.DLQCounts = ops.DLQCounts{Depth: 3, Handled: 1, Unhandled: 2}
+	st.Projector.Partitions = append(st.Projector.Partitions, ops.PartitionLag{Partition: 1, End: 90, Committed: 40, Lag: 50, StalledFor: 95 * time.Second})
 	st.Transactions.Long = []ops.LongTransaction{{PID: 4242, Database: "catalog", User: "app", State: "idle in transaction",
-		Query: "UPDATE products SET stock = 0", Started: st.CheckedAt.Add(-6 * time.Minute), Age: 6 * time.Minute, HoldsBackOutbox: true}}
+		Application: "psql", BackendType: "client backend", Started: st.CheckedAt.Add(-6 * time.Minute),
+		QueryStarted: st.CheckedAt.Add(-5 * time.Minute), Age: 6 * time.Minute, HoldsBackOutbox: true}}
 	st.Problems = []ops.Problem{
 		{Severity: ops.SeverityError, Check: ops.CheckOutboxAge, Message: "outbox: 17 events not relayed; held back by pid 4242"},
-		{Severity: ops.SeverityError, Check: ops.CheckDLQ, Message: "dlq: 2 messages in dlq.product.events need an operator"},
+		{Severity: ops.SeverityError, Check: ops.CheckDLQ, Message: "dlq: 2 of the 3 messages in dlq.product.events are unhandled"},
 		{Severity: ops.SeverityWarning, Check: ops.CheckProjectorNoMembers, Message: "projector: no consumer"},
 	}
 	return st
@@ -124,9 +126,10 @@ func TestStatusHealthyTable(t *testing.T) {
 		"READ MODEL    alias product_search -> product_search_v1_20260301_110000 (mapping v1, code v1; 2 indices)",
 		"1,000,000 live documents, 12 tombstones",
 		"PRODUCTS      1,000,003 live, 1,000,015 with tombstones; drift 3 (allowed 1,000)",
-		"DLQ           dlq.product.events: 0 messages",
+		"DLQ           dlq.product.events: 0 unhandled of 0 retained messages (0 replayed or resolved)",
+		"PARTITION  START    END  COMMITTED  LAG  STALLED",
 		"LAST REBUILD  20260301T100000Z-abc succeeded, finished 2026-03-01 11:00:00 UTC",
-		"TRANSACTIONS  none open longer than 5m0s",
+		"TRANSACTIONS  none holding the relay back for longer than 1m0s, none open longer than 5m0s",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
@@ -148,14 +151,46 @@ func TestStatusUnhealthyExitsWithTheReasons(t *testing.T) {
 	}
 	msg := err.Error()
 	if !strings.HasPrefix(msg, "unhealthy (2 problems):") || !strings.Contains(msg, "\n  outbox_age: outbox: 17 events") ||
-		!strings.Contains(msg, "\n  dlq_not_empty: dlq: 2 messages") || strings.Contains(msg, "no consumer") {
+		!strings.Contains(msg, "\n  dlq_unhandled: dlq: 2 of the 3 messages") || strings.Contains(msg, "no consumer") {
 		t.Errorf("reasons:\n%s", msg)
 	}
-	for _, want := range []string{"UNHEALTHY (2 errors, 1 warning)", "oldest waiting 3m0s", "TRANSACTIONS  1 long-running", "4242", "YES",
-		"PROBLEMS", "ERROR    outbox_age", "WARNING  projector_no_members", "dlq.product.events: 2 messages"} {
+	for _, want := range []string{"UNHEALTHY (2 errors, 1 warning)", "oldest waiting 3m0s", "TRANSACTIONS  1 long-running", "4242", "YES", "psql", "5m0s ago",
+		"PROBLEMS", "ERROR    outbox_age", "WARNING  projector_no_members", "dlq.product.events: 2 unhandled of 3 retained messages (1 replayed or resolved)",
+		"1m35s (STALLED)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestStatusShowsAnIndexBehind: a live index that misses events is shown with how many, in
+// the table and in the JSON.
+func TestStatusShowsAnIndexBehind(t *testing.T) {
+	st := healthyStatus()
+	st.Healthy = false
+	st.ReadModel.Behind, st.ReadModel.CompleteBefore, st.ReadModel.BehindEvents = true, map[int32]int64{0: 1497}, 3
+	st.Problems = []ops.Problem{{Severity: ops.SeverityError, Check: ops.CheckAliasBehind, Message: "read model: alias product_search points at x, which misses the events after offsets 0:1497 (3 events)"}}
+	cfg := serveOps(t, &opsFake{status: st})
+	out, _, err := runCmd(t, newStatusCmd, cfg)
+	if err == nil || !strings.Contains(err.Error(), "alias_index_behind") {
+		t.Fatalf("err = %v, want unhealthy naming alias_index_behind", err)
+	}
+	if !strings.Contains(out, "BEHIND the event log: it misses 3 events") {
+		t.Errorf("table:\n%s", out)
+	}
+	out, _, _ = runCmd(t, newStatusCmd, cfg, "--json")
+	var doc struct {
+		ReadModel struct {
+			Behind         bool             `json:"index_behind"`
+			CompleteBefore map[string]int64 `json:"index_complete_before"`
+			BehindEvents   int64            `json:"index_behind_events"`
+		} `json:"read_model"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatal(err)
+	}
+	if rm := doc.ReadModel; !rm.Behind || rm.CompleteBefore["0"] != 1497 || rm.BehindEvents != 3 {
+		t.Errorf("json read_model = %+v", rm)
 	}
 }
 
@@ -186,17 +221,17 @@ func TestStatusJSONFieldNamesAreStable(t *testing.T) {
 	want := map[string]string{
 		"":                        "checked_at,dlq,healthy,last_rebuild,outbox,problems,products,projector,read_model,thresholds,transactions",
 		"problems[0]":             "check,message,severity",
-		"thresholds":              "max_count_drift_docs,max_count_drift_ratio,max_lag,max_outbox_age_seconds,max_tx_age_seconds",
+		"thresholds":              "max_count_drift_docs,max_count_drift_ratio,max_lag,max_outbox_age_seconds,max_stall_seconds,max_tx_age_seconds",
 		"outbox":                  "backlog,lanes,oldest_age_seconds,oldest_created_at,table_bytes",
 		"outbox.lanes[0]":         "backlog,lane,oldest_age_seconds,relay_started,relayed_at,relayed_offset,relayed_transaction_id",
 		"projector":               "group,has_committed_offsets,members,partitions,records,state,topic,total_lag",
-		"projector.partitions[0]": "committed_offset,end_offset,lag,partition,start_offset",
-		"read_model":              "alias,alias_exists,allowed_count_drift,code_mapping_version,count_compared,count_drift,index,index_known,index_mapping_version,indices,live_documents,tombstones",
+		"projector.partitions[0]": "committed_offset,end_offset,lag,partition,stalled_seconds,start_offset",
+		"read_model":              "alias,alias_exists,allowed_count_drift,code_mapping_version,count_compared,count_drift,index,index_behind,index_behind_events,index_complete_before,index_known,index_mapping_version,indices,live_documents,tombstones",
 		"products":                "live,total",
-		"dlq":                     "depth,topic",
+		"dlq":                     "depth,handled,topic,unhandled",
 		"last_rebuild":            "error,finished_at,found,from_index,id,phase,started_at,to_index",
 		"transactions":            "long",
-		"transactions.long[0]":    "age_seconds,application,database,holds_back_outbox,pid,query,started_at,state,user",
+		"transactions.long[0]":    "age_seconds,application,backend_type,database,holds_back_outbox,pid,prepared_gid,query_started_at,started_at,state,user",
 	}
 	got := map[string]any{
 		"": doc, "problems[0]": first(doc["problems"]), "thresholds": doc["thresholds"], "outbox": doc["outbox"],
@@ -211,7 +246,8 @@ func TestStatusJSONFieldNamesAreStable(t *testing.T) {
 		}
 	}
 	if doc["healthy"] != false || doc["outbox"].(map[string]any)["oldest_age_seconds"] != 180.0 ||
-		doc["dlq"].(map[string]any)["depth"] != 2.0 || first(doc["problems"]).(map[string]any)["severity"] != "error" {
+		doc["dlq"].(map[string]any)["depth"] != 3.0 || doc["dlq"].(map[string]any)["unhandled"] != 2.0 ||
+		doc["projector"].(map[string]any)["partitions"].([]any)[1].(map[string]any)["stalled_seconds"] != 95.0 || first(doc["problems"]).(map[string]any)["severity"] != "error" {
 		t.Errorf("values: %s", out)
 	}
 	if lane1 := doc["outbox"].(map[string]any)["lanes"].([]any)[1].(map[string]any); lane1["relayed_at"] != nil {
@@ -228,16 +264,16 @@ func TestStatusThresholdFlags(t *testing.T) {
 	if f.gotTh[0] != ops.DefaultThresholds() {
 		t.Errorf("no flags: %+v, want the defaults", f.gotTh[0])
 	}
-	if _, _, err := runCmd(t, newStatusCmd, cfg, "--max-lag=0", "--max-outbox-age=5s", "--max-count-drift=2%", "--max-tx-age=1m"); err != nil {
+	if _, _, err := runCmd(t, newStatusCmd, cfg, "--max-lag=0", "--max-outbox-age=5s", "--max-count-drift=2%", "--max-tx-age=1m", "--max-stall=10s"); err != nil {
 		t.Fatal(err)
 	}
-	want := ops.Thresholds{MaxOutboxAge: 5 * time.Second, MaxLag: 0, MaxCountDriftRatio: 0.02, MaxCountDriftDocs: 0, MaxTxAge: time.Minute}
+	want := ops.Thresholds{MaxOutboxAge: 5 * time.Second, MaxLag: 0, MaxCountDriftRatio: 0.02, MaxCountDriftDocs: 0, MaxTxAge: time.Minute, MaxStall: 10 * time.Second}
 	if f.gotTh[1] != want {
 		t.Errorf("flags: %+v, want %+v", f.gotTh[1], want)
 	}
 
 	var ue usageError
-	for _, args := range [][]string{{"--max-lag=-1"}, {"--max-outbox-age=-1s"}, {"--max-count-drift=lots"}, {"--max-tx-age=-5m"}, {"extra-arg"}} {
+	for _, args := range [][]string{{"--max-lag=-1"}, {"--max-outbox-age=-1s"}, {"--max-count-drift=lots"}, {"--max-tx-age=-5m"}, {"--max-stall=-1s"}, {"extra-arg"}} {
 		if _, _, err := runCmd(t, newStatusCmd, cfg, args...); !errors.As(err, &ue) && !isFlagError(err) && !strings.Contains(fmt.Sprint(err), "unknown command") {
 			t.Errorf("%v: err = %v, want a usage error (exit 2)", args, err)
 		}

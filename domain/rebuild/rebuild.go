@@ -77,6 +77,13 @@ var (
 	ErrValidation = errors.New("rebuild validation failed")
 	// ErrAliasMoved means the alias no longer points at the index the rebuild started from.
 	ErrAliasMoved = errors.New("alias moved during the rebuild")
+	// ErrNotOwner means another runner owns the record now: it took the rebuild over after
+	// this runner's heartbeat expired. The former runner must stop without touching the
+	// record or the index, which belong to the new owner.
+	ErrNotOwner = errors.New("the rebuild is owned by another runner")
+	// ErrLockLost means the database session that held the single-flight lock is gone, so
+	// nothing keeps a second rebuild from starting: the run stops.
+	ErrLockLost = errors.New("the rebuild lock was lost")
 )
 
 // Rebuild is the record of one rebuild. Its fields are unexported: phases only move forward,
@@ -95,6 +102,8 @@ type Rebuild struct {
 	errMsg      string
 	phaseStarts map[Phase]time.Time
 	drainFrom   map[int32]int64
+	owner       string
+	heartbeatAt time.Time
 }
 
 // New starts a rebuild record in the pending phase.
@@ -106,7 +115,7 @@ func New(id string, source Source, now time.Time) (*Rebuild, error) {
 		return nil, err
 	}
 	now = now.UTC()
-	return &Rebuild{id: id, source: source, phase: PhasePending, startedAt: now, updatedAt: now,
+	return &Rebuild{id: id, source: source, phase: PhasePending, startedAt: now, updatedAt: now, heartbeatAt: now,
 		phaseStarts: map[Phase]time.Time{PhasePending: now}}, nil
 }
 
@@ -128,6 +137,13 @@ type Snapshot struct {
 	// a drain after the alias switch starts from, kept so that recovery can finish the drain
 	// of a rebuild whose process died after the switch.
 	DrainFrom map[int32]int64
+	// Owner identifies the process that runs the rebuild (host, pid and a random suffix):
+	// only the owner may save the record, so a runner that was taken over cannot overwrite
+	// what its successor wrote.
+	Owner string
+	// HeartbeatAt is when the owner last proved it is alive. A record that is not finished
+	// and whose heartbeat is older than the heartbeat timeout has a dead runner.
+	HeartbeatAt time.Time
 }
 
 // UnmarshalRebuildFromDatabase rehydrates a stored record.
@@ -141,7 +157,8 @@ func UnmarshalRebuildFromDatabase(s Snapshot) (*Rebuild, error) {
 	}
 	return &Rebuild{id: s.ID, source: s.Source, phase: s.Phase, fromIndex: s.FromIndex, toIndex: s.ToIndex,
 		docsDone: s.DocsDone, docsTotal: s.DocsTotal, startedAt: s.StartedAt, updatedAt: s.UpdatedAt,
-		finishedAt: s.FinishedAt, errMsg: s.Error, phaseStarts: starts, drainFrom: copyOffsets(s.DrainFrom)}, nil
+		finishedAt: s.FinishedAt, errMsg: s.Error, phaseStarts: starts, drainFrom: copyOffsets(s.DrainFrom),
+		owner: s.Owner, heartbeatAt: s.HeartbeatAt}, nil
 }
 
 // Snapshot returns the record's state.
@@ -157,7 +174,23 @@ func (r *Rebuild) Snapshot() Snapshot {
 	}
 	return Snapshot{ID: r.id, Source: r.source, Phase: r.phase, FromIndex: r.fromIndex, ToIndex: r.toIndex,
 		DocsDone: r.docsDone, DocsTotal: r.docsTotal, StartedAt: r.startedAt, UpdatedAt: r.updatedAt,
-		FinishedAt: fin, Error: r.errMsg, PhaseStarts: starts, DrainFrom: copyOffsets(r.drainFrom)}
+		FinishedAt: fin, Error: r.errMsg, PhaseStarts: starts, DrainFrom: copyOffsets(r.drainFrom),
+		Owner: r.owner, HeartbeatAt: r.heartbeatAt}
+}
+
+// Claim makes owner the record's runner, with a heartbeat now: the start of a run, or the
+// take-over of a record whose runner died.
+func (r *Rebuild) Claim(owner string, now time.Time) {
+	r.owner, r.heartbeatAt = owner, now.UTC()
+}
+
+// Owner is the runner that owns the record ("" for records of releases without owners).
+func (r *Rebuild) Owner() string { return r.owner }
+
+// RunnerLost reports whether the rebuild is unfinished and its runner has not beaten for
+// longer than timeout: the process died, hangs or cannot reach the database.
+func (s Snapshot) RunnerLost(now time.Time, timeout time.Duration) bool {
+	return !s.Phase.Terminal() && now.Sub(s.HeartbeatAt) > timeout
 }
 
 // SetDrainFrom records where the catch-up ended in the event log (partition -> offset).

@@ -58,7 +58,9 @@ func ts(t time.Time) *timestamppb.Timestamp {
 	return timestamppb.New(t)
 }
 
-func rebuildToProto(s rebuild.Snapshot) *projectionv1.Rebuild {
+// rebuildToProto converts a record and judges its runner's liveness by the service's clock
+// and heartbeat timeout, so every replica reports a dead runner alike.
+func (srv *Server) rebuildToProto(s rebuild.Snapshot) *projectionv1.Rebuild {
 	out := &projectionv1.Rebuild{
 		Id:           s.ID,
 		Source:       sourceToProto(s.Source),
@@ -71,6 +73,9 @@ func rebuildToProto(s rebuild.Snapshot) *projectionv1.Rebuild {
 		UpdatedAt:    ts(s.UpdatedAt),
 		Error:        s.Error,
 		PhaseTimings: phaseTimings(s.PhaseStarts),
+		Runner:       s.Owner,
+		HeartbeatAt:  ts(s.HeartbeatAt),
+		RunnerLost:   srv.svc.RunnerLost(s),
 	}
 	if s.FinishedAt != nil {
 		out.FinishedAt = ts(*s.FinishedAt)
@@ -107,8 +112,8 @@ func phaseTimings(starts map[rebuild.Phase]time.Time) []*projectionv1.PhaseTimin
 
 // progressToProto derives rate and ETA from the record alone (not from the watcher's own
 // clock or history), so every watcher, on any replica, shows the same figures.
-func progressToProto(s rebuild.Snapshot) *projectionv1.RebuildProgress {
-	r := rebuildToProto(s)
+func (srv *Server) progressToProto(s rebuild.Snapshot) *projectionv1.RebuildProgress {
+	r := srv.rebuildToProto(s)
 	p := &projectionv1.RebuildProgress{Rebuild: r, Phase: r.Phase, DocsDone: s.DocsDone, DocsTotal: s.DocsTotal}
 	fillStart, ok := s.PhaseStarts[rebuild.PhaseFill]
 	if !ok {

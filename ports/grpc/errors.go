@@ -32,6 +32,18 @@ const (
 	ReasonValidationFailed = "VALIDATION_FAILED"
 	// ReasonAliasMoved: the alias moved concurrently; the switch was not made.
 	ReasonAliasMoved = "ALIAS_MOVED"
+	// ReasonLockLost: the operation lost the cluster-wide lock before it moved the alias,
+	// and stopped; retrying is correct.
+	ReasonLockLost = "LOCK_LOST"
+	// ReasonRollbackMappingOutdated: the previous index has an older mapping than the
+	// server writes; it cannot be brought up to date, so the rollback is refused.
+	ReasonRollbackMappingOutdated = "ROLLBACK_MAPPING_OUTDATED"
+	// ReasonRollbackPositionUnknown: nobody recorded where the previous index stopped
+	// receiving events; the rollback is refused.
+	ReasonRollbackPositionUnknown = "ROLLBACK_POSITION_UNKNOWN"
+	// ReasonRollbackNotRetained: the events the previous index misses are past the event
+	// log's retention; the rollback is refused.
+	ReasonRollbackNotRetained = "ROLLBACK_EVENTS_NOT_RETAINED"
 )
 
 // internalMessage is all a client learns about an unexpected failure: causes can carry
@@ -64,6 +76,14 @@ func mapError(err error) (_ error, internal bool) {
 		return withReason(codes.FailedPrecondition, err.Error(), ReasonNoAlias, nil), false
 	case errors.Is(err, rebuild.ErrValidation):
 		return withReason(codes.FailedPrecondition, err.Error(), ReasonValidationFailed, nil), false
+	case errors.Is(err, apprebuild.ErrRollbackMappingOutdated):
+		return withReason(codes.FailedPrecondition, err.Error(), ReasonRollbackMappingOutdated, nil), false
+	case errors.Is(err, apprebuild.ErrRollbackPositionUnknown):
+		return withReason(codes.FailedPrecondition, err.Error(), ReasonRollbackPositionUnknown, nil), false
+	case errors.Is(err, apprebuild.ErrRollbackNotRetained):
+		return withReason(codes.FailedPrecondition, err.Error(), ReasonRollbackNotRetained, nil), false
+	case errors.Is(err, rebuild.ErrLockLost):
+		return withReason(codes.Aborted, err.Error(), ReasonLockLost, nil), false
 	case errors.Is(err, rebuild.ErrAliasMoved):
 		// A lost race, not a state the caller must fix first: ABORTED says "re-read, retry".
 		return withReason(codes.Aborted, err.Error(), ReasonAliasMoved, nil), false

@@ -35,7 +35,7 @@ func (s *Server) StartRebuild(ctx context.Context, req *projectionv1.StartRebuil
 	if err != nil {
 		return nil, err
 	}
-	return rebuildToProto(snap), nil
+	return s.rebuildToProto(snap), nil
 }
 
 // alreadyRunning names the running rebuild in the error's metadata when it can, so the
@@ -55,7 +55,7 @@ func (s *Server) GetRebuild(ctx context.Context, req *projectionv1.GetRebuildReq
 	if err != nil {
 		return nil, err
 	}
-	return rebuildToProto(snap), nil
+	return s.rebuildToProto(snap), nil
 }
 
 // WatchRebuild implements ProjectionAdmin.WatchRebuild by polling the record: it lives in
@@ -72,7 +72,7 @@ func (s *Server) WatchRebuild(req *projectionv1.WatchRebuildRequest, stream grpc
 	var last *projectionv1.Rebuild
 	var failingSince time.Time
 	for {
-		if msg := progressToProto(snap); last == nil || !proto.Equal(msg.GetRebuild(), last) {
+		if msg := s.progressToProto(snap); last == nil || !sameButHeartbeat(msg.GetRebuild(), last) {
 			if err := stream.Send(msg); err != nil {
 				if ctx.Err() != nil {
 					return ctx.Err() // the client went away: not a server fault
@@ -110,6 +110,14 @@ func (s *Server) WatchRebuild(req *projectionv1.WatchRebuildRequest, stream grpc
 	}
 }
 
+// sameButHeartbeat compares two records without their heartbeat, which moves every second
+// while nothing else may: a watcher hears of progress, not of every beat.
+func sameButHeartbeat(a, b *projectionv1.Rebuild) bool {
+	a, b = proto.CloneOf(a), proto.CloneOf(b)
+	a.HeartbeatAt, b.HeartbeatAt = nil, nil
+	return proto.Equal(a, b)
+}
+
 // CancelRebuild implements ProjectionAdmin.CancelRebuild.
 func (s *Server) CancelRebuild(ctx context.Context, req *projectionv1.CancelRebuildRequest) (*projectionv1.Rebuild, error) {
 	if req.GetId() == "" {
@@ -119,7 +127,7 @@ func (s *Server) CancelRebuild(ctx context.Context, req *projectionv1.CancelRebu
 	if err != nil {
 		return nil, err
 	}
-	return rebuildToProto(snap), nil
+	return s.rebuildToProto(snap), nil
 }
 
 // ListIndices implements ProjectionAdmin.ListIndices.
@@ -137,11 +145,11 @@ func (s *Server) ListIndices(ctx context.Context, _ *projectionv1.ListIndicesReq
 
 // RollbackAlias implements ProjectionAdmin.RollbackAlias.
 func (s *Server) RollbackAlias(ctx context.Context, _ *projectionv1.RollbackAliasRequest) (*projectionv1.RollbackAliasResponse, error) {
-	from, to, err := s.svc.RollbackAlias(ctx)
+	rb, err := s.svc.RollbackAlias(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return &projectionv1.RollbackAliasResponse{From: from, To: to}, nil
+	return &projectionv1.RollbackAliasResponse{From: rb.From, To: rb.To, CaughtUp: rb.CaughtUp, Drained: rb.Drained, Since: rb.Since}, nil
 }
 
 // PruneIndices implements ProjectionAdmin.PruneIndices.

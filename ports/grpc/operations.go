@@ -123,6 +123,9 @@ func thresholdsFromProto(req *operationsv1.GetStatusRequest) ops.Thresholds {
 	if req.MaxTxAge != nil {
 		th.MaxTxAge = durationOrInvalid(req.GetMaxTxAge())
 	}
+	if req.MaxStall != nil {
+		th.MaxStall = durationOrInvalid(req.GetMaxStall())
+	}
 	return th
 }
 
@@ -155,7 +158,8 @@ func statusToProto(st ops.Status) *operationsv1.GetStatusResponse {
 		CheckedAt: ts(st.CheckedAt),
 		Healthy:   st.Healthy,
 		Thresholds: &operationsv1.Thresholds{MaxOutboxAge: durationpb.New(th.MaxOutboxAge), MaxLag: th.MaxLag,
-			MaxCountDriftRatio: th.MaxCountDriftRatio, MaxCountDriftDocs: th.MaxCountDriftDocs, MaxTxAge: durationpb.New(th.MaxTxAge)},
+			MaxCountDriftRatio: th.MaxCountDriftRatio, MaxCountDriftDocs: th.MaxCountDriftDocs, MaxTxAge: durationpb.New(th.MaxTxAge),
+			MaxStall: durationpb.New(th.MaxStall)},
 	}
 	for _, p := range st.Problems {
 		sev := operationsv1.Severity_SEVERITY_WARNING
@@ -179,17 +183,19 @@ func statusToProto(st ops.Status) *operationsv1.GetStatusResponse {
 		Members: clampInt32(p.Members), TotalLag: p.Lag, HasCommittedOffsets: p.Committed, Records: p.Records}
 	for _, pl := range p.Partitions {
 		out.Projector.Partitions = append(out.Projector.Partitions, &operationsv1.PartitionLag{Partition: pl.Partition,
-			StartOffset: pl.Start, EndOffset: pl.End, CommittedOffset: pl.Committed, Lag: pl.Lag})
+			StartOffset: pl.Start, EndOffset: pl.End, CommittedOffset: pl.Committed, Lag: pl.Lag, StalledFor: dur(pl.StalledFor)})
 	}
 
 	rm := st.ReadModel
 	out.ReadModel = &operationsv1.ReadModelStatus{ReadError: errString(rm.Err), Alias: rm.Alias, AliasExists: rm.AliasExists,
 		Index: rm.Index, IndexKnown: rm.IndexKnown, IndexMappingVersion: clampInt32(rm.IndexMappingVersion),
 		CodeMappingVersion: clampInt32(rm.CodeMappingVersion), LiveDocuments: rm.LiveDocuments, Tombstones: rm.Tombstones,
-		Indices: clampInt32(rm.Indices), CountCompared: st.Counts.Compared, CountDrift: st.Counts.Drift, AllowedCountDrift: st.Counts.Allowed}
+		Indices: clampInt32(rm.Indices), CountCompared: st.Counts.Compared, CountDrift: st.Counts.Drift, AllowedCountDrift: st.Counts.Allowed,
+		IndexBehind: rm.Behind, IndexCompleteBefore: rm.CompleteBefore, IndexBehindEvents: rm.BehindEvents}
 
 	out.Products = &operationsv1.ProductsStatus{ReadError: errString(st.Products.Err), Live: st.Products.Live, Total: st.Products.Total}
-	out.Dlq = &operationsv1.DeadLetterStatus{ReadError: errString(st.DLQ.Err), Topic: st.DLQ.Topic, Depth: st.DLQ.Depth}
+	out.Dlq = &operationsv1.DeadLetterStatus{ReadError: errString(st.DLQ.Err), Topic: st.DLQ.Topic, Depth: st.DLQ.Depth,
+		Unhandled: st.DLQ.Unhandled, Handled: st.DLQ.Handled}
 
 	out.LastRebuild = &operationsv1.LastRebuildStatus{ReadError: errString(st.Rebuild.Err)}
 	if r := st.Rebuild.Last; r != nil {
@@ -204,8 +210,9 @@ func statusToProto(st ops.Status) *operationsv1.GetStatusResponse {
 	out.Transactions = &operationsv1.TransactionsStatus{ReadError: errString(st.Transactions.Err)}
 	for _, tx := range st.Transactions.Long {
 		out.Transactions.Long = append(out.Transactions.Long, &operationsv1.LongTransaction{Pid: tx.PID, Database: tx.Database,
-			User: tx.User, Application: tx.Application, State: tx.State, Query: tx.Query, StartedAt: ts(tx.Started),
-			Age: durationpb.New(tx.Age), HoldsBackOutbox: tx.HoldsBackOutbox})
+			User: tx.User, Application: tx.Application, State: tx.State, StartedAt: ts(tx.Started),
+			Age: durationpb.New(tx.Age), HoldsBackOutbox: tx.HoldsBackOutbox, QueryStartedAt: ts(tx.QueryStarted),
+			BackendType: tx.BackendType, PreparedGid: tx.PreparedGID})
 	}
 	return out
 }

@@ -131,15 +131,15 @@ func sampleStatus() ops.Status {
 				{Lane: 1},
 			}}},
 		Projector: ops.ProjectorSection{GroupLag: ops.GroupLag{Group: "g", Topic: "product.events", State: "Stable", Members: 2, Lag: 4,
-			Records: 100, Committed: true, Partitions: []ops.PartitionLag{{Partition: 0, Start: 0, End: 60, Committed: 56, Lag: 4},
+			Records: 100, Committed: true, Partitions: []ops.PartitionLag{{Partition: 0, Start: 0, End: 60, Committed: 56, Lag: 4, StalledFor: 45 * time.Second},
 				{Partition: 1, Start: 10, End: 40, Committed: -1, Lag: 0}}}},
 		ReadModel: ops.ReadModelSection{Alias: "ps", AliasExists: true, Index: "ps_v1_x", IndexKnown: true, IndexMappingVersion: 1,
 			CodeMappingVersion: 2, LiveDocuments: 90, Tombstones: 5, Indices: 2},
 		Products:     ops.ProductsSection{ProductCounts: ops.ProductCounts{Live: 91, Total: 96}},
 		Counts:       ops.CountComparison{Compared: true, Drift: 1, Allowed: 10},
-		DLQ:          ops.DLQSection{Topic: "dlq.product.events", Err: errors.New("broker down")},
+		DLQ:          ops.DLQSection{Topic: "dlq.product.events", DLQCounts: ops.DLQCounts{Depth: 5, Handled: 3, Unhandled: 2}},
 		Rebuild:      ops.RebuildSection{Last: &rebuild.Snapshot{ID: "r1", Phase: rebuild.PhaseFailed, StartedAt: now.Add(-2 * time.Hour), FinishedAt: &fin, Error: "boom", ToIndex: "ps_v2_y"}},
-		Transactions: ops.TransactionsSection{Long: []ops.LongTransaction{{PID: 42, Database: "catalog", User: "app", State: "idle in transaction", Query: "UPDATE x", Started: now.Add(-10 * time.Minute), Age: 10 * time.Minute, HoldsBackOutbox: true}}},
+		Transactions: ops.TransactionsSection{Long: []ops.LongTransaction{{PID: 42, Database: "catalog", User: "app", State: "idle in transaction", Started: now.Add(-10 * time.Minute), QueryStarted: now.Add(-9 * time.Minute), BackendType: "client backend", Age: 10 * time.Minute, HoldsBackOutbox: true}}},
 	}
 }
 
@@ -151,7 +151,7 @@ func TestGetStatusMapsTheStatus(t *testing.T) {
 		t.Fatal(err)
 	}
 	if resp.GetHealthy() || len(resp.GetProblems()) != 2 || resp.GetProblems()[0].GetSeverity() != operationsv1.Severity_SEVERITY_ERROR ||
-		resp.GetProblems()[0].GetCheck() != "dlq_not_empty" || resp.GetProblems()[1].GetSeverity() != operationsv1.Severity_SEVERITY_WARNING {
+		resp.GetProblems()[0].GetCheck() != "dlq_unhandled" || resp.GetProblems()[1].GetSeverity() != operationsv1.Severity_SEVERITY_WARNING {
 		t.Errorf("verdict: %v %v", resp.GetHealthy(), resp.GetProblems())
 	}
 	o := resp.GetOutbox()
@@ -162,7 +162,8 @@ func TestGetStatusMapsTheStatus(t *testing.T) {
 	}
 	p := resp.GetProjector()
 	if p.GetTotalLag() != 4 || p.GetMembers() != 2 || p.GetState() != "Stable" || len(p.GetPartitions()) != 2 ||
-		p.GetPartitions()[1].GetCommittedOffset() != -1 || p.GetPartitions()[0].GetLag() != 4 || !p.GetHasCommittedOffsets() {
+		p.GetPartitions()[1].GetCommittedOffset() != -1 || p.GetPartitions()[0].GetLag() != 4 || !p.GetHasCommittedOffsets() ||
+		p.GetPartitions()[0].GetStalledFor().AsDuration() != 45*time.Second || p.GetPartitions()[1].GetStalledFor() != nil {
 		t.Errorf("projector: %v", p)
 	}
 	rm := resp.GetReadModel()
@@ -170,7 +171,8 @@ func TestGetStatusMapsTheStatus(t *testing.T) {
 		!rm.GetCountCompared() || rm.GetCountDrift() != 1 || rm.GetAllowedCountDrift() != 10 {
 		t.Errorf("read model: %v", rm)
 	}
-	if resp.GetProducts().GetLive() != 91 || resp.GetDlq().GetReadError() != "broker down" || resp.GetDlq().GetTopic() != "dlq.product.events" {
+	if d := resp.GetDlq(); resp.GetProducts().GetLive() != 91 || d.GetReadError() != "" || d.GetTopic() != "dlq.product.events" ||
+		d.GetDepth() != 5 || d.GetHandled() != 3 || d.GetUnhandled() != 2 {
 		t.Errorf("products %v dlq %v", resp.GetProducts(), resp.GetDlq())
 	}
 	lr := resp.GetLastRebuild()
@@ -178,12 +180,13 @@ func TestGetStatusMapsTheStatus(t *testing.T) {
 		t.Errorf("last rebuild: %v", lr)
 	}
 	tx := resp.GetTransactions().GetLong()
-	if len(tx) != 1 || tx[0].GetPid() != 42 || !tx[0].GetHoldsBackOutbox() || tx[0].GetAge().AsDuration() != 10*time.Minute {
+	if len(tx) != 1 || tx[0].GetPid() != 42 || !tx[0].GetHoldsBackOutbox() || tx[0].GetAge().AsDuration() != 10*time.Minute ||
+		tx[0].GetBackendType() != "client backend" || tx[0].GetQueryStartedAt().AsTime().IsZero() {
 		t.Errorf("transactions: %v", tx)
 	}
 	th := resp.GetThresholds()
 	if th.GetMaxOutboxAge().AsDuration() != time.Minute || th.GetMaxLag() != 10_000 || th.GetMaxCountDriftRatio() != 0.001 ||
-		th.GetMaxCountDriftDocs() != 10 || th.GetMaxTxAge().AsDuration() != 5*time.Minute {
+		th.GetMaxCountDriftDocs() != 10 || th.GetMaxTxAge().AsDuration() != 5*time.Minute || th.GetMaxStall().AsDuration() != 30*time.Second {
 		t.Errorf("default thresholds: %v", th)
 	}
 }
@@ -194,10 +197,11 @@ func TestGetStatusThresholds(t *testing.T) {
 	h := startOps(t, f)
 	zero, ratio := int64(0), 0.05
 	if _, err := h.client.GetStatus(ctxT(t), &operationsv1.GetStatusRequest{MaxLag: &zero, MaxCountDriftRatio: &ratio, MaxCountDriftDocs: &zero,
-		MaxOutboxAge: durationpb.New(5 * time.Second)}); err != nil {
+		MaxOutboxAge: durationpb.New(5 * time.Second), MaxStall: durationpb.New(3 * time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	want := ops.Thresholds{MaxOutboxAge: 5 * time.Second, MaxLag: 0, MaxCountDriftRatio: 0.05, MaxCountDriftDocs: 0, MaxTxAge: ops.DefaultMaxTxAge}
+	want := ops.Thresholds{MaxOutboxAge: 5 * time.Second, MaxLag: 0, MaxCountDriftRatio: 0.05, MaxCountDriftDocs: 0, MaxTxAge: ops.DefaultMaxTxAge,
+		MaxStall: 3 * time.Second}
 	if got := f.gotTh[0]; got != want {
 		t.Errorf("thresholds %+v, want %+v", got, want)
 	}
@@ -205,6 +209,7 @@ func TestGetStatusThresholds(t *testing.T) {
 	for _, req := range []*operationsv1.GetStatusRequest{
 		{MaxLag: &neg},
 		{MaxTxAge: durationpb.New(-time.Second)},
+		{MaxStall: durationpb.New(-time.Second)},
 		{MaxOutboxAge: &durationpb.Duration{Seconds: 1, Nanos: -5}}, // malformed
 	} {
 		_, err := h.client.GetStatus(ctxT(t), req)

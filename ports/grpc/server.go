@@ -33,8 +33,10 @@ type RebuildService interface {
 	Cancel(ctx context.Context, id string) (rebuild.Snapshot, error)
 	// ListIndices lists the alias's indices, newest first.
 	ListIndices(ctx context.Context) ([]apprebuild.IndexInfo, error)
-	// RollbackAlias points the alias back at the previous index.
-	RollbackAlias(ctx context.Context) (from, to string, err error)
+	// RollbackAlias brings the previous index up to date and points the alias back at it.
+	RollbackAlias(ctx context.Context) (apprebuild.Rollback, error)
+	// RunnerLost reports whether an unfinished rebuild's runner stopped beating.
+	RunnerLost(snap rebuild.Snapshot) bool
 	// PruneIndices deletes all but the newest keep non-live indices.
 	PruneIndices(ctx context.Context, keep int) ([]string, error)
 }

@@ -38,8 +38,9 @@ type fakeService struct {
 	get      func(id string) (rebuild.Snapshot, error)
 	cancel   func(id string) (rebuild.Snapshot, error)
 	list     func() ([]apprebuild.IndexInfo, error)
-	rollback func() (string, string, error)
+	rollback func() (apprebuild.Rollback, error)
 	prune    func(keep int) ([]string, error)
+	lost     func(rebuild.Snapshot) bool
 	gets     []string
 }
 
@@ -60,7 +61,11 @@ func (f *fakeService) Cancel(_ context.Context, id string) (rebuild.Snapshot, er
 
 func (f *fakeService) ListIndices(context.Context) ([]apprebuild.IndexInfo, error) { return f.list() }
 
-func (f *fakeService) RollbackAlias(context.Context) (string, string, error) { return f.rollback() }
+func (f *fakeService) RollbackAlias(context.Context) (apprebuild.Rollback, error) {
+	return f.rollback()
+}
+
+func (f *fakeService) RunnerLost(s rebuild.Snapshot) bool { return f.lost != nil && f.lost(s) }
 
 func (f *fakeService) PruneIndices(_ context.Context, keep int) ([]string, error) {
 	return f.prune(keep)
@@ -294,6 +299,10 @@ func TestErrorMapping(t *testing.T) {
 		{"no alias", fmt.Errorf("rollback: %w", apprebuild.ErrNoAlias), codes.FailedPrecondition, grpcport.ReasonNoAlias},
 		{"validation", fmt.Errorf("v: %w", rebuild.ErrValidation), codes.FailedPrecondition, grpcport.ReasonValidationFailed},
 		{"alias moved", fmt.Errorf("switch: %w", rebuild.ErrAliasMoved), codes.Aborted, grpcport.ReasonAliasMoved},
+		{"lock lost", fmt.Errorf("rollback: %w", rebuild.ErrLockLost), codes.Aborted, grpcport.ReasonLockLost},
+		{"rollback mapping outdated", fmt.Errorf("rollback: %w", apprebuild.ErrRollbackMappingOutdated), codes.FailedPrecondition, grpcport.ReasonRollbackMappingOutdated},
+		{"rollback position unknown", fmt.Errorf("rollback: %w", apprebuild.ErrRollbackPositionUnknown), codes.FailedPrecondition, grpcport.ReasonRollbackPositionUnknown},
+		{"rollback events not retained", fmt.Errorf("rollback: %w: %w", apprebuild.ErrRollbackNotRetained, apprebuild.ErrNotRetained), codes.FailedPrecondition, grpcport.ReasonRollbackNotRetained},
 		{"canceled", fmt.Errorf("q: %w", context.Canceled), codes.Canceled, ""},
 		{"deadline", fmt.Errorf("q: %w", context.DeadlineExceeded), codes.DeadlineExceeded, ""},
 		{"other", errors.New("dial tcp 10.0.0.7:5432: password=hunter2 refused"), codes.Internal, ""},
@@ -306,7 +315,7 @@ func TestErrorMapping(t *testing.T) {
 				get:      func(string) (rebuild.Snapshot, error) { return rebuild.Snapshot{}, fail() },
 				cancel:   func(string) (rebuild.Snapshot, error) { return rebuild.Snapshot{}, fail() },
 				list:     func() ([]apprebuild.IndexInfo, error) { return nil, fail() },
-				rollback: func() (string, string, error) { return "", "", fail() },
+				rollback: func() (apprebuild.Rollback, error) { return apprebuild.Rollback{}, fail() },
 				prune:    func(int) ([]string, error) { return nil, fail() },
 			}
 			h := start(t, svc, grpcport.Config{})
@@ -436,13 +445,16 @@ func TestListIndices(t *testing.T) {
 }
 
 func TestRollbackAlias(t *testing.T) {
-	svc := &fakeService{rollback: func() (string, string, error) { return "ps_v2", "ps_v1", nil }}
+	svc := &fakeService{rollback: func() (apprebuild.Rollback, error) {
+		return apprebuild.Rollback{From: "ps_v2", To: "ps_v1", Since: apprebuild.Offsets{0: 7, 1: 9}, CaughtUp: 12, Drained: 3}, nil
+	}}
 	h := start(t, svc, grpcport.Config{})
 	resp, err := h.client.RollbackAlias(ctxT(t), &projectionv1.RollbackAliasRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if resp.GetFrom() != "ps_v2" || resp.GetTo() != "ps_v1" {
+	if resp.GetFrom() != "ps_v2" || resp.GetTo() != "ps_v1" || resp.GetCaughtUp() != 12 || resp.GetDrained() != 3 ||
+		len(resp.GetSince()) != 2 || resp.GetSince()[1] != 9 {
 		t.Errorf("resp = %v", resp)
 	}
 }
@@ -535,6 +547,50 @@ func TestWatchRebuildStreamsChangesAndEndsAtTerminalPhase(t *testing.T) {
 	svc.mu.Unlock()
 	if gets[0] != "" || gets[1] != "r1" {
 		t.Errorf("Get ids = %v, want \"\" then r1", gets)
+	}
+}
+
+// TestRebuildRunnerLiveness: records carry their runner and heartbeat, and the service's
+// verdict on the runner; a watcher hears of a runner that stopped beating, but not of every
+// heartbeat of a live one.
+func TestRebuildRunnerLiveness(t *testing.T) {
+	beat := func(at time.Duration, lost bool) rebuild.Snapshot {
+		s := snapshot("r1", rebuild.PhaseFill, 10, 100, 3*time.Second)
+		s.Owner, s.HeartbeatAt = "host-a/1/abc", t0.Add(at)
+		if lost {
+			s.Owner = "host-a/1/abc lost" // the fake's RunnerLost answers from the owner
+		}
+		return s
+	}
+	done := snapshot("r1", rebuild.PhaseFailed, 10, 100, 30*time.Second)
+	svc := &fakeService{
+		get:  script(beat(4*time.Second, false), beat(5*time.Second, false), beat(6*time.Second, false), beat(6*time.Second, true), done),
+		lost: func(s rebuild.Snapshot) bool { return strings.HasSuffix(s.Owner, " lost") },
+	}
+	h := start(t, svc, grpcport.Config{})
+	stream, err := h.client.WatchRebuild(ctxT(t), &projectionv1.WatchRebuildRequest{Id: "r1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []*projectionv1.Rebuild
+	for {
+		p, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, p.GetRebuild())
+	}
+	if len(got) != 3 {
+		t.Fatalf("got %d messages, want 3 (first, runner lost, failed): %v", len(got), got)
+	}
+	if got[0].GetRunner() != "host-a/1/abc" || !got[0].GetHeartbeatAt().AsTime().Equal(t0.Add(4*time.Second)) || got[0].GetRunnerLost() {
+		t.Errorf("first message %v", got[0])
+	}
+	if !got[1].GetRunnerLost() {
+		t.Errorf("second message does not say the runner is lost: %v", got[1])
 	}
 }
 

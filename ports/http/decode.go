@@ -13,6 +13,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/marketplace/catalog/application/command"
 )
@@ -96,7 +98,17 @@ func (s *Server) decodeProductInput(w http.ResponseWriter, r *http.Request) (com
 	if r.ContentLength > s.cfg.MaxBodyBytes {
 		return command.ProductInput{}, tooLarge(s.cfg.MaxBodyBytes, nil)
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		return command.ProductInput{}, s.decodeError(err)
+	}
+	// encoding/json replaces invalid UTF-8 with U+FFFD and lets a repeated member overwrite
+	// the first: both would store something the client did not send, so they are refused
+	// before the body is decoded.
+	if err := checkJSONObject(body); err != nil {
+		return command.ProductInput{}, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	var in productInputJSON
 	if err := dec.Decode(&in); err != nil {
@@ -104,13 +116,175 @@ func (s *Server) decodeProductInput(w http.ResponseWriter, r *http.Request) (com
 	}
 	var extra json.RawMessage
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return command.ProductInput{}, tooLarge(s.cfg.MaxBodyBytes, err)
-		}
 		return command.ProductInput{}, malformed("the body must contain exactly one JSON object and nothing after it", err)
 	}
 	return in.toCommand()
+}
+
+// jsonFrame is an object or array being walked by checkJSONObject.
+type jsonFrame struct {
+	path    string
+	object  bool
+	names   map[string]bool // object: member names seen so far
+	name    string          // object: the member whose value comes next
+	wantKey bool            // object: the next token is a member name
+	index   int             // array: the index of the next element
+}
+
+// child is the path of the value that comes next in f.
+func (f *jsonFrame) child() string {
+	if f.object {
+		return joinPath(f.path, f.name)
+	}
+	return fmt.Sprintf("%s[%d]", f.path, f.index)
+}
+
+// valueDone moves f past one complete value.
+func (f *jsonFrame) valueDone() {
+	if f.object {
+		f.wantKey = true
+	} else {
+		f.index++
+	}
+}
+
+func joinPath(parent, name string) string {
+	if parent == "" {
+		return name
+	}
+	return parent + "." + name
+}
+
+// checkJSONObject refuses, with 400 and the field's path, a body that is not a JSON object
+// (null, an array, a string: one status for every wrong type), a string or member name
+// that is not valid UTF-8 (raw bytes, or an escaped lone surrogate, which encoding/json
+// would both turn into U+FFFD), and a member name that occurs twice in one object. Syntax
+// errors are left to the decoder, which reports them with their position.
+func checkJSONObject(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	var stack []*jsonFrame
+	first := true
+	for {
+		start := dec.InputOffset()
+		tok, err := dec.Token()
+		if err != nil {
+			return nil // end of input or a syntax error: the decoder reports the latter
+		}
+		raw := body[start:dec.InputOffset()]
+		if first {
+			first = false
+			if d, ok := tok.(json.Delim); !ok || d != '{' {
+				return malformed(fmt.Sprintf("the body must be a JSON object, not %s", jsonTokenKind(tok)), nil)
+			}
+			stack = append(stack, &jsonFrame{object: true, names: map[string]bool{}, wantKey: true})
+			continue
+		}
+		if len(stack) == 0 {
+			return nil // trailing data: the decoder reports it
+		}
+		top := stack[len(stack)-1]
+		if d, ok := tok.(json.Delim); ok && (d == '}' || d == ']') {
+			stack = stack[:len(stack)-1]
+			if len(stack) > 0 {
+				stack[len(stack)-1].valueDone()
+			}
+			continue
+		}
+		if top.object && top.wantKey {
+			name, _ := tok.(string)
+			if !validJSONString(raw) {
+				field := top.path
+				if field == "" {
+					field = "(body)"
+				}
+				return malformed(fmt.Sprintf("a member name in %s is not valid UTF-8", field), nil,
+					FieldProblem{Field: field, Reason: "has a member name that is not valid UTF-8"})
+			}
+			if top.names[name] {
+				field := joinPath(top.path, name)
+				return malformed(fmt.Sprintf("member %q occurs more than once", field), nil,
+					FieldProblem{Field: field, Reason: "occurs more than once; send each member once"})
+			}
+			top.names[name], top.name, top.wantKey = true, name, false
+			continue
+		}
+		path := top.child()
+		switch t := tok.(type) {
+		case json.Delim: // '{' or '['
+			stack = append(stack, &jsonFrame{path: path, object: t == '{', names: map[string]bool{}, wantKey: true})
+			continue
+		case string:
+			if !validJSONString(raw) {
+				return malformed(fmt.Sprintf("%s is not valid UTF-8", path), nil,
+					FieldProblem{Field: path, Reason: "is not valid UTF-8"})
+			}
+		}
+		top.valueDone()
+	}
+}
+
+// validJSONString reports whether the raw bytes of a string token (with the delimiters
+// around it) are valid UTF-8 and escape no lone UTF-16 surrogate.
+func validJSONString(raw []byte) bool {
+	if !utf8.Valid(raw) {
+		return false
+	}
+	for i := 0; i+5 < len(raw); i++ {
+		if raw[i] != '\\' {
+			continue
+		}
+		if raw[i+1] != 'u' {
+			i++ // skip the escaped character, which may itself be a backslash
+			continue
+		}
+		r, ok := hexRune(raw[i+2:])
+		if !ok {
+			return false
+		}
+		switch {
+		case utf16.IsSurrogate(r) && r < 0xDC00: // a high surrogate needs a low one next
+			if i+11 >= len(raw) || raw[i+6] != '\\' || raw[i+7] != 'u' {
+				return false
+			}
+			lo, ok := hexRune(raw[i+8:])
+			if !ok || lo < 0xDC00 || lo > 0xDFFF {
+				return false
+			}
+			i += 11
+		case utf16.IsSurrogate(r): // a low surrogate on its own
+			return false
+		default:
+			i += 5
+		}
+	}
+	return true
+}
+
+func hexRune(b []byte) (rune, bool) {
+	if len(b) < 4 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(b[:4]), 16, 16)
+	return rune(n), err == nil
+}
+
+// jsonTokenKind names the JSON type of a first token for an error message.
+func jsonTokenKind(tok json.Token) string {
+	switch t := tok.(type) {
+	case json.Delim:
+		if t == '[' {
+			return "an array"
+		}
+	case string:
+		return "a string"
+	case float64, json.Number:
+		return "a number"
+	case bool:
+		return "a boolean"
+	case nil:
+		return "null"
+	}
+	return "another JSON value"
 }
 
 func checkContentType(r *http.Request) error {
@@ -340,6 +514,23 @@ func ifMatchVersion(r *http.Request) (version int64, present bool, err error) {
 		return 0, true, invalidParameter(headerIfMatch, "must be a positive integer version")
 	}
 	return v, true, nil
+}
+
+// requiredIfMatch returns the If-Match version of a write that must carry one, or 428 whose
+// detail ends with why (the write's own risk).
+func requiredIfMatch(r *http.Request, why string) (int64, error) {
+	version, present, err := ifMatchVersion(r)
+	if err != nil {
+		return 0, err
+	}
+	if !present {
+		return 0, &requestError{
+			status: http.StatusPreconditionRequired, typ: ProblemPreconditionRequired, title: "Precondition required",
+			detail: "send If-Match with the version (ETag) you last read, " + why,
+			fields: []FieldProblem{{Field: headerIfMatch, Reason: "is required"}},
+		}
+	}
+	return version, nil
 }
 
 // etag is the entity tag of a product representation. The version changes with every change

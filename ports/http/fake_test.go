@@ -222,6 +222,9 @@ func (f fakeDelete) Handle(ctx context.Context, cmd command.DeleteProduct) (*pro
 	if !ok {
 		return nil, fmt.Errorf("delete product: %w", product.ErrNotFound)
 	}
+	if p.IsDeleted() {
+		return nil, fmt.Errorf("delete product: %w", product.ErrDeleted)
+	}
 	if cmd.ExpectedVersion != nil {
 		if err := p.CheckVersion(*cmd.ExpectedVersion); err != nil {
 			return nil, fmt.Errorf("delete product: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -27,7 +28,11 @@ type healthJSON struct {
 	Status string `json:"status"`
 }
 
+// apiRole is the role GET /readyz answers for without ?role=: the API's own readiness.
+const apiRole = "api"
+
 type readinessJSON struct {
+	Role   string                        `json:"role"`
 	Status string                        `json:"status"`
 	Checks map[string]readinessCheckJSON `json:"checks"`
 }
@@ -47,11 +52,26 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {
 	return writeJSON(w, http.StatusOK, healthJSON{Status: statusOK})
 }
 
-// readyz is readiness: it runs every named check concurrently (so the slowest, not the sum,
-// bounds the answer) and reports 503 when any fails, taking the instance out of rotation.
+// readyz is readiness: it runs every named check of one role concurrently (so the slowest,
+// not the sum, bounds the answer) and reports 503 when any fails. Without ?role= it answers
+// for the API, which is what a load balancer must probe: only the API's own dependencies can
+// take it out of rotation. ?role=relay or ?role=projector report those roles' dependencies.
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
-	names := make([]string, 0, len(s.ready))
-	for name := range s.ready {
+	role := r.URL.Query().Get("role")
+	if role == "" {
+		role = apiRole
+	}
+	checks, ok := s.ready[role]
+	if !ok {
+		known := make([]string, 0, len(s.ready))
+		for name := range s.ready {
+			known = append(known, name)
+		}
+		sort.Strings(known)
+		return invalidParameter("role", "must be one of "+strings.Join(known, ", "))
+	}
+	names := make([]string, 0, len(checks))
+	for name := range checks {
 		names = append(names, name)
 	}
 	sort.Strings(names)
@@ -59,11 +79,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	results := make([]readinessCheckJSON, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
-		wg.Go(func() { results[i] = s.runCheck(r.Context(), name, s.ready[name]) })
+		wg.Go(func() { results[i] = s.runCheck(r.Context(), role, name, checks[name]) })
 	}
 	wg.Wait()
 
-	body := readinessJSON{Status: statusOK, Checks: make(map[string]readinessCheckJSON, len(names))}
+	body := readinessJSON{Role: role, Status: statusOK, Checks: make(map[string]readinessCheckJSON, len(names))}
 	status := http.StatusOK
 	for i, name := range names {
 		body.Checks[name] = results[i]
@@ -75,7 +95,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	return writeJSON(w, status, body)
 }
 
-func (s *Server) runCheck(ctx context.Context, name string, check func(context.Context) error) readinessCheckJSON {
+func (s *Server) runCheck(ctx context.Context, role, name string, check func(context.Context) error) readinessCheckJSON {
 	ctx, cancel := context.WithTimeout(ctx, s.readyTimeout)
 	defer cancel()
 	start := time.Now()
@@ -84,7 +104,7 @@ func (s *Server) runCheck(ctx context.Context, name string, check func(context.C
 	if err == nil {
 		return res
 	}
-	s.log.WarnContext(ctx, "readiness check failed", "check", name, "err", err, "request_id", RequestID(ctx))
+	s.log.WarnContext(ctx, "readiness check failed", "role", role, "check", name, "err", err, "request_id", RequestID(ctx))
 	res.Status, res.Error = statusFail, "failed"
 	if errors.Is(err, context.DeadlineExceeded) {
 		res.Error = "timeout"

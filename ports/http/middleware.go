@@ -83,7 +83,9 @@ type RequestRecord struct {
 const unmatchedRoute = "unmatched"
 
 // accessLog writes one line per request and feeds the observer. It runs inside the chi mux
-// so the route pattern is known once the handler returns.
+// so the route pattern is known once the handler returns. The line is DEBUG for an ordinary
+// request (2xx-4xx within Config.SlowRequest) and WARN for a 5xx or a slow one, so that at
+// the default level only what needs a look is written; request metrics count every request.
 func (s *Server) accessLog(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -100,11 +102,13 @@ func (s *Server) accessLog(next http.Handler) http.Handler {
 			if rec.Status == 0 {
 				rec.Status = http.StatusOK // a handler that writes nothing sends 200
 			}
-			level := slog.LevelInfo
-			if rec.Status >= 500 {
+			slow := rec.Duration >= s.cfg.SlowRequest
+			level := slog.LevelDebug
+			if rec.Status >= 500 || slow {
 				level = slog.LevelWarn
 			}
 			s.log.LogAttrs(r.Context(), level, "http request",
+				slog.Bool("slow", slow),
 				slog.String("method", rec.Method),
 				slog.String("route", rec.Route),
 				slog.String("path", r.URL.Path),

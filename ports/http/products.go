@@ -120,16 +120,9 @@ func (s *Server) getProduct(w http.ResponseWriter, r *http.Request) error {
 // updateProduct handles PUT /v1/products/{id}. If-Match is mandatory: a full replacement
 // without it would silently overwrite a concurrent change (the lost-update problem).
 func (s *Server) updateProduct(w http.ResponseWriter, r *http.Request) error {
-	version, present, err := ifMatchVersion(r)
+	version, err := requiredIfMatch(r, "so a concurrent change is not overwritten")
 	if err != nil {
 		return err
-	}
-	if !present {
-		return &requestError{
-			status: http.StatusPreconditionRequired, typ: ProblemPreconditionRequired, title: "Precondition required",
-			detail: "send If-Match with the version (ETag) you last read, so a concurrent change is not overwritten",
-			fields: []FieldProblem{{Field: headerIfMatch, Reason: "is required"}},
-		}
 	}
 	in, err := s.decodeProductInput(w, r)
 	if err != nil {
@@ -144,18 +137,15 @@ func (s *Server) updateProduct(w http.ResponseWriter, r *http.Request) error {
 	return writeProduct(w, http.StatusOK, p)
 }
 
-// deleteProduct handles DELETE /v1/products/{id}. If-Match is optional: deleting is
-// idempotent in effect, but a client that read the product may still ask to be stopped
-// when it changed meanwhile.
+// deleteProduct handles DELETE /v1/products/{id}. If-Match is mandatory, as for PUT: a
+// delete decided on a stale read would throw away a change the client never saw, and a
+// write API where one verb checks versions and the other does not invites exactly that.
 func (s *Server) deleteProduct(w http.ResponseWriter, r *http.Request) error {
-	version, present, err := ifMatchVersion(r)
+	version, err := requiredIfMatch(r, "so a change made since is not deleted unseen")
 	if err != nil {
 		return err
 	}
-	cmd := command.DeleteProduct{ID: chi.URLParam(r, "id")}
-	if present {
-		cmd.ExpectedVersion = &version
-	}
+	cmd := command.DeleteProduct{ID: chi.URLParam(r, "id"), ExpectedVersion: &version}
 	if _, err := s.app.Commands.DeleteProduct.Handle(r.Context(), cmd); err != nil {
 		return err
 	}

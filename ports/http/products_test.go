@@ -134,6 +134,55 @@ func TestProductEndpoints(t *testing.T) {
 		{name: "create syntax error", method: "POST", path: "/v1/products", body: `{"sku":"a",}`, status: 400, problem: httpport.ProblemMalformedRequest},
 		{name: "create empty body", method: "POST", path: "/v1/products", status: 400, problem: httpport.ProblemMalformedRequest},
 		{name: "create array body", method: "POST", path: "/v1/products", body: `[]`, status: 400, problem: httpport.ProblemMalformedRequest},
+		// One status for every body of the wrong JSON type: 400, null included (it used to
+		// be 422 "missing members" while [1,2] was 400).
+		{name: "create null body", method: "POST", path: "/v1/products", body: `null`, status: 400, problem: httpport.ProblemMalformedRequest},
+		{name: "create number array body", method: "POST", path: "/v1/products", body: `[1,2]`, status: 400, problem: httpport.ProblemMalformedRequest},
+		{name: "create string body", method: "POST", path: "/v1/products", body: `"sku"`, status: 400, problem: httpport.ProblemMalformedRequest},
+		{name: "create number body", method: "POST", path: "/v1/products", body: ` 42 `, status: 400, problem: httpport.ProblemMalformedRequest},
+		// Invalid UTF-8 is refused with the field's path, never stored as U+FFFD.
+		{name: "create invalid utf-8 name", method: "POST", path: "/v1/products",
+			body:   "{\"sku\":\"A\",\"name\":\"bad \xff\xfe utf8\",\"price\":{\"amount\":1,\"currency\":\"EUR\"},\"stock\":1}",
+			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"name"}},
+		{name: "create truncated utf-8 sequence", method: "POST", path: "/v1/products",
+			body:   "{\"sku\":\"A\",\"name\":\"n\",\"description\":\"caf\xc3\",\"price\":{\"amount\":1,\"currency\":\"EUR\"},\"stock\":1}",
+			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"description"}},
+		{name: "create invalid utf-8 attribute value", method: "POST", path: "/v1/products",
+			body:   "{\"sku\":\"A\",\"name\":\"n\",\"price\":{\"amount\":1,\"currency\":\"EUR\"},\"stock\":1,\"attributes\":{\"color\":\"\xc0\xaf\"}}",
+			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"attributes.color"}},
+		{name: "create invalid utf-8 attribute name", method: "POST", path: "/v1/products",
+			body:   "{\"sku\":\"A\",\"name\":\"n\",\"price\":{\"amount\":1,\"currency\":\"EUR\"},\"stock\":1,\"attributes\":{\"\xff\":\"x\"}}",
+			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"attributes"}},
+		{name: "create invalid utf-8 in an unknown member", method: "POST", path: "/v1/products",
+			body:   "{\"sku\":\"A\",\"name\":\"n\",\"price\":{\"amount\":1,\"currency\":\"EUR\"},\"stock\":1,\"note\":[\"ok\",\"\xff\"]}",
+			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"note[1]"}},
+		{name: "create escaped lone surrogate", method: "POST", path: "/v1/products",
+			body:   `{"sku":"A","name":"n\udc00","price":{"amount":1,"currency":"EUR"},"stock":1}`,
+			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"name"}},
+		{name: "create escaped high surrogate without its pair", method: "POST", path: "/v1/products",
+			body:   `{"sku":"A","name":"n","brand":"\ud83d!","price":{"amount":1,"currency":"EUR"},"stock":1}`,
+			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"brand"}},
+		{name: "create escaped surrogate pair ok", method: "POST", path: "/v1/products",
+			body: `{"sku":"A","name":"smile \ud83d\ude00 \\u","price":{"amount":1,"currency":"EUR"},"stock":1}`, status: 201,
+			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
+				if p := decodeProduct(t, rec); p.Name != "smile \U0001F600 \\u" {
+					t.Errorf("name = %q", p.Name)
+				}
+			}},
+		{name: "create literal replacement character ok", method: "POST", path: "/v1/products",
+			body: "{\"sku\":\"A\",\"name\":\"n \uFFFD\",\"price\":{\"amount\":1,\"currency\":\"EUR\"},\"stock\":1}", status: 201},
+		// A repeated member would silently overwrite the first (encoding/json keeps the last).
+		{name: "create duplicate member", method: "POST", path: "/v1/products",
+			body:   `{"sku":"A","name":"n","sku":"B","price":{"amount":1,"currency":"EUR"},"stock":1}`,
+			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"sku"}},
+		{name: "create duplicate nested member", method: "POST", path: "/v1/products",
+			body:   `{"sku":"A","name":"n","price":{"amount":1,"amount":100,"currency":"EUR"},"stock":1}`,
+			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"price.amount"}},
+		{name: "create duplicate attribute", method: "POST", path: "/v1/products",
+			body:   `{"sku":"A","name":"n","price":{"amount":1,"currency":"EUR"},"stock":1,"attributes":{"color":"red","color":"blue"}}`,
+			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"attributes.color"}},
+		{name: "create same name in sibling objects ok", method: "POST", path: "/v1/products",
+			body: `{"sku":"A","name":"n","price":{"amount":1,"currency":"EUR"},"stock":1,"attributes":{"amount":"x","sku":"y"}}`, status: 201},
 		{name: "create wrong type stock", method: "POST", path: "/v1/products",
 			body:   `{"sku":"A","name":"n","price":{"amount":1,"currency":"EUR"},"stock":"many"}`,
 			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"stock"}},
@@ -267,20 +316,29 @@ func TestProductEndpoints(t *testing.T) {
 		{name: "put wrong content type", method: "PUT", path: "/v1/products/" + liveID, body: fullBody,
 			header: hdr("If-Match", "3", "Content-Type", "application/xml"), status: 415, problem: httpport.ProblemUnsupportedMediaType},
 		{name: "put oversize", method: "PUT", path: "/v1/products/" + liveID, body: big, header: hdr("If-Match", "3"), status: 413, problem: httpport.ProblemPayloadTooLarge},
+		{name: "put null body", method: "PUT", path: "/v1/products/" + liveID, body: `null`, header: hdr("If-Match", "3"), status: 400, problem: httpport.ProblemMalformedRequest},
+		{name: "put invalid utf-8", method: "PUT", path: "/v1/products/" + liveID,
+			body: "{\"sku\":\"A\",\"name\":\"n\",\"price\":{\"amount\":1,\"currency\":\"\xffEUR\"},\"stock\":1}", header: hdr("If-Match", "3"),
+			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"price.currency"}},
+		{name: "put duplicate member", method: "PUT", path: "/v1/products/" + liveID,
+			body: `{"sku":"A","name":"n","price":{"amount":1,"currency":"EUR"},"stock":1,"stock":2}`, header: hdr("If-Match", "3"),
+			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"stock"}},
 
 		// DELETE /v1/products/{id}
-		{name: "delete", method: "DELETE", path: "/v1/products/" + liveID, status: 204,
+		{name: "delete", method: "DELETE", path: "/v1/products/" + liveID, header: hdr("If-Match", "3"), status: 204,
 			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
 				if rec.Body.Len() != 0 {
 					t.Errorf("204 with body %q", rec.Body)
 				}
 			}},
-		{name: "delete with if-match", method: "DELETE", path: "/v1/products/" + liveID, header: hdr("If-Match", `"3"`), status: 204},
+		{name: "delete strong etag", method: "DELETE", path: "/v1/products/" + liveID, header: hdr("If-Match", `"3"`), status: 204},
+		{name: "delete weak etag", method: "DELETE", path: "/v1/products/" + liveID, header: hdr("If-Match", `W/"3"`), status: 204},
+		{name: "delete missing if-match", method: "DELETE", path: "/v1/products/" + liveID, status: 428, problem: httpport.ProblemPreconditionRequired, fields: []string{"If-Match"}},
 		{name: "delete stale if-match", method: "DELETE", path: "/v1/products/" + liveID, header: hdr("If-Match", "2"), status: 409, problem: httpport.ProblemVersionConflict},
 		{name: "delete bad if-match", method: "DELETE", path: "/v1/products/" + liveID, header: hdr("If-Match", "v3"), status: 400, problem: httpport.ProblemInvalidParameter},
-		{name: "delete already deleted", method: "DELETE", path: "/v1/products/" + deletedID, status: 410, problem: httpport.ProblemProductDeleted},
-		{name: "delete never existed", method: "DELETE", path: "/v1/products/" + missingID, status: 404, problem: httpport.ProblemNotFound},
-		{name: "delete non-uuid id", method: "DELETE", path: "/v1/products/x", status: 400, problem: httpport.ProblemInvalidParameter},
+		{name: "delete already deleted", method: "DELETE", path: "/v1/products/" + deletedID, header: hdr("If-Match", "2"), status: 410, problem: httpport.ProblemProductDeleted},
+		{name: "delete never existed", method: "DELETE", path: "/v1/products/" + missingID, header: hdr("If-Match", "1"), status: 404, problem: httpport.ProblemNotFound},
+		{name: "delete non-uuid id", method: "DELETE", path: "/v1/products/x", header: hdr("If-Match", "1"), status: 400, problem: httpport.ProblemInvalidParameter},
 
 		// Routing and server faults.
 		{name: "unknown path", method: "GET", path: "/v2/things", status: 404, problem: httpport.ProblemNotFound},
@@ -304,7 +362,7 @@ func TestProductEndpoints(t *testing.T) {
 					t.Error("503 without Retry-After")
 				}
 			}},
-		{name: "panic", method: "DELETE", path: "/v1/products/" + liveID, status: 500, problem: httpport.ProblemInternal,
+		{name: "panic", method: "DELETE", path: "/v1/products/" + liveID, header: hdr("If-Match", "3"), status: 500, problem: httpport.ProblemInternal,
 			setup: func(s *store) { s.panicWith = "boom at 10.0.0.7" },
 			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
 				if strings.Contains(rec.Body.String(), "boom") {
@@ -454,7 +512,7 @@ func TestDeleteLifecycle(t *testing.T) {
 		if i == 1 {
 			rec = do(h, "GET", path, "", nil)
 		} else {
-			rec = do(h, "DELETE", path, "", nil)
+			rec = do(h, "DELETE", path, "", hdr("If-Match", "3"))
 		}
 		if rec.Code != want {
 			t.Fatalf("step %d: status %d, want %d: %s", i, rec.Code, want, rec.Body)

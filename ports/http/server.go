@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/marketplace/catalog/application"
+	"github.com/marketplace/catalog/application/query"
 )
 
 // Deps are the collaborators of the server that are not use cases. Every field is optional
@@ -20,9 +21,16 @@ import (
 type Deps struct {
 	// Log receives the access log, server faults and panics. Nil discards them.
 	Log *slog.Logger
-	// Ready holds the named readiness checks (e.g. "postgres", "kafka") GET /readyz runs.
-	// Each gets its own 2 s deadline; nil checks are rejected by NewServer.
+	// Ready holds the named checks of the API's readiness, GET /readyz (also ?role=api): only
+	// what serving requests needs. A load balancer acts on it, so a dependency the requests
+	// do not need (Kafka, behind the outbox) must not be here: its outage would take the
+	// write API out of rotation although writes still succeed. Each check gets its own 2 s
+	// deadline; nil checks are rejected by NewServer.
 	Ready map[string]func(context.Context) error
+	// RoleReady holds the readiness checks of the process's other roles by role name, answered
+	// at GET /readyz?role=NAME (for example "relay": database and Kafka; "projector": Kafka and
+	// the search cluster). They are for alerts and dashboards, not for the API's load balancer.
+	RoleReady map[string]map[string]func(context.Context) error
 	// Metrics, when set, is served at GET /metrics (a Prometheus handler). It is a handler,
 	// not a registry, so this package does not depend on a metrics library.
 	Metrics http.Handler
@@ -40,7 +48,7 @@ type Server struct {
 	cfg          Config
 	app          application.Application
 	log          *slog.Logger
-	ready        map[string]func(context.Context) error
+	ready        map[string]map[string]func(context.Context) error // by role
 	metrics      http.Handler
 	observe      func(context.Context, RequestRecord)
 	readyTimeout time.Duration
@@ -72,9 +80,18 @@ func NewServer(cfg Config, app application.Application, deps Deps) (*Server, err
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("http server: missing use cases: %s", strings.Join(missing, ", "))
 	}
-	for name, check := range deps.Ready {
-		if name == "" || check == nil {
-			return nil, fmt.Errorf("http server: readiness check %q is nil or unnamed", name)
+	roles := map[string]map[string]func(context.Context) error{apiRole: deps.Ready}
+	for role, checks := range deps.RoleReady {
+		if role == "" || role == apiRole {
+			return nil, fmt.Errorf("http server: readiness role %q is empty or reserved for Ready", role)
+		}
+		roles[role] = checks
+	}
+	for role, checks := range roles {
+		for name, check := range checks {
+			if name == "" || check == nil {
+				return nil, fmt.Errorf("http server: readiness check %q of role %s is nil or unnamed", name, role)
+			}
 		}
 	}
 	log := deps.Log
@@ -82,7 +99,7 @@ func NewServer(cfg Config, app application.Application, deps Deps) (*Server, err
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg: cfg, app: app, log: log, ready: deps.Ready, metrics: deps.Metrics,
+		cfg: cfg, app: app, log: log, ready: roles, metrics: deps.Metrics,
 		observe: deps.ObserveRequest, readyTimeout: defaultReadyTimeout,
 	}
 	s.router = s.routes()
@@ -136,16 +153,22 @@ func (s *Server) handle(h handlerFunc) http.HandlerFunc {
 }
 
 // respondError writes the problem for err and logs server faults with the request id, so
-// the generic detail the client sees can be traced to the cause.
+// the generic detail the client sees can be traced to the cause. The message says what
+// happened: a search cluster that refuses connections is "unavailable", not "timed out".
 func (s *Server) respondError(w http.ResponseWriter, r *http.Request, err error) {
 	p, fault := problemFor(err)
 	if fault {
 		attrs := []any{"err", err, "method", r.Method, "route", routePattern(r), "request_id", RequestID(r.Context())}
 		switch {
 		case r.Context().Err() != nil:
-			s.log.InfoContext(r.Context(), "client went away before the response", attrs...)
-		case p.Status == http.StatusServiceUnavailable:
+			// The client closed the connection: nothing failed on this side.
+			s.log.DebugContext(r.Context(), "client went away before the response", attrs...)
+		case errors.Is(err, context.DeadlineExceeded):
 			s.log.WarnContext(r.Context(), "request timed out", attrs...)
+		case errors.Is(err, query.ErrReadModelUnavailable):
+			s.log.WarnContext(r.Context(), "search read model unavailable", attrs...)
+		case p.Status == http.StatusServiceUnavailable:
+			s.log.WarnContext(r.Context(), "request could not be completed", attrs...)
 		default:
 			s.log.ErrorContext(r.Context(), "request failed", attrs...)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -47,6 +48,70 @@ func TestNewServerRejectsIncompleteWiring(t *testing.T) {
 	deps := httpport.Deps{Ready: map[string]func(context.Context) error{"postgres": nil}}
 	if _, err := httpport.NewServer(httpport.Config{}, newStore().app(), deps); err == nil {
 		t.Error("nil readiness check accepted")
+	}
+	ok := func(context.Context) error { return nil }
+	for name, roles := range map[string]map[string]map[string]func(context.Context) error{
+		"api role twice": {"api": {"kafka": ok}},
+		"unnamed role":   {"": {"kafka": ok}},
+		"nil role check": {"relay": {"kafka": nil}},
+	} {
+		if _, err := httpport.NewServer(httpport.Config{}, newStore().app(), httpport.Deps{RoleReady: roles}); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}
+
+// TestReadyzRoles: the API's readiness (what a load balancer probes) depends only on its own
+// checks; a failing Kafka shows on the roles that need it, never on /readyz.
+func TestReadyzRoles(t *testing.T) {
+	ok := func(context.Context) error { return nil }
+	kafkaDown := func(context.Context) error { return errors.New("kafka: metadata: dial tcp 127.0.0.1:9094: refused") }
+	srv, logs := newServer(t, newStore(), func(d *httpport.Deps) {
+		d.Ready = map[string]func(context.Context) error{"postgres": ok}
+		d.RoleReady = map[string]map[string]func(context.Context) error{
+			"relay":     {"postgres": ok, "kafka": kafkaDown},
+			"projector": {"kafka": kafkaDown, "search": ok},
+		}
+	})
+	type body struct {
+		Role   string `json:"role"`
+		Status string `json:"status"`
+		Checks map[string]struct {
+			Status string `json:"status"`
+		} `json:"checks"`
+	}
+	for _, tc := range []struct {
+		path   string
+		status int
+		role   string
+		checks []string
+	}{
+		{"/readyz", 200, "api", []string{"postgres"}},
+		{"/readyz?role=api", 200, "api", []string{"postgres"}},
+		{"/readyz?role=relay", 503, "relay", []string{"kafka", "postgres"}},
+		{"/readyz?role=projector", 503, "projector", []string{"kafka", "search"}},
+	} {
+		rec := do(srv.Handler(), "GET", tc.path, "", nil)
+		var b body
+		if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil {
+			t.Fatalf("%s: %v", tc.path, err)
+		}
+		var names []string
+		for n := range b.Checks {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		if rec.Code != tc.status || b.Role != tc.role || !slices.Equal(names, tc.checks) {
+			t.Errorf("%s: %d %s, want %d role %s checks %v", tc.path, rec.Code, rec.Body, tc.status, tc.role, tc.checks)
+		}
+		checkAgainstSpec(t, "GET", tc.path, "", nil, rec)
+	}
+	rec := do(srv.Handler(), "GET", "/readyz?role=indexer", "", nil)
+	if p := decodeProblem(t, rec); rec.Code != 400 || p.Type != httpport.ProblemInvalidParameter || !strings.Contains(p.Detail, "api, projector, relay") {
+		t.Errorf("unknown role: %d %+v", rec.Code, p)
+	}
+	if !strings.Contains(logs.String(), `"role":"relay"`) {
+		t.Errorf("a failed role check is not logged with its role:\n%s", logs)
 	}
 }
 

@@ -6,7 +6,10 @@
 // outage stalls the projector and never fills the dead-letter queue. Permanent failures (an
 // undecodable payload, an unknown event type or schema version, a document the mapping
 // rejects, a panic) skip the retries and go to the DLQ with headers saying why, and the
-// consumer moves on. Nothing in the DLQ is ever replayed automatically.
+// consumer moves on. Nothing in the DLQ is ever replayed automatically. A DLQ publish that
+// fails is tried again with capped exponential backoff, never in a tight loop; the message's
+// partition waits for it (its offset cannot be committed past an unhandled message), which
+// the status reports as a stalled partition.
 package projector
 
 import (
@@ -23,6 +26,7 @@ import (
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/cenkalti/backoff/v5"
 
 	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/application/command"
@@ -56,6 +60,12 @@ type Config struct {
 	// RetryMaxInterval caps the exponential backoff, so recovery is noticed quickly after an
 	// outage of any length.
 	RetryMaxInterval time.Duration
+	// DLQRetryInitialInterval is the first wait before a failed DLQ publish is tried again
+	// (default 500ms).
+	DLQRetryInitialInterval time.Duration
+	// DLQRetryMaxInterval caps the exponential backoff of DLQ publish retries (default 30s):
+	// a DLQ that cannot be written is an incident, and hammering the cluster will not end it.
+	DLQRetryMaxInterval time.Duration
 	// CloseTimeout bounds graceful shutdown.
 	CloseTimeout time.Duration
 	// RouterDecorator, when set, is called with the router before the handler and its
@@ -94,6 +104,12 @@ func (c *Config) setDefaults() {
 	if c.RetryMaxInterval == 0 {
 		c.RetryMaxInterval = 5 * time.Second
 	}
+	if c.DLQRetryInitialInterval == 0 {
+		c.DLQRetryInitialInterval = 500 * time.Millisecond
+	}
+	if c.DLQRetryMaxInterval == 0 {
+		c.DLQRetryMaxInterval = 30 * time.Second
+	}
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = 30 * time.Second
 	}
@@ -110,6 +126,9 @@ func (c Config) Validate() error {
 	if c.RetryInitialInterval <= 0 || c.RetryMaxInterval < c.RetryInitialInterval {
 		return errors.New("projector: retry intervals must be positive and max >= initial")
 	}
+	if c.DLQRetryInitialInterval <= 0 || c.DLQRetryMaxInterval < c.DLQRetryInitialInterval {
+		return errors.New("projector: DLQ retry intervals must be positive and max >= initial")
+	}
 	return nil
 }
 
@@ -117,8 +136,10 @@ func (c Config) Validate() error {
 type Observer interface {
 	// Projected is called after an event was applied (or found stale).
 	Projected(partition int32, occurredAt time.Time)
-	// DeadLettered is called when a message goes to the DLQ.
+	// DeadLettered is called when a message was written to the DLQ.
 	DeadLettered(class string)
+	// DeadLetterFailed is called for each failed attempt to write a message to the DLQ.
+	DeadLetterFailed()
 	// Retried is called for each retry of a transient failure.
 	Retried()
 }
@@ -127,6 +148,7 @@ type Observer interface {
 type Projector struct {
 	router *message.Router
 	log    *slog.Logger
+	stop   context.CancelFunc // ends the DLQ publish retries at shutdown
 }
 
 // New builds the projector's router over sub (a Kafka subscriber in the projector's consumer
@@ -152,10 +174,13 @@ func New(cfg Config, sub message.Subscriber, dlq message.Publisher, project comm
 	if cfg.RouterDecorator != nil {
 		cfg.RouterDecorator(router)
 	}
+	stopCtx, stop := context.WithCancel(context.Background())
+	dlq = &dlqRetrier{pub: dlq, initial: cfg.DLQRetryInitialInterval, max: cfg.DLQRetryMaxInterval, stop: stopCtx.Done(), obs: obs, log: log}
 	poison, err := middleware.PoisonQueueWithFilter(dlq, cfg.DLQTopic, func(err error) bool {
 		return Classify(err).Permanent()
 	})
 	if err != nil {
+		stop()
 		return nil, fmt.Errorf("projector: poison queue: %w", err)
 	}
 	h := handler{project: project, obs: obs, position: cfg.Position}
@@ -189,11 +214,23 @@ func New(cfg Config, sub message.Subscriber, dlq message.Publisher, project comm
 		countAttempts,
 		middleware.Recoverer,
 	)
-	return &Projector{router: router, log: log}, nil
+	return &Projector{router: router, log: log, stop: stop}, nil
 }
 
-// Run consumes until ctx is cancelled; in-flight messages finish within the close timeout.
+// Run consumes until ctx is cancelled; in-flight messages finish within the close timeout. A
+// message whose DLQ publish is being retried is given up at once: it was not acked, so it is
+// delivered again after a restart.
 func (p *Projector) Run(ctx context.Context) error {
+	defer p.stop()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-ctx.Done():
+			p.stop()
+		case <-done:
+		}
+	}()
 	if err := p.router.Run(ctx); err != nil {
 		return fmt.Errorf("projector: %w", err)
 	}
@@ -237,6 +274,12 @@ const (
 	ClassRejected    Class = "rejected"
 	ClassPanic       Class = "panic"
 )
+
+// DeadLetterClasses are the classes a message can be dead-lettered with, for metrics that
+// start every class at zero and for the DLQ tooling's filters.
+func DeadLetterClasses() []Class {
+	return []Class{ClassUndecodable, ClassUnsupported, ClassValidation, ClassRejected, ClassPanic}
+}
 
 // Permanent reports whether retrying cannot help.
 func (c Class) Permanent() bool {
@@ -303,7 +346,6 @@ func annotate(topic string, position func(context.Context) (int32, int64, bool),
 			}
 			msg.Metadata.Set(HeaderAttempts, strconv.FormatInt(attempts.Load(), 10))
 			msg.Metadata.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
-			obs.DeadLettered(string(class))
 			log.Warn("projector: permanent failure, sending the message to the DLQ",
 				"class", class, "err", err, "partition", msg.Metadata.Get(HeaderPartition), "offset", msg.Metadata.Get(HeaderOffset))
 			return out, err
@@ -311,8 +353,53 @@ func annotate(topic string, position func(context.Context) (int32, int64, bool),
 	}
 }
 
+// dlqRetrier publishes to the DLQ and, when that fails, tries again with capped exponential
+// backoff until it works or the projector stops. Watermill's poison queue returns a failed
+// publish as the handler's error, so the message would be nacked and handled again at once
+// (the subscriber's fixed resend delay) for as long as the DLQ cannot take it; waiting here
+// keeps the retries slow and the log readable. It also tells the observer about a dead
+// letter only once it is written.
+type dlqRetrier struct {
+	pub          message.Publisher
+	initial, max time.Duration
+	stop         <-chan struct{}
+	obs          Observer
+	log          *slog.Logger
+}
+
+func (r *dlqRetrier) Publish(topic string, msgs ...*message.Message) error {
+	b := backoff.ExponentialBackOff{InitialInterval: r.initial, RandomizationFactor: 0.2, Multiplier: 2, MaxInterval: r.max}
+	b.Reset()
+	for attempt := 1; ; attempt++ {
+		err := r.pub.Publish(topic, msgs...)
+		if err == nil {
+			for _, m := range msgs {
+				r.obs.DeadLettered(m.Metadata.Get(HeaderErrorClass))
+			}
+			return nil
+		}
+		r.obs.DeadLetterFailed()
+		wait := b.NextBackOff()
+		if attempt == 1 || attempt%10 == 0 {
+			r.log.Error("projector: cannot write to the DLQ; the message's partition waits until it can",
+				"topic", topic, "attempt", attempt, "next_in", wait, "err", err)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-r.stop:
+			t.Stop()
+			return fmt.Errorf("projector: DLQ publish given up at shutdown after %d attempts (the message is delivered again after a restart): %w", attempt, err)
+		}
+	}
+}
+
+// Close does nothing: the publisher belongs to whoever passed it to New.
+func (r *dlqRetrier) Close() error { return nil }
+
 type nopObserver struct{}
 
 func (nopObserver) Projected(int32, time.Time) {}
 func (nopObserver) DeadLettered(string)        {}
+func (nopObserver) DeadLetterFailed()          {}
 func (nopObserver) Retried()                   {}

@@ -244,3 +244,147 @@ func TestClassify(t *testing.T) {
 		t.Error("Permanent() disagrees with the retry policy")
 	}
 }
+
+// flakyDLQ fails its first publishes and records when each attempt came.
+type flakyDLQ struct {
+	message.Publisher
+	mu       sync.Mutex
+	failures int // failures still to return; -1 fails for ever
+	attempts []time.Time
+}
+
+func (d *flakyDLQ) Publish(topic string, msgs ...*message.Message) error {
+	d.mu.Lock()
+	d.attempts = append(d.attempts, time.Now())
+	if d.failures != 0 {
+		d.failures--
+		d.mu.Unlock()
+		return errors.New("kafka: MESSAGE_TOO_LARGE")
+	}
+	d.mu.Unlock()
+	return d.Publisher.Publish(topic, msgs...)
+}
+
+func (d *flakyDLQ) times() []time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]time.Time(nil), d.attempts...)
+}
+
+type dlqCounts struct {
+	mu             sync.Mutex
+	dead, failures int
+}
+
+func (c *dlqCounts) Projected(int32, time.Time) {}
+func (c *dlqCounts) DeadLettered(string)        { c.mu.Lock(); c.dead++; c.mu.Unlock() }
+func (c *dlqCounts) DeadLetterFailed()          { c.mu.Lock(); c.failures++; c.mu.Unlock() }
+func (c *dlqCounts) Retried()                   {}
+func (c *dlqCounts) get() (int, int)            { c.mu.Lock(); defer c.mu.Unlock(); return c.dead, c.failures }
+
+// runFlaky runs a projector whose DLQ publisher is dlq and returns its stop function.
+func runFlaky(t *testing.T, dlq *flakyDLQ, ps *gochannel.GoChannel, obs projector.Observer, initial, max time.Duration) (stop func() error) {
+	t.Helper()
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	proj := &fakeProjection{docs: map[product.ID]product.Snapshot{}}
+	h, err := command.NewProjectProductEventHandler(proj, decorator.Deps{Log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := projector.New(projector.Config{RetryInitialInterval: time.Millisecond, RetryMaxInterval: 5 * time.Millisecond,
+		DLQRetryInitialInterval: initial, DLQRetryMaxInterval: max}, ps, dlq, h, obs, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	<-p.Running()
+	stopped := false
+	stop = func() error {
+		if stopped {
+			return nil
+		}
+		stopped = true
+		cancel()
+		select {
+		case err := <-done:
+			return err
+		case <-time.After(10 * time.Second):
+			return errors.New("projector did not stop within 10 s")
+		}
+	}
+	t.Cleanup(func() { _ = stop() })
+	return stop
+}
+
+// TestFailingDLQPublishBacksOff: a dead letter the DLQ refuses is tried again with capped
+// exponential backoff, not in a tight loop; once the DLQ takes it, it lands there once and is
+// counted once, every failed attempt counted too.
+func TestFailingDLQPublishBacksOff(t *testing.T) {
+	ps := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 64, Persistent: true}, watermill.NopLogger{})
+	dlq := &flakyDLQ{Publisher: ps, failures: 7}
+	obs := &dlqCounts{}
+	const initial, max = 40 * time.Millisecond, 160 * time.Millisecond
+	runFlaky(t, dlq, ps, obs, initial, max)
+	out, err := ps.Subscribe(context.Background(), "dlq.product.events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ps.Publish("product.events", message.NewMessage(watermill.NewUUID(), []byte("not an event"))); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-out:
+		m.Ack()
+	case <-time.After(20 * time.Second):
+		t.Fatal("the dead letter never reached the DLQ")
+	}
+	at := dlq.times()
+	if len(at) != 8 {
+		t.Fatalf("%d attempts, want 7 failures and the success", len(at))
+	}
+	want := initial
+	for i := 1; i < len(at); i++ {
+		// The jitter is ±20 %: every wait is at least 80 % of its step, and the steps double
+		// up to the cap.
+		if gap := at[i].Sub(at[i-1]); gap < want*8/10 {
+			t.Errorf("attempt %d came %s after the previous one, want at least %s (steps %v)", i+1, gap, want*8/10, gaps(at))
+		} else if gap > 5*time.Second {
+			t.Errorf("attempt %d came %s after the previous one: the backoff is not capped at %s", i+1, gap, max)
+		}
+		want = min(2*want, max)
+	}
+	eventually(t, "the dead letter counted", func() bool { d, f := obs.get(); return d == 1 && f == 7 })
+	select {
+	case m := <-out:
+		t.Fatalf("dead-lettered twice: %s", m.Payload)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestShutdownEndsDLQRetries: a projector whose DLQ never takes a message still stops at once.
+func TestShutdownEndsDLQRetries(t *testing.T) {
+	ps := gochannel.NewGoChannel(gochannel.Config{OutputChannelBuffer: 64, Persistent: true}, watermill.NopLogger{})
+	dlq := &flakyDLQ{Publisher: ps, failures: -1}
+	stop := runFlaky(t, dlq, ps, nil, 50*time.Millisecond, time.Minute)
+	if err := ps.Publish("product.events", message.NewMessage(watermill.NewUUID(), []byte("not an event"))); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "two failed attempts", func() bool { return len(dlq.times()) >= 2 })
+	start := time.Now()
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("stopping took %s while a DLQ publish was being retried", d)
+	}
+}
+
+func gaps(at []time.Time) []time.Duration {
+	var out []time.Duration
+	for i := 1; i < len(at); i++ {
+		out = append(out, at[i].Sub(at[i-1]).Round(time.Millisecond))
+	}
+	return out
+}

@@ -218,8 +218,12 @@ type GetStatusRequest struct {
 	// max_count_drift_docs is the allowed difference in documents (default 10); the larger of
 	// the two limits applies.
 	MaxCountDriftDocs *int64 `protobuf:"varint,4,opt,name=max_count_drift_docs,json=maxCountDriftDocs,proto3,oneof" json:"max_count_drift_docs,omitempty"`
-	// max_tx_age is the longest a database transaction may stay open (default 5 min).
-	MaxTxAge      *durationpb.Duration `protobuf:"bytes,5,opt,name=max_tx_age,json=maxTxAge,proto3" json:"max_tx_age,omitempty"`
+	// max_tx_age is the longest a read-only database transaction may stay open (default 5 min);
+	// one that holds the relay back is judged by max_outbox_age.
+	MaxTxAge *durationpb.Duration `protobuf:"bytes,5,opt,name=max_tx_age,json=maxTxAge,proto3" json:"max_tx_age,omitempty"`
+	// max_stall is the longest a partition's committed offset may stand still while events
+	// wait behind it (default 30 s).
+	MaxStall      *durationpb.Duration `protobuf:"bytes,6,opt,name=max_stall,json=maxStall,proto3" json:"max_stall,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -289,6 +293,13 @@ func (x *GetStatusRequest) GetMaxTxAge() *durationpb.Duration {
 	return nil
 }
 
+func (x *GetStatusRequest) GetMaxStall() *durationpb.Duration {
+	if x != nil {
+		return x.MaxStall
+	}
+	return nil
+}
+
 // GetStatusResponse is one look at the pipeline.
 type GetStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -308,7 +319,7 @@ type GetStatusResponse struct {
 	ReadModel *ReadModelStatus `protobuf:"bytes,7,opt,name=read_model,json=readModel,proto3" json:"read_model,omitempty"`
 	// products counts the database's products.
 	Products *ProductsStatus `protobuf:"bytes,8,opt,name=products,proto3" json:"products,omitempty"`
-	// dlq is the dead-letter topic's depth.
+	// dlq is the dead-letter topic: depth and unhandled messages.
 	Dlq *DeadLetterStatus `protobuf:"bytes,9,opt,name=dlq,proto3" json:"dlq,omitempty"`
 	// last_rebuild is the newest rebuild.
 	LastRebuild *LastRebuildStatus `protobuf:"bytes,10,opt,name=last_rebuild,json=lastRebuild,proto3" json:"last_rebuild,omitempty"`
@@ -431,9 +442,9 @@ type Problem struct {
 	// severity says whether it makes the service unhealthy.
 	Severity Severity `protobuf:"varint,1,opt,name=severity,proto3,enum=catalog.operations.v1.Severity" json:"severity,omitempty"`
 	// check is the rule's stable name: outbox_age, projector_lag, projector_no_offsets,
-	// projector_no_members, alias_missing, alias_foreign_index, mapping_outdated,
-	// mapping_ahead, count_drift, dlq_not_empty, long_transaction, rebuild_failed,
-	// unavailable.
+	// projector_partition_stalled, projector_no_members, alias_missing, alias_foreign_index,
+	// alias_index_behind, mapping_outdated, mapping_ahead, count_drift, dlq_unhandled,
+	// long_transaction, relay_held_back, rebuild_failed, unavailable.
 	Check string `protobuf:"bytes,2,opt,name=check,proto3" json:"check,omitempty"`
 	// message says what is wrong and what to do, in one line.
 	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
@@ -503,8 +514,11 @@ type Thresholds struct {
 	MaxCountDriftRatio float64 `protobuf:"fixed64,3,opt,name=max_count_drift_ratio,json=maxCountDriftRatio,proto3" json:"max_count_drift_ratio,omitempty"`
 	// max_count_drift_docs is the allowed count drift in documents.
 	MaxCountDriftDocs int64 `protobuf:"varint,4,opt,name=max_count_drift_docs,json=maxCountDriftDocs,proto3" json:"max_count_drift_docs,omitempty"`
-	// max_tx_age is the longest a database transaction may stay open.
-	MaxTxAge      *durationpb.Duration `protobuf:"bytes,5,opt,name=max_tx_age,json=maxTxAge,proto3" json:"max_tx_age,omitempty"`
+	// max_tx_age is the longest a read-only database transaction may stay open.
+	MaxTxAge *durationpb.Duration `protobuf:"bytes,5,opt,name=max_tx_age,json=maxTxAge,proto3" json:"max_tx_age,omitempty"`
+	// max_stall is the longest a partition's committed offset may stand still while events
+	// wait behind it.
+	MaxStall      *durationpb.Duration `protobuf:"bytes,6,opt,name=max_stall,json=maxStall,proto3" json:"max_stall,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -570,6 +584,13 @@ func (x *Thresholds) GetMaxCountDriftDocs() int64 {
 func (x *Thresholds) GetMaxTxAge() *durationpb.Duration {
 	if x != nil {
 		return x.MaxTxAge
+	}
+	return nil
+}
+
+func (x *Thresholds) GetMaxStall() *durationpb.Duration {
+	if x != nil {
+		return x.MaxStall
 	}
 	return nil
 }
@@ -896,7 +917,11 @@ type PartitionLag struct {
 	// committed none on this partition.
 	CommittedOffset int64 `protobuf:"varint,4,opt,name=committed_offset,json=committedOffset,proto3" json:"committed_offset,omitempty"`
 	// lag is the number of records the group has still to read.
-	Lag           int64 `protobuf:"varint,5,opt,name=lag,proto3" json:"lag,omitempty"`
+	Lag int64 `protobuf:"varint,5,opt,name=lag,proto3" json:"lag,omitempty"`
+	// stalled_for is how long the committed offset has stood still while events waited
+	// behind it, as far as the answering process has watched (it looks every few seconds from
+	// its start); unset while the offset moves or nothing waits.
+	StalledFor    *durationpb.Duration `protobuf:"bytes,6,opt,name=stalled_for,json=stalledFor,proto3" json:"stalled_for,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -966,6 +991,13 @@ func (x *PartitionLag) GetLag() int64 {
 	return 0
 }
 
+func (x *PartitionLag) GetStalledFor() *durationpb.Duration {
+	if x != nil {
+		return x.StalledFor
+	}
+	return nil
+}
+
 // ReadModelStatus is where the alias points and what that index holds.
 type ReadModelStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -997,6 +1029,16 @@ type ReadModelStatus struct {
 	CountDrift int64 `protobuf:"varint,12,opt,name=count_drift,json=countDrift,proto3" json:"count_drift,omitempty"`
 	// allowed_count_drift is the largest drift the thresholds allow.
 	AllowedCountDrift int64 `protobuf:"varint,13,opt,name=allowed_count_drift,json=allowedCountDrift,proto3" json:"allowed_count_drift,omitempty"`
+	// index_behind is true when index misses events of the event log: the catch-up of a
+	// rollback or the drain of a rebuild after its alias switch has not finished (or the alias
+	// was moved onto an old index by hand). Searches may return stale or deleted products.
+	IndexBehind bool `protobuf:"varint,14,opt,name=index_behind,json=indexBehind,proto3" json:"index_behind,omitempty"`
+	// index_complete_before is where index stands when it is behind: it holds every event
+	// before these offsets (partition -> offset).
+	IndexCompleteBefore map[int32]int64 `protobuf:"bytes,15,rep,name=index_complete_before,json=indexCompleteBefore,proto3" json:"index_complete_before,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// index_behind_events counts the events from index_complete_before to the end of the log
+	// (when the projector's partitions could be read): what the catch-up still has to apply.
+	IndexBehindEvents int64 `protobuf:"varint,16,opt,name=index_behind_events,json=indexBehindEvents,proto3" json:"index_behind_events,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -1122,6 +1164,27 @@ func (x *ReadModelStatus) GetAllowedCountDrift() int64 {
 	return 0
 }
 
+func (x *ReadModelStatus) GetIndexBehind() bool {
+	if x != nil {
+		return x.IndexBehind
+	}
+	return false
+}
+
+func (x *ReadModelStatus) GetIndexCompleteBefore() map[int32]int64 {
+	if x != nil {
+		return x.IndexCompleteBefore
+	}
+	return nil
+}
+
+func (x *ReadModelStatus) GetIndexBehindEvents() int64 {
+	if x != nil {
+		return x.IndexBehindEvents
+	}
+	return 0
+}
+
 // ProductsStatus counts the database's products.
 type ProductsStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1186,15 +1249,22 @@ func (x *ProductsStatus) GetTotal() int64 {
 	return 0
 }
 
-// DeadLetterStatus is the dead-letter topic's depth.
+// DeadLetterStatus is the dead-letter topic: what it retains and what of that nobody has
+// dealt with.
 type DeadLetterStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// read_error is set when the depth could not be read.
+	// read_error is set when the topic or the audit log could not be read.
 	ReadError string `protobuf:"bytes,1,opt,name=read_error,json=readError,proto3" json:"read_error,omitempty"`
 	// topic is the dead-letter topic (DLQ_TOPIC).
 	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
-	// depth is the number of retained messages; any means an operator is needed.
-	Depth         int64 `protobuf:"varint,3,opt,name=depth,proto3" json:"depth,omitempty"`
+	// depth is the number of retained messages, handled or not (information: handled ones
+	// stay until the topic's retention removes them).
+	Depth int64 `protobuf:"varint,3,opt,name=depth,proto3" json:"depth,omitempty"`
+	// unhandled counts retained messages nobody has replayed or resolved: the health signal;
+	// any means an operator is needed.
+	Unhandled int64 `protobuf:"varint,4,opt,name=unhandled,proto3" json:"unhandled,omitempty"`
+	// handled counts retained messages replayed successfully or resolved.
+	Handled       int64 `protobuf:"varint,5,opt,name=handled,proto3" json:"handled,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1246,6 +1316,20 @@ func (x *DeadLetterStatus) GetTopic() string {
 func (x *DeadLetterStatus) GetDepth() int64 {
 	if x != nil {
 		return x.Depth
+	}
+	return 0
+}
+
+func (x *DeadLetterStatus) GetUnhandled() int64 {
+	if x != nil {
+		return x.Unhandled
+	}
+	return 0
+}
+
+func (x *DeadLetterStatus) GetHandled() int64 {
+	if x != nil {
+		return x.Handled
 	}
 	return 0
 }
@@ -1375,7 +1459,7 @@ type TransactionsStatus struct {
 	// read_error is set when they could not be listed.
 	ReadError string `protobuf:"bytes,1,opt,name=read_error,json=readError,proto3" json:"read_error,omitempty"`
 	// long lists transactions older than max_tx_age, and younger ones that have held the
-	// outbox back for longer than max_outbox_age, oldest first.
+	// relay back (they hold a transaction id) for longer than max_outbox_age, oldest first.
 	Long          []*LongTransaction `protobuf:"bytes,2,rep,name=long,proto3" json:"long,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1425,10 +1509,12 @@ func (x *TransactionsStatus) GetLong() []*LongTransaction {
 	return nil
 }
 
-// LongTransaction is an open database transaction.
+// LongTransaction is an open database transaction. Its statement text is not reported: the
+// transaction may belong to any application on the cluster and its SQL can hold secrets.
 type LongTransaction struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// pid is the backend's process id (pg_terminate_backend takes it).
+	// pid is the backend's process id (pg_terminate_backend takes it); 0 for a prepared
+	// transaction.
 	Pid int32 `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
 	// database is the session's database.
 	Database string `protobuf:"bytes,2,opt,name=database,proto3" json:"database,omitempty"`
@@ -1436,19 +1522,26 @@ type LongTransaction struct {
 	User string `protobuf:"bytes,3,opt,name=user,proto3" json:"user,omitempty"`
 	// application is the session's application_name.
 	Application string `protobuf:"bytes,4,opt,name=application,proto3" json:"application,omitempty"`
-	// state is the backend state, such as "idle in transaction".
+	// state is the backend state, such as "idle in transaction" ("prepared" for a prepared
+	// transaction).
 	State string `protobuf:"bytes,5,opt,name=state,proto3" json:"state,omitempty"`
-	// query is the beginning of the current or last statement.
-	Query string `protobuf:"bytes,6,opt,name=query,proto3" json:"query,omitempty"`
-	// started_at is when the transaction began.
+	// started_at is when the transaction began (was prepared).
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
 	// age is how long it has been open.
 	Age *durationpb.Duration `protobuf:"bytes,8,opt,name=age,proto3" json:"age,omitempty"`
-	// holds_back_outbox is true when the transaction has written: the relay forwards only
-	// events of transactions older than every open writing transaction.
+	// holds_back_outbox is true when the transaction holds a transaction id, in any database
+	// of the cluster: the relay forwards only events of transactions older than every such
+	// transaction.
 	HoldsBackOutbox bool `protobuf:"varint,9,opt,name=holds_back_outbox,json=holdsBackOutbox,proto3" json:"holds_back_outbox,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// query_started_at is when its current or last statement began; unset when unknown.
+	QueryStartedAt *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=query_started_at,json=queryStartedAt,proto3" json:"query_started_at,omitempty"`
+	// backend_type is the kind of backend ("client backend", "autovacuum worker", ...,
+	// "prepared transaction").
+	BackendType string `protobuf:"bytes,11,opt,name=backend_type,json=backendType,proto3" json:"backend_type,omitempty"`
+	// prepared_gid is the global id of a prepared transaction; empty otherwise.
+	PreparedGid   string `protobuf:"bytes,12,opt,name=prepared_gid,json=preparedGid,proto3" json:"prepared_gid,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *LongTransaction) Reset() {
@@ -1516,13 +1609,6 @@ func (x *LongTransaction) GetState() string {
 	return ""
 }
 
-func (x *LongTransaction) GetQuery() string {
-	if x != nil {
-		return x.Query
-	}
-	return ""
-}
-
 func (x *LongTransaction) GetStartedAt() *timestamppb.Timestamp {
 	if x != nil {
 		return x.StartedAt
@@ -1542,6 +1628,27 @@ func (x *LongTransaction) GetHoldsBackOutbox() bool {
 		return x.HoldsBackOutbox
 	}
 	return false
+}
+
+func (x *LongTransaction) GetQueryStartedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.QueryStartedAt
+	}
+	return nil
+}
+
+func (x *LongTransaction) GetBackendType() string {
+	if x != nil {
+		return x.BackendType
+	}
+	return ""
+}
+
+func (x *LongTransaction) GetPreparedGid() string {
+	if x != nil {
+		return x.PreparedGid
+	}
+	return ""
 }
 
 // VerifyRequest configures a verify.
@@ -2074,14 +2181,15 @@ var File_catalog_operations_v1_operations_proto protoreflect.FileDescriptor
 
 const file_catalog_operations_v1_operations_proto_rawDesc = "" +
 	"\n" +
-	"&catalog/operations/v1/operations.proto\x12\x15catalog.operations.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd7\x02\n" +
+	"&catalog/operations/v1/operations.proto\x12\x15catalog.operations.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8f\x03\n" +
 	"\x10GetStatusRequest\x12?\n" +
 	"\x0emax_outbox_age\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\fmaxOutboxAge\x12\x1c\n" +
 	"\amax_lag\x18\x02 \x01(\x03H\x00R\x06maxLag\x88\x01\x01\x126\n" +
 	"\x15max_count_drift_ratio\x18\x03 \x01(\x01H\x01R\x12maxCountDriftRatio\x88\x01\x01\x124\n" +
 	"\x14max_count_drift_docs\x18\x04 \x01(\x03H\x02R\x11maxCountDriftDocs\x88\x01\x01\x127\n" +
 	"\n" +
-	"max_tx_age\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bmaxTxAgeB\n" +
+	"max_tx_age\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bmaxTxAge\x126\n" +
+	"\tmax_stall\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bmaxStallB\n" +
 	"\n" +
 	"\b_max_lagB\x18\n" +
 	"\x16_max_count_drift_ratioB\x17\n" +
@@ -2106,7 +2214,7 @@ const file_catalog_operations_v1_operations_proto_rawDesc = "" +
 	"\aProblem\x12;\n" +
 	"\bseverity\x18\x01 \x01(\x0e2\x1f.catalog.operations.v1.SeverityR\bseverity\x12\x14\n" +
 	"\x05check\x18\x02 \x01(\tR\x05check\x12\x18\n" +
-	"\amessage\x18\x03 \x01(\tR\amessage\"\x83\x02\n" +
+	"\amessage\x18\x03 \x01(\tR\amessage\"\xbb\x02\n" +
 	"\n" +
 	"Thresholds\x12?\n" +
 	"\x0emax_outbox_age\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\fmaxOutboxAge\x12\x17\n" +
@@ -2114,7 +2222,8 @@ const file_catalog_operations_v1_operations_proto_rawDesc = "" +
 	"\x15max_count_drift_ratio\x18\x03 \x01(\x01R\x12maxCountDriftRatio\x12/\n" +
 	"\x14max_count_drift_docs\x18\x04 \x01(\x03R\x11maxCountDriftDocs\x127\n" +
 	"\n" +
-	"max_tx_age\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bmaxTxAge\"\xa3\x02\n" +
+	"max_tx_age\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\bmaxTxAge\x126\n" +
+	"\tmax_stall\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\bmaxStall\"\xa3\x02\n" +
 	"\fOutboxStatus\x12\x1d\n" +
 	"\n" +
 	"read_error\x18\x01 \x01(\tR\treadError\x12\x18\n" +
@@ -2148,14 +2257,16 @@ const file_catalog_operations_v1_operations_proto_rawDesc = "" +
 	"\arecords\x18\b \x01(\x03R\arecords\x12C\n" +
 	"\n" +
 	"partitions\x18\t \x03(\v2#.catalog.operations.v1.PartitionLagR\n" +
-	"partitions\"\xab\x01\n" +
+	"partitions\"\xe7\x01\n" +
 	"\fPartitionLag\x12\x1c\n" +
 	"\tpartition\x18\x01 \x01(\x05R\tpartition\x12!\n" +
 	"\fstart_offset\x18\x02 \x01(\x03R\vstartOffset\x12\x1d\n" +
 	"\n" +
 	"end_offset\x18\x03 \x01(\x03R\tendOffset\x12)\n" +
 	"\x10committed_offset\x18\x04 \x01(\x03R\x0fcommittedOffset\x12\x10\n" +
-	"\x03lag\x18\x05 \x01(\x03R\x03lag\"\xdf\x03\n" +
+	"\x03lag\x18\x05 \x01(\x03R\x03lag\x12:\n" +
+	"\vstalled_for\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\n" +
+	"stalledFor\"\xef\x05\n" +
 	"\x0fReadModelStatus\x12\x1d\n" +
 	"\n" +
 	"read_error\x18\x01 \x01(\tR\treadError\x12\x14\n" +
@@ -2175,17 +2286,25 @@ const file_catalog_operations_v1_operations_proto_rawDesc = "" +
 	"\x0ecount_compared\x18\v \x01(\bR\rcountCompared\x12\x1f\n" +
 	"\vcount_drift\x18\f \x01(\x03R\n" +
 	"countDrift\x12.\n" +
-	"\x13allowed_count_drift\x18\r \x01(\x03R\x11allowedCountDrift\"Y\n" +
+	"\x13allowed_count_drift\x18\r \x01(\x03R\x11allowedCountDrift\x12!\n" +
+	"\findex_behind\x18\x0e \x01(\bR\vindexBehind\x12s\n" +
+	"\x15index_complete_before\x18\x0f \x03(\v2?.catalog.operations.v1.ReadModelStatus.IndexCompleteBeforeEntryR\x13indexCompleteBefore\x12.\n" +
+	"\x13index_behind_events\x18\x10 \x01(\x03R\x11indexBehindEvents\x1aF\n" +
+	"\x18IndexCompleteBeforeEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\"Y\n" +
 	"\x0eProductsStatus\x12\x1d\n" +
 	"\n" +
 	"read_error\x18\x01 \x01(\tR\treadError\x12\x12\n" +
 	"\x04live\x18\x02 \x01(\x03R\x04live\x12\x14\n" +
-	"\x05total\x18\x03 \x01(\x03R\x05total\"]\n" +
+	"\x05total\x18\x03 \x01(\x03R\x05total\"\x95\x01\n" +
 	"\x10DeadLetterStatus\x12\x1d\n" +
 	"\n" +
 	"read_error\x18\x01 \x01(\tR\treadError\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x14\n" +
-	"\x05depth\x18\x03 \x01(\x03R\x05depth\"\xb6\x02\n" +
+	"\x05depth\x18\x03 \x01(\x03R\x05depth\x12\x1c\n" +
+	"\tunhandled\x18\x04 \x01(\x03R\tunhandled\x12\x18\n" +
+	"\ahandled\x18\x05 \x01(\x03R\ahandled\"\xb6\x02\n" +
 	"\x11LastRebuildStatus\x12\x1d\n" +
 	"\n" +
 	"read_error\x18\x01 \x01(\tR\treadError\x12\x14\n" +
@@ -2203,18 +2322,21 @@ const file_catalog_operations_v1_operations_proto_rawDesc = "" +
 	"\x12TransactionsStatus\x12\x1d\n" +
 	"\n" +
 	"read_error\x18\x01 \x01(\tR\treadError\x12:\n" +
-	"\x04long\x18\x02 \x03(\v2&.catalog.operations.v1.LongTransactionR\x04long\"\xb5\x02\n" +
+	"\x04long\x18\x02 \x03(\v2&.catalog.operations.v1.LongTransactionR\x04long\"\xb8\x03\n" +
 	"\x0fLongTransaction\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\x05R\x03pid\x12\x1a\n" +
 	"\bdatabase\x18\x02 \x01(\tR\bdatabase\x12\x12\n" +
 	"\x04user\x18\x03 \x01(\tR\x04user\x12 \n" +
 	"\vapplication\x18\x04 \x01(\tR\vapplication\x12\x14\n" +
-	"\x05state\x18\x05 \x01(\tR\x05state\x12\x14\n" +
-	"\x05query\x18\x06 \x01(\tR\x05query\x129\n" +
+	"\x05state\x18\x05 \x01(\tR\x05state\x129\n" +
 	"\n" +
 	"started_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tstartedAt\x12+\n" +
 	"\x03age\x18\b \x01(\v2\x19.google.protobuf.DurationR\x03age\x12*\n" +
-	"\x11holds_back_outbox\x18\t \x01(\bR\x0fholdsBackOutbox\"m\n" +
+	"\x11holds_back_outbox\x18\t \x01(\bR\x0fholdsBackOutbox\x12D\n" +
+	"\x10query_started_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\x0equeryStartedAt\x12!\n" +
+	"\fbackend_type\x18\v \x01(\tR\vbackendType\x12!\n" +
+	"\fprepared_gid\x18\f \x01(\tR\vpreparedGidJ\x04\b\x06\x10\aR\x05query\"m\n" +
 	"\rVerifyRequest\x121\n" +
 	"\x06settle\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x06settle\x12\x1d\n" +
 	"\asamples\x18\x02 \x01(\x05H\x00R\asamples\x88\x01\x01B\n" +
@@ -2300,7 +2422,7 @@ func file_catalog_operations_v1_operations_proto_rawDescGZIP() []byte {
 }
 
 var file_catalog_operations_v1_operations_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_catalog_operations_v1_operations_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_catalog_operations_v1_operations_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_catalog_operations_v1_operations_proto_goTypes = []any{
 	(Severity)(0),                 // 0: catalog.operations.v1.Severity
 	(VerifyPhase)(0),              // 1: catalog.operations.v1.VerifyPhase
@@ -2325,56 +2447,62 @@ var file_catalog_operations_v1_operations_proto_goTypes = []any{
 	(*VerifyReport)(nil),          // 20: catalog.operations.v1.VerifyReport
 	(*CategoryReport)(nil),        // 21: catalog.operations.v1.CategoryReport
 	(*Difference)(nil),            // 22: catalog.operations.v1.Difference
-	(*durationpb.Duration)(nil),   // 23: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 24: google.protobuf.Timestamp
+	nil,                           // 23: catalog.operations.v1.ReadModelStatus.IndexCompleteBeforeEntry
+	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
 }
 var file_catalog_operations_v1_operations_proto_depIdxs = []int32{
-	23, // 0: catalog.operations.v1.GetStatusRequest.max_outbox_age:type_name -> google.protobuf.Duration
-	23, // 1: catalog.operations.v1.GetStatusRequest.max_tx_age:type_name -> google.protobuf.Duration
-	24, // 2: catalog.operations.v1.GetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
-	5,  // 3: catalog.operations.v1.GetStatusResponse.problems:type_name -> catalog.operations.v1.Problem
-	6,  // 4: catalog.operations.v1.GetStatusResponse.thresholds:type_name -> catalog.operations.v1.Thresholds
-	7,  // 5: catalog.operations.v1.GetStatusResponse.outbox:type_name -> catalog.operations.v1.OutboxStatus
-	9,  // 6: catalog.operations.v1.GetStatusResponse.projector:type_name -> catalog.operations.v1.ProjectorStatus
-	11, // 7: catalog.operations.v1.GetStatusResponse.read_model:type_name -> catalog.operations.v1.ReadModelStatus
-	12, // 8: catalog.operations.v1.GetStatusResponse.products:type_name -> catalog.operations.v1.ProductsStatus
-	13, // 9: catalog.operations.v1.GetStatusResponse.dlq:type_name -> catalog.operations.v1.DeadLetterStatus
-	14, // 10: catalog.operations.v1.GetStatusResponse.last_rebuild:type_name -> catalog.operations.v1.LastRebuildStatus
-	15, // 11: catalog.operations.v1.GetStatusResponse.transactions:type_name -> catalog.operations.v1.TransactionsStatus
-	0,  // 12: catalog.operations.v1.Problem.severity:type_name -> catalog.operations.v1.Severity
-	23, // 13: catalog.operations.v1.Thresholds.max_outbox_age:type_name -> google.protobuf.Duration
-	23, // 14: catalog.operations.v1.Thresholds.max_tx_age:type_name -> google.protobuf.Duration
-	23, // 15: catalog.operations.v1.OutboxStatus.oldest_age:type_name -> google.protobuf.Duration
-	24, // 16: catalog.operations.v1.OutboxStatus.oldest_created_at:type_name -> google.protobuf.Timestamp
-	8,  // 17: catalog.operations.v1.OutboxStatus.lanes:type_name -> catalog.operations.v1.OutboxLane
-	23, // 18: catalog.operations.v1.OutboxLane.oldest_age:type_name -> google.protobuf.Duration
-	24, // 19: catalog.operations.v1.OutboxLane.relayed_at:type_name -> google.protobuf.Timestamp
-	10, // 20: catalog.operations.v1.ProjectorStatus.partitions:type_name -> catalog.operations.v1.PartitionLag
-	24, // 21: catalog.operations.v1.LastRebuildStatus.started_at:type_name -> google.protobuf.Timestamp
-	24, // 22: catalog.operations.v1.LastRebuildStatus.finished_at:type_name -> google.protobuf.Timestamp
-	16, // 23: catalog.operations.v1.TransactionsStatus.long:type_name -> catalog.operations.v1.LongTransaction
-	24, // 24: catalog.operations.v1.LongTransaction.started_at:type_name -> google.protobuf.Timestamp
-	23, // 25: catalog.operations.v1.LongTransaction.age:type_name -> google.protobuf.Duration
-	23, // 26: catalog.operations.v1.VerifyRequest.settle:type_name -> google.protobuf.Duration
-	19, // 27: catalog.operations.v1.VerifyResponse.progress:type_name -> catalog.operations.v1.VerifyProgress
-	20, // 28: catalog.operations.v1.VerifyResponse.report:type_name -> catalog.operations.v1.VerifyReport
-	1,  // 29: catalog.operations.v1.VerifyProgress.phase:type_name -> catalog.operations.v1.VerifyPhase
-	23, // 30: catalog.operations.v1.VerifyProgress.elapsed:type_name -> google.protobuf.Duration
-	24, // 31: catalog.operations.v1.VerifyReport.started_at:type_name -> google.protobuf.Timestamp
-	23, // 32: catalog.operations.v1.VerifyReport.duration:type_name -> google.protobuf.Duration
-	23, // 33: catalog.operations.v1.VerifyReport.settle:type_name -> google.protobuf.Duration
-	21, // 34: catalog.operations.v1.VerifyReport.categories:type_name -> catalog.operations.v1.CategoryReport
-	2,  // 35: catalog.operations.v1.CategoryReport.category:type_name -> catalog.operations.v1.DifferenceCategory
-	22, // 36: catalog.operations.v1.CategoryReport.samples:type_name -> catalog.operations.v1.Difference
-	3,  // 37: catalog.operations.v1.Operations.GetStatus:input_type -> catalog.operations.v1.GetStatusRequest
-	17, // 38: catalog.operations.v1.Operations.Verify:input_type -> catalog.operations.v1.VerifyRequest
-	4,  // 39: catalog.operations.v1.Operations.GetStatus:output_type -> catalog.operations.v1.GetStatusResponse
-	18, // 40: catalog.operations.v1.Operations.Verify:output_type -> catalog.operations.v1.VerifyResponse
-	39, // [39:41] is the sub-list for method output_type
-	37, // [37:39] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	24, // 0: catalog.operations.v1.GetStatusRequest.max_outbox_age:type_name -> google.protobuf.Duration
+	24, // 1: catalog.operations.v1.GetStatusRequest.max_tx_age:type_name -> google.protobuf.Duration
+	24, // 2: catalog.operations.v1.GetStatusRequest.max_stall:type_name -> google.protobuf.Duration
+	25, // 3: catalog.operations.v1.GetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
+	5,  // 4: catalog.operations.v1.GetStatusResponse.problems:type_name -> catalog.operations.v1.Problem
+	6,  // 5: catalog.operations.v1.GetStatusResponse.thresholds:type_name -> catalog.operations.v1.Thresholds
+	7,  // 6: catalog.operations.v1.GetStatusResponse.outbox:type_name -> catalog.operations.v1.OutboxStatus
+	9,  // 7: catalog.operations.v1.GetStatusResponse.projector:type_name -> catalog.operations.v1.ProjectorStatus
+	11, // 8: catalog.operations.v1.GetStatusResponse.read_model:type_name -> catalog.operations.v1.ReadModelStatus
+	12, // 9: catalog.operations.v1.GetStatusResponse.products:type_name -> catalog.operations.v1.ProductsStatus
+	13, // 10: catalog.operations.v1.GetStatusResponse.dlq:type_name -> catalog.operations.v1.DeadLetterStatus
+	14, // 11: catalog.operations.v1.GetStatusResponse.last_rebuild:type_name -> catalog.operations.v1.LastRebuildStatus
+	15, // 12: catalog.operations.v1.GetStatusResponse.transactions:type_name -> catalog.operations.v1.TransactionsStatus
+	0,  // 13: catalog.operations.v1.Problem.severity:type_name -> catalog.operations.v1.Severity
+	24, // 14: catalog.operations.v1.Thresholds.max_outbox_age:type_name -> google.protobuf.Duration
+	24, // 15: catalog.operations.v1.Thresholds.max_tx_age:type_name -> google.protobuf.Duration
+	24, // 16: catalog.operations.v1.Thresholds.max_stall:type_name -> google.protobuf.Duration
+	24, // 17: catalog.operations.v1.OutboxStatus.oldest_age:type_name -> google.protobuf.Duration
+	25, // 18: catalog.operations.v1.OutboxStatus.oldest_created_at:type_name -> google.protobuf.Timestamp
+	8,  // 19: catalog.operations.v1.OutboxStatus.lanes:type_name -> catalog.operations.v1.OutboxLane
+	24, // 20: catalog.operations.v1.OutboxLane.oldest_age:type_name -> google.protobuf.Duration
+	25, // 21: catalog.operations.v1.OutboxLane.relayed_at:type_name -> google.protobuf.Timestamp
+	10, // 22: catalog.operations.v1.ProjectorStatus.partitions:type_name -> catalog.operations.v1.PartitionLag
+	24, // 23: catalog.operations.v1.PartitionLag.stalled_for:type_name -> google.protobuf.Duration
+	23, // 24: catalog.operations.v1.ReadModelStatus.index_complete_before:type_name -> catalog.operations.v1.ReadModelStatus.IndexCompleteBeforeEntry
+	25, // 25: catalog.operations.v1.LastRebuildStatus.started_at:type_name -> google.protobuf.Timestamp
+	25, // 26: catalog.operations.v1.LastRebuildStatus.finished_at:type_name -> google.protobuf.Timestamp
+	16, // 27: catalog.operations.v1.TransactionsStatus.long:type_name -> catalog.operations.v1.LongTransaction
+	25, // 28: catalog.operations.v1.LongTransaction.started_at:type_name -> google.protobuf.Timestamp
+	24, // 29: catalog.operations.v1.LongTransaction.age:type_name -> google.protobuf.Duration
+	25, // 30: catalog.operations.v1.LongTransaction.query_started_at:type_name -> google.protobuf.Timestamp
+	24, // 31: catalog.operations.v1.VerifyRequest.settle:type_name -> google.protobuf.Duration
+	19, // 32: catalog.operations.v1.VerifyResponse.progress:type_name -> catalog.operations.v1.VerifyProgress
+	20, // 33: catalog.operations.v1.VerifyResponse.report:type_name -> catalog.operations.v1.VerifyReport
+	1,  // 34: catalog.operations.v1.VerifyProgress.phase:type_name -> catalog.operations.v1.VerifyPhase
+	24, // 35: catalog.operations.v1.VerifyProgress.elapsed:type_name -> google.protobuf.Duration
+	25, // 36: catalog.operations.v1.VerifyReport.started_at:type_name -> google.protobuf.Timestamp
+	24, // 37: catalog.operations.v1.VerifyReport.duration:type_name -> google.protobuf.Duration
+	24, // 38: catalog.operations.v1.VerifyReport.settle:type_name -> google.protobuf.Duration
+	21, // 39: catalog.operations.v1.VerifyReport.categories:type_name -> catalog.operations.v1.CategoryReport
+	2,  // 40: catalog.operations.v1.CategoryReport.category:type_name -> catalog.operations.v1.DifferenceCategory
+	22, // 41: catalog.operations.v1.CategoryReport.samples:type_name -> catalog.operations.v1.Difference
+	3,  // 42: catalog.operations.v1.Operations.GetStatus:input_type -> catalog.operations.v1.GetStatusRequest
+	17, // 43: catalog.operations.v1.Operations.Verify:input_type -> catalog.operations.v1.VerifyRequest
+	4,  // 44: catalog.operations.v1.Operations.GetStatus:output_type -> catalog.operations.v1.GetStatusResponse
+	18, // 45: catalog.operations.v1.Operations.Verify:output_type -> catalog.operations.v1.VerifyResponse
+	44, // [44:46] is the sub-list for method output_type
+	42, // [42:44] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_catalog_operations_v1_operations_proto_init() }
@@ -2394,7 +2522,7 @@ func file_catalog_operations_v1_operations_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_catalog_operations_v1_operations_proto_rawDesc), len(file_catalog_operations_v1_operations_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -204,7 +204,16 @@ type Rebuild struct {
 	// error is the operator-readable reason of a FAILED or CANCELLED rebuild.
 	Error string `protobuf:"bytes,11,opt,name=error,proto3" json:"error,omitempty"`
 	// phase_timings lists the phases reached so far, in order, with when each began.
-	PhaseTimings  []*PhaseTiming `protobuf:"bytes,12,rep,name=phase_timings,json=phaseTimings,proto3" json:"phase_timings,omitempty"`
+	PhaseTimings []*PhaseTiming `protobuf:"bytes,12,rep,name=phase_timings,json=phaseTimings,proto3" json:"phase_timings,omitempty"`
+	// runner names the process that runs (or ran) the rebuild: host/pid/random.
+	Runner string `protobuf:"bytes,13,opt,name=runner,proto3" json:"runner,omitempty"`
+	// heartbeat_at is when the runner last proved it is alive; it beats about every second.
+	HeartbeatAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=heartbeat_at,json=heartbeatAt,proto3" json:"heartbeat_at,omitempty"`
+	// runner_lost is true for an unfinished rebuild whose runner has not beaten within the
+	// heartbeat timeout (a few seconds): its process died or cannot reach the database. The
+	// phase no longer moves; a replica's recovery marks the rebuild failed (and removes its
+	// unfinished index) shortly after.
+	RunnerLost    bool `protobuf:"varint,15,opt,name=runner_lost,json=runnerLost,proto3" json:"runner_lost,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -321,6 +330,27 @@ func (x *Rebuild) GetPhaseTimings() []*PhaseTiming {
 		return x.PhaseTimings
 	}
 	return nil
+}
+
+func (x *Rebuild) GetRunner() string {
+	if x != nil {
+		return x.Runner
+	}
+	return ""
+}
+
+func (x *Rebuild) GetHeartbeatAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.HeartbeatAt
+	}
+	return nil
+}
+
+func (x *Rebuild) GetRunnerLost() bool {
+	if x != nil {
+		return x.RunnerLost
+	}
+	return false
 }
 
 // PhaseTiming says when a phase began and how long it took, so an operator sees where a
@@ -878,13 +908,23 @@ func (*RollbackAliasRequest) Descriptor() ([]byte, []int) {
 	return file_catalog_projection_v1_projection_admin_proto_rawDescGZIP(), []int{10}
 }
 
-// RollbackAliasResponse says where the alias was and where it points now.
+// RollbackAliasResponse says where the alias was, where it points now and how the index it
+// points at was brought up to date.
 type RollbackAliasResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// from is the index the alias pointed at before the rollback.
 	From string `protobuf:"bytes,1,opt,name=from,proto3" json:"from,omitempty"`
 	// to is the index it points at now.
-	To            string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	To string `protobuf:"bytes,2,opt,name=to,proto3" json:"to,omitempty"`
+	// caught_up counts the events applied to `to` before the switch: the changes since it
+	// stopped receiving events.
+	CaughtUp int64 `protobuf:"varint,3,opt,name=caught_up,json=caughtUp,proto3" json:"caught_up,omitempty"`
+	// drained counts the events applied to `to` after the switch: those written to `from`
+	// while the catch-up ran.
+	Drained int64 `protobuf:"varint,4,opt,name=drained,proto3" json:"drained,omitempty"`
+	// since is where `to` stood in the event log before the rollback (partition -> offset of
+	// the first event it had missed).
+	Since         map[int32]int64 `protobuf:"bytes,5,rep,name=since,proto3" json:"since,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -931,6 +971,27 @@ func (x *RollbackAliasResponse) GetTo() string {
 		return x.To
 	}
 	return ""
+}
+
+func (x *RollbackAliasResponse) GetCaughtUp() int64 {
+	if x != nil {
+		return x.CaughtUp
+	}
+	return 0
+}
+
+func (x *RollbackAliasResponse) GetDrained() int64 {
+	if x != nil {
+		return x.Drained
+	}
+	return 0
+}
+
+func (x *RollbackAliasResponse) GetSince() map[int32]int64 {
+	if x != nil {
+		return x.Since
+	}
+	return nil
 }
 
 // PruneIndicesRequest says how many old indices to keep.
@@ -1030,7 +1091,7 @@ var File_catalog_projection_v1_projection_admin_proto protoreflect.FileDescripto
 
 const file_catalog_projection_v1_projection_admin_proto_rawDesc = "" +
 	"\n" +
-	",catalog/projection/v1/projection_admin.proto\x12\x15catalog.projection.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9a\x04\n" +
+	",catalog/projection/v1/projection_admin.proto\x12\x15catalog.projection.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x05\n" +
 	"\aRebuild\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12<\n" +
 	"\x06source\x18\x02 \x01(\x0e2$.catalog.projection.v1.RebuildSourceR\x06source\x129\n" +
@@ -1049,7 +1110,11 @@ const file_catalog_projection_v1_projection_admin_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"finishedAt\x12\x14\n" +
 	"\x05error\x18\v \x01(\tR\x05error\x12G\n" +
-	"\rphase_timings\x18\f \x03(\v2\".catalog.projection.v1.PhaseTimingR\fphaseTimings\"\xba\x01\n" +
+	"\rphase_timings\x18\f \x03(\v2\".catalog.projection.v1.PhaseTimingR\fphaseTimings\x12\x16\n" +
+	"\x06runner\x18\r \x01(\tR\x06runner\x12=\n" +
+	"\fheartbeat_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vheartbeatAt\x12\x1f\n" +
+	"\vrunner_lost\x18\x0f \x01(\bR\n" +
+	"runnerLost\"\xba\x01\n" +
 	"\vPhaseTiming\x129\n" +
 	"\x05phase\x18\x01 \x01(\x0e2#.catalog.projection.v1.RebuildPhaseR\x05phase\x129\n" +
 	"\n" +
@@ -1083,10 +1148,17 @@ const file_catalog_projection_v1_projection_admin_proto_rawDesc = "" +
 	"tombstones\x124\n" +
 	"\acreated\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\acreated\x12\x18\n" +
 	"\aaliased\x18\x06 \x01(\bR\aaliased\"\x16\n" +
-	"\x14RollbackAliasRequest\";\n" +
+	"\x14RollbackAliasRequest\"\xfb\x01\n" +
 	"\x15RollbackAliasResponse\x12\x12\n" +
 	"\x04from\x18\x01 \x01(\tR\x04from\x12\x0e\n" +
-	"\x02to\x18\x02 \x01(\tR\x02to\")\n" +
+	"\x02to\x18\x02 \x01(\tR\x02to\x12\x1b\n" +
+	"\tcaught_up\x18\x03 \x01(\x03R\bcaughtUp\x12\x18\n" +
+	"\adrained\x18\x04 \x01(\x03R\adrained\x12M\n" +
+	"\x05since\x18\x05 \x03(\v27.catalog.projection.v1.RollbackAliasResponse.SinceEntryR\x05since\x1a8\n" +
+	"\n" +
+	"SinceEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\x05R\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01\")\n" +
 	"\x13PruneIndicesRequest\x12\x12\n" +
 	"\x04keep\x18\x01 \x01(\x05R\x04keep\"0\n" +
 	"\x14PruneIndicesResponse\x12\x18\n" +
@@ -1132,7 +1204,7 @@ func file_catalog_projection_v1_projection_admin_proto_rawDescGZIP() []byte {
 }
 
 var file_catalog_projection_v1_projection_admin_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_catalog_projection_v1_projection_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_catalog_projection_v1_projection_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_catalog_projection_v1_projection_admin_proto_goTypes = []any{
 	(RebuildSource)(0),            // 0: catalog.projection.v1.RebuildSource
 	(RebuildPhase)(0),             // 1: catalog.projection.v1.RebuildPhase
@@ -1150,44 +1222,47 @@ var file_catalog_projection_v1_projection_admin_proto_goTypes = []any{
 	(*RollbackAliasResponse)(nil), // 13: catalog.projection.v1.RollbackAliasResponse
 	(*PruneIndicesRequest)(nil),   // 14: catalog.projection.v1.PruneIndicesRequest
 	(*PruneIndicesResponse)(nil),  // 15: catalog.projection.v1.PruneIndicesResponse
-	(*timestamppb.Timestamp)(nil), // 16: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),   // 17: google.protobuf.Duration
+	nil,                           // 16: catalog.projection.v1.RollbackAliasResponse.SinceEntry
+	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),   // 18: google.protobuf.Duration
 }
 var file_catalog_projection_v1_projection_admin_proto_depIdxs = []int32{
 	0,  // 0: catalog.projection.v1.Rebuild.source:type_name -> catalog.projection.v1.RebuildSource
 	1,  // 1: catalog.projection.v1.Rebuild.phase:type_name -> catalog.projection.v1.RebuildPhase
-	16, // 2: catalog.projection.v1.Rebuild.started_at:type_name -> google.protobuf.Timestamp
-	16, // 3: catalog.projection.v1.Rebuild.updated_at:type_name -> google.protobuf.Timestamp
-	16, // 4: catalog.projection.v1.Rebuild.finished_at:type_name -> google.protobuf.Timestamp
+	17, // 2: catalog.projection.v1.Rebuild.started_at:type_name -> google.protobuf.Timestamp
+	17, // 3: catalog.projection.v1.Rebuild.updated_at:type_name -> google.protobuf.Timestamp
+	17, // 4: catalog.projection.v1.Rebuild.finished_at:type_name -> google.protobuf.Timestamp
 	3,  // 5: catalog.projection.v1.Rebuild.phase_timings:type_name -> catalog.projection.v1.PhaseTiming
-	1,  // 6: catalog.projection.v1.PhaseTiming.phase:type_name -> catalog.projection.v1.RebuildPhase
-	16, // 7: catalog.projection.v1.PhaseTiming.started_at:type_name -> google.protobuf.Timestamp
-	17, // 8: catalog.projection.v1.PhaseTiming.duration:type_name -> google.protobuf.Duration
-	0,  // 9: catalog.projection.v1.StartRebuildRequest.source:type_name -> catalog.projection.v1.RebuildSource
-	2,  // 10: catalog.projection.v1.RebuildProgress.rebuild:type_name -> catalog.projection.v1.Rebuild
-	1,  // 11: catalog.projection.v1.RebuildProgress.phase:type_name -> catalog.projection.v1.RebuildPhase
-	17, // 12: catalog.projection.v1.RebuildProgress.eta:type_name -> google.protobuf.Duration
-	11, // 13: catalog.projection.v1.ListIndicesResponse.indices:type_name -> catalog.projection.v1.Index
-	16, // 14: catalog.projection.v1.Index.created:type_name -> google.protobuf.Timestamp
-	4,  // 15: catalog.projection.v1.ProjectionAdmin.StartRebuild:input_type -> catalog.projection.v1.StartRebuildRequest
-	5,  // 16: catalog.projection.v1.ProjectionAdmin.GetRebuild:input_type -> catalog.projection.v1.GetRebuildRequest
-	6,  // 17: catalog.projection.v1.ProjectionAdmin.WatchRebuild:input_type -> catalog.projection.v1.WatchRebuildRequest
-	8,  // 18: catalog.projection.v1.ProjectionAdmin.CancelRebuild:input_type -> catalog.projection.v1.CancelRebuildRequest
-	9,  // 19: catalog.projection.v1.ProjectionAdmin.ListIndices:input_type -> catalog.projection.v1.ListIndicesRequest
-	12, // 20: catalog.projection.v1.ProjectionAdmin.RollbackAlias:input_type -> catalog.projection.v1.RollbackAliasRequest
-	14, // 21: catalog.projection.v1.ProjectionAdmin.PruneIndices:input_type -> catalog.projection.v1.PruneIndicesRequest
-	2,  // 22: catalog.projection.v1.ProjectionAdmin.StartRebuild:output_type -> catalog.projection.v1.Rebuild
-	2,  // 23: catalog.projection.v1.ProjectionAdmin.GetRebuild:output_type -> catalog.projection.v1.Rebuild
-	7,  // 24: catalog.projection.v1.ProjectionAdmin.WatchRebuild:output_type -> catalog.projection.v1.RebuildProgress
-	2,  // 25: catalog.projection.v1.ProjectionAdmin.CancelRebuild:output_type -> catalog.projection.v1.Rebuild
-	10, // 26: catalog.projection.v1.ProjectionAdmin.ListIndices:output_type -> catalog.projection.v1.ListIndicesResponse
-	13, // 27: catalog.projection.v1.ProjectionAdmin.RollbackAlias:output_type -> catalog.projection.v1.RollbackAliasResponse
-	15, // 28: catalog.projection.v1.ProjectionAdmin.PruneIndices:output_type -> catalog.projection.v1.PruneIndicesResponse
-	22, // [22:29] is the sub-list for method output_type
-	15, // [15:22] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	17, // 6: catalog.projection.v1.Rebuild.heartbeat_at:type_name -> google.protobuf.Timestamp
+	1,  // 7: catalog.projection.v1.PhaseTiming.phase:type_name -> catalog.projection.v1.RebuildPhase
+	17, // 8: catalog.projection.v1.PhaseTiming.started_at:type_name -> google.protobuf.Timestamp
+	18, // 9: catalog.projection.v1.PhaseTiming.duration:type_name -> google.protobuf.Duration
+	0,  // 10: catalog.projection.v1.StartRebuildRequest.source:type_name -> catalog.projection.v1.RebuildSource
+	2,  // 11: catalog.projection.v1.RebuildProgress.rebuild:type_name -> catalog.projection.v1.Rebuild
+	1,  // 12: catalog.projection.v1.RebuildProgress.phase:type_name -> catalog.projection.v1.RebuildPhase
+	18, // 13: catalog.projection.v1.RebuildProgress.eta:type_name -> google.protobuf.Duration
+	11, // 14: catalog.projection.v1.ListIndicesResponse.indices:type_name -> catalog.projection.v1.Index
+	17, // 15: catalog.projection.v1.Index.created:type_name -> google.protobuf.Timestamp
+	16, // 16: catalog.projection.v1.RollbackAliasResponse.since:type_name -> catalog.projection.v1.RollbackAliasResponse.SinceEntry
+	4,  // 17: catalog.projection.v1.ProjectionAdmin.StartRebuild:input_type -> catalog.projection.v1.StartRebuildRequest
+	5,  // 18: catalog.projection.v1.ProjectionAdmin.GetRebuild:input_type -> catalog.projection.v1.GetRebuildRequest
+	6,  // 19: catalog.projection.v1.ProjectionAdmin.WatchRebuild:input_type -> catalog.projection.v1.WatchRebuildRequest
+	8,  // 20: catalog.projection.v1.ProjectionAdmin.CancelRebuild:input_type -> catalog.projection.v1.CancelRebuildRequest
+	9,  // 21: catalog.projection.v1.ProjectionAdmin.ListIndices:input_type -> catalog.projection.v1.ListIndicesRequest
+	12, // 22: catalog.projection.v1.ProjectionAdmin.RollbackAlias:input_type -> catalog.projection.v1.RollbackAliasRequest
+	14, // 23: catalog.projection.v1.ProjectionAdmin.PruneIndices:input_type -> catalog.projection.v1.PruneIndicesRequest
+	2,  // 24: catalog.projection.v1.ProjectionAdmin.StartRebuild:output_type -> catalog.projection.v1.Rebuild
+	2,  // 25: catalog.projection.v1.ProjectionAdmin.GetRebuild:output_type -> catalog.projection.v1.Rebuild
+	7,  // 26: catalog.projection.v1.ProjectionAdmin.WatchRebuild:output_type -> catalog.projection.v1.RebuildProgress
+	2,  // 27: catalog.projection.v1.ProjectionAdmin.CancelRebuild:output_type -> catalog.projection.v1.Rebuild
+	10, // 28: catalog.projection.v1.ProjectionAdmin.ListIndices:output_type -> catalog.projection.v1.ListIndicesResponse
+	13, // 29: catalog.projection.v1.ProjectionAdmin.RollbackAlias:output_type -> catalog.projection.v1.RollbackAliasResponse
+	15, // 30: catalog.projection.v1.ProjectionAdmin.PruneIndices:output_type -> catalog.projection.v1.PruneIndicesResponse
+	24, // [24:31] is the sub-list for method output_type
+	17, // [17:24] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_catalog_projection_v1_projection_admin_proto_init() }
@@ -1201,7 +1276,7 @@ func file_catalog_projection_v1_projection_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_catalog_projection_v1_projection_admin_proto_rawDesc), len(file_catalog_projection_v1_projection_admin_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

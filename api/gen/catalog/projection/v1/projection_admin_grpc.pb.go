@@ -46,8 +46,11 @@ const (
 //     status carries a google.rpc.ErrorInfo (domain "catalog.projection.v1") whose reason
 //     says which state: REBUILD_ALREADY_RUNNING (another rebuild holds the cluster-wide lock;
 //     retrying later is correct), REBUILD_FINISHED, NO_PREVIOUS_INDEX, NO_ALIAS,
-//     VALIDATION_FAILED.
-//   - ABORTED: the alias moved concurrently (reason ALIAS_MOVED); re-read and retry.
+//     VALIDATION_FAILED, ROLLBACK_MAPPING_OUTDATED, ROLLBACK_POSITION_UNKNOWN,
+//     ROLLBACK_EVENTS_NOT_RETAINED (the last three: the previous index cannot be brought up
+//     to date, so the rollback is refused; run a rebuild instead).
+//   - ABORTED: the alias moved concurrently (reason ALIAS_MOVED), or the operation lost the
+//     cluster-wide lock before it moved the alias (reason LOCK_LOST); re-read and retry.
 //   - UNAVAILABLE: the server is shutting down; retry on another replica.
 //   - INTERNAL: anything else; the message is generic and the cause is in the server log.
 type ProjectionAdminClient interface {
@@ -74,10 +77,20 @@ type ProjectionAdminClient interface {
 	// ListIndices lists the alias's versioned indices, newest first, and marks the one the
 	// alias points at.
 	ListIndices(ctx context.Context, in *ListIndicesRequest, opts ...grpc.CallOption) (*ListIndicesResponse, error)
-	// RollbackAlias points the alias back at the newest index older than the live one, in one
-	// atomic switch: the way back from a rebuild that produced a bad index. It is refused while
-	// a rebuild runs (REBUILD_ALREADY_RUNNING), when no older index exists (NO_PREVIOUS_INDEX)
-	// and when the alias does not exist (NO_ALIAS).
+	// RollbackAlias points the alias back at the newest index older than the live one: the way
+	// back from a rebuild that produced a bad index. That index stopped receiving events when
+	// the alias left it, so before it serves it is brought up to date the way a rebuild's new
+	// index is: the events since its recorded position are applied to it while readers stay on
+	// the live index, the alias moves in one atomic switch, and the events written to the old
+	// live index during the catch-up are drained into it. The call returns when all of that is
+	// done, which takes as long as reading the events since the rebuild; a client that goes
+	// away before the switch leaves the alias where it was.
+	//
+	// It is refused while a rebuild, rollback or prune runs (REBUILD_ALREADY_RUNNING), when no
+	// older index exists (NO_PREVIOUS_INDEX), when the alias does not exist (NO_ALIAS), and when
+	// the older index cannot be brought up to date (ROLLBACK_MAPPING_OUTDATED,
+	// ROLLBACK_POSITION_UNKNOWN, ROLLBACK_EVENTS_NOT_RETAINED): a rollback never serves stale
+	// documents.
 	RollbackAlias(ctx context.Context, in *RollbackAliasRequest, opts ...grpc.CallOption) (*RollbackAliasResponse, error)
 	// PruneIndices deletes old indices, keeping the live one and the newest `keep` others (the
 	// rollback targets). It never deletes the live index and is refused while a rebuild runs.
@@ -184,8 +197,11 @@ func (c *projectionAdminClient) PruneIndices(ctx context.Context, in *PruneIndic
 //     status carries a google.rpc.ErrorInfo (domain "catalog.projection.v1") whose reason
 //     says which state: REBUILD_ALREADY_RUNNING (another rebuild holds the cluster-wide lock;
 //     retrying later is correct), REBUILD_FINISHED, NO_PREVIOUS_INDEX, NO_ALIAS,
-//     VALIDATION_FAILED.
-//   - ABORTED: the alias moved concurrently (reason ALIAS_MOVED); re-read and retry.
+//     VALIDATION_FAILED, ROLLBACK_MAPPING_OUTDATED, ROLLBACK_POSITION_UNKNOWN,
+//     ROLLBACK_EVENTS_NOT_RETAINED (the last three: the previous index cannot be brought up
+//     to date, so the rollback is refused; run a rebuild instead).
+//   - ABORTED: the alias moved concurrently (reason ALIAS_MOVED), or the operation lost the
+//     cluster-wide lock before it moved the alias (reason LOCK_LOST); re-read and retry.
 //   - UNAVAILABLE: the server is shutting down; retry on another replica.
 //   - INTERNAL: anything else; the message is generic and the cause is in the server log.
 type ProjectionAdminServer interface {
@@ -212,10 +228,20 @@ type ProjectionAdminServer interface {
 	// ListIndices lists the alias's versioned indices, newest first, and marks the one the
 	// alias points at.
 	ListIndices(context.Context, *ListIndicesRequest) (*ListIndicesResponse, error)
-	// RollbackAlias points the alias back at the newest index older than the live one, in one
-	// atomic switch: the way back from a rebuild that produced a bad index. It is refused while
-	// a rebuild runs (REBUILD_ALREADY_RUNNING), when no older index exists (NO_PREVIOUS_INDEX)
-	// and when the alias does not exist (NO_ALIAS).
+	// RollbackAlias points the alias back at the newest index older than the live one: the way
+	// back from a rebuild that produced a bad index. That index stopped receiving events when
+	// the alias left it, so before it serves it is brought up to date the way a rebuild's new
+	// index is: the events since its recorded position are applied to it while readers stay on
+	// the live index, the alias moves in one atomic switch, and the events written to the old
+	// live index during the catch-up are drained into it. The call returns when all of that is
+	// done, which takes as long as reading the events since the rebuild; a client that goes
+	// away before the switch leaves the alias where it was.
+	//
+	// It is refused while a rebuild, rollback or prune runs (REBUILD_ALREADY_RUNNING), when no
+	// older index exists (NO_PREVIOUS_INDEX), when the alias does not exist (NO_ALIAS), and when
+	// the older index cannot be brought up to date (ROLLBACK_MAPPING_OUTDATED,
+	// ROLLBACK_POSITION_UNKNOWN, ROLLBACK_EVENTS_NOT_RETAINED): a rollback never serves stale
+	// documents.
 	RollbackAlias(context.Context, *RollbackAliasRequest) (*RollbackAliasResponse, error)
 	// PruneIndices deletes old indices, keeping the live one and the newest `keep` others (the
 	// rollback targets). It never deletes the live index and is refused while a rebuild runs.

@@ -1,0 +1,6 @@
+package postgres
+
+import "github.com/ThreeDotsLabs/watermill"
+
+// SessionEndLogger exposes the relay's Watermill logger filter to the external tests.
+func SessionEndLogger(l watermill.LoggerAdapter) watermill.LoggerAdapter { return sessionEndLogger{l} }

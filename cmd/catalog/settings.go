@@ -1,0 +1,235 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/marketplace/catalog/service"
+)
+
+// setting binds one field of service.Config to its environment variable and its flag. The
+// table in settingsOf is the only place that maps a variable to a field: the flag, its help,
+// the environment lookup, strict parsing and the error that names the variable all come from
+// its line.
+type setting struct {
+	// env is the environment variable, flag the flag of the same meaning (flags win).
+	env, flag string
+	// value parses into the field; its value when the table is built is the default.
+	value pflag.Value
+	// usage is the one-line doc shown by --help (the README table says the same).
+	usage string
+	// show renders a raw value for an error message; nil shows it verbatim. Variables that
+	// can carry credentials set it, so no error ever prints a secret.
+	show func(raw string) string
+}
+
+// settingsOf lists every setting of c. Adding a variable is one line here (and its row in
+// the README's configuration table, which a test checks).
+func settingsOf(c *service.Config) []setting {
+	return []setting{
+		{"DATABASE_URL", "database-url", str(&c.DatabaseURL), "PostgreSQL URL", service.RedactURL},
+		{"KAFKA_BROKERS", "kafka-brokers", list(&c.KafkaBrokers), "Kafka bootstrap brokers, comma-separated; empty starts the embedded broker", nil},
+		{"EMBEDDED_KAFKA_ADDR", "embedded-kafka-addr", str(&c.EmbeddedKafkaAddr), "listen address of the embedded Kafka broker", nil},
+		{"ELASTICSEARCH_URL", "elasticsearch-url", str(&c.ElasticsearchURL), "Elasticsearch URL; empty uses the embedded search engine", service.RedactURL},
+		{"ELASTICSEARCH_COMPAT", "elasticsearch-compat", str(&c.ElasticsearchCompat), `"opensearch" to accept an OpenSearch server`, nil},
+		{"CATALOG_DATA_DIR", "data-dir", str(&c.DataDir), "directory of embedded components' data", nil},
+		{"HTTP_ADDR", "http-addr", str(&c.HTTPAddr), "REST API listen address", nil},
+		{"GRPC_ADDR", "grpc-addr", str(&c.GRPCAddr), "gRPC admin listen address", nil},
+		{"SEARCH_ALIAS", "search-alias", str(&c.SearchAlias), "read model alias", nil},
+		{"PRODUCT_EVENTS_TOPIC", "product-events-topic", str(&c.ProductEventsTopic), "product events topic", nil},
+		{"DLQ_TOPIC", "dlq-topic", str(&c.DLQTopic), "dead-letter topic", nil},
+		{"PROJECTOR_GROUP", "projector-group", str(&c.ProjectorGroup), "projector's Kafka consumer group", nil},
+		{"PROJECTOR_SESSION_TIMEOUT", "projector-session-timeout", duration(&c.ProjectorSessionTimeout), "how long the projector group waits for a silent replica before moving its partitions (1s..30m; the broker must allow it)", nil},
+		{"SEARCH_REFRESH_INTERVAL", "search-refresh-interval", duration(&c.SearchRefreshInterval), "refresh_interval of new read-model indices (1ms..1h)", nil},
+		{"TOPIC_PARTITIONS", "topic-partitions", integer(&c.TopicPartitions), "partitions of topics the service creates (1..1000)", nil},
+		{"OUTBOX_LANES", "outbox-lanes", integer(&c.OutboxLanes), "outbox lanes (1..64); writers and relays must agree", nil},
+		{"RELAY_POLL_INTERVAL", "relay-poll-interval", duration(&c.RelayPollInterval), "relay fallback poll interval (1ms..1m); commits wake it earlier", nil},
+		{"RELAY_BATCH_SIZE", "relay-batch-size", integer(&c.RelayBatchSize), "outbox rows a relay lane reads at once (1..100000)", nil},
+		{"OUTBOX_RETENTION", "outbox-retention", duration(&c.OutboxRetention), "keep relayed outbox rows this long (at least 1m)", nil},
+		{"LOG_FORMAT", "log-format", str(&c.LogFormat), "log format: text or json", nil},
+		{"LOG_LEVEL", "log-level", str(&c.LogLevel), "log level: debug, info, warn, error", nil},
+		{"SHUTDOWN_TIMEOUT", "shutdown-timeout", duration(&c.ShutdownTimeout), "graceful shutdown limit (1s..1h)", nil},
+	}
+}
+
+// settings is the bound table of one command line.
+type settings struct {
+	list []setting
+	fs   *pflag.FlagSet
+	// raw is the value each variable was set to, by env name, for error messages.
+	raw map[string]string
+	// fromFlag is true for variables a flag set.
+	fromFlag map[string]bool
+}
+
+// bindSettings starts c from its defaults (service.Config.SetDefaults owns them) and
+// declares every setting's flag on fs with that default.
+func bindSettings(fs *pflag.FlagSet, c *service.Config) *settings {
+	c.SetDefaults()
+	s := &settings{list: settingsOf(c), fs: fs}
+	for _, st := range s.list {
+		fs.Var(st.value, st.flag, st.usage+" (env "+st.env+")")
+	}
+	return s
+}
+
+// apply reads the environment into every setting no flag set, then validates the result.
+// It reports every bad variable at once, each as a *service.SettingError with the value as
+// it was written (redacted for variables that can hold credentials). An empty variable
+// counts as unset, as in most deployment tools.
+func (s *settings) apply(lookup func(string) (string, bool)) error {
+	s.raw, s.fromFlag = map[string]string{}, map[string]bool{}
+	var errs []error
+	for _, st := range s.list {
+		if f := s.fs.Lookup(st.flag); f != nil && f.Changed {
+			s.raw[st.env], s.fromFlag[st.env] = f.Value.String(), true
+			continue
+		}
+		v, ok := lookup(st.env)
+		if !ok || v == "" {
+			continue
+		}
+		s.raw[st.env] = v
+		if err := st.value.Set(v); err != nil {
+			errs = append(errs, &service.SettingError{Var: st.env, Value: st.display(v), Want: err.Error()})
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (st setting) display(raw string) string {
+	if st.show != nil {
+		return st.show(raw)
+	}
+	return raw
+}
+
+// validate runs service.Config.Validate and puts the raw value of each variable into its
+// error, so OUTBOX_LANES=" 0x10" is reported as written, not as the value it parsed to.
+func (s *settings) validate(c *service.Config) error {
+	err := c.Validate()
+	if err == nil {
+		return nil
+	}
+	var out []error
+	for _, e := range unjoin(err) {
+		var se *service.SettingError
+		if errors.As(e, &se) {
+			for _, st := range s.list {
+				if st.env != se.Var {
+					continue
+				}
+				if raw, ok := s.raw[st.env]; ok {
+					se.Value = st.display(raw)
+				}
+				if s.fromFlag[st.env] {
+					se.Var = "--" + st.flag
+				}
+			}
+		}
+		out = append(out, e)
+	}
+	return errors.Join(out...)
+}
+
+// unjoin returns the errors an errors.Join holds, nested joins flattened, or err alone.
+func unjoin(err error) []error {
+	j, ok := err.(interface{ Unwrap() []error })
+	if !ok {
+		return []error{err}
+	}
+	var out []error
+	for _, e := range j.Unwrap() {
+		out = append(out, unjoin(e)...)
+	}
+	return out
+}
+
+// envLookup is the process environment.
+func envLookup(k string) (string, bool) { return os.LookupEnv(k) }
+
+// value is a pflag.Value over a field with a strict parser: unlike pflag's own int (which
+// takes 0x10 and 070), only what the type's documented syntax allows is accepted.
+type value[T any] struct {
+	p     *T
+	parse func(string) (T, error)
+	show  func(T) string
+	typ   string
+}
+
+func (v *value[T]) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return v.show(*v.p)
+}
+
+func (v *value[T]) Set(s string) error {
+	x, err := v.parse(s)
+	if err != nil {
+		return err
+	}
+	*v.p = x
+	return nil
+}
+
+func (v *value[T]) Type() string { return v.typ }
+
+func str(p *string) pflag.Value {
+	return &value[string]{p: p, parse: func(s string) (string, error) { return s, nil }, show: func(s string) string { return s }, typ: "string"}
+}
+
+func integer(p *int) pflag.Value {
+	return &value[int]{p: p, typ: "int", show: strconv.Itoa, parse: func(s string) (int, error) {
+		n, err := strconv.Atoi(s)
+		var ne *strconv.NumError
+		if errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange) {
+			return 0, errors.New("want an integer, this one is out of range")
+		}
+		if err != nil {
+			return 0, errors.New("want a decimal integer")
+		}
+		return n, nil
+	}}
+}
+
+func duration(p *time.Duration) pflag.Value {
+	return &value[time.Duration]{p: p, typ: "duration", show: time.Duration.String, parse: func(s string) (time.Duration, error) {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			return 0, errors.New("want a duration with a unit, such as 500ms, 30s or 5m")
+		}
+		return d, nil
+	}}
+}
+
+// list is a comma-separated list; blanks around items and empty items are dropped.
+func list(p *[]string) pflag.Value {
+	return &value[[]string]{p: p, typ: "strings", show: func(l []string) string { return strings.Join(l, ",") }, parse: func(s string) ([]string, error) {
+		var out []string
+		for _, item := range strings.Split(s, ",") {
+			if item = strings.TrimSpace(item); item != "" {
+				out = append(out, item)
+			}
+		}
+		return out, nil
+	}}
+}
+
+// configError marks the configuration's errors as bad usage (exit 2), one line each.
+func configError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var lines []error
+	for _, e := range unjoin(err) {
+		lines = append(lines, fmt.Errorf("configuration: %w", e))
+	}
+	return usageError{errors.Join(lines...)}
+}
