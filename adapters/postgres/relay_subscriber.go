@@ -613,10 +613,11 @@ func (r *laneReader) position(ctx context.Context, conn *pgxpool.Conn) (position
 // to this database's outbox has ended, as of the statement's snapshot: the smallest transaction
 // still in progress in the snapshot, leaving out those running in other databases of the
 // cluster (they cannot write here, and a long one there would otherwise hold the relay back).
-// A transaction is left out only while pg_stat_activity shows it running in another database;
-// one that ended since the snapshot, one whose database is not visible (a role without
-// pg_read_all_stats sees no other users' transaction ids) or a prepared transaction counts, so
-// the horizon errs on the early side, never past a transaction of this database.
+// pg_stat_activity shows every session's transaction id and database to every role. A
+// transaction is left out only while it shows running in another database; one that ended
+// since the snapshot, one of a background process without a database, or a prepared
+// transaction (it has no session) counts, so the horizon errs on the early side, never past a
+// transaction of this database.
 const relayHorizon = `(SELECT least(pg_snapshot_xmax(s), (
     SELECT min(x) FROM pg_snapshot_xip(s) AS x
     WHERE NOT EXISTS (SELECT 1 FROM pg_stat_activity a

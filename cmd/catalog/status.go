@@ -47,9 +47,9 @@ func newStatusCmd(cfg *service.Config) *cobra.Command {
                 not finished), live documents against live products in the database
   dlq           dead letters nobody has replayed or resolved, and all retained ones
   last rebuild  id, phase, when it finished, why it failed
-  transactions  database transactions open for long, in any database of the cluster: one
-                that holds a transaction id (it has written, or it is prepared) holds back
-                the relay, which cannot pass it; the statement text is never shown
+  transactions  database transactions open for long in the catalog's database, and prepared
+                ones: one that holds a transaction id (it has written, or it is prepared)
+                holds back the relay, which cannot pass it; the statement text is never shown
 
 Unhealthy (exit code 1, the reasons on stderr) when the oldest unrelayed event is older than
 --max-outbox-age, the projector lags by more than --max-lag or has committed nothing on a
