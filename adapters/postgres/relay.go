@@ -36,7 +36,10 @@ type RelayConfig struct {
 	AcquireInterval time.Duration
 	// CloseTimeout bounds graceful shutdown: in-flight forwards finish within it.
 	CloseTimeout time.Duration
-	// Middlewares wrap the forwarding of each message (metrics, tracing).
+	// Middlewares wrap the forwarding of each message (metrics, tracing). None may retry a
+	// failed forward itself: the lane has already handed the events after it to Kafka, and a
+	// retry would land behind them; a failed forward is nacked, and the lane delivers again
+	// from it, in order.
 	Middlewares []message.HandlerMiddleware
 	// RouterDecorator, when set, is called with each lane's router before its forwarder is
 	// added (router metrics).
