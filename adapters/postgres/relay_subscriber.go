@@ -389,8 +389,7 @@ type lane struct {
 	conn      *pgxpool.Conn
 	acked     position // the contiguous acked prefix ends here
 	flushed   position // what outbox_offsets holds
-	flushedAt time.Time
-	sinceSave int // rows acked since the last write
+	sinceSave int      // rows acked since the last write
 	inflight  []*delivery
 }
 
@@ -403,7 +402,7 @@ func (r *laneReader) own(ctx context.Context, conn *pgxpool.Conn, wake <-chan st
 		discard(conn)
 		return err
 	}
-	l := &lane{conn: conn, acked: start, flushed: start, flushedAt: time.Now()}
+	l := &lane{conn: conn, acked: start, flushed: start}
 	defer func() { r.stop(l, err) }()
 
 	cursor := start // the last row read
@@ -438,7 +437,7 @@ func (r *laneReader) own(ctx context.Context, conn *pgxpool.Conn, wake <-chan st
 			for _, d := range l.inflight {
 				d.cancel()
 			}
-			l.inflight, buf, last, rewind = nil, nil, nil, false
+			l.inflight, buf, last, rewind, readDue = nil, nil, nil, false, true
 			if next != nil {
 				next.cancel()
 				next = nil
@@ -702,7 +701,7 @@ func (r *laneReader) flush(l *lane) error {
 	if n != 1 {
 		return fmt.Errorf("outbox: save position of lane %d: %w", r.lane, errLaneLost)
 	}
-	l.flushed, l.flushedAt, l.sinceSave = l.acked, time.Now(), 0
+	l.flushed, l.sinceSave = l.acked, 0
 	return nil
 }
 
