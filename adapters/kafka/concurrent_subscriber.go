@@ -215,7 +215,7 @@ func (c *ConcurrentSubscriber) remove(s *subscription) {
 func (c *ConcurrentSubscriber) SubscribeInitialize(topic string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	return EnsureTopics(ctx, c.cfg.Brokers, TopicSpec{Name: topic, Partitions: -1})
+	return EnsureTopics(ctx, c.cfg, TopicSpec{Name: topic, Partitions: -1})
 }
 
 // Close ends every subscription: each stops consuming, closes its message channel, commits the
@@ -254,10 +254,7 @@ func (s *subscription) subscribe(ctx context.Context, topic string) (<-chan *mes
 	if s.sc.FromOldest {
 		reset = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(s.cfg.Brokers...),
-		kgo.ClientID(s.cfg.ClientID),
-		kgo.DialTimeout(s.cfg.DialTimeout),
+	cl, err := kgo.NewClient(s.cfg.clientOpts("",
 		kgo.ConsumerGroup(s.sc.ConsumerGroup),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(reset),
@@ -269,7 +266,7 @@ func (s *subscription) subscribe(ctx context.Context, topic string) (<-chan *mes
 		kgo.OnPartitionsAssigned(s.onAssigned),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: subscriber for %s: %w", strings.Join(s.cfg.Brokers, ","), err)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"maps"
 	"slices"
@@ -62,20 +61,11 @@ func NewDLQReader(cfg Config, topic string, log *slog.Logger) (*DLQReader, error
 	if log == nil {
 		log = slog.Default()
 	}
-	cl, err := kgo.NewClient(cfg.dlqOpts("-dlq")...)
+	cl, err := kgo.NewClient(cfg.clientOpts("-dlq")...)
 	if err != nil {
 		return nil, fmt.Errorf("dlq reader: client: %w", err)
 	}
 	return &DLQReader{cfg: cfg, topic: topic, log: log.With("component", "dlq-reader", "topic", topic), cl: cl, adm: kadm.NewClient(cl)}, nil
-}
-
-func (c Config) dlqOpts(suffix string, extra ...kgo.Opt) []kgo.Opt {
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(c.Brokers...),
-		kgo.ClientID(c.ClientID + suffix),
-		kgo.DialTimeout(c.DialTimeout),
-	}
-	return append(opts, extra...)
 }
 
 // Close releases the reader's connections.
@@ -168,7 +158,7 @@ func (r *DLQReader) read(ctx context.Context, pending map[int32]*dlqSpan, fn fun
 	for p, s := range pending {
 		assign[p] = kgo.NewOffset().At(s.next)
 	}
-	cl, err := kgo.NewClient(r.cfg.dlqOpts("-dlq",
+	cl, err := kgo.NewClient(r.cfg.clientOpts("-dlq",
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: assign}),
 		// Control records take offsets too; seeing them is what tells that a range ending
 		// in a transaction marker is complete. They are never handed to fn.
@@ -324,10 +314,10 @@ func NewReplayPublisher(cfg Config, topic string) (*ReplayPublisher, error) {
 	if topic == "" {
 		return nil, errors.New("replay publisher: no topic")
 	}
-	cl, err := kgo.NewClient(cfg.dlqOpts("-dlq-replay",
+	cl, err := kgo.NewClient(cfg.clientOpts("-dlq-replay",
 		kgo.DefaultProduceTopic(topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(replayFNV32a))),
+		kgo.RecordPartitioner(saramaPartitioner()),
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(30*time.Second),
 	)...)
@@ -335,13 +325,6 @@ func NewReplayPublisher(cfg Config, topic string) (*ReplayPublisher, error) {
 		return nil, fmt.Errorf("replay publisher: client: %w", err)
 	}
 	return &ReplayPublisher{topic: topic, cl: cl}, nil
-}
-
-// replayFNV32a is the hash of Sarama's default partitioner, which the relay's publisher uses.
-func replayFNV32a(b []byte) uint32 {
-	h := fnv.New32a()
-	_, _ = h.Write(b)
-	return h.Sum32()
 }
 
 // TargetTopic names the events topic.
@@ -448,9 +431,9 @@ func NewDLQPublisher(cfg Config, pc DLQPublisherConfig, log *slog.Logger) (*DLQP
 	if log == nil {
 		log = slog.Default()
 	}
-	cl, err := kgo.NewClient(cfg.dlqOpts("-dlq-publisher",
+	cl, err := kgo.NewClient(cfg.clientOpts("-dlq-publisher",
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(replayFNV32a))),
+		kgo.RecordPartitioner(saramaPartitioner()),
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(pc.DeliveryTimeout),
 	)...)

@@ -1,8 +1,9 @@
-// Package kafka connects the catalog to Kafka: the relay's pipelined producer (Publisher, over
-// franz-go), the projector's subscriber (ConcurrentSubscriber) and dead-letter producer
-// (watermill-kafka/v3 over Sarama), all configured not to lose acknowledged events, topic
-// administration, and an embedded Kafka-protocol broker for a laptop or a small shop that has
-// nothing but PostgreSQL.
+// Package kafka connects the catalog to Kafka: the relay's pipelined producer (Publisher), the
+// projector's subscriber (ConcurrentSubscriber) and dead-letter producer (DLQPublisher), all
+// Watermill publishers and subscribers over franz-go configured not to lose acknowledged
+// events; watermill-kafka/v3's Sarama publisher and subscriber with the same guarantees and
+// security; topic administration; and an embedded Kafka-protocol broker for a laptop or a
+// small shop that has nothing but PostgreSQL.
 package kafka
 
 import (
@@ -16,6 +17,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/marketplace/catalog/api/envelope"
 )
@@ -30,6 +32,21 @@ type Config struct {
 	Version sarama.KafkaVersion
 	// DialTimeout bounds connecting to a broker.
 	DialTimeout time.Duration
+	// Security is TLS and SASL for every client built from this Config (nil: plaintext).
+	Security *Security
+}
+
+// clientOpts are the options every franz-go client of the catalog starts from: the brokers,
+// its client id (ClientID and suffix), the dial timeout and the security settings, so no
+// client can forget the credentials.
+func (c Config) clientOpts(suffix string, extra ...kgo.Opt) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(c.ClientID + suffix),
+		kgo.DialTimeout(c.DialTimeout),
+	}
+	opts = append(opts, c.Security.Opts()...)
+	return append(opts, extra...)
 }
 
 func (c *Config) setDefaults() {
@@ -76,12 +93,14 @@ func (c Config) ProducerConfig() *sarama.Config {
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
 	sc.Metadata.Retry.Backoff = 500 * time.Millisecond
+	c.Security.ApplySarama(sc)
 	return sc
 }
 
-// NewPublisher returns a watermill-kafka publisher (the projector's dead letters; the relay
-// uses the pipelined Publisher). The partition key is the aggregate id, so one product's events
-// land on one partition.
+// NewPublisher returns watermill-kafka's publisher (Sarama's synchronous producer) with the
+// catalog's producer guarantees and security. The partition key is the aggregate id, so one
+// product's events land on one partition. No role publishes through it: it sends one request
+// at a time, so the relay uses the pipelined Publisher, which writes the same records.
 func NewPublisher(cfg Config, log *slog.Logger) (*wkafka.Publisher, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -151,6 +170,7 @@ func NewSubscriber(cfg Config, sc SubscriberConfig, log *slog.Logger) (*wkafka.S
 	saramaCfg.Consumer.Fetch.Default = 1 << 20
 	saramaCfg.Consumer.MaxWaitTime = 100 * time.Millisecond
 	saramaCfg.Consumer.Offsets.AutoCommit.Interval = 200 * time.Millisecond
+	cfg.Security.ApplySarama(saramaCfg)
 	sub, err := wkafka.NewSubscriber(wkafka.SubscriberConfig{
 		Brokers:               cfg.Brokers,
 		Unmarshaler:           wkafka.DefaultMarshaler{},

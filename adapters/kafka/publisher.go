@@ -83,7 +83,8 @@ type Publisher struct {
 	once   sync.Once
 }
 
-// NewPipelinedPublisher returns a Publisher connected to cfg.Brokers.
+// NewPipelinedPublisher returns a Publisher connected to cfg.Brokers with cfg.Security's TLS
+// and SASL. It does not contact the cluster.
 func NewPipelinedPublisher(cfg Config, pc PublisherConfig, log *slog.Logger) (*Publisher, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -96,20 +97,24 @@ func NewPipelinedPublisher(cfg Config, pc PublisherConfig, log *slog.Logger) (*P
 	if log == nil {
 		log = slog.Default()
 	}
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(cfg.Brokers...),
-		kgo.ClientID(cfg.ClientID),
-		kgo.DialTimeout(cfg.DialTimeout),
+	cl, err := kgo.NewClient(cfg.clientOpts("",
 		kgo.RequiredAcks(kgo.AllISRAcks()), // the default, and what idempotence needs: stated, not assumed
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(fnv32a))),
+		kgo.RecordPartitioner(saramaPartitioner()),
 		kgo.ProducerBatchCompression(kgo.NoCompression()), // as the Sarama producer it replaces
 		kgo.ProducerLinger(pc.Linger),
 		kgo.MaxBufferedRecords(pc.MaxBufferedRecords),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: publisher for %s: %w", strings.Join(cfg.Brokers, ","), err)
 	}
 	return &Publisher{cl: cl, pc: pc, log: log.With("component", "kafka-publisher")}, nil
+}
+
+// saramaPartitioner chooses partitions as Sarama's default partitioner does (the relay's
+// producer before it was pipelined), so every producer of the catalog (relay, DLQ, replay)
+// puts a product's records on the partition its earlier events went to.
+func saramaPartitioner() kgo.Partitioner {
+	return kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(fnv32a))
 }
 
 // fnv32a is the hash of Sarama's default partitioner (FNV-1a, 32 bits), without hash/fnv's
