@@ -33,6 +33,12 @@ type PublisherConfig struct {
 	// (the relay: lanes x RELAY_BATCH_SIZE), so that records of a stuck partition cannot
 	// hold up the other partitions' Publish calls.
 	MaxBufferedRecords int
+	// DeliveryTimeout is how long a record may wait for its acknowledgement (default 30s):
+	// then it fails, with the records buffered after it for its partition (franz-go keeps a
+	// partition gapless), and the caller sends them again, in order. Without it the client
+	// retries for ever, and a lane facing a cluster that refuses its credentials or has lost
+	// a partition would wait without an error in its logs or metrics.
+	DeliveryTimeout time.Duration
 	// CloseTimeout bounds how long Close waits for buffered records to be acknowledged
 	// before it fails them (default 10s).
 	CloseTimeout time.Duration
@@ -41,6 +47,9 @@ type PublisherConfig struct {
 func (c *PublisherConfig) setDefaults() {
 	if c.MaxBufferedRecords == 0 {
 		c.MaxBufferedRecords = 100_000
+	}
+	if c.DeliveryTimeout == 0 {
+		c.DeliveryTimeout = 30 * time.Second
 	}
 	if c.CloseTimeout == 0 {
 		c.CloseTimeout = 10 * time.Second
@@ -54,6 +63,8 @@ func (c PublisherConfig) Validate() error {
 		return fmt.Errorf("kafka: publisher linger %s is not within 0..1m", c.Linger)
 	case c.MaxBufferedRecords < 1:
 		return fmt.Errorf("kafka: publisher MaxBufferedRecords %d is not positive", c.MaxBufferedRecords)
+	case c.DeliveryTimeout < time.Second:
+		return fmt.Errorf("kafka: publisher DeliveryTimeout %s is below 1s", c.DeliveryTimeout)
 	case c.CloseTimeout < 0:
 		return fmt.Errorf("kafka: publisher CloseTimeout %s is negative", c.CloseTimeout)
 	}
@@ -103,6 +114,8 @@ func NewPipelinedPublisher(cfg Config, pc PublisherConfig, log *slog.Logger) (*P
 		kgo.ProducerBatchCompression(kgo.NoCompression()), // as the Sarama producer it replaces
 		kgo.ProducerLinger(pc.Linger),
 		kgo.MaxBufferedRecords(pc.MaxBufferedRecords),
+		// A batch's records expire with its first, which may have lingered.
+		kgo.RecordDeliveryTimeout(pc.DeliveryTimeout+pc.Linger),
 	)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: publisher for %s: %w", strings.Join(cfg.Brokers, ","), err)
