@@ -2,6 +2,7 @@ package kafka_test
 
 import (
 	"fmt"
+	"maps"
 	"sync"
 	"testing"
 	"time"
@@ -70,6 +71,28 @@ func TestPublisherWritesWhatWatermillKafkaWrote(t *testing.T) {
 		for _, m := range msgs {
 			if seen[m.UUID] != 1 {
 				t.Errorf("message %s is on the topic %d times", m.UUID, seen[m.UUID])
+			}
+		}
+
+		// watermill-kafka's own publisher, given the same messages, writes the same records.
+		wtopic := testkafka.CreateTopic(t, c, "watermill_pub", partitions)
+		wpub, err := kafka.NewPublisher(c.Config(), quietLog())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = wpub.Close() })
+		if err := wpub.Publish(wtopic, msgs...); err != nil {
+			t.Fatal(err)
+		}
+		theirs := map[string]testkafka.Record{}
+		for _, r := range testkafka.ReadUntil(t, c, wtopic, 30*time.Second, func(r []testkafka.Record) bool { return len(r) >= len(msgs) }) {
+			theirs[r.Headers["_watermill_message_uuid"]] = r
+		}
+		for _, ours := range recs {
+			w, ok := theirs[ours.Headers["_watermill_message_uuid"]]
+			if !ok || w.Key != ours.Key || w.Partition != ours.Partition || string(w.Value) != string(ours.Value) || !maps.Equal(w.Headers, ours.Headers) {
+				t.Errorf("record %s: ours key %q partition %d headers %v; watermill-kafka's key %q partition %d headers %v",
+					ours.Headers["_watermill_message_uuid"], ours.Key, ours.Partition, ours.Headers, w.Key, w.Partition, w.Headers)
 			}
 		}
 	})

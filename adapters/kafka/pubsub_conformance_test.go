@@ -18,7 +18,7 @@ import (
 	"github.com/marketplace/catalog/internal/testkafka"
 )
 
-// conformanceFeatures are what the Kafka pub/sub (Publisher + ConcurrentSubscriber) promises:
+// conformanceFeatures are what the Kafka pub/sub (a publisher + ConcurrentSubscriber) promises:
 // consumer groups and persistence, at-least-once (a message may come twice), and no order:
 // the subscriber keeps many messages of a partition in flight and acks may come in any order.
 // Topics are unique to each test and deleted afterwards (see conformanceTopics).
@@ -71,16 +71,30 @@ func (c *conformanceTopics) dropAll(t *testing.T, cl testkafka.Cluster) {
 	}
 }
 
-// conformancePubSub builds the pair the suite runs: the pipelined Publisher and a
-// ConcurrentSubscriber in group, with short commit and resend intervals so the suite does not
-// wait on them.
-func conformancePubSub(t *testing.T, c testkafka.Cluster, group string) (message.Publisher, message.Subscriber) {
+// conformancePublishers are the Watermill publishers of the adapter, each run through the
+// suite with the ConcurrentSubscriber: the relay's pipelined Publisher and the projector's
+// DLQPublisher.
+var conformancePublishers = []struct {
+	name string
+	new  func(kafka.Config) (message.Publisher, error)
+}{
+	{"relay-publisher", func(c kafka.Config) (message.Publisher, error) {
+		return kafka.NewPipelinedPublisher(c, kafka.PublisherConfig{}, quietLog())
+	}},
+	{"dlq-publisher", func(c kafka.Config) (message.Publisher, error) {
+		return kafka.NewDLQPublisher(c, kafka.DLQPublisherConfig{}, quietLog())
+	}},
+}
+
+// conformancePubSub builds the pair the suite runs: a publisher and a ConcurrentSubscriber in
+// group, with short commit and resend intervals so the suite does not wait on them.
+func conformancePubSub(t *testing.T, c testkafka.Cluster, newPub func(kafka.Config) (message.Publisher, error), group string) (message.Publisher, message.Subscriber) {
 	t.Helper()
-	pub, err := kafka.NewPipelinedPublisher(kafka.Config{Brokers: c.Brokers}, kafka.PublisherConfig{}, quietLog())
+	pub, err := newPub(c.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub, err := kafka.NewConcurrentSubscriber(kafka.Config{Brokers: c.Brokers}, kafka.ConcurrentSubscriberConfig{
+	sub, err := kafka.NewConcurrentSubscriber(c.Config(), kafka.ConcurrentSubscriberConfig{
 		ConsumerGroup:   group,
 		FromOldest:      true,
 		NackResendSleep: 50 * time.Millisecond,
@@ -103,22 +117,26 @@ func groupOf(t *testing.T) string {
 
 func runConformance(t *testing.T, run func(*testing.T, tests.Features, tests.PubSubConstructor, tests.ConsumerGroupPubSubConstructor)) {
 	eachCluster(t, func(t *testing.T, c testkafka.Cluster) {
-		topics := &conformanceTopics{prefix: strings.ReplaceAll(testenv.Name("conformance"), "_", ".") + "."}
-		if c.Name != "embedded" {
-			t.Cleanup(func() { topics.dropAll(t, c) })
-		}
-		run(t, conformanceFeatures(topics),
-			func(t *testing.T) (message.Publisher, message.Subscriber) {
-				return conformancePubSub(t, c, groupOf(t))
-			},
-			func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
-				return conformancePubSub(t, c, group)
+		for _, p := range conformancePublishers {
+			t.Run(p.name, func(t *testing.T) {
+				topics := &conformanceTopics{prefix: strings.ReplaceAll(testenv.Name("conformance"), "_", ".") + "."}
+				if c.Name != "embedded" {
+					t.Cleanup(func() { topics.dropAll(t, c) })
+				}
+				run(t, conformanceFeatures(topics),
+					func(t *testing.T) (message.Publisher, message.Subscriber) {
+						return conformancePubSub(t, c, p.new, groupOf(t))
+					},
+					func(t *testing.T, group string) (message.Publisher, message.Subscriber) {
+						return conformancePubSub(t, c, p.new, group)
+					})
 			})
+		}
 	})
 }
 
-// TestPubSubConformance runs Watermill's universal Pub/Sub tests against the Publisher and the
-// ConcurrentSubscriber, on the embedded broker and the real Kafka.
+// TestPubSubConformance runs Watermill's universal Pub/Sub tests against each publisher of the
+// adapter with the ConcurrentSubscriber, on the embedded broker and the real Kafka.
 func TestPubSubConformance(t *testing.T) {
 	runConformance(t, tests.TestPubSub)
 }

@@ -9,7 +9,8 @@ import (
 )
 
 // TestPubSubStress runs Watermill's universal Pub/Sub tests ten times in parallel (STRESS_TEST_COUNT
-// changes how many) against the Publisher and the ConcurrentSubscriber: go test -tags stress.
+// changes how many) against each publisher of the adapter with the ConcurrentSubscriber:
+// go test -tags stress.
 func TestPubSubStress(t *testing.T) {
 	runConformance(t, tests.TestPubSubStressTest)
 }

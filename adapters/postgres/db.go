@@ -52,8 +52,7 @@ func (c Config) Validate() error {
 type DB struct {
 	// Pool serves plain reads and the pgx-native paths.
 	Pool *pgxpool.Pool
-	// SQL is the same pool behind database/sql, for watermill-sql's subscriber (the relay)
-	// and the migrations.
+	// SQL is the same pool behind database/sql, for the migrations.
 	SQL *sql.DB
 	// Writes is the same pool behind database/sql with pipelined transactions (pipeline.go),
 	// for the product repository: a write and its outbox row on one *sql.Tx in one round trip.
