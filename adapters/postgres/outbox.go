@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"context"
 	stdsql "database/sql"
 	"encoding/json"
 	"errors"
@@ -10,7 +11,11 @@ import (
 	"strings"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/marketplace/catalog/api/envelope"
+	"github.com/marketplace/catalog/domain/product"
 )
 
 // DefaultLanes is the number of outbox lanes. Writers and relays must agree on it: an event
@@ -40,6 +45,50 @@ func laneFromTopic(topic string) (int, error) {
 		return 0, fmt.Errorf("outbox: %q is not an outbox lane topic", topic)
 	}
 	return n, nil
+}
+
+// Outbox appends domain events to the transactional outbox on the writer's transaction: the
+// one place that marshals an event into its envelope, picks its lane and inserts it, so that
+// every writer of events (today the product repository) commits them with its change.
+type Outbox struct {
+	// Topic is the Kafka topic the relay forwards the events to (PRODUCT_EVENTS_TOPIC).
+	Topic string
+	// Lanes is the number of outbox lanes (OUTBOX_LANES); writers and relays must agree.
+	Lanes int
+	// Decorate, when set, adds metadata to each message before it is stored (the trace
+	// context, CloudEvents headers).
+	Decorate func(context.Context, *message.Message)
+}
+
+// Append marshals events into envelopes and inserts them, in order, into the lane of
+// aggregateID through watermill-sql's publisher on tx, wrapped by Watermill's forwarder
+// envelope. Nothing is written when events is empty.
+func (o Outbox) Append(ctx context.Context, tx *stdsql.Tx, aggregateID string, events []product.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	msgs := make([]*message.Message, 0, len(events))
+	for _, e := range events {
+		m, err := envelope.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if o.Decorate != nil {
+			o.Decorate(ctx, m)
+		}
+		msgs = append(msgs, m)
+	}
+	pub, err := wsql.NewPublisher(tx, wsql.PublisherConfig{SchemaAdapter: OutboxSchema{}}, nil)
+	if err != nil {
+		return fmt.Errorf("outbox publisher: %w", err)
+	}
+	fwd := forwarder.NewPublisher(pub, forwarder.PublisherConfig{
+		ForwarderTopic: LaneTopic(LaneOf(aggregateID, o.Lanes)),
+	})
+	if err := fwd.Publish(o.Topic, msgs...); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
 }
 
 // OutboxSchema is the watermill-sql SchemaAdapter the write path publishes through (with
