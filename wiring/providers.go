@@ -66,11 +66,24 @@ var ApplicationSet = wire.NewSet(
 // ObservabilitySet provides the metrics registry and the tracer provider.
 var ObservabilitySet = wire.NewSet(
 	provideTracing,
-	metrics.NewRegistry,
+	provideRegistry,
 	metrics.NewRelayMetrics,
 	metrics.NewProjectorMetrics,
 	wire.Bind(new(decorator.MetricsClient), new(*metrics.Registry)),
 )
+
+// provideRegistry is the process's metrics registry, with catalog_build_info.
+func provideRegistry() (*metrics.Registry, error) {
+	reg, err := metrics.NewRegistry()
+	if err != nil {
+		return nil, err
+	}
+	b := service.Build()
+	if err := reg.RegisterBuildInfo(metrics.Build{Version: b.Version, Commit: b.Commit, GoVersion: b.GoVersion}); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
 
 // provideTracing sets OpenTelemetry up from the OTEL_* environment (a no-op provider when
 // unconfigured); the cleanup flushes buffered spans after every role has stopped.

@@ -31,7 +31,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		return ServeProcess{}, nil, err
 	}
 	v := provideClock()
-	registry, err := metrics.NewRegistry()
+	registry, err := provideRegistry()
 	if err != nil {
 		cleanup()
 		return ServeProcess{}, nil, err
@@ -298,7 +298,7 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	registry, err := metrics.NewRegistry()
+	registry, err := provideRegistry()
 	if err != nil {
 		cleanup3()
 		cleanup2()
@@ -381,7 +381,7 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		return ProjectProcess{}, nil, err
 	}
 	v := provideClock()
-	registry, err := metrics.NewRegistry()
+	registry, err := provideRegistry()
 	if err != nil {
 		cleanup2()
 		cleanup()
