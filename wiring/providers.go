@@ -445,18 +445,8 @@ func provideHTTPServer(cfg service.Config, app application.Application, db *post
 	if err != nil {
 		return nil, err
 	}
-	kafkaPing := func(ctx context.Context) error { return kafka.Ping(ctx, kc) }
-	roles := map[string]map[string]func(context.Context) error{
-		"relay": {"postgres": db.Ping, "kafka": kafkaPing},
-	}
-	if rm.Target != nil {
-		roles["projector"] = map[string]func(context.Context) error{
-			"kafka": kafkaPing,
-			// The projector writes through the alias only: a cluster that answers but has
-			// lost the alias stalls it just as much as one that does not answer.
-			"search": func(ctx context.Context) error { _, err := rm.Target.AliasTarget(ctx); return err },
-		}
-	}
+	roles := roleChecks(db, kc, rm)
+	delete(roles, apiRole)
 	// With METRICS_ADDR the metrics have a listener of their own (provideMetricsServer).
 	var metricsHandler http.Handler
 	if cfg.MetricsAddr == "" {
@@ -465,7 +455,7 @@ func provideHTTPServer(cfg service.Config, app application.Application, db *post
 	return httpport.NewServer(httpport.Config{Addr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout,
 		TLSCertFile: cfg.HTTPTLSCertFile, TLSKeyFile: cfg.HTTPTLSKeyFile}, app, httpport.Deps{
 		Log:        log,
-		Ready:      map[string]func(context.Context) error{"postgres": db.Ping},
+		Ready:      roleChecks(db, kc, rm)[apiRole],
 		RoleReady:  roles,
 		Metrics:    metricsHandler,
 		Middleware: tracing.HTTPMiddleware(tp),
@@ -473,6 +463,35 @@ func provideHTTPServer(cfg service.Config, app application.Application, db *post
 			hm.ObserveHTTP(rec.Method, rec.Route, rec.Status, rec.Duration)
 		},
 	})
+}
+
+// The roles whose readiness the processes report.
+const (
+	apiRole       = "api"
+	relayRole     = "relay"
+	projectorRole = "projector"
+)
+
+// roleChecks are the readiness checks of each role, the one place that says what each
+// role needs: the API Postgres alone (writes go to Postgres and the outbox, so a Kafka or
+// search outage must not take the write API out of rotation); the relay Postgres and Kafka;
+// the projector Kafka and the search alias. Without a search read model there is no
+// projector role.
+func roleChecks(db *postgres.DB, kc kafka.Config, rm ReadModel) map[string]map[string]func(context.Context) error {
+	kafkaPing := func(ctx context.Context) error { return kafka.Ping(ctx, kc) }
+	roles := map[string]map[string]func(context.Context) error{
+		apiRole:   {"postgres": db.Ping},
+		relayRole: {"postgres": db.Ping, "kafka": kafkaPing},
+	}
+	if rm.Target != nil {
+		roles[projectorRole] = map[string]func(context.Context) error{
+			"kafka": kafkaPing,
+			// The projector writes through the alias only: a cluster that answers but has
+			// lost the alias stalls it just as much as one that does not answer.
+			"search": func(ctx context.Context) error { _, err := rm.Target.AliasTarget(ctx); return err },
+		}
+	}
+	return roles
 }
 
 // ServeProcess is `catalog serve`: every role in one process.
@@ -510,18 +529,41 @@ func (r rebuildsRole) Run(ctx context.Context) error {
 	return nil
 }
 
-func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, ms *httpport.MetricsServer) ServeProcess {
-	roles := []service.NamedRole{{Name: "api", Role: api}, {Name: "relay", Role: relay}, {Name: "outbox-retention", Role: retention}, {Name: "ops-metrics", Role: sampler}}
-	if rebuilds != nil {
-		roles = append(roles, service.NamedRole{Name: "rebuilds", Role: rebuildsRole{rebuilds}})
-	}
+func provideServeProcess(cfg service.Config, log *slog.Logger, api *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel) ServeProcess {
+	roles := []service.NamedRole{{Name: "api", Role: listenerRole{api, "HTTP_ADDR", cfg.HTTPAddr}}, {Name: "relay", Role: relay}, {Name: "outbox-retention", Role: retention}}
+	roles = append(roles, adminRoles(cfg, sampler, rebuilds, admin)...)
 	if proj != nil {
 		roles = append(roles, service.NamedRole{Name: "projector", Role: proj})
 	}
-	if admin != nil {
-		roles = append(roles, service.NamedRole{Name: "grpc-admin", Role: admin})
+	if ms != nil {
+		ms.ServeReadiness(apiRole, roleChecks(db, kc, rm)[apiRole])
 	}
 	return ServeProcess{service.NewProcess(log, withMetrics(roles, ms)...)}
+}
+
+// adminRoles are what runs beside the API in `catalog serve` and `catalog api`: the
+// operational gauges, rebuild recovery and the gRPC admin port.
+func adminRoles(cfg service.Config, sampler *metrics.OpsSampler, rebuilds *apprebuild.Service, admin *grpcport.Server) []service.NamedRole {
+	roles := []service.NamedRole{{Name: "ops-metrics", Role: sampler}}
+	if rebuilds != nil {
+		roles = append(roles, service.NamedRole{Name: "rebuilds", Role: rebuildsRole{rebuilds}})
+	}
+	if admin != nil {
+		roles = append(roles, service.NamedRole{Name: "grpc-admin", Role: listenerRole{admin, "GRPC_ADDR", cfg.GRPCAddr}})
+	}
+	return roles
+}
+
+// APIProcess is `catalog api`: the REST API with the admin port, the operational gauges and
+// rebuild recovery, without relay or projector, for deployments that scale each role apart.
+type APIProcess struct{ *service.Process }
+
+func provideAPIProcess(cfg service.Config, log *slog.Logger, api *httpport.Server, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel) APIProcess {
+	if ms != nil {
+		ms.ServeReadiness(apiRole, roleChecks(db, kc, rm)[apiRole])
+	}
+	roles := append([]service.NamedRole{{Name: "api", Role: listenerRole{api, "HTTP_ADDR", cfg.HTTPAddr}}}, adminRoles(cfg, sampler, rebuilds, admin)...)
+	return APIProcess{service.NewProcess(log, withMetrics(roles, ms)...)}
 }
 
 // withMetrics adds the METRICS_ADDR listener to a process's roles when there is one.
@@ -529,20 +571,26 @@ func withMetrics(roles []service.NamedRole, ms *httpport.MetricsServer) []servic
 	if ms == nil {
 		return roles
 	}
-	return append(roles, service.NamedRole{Name: "metrics", Role: ms})
+	return append(roles, service.NamedRole{Name: "metrics", Role: listenerRole{ms, "METRICS_ADDR", ms.Addr()}})
 }
 
 // ProjectProcess is `catalog project`: the projector alone.
 type ProjectProcess struct{ *service.Process }
 
-func provideProjectProcess(log *slog.Logger, proj *projector.Projector, ms *httpport.MetricsServer) (ProjectProcess, error) {
+func provideProjectProcess(log *slog.Logger, proj *projector.Projector, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel) (ProjectProcess, error) {
 	if proj == nil {
 		return ProjectProcess{}, errors.New("catalog project needs a search read model: set ELASTICSEARCH_URL")
+	}
+	if ms != nil {
+		ms.ServeReadiness(projectorRole, roleChecks(db, kc, rm)[projectorRole])
 	}
 	return ProjectProcess{service.NewProcess(log, withMetrics([]service.NamedRole{{Name: "projector", Role: proj}}, ms)...)}, nil
 }
 
-func provideRelayProcess(log *slog.Logger, relay *postgres.Relay, retention *postgres.OutboxRetention, ms *httpport.MetricsServer) RelayProcess {
+func provideRelayProcess(log *slog.Logger, relay *postgres.Relay, retention *postgres.OutboxRetention, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config) RelayProcess {
+	if ms != nil {
+		ms.ServeReadiness(relayRole, roleChecks(db, kc, ReadModel{})[relayRole])
+	}
 	return RelayProcess{service.NewProcess(log, withMetrics([]service.NamedRole{{Name: "relay", Role: relay},
 		{Name: "outbox-retention", Role: retention}}, ms)...)}
 }

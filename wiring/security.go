@@ -66,7 +66,7 @@ func provideKafka(ctx context.Context, cfg service.Config, log *slog.Logger) (ka
 	if len(cfg.KafkaBrokers) == 0 {
 		b, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: cfg.EmbeddedKafkaAddr, Dir: filepath.Join(cfg.DataDir, "kafka")}, log, topics...)
 		if err != nil {
-			return kafka.Config{}, nil, err
+			return kafka.Config{}, nil, bindHint(err, "EMBEDDED_KAFKA_ADDR", cfg.EmbeddedKafkaAddr)
 		}
 		return kafka.Config{Brokers: []string{b.Addr()}}, b.Close, nil
 	}

@@ -65,6 +65,31 @@ ADMIN_TOKEN (or ADMIN_TOKEN_FILE) nor mutual TLS (GRPC_TLS_CLIENT_CA_FILE) prote
 	}
 }
 
+func newAPICmd(cfg *service.Config) *cobra.Command {
+	return &cobra.Command{
+		Use:   "api",
+		Short: "Run the REST API and the gRPC admin port only (no relay, no projector)",
+		Long: `Runs what 'catalog serve' runs except the outbox relay and the projector: the REST API on
+HTTP_ADDR, the gRPC admin port on GRPC_ADDR (rebuilds run here), the operational gauges
+(outbox age, projector lag, DLQ) and the recovery of rebuilds whose runner died. Run it with
+'catalog relay' and 'catalog project' to scale each role on its own, as the Helm chart does.
+The admin port's protection is required as for serve.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cfg.CheckAdminExposure(); err != nil {
+				return configError(err)
+			}
+			log := service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
+			p, cleanup, err := wiring.InitializeAPI(cmd.Context(), *cfg, log)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			return runProcess(cmd.Context(), p.Process)
+		},
+	}
+}
+
 func newRelayCmd(cfg *service.Config) *cobra.Command {
 	return &cobra.Command{
 		Use:   "relay",

@@ -39,7 +39,7 @@ variable counts as unset. Run 'catalog <command> --help' for a command's flags.`
 	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	bound = bindSettings(root.PersistentFlags(), cfg)
-	root.AddCommand(newMigrateCmd(cfg), newServeCmd(cfg), newRelayCmd(cfg), newProjectCmd(cfg), newRebuildCmd(cfg), newIndexCmd(cfg), newDLQCmd(cfg), newStatusCmd(cfg), newVerifyCmd(cfg),
+	root.AddCommand(newMigrateCmd(cfg), newServeCmd(cfg), newAPICmd(cfg), newRelayCmd(cfg), newProjectCmd(cfg), newRebuildCmd(cfg), newIndexCmd(cfg), newDLQCmd(cfg), newStatusCmd(cfg), newVerifyCmd(cfg),
 		newVersionCmd(), newHealthcheckCmd(cfg))
 	return root
 }

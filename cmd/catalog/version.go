@@ -126,4 +126,3 @@ func probe(ctx context.Context, url string, insecure bool, out io.Writer) error 
 	_, err = fmt.Fprintln(out, strings.TrimSpace(string(body)))
 	return err
 }
-
