@@ -375,7 +375,7 @@ func provideGRPCServer(cfg service.Config, svc *apprebuild.Service, operations *
 
 // OpsSet provides the operator's use cases (catalog status, catalog verify), their gRPC
 // service on the admin port, and the sampler of the operational gauges on /metrics.
-var OpsSet = wire.NewSet(provideOpsStats, provideKafkaOpsStats, provideDLQAudit, provideCommitProgress, provideOpsService, provideOperations, provideOpsSampler)
+var OpsSet = wire.NewSet(provideOpsStats, provideKafkaOpsStats, provideDLQAudit, provideCommitProgress, provideOpsService, provideStatusSampler, provideOperations, provideOpsSampler)
 
 func provideDLQAudit(db *postgres.DB) (*postgres.DLQAudit, error) { return postgres.NewDLQAudit(db) }
 
@@ -408,11 +408,36 @@ func provideOpsService(cfg service.Config, db *postgres.DB, pg *postgres.OpsStat
 		ops.Deps{Database: pg, Products: pg, Events: ks, ReadModel: rm.Target, Rebuilds: store, DeadLetters: audit, Progress: progress, Log: log.With("component", "ops")})
 }
 
-func provideOperations(svc *ops.Service) (*grpcport.Operations, error) {
+func provideOperations(svc *ops.Service, sampler *metrics.StatusSampler) (*grpcport.Operations, error) {
 	if svc == nil {
 		return nil, nil
 	}
-	return grpcport.NewOperations(svc)
+	return grpcport.NewOperations(verifyRecorder{svc, sampler})
+}
+
+// provideStatusSampler exports the status findings and the last verify's differences; nil
+// without a read model (there is no status service then).
+func provideStatusSampler(reg *metrics.Registry, svc *ops.Service, log *slog.Logger) (*metrics.StatusSampler, error) {
+	if svc == nil {
+		return nil, nil
+	}
+	return metrics.NewStatusSampler(reg, svc, 0, log.With("component", "status-sampler"))
+}
+
+// verifyRecorder hands every finished verify's report to the metrics, so an alert sees
+// what an operator's `catalog verify` found.
+type verifyRecorder struct {
+	*ops.Service
+	sampler *metrics.StatusSampler
+}
+
+// Verify runs the verify and records its report.
+func (v verifyRecorder) Verify(ctx context.Context, req ops.VerifyRequest, progress func(ops.VerifyProgress)) (ops.VerifyReport, error) {
+	rep, err := v.Service.Verify(ctx, req, progress)
+	if err == nil {
+		v.sampler.ObserveVerify(rep)
+	}
+	return rep, err
 }
 
 func provideOpsSampler(cfg service.Config, reg *metrics.Registry, pg *postgres.OpsStats, ks *kafka.OpsStats, audit *postgres.DLQAudit, progress *ops.CommitProgress, log *slog.Logger) (*metrics.OpsSampler, error) {
@@ -529,9 +554,9 @@ func (r rebuildsRole) Run(ctx context.Context) error {
 	return nil
 }
 
-func provideServeProcess(cfg service.Config, log *slog.Logger, api *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel) ServeProcess {
+func provideServeProcess(cfg service.Config, log *slog.Logger, api *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, status *metrics.StatusSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel) ServeProcess {
 	roles := []service.NamedRole{{Name: "api", Role: listenerRole{api, "HTTP_ADDR", cfg.HTTPAddr}}, {Name: "relay", Role: relay}, {Name: "outbox-retention", Role: retention}}
-	roles = append(roles, adminRoles(cfg, sampler, rebuilds, admin)...)
+	roles = append(roles, adminRoles(cfg, sampler, status, rebuilds, admin)...)
 	if proj != nil {
 		roles = append(roles, service.NamedRole{Name: "projector", Role: proj})
 	}
@@ -543,8 +568,11 @@ func provideServeProcess(cfg service.Config, log *slog.Logger, api *httpport.Ser
 
 // adminRoles are what runs beside the API in `catalog serve` and `catalog api`: the
 // operational gauges, rebuild recovery and the gRPC admin port.
-func adminRoles(cfg service.Config, sampler *metrics.OpsSampler, rebuilds *apprebuild.Service, admin *grpcport.Server) []service.NamedRole {
+func adminRoles(cfg service.Config, sampler *metrics.OpsSampler, status *metrics.StatusSampler, rebuilds *apprebuild.Service, admin *grpcport.Server) []service.NamedRole {
 	roles := []service.NamedRole{{Name: "ops-metrics", Role: sampler}}
+	if status != nil {
+		roles = append(roles, service.NamedRole{Name: "status-metrics", Role: status})
+	}
 	if rebuilds != nil {
 		roles = append(roles, service.NamedRole{Name: "rebuilds", Role: rebuildsRole{rebuilds}})
 	}
@@ -558,11 +586,11 @@ func adminRoles(cfg service.Config, sampler *metrics.OpsSampler, rebuilds *appre
 // rebuild recovery, without relay or projector, for deployments that scale each role apart.
 type APIProcess struct{ *service.Process }
 
-func provideAPIProcess(cfg service.Config, log *slog.Logger, api *httpport.Server, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel) APIProcess {
+func provideAPIProcess(cfg service.Config, log *slog.Logger, api *httpport.Server, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, status *metrics.StatusSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel) APIProcess {
 	if ms != nil {
 		ms.ServeReadiness(apiRole, roleChecks(db, kc, rm)[apiRole])
 	}
-	roles := append([]service.NamedRole{{Name: "api", Role: listenerRole{api, "HTTP_ADDR", cfg.HTTPAddr}}}, adminRoles(cfg, sampler, rebuilds, admin)...)
+	roles := append([]service.NamedRole{{Name: "api", Role: listenerRole{api, "HTTP_ADDR", cfg.HTTPAddr}}}, adminRoles(cfg, sampler, status, rebuilds, admin)...)
 	return APIProcess{service.NewProcess(log, withMetrics(roles, ms)...)}
 }
 

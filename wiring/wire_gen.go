@@ -220,7 +220,19 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	operations, err := provideOperations(opsService)
+	statusSampler, err := provideStatusSampler(registry, opsService, log)
+	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	operations, err := provideOperations(opsService, statusSampler)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -268,7 +280,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	serveProcess := provideServeProcess(cfg, log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, metricsServer, db, config, readModel)
+	serveProcess := provideServeProcess(cfg, log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, statusSampler, metricsServer, db, config, readModel)
 	return serveProcess, func() {
 		cleanup8()
 		cleanup7()
@@ -419,7 +431,17 @@ func InitializeAPI(ctx context.Context, cfg service.Config, log *slog.Logger) (A
 		cleanup()
 		return APIProcess{}, nil, err
 	}
-	operations, err := provideOperations(opsService)
+	statusSampler, err := provideStatusSampler(registry, opsService, log)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	operations, err := provideOperations(opsService, statusSampler)
 	if err != nil {
 		cleanup6()
 		cleanup5()
@@ -459,7 +481,7 @@ func InitializeAPI(ctx context.Context, cfg service.Config, log *slog.Logger) (A
 		cleanup()
 		return APIProcess{}, nil, err
 	}
-	apiProcess := provideAPIProcess(cfg, log, server, grpcportServer, rebuildService, opsSampler, metricsServer, db, config, readModel)
+	apiProcess := provideAPIProcess(cfg, log, server, grpcportServer, rebuildService, opsSampler, statusSampler, metricsServer, db, config, readModel)
 	return apiProcess, func() {
 		cleanup6()
 		cleanup5()
