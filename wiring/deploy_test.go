@@ -7,6 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -132,4 +136,52 @@ func TestProjectorProcessAnswersItsReadiness(t *testing.T) {
 		search, _ := c["search"].(map[string]any)
 		return s == 503 && search["status"] == "fail"
 	})
+}
+
+// metricNamesIn lists the catalog_ metric names a deployment file's expressions name.
+func metricNamesIn(t *testing.T, path string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := regexp.MustCompile(`\bcatalog_[a-z0-9_]+`).FindAllString(string(b), -1)
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// TestDeployFilesNameOnlyExportedMetrics: every metric the alert rules and the dashboard name
+// is exported by a running `catalog serve` after some traffic, so renaming a metric (or
+// exporting it only after its first event) breaks this test, not a silent alert.
+func TestDeployFilesNameOnlyExportedMetrics(t *testing.T) {
+	rp := startReadPath(t)
+	id := product201(t, rp.component, "DEPLOY-1", "Deploy kettle", "kitchen", 1500)
+	rp.waitSearch(t, "q=kettle", 30*time.Second, "the product to be searchable", func(p searchPage) bool {
+		return len(p.Items) == 1 && p.Items[0].ID == id
+	})
+	exported := map[string]bool{}
+	eventuallyT(t, 30*time.Second, "the status sampler's first sample", func() bool {
+		res, err := http.Get(rp.base + "/metrics")
+		if err != nil {
+			return false
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		for _, m := range regexp.MustCompile(`(?m)^# TYPE (\S+) `).FindAllStringSubmatch(string(b), -1) {
+			exported[m[1]] = true
+		}
+		return exported["catalog_status_problem"]
+	})
+	for _, file := range []string{"deploy/prometheus/catalog-rules.yaml", "deploy/grafana/catalog.json"} {
+		names := metricNamesIn(t, file)
+		if len(names) == 0 {
+			t.Fatalf("%s names no catalog_ metric", file)
+		}
+		for _, n := range names {
+			base := regexp.MustCompile(`_(bucket|sum|count)$`).ReplaceAllString(n, "")
+			if !exported[n] && !exported[base] {
+				t.Errorf("%s names %s, which a running catalog serve does not export", file, n)
+			}
+		}
+	}
 }
