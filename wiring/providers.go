@@ -219,6 +219,9 @@ func extendLiveIndex(ctx context.Context, indices *elasticsearch.Indices, index 
 // CATALOG_DATA_DIR/search). The process holds its directory exclusively: a second process on
 // the same directory stops here with the reason.
 func provideEmbeddedReadModel(ctx context.Context, cfg service.Config, log *slog.Logger) (ReadModel, func(), error) {
+	if err := ensureDataDir(cfg); err != nil {
+		return ReadModel{}, nil, err
+	}
 	dir := filepath.Join(cfg.DataDir, "search")
 	store, err := bleve.Open(bleve.Config{Dir: dir, Alias: cfg.SearchAlias})
 	if err != nil {
