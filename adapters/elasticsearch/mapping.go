@@ -1,7 +1,6 @@
 package elasticsearch
 
 import (
-
 	"github.com/marketplace/catalog/adapters/searchdoc"
 	"github.com/marketplace/catalog/domain/product"
 )

@@ -31,7 +31,6 @@ const (
 	ReadModelMappingVersion = 2
 	// MaxDocumentsPage is the largest page ReadModel.Documents returns.
 	MaxDocumentsPage = 10_000
-
 )
 
 // Errors of the in-memory read model, named like the real adapters'.
