@@ -89,16 +89,7 @@ func NewStatusSampler(r *Registry, src StatusSource, interval time.Duration, log
 
 // Run samples the status every interval until ctx ends.
 func (s *StatusSampler) Run(ctx context.Context) error {
-	t := time.NewTicker(s.interval)
-	defer t.Stop()
-	for {
-		s.Sample(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-		}
-	}
+	return sampleEvery(ctx, s.interval, s.Sample)
 }
 
 // Sample judges the pipeline once and sets catalog_status_problem. A failed judgement keeps
