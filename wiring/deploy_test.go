@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/marketplace/catalog/internal/testenv"
 	"github.com/marketplace/catalog/internal/testkafka"
 	"github.com/marketplace/catalog/service"
@@ -183,5 +186,27 @@ func TestDeployFilesNameOnlyExportedMetrics(t *testing.T) {
 				t.Errorf("%s names %s, which a running catalog serve does not export", file, n)
 			}
 		}
+	}
+}
+
+// TestServeCreatesTheDLQTopicAtStart: the dead-letter topic exists before the first dead
+// letter, with the configured partitions, so the first permanent failure does not meet a
+// missing topic (and a partition that waits for it).
+func TestServeCreatesTheDLQTopicAtStart(t *testing.T) {
+	rp := startReadPath(t)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(rp.kafka.Brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	topics, err := kadm.NewClient(cl).ListTopics(ctx, rp.cfg.DLQTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	td, ok := topics[rp.cfg.DLQTopic]
+	if !ok || td.Err != nil || len(td.Partitions) != rp.cfg.TopicPartitions {
+		t.Fatalf("DLQ topic %s after start: %+v (exists %v); want %d partitions", rp.cfg.DLQTopic, td, ok, rp.cfg.TopicPartitions)
 	}
 }
