@@ -49,13 +49,12 @@ var KafkaSet = wire.NewSet(provideKafka, provideKafkaPublisher)
 var ApplicationSet = wire.NewSet(
 	provideProductRepository,
 	wire.Bind(new(product.Repository), new(*postgres.ProductRepository)),
-	wire.Bind(new(query.ProductByIDReadModel), new(*postgres.ProductRepository)),
 	provideClock,
 	provideDecoratorDeps,
 	command.NewCreateProductHandler,
 	command.NewUpdateProductHandler,
 	command.NewDeleteProductHandler,
-	query.NewProductByIDHandler,
+	provideProductByIDHandler,
 	provideProjectHandler,
 	provideSearchHandler,
 	wire.Struct(new(application.Commands), "*"),
@@ -69,6 +68,7 @@ var ObservabilitySet = wire.NewSet(
 	provideRegistry,
 	metrics.NewRelayMetrics,
 	metrics.NewProjectorMetrics,
+	metrics.NewReadYourWritesMetrics,
 	wire.Bind(new(decorator.MetricsClient), new(*metrics.Registry)),
 )
 
@@ -142,6 +142,9 @@ type ReadModel struct {
 	Search query.ProductSearchReadModel
 	// Target is where rebuilds build new indices; nil without a read model.
 	Target apprebuild.Target
+	// Versions tells which versions searches see, for reads that wait for their own writes;
+	// nil without a read model.
+	Versions query.VisibleVersionsReader
 }
 
 // ReadModelSet provides the search read model.
@@ -188,7 +191,7 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 			log.Error("closing the rebuild bulk indexer", "err", err)
 		}
 	}
-	return ReadModel{Projection: projection, Search: search, Target: target}, cleanup, nil
+	return ReadModel{Projection: projection, Search: search, Target: target, Versions: search}, cleanup, nil
 }
 
 // extendLiveIndex gives a live index of an older mapping version the fields this release
@@ -239,7 +242,7 @@ func provideEmbeddedReadModel(ctx context.Context, cfg service.Config, log *slog
 			log.Error("closing the embedded search engine", "err", err)
 		}
 	}
-	return ReadModel{Projection: store, Search: store, Target: store}, cleanup, nil
+	return ReadModel{Projection: store, Search: store, Target: store, Versions: store}, cleanup, nil
 }
 
 func provideProjectHandler(rm ReadModel, deps decorator.Deps) (command.ProjectProductEventHandler, error) {
@@ -249,11 +252,25 @@ func provideProjectHandler(rm ReadModel, deps decorator.Deps) (command.ProjectPr
 	return command.NewProjectProductEventHandler(rm.Projection, deps)
 }
 
-func provideSearchHandler(rm ReadModel, deps decorator.Deps) (query.SearchProductsHandler, error) {
+func provideSearchHandler(rm ReadModel, obs *metrics.ReadYourWritesMetrics, deps decorator.Deps) (query.SearchProductsHandler, error) {
 	if rm.Search == nil {
 		return nil, nil
 	}
-	return query.NewSearchProductsHandler(rm.Search, deps)
+	waiter, err := query.NewVersionWaiter(rm.Versions, query.VersionWaiterConfig{ReadModel: "search", Observer: obs})
+	if err != nil {
+		return nil, err
+	}
+	return query.NewSearchProductsHandler(rm.Search, waiter, deps)
+}
+
+// provideProductByIDHandler reads products by id from the system of record; reads that wait
+// for versions ask the same table.
+func provideProductByIDHandler(repo *postgres.ProductRepository, obs *metrics.ReadYourWritesMetrics, deps decorator.Deps) (query.ProductByIDHandler, error) {
+	waiter, err := query.NewVersionWaiter(repo, query.VersionWaiterConfig{ReadModel: "products", Observer: obs})
+	if err != nil {
+		return nil, err
+	}
+	return query.NewProductByIDHandler(repo, waiter, deps)
 }
 
 func provideProjector(cfg service.Config, kc kafka.Config, app application.Application, pm *metrics.ProjectorMetrics, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*projector.Projector, func(), error) {

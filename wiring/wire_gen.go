@@ -12,7 +12,6 @@ import (
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/application"
 	"github.com/marketplace/catalog/application/command"
-	"github.com/marketplace/catalog/application/query"
 	"github.com/marketplace/catalog/service"
 	"log/slog"
 )
@@ -69,13 +68,19 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		DeleteProduct:       deleteProductHandler,
 		ProjectProductEvent: projectProductEventHandler,
 	}
-	productByIDHandler, err := query.NewProductByIDHandler(productRepository, deps)
+	readYourWritesMetrics, err := metrics.NewReadYourWritesMetrics(registry)
 	if err != nil {
 		cleanup2()
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	searchProductsHandler, err := provideSearchHandler(readModel, deps)
+	productByIDHandler, err := provideProductByIDHandler(productRepository, readYourWritesMetrics, deps)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	searchProductsHandler, err := provideSearchHandler(readModel, readYourWritesMetrics, deps)
 	if err != nil {
 		cleanup2()
 		cleanup()
@@ -343,13 +348,19 @@ func InitializeAPI(ctx context.Context, cfg service.Config, log *slog.Logger) (A
 		DeleteProduct:       deleteProductHandler,
 		ProjectProductEvent: projectProductEventHandler,
 	}
-	productByIDHandler, err := query.NewProductByIDHandler(productRepository, deps)
+	readYourWritesMetrics, err := metrics.NewReadYourWritesMetrics(registry)
 	if err != nil {
 		cleanup2()
 		cleanup()
 		return APIProcess{}, nil, err
 	}
-	searchProductsHandler, err := provideSearchHandler(readModel, deps)
+	productByIDHandler, err := provideProductByIDHandler(productRepository, readYourWritesMetrics, deps)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	searchProductsHandler, err := provideSearchHandler(readModel, readYourWritesMetrics, deps)
 	if err != nil {
 		cleanup2()
 		cleanup()
@@ -636,14 +647,21 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		DeleteProduct:       deleteProductHandler,
 		ProjectProductEvent: projectProductEventHandler,
 	}
-	productByIDHandler, err := query.NewProductByIDHandler(productRepository, deps)
+	readYourWritesMetrics, err := metrics.NewReadYourWritesMetrics(registry)
 	if err != nil {
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	searchProductsHandler, err := provideSearchHandler(readModel, deps)
+	productByIDHandler, err := provideProductByIDHandler(productRepository, readYourWritesMetrics, deps)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	searchProductsHandler, err := provideSearchHandler(readModel, readYourWritesMetrics, deps)
 	if err != nil {
 		cleanup3()
 		cleanup2()
