@@ -14,6 +14,7 @@ BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m
 include mk/deps.mk
 include mk/proto.mk
 include mk/drill.mk
+include mk/deploy.mk
 
 # `make deps` (recipe in mk/deps.mk) starts PostgreSQL 5432, Kafka 9094 and OpenSearch 9200.
 deps:
@@ -22,9 +23,19 @@ deps:
 help: ## show this help
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*?## "}{printf "  \033[36m%-14s\033[0m %s\n",$$1,$$2}'
 
+# Which build this is (`catalog version`, catalog_build_info, the startup log line): the tag
+# or commit of the working tree, the commit, and the commit's time (reproducible, unlike the
+# clock). Outside a git checkout the toolchain's own stamp is used.
+VERSION       ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT        ?= $(shell git rev-parse --short=12 HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+BUILD_TIME    ?= $(shell git log -1 --format=%cI 2>/dev/null)
+LDFLAGS       := -X github.com/marketplace/catalog/service.version=$(VERSION) \
+                 -X github.com/marketplace/catalog/service.commit=$(COMMIT) \
+                 -X github.com/marketplace/catalog/service.buildTime=$(BUILD_TIME)
+
 .PHONY: build
-build: ## build bin/catalog
-	$(GO) build -trimpath -o $(BIN) ./cmd/catalog
+build: ## build bin/catalog (version, commit and build time from git)
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/catalog
 
 .PHONY: run
 run: build ## install/start PostgreSQL, migrate, run `catalog serve` (embedded Kafka)

@@ -37,6 +37,8 @@ func NewProcess(log *slog.Logger, roles ...NamedRole) *Process {
 // Run runs every role until ctx is cancelled (a signal) or one role fails; then the others are
 // cancelled and awaited, so in-flight requests and relays finish before the process exits.
 func (p *Process) Run(ctx context.Context) error {
+	b := Build()
+	p.log.Info("catalog starting", "version", b.Version, "commit", b.Commit, "build_time", b.BuildTime, "go_version", b.GoVersion)
 	g, ctx := errgroup.WithContext(ctx)
 	for _, r := range p.roles {
 		g.Go(func() error {

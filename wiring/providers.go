@@ -65,12 +65,25 @@ var ApplicationSet = wire.NewSet(
 // ObservabilitySet provides the metrics registry and the tracer provider.
 var ObservabilitySet = wire.NewSet(
 	provideTracing,
-	metrics.NewRegistry,
+	provideRegistry,
 	metrics.NewRelayMetrics,
 	metrics.NewProjectorMetrics,
 	metrics.NewReadYourWritesMetrics,
 	wire.Bind(new(decorator.MetricsClient), new(*metrics.Registry)),
 )
+
+// provideRegistry is the process's metrics registry, with catalog_build_info.
+func provideRegistry() (*metrics.Registry, error) {
+	reg, err := metrics.NewRegistry()
+	if err != nil {
+		return nil, err
+	}
+	b := service.Build()
+	if err := reg.RegisterBuildInfo(metrics.Build{Version: b.Version, Commit: b.Commit, GoVersion: b.GoVersion}); err != nil {
+		return nil, err
+	}
+	return reg, nil
+}
 
 // provideTracing sets OpenTelemetry up from the OTEL_* environment (a no-op provider when
 // unconfigured); the cleanup flushes buffered spans after every role has stopped.
@@ -228,6 +241,9 @@ func extendLiveIndex(ctx context.Context, indices *elasticsearch.Indices, index 
 // CATALOG_DATA_DIR/search). The process holds its directory exclusively: a second process on
 // the same directory stops here with the reason.
 func provideEmbeddedReadModel(ctx context.Context, cfg service.Config, log *slog.Logger) (ReadModel, func(), error) {
+	if err := ensureDataDir(cfg); err != nil {
+		return ReadModel{}, nil, err
+	}
 	dir := filepath.Join(cfg.DataDir, "search")
 	store, err := bleve.Open(bleve.Config{Dir: dir, Alias: cfg.SearchAlias})
 	if err != nil {
@@ -401,7 +417,7 @@ func provideGRPCServer(cfg service.Config, svc *apprebuild.Service, operations *
 
 // OpsSet provides the operator's use cases (catalog status, catalog verify), their gRPC
 // service on the admin port, and the sampler of the operational gauges on /metrics.
-var OpsSet = wire.NewSet(provideOpsStats, provideKafkaOpsStats, provideDLQAudit, provideCommitProgress, provideOpsService, provideOperations, provideOpsSampler)
+var OpsSet = wire.NewSet(provideOpsStats, provideKafkaOpsStats, provideDLQAudit, provideCommitProgress, provideOpsService, provideStatusSampler, provideOperations, provideOpsSampler)
 
 func provideDLQAudit(db *postgres.DB) (*postgres.DLQAudit, error) { return postgres.NewDLQAudit(db) }
 
@@ -440,11 +456,36 @@ func provideOpsService(cfg service.Config, db *postgres.DB, pg *postgres.OpsStat
 			Progress: progress, Log: log.With("component", "ops")})
 }
 
-func provideOperations(svc *ops.Service) (*grpcport.Operations, error) {
+func provideOperations(svc *ops.Service, sampler *metrics.StatusSampler) (*grpcport.Operations, error) {
 	if svc == nil {
 		return nil, nil
 	}
-	return grpcport.NewOperations(svc)
+	return grpcport.NewOperations(verifyRecorder{svc, sampler})
+}
+
+// provideStatusSampler exports the status findings and the last verify's differences; nil
+// without a read model (there is no status service then).
+func provideStatusSampler(reg *metrics.Registry, svc *ops.Service, log *slog.Logger) (*metrics.StatusSampler, error) {
+	if svc == nil {
+		return nil, nil
+	}
+	return metrics.NewStatusSampler(reg, svc, 0, log.With("component", "status-sampler"))
+}
+
+// verifyRecorder hands every finished verify's report to the metrics, so an alert sees
+// what an operator's `catalog verify` found.
+type verifyRecorder struct {
+	*ops.Service
+	sampler *metrics.StatusSampler
+}
+
+// Verify runs the verify and records its report.
+func (v verifyRecorder) Verify(ctx context.Context, req ops.VerifyRequest, progress func(ops.VerifyProgress)) (ops.VerifyReport, error) {
+	rep, err := v.Service.Verify(ctx, req, progress)
+	if err == nil {
+		v.sampler.ObserveVerify(rep)
+	}
+	return rep, err
 }
 
 // provideOpsSampler samples the pipeline's gauges (outbox, lag, dead letters) for /metrics. It
@@ -489,23 +530,12 @@ func provideHTTPServer(cfg service.Config, app application.Application, db *post
 	if err != nil {
 		return nil, err
 	}
-	kafkaPing := func(ctx context.Context) error { return kafka.Ping(ctx, kc) }
+	checks := roleChecks(db, kc, rm)
 	roles := map[string]map[string]func(context.Context) error{}
-	if cfg.Runs(service.RoleRelay) {
-		roles[service.RoleRelay] = map[string]func(context.Context) error{"postgres": db.Ping, "kafka": kafkaPing}
-	}
-	if rm.Target != nil && cfg.Runs(service.RoleProjector) {
-		roles[service.RoleProjector] = map[string]func(context.Context) error{
-			"kafka": kafkaPing,
-			// The projector writes through the alias only: a cluster that answers but has
-			// lost the alias stalls it just as much as one that does not answer.
-			"search": func(ctx context.Context) error { _, err := rm.Target.AliasTarget(ctx); return err },
+	for _, r := range []string{service.RoleRelay, service.RoleProjector, service.RoleAdmin} {
+		if c, ok := checks[r]; ok && cfg.Runs(r) {
+			roles[r] = c
 		}
-	}
-	if cfg.Runs(service.RoleAdmin) {
-		// Every admin call reads the rebuild records or the pipeline from Postgres; a Kafka or
-		// search outage is what `catalog status` must still be able to report.
-		roles[service.RoleAdmin] = map[string]func(context.Context) error{"postgres": db.Ping}
 	}
 	// With METRICS_ADDR the metrics have a listener of their own (provideMetricsServer).
 	var metricsHandler http.Handler
@@ -515,7 +545,7 @@ func provideHTTPServer(cfg service.Config, app application.Application, db *post
 	return httpport.NewServer(httpport.Config{Addr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout,
 		TLSCertFile: cfg.HTTPTLSCertFile, TLSKeyFile: cfg.HTTPTLSKeyFile}, app, httpport.Deps{
 		Log:        log,
-		Ready:      map[string]func(context.Context) error{"postgres": db.Ping},
+		Ready:      roleChecks(db, kc, rm)[service.RoleAPI],
 		RoleReady:  roles,
 		ProbesOnly: !cfg.Runs(service.RoleAPI),
 		Metrics:    metricsHandler,
@@ -524,6 +554,31 @@ func provideHTTPServer(cfg service.Config, app application.Application, db *post
 			hm.ObserveHTTP(rec.Method, rec.Route, rec.Status, rec.Duration)
 		},
 	})
+}
+
+// roleChecks are the readiness checks of each role, the one place that says what each
+// role needs: the API Postgres alone (writes go to Postgres and the outbox, so a Kafka or
+// search outage must not take the write API out of rotation); the relay Postgres and Kafka;
+// the projector Kafka and the search alias; the admin port Postgres (every admin call reads
+// the rebuild records or the pipeline from Postgres; a Kafka or search outage is what
+// `catalog status` must still be able to report). Without a search read model there is no
+// projector role.
+func roleChecks(db *postgres.DB, kc kafka.Config, rm ReadModel) map[string]map[string]func(context.Context) error {
+	kafkaPing := func(ctx context.Context) error { return kafka.Ping(ctx, kc) }
+	roles := map[string]map[string]func(context.Context) error{
+		service.RoleAPI:   {"postgres": db.Ping},
+		service.RoleRelay: {"postgres": db.Ping, "kafka": kafkaPing},
+		service.RoleAdmin: {"postgres": db.Ping},
+	}
+	if rm.Target != nil {
+		roles[service.RoleProjector] = map[string]func(context.Context) error{
+			"kafka": kafkaPing,
+			// The projector writes through the alias only: a cluster that answers but has
+			// lost the alias stalls it just as much as one that does not answer.
+			"search": func(ctx context.Context) error { _, err := rm.Target.AliasTarget(ctx); return err },
+		}
+	}
+	return roles
 }
 
 // ServeProcess is `catalog serve`: the roles of CATALOG_ROLES (every role by default) in one
@@ -565,12 +620,12 @@ func (r rebuildsRole) Run(ctx context.Context) error {
 	return nil
 }
 
-func provideServeProcess(cfg service.Config, log *slog.Logger, http *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, ms *httpport.MetricsServer) (ServeProcess, error) {
+func provideServeProcess(cfg service.Config, log *slog.Logger, http *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, status *metrics.StatusSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel) (ServeProcess, error) {
 	httpRole := "api"
 	if !cfg.Runs(service.RoleAPI) {
 		httpRole = "probes"
 	}
-	roles := []service.NamedRole{{Name: httpRole, Role: http}}
+	roles := []service.NamedRole{{Name: httpRole, Role: listenerRole{http, "HTTP_ADDR", cfg.HTTPAddr}}}
 	// Each role runs where it was asked for and has what it needs; a role asked for that
 	// could not be built (the projector and the admin port need a read model) is an error,
 	// not a replica that silently does less.
@@ -582,9 +637,10 @@ func provideServeProcess(cfg service.Config, log *slog.Logger, http *httpport.Se
 		{service.RoleRelay, "relay", relay, relay != nil},
 		{service.RoleRelay, "outbox-retention", retention, retention != nil},
 		{service.RoleAdmin, "ops-metrics", sampler, sampler != nil},
+		{service.RoleAdmin, "status-metrics", status, status != nil && cfg.Runs(service.RoleAdmin)},
 		{service.RoleAdmin, "rebuilds", rebuildsRole{rebuilds}, rebuilds != nil},
 		{service.RoleProjector, "projector", proj, proj != nil},
-		{service.RoleAdmin, "grpc-admin", admin, admin != nil},
+		{service.RoleAdmin, "grpc-admin", listenerRole{admin, "GRPC_ADDR", cfg.GRPCAddr}, admin != nil},
 	} {
 		switch {
 		case r.built:
@@ -593,8 +649,39 @@ func provideServeProcess(cfg service.Config, log *slog.Logger, http *httpport.Se
 			return ServeProcess{}, fmt.Errorf("catalog serve: the %s role needs a search read model (%s): set ELASTICSEARCH_URL", r.role, r.name)
 		}
 	}
+	if ms != nil && cfg.Runs(service.RoleAPI) {
+		ms.ServeReadiness(service.RoleAPI, roleChecks(db, kc, rm)[service.RoleAPI])
+	}
 	log.Info("catalog serve", "roles", strings.Join(cfg.Roles, ","))
 	return ServeProcess{service.NewProcess(log, withMetrics(roles, ms)...)}, nil
+}
+
+// adminRoles are what runs beside the API in `catalog serve` and `catalog api`: the
+// operational gauges, rebuild recovery and the gRPC admin port.
+func adminRoles(cfg service.Config, sampler *metrics.OpsSampler, status *metrics.StatusSampler, rebuilds *apprebuild.Service, admin *grpcport.Server) []service.NamedRole {
+	roles := []service.NamedRole{{Name: "ops-metrics", Role: sampler}}
+	if status != nil {
+		roles = append(roles, service.NamedRole{Name: "status-metrics", Role: status})
+	}
+	if rebuilds != nil {
+		roles = append(roles, service.NamedRole{Name: "rebuilds", Role: rebuildsRole{rebuilds}})
+	}
+	if admin != nil {
+		roles = append(roles, service.NamedRole{Name: "grpc-admin", Role: listenerRole{admin, "GRPC_ADDR", cfg.GRPCAddr}})
+	}
+	return roles
+}
+
+// APIProcess is `catalog api`: the REST API with the admin port, the operational gauges and
+// rebuild recovery, without relay or projector, for deployments that scale each role apart.
+type APIProcess struct{ *service.Process }
+
+func provideAPIProcess(cfg service.Config, log *slog.Logger, api *httpport.Server, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, status *metrics.StatusSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel) APIProcess {
+	if ms != nil {
+		ms.ServeReadiness(service.RoleAPI, roleChecks(db, kc, rm)[service.RoleAPI])
+	}
+	roles := append([]service.NamedRole{{Name: "api", Role: listenerRole{api, "HTTP_ADDR", cfg.HTTPAddr}}}, adminRoles(cfg, sampler, status, rebuilds, admin)...)
+	return APIProcess{service.NewProcess(log, withMetrics(roles, ms)...)}
 }
 
 // withMetrics adds the METRICS_ADDR listener to a process's roles when there is one.
@@ -602,20 +689,26 @@ func withMetrics(roles []service.NamedRole, ms *httpport.MetricsServer) []servic
 	if ms == nil {
 		return roles
 	}
-	return append(roles, service.NamedRole{Name: "metrics", Role: ms})
+	return append(roles, service.NamedRole{Name: "metrics", Role: listenerRole{ms, "METRICS_ADDR", ms.Addr()}})
 }
 
 // ProjectProcess is `catalog project`: the projector alone.
 type ProjectProcess struct{ *service.Process }
 
-func provideProjectProcess(log *slog.Logger, proj *projector.Projector, ms *httpport.MetricsServer) (ProjectProcess, error) {
+func provideProjectProcess(log *slog.Logger, proj *projector.Projector, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel) (ProjectProcess, error) {
 	if proj == nil {
 		return ProjectProcess{}, errors.New("catalog project needs a search read model: set ELASTICSEARCH_URL")
+	}
+	if ms != nil {
+		ms.ServeReadiness(service.RoleProjector, roleChecks(db, kc, rm)[service.RoleProjector])
 	}
 	return ProjectProcess{service.NewProcess(log, withMetrics([]service.NamedRole{{Name: "projector", Role: proj}}, ms)...)}, nil
 }
 
-func provideRelayProcess(log *slog.Logger, relay *postgres.Relay, retention *postgres.OutboxRetention, ms *httpport.MetricsServer) RelayProcess {
+func provideRelayProcess(log *slog.Logger, relay *postgres.Relay, retention *postgres.OutboxRetention, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config) RelayProcess {
+	if ms != nil {
+		ms.ServeReadiness(service.RoleRelay, roleChecks(db, kc, ReadModel{})[service.RoleRelay])
+	}
 	return RelayProcess{service.NewProcess(log, withMetrics([]service.NamedRole{{Name: "relay", Role: relay},
 		{Name: "outbox-retention", Role: retention}}, ms)...)}
 }

@@ -65,9 +65,12 @@ func provideKafka(ctx context.Context, cfg service.Config, log *slog.Logger) (ka
 		{Name: cfg.DLQTopic, Partitions: int32(cfg.TopicPartitions), ReplicationFactor: int16(cfg.TopicReplicationFactor), MinInsyncReplicas: cfg.TopicMinInsyncReplicas},
 	}
 	if len(cfg.KafkaBrokers) == 0 {
+		if err := ensureDataDir(cfg); err != nil {
+			return kafka.Config{}, nil, err
+		}
 		b, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: cfg.EmbeddedKafkaAddr, Dir: filepath.Join(cfg.DataDir, "kafka")}, log, topics...)
 		if err != nil {
-			return kafka.Config{}, nil, err
+			return kafka.Config{}, nil, bindHint(err, "EMBEDDED_KAFKA_ADDR", cfg.EmbeddedKafkaAddr)
 		}
 		return kafka.Config{Brokers: []string{b.Addr()}}, b.Close, nil
 	}

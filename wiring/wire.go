@@ -18,6 +18,12 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	return ServeProcess{}, nil, nil
 }
 
+// InitializeAPI builds `catalog api`.
+func InitializeAPI(ctx context.Context, cfg service.Config, log *slog.Logger) (APIProcess, func(), error) {
+	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, RebuildSet, OpsSet, provideHTTPServer, provideMetricsServer, provideAPIProcess)
+	return APIProcess{}, nil, nil
+}
+
 // InitializeRelay builds `catalog relay`.
 func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) (RelayProcess, func(), error) {
 	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, provideRelay, provideRetention, provideMetricsServer, provideRelayProcess)

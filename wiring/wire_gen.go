@@ -30,7 +30,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		return ServeProcess{}, nil, err
 	}
 	v := provideClock()
-	registry, err := metrics.NewRegistry()
+	registry, err := provideRegistry()
 	if err != nil {
 		cleanup()
 		return ServeProcess{}, nil, err
@@ -225,7 +225,19 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	operations, err := provideOperations(opsService)
+	statusSampler, err := provideStatusSampler(registry, opsService, log)
+	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	operations, err := provideOperations(opsService, statusSampler)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -273,7 +285,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	serveProcess, err := provideServeProcess(cfg, log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, metricsServer)
+	serveProcess, err := provideServeProcess(cfg, log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, statusSampler, metricsServer, db, config, readModel)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -288,6 +300,211 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	return serveProcess, func() {
 		cleanup8()
 		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+	}, nil
+}
+
+// InitializeAPI builds `catalog api`.
+func InitializeAPI(ctx context.Context, cfg service.Config, log *slog.Logger) (APIProcess, func(), error) {
+	db, cleanup, err := provideDB(ctx, cfg)
+	if err != nil {
+		return APIProcess{}, nil, err
+	}
+	productRepository, err := provideProductRepository(db, cfg, log)
+	if err != nil {
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	v := provideClock()
+	registry, err := provideRegistry()
+	if err != nil {
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	deps := provideDecoratorDeps(log, registry)
+	createProductHandler, err := command.NewCreateProductHandler(productRepository, v, deps)
+	if err != nil {
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	updateProductHandler, err := command.NewUpdateProductHandler(productRepository, v, deps)
+	if err != nil {
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	deleteProductHandler, err := command.NewDeleteProductHandler(productRepository, v, deps)
+	if err != nil {
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	readModel, cleanup2, err := provideReadModel(ctx, cfg, log)
+	if err != nil {
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	projectProductEventHandler, err := provideProjectHandler(readModel, deps)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	commands := application.Commands{
+		CreateProduct:       createProductHandler,
+		UpdateProduct:       updateProductHandler,
+		DeleteProduct:       deleteProductHandler,
+		ProjectProductEvent: projectProductEventHandler,
+	}
+	readYourWritesMetrics, err := metrics.NewReadYourWritesMetrics(registry)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	productByIDHandler, err := provideProductByIDHandler(productRepository, readYourWritesMetrics, deps)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	searchProductsHandler, err := provideSearchHandler(readModel, readYourWritesMetrics, deps)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	queries := application.Queries{
+		ProductByID:    productByIDHandler,
+		SearchProducts: searchProductsHandler,
+	}
+	applicationApplication := application.Application{
+		Commands: commands,
+		Queries:  queries,
+	}
+	config, cleanup3, err := provideKafka(ctx, cfg, log)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	tracerProvider, cleanup4, err := provideTracing(ctx, log)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	server, err := provideHTTPServer(cfg, applicationApplication, db, config, readModel, registry, tracerProvider, log)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	rebuildService, cleanup5, err := provideRebuildService(cfg, db, config, readModel, registry, log)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	opsStats, err := provideOpsStats(db, cfg)
+	if err != nil {
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	kafkaOpsStats, cleanup6, err := provideKafkaOpsStats(cfg, config)
+	if err != nil {
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	dlqAudit, err := provideDLQAudit(db)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	commitProgress := provideCommitProgress()
+	opsService, err := provideOpsService(cfg, db, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, log)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	statusSampler, err := provideStatusSampler(registry, opsService, log)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	operations, err := provideOperations(opsService, statusSampler)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	grpcportServer, err := provideGRPCServer(cfg, rebuildService, operations, registry, log)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, log)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	metricsServer, err := provideMetricsServer(cfg, registry, log)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	apiProcess := provideAPIProcess(cfg, log, server, grpcportServer, rebuildService, opsSampler, statusSampler, metricsServer, db, config, readModel)
+	return apiProcess, func() {
 		cleanup6()
 		cleanup5()
 		cleanup4()
@@ -314,7 +531,7 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	registry, err := metrics.NewRegistry()
+	registry, err := provideRegistry()
 	if err != nil {
 		cleanup3()
 		cleanup2()
@@ -359,7 +576,7 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	relayProcess := provideRelayProcess(log, relay, outboxRetention, metricsServer)
+	relayProcess := provideRelayProcess(log, relay, outboxRetention, metricsServer, db, config)
 	return relayProcess, func() {
 		cleanup4()
 		cleanup3()
@@ -397,7 +614,7 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		return ProjectProcess{}, nil, err
 	}
 	v := provideClock()
-	registry, err := metrics.NewRegistry()
+	registry, err := provideRegistry()
 	if err != nil {
 		cleanup2()
 		cleanup()
@@ -501,7 +718,7 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	projectProcess, err := provideProjectProcess(log, projector, metricsServer)
+	projectProcess, err := provideProjectProcess(log, projector, metricsServer, db, config, readModel)
 	if err != nil {
 		cleanup5()
 		cleanup4()

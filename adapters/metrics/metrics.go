@@ -77,3 +77,22 @@ func outcome(err error) string {
 		return "error"
 	}
 }
+
+// Build names the running binary in catalog_build_info.
+type Build struct {
+	// Version is the release version, Commit the VCS revision, GoVersion the toolchain.
+	Version, Commit, GoVersion string
+}
+
+// RegisterBuildInfo adds catalog_build_info, a gauge that is always 1 and carries the build
+// as labels: joined on other series (`* on(instance) group_left(version)`) it tells which
+// release each replica runs, and a dashboard shows a rollout as two versions side by side.
+func (r *Registry) RegisterBuildInfo(b Build) error {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Namespace: "catalog", Name: "build_info",
+		Help:        "Always 1; the labels say which build of catalog this process runs.",
+		ConstLabels: prometheus.Labels{"version": b.Version, "commit": b.Commit, "goversion": b.GoVersion},
+	})
+	g.Set(1)
+	return r.Register(g)
+}

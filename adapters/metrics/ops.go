@@ -162,10 +162,16 @@ func NewOpsSampler(r *Registry, src OpsSources, cfg OpsSamplerConfig, log *slog.
 
 // Run samples at once and then every Interval until ctx is cancelled; it returns nil then.
 func (s *OpsSampler) Run(ctx context.Context) error {
-	t := time.NewTicker(s.cfg.Interval)
+	return sampleEvery(ctx, s.cfg.Interval, s.Sample)
+}
+
+// sampleEvery calls sample at once and then every interval until ctx is cancelled, the loop
+// of the samplers that refresh gauges in the background (scrapes only read them).
+func sampleEvery(ctx context.Context, interval time.Duration, sample func(context.Context)) error {
+	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		s.Sample(ctx)
+		sample(ctx)
 		select {
 		case <-ctx.Done():
 			return nil

@@ -41,8 +41,9 @@ const (
 //	catalog_rebuild_docs_total                 documents expected in the current phase
 //	catalog_rebuild_started_timestamp_seconds  when the newest rebuild started
 //	catalog_rebuild_heartbeat_timestamp_seconds when the newest rebuild's runner last beat,
-//	                                            while it has not ended: alert on time() minus
-//	                                            it, a runner that died stops beating
+//	                                            while it has not ended (0 otherwise): alert on
+//	                                            time() minus it while running, a runner that
+//	                                            died stops beating
 //	catalog_rebuild_record_up                  0 when the record could not be read
 //
 // When the record cannot be read only catalog_rebuild_record_up (0) is exposed: stale
@@ -77,7 +78,7 @@ func NewRebuildMetrics(r *Registry, records RebuildRecords) (*RebuildMetrics, er
 		total:   desc("docs_total", "Documents the newest projection rebuild expects in its current phase."),
 		started: desc("started_timestamp_seconds", "Start time of the newest projection rebuild (Unix seconds)."),
 		heartbeat: desc("heartbeat_timestamp_seconds",
-			"Last heartbeat of the newest projection rebuild's runner (Unix seconds), while the rebuild has not ended; it beats about every second."),
+			"Last heartbeat of the newest projection rebuild's runner (Unix seconds) while the rebuild has not ended, 0 otherwise; it beats about every second."),
 		up: desc("record_up", "1 when the rebuild record could be read for these metrics, 0 otherwise."),
 	}
 	if err := r.Register(m); err != nil {
@@ -120,9 +121,13 @@ func (m *RebuildMetrics) Collect(ch chan<- prometheus.Metric) {
 	if found && !snap.StartedAt.IsZero() {
 		gauge(m.started, float64(snap.StartedAt.UnixNano())/1e9)
 	}
+	// Always exported (0 without a live rebuild), so that the alert and the dashboard that
+	// name it are checked against a series that exists; they guard it with running == 1.
+	heartbeat := 0.0
 	if found && !snap.Phase.Terminal() && !snap.HeartbeatAt.IsZero() {
-		gauge(m.heartbeat, float64(snap.HeartbeatAt.UnixNano())/1e9)
+		heartbeat = float64(snap.HeartbeatAt.UnixNano()) / 1e9
 	}
+	gauge(m.heartbeat, heartbeat)
 }
 
 // latest returns the newest record's snapshot, reading it when the cached one is too old.

@@ -91,9 +91,9 @@ catalog_rebuild_started_timestamp_seconds ` + strconv.FormatFloat(float64(starte
 }
 
 // TestRebuildHeartbeatMetric: the runner's last heartbeat is exposed while the rebuild runs,
-// so an alert can see a runner that stopped beating; not once the rebuild has ended.
+// so an alert can see a runner that stopped beating; 0 once the rebuild has ended.
 func TestRebuildHeartbeatMetric(t *testing.T) {
-	const help = "# HELP catalog_rebuild_heartbeat_timestamp_seconds Last heartbeat of the newest projection rebuild's runner (Unix seconds), while the rebuild has not ended; it beats about every second.\n# TYPE catalog_rebuild_heartbeat_timestamp_seconds gauge\n"
+	const help = "# HELP catalog_rebuild_heartbeat_timestamp_seconds Last heartbeat of the newest projection rebuild's runner (Unix seconds) while the rebuild has not ended, 0 otherwise; it beats about every second.\n# TYPE catalog_rebuild_heartbeat_timestamp_seconds gauge\n"
 	running := record(t, rebuild.PhaseFill, 250, 1000)
 	running.Claim("host/1/abc", started.Add(30*time.Second))
 	for name, c := range map[string]struct {
@@ -101,7 +101,7 @@ func TestRebuildHeartbeatMetric(t *testing.T) {
 		want string
 	}{
 		"running":  {[]*rebuild.Rebuild{running}, help + "catalog_rebuild_heartbeat_timestamp_seconds " + strconv.FormatInt(started.Add(30*time.Second).Unix(), 10) + "\n"},
-		"finished": {[]*rebuild.Rebuild{record(t, rebuild.PhaseSucceeded, 1000, 1000)}, ""},
+		"finished": {[]*rebuild.Rebuild{record(t, rebuild.PhaseSucceeded, 1000, 1000)}, help + "catalog_rebuild_heartbeat_timestamp_seconds 0\n"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := newRegistry(t)

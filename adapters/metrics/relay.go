@@ -28,6 +28,10 @@ func NewRelayMetrics(r *Registry) (*RelayMetrics, error) {
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 16),
 		}),
 	}
+	// Both results exist from the start, so that rate() and increase() see the first error
+	// instead of a series that appears with its first sample.
+	m.forwarded.WithLabelValues("ok")
+	m.forwarded.WithLabelValues("error")
 	if err := r.Register(m.forwarded, m.latency); err != nil {
 		return nil, err
 	}

@@ -75,16 +75,22 @@ ADMIN_TOKEN (or ADMIN_TOKEN_FILE) nor mutual TLS (GRPC_TLS_CLIENT_CA_FILE) prote
 	}
 }
 
-func newRelayCmd(cfg *service.Config) *cobra.Command {
+func newAPICmd(cfg *service.Config) *cobra.Command {
 	return &cobra.Command{
-		Use:   "relay",
-		Short: "Run the outbox relay only (the runbook's process_outbox)",
-		Long: `Forwards committed outbox events to PRODUCT_EVENTS_TOPIC, one forwarder per outbox lane.
-Several relay processes may run at once: each lane is owned by one of them at a time.`,
+		Use:   "api",
+		Short: "Run the REST API and the gRPC admin port only (no relay, no projector)",
+		Long: `Runs what 'catalog serve' runs except the outbox relay and the projector: the REST API on
+HTTP_ADDR, the gRPC admin port on GRPC_ADDR (rebuilds run here), the operational gauges
+(outbox age, projector lag, DLQ) and the recovery of rebuilds whose runner died. Run it with
+'catalog relay' and 'catalog project' to scale each role on its own, as the Helm chart does.
+The admin port's protection is required as for serve.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := cfg.CheckAdminExposure(); err != nil {
+				return configError(err)
+			}
 			log := service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
-			p, cleanup, err := wiring.InitializeRelay(cmd.Context(), onlyRole(*cfg, service.RoleRelay), log)
+			p, cleanup, err := wiring.InitializeAPI(cmd.Context(), onlyRoles(*cfg, service.RoleAPI, service.RoleAdmin), log)
 			if err != nil {
 				return err
 			}
@@ -94,10 +100,29 @@ Several relay processes may run at once: each lane is owned by one of them at a 
 	}
 }
 
-// onlyRole is cfg for a command that runs one role whatever CATALOG_ROLES says (that setting
-// is serve's), so its providers build exactly what the role needs.
-func onlyRole(cfg service.Config, role string) service.Config {
-	cfg.Roles = []string{role}
+func newRelayCmd(cfg *service.Config) *cobra.Command {
+	return &cobra.Command{
+		Use:   "relay",
+		Short: "Run the outbox relay only (the runbook's process_outbox)",
+		Long: `Forwards committed outbox events to PRODUCT_EVENTS_TOPIC, one forwarder per outbox lane.
+Several relay processes may run at once: each lane is owned by one of them at a time.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
+			p, cleanup, err := wiring.InitializeRelay(cmd.Context(), onlyRoles(*cfg, service.RoleRelay), log)
+			if err != nil {
+				return err
+			}
+			defer cleanup()
+			return runProcess(cmd.Context(), p.Process)
+		},
+	}
+}
+
+// onlyRoles is cfg for a command that runs fixed roles whatever CATALOG_ROLES says (that
+// setting is serve's), so its providers build exactly what the roles need.
+func onlyRoles(cfg service.Config, roles ...string) service.Config {
+	cfg.Roles = roles
 	return cfg
 }
 
@@ -119,7 +144,7 @@ go to DLQ_TOPIC with headers saying why. Several projector processes share the p
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
-			p, cleanup, err := wiring.InitializeProject(cmd.Context(), onlyRole(*cfg, service.RoleProjector), log)
+			p, cleanup, err := wiring.InitializeProject(cmd.Context(), onlyRoles(*cfg, service.RoleProjector), log)
 			if err != nil {
 				return err
 			}

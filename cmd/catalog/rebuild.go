@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,7 +15,7 @@ import (
 	"golang.org/x/term"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
 	"github.com/marketplace/catalog/service"
@@ -137,21 +136,9 @@ func newRebuildStatusCmd(cfg *service.Config) *cobra.Command {
 				return adminError(cfg.GRPCAddr, "get rebuild", err)
 			}
 			if asJSON {
-				// protojson randomises its whitespace on purpose; normalise it so the
-				// output is stable for diffs and eyes alike.
-				b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(r)
-				if err != nil {
-					return err
-				}
-				var compact, out bytes.Buffer
-				if err := json.Compact(&compact, b); err != nil {
-					return err
-				}
-				if err := json.Indent(&out, compact.Bytes(), "", "  "); err != nil {
-					return err
-				}
-				fmt.Fprintln(cmd.OutOrStdout(), out.String())
-				return nil
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rebuildToJSON(r))
 			}
 			printRebuild(cmd.OutOrStdout(), r)
 			return nil
@@ -471,6 +458,52 @@ func runnerLine(r *projectionv1.Rebuild, now time.Time) string {
 		return fmt.Sprintf("%s NOT RESPONDING (last heartbeat %s): its process died or cannot reach the database; a replica's recovery marks the rebuild failed within seconds", r.GetRunner(), age)
 	}
 	return fmt.Sprintf("%s (heartbeat %s)", r.GetRunner(), age)
+}
+
+// rebuildJSON is `rebuild status --json`, in the conventions of every --json of the CLI
+// (`status --json`, `verify --json`): counts are numbers, durations seconds in a *_seconds
+// field, phases and sources lower-case words, times RFC 3339 or null.
+type rebuildJSON struct {
+	ID           string            `json:"id"`
+	Source       string            `json:"source"`
+	Phase        string            `json:"phase"`
+	FromIndex    string            `json:"from_index"`
+	ToIndex      string            `json:"to_index"`
+	DocsDone     int64             `json:"docs_done"`
+	DocsTotal    int64             `json:"docs_total"`
+	StartedAt    *time.Time        `json:"started_at"`
+	UpdatedAt    *time.Time        `json:"updated_at"`
+	FinishedAt   *time.Time        `json:"finished_at"`
+	Error        string            `json:"error"`
+	Runner       string            `json:"runner"`
+	HeartbeatAt  *time.Time        `json:"heartbeat_at"`
+	RunnerLost   bool              `json:"runner_lost"`
+	PhaseTimings []phaseTimingJSON `json:"phase_timings"`
+}
+
+type phaseTimingJSON struct {
+	Phase           string     `json:"phase"`
+	StartedAt       *time.Time `json:"started_at"`
+	DurationSeconds float64    `json:"duration_seconds"`
+}
+
+func rebuildToJSON(r *projectionv1.Rebuild) rebuildJSON {
+	at := func(ts *timestamppb.Timestamp) *time.Time {
+		if ts == nil || !ts.IsValid() {
+			return nil
+		}
+		t := ts.AsTime().UTC()
+		return &t
+	}
+	out := rebuildJSON{ID: r.GetId(), Source: sourceLabel(r.GetSource()), Phase: phaseLabel(r.GetPhase()),
+		FromIndex: r.GetFromIndex(), ToIndex: r.GetToIndex(), DocsDone: r.GetDocsDone(), DocsTotal: r.GetDocsTotal(),
+		StartedAt: at(r.GetStartedAt()), UpdatedAt: at(r.GetUpdatedAt()), FinishedAt: at(r.GetFinishedAt()), HeartbeatAt: at(r.GetHeartbeatAt()),
+		Error: r.GetError(), Runner: r.GetRunner(), RunnerLost: r.GetRunnerLost(), PhaseTimings: []phaseTimingJSON{}}
+	for _, pt := range r.GetPhaseTimings() {
+		out.PhaseTimings = append(out.PhaseTimings, phaseTimingJSON{Phase: phaseLabel(pt.GetPhase()),
+			StartedAt: at(pt.GetStartedAt()), DurationSeconds: pt.GetDuration().AsDuration().Seconds()})
+	}
+	return out
 }
 
 func phaseLabel(p projectionv1.RebuildPhase) string {

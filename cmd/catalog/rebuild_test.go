@@ -325,3 +325,31 @@ func TestDialTarget(t *testing.T) {
 		}
 	}
 }
+
+// TestRebuildStatusJSONFollowsTheCLIConventions: like `status --json`, numbers are numbers,
+// phases and sources lower-case words, durations seconds in *_seconds fields.
+func TestRebuildStatusJSONFollowsTheCLIConventions(t *testing.T) {
+	cfg := serveFake(t, &adminFake{snaps: []rebuild.Snapshot{snap(rebuild.PhaseSucceeded, 100, 100, 3*time.Second, "")}})
+	out, errOut, err := runCmd(t, newRebuildCmd, cfg, "status", "--json")
+	if err != nil {
+		t.Fatalf("err = %v\n%s", err, errOut)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	if got["phase"] != "succeeded" || got["source"] != "database" || got["docs_done"] != float64(100) || got["docs_total"] != float64(100) {
+		t.Errorf("phase/source/docs = %v/%v/%#v/%#v, want succeeded/database/100/100\n%s", got["phase"], got["source"], got["docs_done"], got["docs_total"], out)
+	}
+	timings, _ := got["phase_timings"].([]any)
+	if len(timings) == 0 {
+		t.Fatalf("no phase timings:\n%s", out)
+	}
+	first, _ := timings[0].(map[string]any)
+	if first["phase"] != "pending" || first["duration_seconds"] != float64(1) {
+		t.Errorf("first phase timing = %v, want pending with duration_seconds 1", first)
+	}
+	if strings.Contains(out, "REBUILD_PHASE_") || strings.Contains(out, `"duration":`) {
+		t.Errorf("proto names leak into the JSON:\n%s", out)
+	}
+}

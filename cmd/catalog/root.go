@@ -26,10 +26,21 @@ variable counts as unset. Run 'catalog <command> --help' for a command's flags.`
 		PersistentPreRunE: func(*cobra.Command, []string) error {
 			return configError(errors.Join(bound.apply(envLookup), bound.validate(cfg)))
 		},
+		// Bare `catalog` is a mistake in how it was called (exit 2), not a success: a
+		// container started without its command must not look like one that did its work.
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.PrintErr(cmd.UsageString())
+			return usageError{errors.New("a command is required (catalog serve, catalog migrate, ...; see the list above)")}
+		},
+		Version: service.Build().String(),
 	}
+	// --version prints the same line as `catalog version`, and like it reads no setting.
+	root.SetVersionTemplate("{{.Version}}\n")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	bound = bindSettings(root.PersistentFlags(), cfg)
-	root.AddCommand(newMigrateCmd(cfg), newServeCmd(cfg), newRelayCmd(cfg), newProjectCmd(cfg), newRebuildCmd(cfg), newIndexCmd(cfg), newDLQCmd(cfg), newStatusCmd(cfg), newVerifyCmd(cfg))
+	root.AddCommand(newMigrateCmd(cfg), newServeCmd(cfg), newAPICmd(cfg), newRelayCmd(cfg), newProjectCmd(cfg), newRebuildCmd(cfg), newIndexCmd(cfg), newDLQCmd(cfg), newStatusCmd(cfg), newVerifyCmd(cfg),
+		newVersionCmd(), newHealthcheckCmd(cfg))
 	return root
 }
 

@@ -165,9 +165,11 @@ func (v *verifyProgressView) update(p *operationsv1.VerifyProgress) {
 	}
 }
 
+// done erases the progress line on a terminal: the report that follows is the result, and a
+// stale "recheck ..." line left above or beside it reads as if the verify were still running.
 func (v *verifyProgressView) done() {
 	if v.drawn {
-		fmt.Fprintln(v.w)
+		fmt.Fprint(v.w, "\r\x1b[K")
 		v.drawn = false
 	}
 }

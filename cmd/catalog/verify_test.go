@@ -181,3 +181,21 @@ func TestRenderVerifyProgress(t *testing.T) {
 		t.Errorf("%d lines, want 2:\n%s", n, buf.String())
 	}
 }
+
+// TestVerifyProgressLineIsGoneBeforeTheReport: on a terminal the redrawn progress line is
+// erased when the verify ends, so nothing of it stays on the screen with the report.
+func TestVerifyProgressLineIsGoneBeforeTheReport(t *testing.T) {
+	var buf bytes.Buffer
+	v := &verifyProgressView{w: &buf, tty: true, now: time.Now}
+	v.update(&operationsv1.VerifyProgress{Phase: operationsv1.VerifyPhase_VERIFY_PHASE_RECHECK, Products: 3})
+	v.done()
+	screen := buf.String()
+	last := screen[strings.LastIndex(screen, "\r"):]
+	if last != "\r\x1b[K" {
+		t.Fatalf("after done the terminal line holds %q, want it erased", last)
+	}
+	v.done()
+	if buf.String() != screen {
+		t.Fatal("a second done wrote again")
+	}
+}

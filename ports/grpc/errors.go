@@ -3,6 +3,7 @@ package grpcport
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -22,6 +23,9 @@ const (
 	// ReasonAlreadyRunning: another rebuild holds the cluster-wide lock. Retrying later is
 	// correct; the metadata names the running rebuild when it is known.
 	ReasonAlreadyRunning = "REBUILD_ALREADY_RUNNING"
+	// ReasonNotFound: no rebuild has the id (NOT_FOUND); the metadata's rebuild_id is the id
+	// asked for, empty when the newest was asked for and no rebuild ever ran.
+	ReasonNotFound = "REBUILD_NOT_FOUND"
 	// ReasonFinished: the rebuild has already ended (cancel of a finished rebuild).
 	ReasonFinished = "REBUILD_FINISHED"
 	// ReasonNoPreviousIndex: a rollback has no older index to go back to.
@@ -67,7 +71,8 @@ func mapError(err error) (_ error, internal bool) {
 	case errors.Is(err, rebuild.ErrAlreadyRunning):
 		return withReason(codes.FailedPrecondition, err.Error(), ReasonAlreadyRunning, nil), false
 	case errors.Is(err, rebuild.ErrNotFound):
-		return status.Error(codes.NotFound, err.Error()), false
+		// The chain names the layers it passed (store, query), none of the client's business.
+		return withReason(codes.NotFound, "rebuild not found", ReasonNotFound, nil), false
 	case errors.Is(err, rebuild.ErrFinished):
 		return withReason(codes.FailedPrecondition, err.Error(), ReasonFinished, nil), false
 	case errors.Is(err, apprebuild.ErrNoPreviousIndex):
@@ -93,6 +98,16 @@ func mapError(err error) (_ error, internal bool) {
 		return status.Error(codes.DeadlineExceeded, "deadline exceeded"), false
 	}
 	return status.Error(codes.Internal, internalMessage), true
+}
+
+// rebuildNotFound is NOT_FOUND for a request that named id: the message says what was asked,
+// never the server's error chain.
+func rebuildNotFound(id string) error {
+	msg := fmt.Sprintf("no rebuild has id %q", id)
+	if id == "" {
+		msg = "no rebuild has run yet"
+	}
+	return withReason(codes.NotFound, msg, ReasonNotFound, map[string]string{"rebuild_id": id})
 }
 
 // withReason builds a status with a google.rpc.ErrorInfo detail, so clients can tell apart

@@ -52,6 +52,9 @@ func (s *Server) alreadyRunning(ctx context.Context, cause error) error {
 // GetRebuild implements ProjectionAdmin.GetRebuild.
 func (s *Server) GetRebuild(ctx context.Context, req *projectionv1.GetRebuildRequest) (*projectionv1.Rebuild, error) {
 	snap, err := s.svc.Get(ctx, req.GetId())
+	if errors.Is(err, rebuild.ErrNotFound) {
+		return nil, rebuildNotFound(req.GetId())
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -63,6 +66,9 @@ func (s *Server) GetRebuild(ctx context.Context, req *projectionv1.GetRebuildReq
 func (s *Server) WatchRebuild(req *projectionv1.WatchRebuildRequest, stream grpc.ServerStreamingServer[projectionv1.RebuildProgress]) error {
 	ctx := stream.Context()
 	snap, err := s.svc.Get(ctx, req.GetId())
+	if errors.Is(err, rebuild.ErrNotFound) {
+		return rebuildNotFound(req.GetId())
+	}
 	if err != nil {
 		return err
 	}
@@ -124,6 +130,9 @@ func (s *Server) CancelRebuild(ctx context.Context, req *projectionv1.CancelRebu
 		return nil, status.Error(codes.InvalidArgument, "id is required: cancelling \"the newest\" could stop a rebuild nobody meant")
 	}
 	snap, err := s.svc.Cancel(ctx, req.GetId())
+	if errors.Is(err, rebuild.ErrNotFound) {
+		return nil, rebuildNotFound(req.GetId())
+	}
 	if err != nil {
 		return nil, err
 	}

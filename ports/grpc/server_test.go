@@ -293,7 +293,7 @@ func TestErrorMapping(t *testing.T) {
 	}{
 		{"invalid", fmt.Errorf("x: %w", rebuild.ErrInvalid), codes.InvalidArgument, ""},
 		{"already running", fmt.Errorf("rollback: %w", rebuild.ErrAlreadyRunning), codes.FailedPrecondition, grpcport.ReasonAlreadyRunning},
-		{"not found", fmt.Errorf("get: %w", rebuild.ErrNotFound), codes.NotFound, ""},
+		{"not found", fmt.Errorf("get: %w", rebuild.ErrNotFound), codes.NotFound, grpcport.ReasonNotFound},
 		{"finished", fmt.Errorf("cancel: %w", rebuild.ErrFinished), codes.FailedPrecondition, grpcport.ReasonFinished},
 		{"no previous index", fmt.Errorf("rollback: %w", apprebuild.ErrNoPreviousIndex), codes.FailedPrecondition, grpcport.ReasonNoPreviousIndex},
 		{"no alias", fmt.Errorf("rollback: %w", apprebuild.ErrNoAlias), codes.FailedPrecondition, grpcport.ReasonNoAlias},
@@ -375,6 +375,42 @@ func TestErrorMapping(t *testing.T) {
 				t.Errorf("the cause of an internal error was not logged:\n%s", h.logs.String())
 			}
 		})
+	}
+}
+
+// TestNotFoundCarriesNoErrorChain: an unknown id is NOT_FOUND with an ErrorInfo naming it,
+// and the message says what was asked for, not which layers of the server it passed.
+func TestNotFoundCarriesNoErrorChain(t *testing.T) {
+	svc := &fakeService{
+		get: func(id string) (rebuild.Snapshot, error) {
+			return rebuild.Snapshot{}, fmt.Errorf("get rebuild %s: rebuild store: get %s: %w", id, id, rebuild.ErrNotFound)
+		},
+		cancel: func(id string) (rebuild.Snapshot, error) {
+			return rebuild.Snapshot{}, fmt.Errorf("rebuild store: request cancel %s: %w", id, rebuild.ErrNotFound)
+		},
+	}
+	h := start(t, svc, grpcport.Config{})
+	_, getErr := h.client.GetRebuild(ctxT(t), &projectionv1.GetRebuildRequest{Id: "nope"})
+	_, cancelErr := h.client.CancelRebuild(ctxT(t), &projectionv1.CancelRebuildRequest{Id: "nope"})
+	_, newestErr := h.client.GetRebuild(ctxT(t), &projectionv1.GetRebuildRequest{})
+	for _, c := range []struct {
+		err     error
+		message string
+		id      string
+	}{{getErr, `no rebuild has id "nope"`, "nope"}, {cancelErr, `no rebuild has id "nope"`, "nope"}, {newestErr, "no rebuild has run yet", ""}} {
+		st := status.Convert(c.err)
+		if st.Code() != codes.NotFound || st.Message() != c.message {
+			t.Errorf("status = %v %q, want NotFound %q", st.Code(), st.Message(), c.message)
+		}
+		var info *errdetails.ErrorInfo
+		for _, d := range st.Details() {
+			if i, ok := d.(*errdetails.ErrorInfo); ok {
+				info = i
+			}
+		}
+		if info.GetReason() != grpcport.ReasonNotFound || info.GetMetadata()["rebuild_id"] != c.id {
+			t.Errorf("ErrorInfo = %v, want reason %s with rebuild_id %q", info, grpcport.ReasonNotFound, c.id)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"sort"
 	"strings"
@@ -71,6 +72,15 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 		sort.Strings(known)
 		return invalidParameter("role", "must be one of "+strings.Join(known, ", "))
 	}
+	status, body := readiness(r.Context(), s.log, s.readyTimeout, role, checks)
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSON(w, status, body)
+}
+
+// readiness runs every named check of role concurrently (so the slowest, not the sum,
+// bounds the answer) and returns 200 when all pass, 503 otherwise. The API's server and the
+// metrics listener of the roles without an API (MetricsServer) share it.
+func readiness(ctx context.Context, log *slog.Logger, timeout time.Duration, role string, checks map[string]func(context.Context) error) (int, readinessJSON) {
 	names := make([]string, 0, len(checks))
 	for name := range checks {
 		names = append(names, name)
@@ -80,7 +90,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	results := make([]readinessCheckJSON, len(names))
 	var wg sync.WaitGroup
 	for i, name := range names {
-		wg.Go(func() { results[i] = s.runCheck(r.Context(), role, name, checks[name]) })
+		wg.Go(func() { results[i] = runCheck(ctx, log, timeout, role, name, checks[name]) })
 	}
 	wg.Wait()
 
@@ -92,12 +102,11 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 			body.Status, status = statusUnavailable, http.StatusServiceUnavailable
 		}
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	return writeJSON(w, status, body)
+	return status, body
 }
 
-func (s *Server) runCheck(ctx context.Context, role, name string, check func(context.Context) error) readinessCheckJSON {
-	ctx, cancel := context.WithTimeout(ctx, s.readyTimeout)
+func runCheck(ctx context.Context, log *slog.Logger, timeout time.Duration, role, name string, check func(context.Context) error) readinessCheckJSON {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	start := time.Now()
 	err := runWithContext(ctx, check)
@@ -105,7 +114,7 @@ func (s *Server) runCheck(ctx context.Context, role, name string, check func(con
 	if err == nil {
 		return res
 	}
-	s.log.WarnContext(ctx, "readiness check failed", "role", role, "check", name, "err", err, "request_id", RequestID(ctx))
+	log.WarnContext(ctx, "readiness check failed", "role", role, "check", name, "err", err, "request_id", RequestID(ctx))
 	res.Status, res.Error = statusFail, "failed"
 	if errors.Is(err, context.DeadlineExceeded) {
 		res.Error = "timeout"
