@@ -197,9 +197,7 @@ func startKafka(tb testing.TB) (*Kafka, error) {
 	jvm := []string{"-Xms128m", "-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
 		"-Dlog4j2.configurationFile=" + filepath.Join(repoRoot(), "scripts", "deps", "kafka", "log4j2.properties"),
 		"-Dkafka.logs.dir=" + filepath.Join(dir, "logs"), "-cp", classpath}
-	clusterID := make([]byte, 16)
-	_, _ = rand.Read(clusterID)
-	format := exec.Command(javaBin, append(jvm, "kafka.tools.StorageTool", "format", "-t", base64.RawURLEncoding.EncodeToString(clusterID), "-c", props,
+	format := exec.Command(javaBin, append(jvm, "kafka.tools.StorageTool", "format", "--cluster-id="+newClusterID(), "-c", props,
 		"--add-scram", fmt.Sprintf("SCRAM-SHA-512=[name=%s,password=%s]", kafkaAdmin, adminPassword),
 		"--add-scram", fmt.Sprintf("SCRAM-SHA-512=[name=%s,password=%s]", KafkaUser, k.Password),
 		"--add-scram", fmt.Sprintf("SCRAM-SHA-256=[name=%s,password=%s]", kafkaAdmin, adminPassword),
@@ -312,4 +310,13 @@ func secret() string {
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// newClusterID is a random Kafka cluster id (base64url of 16 bytes). It is passed as
+// --cluster-id=ID because the tool's argument parser reads a value that starts with "-" (one
+// id in 64) as an option, which failed the broker's start now and then.
+func newClusterID() string {
+	id := make([]byte, 16)
+	_, _ = rand.Read(id)
+	return base64.RawURLEncoding.EncodeToString(id)
 }
