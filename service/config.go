@@ -150,13 +150,20 @@ type Config struct {
 	// MetricsAddr, when set, serves /metrics on its own listener instead of HTTP_ADDR
 	// (METRICS_ADDR); it also gives `catalog relay` and `catalog project` a metrics endpoint.
 	MetricsAddr string
+	// ConsoleAddr serves the operations console of `catalog serve` (CONSOLE_ADDR); empty
+	// disables it. The command line defaults it to DefaultConsoleAddr; a Config built in code
+	// starts with it off, so tests and embeddings never bind a fixed port by accident.
+	ConsoleAddr string
 }
 
 // Defaults of the public contract (ARCHITECTURE §6).
 const (
-	DefaultDatabaseURL        = "postgres://postgres@127.0.0.1:5432/catalog?sslmode=disable"
-	DefaultEmbeddedKafkaAddr  = "127.0.0.1:9092"
-	DefaultHTTPAddr           = "127.0.0.1:8080"
+	DefaultDatabaseURL       = "postgres://postgres@127.0.0.1:5432/catalog?sslmode=disable"
+	DefaultEmbeddedKafkaAddr = "127.0.0.1:9092"
+	DefaultHTTPAddr          = "127.0.0.1:8080"
+	// DefaultConsoleAddr is the console's address on the command line: loopback, like the
+	// admin port, because the console starts rebuilds and replays dead letters.
+	DefaultConsoleAddr        = "127.0.0.1:8081"
 	DefaultGRPCAddr           = "127.0.0.1:9090"
 	DefaultDataDir            = "./data"
 	DefaultSearchAlias        = "product_search"

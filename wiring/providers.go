@@ -32,6 +32,8 @@ import (
 	"github.com/marketplace/catalog/application/query"
 	apprebuild "github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
+	"github.com/marketplace/catalog/ports/adminauth"
+	"github.com/marketplace/catalog/ports/console"
 	grpcport "github.com/marketplace/catalog/ports/grpc"
 	httpport "github.com/marketplace/catalog/ports/http"
 	"github.com/marketplace/catalog/ports/projector"
@@ -407,6 +409,55 @@ func provideOpsSampler(cfg service.Config, reg *metrics.Registry, pg *postgres.O
 		DLQTopic: cfg.DLQTopic}, log.With("component", "ops-sampler"))
 }
 
+// ConsoleSet provides the operations console of `catalog serve`.
+var ConsoleSet = wire.NewSet(provideConsole)
+
+// provideConsole is the console on CONSOLE_ADDR over the same use cases as the admin port
+// and the CLI, nil when CONSOLE_ADDR is empty or the process has no read model. Its dead
+// letter use cases read DLQ_TOPIC and replay to PRODUCT_EVENTS_TOPIC, with the audit log in
+// the database, as `catalog dlq` does.
+func provideConsole(cfg service.Config, opsSvc *ops.Service, rebuilds *apprebuild.Service, kc kafka.Config, audit *postgres.DLQAudit, log *slog.Logger) (*console.Server, func(), error) {
+	if cfg.ConsoleAddr == "" || opsSvc == nil || rebuilds == nil {
+		return nil, func() {}, nil
+	}
+	if err := cfg.CheckConsoleExposure(); err != nil {
+		return nil, nil, err
+	}
+	clog := log.With("component", "console")
+	reader, err := kafka.NewDLQReader(kc, cfg.DLQTopic, clog)
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, err := kafka.NewReplayPublisher(kc, cfg.ProductEventsTopic)
+	if err != nil {
+		reader.Close()
+		return nil, nil, err
+	}
+	cleanup := func() { pub.Close(); reader.Close() }
+	dlq, err := ops.NewDLQService(reader, pub, audit)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	deps := console.Deps{Operations: opsSvc, Rebuilds: rebuilds, DeadLetters: dlq, Log: clog}
+	if cfg.AdminToken.IsSet() {
+		v, err := adminauth.NewVerifier(cfg.AdminToken.Reveal())
+		if err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+		deps.Auth = v
+	} else {
+		clog.Warn("the console has no login (ADMIN_TOKEN is unset): anyone who can reach CONSOLE_ADDR on this machine can operate the catalog", "console_addr", cfg.ConsoleAddr)
+	}
+	srv, err := console.NewServer(console.Config{Addr: cfg.ConsoleAddr, ShutdownTimeout: cfg.ShutdownTimeout}, deps)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return srv, cleanup, nil
+}
+
 func provideClock() func() time.Time { return time.Now }
 
 func provideDecoratorDeps(log *slog.Logger, m decorator.MetricsClient) decorator.Deps {
@@ -497,7 +548,7 @@ func (r rebuildsRole) Run(ctx context.Context) error {
 	return nil
 }
 
-func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, ms *httpport.MetricsServer) ServeProcess {
+func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, ms *httpport.MetricsServer, con *console.Server) ServeProcess {
 	roles := []service.NamedRole{{Name: "api", Role: api}, {Name: "relay", Role: relay}, {Name: "outbox-retention", Role: retention}, {Name: "ops-metrics", Role: sampler}}
 	if rebuilds != nil {
 		roles = append(roles, service.NamedRole{Name: "rebuilds", Role: rebuildsRole{rebuilds}})
@@ -507,6 +558,9 @@ func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres
 	}
 	if admin != nil {
 		roles = append(roles, service.NamedRole{Name: "grpc-admin", Role: admin})
+	}
+	if con != nil {
+		roles = append(roles, service.NamedRole{Name: "console", Role: con})
 	}
 	return ServeProcess{service.NewProcess(log, withMetrics(roles, ms)...)}
 }

@@ -14,7 +14,7 @@ import (
 
 // InitializeServe builds `catalog serve`.
 func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) (ServeProcess, func(), error) {
-	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, RebuildSet, OpsSet, provideRelay, provideRetention, provideHTTPServer, provideProjector, provideMetricsServer, provideServeProcess)
+	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, RebuildSet, OpsSet, ConsoleSet, provideRelay, provideRetention, provideHTTPServer, provideProjector, provideMetricsServer, provideServeProcess)
 	return ServeProcess{}, nil, nil
 }
 

@@ -268,8 +268,21 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, metricsServer)
+	consoleServer, cleanup9, err := provideConsole(cfg, opsService, rebuildService, config, dlqAudit, log)
+	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, metricsServer, consoleServer)
 	return serveProcess, func() {
+		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
