@@ -54,6 +54,10 @@ func setEnv(t *testing.T, env map[string]string) {
 			t.Fatal(err)
 		}
 	}
+	if _, ok := env["CONSOLE_ADDR"]; !ok {
+		// The console is on by default on a fixed port; tests that want it give it theirs.
+		t.Setenv("CONSOLE_ADDR", "")
+	}
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
@@ -346,6 +350,35 @@ func TestServeRefusesAnOpenAdminPort(t *testing.T) {
 	} {
 		// Past the check the command goes on and fails on the unreachable database (exit 1).
 		if code, stderr := serveWith(env); code != exitFailure || strings.Contains(stderr, "ADMIN_TOKEN") {
+			t.Errorf("%s: exit %d, stderr %q; want the check passed", name, code, stderr)
+		}
+	}
+}
+
+// TestServeRefusesAnOpenConsole: the console does what the admin port does, so without
+// ADMIN_TOKEN serve will not put it beyond loopback: exit 2 and one line naming CONSOLE_ADDR.
+func TestServeRefusesAnOpenConsole(t *testing.T) {
+	serveWith := func(env map[string]string) (int, string) {
+		env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1"
+		setEnv(t, env)
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		var stderr lockedBuffer
+		return run(ctx, []string{"serve"}, &stderr), stderr.String()
+	}
+	for _, addr := range []string{"0.0.0.0:18598", ":18598", "10.1.2.3:8081"} {
+		code, stderr := serveWith(map[string]string{"CONSOLE_ADDR": addr})
+		if code != exitUsage || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "CONSOLE_ADDR") || !strings.Contains(stderr, "ADMIN_TOKEN") {
+			t.Errorf("CONSOLE_ADDR=%s without a login: exit %d, stderr %q; want exit 2 and one line", addr, code, stderr)
+		}
+	}
+	for name, env := range map[string]map[string]string{
+		"default":  {},
+		"disabled": {"CONSOLE_ADDR": ""},
+		"loopback": {"CONSOLE_ADDR": "127.0.0.1:18598"},
+		"token":    {"CONSOLE_ADDR": "0.0.0.0:18598", "ADMIN_TOKEN": "some-long-admin-token"},
+	} {
+		if code, stderr := serveWith(env); code != exitFailure || strings.Contains(stderr, "CONSOLE_ADDR") {
 			t.Errorf("%s: exit %d, stderr %q; want the check passed", name, code, stderr)
 		}
 	}

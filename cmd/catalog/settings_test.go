@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
+
 	"github.com/marketplace/catalog/service"
 )
 
@@ -189,4 +191,30 @@ func TestREADMEDocumentsEverySetting(t *testing.T) {
 			t.Errorf("README's configuration table has no row for %s", st.env)
 		}
 	}
+}
+
+// TestConsoleAddrDefaultsOnAndEmptyTurnsItOff: unlike every other variable, an empty
+// CONSOLE_ADDR is not "unset": it turns the console off, as the README says.
+func TestConsoleAddrDefaultsOnAndEmptyTurnsItOff(t *testing.T) {
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"unset":    {map[string]string{}, service.DefaultConsoleAddr},
+		"empty":    {map[string]string{"CONSOLE_ADDR": ""}, ""},
+		"explicit": {map[string]string{"CONSOLE_ADDR": "127.0.0.1:18555"}, "127.0.0.1:18555"},
+	} {
+		var cfg service.Config
+		s := bindSettings(pflag.NewFlagSet("t", pflag.ContinueOnError), &cfg)
+		if err := s.apply(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if cfg.ConsoleAddr != tc.want {
+			t.Errorf("%s: ConsoleAddr %q, want %q", name, cfg.ConsoleAddr, tc.want)
+		}
+	}
+	code, stderr := runConfig(t, map[string]string{"CONSOLE_ADDR": "8081"})
+	wantConfigError(t, code, stderr, "CONSOLE_ADDR", "8081")
+	code, stderr = runConfig(t, map[string]string{"CONSOLE_ADDR": "127.0.0.1:18556", "HTTP_ADDR": "127.0.0.1:18556"})
+	wantConfigError(t, code, stderr, "CONSOLE_ADDR", "127.0.0.1:18556")
 }
