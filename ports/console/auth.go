@@ -198,20 +198,23 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request, ss *session) {
 }
 
 // sameOrigin refuses every state-changing request a browser marks as coming from another
-// site: Sec-Fetch-Site other than same-origin or none (typed in, bookmarks), or an Origin
-// whose host is not this request's. Clients that send neither (curl, scripts) are not
-// browsers acting for a victim and pass on to the session and form-token checks.
+// site. Sec-Fetch-Site decides when present (page scripts cannot set it): only same-origin
+// and none (typed in, bookmarks) pass. Browsers too old to send it send Origin, whose host
+// must be this request's ("null", what a sandboxed or privacy-stripped request carries, is
+// refused). Clients that send neither (curl, scripts) are not browsers acting for a victim
+// and go on to the session and form-token checks.
 func sameOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-			forbidCrossSite(w)
-			return
-		}
-		if origin := r.Header.Get("Origin"); origin != "" {
+		if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+			if site != "same-origin" && site != "none" {
+				forbidCrossSite(w)
+				return
+			}
+		} else if origin := r.Header.Get("Origin"); origin != "" {
 			u, err := url.Parse(origin)
 			if err != nil || origin == "null" || !strings.EqualFold(u.Host, r.Host) {
 				forbidCrossSite(w)
@@ -239,7 +242,9 @@ func securityHeaders(next http.Handler) http.Handler {
 		h.Set("Content-Security-Policy", contentSecurityPolicy)
 		h.Set("X-Frame-Options", "DENY")
 		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
+		// same-origin rather than no-referrer: under no-referrer browsers send "Origin: null"
+		// with the console's own forms, which would look like a forged request.
+		h.Set("Referrer-Policy", "same-origin")
 		h.Set("Cross-Origin-Opener-Policy", "same-origin")
 		if !strings.HasPrefix(r.URL.Path, "/static/") {
 			h.Set("Cache-Control", "no-store")
