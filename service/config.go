@@ -154,6 +154,9 @@ type Config struct {
 	// disables it. The command line defaults it to DefaultConsoleAddr; a Config built in code
 	// starts with it off, so tests and embeddings never bind a fixed port by accident.
 	ConsoleAddr string
+	// ConsoleSampleInterval is how often the console samples the status for its charts
+	// (CONSOLE_SAMPLE_INTERVAL); the charts keep the last 360 samples.
+	ConsoleSampleInterval time.Duration
 }
 
 // Defaults of the public contract (ARCHITECTURE §6).
@@ -182,6 +185,8 @@ const (
 	DefaultLogFormat               = "text"
 	DefaultLogLevel                = "info"
 	DefaultShutdownTimeout         = 30 * time.Second
+	// DefaultConsoleSampleInterval makes the console's 360 chart samples the last hour.
+	DefaultConsoleSampleInterval = 10 * time.Second
 )
 
 // SetDefaults fills every empty field with its default. It is for configurations built in
@@ -214,6 +219,7 @@ func (c *Config) SetDefaults() {
 	zero(&c.RelayPollInterval, DefaultRelayPollInterval)
 	zero(&c.OutboxRetention, DefaultOutboxRetention)
 	zero(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	zero(&c.ConsoleSampleInterval, DefaultConsoleSampleInterval)
 	if c.TopicPartitions == 0 {
 		c.TopicPartitions = DefaultTopicPartitions
 	}
@@ -296,6 +302,7 @@ func (c Config) Validate() error {
 	durIn("OUTBOX_RETENTION", c.OutboxRetention, time.Minute, 0)
 	durIn("SEARCH_REFRESH_INTERVAL", c.SearchRefreshInterval, time.Millisecond, time.Hour)
 	durIn("SHUTDOWN_TIMEOUT", c.ShutdownTimeout, time.Second, time.Hour)
+	durIn("CONSOLE_SAMPLE_INTERVAL", c.ConsoleSampleInterval, time.Second, 10*time.Minute)
 	durIn("PROJECTOR_SESSION_TIMEOUT", c.ProjectorSessionTimeout, time.Second, 30*time.Minute)
 	for _, n := range []struct{ name, v string }{{"SEARCH_ALIAS", c.SearchAlias}, {"PRODUCT_EVENTS_TOPIC", c.ProductEventsTopic},
 		{"DLQ_TOPIC", c.DLQTopic}, {"PROJECTOR_GROUP", c.ProjectorGroup}} {

@@ -2,6 +2,7 @@ package wiring_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,7 +42,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	comp := startServe(t, func(c *service.Config) {
 		c.ElasticsearchURL, c.ElasticsearchCompat, c.SearchAlias = esURL, compat, name
 		c.TopicPartitions = 3
-		c.ConsoleAddr = freeAddr(t)
+		c.ConsoleAddr, c.ConsoleSampleInterval = freeAddr(t), time.Second
 		c.AdminToken = service.NewSecret(adminToken)
 		withOldMappingIndex(&old)(t, c)
 	})
@@ -215,6 +216,11 @@ func TestConsoleInABrowser(t *testing.T) {
 
 	run("verify", chromedp.Navigate(base+"/verify"), chromedp.Click(css(`form[action="/verify"] button`)),
 		chromedp.WaitVisible(css(`.panel .light`)), shot("verify.png"))
-	run("charts", chromedp.Navigate(base+"/charts"), chromedp.WaitVisible(css(`.charts`)), shot("charts.png"))
+	// Some traffic for the charts, sampled every second.
+	for i := range 4 {
+		createProducts(t, comp, fmt.Sprintf("CHART%d", i), "charts", 10)
+		time.Sleep(time.Second)
+	}
+	run("charts", chromedp.Navigate(base+"/charts"), chromedp.WaitVisible(css(`.charts svg polyline`)), shot("charts.png"))
 	run("pipeline after", chromedp.Navigate(base+"/"), chromedp.WaitVisible(css(`.flow`)), shot("pipeline.png"))
 }

@@ -450,7 +450,7 @@ func provideConsole(cfg service.Config, opsSvc *ops.Service, rebuilds *apprebuil
 	} else {
 		clog.Warn("the console has no login (ADMIN_TOKEN is unset): anyone who can reach CONSOLE_ADDR on this machine can operate the catalog", "console_addr", cfg.ConsoleAddr)
 	}
-	srv, err := console.NewServer(console.Config{Addr: cfg.ConsoleAddr, ShutdownTimeout: cfg.ShutdownTimeout}, deps)
+	srv, err := console.NewServer(console.Config{Addr: cfg.ConsoleAddr, ShutdownTimeout: cfg.ShutdownTimeout, SampleInterval: cfg.ConsoleSampleInterval}, deps)
 	if err != nil {
 		cleanup()
 		return nil, nil, err

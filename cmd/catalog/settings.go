@@ -87,6 +87,7 @@ func settingsOf(c *service.Config) []setting {
 		{"HTTP_TLS_KEY_FILE", "http-tls-key-file", str(&c.HTTPTLSKeyFile), "REST API server key (PEM)", nil},
 		{"METRICS_ADDR", "metrics-addr", str(&c.MetricsAddr), "serve /metrics here instead of on HTTP_ADDR (also for relay and project)", nil},
 		{"CONSOLE_ADDR", "console-addr", emptyDisables(&c.ConsoleAddr), "operations console listen address of serve; empty disables it", nil},
+		{"CONSOLE_SAMPLE_INTERVAL", "console-sample-interval", duration(&c.ConsoleSampleInterval), "how often the console samples the status for its charts (1s..10m; 360 samples kept)", nil},
 	}
 }
 

@@ -105,6 +105,8 @@ var outOfRange = map[string][]string{
 	"KAFKA_SASL_MECHANISM":         {"scram-sha-512", "GSSAPI"},
 	"ELASTICSEARCH_CA_FINGERPRINT": {"abc", "zz:zz"},
 	"METRICS_ADDR":                 {"9100"},
+	"CONSOLE_ADDR":                 {"8081"},
+	"CONSOLE_SAMPLE_INTERVAL":      {"0", "999ms", "11m"},
 }
 
 func TestOutOfRangeValuesAreRejected(t *testing.T) {
@@ -128,7 +130,7 @@ func TestOutOfRangeValuesAreRejected(t *testing.T) {
 func TestValidValuesAreAccepted(t *testing.T) {
 	code, stderr := runConfig(t, map[string]string{
 		"TOPIC_PARTITIONS": "1000", "OUTBOX_LANES": "1", "RELAY_BATCH_SIZE": "100000", "RELAY_POLL_INTERVAL": "1m",
-		"OUTBOX_RETENTION": "1m", "SEARCH_REFRESH_INTERVAL": "1ms", "SHUTDOWN_TIMEOUT": "1s", "LOG_LEVEL": "debug",
+		"OUTBOX_RETENTION": "1m", "SEARCH_REFRESH_INTERVAL": "1ms", "SHUTDOWN_TIMEOUT": "1s", "LOG_LEVEL": "debug", "CONSOLE_SAMPLE_INTERVAL": "1s",
 		"LOG_FORMAT": "json", "KAFKA_BROKERS": "k1:9092, k2:9092", "ELASTICSEARCH_COMPAT": "opensearch", "SEARCH_ALIAS": "",
 	})
 	if code != exitFailure || strings.Contains(stderr, "configuration") {
