@@ -47,7 +47,7 @@ lint: $(GOLANGCI) proto-check ## vet, static checks, layer rules, generated-code
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
 
 .PHONY: test
-test: lint deps ## lint, start PostgreSQL/Kafka/OpenSearch, run every test
+test: lint deps deps-browser ## lint, start PostgreSQL/Kafka/OpenSearch, install chromium in CI, run every test
 	eval "$$(scripts/deps.sh env)" && $(GO) test $(TEST_FLAGS) $(PKGS)
 
 .PHONY: test-unit

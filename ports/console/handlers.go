@@ -433,21 +433,30 @@ type dlqOutcomeRow struct {
 	Detail  string
 }
 
-func (s *Server) replay(w http.ResponseWriter, r *http.Request, ss *session) {
-	sel := selectionOf(r.PostForm)
+// dlqForm reads what a replay or resolve form selects and whether it is the dry run. The
+// real run needs the confirmation that only the dry run's page carries; a bad selection or
+// a missing confirmation is answered here and ok is false.
+func (s *Server) dlqForm(w http.ResponseWriter, r *http.Request, ss *session, op string) (sel selection, f ops.DLQFilter, refs []ops.DLQRef, dry, ok bool) {
+	sel = selectionOf(r.PostForm)
 	f, err := sel.filter()
-	if err != nil {
-		s.failErr(w, r, ss, "replay", err)
-		return
+	if err == nil {
+		refs, err = sel.refs()
 	}
-	refs, err := sel.refs()
 	if err != nil {
-		s.failErr(w, r, ss, "replay", err)
-		return
+		s.failErr(w, r, ss, op, err)
+		return sel, f, nil, false, false
 	}
-	dry := r.PostFormValue("dry_run") != "no"
+	dry = r.PostFormValue("dry_run") != "no"
 	if !dry && !confirmed(r) {
-		s.fail(w, r, ss, http.StatusBadRequest, "a replay runs after its dry run: tick the confirmation box on the dry run's page")
+		s.fail(w, r, ss, http.StatusBadRequest, "a "+op+" runs after its dry run: tick the confirmation box on the dry run's page")
+		return sel, f, nil, false, false
+	}
+	return sel, f, refs, dry, true
+}
+
+func (s *Server) replay(w http.ResponseWriter, r *http.Request, ss *session) {
+	sel, f, refs, dry, ok := s.dlqForm(w, r, ss, "replay")
+	if !ok {
 		return
 	}
 	req := ops.ReplayRequest{Refs: refs, Filter: f, All: sel.All, DryRun: dry, Force: r.PostFormValue("force") == "yes", Operator: ss.operator}
@@ -483,20 +492,8 @@ func (s *Server) replay(w http.ResponseWriter, r *http.Request, ss *session) {
 }
 
 func (s *Server) resolve(w http.ResponseWriter, r *http.Request, ss *session) {
-	sel := selectionOf(r.PostForm)
-	f, err := sel.filter()
-	if err != nil {
-		s.failErr(w, r, ss, "resolve", err)
-		return
-	}
-	refs, err := sel.refs()
-	if err != nil {
-		s.failErr(w, r, ss, "resolve", err)
-		return
-	}
-	dry := r.PostFormValue("dry_run") != "no"
-	if !dry && !confirmed(r) {
-		s.fail(w, r, ss, http.StatusBadRequest, "a resolution runs after its dry run: tick the confirmation box on the dry run's page")
+	sel, f, refs, dry, ok := s.dlqForm(w, r, ss, "resolve")
+	if !ok {
 		return
 	}
 	reason := strings.TrimSpace(r.PostFormValue("reason"))
