@@ -19,7 +19,7 @@ type runner struct {
 	switched bool
 }
 
-// run executes the strict order of ARCHITECTURE §3 and records every step. Whatever happens,
+// run executes the strict order of docs/ARCHITECTURE.md, "Rebuild" and records every step. Whatever happens,
 // the new index gets its normal settings back and, unless it went live, is deleted; the
 // alias is only ever touched by the one atomic switch.
 func (s *Service) run(ctx context.Context, r *rebuild.Rebuild) {
