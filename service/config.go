@@ -157,6 +157,10 @@ type Config struct {
 	// ConsoleSampleInterval is how often the console samples the status for its charts
 	// (CONSOLE_SAMPLE_INTERVAL); the charts keep the last 360 samples.
 	ConsoleSampleInterval time.Duration
+	// ConsoleTLSCertFile and ConsoleTLSKeyFile serve the console over HTTPS
+	// (CONSOLE_TLS_CERT_FILE, CONSOLE_TLS_KEY_FILE), which a console beyond loopback wants:
+	// the login's token and the session cookie cross the network.
+	ConsoleTLSCertFile, ConsoleTLSKeyFile string
 }
 
 // Defaults of the public contract (docs/ARCHITECTURE.md, "Public contract").

@@ -128,6 +128,7 @@ func (c Config) validateSecurity(bad func(name string, v any, want string)) {
 	}
 	pair("GRPC_CLIENT_TLS_CERT_FILE", "GRPC_CLIENT_TLS_KEY_FILE", c.GRPCClientTLSCertFile, c.GRPCClientTLSKeyFile)
 	pair("HTTP_TLS_CERT_FILE", "HTTP_TLS_KEY_FILE", c.HTTPTLSCertFile, c.HTTPTLSKeyFile)
+	pair("CONSOLE_TLS_CERT_FILE", "CONSOLE_TLS_KEY_FILE", c.ConsoleTLSCertFile, c.ConsoleTLSKeyFile)
 	if t := c.AdminToken.Reveal(); t != "" && strings.IndexFunc(t, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
 		bad("ADMIN_TOKEN", Redacted, "want printable ASCII without spaces (it travels in a header)")
 	}

@@ -448,10 +448,15 @@ func provideConsole(cfg service.Config, opsSvc *ops.Service, rebuilds *apprebuil
 			return nil, nil, err
 		}
 		deps.Auth = v
+		if cfg.ConsoleTLSCertFile == "" && !service.IsLoopback(cfg.ConsoleAddr) {
+			clog.Warn("the console's login and session cookie travel in clear text to a non-loopback CONSOLE_ADDR: set CONSOLE_TLS_CERT_FILE and CONSOLE_TLS_KEY_FILE unless the network encrypts it",
+				"console_addr", cfg.ConsoleAddr)
+		}
 	} else {
 		clog.Warn("the console has no login (ADMIN_TOKEN is unset): anyone who can reach CONSOLE_ADDR on this machine can operate the catalog", "console_addr", cfg.ConsoleAddr)
 	}
-	srv, err := console.NewServer(console.Config{Addr: cfg.ConsoleAddr, ShutdownTimeout: cfg.ShutdownTimeout, SampleInterval: cfg.ConsoleSampleInterval}, deps)
+	srv, err := console.NewServer(console.Config{Addr: cfg.ConsoleAddr, ShutdownTimeout: cfg.ShutdownTimeout, SampleInterval: cfg.ConsoleSampleInterval,
+		TLSCertFile: cfg.ConsoleTLSCertFile, TLSKeyFile: cfg.ConsoleTLSKeyFile}, deps)
 	if err != nil {
 		cleanup()
 		return nil, nil, err

@@ -87,6 +87,8 @@ func settingsOf(c *service.Config) []setting {
 		{"HTTP_TLS_KEY_FILE", "http-tls-key-file", str(&c.HTTPTLSKeyFile), "REST API server key (PEM)", nil},
 		{"METRICS_ADDR", "metrics-addr", str(&c.MetricsAddr), "serve /metrics here instead of on HTTP_ADDR (also for relay and project)", nil},
 		{"CONSOLE_ADDR", "console-addr", emptyDisables(&c.ConsoleAddr), "operations console listen address of serve; empty disables it", nil},
+		{"CONSOLE_TLS_CERT_FILE", "console-tls-cert-file", str(&c.ConsoleTLSCertFile), "console server certificate (PEM); serves HTTPS", nil},
+		{"CONSOLE_TLS_KEY_FILE", "console-tls-key-file", str(&c.ConsoleTLSKeyFile), "console server key (PEM)", nil},
 		{"CONSOLE_SAMPLE_INTERVAL", "console-sample-interval", duration(&c.ConsoleSampleInterval), "how often the console samples the status for its charts (1s..10m; 360 samples kept)", nil},
 	}
 }

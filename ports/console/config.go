@@ -43,6 +43,9 @@ type Config struct {
 	History int
 	// ActionTimeout bounds the actions a page waits for.
 	ActionTimeout time.Duration
+	// TLSCertFile and TLSKeyFile, when set, serve the console over HTTPS
+	// (CONSOLE_TLS_CERT_FILE, CONSOLE_TLS_KEY_FILE); the session cookie is then Secure.
+	TLSCertFile, TLSKeyFile string
 }
 
 func (c *Config) setDefaults() {
@@ -74,6 +77,9 @@ func (c Config) Validate() error {
 		if d <= 0 {
 			errs = append(errs, fmt.Errorf("%s must be positive, got %s", name, d))
 		}
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("tls: want both the certificate and the key file, or neither"))
 	}
 	if c.History < 2 {
 		errs = append(errs, fmt.Errorf("history must keep at least 2 samples, got %d", c.History))

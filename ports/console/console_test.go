@@ -1,8 +1,11 @@
 package console_test
 
 import (
+	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -15,6 +18,7 @@ import (
 	"github.com/marketplace/catalog/application/ops"
 	apprebuild "github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/internal/securetest"
 	"github.com/marketplace/catalog/ports/adminauth"
 	"github.com/marketplace/catalog/ports/console"
 )
@@ -430,5 +434,48 @@ func TestWithoutALoginEachBrowserGetsASession(t *testing.T) {
 	resp, _ = h.post("/rebuilds", url.Values{"source": {"database"}, "confirm": {"yes"}}, nil)
 	if resp.StatusCode != http.StatusForbidden || len(h.rebuilds.Starts()) != 0 {
 		t.Errorf("POST without the form token: %d", resp.StatusCode)
+	}
+}
+
+// TestServesHTTPSWithItsOwnCertificate: with CONSOLE_TLS_* the listener speaks TLS, and the
+// login's cookie is Secure.
+func TestServesHTTPSWithItsOwnCertificate(t *testing.T) {
+	ca := securetest.NewCA(t, t.TempDir(), "console")
+	pair := ca.Issue(t, "console", "127.0.0.1")
+	v, err := adminauth.NewVerifier(token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := console.NewServer(console.Config{Addr: "127.0.0.1:0", TLSCertFile: pair.CertFile, TLSKeyFile: pair.KeyFile, ShutdownTimeout: time.Second},
+		console.Deps{Operations: &fakeOps{}, Rebuilds: &fakeRebuilds{}, DeadLetters: &fakeDLQ{}, Auth: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS12}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := client.PostForm("https://"+ln.Addr().String()+"/login", url.Values{"token": {token}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 || !resp.Cookies()[0].Secure {
+		t.Fatalf("login over HTTPS: %d, cookies %v; want 303 and a Secure cookie", resp.StatusCode, resp.Cookies())
+	}
+	if _, err := console.NewServer(console.Config{Addr: "127.0.0.1:0", TLSCertFile: pair.CertFile},
+		console.Deps{Operations: &fakeOps{}, Rebuilds: &fakeRebuilds{}, DeadLetters: &fakeDLQ{}}); err == nil {
+		t.Error("a certificate without its key was accepted")
 	}
 }

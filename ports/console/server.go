@@ -2,6 +2,7 @@ package console
 
 import (
 	"context"
+	"crypto/tls"
 	"embed"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"github.com/marketplace/catalog/application/ops"
 	apprebuild "github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/internal/tlsfiles"
 )
 
 // Operations is what the console needs of the operator's use cases; *ops.Service satisfies
@@ -95,6 +97,7 @@ type Server struct {
 	pages    *pages
 	history  *history
 	handler  http.Handler
+	tls      *tls.Config // nil: plain HTTP
 }
 
 // NewServer validates cfg and returns the console over deps.
@@ -119,6 +122,13 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{cfg: cfg, deps: deps, log: deps.Log, now: deps.Now, pages: p,
 		sessions: newSessions(cfg.SessionTTL, deps.Now), history: newHistory(cfg.History)}
 	s.handler = s.routes()
+	if cfg.TLSCertFile != "" {
+		cert, err := tlsfiles.KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("console TLS: %w", err)
+		}
+		s.tls = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
 	return s, nil
 }
 
@@ -174,14 +184,21 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		TLSConfig:         s.tls,
 	}
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	defer stopSampling()
 	go s.sample(sampleCtx)
 
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	s.log.InfoContext(ctx, "console listening", "addr", ln.Addr().String(), "login", s.deps.Auth != nil)
+	go func() {
+		if s.tls != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
+	s.log.InfoContext(ctx, "console listening", "addr", ln.Addr().String(), "login", s.deps.Auth != nil, "tls", s.tls != nil)
 	select {
 	case err := <-errc:
 		return fmt.Errorf("console: %w", err)
