@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"log/slog"
 	"net/http"
+	"net/url"
 	"sort"
 	"strings"
 	"time"
@@ -22,6 +24,7 @@ var pageNames = []string{"login", "error", "pipeline", "charts", "rebuilds", "re
 // pages holds one parsed template set per page: the layout with the page's blocks.
 type pages struct {
 	byName map[string]*template.Template
+	log    *slog.Logger
 }
 
 var funcs = template.FuncMap{
@@ -53,8 +56,8 @@ var funcs = template.FuncMap{
 	"terminal": func(p rebuild.Phase) bool { return p.Terminal() },
 }
 
-func parsePages() (*pages, error) {
-	p := &pages{byName: map[string]*template.Template{}}
+func parsePages(log *slog.Logger) (*pages, error) {
+	p := &pages{byName: map[string]*template.Template{}, log: log}
 	for _, name := range pageNames {
 		t, err := template.New(name).Funcs(funcs).ParseFS(assets, "assets/templates/layout.html", "assets/templates/"+name+".html")
 		if err != nil {
@@ -89,6 +92,7 @@ func (p *pages) render(w http.ResponseWriter, r *http.Request, status int, page 
 	}
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, name, v); err != nil {
+		p.log.ErrorContext(r.Context(), "console page could not be rendered", "page", page, "err", err)
 		http.Error(w, "the page could not be rendered; the cause is in the server log", http.StatusInternalServerError)
 		return
 	}
@@ -107,9 +111,10 @@ type errorView struct {
 
 // fail renders the error page with a message meant for the operator.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, ss *session, status int, msg string) {
-	back := r.Header.Get("Referer")
-	if back == "" || !strings.HasPrefix(back, "/") {
-		back = "/"
+	// Back to the page the form was on, when the browser says it was one of the console's.
+	back := "/"
+	if u, err := url.Parse(r.Header.Get("Referer")); err == nil && u.Host == r.Host && strings.HasPrefix(u.Path, "/") {
+		back = u.RequestURI()
 	}
 	s.pages.render(w, r, status, "error", ss, errorView{Status: status, Title: http.StatusText(status), Message: msg, Back: back})
 }

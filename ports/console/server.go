@@ -115,7 +115,7 @@ func NewServer(cfg Config, deps Deps) (*Server, error) {
 	if deps.Now == nil {
 		deps.Now = time.Now
 	}
-	p, err := parsePages()
+	p, err := parsePages(deps.Log)
 	if err != nil {
 		return nil, err
 	}
