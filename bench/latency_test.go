@@ -11,7 +11,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/domain/product"
 )
@@ -21,7 +20,8 @@ const targetLatencyP99 = 100 * time.Millisecond
 
 // BenchmarkCommitToKafkaLatency drives ProductRepository.Add open-loop (a scheduler releases
 // commits at a fixed rate to 32 workers, whatever the latency) at 200 and 2,000 commits/s for
-// 10 s each, with the relay (default config) forwarding to the embedded broker, and a franz-go
+// 10 s each, with the relay (default config, pipelined publisher) forwarding to the embedded
+// broker, and a franz-go
 // consumer on the topic. Latency = consumer receive time - wall time right after Add returned
 // (the commit). The first second is warm-up and not counted.
 func BenchmarkCommitToKafkaLatency(b *testing.B) {
@@ -104,10 +104,7 @@ func benchLatency(b *testing.B, lr latencyRun) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	pub, err := kafka.NewPublisher(kafka.Config{Brokers: c.brokers}, quietLog())
-	if err != nil {
-		b.Fatal(err)
-	}
+	pub := relayPublisher(b, c)
 	defer func() { _ = pub.Close() }()
 	relay, err := postgres.NewRelay(db, pub, lr.relay, quietLog())
 	if err != nil {

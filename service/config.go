@@ -79,7 +79,7 @@ type Config struct {
 	// RelayPollInterval is the relay's fallback poll interval (RELAY_POLL_INTERVAL); commits
 	// wake it earlier through LISTEN/NOTIFY.
 	RelayPollInterval time.Duration
-	// RelayBatchSize is how many outbox rows one lane forwards per transaction (RELAY_BATCH_SIZE).
+	// RelayBatchSize is how many outbox rows a relay lane reads at once (RELAY_BATCH_SIZE).
 	RelayBatchSize int
 	// OutboxRetention is how long relayed outbox rows are kept before the relay role deletes
 	// them (OUTBOX_RETENTION); useful for forensics, costly if unbounded.

@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/google/wire"
 	"go.opentelemetry.io/otel/trace"
@@ -45,7 +44,7 @@ import (
 var DatabaseSet = wire.NewSet(provideDB)
 
 // KafkaSet provides the Kafka cluster (starting the embedded broker if none is configured)
-// and the relay's producer.
+// and the relay's pipelined producer.
 var KafkaSet = wire.NewSet(provideKafka, provideKafkaPublisher)
 
 // ApplicationSet provides the use cases over the Postgres repository.
@@ -99,12 +98,19 @@ func provideDB(ctx context.Context, cfg service.Config) (*postgres.DB, func(), e
 	return db, db.Close, nil
 }
 
-// provideKafkaPublisher is the relay's producer; nil in a process without the relay role.
-func provideKafkaPublisher(cfg service.Config, kc kafka.Config, log *slog.Logger) (*wkafka.Publisher, func(), error) {
+// provideKafkaPublisher is the relay's producer, with the cluster's TLS and SASL settings: it
+// tells the outbox subscriber that an event was enqueued (postgres.Dispatched), so that a lane
+// hands over its next event while this one is on its way. Its default buffer (100,000
+// records) is far above what the lanes can have in flight (128 each), so a stuck partition
+// cannot block the others' sends. nil in a process without the relay role.
+func provideKafkaPublisher(kc kafka.Config, cfg service.Config, log *slog.Logger) (*kafka.Publisher, func(), error) {
 	if !cfg.Runs(service.RoleRelay) {
 		return nil, func() {}, nil
 	}
-	pub, err := kafka.NewPublisher(kc, log)
+	pub, err := kafka.NewPipelinedPublisher(kc, kafka.PublisherConfig{
+		Enqueued:     postgres.Dispatched,
+		CloseTimeout: cfg.ShutdownTimeout,
+	}, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -515,7 +521,7 @@ func provideDecoratorDeps(log *slog.Logger, m decorator.MetricsClient) decorator
 }
 
 // provideRelay is the outbox relay; nil in a process without the relay role.
-func provideRelay(db *postgres.DB, pub *wkafka.Publisher, rm *metrics.RelayMetrics, reg *metrics.Registry, tp trace.TracerProvider, cfg service.Config, log *slog.Logger) (*postgres.Relay, error) {
+func provideRelay(db *postgres.DB, pub *kafka.Publisher, rm *metrics.RelayMetrics, reg *metrics.Registry, tp trace.TracerProvider, cfg service.Config, log *slog.Logger) (*postgres.Relay, error) {
 	if pub == nil {
 		return nil, nil
 	}

@@ -115,7 +115,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	publisher, cleanup5, err := provideKafkaPublisher(cfg, config, log)
+	publisher, cleanup5, err := provideKafkaPublisher(config, cfg, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -322,7 +322,7 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	publisher, cleanup3, err := provideKafkaPublisher(cfg, config, log)
+	publisher, cleanup3, err := provideKafkaPublisher(config, cfg, log)
 	if err != nil {
 		cleanup2()
 		cleanup()

@@ -96,20 +96,36 @@ func (c ConcurrentSubscriberConfig) Validate() error {
 // any order. Offsets are committed only up to the highest offset below which every delivered
 // message was acked, so a crash redelivers, never skips, an unacked message (at-least-once).
 // A nacked message is delivered again after NackResendSleep. Order within a partition is NOT
-// preserved. One Subscribe per subscriber.
+// preserved (unless MaxInFlightPerPartition is 1).
+//
+// Each Subscribe joins the group on its topic with a client of its own, so one subscriber may
+// subscribe several topics, or one topic several times (the subscriptions then share its
+// partitions). Cancelling a Subscribe's context ends that subscription (its channel closes);
+// Close ends them all. A message's context is cancelled once it is acked or nacked, and when
+// its subscription ends.
 type ConcurrentSubscriber struct {
 	cfg Config
 	sc  ConcurrentSubscriberConfig
 	log *slog.Logger
 
-	mu         sync.Mutex
-	cl         *kgo.Client
-	topic      string
-	out        chan *message.Message
-	parts      map[int32]*partState
-	assigned   map[int32]bool // partitions the group gave this member, fetched from or not
-	subscribed bool
-	msgCtx     context.Context
+	mu     sync.Mutex
+	subs   map[*subscription]struct{}
+	closed bool
+}
+
+// subscription is one Subscribe: a group member consuming one topic.
+type subscription struct {
+	cfg Config
+	sc  ConcurrentSubscriberConfig
+	log *slog.Logger
+
+	mu       sync.Mutex
+	cl       *kgo.Client
+	topic    string
+	out      chan *message.Message
+	parts    map[int32]*partState
+	assigned map[int32]bool // partitions the group gave this member, fetched from or not
+	msgCtx   context.Context
 
 	commitMu sync.Mutex // serializes commits
 
@@ -156,27 +172,82 @@ func NewConcurrentSubscriber(cfg Config, sc ConcurrentSubscriberConfig, log *slo
 		log = slog.Default()
 	}
 	return &ConcurrentSubscriber{
-		cfg:      cfg,
-		sc:       sc,
-		log:      log.With("component", "kafka-concurrent-subscriber", "group", sc.ConsumerGroup),
-		parts:    make(map[int32]*partState),
-		assigned: make(map[int32]bool),
-		closing:  make(chan struct{}),
+		cfg:  cfg,
+		sc:   sc,
+		log:  log.With("component", "kafka-concurrent-subscriber", "group", sc.ConsumerGroup),
+		subs: make(map[*subscription]struct{}),
 	}, nil
 }
 
 // Subscribe joins the consumer group on topic and returns the channel of its messages. The
 // channel is closed by Close, or when ctx is done.
-func (s *ConcurrentSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+func (c *ConcurrentSubscriber) Subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, errSubscriberClosed
+	}
+	s := &subscription{cfg: c.cfg, sc: c.sc, log: c.log.With("topic", topic), parts: make(map[int32]*partState),
+		assigned: make(map[int32]bool), closing: make(chan struct{})}
+	c.subs[s] = struct{}{}
+	c.mu.Unlock()
+	out, err := s.subscribe(ctx, topic)
+	if err != nil {
+		c.remove(s)
+		return nil, err
+	}
+	go func() {
+		<-s.closing
+		c.remove(s)
+	}()
+	return out, nil
+}
+
+// remove drops an ended subscription.
+func (c *ConcurrentSubscriber) remove(s *subscription) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.subs, s)
+}
+
+// SubscribeInitialize implements message.SubscribeInitializer: it creates topic, with the
+// broker's default partition count and replication factor, unless it exists.
+func (c *ConcurrentSubscriber) SubscribeInitialize(topic string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return EnsureTopics(ctx, c.cfg, TopicSpec{Name: topic, Partitions: -1})
+}
+
+// Close ends every subscription: each stops consuming, closes its message channel, commits the
+// acked offsets and leaves the group. Messages acked after Close are not committed; they are
+// delivered again later.
+func (c *ConcurrentSubscriber) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	subs := make([]*subscription, 0, len(c.subs))
+	for s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	errs := make([]error, len(subs))
+	var wg sync.WaitGroup
+	for i, s := range subs {
+		wg.Go(func() { errs[i] = s.Close() })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+var errSubscriberClosed = errors.New("kafka: subscriber is closed")
+
+// subscribe starts s on topic.
+func (s *subscription) subscribe(ctx context.Context, topic string) (<-chan *message.Message, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	select {
 	case <-s.closing:
-		return nil, errors.New("kafka: subscriber is closed")
+		return nil, errSubscriberClosed
 	default:
-	}
-	if s.subscribed {
-		return nil, errors.New("kafka: ConcurrentSubscriber subscribes one topic once")
 	}
 	s.topic = topic // before the client exists: its callbacks read it
 	reset := kgo.NewOffset().AtEnd()
@@ -200,7 +271,6 @@ func (s *ConcurrentSubscriber) Subscribe(ctx context.Context, topic string) (<-c
 		return nil, fmt.Errorf("kafka: subscriber for %s: %w", strings.Join(s.cfg.Brokers, ","), err)
 	}
 	s.cl = cl
-	s.subscribed = true
 	s.out = make(chan *message.Message)
 	s.msgCtx = context.WithoutCancel(ctx)
 	pollCtx, cancel := context.WithCancel(context.Background())
@@ -219,8 +289,8 @@ func (s *ConcurrentSubscriber) Subscribe(ctx context.Context, topic string) (<-c
 }
 
 // Close stops consuming, closes the message channel, commits the acked offsets and leaves the
-// group. Messages acked after Close are not committed; they are delivered again later.
-func (s *ConcurrentSubscriber) Close() error {
+// group.
+func (s *subscription) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
 		close(s.closing)
@@ -286,12 +356,33 @@ type (
 	keyCtxKey       struct{}
 )
 
-// Waiting reports, for every partition assigned to this member, since when its oldest
-// record not yet acked has been in Kafka (the record timestamp), or the zero time when every
-// record fetched from it is acked. A record counts from the moment it is fetched until its
-// ack, retries and redeliveries included; records behind the in-flight cap wait in the
-// partition's buffer and count too.
-func (s *ConcurrentSubscriber) Waiting() map[int32]time.Time {
+// Waiting reports, for every partition assigned to one of the subscriptions, since when its
+// oldest record not yet acked has been in Kafka (the record timestamp), or the zero time when
+// every record fetched from it is acked. A record counts from the moment it is fetched until
+// its ack, retries and redeliveries included; records behind the in-flight cap wait in the
+// partition's buffer and count too. Partitions are told apart by number only, so it is meant
+// for a subscriber of one topic (the projector's); for a partition that several subscriptions
+// hold (one of them about to lose it in a rebalance), the oldest record counts.
+func (c *ConcurrentSubscriber) Waiting() map[int32]time.Time {
+	c.mu.Lock()
+	subs := make([]*subscription, 0, len(c.subs))
+	for s := range c.subs {
+		subs = append(subs, s)
+	}
+	c.mu.Unlock()
+	out := map[int32]time.Time{}
+	for _, s := range subs {
+		for id, oldest := range s.waiting() {
+			if prev, ok := out[id]; !ok || (!oldest.IsZero() && (prev.IsZero() || oldest.Before(prev))) {
+				out[id] = oldest
+			}
+		}
+	}
+	return out
+}
+
+// waiting is Waiting for the partitions of one subscription.
+func (s *subscription) waiting() map[int32]time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	out := make(map[int32]time.Time, len(s.assigned))
@@ -316,8 +407,10 @@ func (s *ConcurrentSubscriber) Waiting() map[int32]time.Time {
 	return out
 }
 
-// toMessage decodes a record as watermill-kafka's DefaultMarshaler does.
-func (s *ConcurrentSubscriber) toMessage(r *kgo.Record) *message.Message {
+// toMessage decodes a record as watermill-kafka's DefaultMarshaler does. The message's context
+// ends with cancel, which its watcher calls once the message is acked or nacked or the
+// subscription ends.
+func (s *subscription) toMessage(r *kgo.Record) (*message.Message, context.CancelFunc) {
 	var uuid string
 	md := make(message.Metadata, len(r.Headers))
 	for _, h := range r.Headers {
@@ -332,12 +425,13 @@ func (s *ConcurrentSubscriber) toMessage(r *kgo.Record) *message.Message {
 	ctx := context.WithValue(s.msgCtx, partitionCtxKey{}, r.Partition)
 	ctx = context.WithValue(ctx, offsetCtxKey{}, r.Offset)
 	ctx = context.WithValue(ctx, keyCtxKey{}, r.Key)
+	ctx, cancel := context.WithCancel(ctx)
 	msg.SetContext(ctx)
-	return msg
+	return msg, cancel
 }
 
 // poll fetches records and hands them to the partition workers.
-func (s *ConcurrentSubscriber) poll(ctx context.Context) {
+func (s *subscription) poll(ctx context.Context) {
 	defer s.loops.Done()
 	for {
 		fs := s.cl.PollFetches(ctx)
@@ -360,7 +454,7 @@ func (s *ConcurrentSubscriber) poll(ctx context.Context) {
 }
 
 // enqueue adds fetched records to their partition, starting its worker on first use.
-func (s *ConcurrentSubscriber) enqueue(partition int32, recs []*kgo.Record) {
+func (s *subscription) enqueue(partition int32, recs []*kgo.Record) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.parts[partition]
@@ -390,7 +484,7 @@ func signal(c chan struct{}) {
 
 // togglePause pauses fetching p while it has MaxInFlightPerPartition records delivered or
 // waiting, and resumes it below. Called with s.mu held.
-func (s *ConcurrentSubscriber) togglePause(p *partState) {
+func (s *subscription) togglePause(p *partState) {
 	full := len(p.pending)+p.inflight >= s.sc.MaxInFlightPerPartition
 	if full == p.paused || p.revoked {
 		return
@@ -405,7 +499,7 @@ func (s *ConcurrentSubscriber) togglePause(p *partState) {
 }
 
 // work delivers p's records while fewer than MaxInFlightPerPartition are unacked.
-func (s *ConcurrentSubscriber) work(p *partState) {
+func (s *subscription) work(p *partState) {
 	defer s.workers.Done()
 	for {
 		s.mu.Lock()
@@ -427,12 +521,13 @@ func (s *ConcurrentSubscriber) work(p *partState) {
 		s.togglePause(p)
 		s.mu.Unlock()
 
-		msg := s.toMessage(rec)
+		msg, cancel := s.toMessage(rec)
 		select {
 		case s.out <- msg:
 			s.workers.Add(1)
-			go s.watch(p, e, msg)
+			go s.watch(p, e, msg, cancel)
 		case <-p.stop:
+			cancel()
 			s.mu.Lock()
 			p.inflight-- // never delivered: stays not done, so the watermark stops before it
 			checkDrained(p)
@@ -443,14 +538,16 @@ func (s *ConcurrentSubscriber) work(p *partState) {
 }
 
 // watch waits for a delivered message's ack or nack.
-func (s *ConcurrentSubscriber) watch(p *partState, e *entry, msg *message.Message) {
+func (s *subscription) watch(p *partState, e *entry, msg *message.Message, cancel context.CancelFunc) {
 	defer s.workers.Done()
+	defer func() { cancel() }() // the message delivered last
 	for {
 		select {
 		case <-msg.Acked():
 			s.acked(p, e)
 			return
 		case <-msg.Nacked():
+			cancel()
 		case <-s.closing:
 			select { // an ack given before Close still counts
 			case <-msg.Acked():
@@ -471,7 +568,7 @@ func (s *ConcurrentSubscriber) watch(p *partState, e *entry, msg *message.Messag
 			t.Stop()
 			return
 		}
-		msg = s.toMessage(e.rec)
+		msg, cancel = s.toMessage(e.rec)
 		select {
 		case s.out <- msg:
 		case <-p.stop:
@@ -485,7 +582,7 @@ func (s *ConcurrentSubscriber) watch(p *partState, e *entry, msg *message.Messag
 
 // dropInFlight forgets an unacked message of a revoked partition: the partition's next owner
 // delivers it again.
-func (s *ConcurrentSubscriber) dropInFlight(p *partState) {
+func (s *subscription) dropInFlight(p *partState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p.inflight--
@@ -493,7 +590,7 @@ func (s *ConcurrentSubscriber) dropInFlight(p *partState) {
 }
 
 // acked marks e done and advances p's watermark over the contiguous done prefix.
-func (s *ConcurrentSubscriber) acked(p *partState, e *entry) {
+func (s *subscription) acked(p *partState, e *entry) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e.done = true
@@ -540,7 +637,7 @@ func stopPart(p *partState) {
 }
 
 // commitLoop commits the watermarks every CommitInterval.
-func (s *ConcurrentSubscriber) commitLoop() {
+func (s *subscription) commitLoop() {
 	defer s.loops.Done()
 	t := time.NewTicker(s.sc.CommitInterval)
 	defer t.Stop()
@@ -560,7 +657,7 @@ func (s *ConcurrentSubscriber) commitLoop() {
 
 // commit commits the watermarks of the given partitions (all when nil) that moved since their
 // last commit.
-func (s *ConcurrentSubscriber) commit(ctx context.Context, only []int32) error {
+func (s *subscription) commit(ctx context.Context, only []int32) error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	s.mu.Lock()
@@ -614,7 +711,7 @@ func (s *ConcurrentSubscriber) commit(ctx context.Context, only []int32) error {
 }
 
 // onAssigned records the partitions the group gave this member.
-func (s *ConcurrentSubscriber) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (s *subscription) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range assigned[s.topic] {
@@ -624,7 +721,7 @@ func (s *ConcurrentSubscriber) onAssigned(_ context.Context, _ *kgo.Client, assi
 
 // onRevoked stops handing out the revoked partitions' records, waits (bounded) for their
 // in-flight acks, commits their watermarks and forgets them.
-func (s *ConcurrentSubscriber) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+func (s *subscription) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	ids := revoked[s.topic]
 	if len(ids) == 0 {
 		return
@@ -661,7 +758,7 @@ wait:
 
 // onLost forgets partitions the group took away without a revoke: their offsets can no longer
 // be committed by this member, so their in-flight messages will be delivered again.
-func (s *ConcurrentSubscriber) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+func (s *subscription) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	ids := lost[s.topic]
 	s.mu.Lock()
 	for _, id := range ids {
@@ -674,7 +771,7 @@ func (s *ConcurrentSubscriber) onLost(_ context.Context, _ *kgo.Client, lost map
 }
 
 // forget drops the partitions' state and un-pauses them, so a later assignment fetches them.
-func (s *ConcurrentSubscriber) forget(ids []int32) {
+func (s *subscription) forget(ids []int32) {
 	s.mu.Lock()
 	var known []int32 // partitions this member fetched, so s.cl is set
 	for _, id := range ids {

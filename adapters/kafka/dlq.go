@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"maps"
 	"slices"
@@ -318,7 +317,7 @@ func NewReplayPublisher(cfg Config, topic string) (*ReplayPublisher, error) {
 	cl, err := kgo.NewClient(cfg.clientOpts("-dlq-replay",
 		kgo.DefaultProduceTopic(topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(replayFNV32a))),
+		kgo.RecordPartitioner(saramaPartitioner()),
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(30*time.Second),
 	)...)
@@ -326,13 +325,6 @@ func NewReplayPublisher(cfg Config, topic string) (*ReplayPublisher, error) {
 		return nil, fmt.Errorf("replay publisher: client: %w", err)
 	}
 	return &ReplayPublisher{topic: topic, cl: cl}, nil
-}
-
-// replayFNV32a is the hash of Sarama's default partitioner, which the relay's publisher uses.
-func replayFNV32a(b []byte) uint32 {
-	h := fnv.New32a()
-	_, _ = h.Write(b)
-	return h.Sum32()
 }
 
 // TargetTopic names the events topic.
@@ -441,7 +433,7 @@ func NewDLQPublisher(cfg Config, pc DLQPublisherConfig, log *slog.Logger) (*DLQP
 	}
 	cl, err := kgo.NewClient(cfg.clientOpts("-dlq-publisher",
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(replayFNV32a))),
+		kgo.RecordPartitioner(saramaPartitioner()),
 		kgo.ProducerLinger(0),
 		kgo.RecordDeliveryTimeout(pc.DeliveryTimeout),
 	)...)

@@ -1,6 +1,9 @@
-// Package kafka connects the catalog to Kafka: the relay's producer (watermill-kafka/v3 over
-// Sarama, configured not to lose acknowledged events), topic administration, and an embedded
-// Kafka-protocol broker for a laptop or a small shop that has nothing but PostgreSQL.
+// Package kafka connects the catalog to Kafka: the relay's pipelined producer (Publisher), the
+// projector's subscriber (ConcurrentSubscriber) and dead-letter producer (DLQPublisher), all
+// Watermill publishers and subscribers over franz-go configured not to lose acknowledged
+// events; watermill-kafka/v3's Sarama publisher and subscriber with the same guarantees and
+// security; topic administration; and an embedded Kafka-protocol broker for a laptop or a
+// small shop that has nothing but PostgreSQL.
 package kafka
 
 import (
@@ -94,8 +97,10 @@ func (c Config) ProducerConfig() *sarama.Config {
 	return sc
 }
 
-// NewPublisher returns the Watermill Kafka publisher of product events. The partition key is
-// the aggregate id, so one product's events land on one partition.
+// NewPublisher returns watermill-kafka's publisher (Sarama's synchronous producer) with the
+// catalog's producer guarantees and security. The partition key is the aggregate id, so one
+// product's events land on one partition. No role publishes through it: it sends one request
+// at a time, so the relay uses the pipelined Publisher, which writes the same records.
 func NewPublisher(cfg Config, log *slog.Logger) (*wkafka.Publisher, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {

@@ -93,8 +93,8 @@ func TestSecurityConfiguresBothClientsAlike(t *testing.T) {
 }
 
 // TestSASLSSLCluster runs every client of the adapter through a real SASL_SSL listener with
-// each mechanism: topic creation and metadata (kadm), the relay's Sarama producer, the
-// projector's consumer group, the event log a Kafka rebuild reads, and the operator's stats.
+// each mechanism: topic creation and metadata (kadm), the relay's pipelined producer and
+// watermill-kafka's Sarama producer, the projector's consumer group, the event log a Kafka rebuild reads, and the operator's stats.
 func TestSASLSSLCluster(t *testing.T) {
 	k := securetest.StartKafka(t)
 	for _, tc := range []struct {
@@ -118,37 +118,51 @@ func TestSASLSSLCluster(t *testing.T) {
 			}
 			topic := testkafka.CreateTopic(t, c, "secure", 3)
 
-			// The relay's producer: watermill-kafka over Sarama.
-			pub, err := kafka.NewPublisher(c.Config(), quietLog())
+			// The relay's pipelined producer (franz-go), then watermill-kafka's (Sarama).
+			pub, err := kafka.NewPipelinedPublisher(c.Config(), kafka.PublisherConfig{}, quietLog())
 			if err != nil {
-				t.Fatalf("sarama publisher: %v", err)
+				t.Fatalf("pipelined publisher: %v", err)
 			}
 			defer pub.Close()
-			ev := makeEvents(t, 1)[0]
-			msg, err := envelope.Marshal(ev)
+			events := makeEvents(t, 1) // a product's two events: one through each producer
+			msg, err := envelope.Marshal(events[0])
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := pub.Publish(topic, msg); err != nil {
-				t.Fatalf("publish: %v", err)
+				t.Fatalf("pipelined publish: %v", err)
+			}
+			spub, err := kafka.NewPublisher(c.Config(), quietLog())
+			if err != nil {
+				t.Fatalf("sarama publisher: %v", err)
+			}
+			defer spub.Close()
+			smsg, err := envelope.Marshal(events[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := spub.Publish(topic, smsg); err != nil {
+				t.Fatalf("sarama publish: %v", err)
 			}
 
 			// The projector's consumer group.
-			_, ch := newConcurrentSub(t, c, topic, kafka.ConcurrentSubscriberConfig{ConsumerGroup: topic + "-g"})
-			got := receive(t, ch, time.Minute)
-			got.Ack()
-			if got.Metadata.Get(envelope.MetaAggregateID) != ev.AggregateID.String() {
-				t.Fatalf("received %v", got.Metadata)
+			_, ch := newConcurrentSub(t, c, topic, kafka.ConcurrentSubscriberConfig{ConsumerGroup: topic + "-g", FromOldest: true})
+			for _, sent := range []*message.Message{msg, smsg} {
+				got := receive(t, ch, time.Minute)
+				got.Ack()
+				if got.UUID != sent.UUID || got.Metadata.Get(envelope.MetaAggregateID) != events[0].AggregateID.String() {
+					t.Fatalf("received %s %v, want %s (in publish order)", got.UUID, got.Metadata, sent.UUID)
+				}
 			}
 
 			// The event log of a Kafka rebuild.
 			l := newEventLog(t, c, topic)
 			ends, err := l.EndOffsets(ctx)
-			if err != nil || sum(ends) != 1 {
+			if err != nil || sum(ends) != int64(len(events)) {
 				t.Fatalf("end offsets %v, %v", ends, err)
 			}
 			var read []product.Event
-			if _, _, err := l.Read(ctx, rebuild.Offsets{}, ends, func(b []product.Event) error { read = append(read, b...); return nil }); err != nil || len(read) != 1 || read[0].ID != ev.ID {
+			if _, _, err := l.Read(ctx, rebuild.Offsets{}, ends, func(b []product.Event) error { read = append(read, b...); return nil }); err != nil || len(read) != len(events) {
 				t.Fatalf("event log read %v, %v", read, err)
 			}
 
@@ -163,7 +177,7 @@ func TestSASLSSLCluster(t *testing.T) {
 			for _, p := range offs {
 				depth += p.End - p.Start
 			}
-			if err != nil || depth != 1 {
+			if err != nil || depth != int64(len(events)) {
 				t.Fatalf("topic depth %d, %v", depth, err)
 			}
 		})
@@ -217,10 +231,28 @@ func TestWrongSecurityFailsFastWithTheSettingToFix(t *testing.T) {
 			}
 		})
 	}
-	// Sarama (the relay's producer) gives up too instead of hanging.
+	// The producers give up too instead of hanging: the relay's pipelined one (whose failed
+	// publish the relay retries) and watermill-kafka's (Sarama).
 	sec, err := kafka.NewSecurity(withPassword(k.Security(kafka.SASLSCRAMSHA512, false), wrong))
 	if err != nil {
 		t.Fatal(err)
+	}
+	pipelined := make(chan error, 1)
+	go func() {
+		pub, err := kafka.NewPipelinedPublisher(kafka.Config{Brokers: []string{k.Addr}, Security: sec}, kafka.PublisherConfig{DeliveryTimeout: 5 * time.Second}, quietLog())
+		if err == nil {
+			err = pub.Publish("secure.never", message.NewMessage("x", []byte("{}")))
+			_ = pub.Close()
+		}
+		pipelined <- err
+	}()
+	select {
+	case err := <-pipelined:
+		if err == nil || !strings.Contains(err.Error(), "SASL") || strings.Contains(err.Error(), wrong) {
+			t.Fatalf("pipelined publisher with a wrong password: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the pipelined publisher with a wrong password hangs")
 	}
 	done := make(chan error, 1)
 	go func() {

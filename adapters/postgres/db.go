@@ -52,12 +52,13 @@ func (c Config) Validate() error {
 type DB struct {
 	// Pool serves plain reads and the pgx-native paths.
 	Pool *pgxpool.Pool
-	// SQL is the same pool behind database/sql, for watermill-sql's subscriber (the relay)
-	// and the migrations.
+	// SQL is the same pool behind database/sql, for the migrations.
 	SQL *sql.DB
 	// Writes is the same pool behind database/sql with pipelined transactions (pipeline.go),
 	// for the product repository: a write and its outbox row on one *sql.Tx in one round trip.
 	Writes *sql.DB
+
+	notify *outboxNotifier // the outbox commit notifications, shared by every relay lane
 }
 
 // Open connects and pings, so a bad DATABASE_URL fails at start-up with its reason.
@@ -84,7 +85,9 @@ func Open(ctx context.Context, cfg Config) (*DB, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres: ping %s: %w", pcfg.ConnConfig.Host, err)
 	}
-	return &DB{Pool: pool, SQL: stdlib.OpenDBFromPool(pool), Writes: openPipelinedDB(pool)}, nil
+	db := &DB{Pool: pool, SQL: stdlib.OpenDBFromPool(pool), Writes: openPipelinedDB(pool)}
+	db.notify = newOutboxNotifier(db)
+	return db, nil
 }
 
 // Ping checks the database, for readiness probes.
@@ -92,6 +95,7 @@ func (db *DB) Ping(ctx context.Context) error { return db.Pool.Ping(ctx) }
 
 // Close closes both views of the pool.
 func (db *DB) Close() {
+	db.notify.close()
 	_ = db.SQL.Close()
 	_ = db.Writes.Close()
 	db.Pool.Close()

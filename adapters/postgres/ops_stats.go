@@ -63,12 +63,12 @@ func NewOpsStats(db *DB, cfg OpsStatsConfig) (*OpsStats, error) {
 // primary key. Ages come from the server's clock, so client clock skew cannot fake them.
 // Rows of transactions still open are invisible here, as they are to the relay.
 //
-// Rows at or above the snapshot's xmin (the oldest transaction id still running anywhere in
-// the cluster) are committed but not passable yet: they are counted apart, with their
-// oldest age, so a stall behind an open transaction can be told from a stopped relay even
-// when the transaction itself is invisible to this role.
+// Rows at or above the relay's horizon (relayHorizon: the oldest transaction id still running
+// that could write to this database's outbox) are committed but not passable yet: they are
+// counted apart, with their oldest age, so a stall behind an open transaction can be told from
+// a stopped relay even when the transaction itself is invisible to this role.
 const outboxBacklog = `
-WITH s AS (SELECT pg_snapshot_xmin(pg_current_snapshot()) AS xmin)
+WITH s AS (SELECT ` + relayHorizon + ` AS xmin)
 SELECT l.lane, o.lane IS NOT NULL, coalesce(o.offset_acked, 0), coalesce(o.last_processed_transaction_id::text, ''), o.updated_at,
        b.n, b.oldest, coalesce(extract(epoch FROM clock_timestamp() - b.oldest)::float8, 0),
        b.held, coalesce(extract(epoch FROM clock_timestamp() - b.oldest_held)::float8, 0), s.xmin::text
@@ -140,15 +140,16 @@ func (s *OpsStats) OutboxStats(ctx context.Context) (ops.OutboxStats, error) {
 }
 
 // longTransactions lists the transactions older than $1 seconds that matter here, oldest
-// first. The relay reads only outbox rows of transactions older than pg_snapshot_xmin of its
-// snapshot, which is the oldest transaction id still running in the whole cluster: every
-// backend of every database that holds one (backend_xid: it has written or locked a row;
-// autovacuum and replication workers included), and every prepared transaction. A
-// read-only transaction (backend_xmin only) does not move it, and neither do replication
-// slots (they hold back vacuum, not snapshots); a read-only one still matters in this
-// database, whose vacuum it holds back. The statement text is not read: it may hold secrets.
-// Other roles' sessions show their details only to superusers and members of
-// pg_read_all_stats (docs/RUNBOOK.md).
+// first. The relay reads only outbox rows of transactions below its horizon (relayHorizon):
+// every backend of this database that holds a transaction id (backend_xid: it has written or
+// locked a row; autovacuum and replication workers included), every prepared transaction
+// (of any database: it has no session to tell where it ran), and any transaction of another
+// role this role cannot see. A read-only transaction (backend_xmin only) does not hold the
+// relay back, and neither does one of another database it can see, or a replication slot
+// (they hold back vacuum, not snapshots); a read-only one still matters in this database,
+// whose vacuum it holds back. The statement text is not read: it may hold secrets. Other
+// roles' sessions show their details only to superusers and members of pg_read_all_stats
+// (docs/RUNBOOK.md).
 const longTransactions = `
 SELECT pid, coalesce(datname, ''), coalesce(usename, ''), coalesce(application_name, ''), coalesce(backend_type, ''), ''::text,
        coalesce(state, ''), xact_start, query_start, extract(epoch FROM clock_timestamp() - xact_start)::float8,
@@ -157,7 +158,8 @@ FROM pg_stat_activity
 WHERE xact_start IS NOT NULL
   AND pid <> pg_backend_pid()
   AND xact_start < clock_timestamp() - make_interval(secs => $1)
-  AND (backend_xid IS NOT NULL OR (backend_type = 'client backend' AND datname = current_database()))
+  AND datname = current_database()
+  AND (backend_xid IS NOT NULL OR backend_type = 'client backend')
 UNION ALL
 SELECT 0, coalesce(database, ''), coalesce(owner, ''), '', 'prepared transaction', gid,
        'prepared', prepared, NULL, extract(epoch FROM clock_timestamp() - prepared)::float8, true
@@ -197,7 +199,8 @@ func (s *OpsStats) LongTransactions(ctx context.Context, olderThan time.Duration
 // rule of longTransactions, without the read-only ones), 0 when none is open.
 const blockingTransactionAge = `
 SELECT coalesce(extract(epoch FROM clock_timestamp() - least(
-    (SELECT min(xact_start) FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid()),
+    (SELECT min(xact_start) FROM pg_stat_activity
+     WHERE backend_xid IS NOT NULL AND pid <> pg_backend_pid() AND datname = current_database()),
     (SELECT min(prepared) FROM pg_prepared_xacts))), 0)::float8`
 
 // ProductCounts implements ops.Database with exact counts (one scan of products).

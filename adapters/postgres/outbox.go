@@ -1,15 +1,21 @@
 package postgres
 
 import (
+	"context"
 	stdsql "database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"strconv"
 	"strings"
 
 	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
+	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/marketplace/catalog/api/envelope"
+	"github.com/marketplace/catalog/domain/product"
 )
 
 // DefaultLanes is the number of outbox lanes. Writers and relays must agree on it: an event
@@ -41,19 +47,68 @@ func laneFromTopic(topic string) (int, error) {
 	return n, nil
 }
 
-// OutboxSchema is a watermill-sql SchemaAdapter over outbox_messages. Unlike watermill-sql's
-// default PostgreSQL schema, whose poll sorts the whole unconsumed backlog, its poll is a range
-// scan of the primary key (lane, transaction_id, offset) after the last acked position, so a
-// backlog of millions drains as fast as an empty outbox.
+// Outbox appends domain events to the transactional outbox on the writer's transaction: the
+// one place that marshals an event into its envelope, picks its lane and inserts it, so that
+// every writer of events (today the product repository) commits them with its change.
+type Outbox struct {
+	// Topic is the Kafka topic the relay forwards the events to (PRODUCT_EVENTS_TOPIC).
+	Topic string
+	// Lanes is the number of outbox lanes (OUTBOX_LANES); writers and relays must agree.
+	Lanes int
+	// Decorate, when set, adds metadata to each message before it is stored (the trace
+	// context, CloudEvents headers).
+	Decorate func(context.Context, *message.Message)
+}
+
+// Append marshals events into envelopes and inserts them, in order, into the lane of
+// aggregateID through watermill-sql's publisher on tx, wrapped by Watermill's forwarder
+// envelope. Nothing is written when events is empty.
+func (o Outbox) Append(ctx context.Context, tx *stdsql.Tx, aggregateID string, events []product.Event) error {
+	if len(events) == 0 {
+		return nil
+	}
+	msgs := make([]*message.Message, 0, len(events))
+	for _, e := range events {
+		m, err := envelope.Marshal(e)
+		if err != nil {
+			return err
+		}
+		if o.Decorate != nil {
+			o.Decorate(ctx, m)
+		}
+		msgs = append(msgs, m)
+	}
+	pub, err := wsql.NewPublisher(tx, wsql.PublisherConfig{SchemaAdapter: OutboxSchema{}}, nil)
+	if err != nil {
+		return fmt.Errorf("outbox publisher: %w", err)
+	}
+	fwd := forwarder.NewPublisher(pub, forwarder.PublisherConfig{
+		ForwarderTopic: LaneTopic(LaneOf(aggregateID, o.Lanes)),
+	})
+	if err := fwd.Publish(o.Topic, msgs...); err != nil {
+		return fmt.Errorf("outbox: %w", err)
+	}
+	return nil
+}
+
+// OutboxSchema is the watermill-sql SchemaAdapter the write path publishes through (with
+// watermill-sql's publisher, wrapped by Watermill's forwarder publisher, on the write's own
+// *sql.Tx): it writes a message into the lane its topic names, stamped with the writing
+// transaction's id. The relay reads the outbox with OutboxSubscriber, not with watermill-sql's
+// subscriber, so the read half of the interface is not used.
 type OutboxSchema struct {
-	// BatchSize is the number of rows one poll reads and one transaction acks.
-	BatchSize int
+	// Lane maps a topic to its lane (default: the lane of a LaneTopic name).
+	Lane func(topic string) (int, error)
 }
 
 // InsertQuery writes messages into the lane named by the topic, stamped with the writing
 // transaction's id (the relay never passes a transaction that is still open).
 func (s OutboxSchema) InsertQuery(topic string, msgs message.Messages) (wsql.Query, error) {
-	lane, err := laneFromTopic(topic)
+	laneOf := s.Lane
+	if laneOf == nil {
+		laneOf = laneFromTopic
+	}
+	lane, err := laneOf(topic)
 	if err != nil {
 		return wsql.Query{}, err
 	}
@@ -75,112 +130,25 @@ func (s OutboxSchema) InsertQuery(topic string, msgs message.Messages) (wsql.Que
 	return wsql.Query{Query: b.String(), Args: args}, nil
 }
 
-// SelectQuery returns the next batch of the lane after the consumer group's position, only
-// from transactions older than every open one, in commit-safe order.
-func (s OutboxSchema) SelectQuery(topic string, consumerGroup string, offsets wsql.OffsetsAdapter) wsql.Query {
-	lane, err := laneFromTopic(topic)
-	if err != nil {
-		// watermill-sql's interface has no error here; a query that fails with the reason
-		// surfaces it through the subscriber's error path.
-		return wsql.Query{Query: `SELECT 1/0 -- ` + strings.ReplaceAll(err.Error(), "\n", " ")}
-	}
-	next := offsets.NextOffsetQuery(topic, consumerGroup)
-	batch := s.BatchSize
-	if batch <= 0 {
-		batch = 1000
-	}
-	// LATERAL makes the lane position an index condition of the primary key range scan; as a
-	// plain join filter it made every poll re-read the lane's whole relayed history.
-	l := strconv.Itoa(lane)
-	q := `WITH last AS (` + next.Query + `)
-SELECT m."offset", m.transaction_id, m.uuid, m.payload, m.metadata
-FROM last CROSS JOIN LATERAL (
-  SELECT o."offset", o.transaction_id, o.uuid, o.payload, o.metadata
-  FROM outbox_messages o
-  WHERE ` + unrelayedRows(l, "last") + `
-  ORDER BY o.lane, o.transaction_id, o."offset"
-  LIMIT ` + strconv.Itoa(batch) + `
-) m
-ORDER BY m.transaction_id, m."offset"`
-	return wsql.Query{Query: q, Args: next.Args}
+// errReadWithOutboxSubscriber is why the read half of OutboxSchema refuses to work.
+const errReadWithOutboxSubscriber = "the outbox is read by postgres.OutboxSubscriber, not by watermill-sql's subscriber"
+
+// SelectQuery is not supported (see OutboxSubscriber): watermill-sql's interface has no error
+// here, so it returns a query that fails with the reason.
+func (s OutboxSchema) SelectQuery(string, string, wsql.OffsetsAdapter) wsql.Query {
+	return wsql.Query{Query: `SELECT 1/0 -- ` + errReadWithOutboxSubscriber}
 }
 
-// unrelayedRows is the condition on outbox_messages o that selects the rows of lane (an SQL
-// expression) after the position in the row pos of outbox_offsets, from transactions older than
-// every open one. The relay's poll and its lock-free peek must agree on it exactly.
-func unrelayedRows(lane, pos string) string {
-	return `o.lane = ` + lane + `
-    AND (o.lane, o.transaction_id, o."offset") > (` + lane + `, ` + pos + `.last_processed_transaction_id, ` + pos + `.offset_acked)
-    AND o.transaction_id < pg_snapshot_xmin(pg_current_snapshot())`
-}
-
-// UnmarshalMessage turns a row into a message; the transaction id goes along for the ack.
-func (s OutboxSchema) UnmarshalMessage(row wsql.Scanner) (wsql.Row, error) {
-	var r wsql.Row
-	var txid string
-	if err := row.Scan(&r.Offset, &txid, &r.UUID, &r.Payload, &r.Metadata); err != nil {
-		return wsql.Row{}, fmt.Errorf("outbox: scan: %w", err)
-	}
-	msg := message.NewMessage(string(r.UUID), r.Payload)
-	if r.Metadata != nil {
-		if err := json.Unmarshal(r.Metadata, &msg.Metadata); err != nil {
-			return wsql.Row{}, fmt.Errorf("outbox: metadata of %s: %w", r.UUID, err)
-		}
-	}
-	r.Msg = msg
-	r.ExtraData = map[string]any{"transaction_id": txid}
-	return r, nil
+// UnmarshalMessage is not supported (see OutboxSubscriber).
+func (s OutboxSchema) UnmarshalMessage(wsql.Scanner) (wsql.Row, error) {
+	return wsql.Row{}, errors.New("outbox: " + errReadWithOutboxSubscriber)
 }
 
 // SchemaInitializingQueries returns nothing: `catalog migrate` owns the schema, and creating
 // tables implicitly inside a write transaction is exactly what must not happen.
 func (s OutboxSchema) SchemaInitializingQueries(string) []wsql.Query { return nil }
 
-// SubscribeIsolationLevel is REPEATABLE READ, as watermill-sql's PostgreSQL schema uses, so
-// the snapshot that decides which transactions are complete is the one the rows come from.
+// SubscribeIsolationLevel is part of the read half, which is not supported.
 func (s OutboxSchema) SubscribeIsolationLevel() stdsql.IsolationLevel {
-	return stdsql.LevelRepeatableRead
-}
-
-// OutboxOffsets is a watermill-sql OffsetsAdapter over outbox_offsets, one row per lane and
-// consumer group. NextOffsetQuery takes the row FOR UPDATE SKIP LOCKED: a lane is owned by the
-// one relay whose transaction holds its row; another relay polling the same lane gets nothing
-// and moves on instead of blocking or double-sending.
-type OutboxOffsets struct{}
-
-// NextOffsetQuery locks and returns the lane's position for the group.
-func (OutboxOffsets) NextOffsetQuery(topic, consumerGroup string) wsql.Query {
-	lane, _ := laneFromTopic(topic)
-	return wsql.Query{
-		Query: `SELECT offset_acked, last_processed_transaction_id FROM outbox_offsets
-WHERE lane = ` + strconv.Itoa(lane) + ` AND consumer_group = $1 FOR UPDATE SKIP LOCKED`,
-		Args: []any{consumerGroup},
-	}
-}
-
-// AckMessageQuery moves the lane's position to the last forwarded row.
-func (OutboxOffsets) AckMessageQuery(topic string, row wsql.Row, consumerGroup string) wsql.Query {
-	lane, _ := laneFromTopic(topic)
-	return wsql.Query{
-		Query: `UPDATE outbox_offsets SET offset_acked = $1, last_processed_transaction_id = $2::xid8, updated_at = now()
-WHERE lane = ` + strconv.Itoa(lane) + ` AND consumer_group = $3`,
-		Args: []any{row.Offset, row.ExtraData["transaction_id"], consumerGroup},
-	}
-}
-
-// ConsumedMessageQuery is not needed: the row lock already gives single ownership.
-func (OutboxOffsets) ConsumedMessageQuery(string, wsql.Row, string, []byte) wsql.Query {
-	return wsql.Query{}
-}
-
-// SchemaInitializingQueries returns nothing; migrations own the schema.
-func (OutboxOffsets) SchemaInitializingQueries(string) []wsql.Query { return nil }
-
-// BeforeSubscribingQueries creates the lane's position row, which the poll locks.
-func (OutboxOffsets) BeforeSubscribingQueries(topic, consumerGroup string) []wsql.Query {
-	lane, _ := laneFromTopic(topic)
-	return []wsql.Query{{
-		Query: `INSERT INTO outbox_offsets (lane, consumer_group) VALUES (` + strconv.Itoa(lane) + `, $1) ON CONFLICT DO NOTHING`,
-		Args:  []any{consumerGroup},
-	}}
+	return stdsql.LevelDefault
 }

@@ -9,13 +9,10 @@ import (
 	"log/slog"
 	"time"
 
-	wsql "github.com/ThreeDotsLabs/watermill-sql/v3/pkg/sql"
-	"github.com/ThreeDotsLabs/watermill/components/forwarder"
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/domain/product"
 )
 
@@ -178,32 +175,7 @@ WHERE id=$1 AND version=$15`,
 
 // publish appends the product's pending events to the outbox on tx.
 func (r *ProductRepository) publish(ctx context.Context, tx *sql.Tx, p *product.Product) error {
-	events := p.PopEvents()
-	if len(events) == 0 {
-		return nil
-	}
-	msgs := make([]*message.Message, 0, len(events))
-	for _, e := range events {
-		m, err := envelope.Marshal(e)
-		if err != nil {
-			return err
-		}
-		if r.cfg.Decorate != nil {
-			r.cfg.Decorate(ctx, m)
-		}
-		msgs = append(msgs, m)
-	}
-	pub, err := wsql.NewPublisher(tx, wsql.PublisherConfig{SchemaAdapter: OutboxSchema{}}, nil)
-	if err != nil {
-		return fmt.Errorf("outbox publisher: %w", err)
-	}
-	fwd := forwarder.NewPublisher(pub, forwarder.PublisherConfig{
-		ForwarderTopic: LaneTopic(LaneOf(p.ID().String(), r.cfg.Lanes)),
-	})
-	if err := fwd.Publish(r.cfg.Topic, msgs...); err != nil {
-		return fmt.Errorf("outbox: %w", err)
-	}
-	return nil
+	return Outbox{Topic: r.cfg.Topic, Lanes: r.cfg.Lanes, Decorate: r.cfg.Decorate}.Append(ctx, tx, p.ID().String(), p.PopEvents())
 }
 
 func (r *ProductRepository) inTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {

@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -166,11 +167,24 @@ func awaitEvents(t *testing.T, c testkafka.Cluster, topic string, committed map[
 
 func startRelay(t *testing.T, ctx context.Context, db *postgres.DB, c testkafka.Cluster, cfg postgres.RelayConfig) <-chan error {
 	t.Helper()
-	pub, err := kafka.NewPublisher(kafka.Config{Brokers: c.Brokers}, quietLog())
+	return startRelayWith(t, ctx, db, relayPublisher(t, c), cfg)
+}
+
+// relayPublisher is the relay's producer as wiring builds it: pipelined, telling the outbox
+// subscriber when each event was enqueued.
+func relayPublisher(t *testing.T, c testkafka.Cluster) *kafka.Publisher {
+	t.Helper()
+	pub, err := kafka.NewPipelinedPublisher(kafka.Config{Brokers: c.Brokers}, kafka.PublisherConfig{Enqueued: postgres.Dispatched}, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pub.Close() })
+	return pub
+}
+
+// startRelayWith runs a relay publishing to pub until ctx ends; the channel gets Run's result.
+func startRelayWith(t *testing.T, ctx context.Context, db *postgres.DB, pub message.Publisher, cfg postgres.RelayConfig) <-chan error {
+	t.Helper()
 	relay, err := postgres.NewRelay(db, pub, cfg, quietLog())
 	if err != nil {
 		t.Fatal(err)
@@ -183,87 +197,133 @@ func startRelay(t *testing.T, ctx context.Context, db *postgres.DB, c testkafka.
 // TestRelay64ConcurrentWritersLoseNothing: 64 writers with jittered commit times, two relays
 // running at once, every committed event reaches the topic with the aggregate id as key.
 func TestRelay64ConcurrentWritersLoseNothing(t *testing.T) {
-	for _, cluster := range testkafka.Clusters(t) {
-		t.Run("", func(t *testing.T) {
-			c := cluster(t)
-			t.Run(c.Name, func(t *testing.T) {
-				db, _ := migratedDB(t)
-				topic := testkafka.CreateTopic(t, c, "relay", 12)
-				ctx, cancel := context.WithCancel(context.Background())
-				cfg := postgres.RelayConfig{PollInterval: 50 * time.Millisecond, BatchSize: 200}
-				r1 := startRelay(t, ctx, db, c, cfg)
-				r2 := startRelay(t, ctx, db, c, cfg) // a second relay: lanes must not be owned twice
-				committed := writeLoad(t, db, topic, 64, 10)
-				dups := awaitEvents(t, c, topic, committed, 90*time.Second)
-				// Everything is on the topic; the relays ack each batch right after it, so the
-				// lane positions must reach the end of the outbox too.
-				deadline := time.Now().Add(10 * time.Second)
-				for unacked(t, db) > 0 && time.Now().Before(deadline) {
-					time.Sleep(20 * time.Millisecond)
-				}
-				cancel()
-				for _, r := range []<-chan error{r1, r2} {
-					if err := <-r; err != nil {
-						t.Errorf("relay: %v", err)
-					}
-				}
-				t.Logf("%s: %d committed events all on the topic; %d duplicates", c.Name, len(committed), dups)
-				if dups > 0 {
-					t.Errorf("two healthy relays delivered %d duplicates: a lane was owned twice", dups)
-				}
-				backlog := unacked(t, db)
-				if backlog != 0 {
-					t.Errorf("relay positions leave %d rows unacked after everything was delivered", backlog)
-				}
-			})
-		})
-	}
+	eachCluster(t, func(t *testing.T, c testkafka.Cluster) {
+		db, _ := migratedDB(t)
+		topic := testkafka.CreateTopic(t, c, "relay", 12)
+		ctx, cancel := context.WithCancel(context.Background())
+		cfg := postgres.RelayConfig{PollInterval: 50 * time.Millisecond, BatchSize: 200}
+		r1 := startRelay(t, ctx, db, c, cfg)
+		r2 := startRelay(t, ctx, db, c, cfg) // a second relay: lanes must not be owned twice
+		committed := writeLoad(t, db, topic, 64, 10)
+		dups := awaitEvents(t, c, topic, committed, 90*time.Second)
+		// Everything is on the topic; the relays ack each batch right after it, so the
+		// lane positions must reach the end of the outbox too.
+		deadline := time.Now().Add(10 * time.Second)
+		for unacked(t, db) > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+		for _, r := range []<-chan error{r1, r2} {
+			if err := <-r; err != nil {
+				t.Errorf("relay: %v", err)
+			}
+		}
+		t.Logf("%s: %d committed events all on the topic; %d duplicates", c.Name, len(committed), dups)
+		if dups > 0 {
+			t.Errorf("two healthy relays delivered %d duplicates: a lane was owned twice", dups)
+		}
+		backlog := unacked(t, db)
+		if backlog != 0 {
+			t.Errorf("relay positions leave %d rows unacked after everything was delivered", backlog)
+		}
+	})
 }
 
-// TestRelayCrashSafety kills the relay (a real `catalog relay` process) with SIGKILL while it
-// forwards, restarts it, and checks every committed event is on the topic afterwards.
+// TestRelayCrashSafety runs two `catalog relay` processes while writers commit, and three times
+// kills the one that owns the lanes with SIGKILL in the middle of its pipeline: the other takes
+// the lanes over. Right after each kill, every outbox row at or before its lane's position is on
+// the topic (a position never passes an event Kafka has not acknowledged); the killed relay is
+// restarted, except after the last kill, when the survivor alone must relay everything: every
+// committed event reaches the topic (duplicates allowed: at-least-once).
 func TestRelayCrashSafety(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the catalog binary")
 	}
 	bin := buildCatalog(t)
-	for _, cluster := range testkafka.Clusters(t) {
-		t.Run("", func(t *testing.T) {
-			c := cluster(t)
-			t.Run(c.Name, func(t *testing.T) {
-				db, url := migratedDB(t)
-				topic := testkafka.CreateTopic(t, c, "crash", 12)
-				start := func() *exec.Cmd {
-					cmd := exec.Command(bin, "relay", "--relay-batch-size", "50")
-					cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "KAFKA_BROKERS="+c.Brokers[0],
-						"PRODUCT_EVENTS_TOPIC="+topic, "LOG_LEVEL=warn")
-					cmd.Stderr = &prefixWriter{t: t}
-					if err := cmd.Start(); err != nil {
-						t.Fatal(err)
-					}
-					return cmd
-				}
-				var committed map[string]bool
-				loadDone := make(chan struct{})
-				go func() { committed = writeLoad(t, db, topic, 16, 60); close(loadDone) }()
-				kills := 0
-				for kills < 3 {
-					relay := start()
-					time.Sleep(time.Duration(300+rand.IntN(500)) * time.Millisecond)
-					_ = relay.Process.Signal(syscall.SIGKILL)
-					_ = relay.Wait()
-					kills++
-				}
-				<-loadDone
-				relay := start()
-				dups := awaitEvents(t, c, topic, committed, 120*time.Second)
-				_ = relay.Process.Signal(syscall.SIGTERM)
-				if err := relay.Wait(); err != nil {
-					t.Errorf("relay after SIGTERM: %v", err)
-				}
-				t.Logf("%s: relay killed %d times; all %d committed events on the topic; %d duplicates (allowed: at-least-once)", c.Name, kills, len(committed), dups)
-			})
-		})
+	eachCluster(t, func(t *testing.T, c testkafka.Cluster) {
+		db, url := migratedDB(t)
+		topic := testkafka.CreateTopic(t, c, "crash", 12)
+		start := func() *exec.Cmd {
+			cmd := exec.Command(bin, "relay", "--relay-batch-size", "50")
+			cmd.Env = append(os.Environ(), "DATABASE_URL="+url, "KAFKA_BROKERS="+c.Brokers[0],
+				"PRODUCT_EVENTS_TOPIC="+topic, "LOG_LEVEL=warn")
+			cmd.Stderr = &prefixWriter{t: t}
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			return cmd
+		}
+		var committed map[string]bool
+		loadDone := make(chan struct{})
+		go func() { committed = writeLoad(t, db, topic, 16, 150); close(loadDone) }()
+		owner := start()
+		time.Sleep(300 * time.Millisecond) // the first relay takes every lane
+		standby := start()
+		const kills = 3
+		for k := 1; k <= kills; k++ {
+			time.Sleep(time.Duration(300+rand.IntN(500)) * time.Millisecond)
+			_ = owner.Process.Signal(syscall.SIGKILL)
+			_ = owner.Wait()
+			positionsAreRelayed(t, db, c, topic)
+			owner, standby = standby, nil // the survivor takes the lanes over
+			if k < kills {
+				standby = start()
+			}
+		}
+		<-loadDone
+		dups := awaitEvents(t, c, topic, committed, 120*time.Second)
+		_ = owner.Process.Signal(syscall.SIGTERM)
+		if err := owner.Wait(); err != nil {
+			t.Errorf("relay after SIGTERM: %v", err)
+		}
+		t.Logf("%s: the owning relay killed %d times; all %d committed events on the topic; %d duplicates (allowed: at-least-once)",
+			c.Name, kills, len(committed), dups)
+	})
+}
+
+// positionsAreRelayed checks that every outbox row at or before its lane's position is on the
+// topic: the relay moves a position only over events Kafka acknowledged.
+func positionsAreRelayed(t *testing.T, db *postgres.DB, c testkafka.Cluster, topic string) {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(), `SELECT o.payload FROM outbox_messages o
+JOIN outbox_offsets p ON p.lane = o.lane AND p.consumer_group = $1
+WHERE (o.transaction_id, o."offset") <= (p.last_processed_transaction_id, p.offset_acked)`, postgres.RelayConsumerGroup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for rows.Next() {
+		var payload []byte
+		if err := rows.Scan(&payload); err != nil {
+			t.Fatal(err)
+		}
+		var env forwarderEnvelope
+		if err := json.Unmarshal(payload, &env); err != nil {
+			t.Fatalf("outbox row: %v", err)
+		}
+		want[env.UUID] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	missing := func(recs []testkafka.Record) int {
+		on := make(map[string]bool, len(recs))
+		for _, r := range recs {
+			on[r.Headers["_watermill_message_uuid"]] = true
+		}
+		n := 0
+		for id := range want {
+			if !on[id] {
+				n++
+			}
+		}
+		return n
+	}
+	recs := testkafka.ReadUntil(t, c, topic, 30*time.Second, func(r []testkafka.Record) bool { return missing(r) == 0 })
+	if n := missing(recs); n > 0 {
+		t.Errorf("the lane positions pass %d of %d events that are not on the topic", n, len(want))
+	} else {
+		t.Logf("after the kill: the positions cover %d events, all on the topic", len(want))
 	}
 }
 

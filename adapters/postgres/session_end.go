@@ -31,14 +31,13 @@ func sessionEnded(err error) bool {
 		pgconn.Timeout(err)
 }
 
-// sessionEndLogger is the Watermill logger of the relay's SQL subscribers. watermill-sql's
-// subscriber logs "could not rollback tx for querying message" at ERROR whenever a poll
-// fails and the rollback after it fails too, which is what happens on every clean shutdown
-// (the poll's context is cancelled, and its transaction with it) and whenever PostgreSQL
-// ends the session (the rollback then finds the connection closed). Neither is a fault: the
-// server ended the transaction with the session, and the poll's own failure is reported by
-// the lane's backoff. Such entries, recognised by the error or the "query_err" field the
-// subscriber attaches, go out at DEBUG; every other entry passes unchanged.
+// sessionEndLogger is the Watermill logger of the relay's lanes (routers and forwarders).
+// A clean shutdown cancels the context of the work in progress, and PostgreSQL ending a
+// session fails what ran on it; Watermill (and watermill-sql's subscriber, where one is used)
+// logs such failures at ERROR, though neither is a fault: the server ended the transaction
+// with the session, and the lane reports its own failure and takes its lane again. Such
+// entries, recognised by the error or the "query_err" field watermill-sql attaches, go out at
+// DEBUG; every other entry passes unchanged.
 type sessionEndLogger struct{ watermill.LoggerAdapter }
 
 // Error logs at DEBUG when err or the failed query's error says the session or its context

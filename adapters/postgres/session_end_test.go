@@ -15,7 +15,6 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/internal/testkafka"
@@ -83,11 +82,7 @@ func TestRelayLogsNoErrorOnShutdownOrTerminatedSessions(t *testing.T) {
 	db, _ := migratedDB(t)
 	c := testkafka.Embedded(t)
 	topic := testkafka.CreateTopic(t, c, "quiet", 4)
-	pub, err := kafka.NewPublisher(kafka.Config{Brokers: c.Brokers}, quietLog())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = pub.Close() })
+	pub := relayPublisher(t, c)
 	const lanes = 16
 	repo, err := postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: topic}, quietLog())
 	if err != nil {

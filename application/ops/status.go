@@ -71,8 +71,8 @@ type OutboxStats struct {
 }
 
 // LongTransaction is an open database transaction older than a threshold. Its statement
-// text is deliberately not part of it: the transaction may belong to any application on
-// any database of the cluster, and its SQL can carry secrets (a password in ALTER ROLE, an
+// text is deliberately not part of it: the transaction may belong to any application using
+// the database, and its SQL can carry secrets (a password in ALTER ROLE, an
 // encryption key, personal data in literals) that must not reach status output, tickets or
 // chat. The pid is enough to look it up in pg_stat_activity with one's own privileges.
 type LongTransaction struct {
@@ -100,7 +100,7 @@ type LongTransaction struct {
 	// Age is how long it has been open.
 	Age time.Duration
 	// HoldsBackOutbox is true when the transaction holds a transaction id (it has written,
-	// or it is prepared), in whichever database of the cluster: the relay forwards only
+	// or it is prepared) and could write to the catalog's outbox: the relay forwards only
 	// events of transactions older than every such transaction, so events committed after
 	// it began wait until it ends.
 	HoldsBackOutbox bool
@@ -315,9 +315,9 @@ const (
 	CheckDLQ = "dlq_unhandled"
 	// CheckLongTransaction: a database transaction is open for longer than the limit.
 	CheckLongTransaction = "long_transaction"
-	// CheckRelayHeldBack: a transaction holding a transaction id (in any database of the
-	// cluster) is older than the outbox age limit, so every event committed since it began
-	// waits for it: the relay's latency budget is already spent.
+	// CheckRelayHeldBack: a transaction holding a transaction id (in the catalog's database,
+	// or a prepared one) is older than the outbox age limit, so every event committed since
+	// it began waits for it: the relay's latency budget is already spent.
 	CheckRelayHeldBack = "relay_held_back"
 	// CheckRebuildFailed: the last rebuild failed (warning).
 	CheckRebuildFailed = "rebuild_failed"

@@ -56,7 +56,7 @@ func settingsOf(c *service.Config) []setting {
 		{"CATALOG_ROLES", "roles", list(&c.Roles), "roles that serve runs, comma-separated: api, relay, projector, admin (default: all)", nil},
 		{"OUTBOX_LANES", "outbox-lanes", integer(&c.OutboxLanes), "outbox lanes (1..64); writers and relays must agree", nil},
 		{"RELAY_POLL_INTERVAL", "relay-poll-interval", duration(&c.RelayPollInterval), "relay fallback poll interval (1ms..1m); commits wake it earlier", nil},
-		{"RELAY_BATCH_SIZE", "relay-batch-size", integer(&c.RelayBatchSize), "outbox rows per relay transaction (1..100000)", nil},
+		{"RELAY_BATCH_SIZE", "relay-batch-size", integer(&c.RelayBatchSize), "outbox rows a relay lane reads at once (1..100000)", nil},
 		{"OUTBOX_RETENTION", "outbox-retention", duration(&c.OutboxRetention), "keep relayed outbox rows this long (at least 1m)", nil},
 		{"CLOUDEVENTS_SOURCE", "cloudevents-source", str(&c.CloudEventsSource), "ce_source of CloudEvents binary-mode headers on product events; empty adds none", nil},
 		{"LOG_FORMAT", "log-format", str(&c.LogFormat), "log format: text or json", nil},

@@ -44,9 +44,9 @@ func newStatusCmd(cfg *service.Config) *cobra.Command {
                 not finished), live documents against live products in the database
   dlq           dead letters nobody has replayed or resolved, and all retained ones
   last rebuild  id, phase, when it finished, why it failed
-  transactions  database transactions open for long, in any database of the cluster: one
-                that holds a transaction id (it has written, or it is prepared) holds back
-                the relay, which cannot pass it; the statement text is never shown
+  transactions  database transactions open for long in the catalog's database, and prepared
+                ones: one that holds a transaction id (it has written, or it is prepared)
+                holds back the relay, which cannot pass it; the statement text is never shown
   kafka         live brokers, and per topic (events, dead letters) the replication factor,
                 min.insync.replicas, and the partitions under-replicated, below
                 min.insync.replicas (acks=all writes refused) or without a leader
