@@ -64,7 +64,7 @@ lint-layers: $(GOLANGCI) ## plant forbidden imports in a copy and expect the lay
 	@scripts/lint-layers.sh $(GOLANGCI)
 
 .PHONY: test
-test: lint deps ## lint, start PostgreSQL/Kafka/OpenSearch, run every test
+test: lint deps deps-browser ## lint, start PostgreSQL/Kafka/OpenSearch, install chromium in CI, run every test
 	eval "$$(scripts/deps.sh env)" && $(GO) test $(TEST_FLAGS) $(PKGS)
 
 .PHONY: test-unit

@@ -471,6 +471,8 @@ func configEnv(cfg service.Config) []string {
 		"PROJECTOR_GROUP="+cfg.ProjectorGroup,
 		"HTTP_ADDR="+cfg.HTTPAddr,
 		"GRPC_ADDR="+cfg.GRPCAddr,
+		// Off unless the test gives it an address: replicas on one machine would share 8081.
+		"CONSOLE_ADDR="+cfg.ConsoleAddr,
 		fmt.Sprintf("TOPIC_PARTITIONS=%d", cfg.TopicPartitions),
 		fmt.Sprintf("OUTBOX_LANES=%d", cfg.OutboxLanes),
 		"SEARCH_REFRESH_INTERVAL="+cfg.SearchRefreshInterval.String(),
