@@ -38,7 +38,7 @@ func newRig(t *testing.T, cfg app.Config) *rig {
 	// The live read model: an index behind the alias.
 	name, _ := target{w}.CreateIndex(context.Background())
 	w.alias = name
-	t.Cleanup(func() { svc.CancelAll(); svc.Wait() })
+	t.Cleanup(func() { svc.HandOffAll(); svc.Wait() })
 	return &rig{w: w, store: store, svc: svc}
 }
 
@@ -131,9 +131,6 @@ func TestRebuildFromDatabaseWithLiveWritesSwitchesToACompleteIndex(t *testing.T)
 		if _, ok := end.PhaseStarts[p]; !ok {
 			t.Errorf("phase %s not recorded", p)
 		}
-	}
-	if len(r.w.recorded) != 0 {
-		t.Error("the rebuild's recorded snapshot was not forgotten")
 	}
 }
 
@@ -276,8 +273,8 @@ func TestOneRebuildAtATimeAndCancel(t *testing.T) {
 
 func TestInterruptedRebuildIsRecoveredAsFailed(t *testing.T) {
 	r := newRig(t, app.Config{})
-	// A record left in the fill phase by a process that died a minute ago, with its
-	// unfinished index.
+	// A record left in the fill phase by a process of a release before resumable fills (it
+	// recorded no catch-up position) that died a minute ago, with its unfinished index.
 	dead, _ := rebuild.New("dead-1", rebuild.SourceDatabase, time.Now().Add(-time.Minute))
 	_ = dead.Advance(rebuild.PhaseCreateIndex, time.Now())
 	idx, _ := target{r.w}.CreateIndex(context.Background())
