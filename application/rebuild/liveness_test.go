@@ -3,8 +3,6 @@ package rebuild_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,12 +67,7 @@ func startHeldAt(t *testing.T, r *rig, n, chunk int) (id string, release func())
 func (r *rig) replica(t *testing.T, cfg app.Config) *app.Service {
 	t.Helper()
 	cfg.ProjectorGroup = "projector"
-	svc, err := app.NewService(cfg, r.store, r.w, eventLog{r.w}, target{r.w}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { svc.HandOffAll(); svc.Wait() })
-	return svc
+	return r.service(t, cfg)
 }
 
 // TestRebuildStopsWhenItsLockIsLost: the lock's session drops in the middle of a fill. While

@@ -2,8 +2,6 @@ package rebuild_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"sort"
 	"strings"
 	"testing"
@@ -83,17 +81,12 @@ func TestDeadRunnerWithProgressIsResumed(t *testing.T) {
 func TestValidationSettlesRowsThatMovedOnAfterTheCatchUp(t *testing.T) {
 	r := newRig(t, app.Config{})
 	ps := r.seed(t, 30)
-	r.svc, _ = app.NewService(app.Config{BatchSize: 10, ValidatePageSize: 7, ProjectorGroup: "projector",
-		BeforeValidate: func(context.Context, string) {
-			_ = change(r, ps[1], func(p *product.Product) error { return p.ChangeStock(5, time.Now()) })
-			_ = change(r, ps[2], func(p *product.Product) error { return p.Delete(time.Now()) })
-			r.seed(t, 2)
-		}}, r.store, r.w, eventLog{r.w}, target{r.w}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	end := waitEnd(t, r.svc, s.ID)
+	r.beforeValidate(t, func(context.Context, string) {
+		_ = change(r, ps[1], func(p *product.Product) error { return p.ChangeStock(5, time.Now()) })
+		_ = change(r, ps[2], func(p *product.Product) error { return p.Delete(time.Now()) })
+		r.seed(t, 2)
+	})
+	end := r.rebuildToEnd(t, rebuild.SourceDatabase)
 	if end.Phase != rebuild.PhaseSucceeded {
 		t.Fatalf("rebuild %s: %s", end.Phase, end.Error)
 	}
@@ -115,19 +108,15 @@ func TestValidationFailsOnARowNoEventExplains(t *testing.T) {
 	r := newRig(t, app.Config{})
 	ps := r.seed(t, 12)
 	victim := ps[4].ID().String()
-	r.svc, _ = app.NewService(app.Config{ProjectorGroup: "projector", BeforeValidate: func(context.Context, string) {
+	r.beforeValidate(t, func(context.Context, string) {
 		r.w.mu.Lock()
 		defer r.w.mu.Unlock()
 		row := r.w.products[victim]
 		row.Version += 3
 		r.w.products[victim] = row
-	}}, r.store, r.w, eventLog{r.w}, target{r.w}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	})
 	before := r.w.alias
-	s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
-	if err != nil {
-		t.Fatal(err)
-	}
-	end := waitEnd(t, r.svc, s.ID)
+	end := r.rebuildToEnd(t, rebuild.SourceDatabase)
 	if end.Phase != rebuild.PhaseFailed || !strings.Contains(end.Error, "older than the database") || !strings.Contains(end.Error, victim) {
 		t.Fatalf("rebuild %s (%q), want failed naming %s as older", end.Phase, end.Error, victim)
 	}
@@ -151,11 +140,7 @@ func TestRebuildsCountDocumentsAndEventsApart(t *testing.T) {
 		src            rebuild.Source
 		events, eTotal int64
 	}{{rebuild.SourceKafka, events, events}, {rebuild.SourceDatabase, 0, 0}} {
-		s, err := r.svc.Start(context.Background(), c.src)
-		if err != nil {
-			t.Fatal(err)
-		}
-		end := waitEnd(t, r.svc, s.ID)
+		end := r.rebuildToEnd(t, c.src)
 		if end.Phase != rebuild.PhaseSucceeded {
 			t.Fatalf("%s: %s %s", c.src, end.Phase, end.Error)
 		}
@@ -172,8 +157,9 @@ func TestFillReportsRateAndETA(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	r := newRig(t, app.Config{})
 	r.seed(t, 100)
-	r.svc, _ = app.NewService(app.Config{BatchSize: 10, ProjectorGroup: "projector", Now: clock.Now},
-		r.store, r.w, eventLog{r.w}, target{r.w}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	cfg := r.cfg
+	cfg.Now = clock.Now
+	r.svc = r.service(t, cfg)
 	type seen struct {
 		phase rebuild.Phase
 		done  int64

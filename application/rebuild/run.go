@@ -322,17 +322,26 @@ func (ru *runner) fillFromDatabase(index string) error {
 		if len(c.products) == 0 {
 			break
 		}
-		if err := s.target.Write(ru.ctx, index, c.products); err != nil {
-			return fmt.Errorf("write %s: %w", index, err)
-		}
-		if err := r.FilledChunk(c.products[len(c.products)-1].ID.String(), int64(len(c.products)), s.cfg.Now()); err != nil {
+		err := ru.write(ru.ctx, index, c.products, func() error {
+			return r.FilledChunk(c.products[len(c.products)-1].ID.String(), int64(len(c.products)), s.cfg.Now())
+		})
+		if err != nil {
 			return fmt.Errorf("fill from database: %w", err)
-		}
-		if err := ru.progress(); err != nil {
-			return err
 		}
 	}
 	return ru.ctx.Err()
+}
+
+// write writes docs to index, then lets counted record them and saves the progress (at most
+// every SaveInterval): the record never counts what is not in the index.
+func (ru *runner) write(ctx context.Context, index string, docs []product.Snapshot, counted func() error) error {
+	if err := ru.s.target.Write(ctx, index, docs); err != nil {
+		return fmt.Errorf("write %s: %w", index, err)
+	}
+	if err := counted(); err != nil {
+		return err
+	}
+	return ru.progress()
 }
 
 // fillFromLog replays the event log from its beginning (or from the record's fill position,
@@ -354,11 +363,10 @@ func (ru *runner) fillFromLog(index string, until Offsets) error {
 		}
 	}
 	_, skipped, err := s.events.Read(ru.ctx, from, until, func(evs []product.Event, next Offsets) error {
-		if err := s.target.Write(ru.ctx, index, snapshotsOf(evs)); err != nil {
-			return fmt.Errorf("write %s: %w", index, err)
-		}
-		r.FilledEvents(next, int64(len(evs)), s.cfg.Now())
-		return ru.progress()
+		return ru.write(ru.ctx, index, snapshotsOf(evs), func() error {
+			r.FilledEvents(next, int64(len(evs)), s.cfg.Now())
+			return nil
+		})
 	})
 	if err != nil {
 		return fmt.Errorf("fill from kafka: %w", err)
@@ -373,14 +381,18 @@ func (ru *runner) fillFromLog(index string, until Offsets) error {
 // applyLog reads the log from from to to into index, counting the events.
 func (ru *runner) applyLog(from, to Offsets, index string) error {
 	s := ru.s
-	_, _, err := s.events.Read(ru.ctx, from, to, func(evs []product.Event, _ Offsets) error {
-		if err := s.target.Write(ru.ctx, index, snapshotsOf(evs)); err != nil {
-			return fmt.Errorf("write %s: %w", index, err)
-		}
-		ru.r.AppliedEvents(int64(len(evs)), s.cfg.Now())
-		return ru.progress()
-	})
+	_, _, err := s.events.Read(ru.ctx, from, to, eventsWriter(func(docs []product.Snapshot) error {
+		return ru.write(ru.ctx, index, docs, ru.countEvents(len(docs)))
+	}))
 	return err
+}
+
+// countEvents counts n events applied to the new index.
+func (ru *runner) countEvents(n int) func() error {
+	return func() error {
+		ru.r.AppliedEvents(int64(n), ru.s.cfg.Now())
+		return nil
+	}
 }
 
 // span is the number of offsets from from to to, summed over to's partitions (a partition
@@ -398,11 +410,7 @@ func span(from, to Offsets) int64 {
 func (ru *runner) drain(ctx context.Context, from Offsets, index string) error {
 	s := ru.s
 	_, err := s.drainLog(ctx, ru.r.ID(), from, func(docs []product.Snapshot) error {
-		if err := s.target.Write(ctx, index, docs); err != nil {
-			return fmt.Errorf("write %s: %w", index, err)
-		}
-		ru.r.AppliedEvents(int64(len(docs)), s.cfg.Now())
-		return ru.progress()
+		return ru.write(ctx, index, docs, ru.countEvents(len(docs)))
 	})
 	return err
 }
