@@ -219,6 +219,8 @@ type world struct {
 	afterSwitch func()
 	// beforeWrite, when set, runs before every write to an index (outside the lock).
 	beforeWrite func(index string)
+	// reads records where every Read of the log started (nil: the beginning).
+	reads []app.Offsets
 	// mapping overrides an index's mapping version (1 otherwise).
 	mapping map[string]int
 }
@@ -352,6 +354,7 @@ func (l eventLog) Read(ctx context.Context, from, to app.Offsets, fn func([]prod
 		defer l.w.mu.Unlock()
 		return 0, 0, l.w.readErr
 	}
+	l.w.reads = append(l.w.reads, from)
 	start, ok := from[0]
 	if !ok {
 		start = l.w.logStart

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,5 +195,47 @@ func TestFillReportsRateAndETA(t *testing.T) {
 		if g.phase != rebuild.PhaseFill || g.rate != 10 || !g.ok || g.eta != want {
 			t.Errorf("%s at %d documents: rate %v/s, ETA %v (%v); want fill at 10/s, ETA %v", g.phase, g.done, g.rate, g.eta, g.ok, want)
 		}
+	}
+}
+
+// TestKafkaFillResumesFromItsLogPosition: a Kafka-sourced rebuild handed off in the middle of
+// its fill is resumed by another replica from the log position of its last written batch, not
+// from the beginning: events done count on, and the rebuild succeeds with every product.
+func TestKafkaFillResumesFromItsLogPosition(t *testing.T) {
+	r := newRig(t, app.Config{HeartbeatInterval: 5 * time.Millisecond})
+	r.seed(t, 60) // 60 events: six batches of the fake log
+	var writes atomic.Int64
+	hold, in := make(chan struct{}), make(chan struct{})
+	r.w.beforeWrite = func(index string) {
+		if index != r.w.alias && writes.Add(1) == 3 {
+			close(in)
+			<-hold
+		}
+	}
+	s, err := r.svc.Start(context.Background(), rebuild.SourceKafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	<-in
+	r.svc.HandOffAll()
+	close(hold)
+	r.svc.Wait()
+	off, _ := r.svc.Get(context.Background(), s.ID)
+	if off.Phase != rebuild.PhaseFill || off.Owner != "" || off.FillAt[0] < 20 || off.EventsDone != off.FillAt[0] {
+		t.Fatalf("handed off: %s owned by %q, log position %v, %d events done; want the fill at 20 or more, events done up to it", off.Phase, off.Owner, off.FillAt, off.EventsDone)
+	}
+	r.w.beforeWrite = nil
+	r.w.reads = nil
+	other := r.replica(t, app.Config{Owner: "other-replica"})
+	if n, err := other.RecoverInterrupted(context.Background()); err != nil || n != 1 {
+		t.Fatalf("recovery: %d (%v)", n, err)
+	}
+	end := waitEnd(t, other, s.ID)
+	if end.Phase != rebuild.PhaseSucceeded || end.Resumes != 1 || end.DocsDone != 60 || end.EventsDone != 60 {
+		t.Fatalf("resumed Kafka rebuild: %s (%q), resumes %d, %d documents, %d events; want succeeded once resumed, 60 and 60",
+			end.Phase, end.Error, end.Resumes, end.DocsDone, end.EventsDone)
+	}
+	if len(r.w.reads) == 0 || r.w.reads[0][0] != off.FillAt[0] {
+		t.Errorf("the resumed fill read the log from %v, want from the handed-off position %v", r.w.reads, off.FillAt)
 	}
 }
