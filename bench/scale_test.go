@@ -142,26 +142,70 @@ func BenchmarkRebuildScale(b *testing.B) {
 		start := time.Now()
 		seedProducts(b, db, n, runID())
 		fmt.Printf("=== %s: seeded %d products with INSERT ... SELECT generate_series in %s\n", b.Name(), n, time.Since(start).Round(time.Second))
+		early, late := chunkCost(b, db, n)
+		fmt.Printf("=== %s: a chunk of %d products read by ProductSource.Chunk at the start of the table: %s, at 95%% of it: %s (median of 9 each)\n",
+			b.Name(), scaleChunk, early.Round(time.Microsecond), late.Round(time.Microsecond))
 		dbs[n] = url
 		return url
 	}
 
+	large := func(engine string) int {
+		if engine == "bleve" {
+			return set.bleveProducts
+		}
+		return set.products
+	}
+	// Seeded here, so the databases live as long as the whole benchmark and are shared by the
+	// engines (a rebuild reads them and changes nothing).
+	seeded(b, set.baseline)
+	for _, engine := range set.engines {
+		seeded(b, large(engine))
+	}
 	for _, engine := range set.engines {
 		b.Run(engine, func(b *testing.B) {
 			noNsPerOp(b)
-			large := set.products
-			if engine == "bleve" {
-				large = set.bleveProducts
-			}
-			small := runScale(b, scaleRun{bin: bin, engine: engine, search: search, kafka: k, dbURL: seeded(b, set.baseline), products: set.baseline, verify: set.verify})
-			big := runScale(b, scaleRun{bin: bin, engine: engine, search: search, kafka: k, dbURL: seeded(b, large), products: large, verify: set.verify})
+			n := large(engine)
+			small := runScale(b, scaleRun{bin: bin, engine: engine, search: search, kafka: k, dbURL: dbs[set.baseline], products: set.baseline, verify: set.verify})
+			big := runScale(b, scaleRun{bin: bin, engine: engine, search: search, kafka: k, dbURL: dbs[n], products: n, verify: set.verify})
 			var killed scaleResult
 			if set.kill {
-				killed = runScale(b, scaleRun{bin: bin, engine: engine, search: search, kafka: k, dbURL: seeded(b, large), products: large, killAt: 0.5})
+				killed = runScale(b, scaleRun{bin: bin, engine: engine, search: search, kafka: k, dbURL: dbs[n], products: n, killAt: 0.5})
 			}
 			reportScale(b, small, big, killed)
 		})
 	}
+}
+
+// scaleChunk is the rebuild's chunk size (apprebuild.Config's default BatchSize).
+const scaleChunk = 5000
+
+// chunkCost is the median time of reading one chunk with the rebuild's ProductSource at the
+// start of the products table and at 95% of it: the database side of the fill costs the same
+// per chunk however deep it is, or the fill would slow down as the catalog grows.
+func chunkCost(b *testing.B, db *postgres.DB, n int) (early, late time.Duration) {
+	b.Helper()
+	src, err := postgres.NewProductSource(db)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var deep string
+	if err := db.Pool.QueryRow(ctx, `SELECT id::text FROM products ORDER BY id OFFSET $1 LIMIT 1`, n*95/100).Scan(&deep); err != nil {
+		b.Fatal(err)
+	}
+	median := func(after string) time.Duration {
+		var took durations
+		for range 9 {
+			start := time.Now()
+			c, err := src.Chunk(ctx, after, scaleChunk)
+			if err != nil || len(c) == 0 {
+				b.Fatalf("chunk after %q: %d products, %v", after, len(c), err)
+			}
+			took = append(took, time.Since(start))
+		}
+		return took.sorted().pct(50)
+	}
+	return median(""), median(deep)
 }
 
 // scaleRun is one rebuild of BenchmarkRebuildScale.
