@@ -237,10 +237,20 @@ type scaleResult struct {
 	lowest       int64  // the lowest documents done seen after the restart
 	resumes      int32
 	resumedAfter time.Duration // kill -> the record shows the resume
+	fillCPU      time.Duration // CPU time the process spent in the fill (uninterrupted runs)
 	verifyRate   float64
 	verifyTook   time.Duration
 	verifyRSS    uint64
 	verifyOK     bool
+}
+
+// cpuPerThousand is the process's CPU time per thousand documents filled: unlike the rate, it
+// hardly depends on what else runs on the machine.
+func (r scaleResult) cpuPerThousand() time.Duration {
+	if r.products == 0 {
+		return 0
+	}
+	return r.fillCPU * 1000 / time.Duration(r.products)
 }
 
 func (r scaleResult) fillRate() float64 {
@@ -300,15 +310,18 @@ func runScale(b *testing.B, run scaleRun) scaleResult {
 	}
 	t0 := time.Now()
 	var (
-		last      *projectionv1.Rebuild
-		killedAt  time.Time
-		lastPrint time.Time
+		last              *projectionv1.Rebuild
+		killedAt          time.Time
+		lastPrint         time.Time
+		cpuBefore, cpuNow time.Duration
+		cpuDone           bool
 	)
 	res.lowest = -1
 	for {
 		time.Sleep(250 * time.Millisecond)
 		if st, ok := proc.memory(); ok {
 			res.peakRSS, res.peakAnon = max(res.peakRSS, st.hwm), max(res.peakAnon, st.anon)
+			cpuNow = st.cpu
 		}
 		gctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		r, err := client.GetRebuild(gctx, &projectionv1.GetRebuildRequest{Id: started.GetId()})
@@ -320,6 +333,12 @@ func runScale(b *testing.B, run scaleRun) scaleResult {
 			continue // the process restarting
 		}
 		last = r
+		switch {
+		case r.GetPhase() < projectionv1.RebuildPhase_REBUILD_PHASE_FILL:
+			cpuBefore = cpuNow // the fill begins after this reading at the latest
+		case r.GetPhase() > projectionv1.RebuildPhase_REBUILD_PHASE_FILL && !cpuDone && killedAt.IsZero():
+			res.fillCPU, cpuDone = cpuNow-cpuBefore, true
+		}
 		if time.Since(lastPrint) > time.Minute {
 			lastPrint = time.Now()
 			fmt.Printf("    %s %s: %s %d/%d documents, %.0f %s/s, eta %s, rss %d MiB (load %s)\n", b.Name(), time.Since(t0).Round(time.Second),
@@ -434,6 +453,11 @@ func reportScale(b *testing.B, small, big, killed scaleResult) {
 	b.ReportMetric(big.fillRate(), "fill_docs/s_large")
 	b.ReportMetric(100*ratio, "%_rate_large_of_small")
 	b.ReportMetric(float64(big.peakRSS>>20), "peak_rss_MiB_large")
+	if small.fillCPU > 0 && big.fillCPU > 0 {
+		summary(b, "CPU time of the rebuilding process per 1,000 documents filled: %s at %d products, %s at %d products (x%.2f)",
+			small.cpuPerThousand().Round(time.Millisecond), small.products, big.cpuPerThousand().Round(time.Millisecond), big.products,
+			float64(big.cpuPerThousand())/float64(small.cpuPerThousand()))
+	}
 	summary(b, "fill %d products %.0f docs/s (%s), %d products %.0f docs/s (%s): %.0f%% of the small rate, target >= %.0f%% %s | %s %s",
 		small.products, small.fillRate(), small.fill.Round(time.Second), big.products, big.fillRate(), big.fill.Round(time.Second),
 		100*ratio, 100*scaleRateRatio, verdict(small.ok && big.ok && ratio >= scaleRateRatio), small.outcome, big.outcome)
@@ -477,9 +501,11 @@ type scaleServe struct {
 	last procMemory
 }
 
-// procMemory is a process's memory as /proc/PID/status reports it.
+// procMemory is a process's memory as /proc/PID/status reports it, and its CPU time so far
+// (/proc/PID/stat).
 type procMemory struct {
 	hwm, rss, anon uint64 // VmHWM (peak RSS), VmRSS, RssAnon in bytes
+	cpu            time.Duration
 }
 
 func startScaleServe(b *testing.B, bin string, env []string) *scaleServe {
@@ -542,6 +568,17 @@ func (p *scaleServe) memory() (procMemory, bool) {
 	}
 	if m.hwm == 0 {
 		return p.last, false
+	}
+	if raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.cmd.Process.Pid), "stat")); err == nil {
+		// utime and stime are the 14th and 15th fields, in clock ticks of 1/100 s (USER_HZ);
+		// the command name before them is in parentheses and may hold spaces.
+		if i := bytes.LastIndexByte(raw, ')'); i > 0 {
+			if f := strings.Fields(string(raw[i+1:])); len(f) > 13 {
+				ut, _ := strconv.ParseInt(f[11], 10, 64)
+				st, _ := strconv.ParseInt(f[12], 10, 64)
+				m.cpu = time.Duration(ut+st) * 10 * time.Millisecond
+			}
+		}
 	}
 	p.last = m
 	return m, true
