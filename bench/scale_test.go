@@ -432,7 +432,9 @@ func scaleVerify(b *testing.B, bin string, env []string, proc *scaleServe) (clea
 		Rate       float64 `json:"rate_per_second"`
 	}
 	if jerr := json.Unmarshal(out.Bytes(), &rep); jerr != nil {
-		b.Logf("verify: %v (%v)\n%s\n%s", err, jerr, out.String(), errOut.String())
+		lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
+		fmt.Printf("    %s: catalog verify failed after %s: %v; its last words:\n      %s\n", b.Name(), took.Round(time.Second), err,
+			strings.Join(lines[max(0, len(lines)-3):], "\n      "))
 		return false, 0, took
 	}
 	return err == nil && rep.Consistent, rep.Rate, took
