@@ -15,6 +15,14 @@ RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/catalog /usr/local/bin/catalog
 # The embedded search engine and broker keep local state here when no cluster is configured.
+# The gRPC admin port (rebuilds, index pruning, alias rollback) listens on every interface of
+# the container, so `catalog serve` refuses to start (exit 2) until it is protected: mount the
+# admin token as a secret and point ADMIN_TOKEN_FILE at it, e.g.
+#   docker run --mount type=bind,src=$PWD/secrets/admin_token,dst=/run/secrets/admin_token,ro \
+#     -e ADMIN_TOKEN_FILE=/run/secrets/admin_token catalog
+# (docker-compose.yml does this with a compose secret), or configure mutual TLS
+# (GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE, GRPC_TLS_CLIENT_CA_FILE). No secret is baked into
+# the image; every credential has a *_FILE variable for mounted secrets.
 ENV CATALOG_DATA_DIR=/var/lib/catalog \
     HTTP_ADDR=0.0.0.0:8080 \
     GRPC_ADDR=0.0.0.0:9090 \

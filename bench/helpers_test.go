@@ -76,7 +76,7 @@ func realKafka(b *testing.B) cluster {
 	brokers := testenv.KafkaBrokers(b)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := kafka.Ping(ctx, brokers); err != nil {
+	if err := kafka.Ping(ctx, kafka.Config{Brokers: brokers}); err != nil {
 		testenv.Unavailable(b, "Kafka at "+strings.Join(brokers, ","), err)
 	}
 	return cluster{name: "kafka", brokers: brokers}
@@ -88,7 +88,7 @@ func createTopic(b *testing.B, c cluster, prefix string, partitions int32) strin
 	name := strings.ReplaceAll(testenv.Name("bench."+prefix), "_", ".")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := kafka.EnsureTopics(ctx, c.brokers, kafka.TopicSpec{Name: name, Partitions: partitions}); err != nil {
+	if err := kafka.EnsureTopics(ctx, kafka.Config{Brokers: c.brokers}, kafka.TopicSpec{Name: name, Partitions: partitions}); err != nil {
 		b.Fatalf("create topic %s on %s: %v", name, c.name, err)
 	}
 	if c.name == "kafka" {

@@ -69,7 +69,7 @@ func BenchmarkProjectorDrain(b *testing.B) {
 		t := strings.ReplaceAll(testenv.Name(fmt.Sprintf("bench.projector.p%d", partitions)), "_", ".")
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		if err := kafka.EnsureTopics(ctx, k.brokers, kafka.TopicSpec{Name: t, Partitions: partitions}); err != nil {
+		if err := kafka.EnsureTopics(ctx, kafka.Config{Brokers: k.brokers}, kafka.TopicSpec{Name: t, Partitions: partitions}); err != nil {
 			b.Fatalf("create topic %s: %v", t, err)
 		}
 		parent.Cleanup(func() { deleteTopic(k, t) })

@@ -6,6 +6,8 @@
 #   (up and stop take optional server names, e.g. `scripts/deps.sh up postgres`; default: all)
 #   scripts/deps.sh env      print `export NAME=value` lines for the service and the tests
 #   scripts/deps.sh status   print each server's state (exit 1 if one is down)
+#   scripts/deps.sh jvm kafka|opensearch   print the Java binary and the server's classpath (one per line),
+#                            resolving them as `up` does, for tests that start a server of their own
 #
 #   --cluster (after up, stop, env or status): the same for the cluster mode instead, three Kafka
 #   brokers (RF 3, min ISR 2) on 29092-29094 and three OpenSearch nodes on 29200-29202, each in its
@@ -407,6 +409,7 @@ usage() {
   cat >&2 <<EOF
 usage: scripts/deps.sh up|stop [--cluster] [postgres|kafka|opensearch ...]
        scripts/deps.sh env|status [--cluster]
+       scripts/deps.sh jvm kafka|opensearch
        scripts/deps.sh cluster kill|stop|start|restart|pid NAME...   (NAME: ${CL_MEMBERS[*]})
        scripts/deps.sh cluster status
 EOF
@@ -517,6 +520,22 @@ cmd_status() {
   return "$down"
 }
 
+# cmd_jvm NAME: the Java binary and the runtime classpath of scripts/deps/NAME/pom.xml, one per line on
+# stdout (progress goes to stderr). Tests that start a broker of their own (a SASL_SSL listener, say) use
+# the same jars as `up`, on a clean CI machine as on a laptop.
+cmd_jvm() {
+  case "${1:-}" in
+    kafka | opensearch) ;;
+    *) usage "jvm needs kafka or opensearch" ;;
+  esac
+  lock
+  {
+    find_java
+    classpath "$1"
+  } >&2
+  printf '%s\n%s\n' "$JAVA" "$(cat "$STATE/$1/classpath.txt")"
+}
+
 cmd_env() {
   postgres_env
   if [ "$CLUSTER" = 1 ]; then
@@ -544,5 +563,6 @@ case "$cmd" in
     cmd_status || exit $?
     ;;
   cluster) cmd_cluster "$@" ;;
+  jvm) cmd_jvm "$@" ;;
   *) usage ;;
 esac

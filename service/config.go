@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/marketplace/catalog/api/envelope"
 )
 
 // Config is the whole configuration of a catalog process. Every field has an environment
@@ -65,12 +67,89 @@ type Config struct {
 	// OutboxRetention is how long relayed outbox rows are kept before the relay role deletes
 	// them (OUTBOX_RETENTION); useful for forensics, costly if unbounded.
 	OutboxRetention time.Duration
+	// CloudEventsSource, when set, adds CloudEvents binary-mode headers (ce_specversion,
+	// ce_id, ce_type, ce_source, ce_time, ce_subject, ce_dataschema, content-type) to every
+	// product event beside its own headers, with this URI-reference as ce_source
+	// (CLOUDEVENTS_SOURCE); empty, the default, adds none.
+	CloudEventsSource string
 	// LogFormat is "text" or "json" (LOG_FORMAT).
 	LogFormat string
 	// LogLevel is debug, info, warn or error (LOG_LEVEL).
 	LogLevel string
 	// ShutdownTimeout bounds graceful shutdown after SIGINT/SIGTERM (SHUTDOWN_TIMEOUT).
 	ShutdownTimeout time.Duration
+
+	// KafkaTLS turns TLS to the brokers on with the system roots (KAFKA_TLS); any of the
+	// KAFKA_TLS_*_FILE settings turns it on as well.
+	KafkaTLS bool
+	// KafkaTLSCAFile is a PEM bundle of the CAs that sign the brokers' certificates
+	// (KAFKA_TLS_CA_FILE), for clusters whose CA is not in the system roots.
+	KafkaTLSCAFile string
+	// KafkaTLSCertFile and KafkaTLSKeyFile are the client certificate and key of mutual TLS
+	// (KAFKA_TLS_CERT_FILE, KAFKA_TLS_KEY_FILE); set both or neither.
+	KafkaTLSCertFile, KafkaTLSKeyFile string
+	// KafkaSASLMechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (KAFKA_SASL_MECHANISM);
+	// empty means no SASL.
+	KafkaSASLMechanism string
+	// KafkaSASLUsername is the SASL user (KAFKA_SASL_USERNAME).
+	KafkaSASLUsername string
+	// KafkaSASLPassword is the SASL password (KAFKA_SASL_PASSWORD, or read from
+	// KAFKA_SASL_PASSWORD_FILE).
+	KafkaSASLPassword Secret
+	// KafkaSASLPasswordFile names a file holding the SASL password (KAFKA_SASL_PASSWORD_FILE).
+	KafkaSASLPasswordFile string
+
+	// ElasticsearchAPIKey is the search cluster's API key, the base64 "id:key" form Elastic
+	// prints (ELASTICSEARCH_API_KEY, or read from ELASTICSEARCH_API_KEY_FILE).
+	ElasticsearchAPIKey Secret
+	// ElasticsearchAPIKeyFile names a file holding the API key (ELASTICSEARCH_API_KEY_FILE).
+	ElasticsearchAPIKeyFile string
+	// ElasticsearchUsername is the basic-auth user of the search cluster
+	// (ELASTICSEARCH_USERNAME); an alternative to the API key.
+	ElasticsearchUsername string
+	// ElasticsearchPassword is the basic-auth password (ELASTICSEARCH_PASSWORD, or read from
+	// ELASTICSEARCH_PASSWORD_FILE).
+	ElasticsearchPassword Secret
+	// ElasticsearchPasswordFile names a file holding the password (ELASTICSEARCH_PASSWORD_FILE).
+	ElasticsearchPasswordFile string
+	// ElasticsearchCAFile is a PEM bundle of the CAs that sign the search cluster's
+	// certificate (ELASTICSEARCH_CA_FILE).
+	ElasticsearchCAFile string
+	// ElasticsearchCAFingerprint pins the search cluster's certificate by the SHA-256
+	// fingerprint of a certificate in its chain, as Elasticsearch prints it at first start
+	// (ELASTICSEARCH_CA_FINGERPRINT; hex, colons allowed).
+	ElasticsearchCAFingerprint string
+
+	// AdminToken, when set, is required as "authorization: Bearer <token>" on every call of the
+	// gRPC admin services; the CLI sends it (ADMIN_TOKEN, or read from ADMIN_TOKEN_FILE).
+	AdminToken Secret
+	// AdminTokenFile names a file holding the admin token (ADMIN_TOKEN_FILE).
+	AdminTokenFile string
+	// GRPCTLSCertFile and GRPCTLSKeyFile serve the admin port over TLS (GRPC_TLS_CERT_FILE,
+	// GRPC_TLS_KEY_FILE); set both or neither.
+	GRPCTLSCertFile, GRPCTLSKeyFile string
+	// GRPCTLSClientCAFile, when set, makes the admin port require a client certificate
+	// signed by one of these CAs: mutual TLS (GRPC_TLS_CLIENT_CA_FILE).
+	GRPCTLSClientCAFile string
+	// GRPCClientTLS makes the CLI reach GRPC_ADDR over TLS with the system roots
+	// (GRPC_CLIENT_TLS); any GRPC_CLIENT_TLS_* setting turns it on as well.
+	GRPCClientTLS bool
+	// GRPCClientTLSCAFile is the CA bundle the CLI verifies the admin port's certificate with
+	// (GRPC_CLIENT_TLS_CA_FILE).
+	GRPCClientTLSCAFile string
+	// GRPCClientTLSCertFile and GRPCClientTLSKeyFile are the CLI's certificate and key for an
+	// admin port that requires mutual TLS (GRPC_CLIENT_TLS_CERT_FILE, GRPC_CLIENT_TLS_KEY_FILE).
+	GRPCClientTLSCertFile, GRPCClientTLSKeyFile string
+	// GRPCClientTLSServerName is the name the CLI expects in the admin port's certificate
+	// when GRPC_ADDR's host is not in it (GRPC_CLIENT_TLS_SERVER_NAME).
+	GRPCClientTLSServerName string
+
+	// HTTPTLSCertFile and HTTPTLSKeyFile serve the REST API over TLS (HTTP_TLS_CERT_FILE,
+	// HTTP_TLS_KEY_FILE), for deployments without a TLS-terminating proxy.
+	HTTPTLSCertFile, HTTPTLSKeyFile string
+	// MetricsAddr, when set, serves /metrics on its own listener instead of HTTP_ADDR
+	// (METRICS_ADDR); it also gives `catalog relay` and `catalog project` a metrics endpoint.
+	MetricsAddr string
 }
 
 // Defaults of the public contract (ARCHITECTURE §6).
@@ -177,15 +256,17 @@ func (c Config) Validate() error {
 	if !strings.HasPrefix(c.DatabaseURL, "postgres://") && !strings.HasPrefix(c.DatabaseURL, "postgresql://") {
 		bad("DATABASE_URL", RedactURL(c.DatabaseURL), "want a postgres:// or postgresql:// URL")
 	}
-	if c.ElasticsearchURL != "" && !strings.HasPrefix(c.ElasticsearchURL, "http://") && !strings.HasPrefix(c.ElasticsearchURL, "https://") {
-		bad("ELASTICSEARCH_URL", RedactURL(c.ElasticsearchURL), "want empty (embedded search) or an http:// or https:// URL")
-	}
 	oneOf := func(name, v string, allowed ...string) {
 		if !slices.Contains(allowed, v) {
 			bad(name, v, "want one of "+strings.Join(quoteAll(allowed), ", "))
 		}
 	}
 	oneOf("ELASTICSEARCH_COMPAT", c.ElasticsearchCompat, "", "opensearch")
+	if c.CloudEventsSource != "" {
+		if err := envelope.ValidateCloudEventsSource(c.CloudEventsSource); err != nil {
+			bad("CLOUDEVENTS_SOURCE", c.CloudEventsSource, "want empty (no CloudEvents headers) or a URI-reference such as /catalog")
+		}
+	}
 	oneOf("LOG_FORMAT", c.LogFormat, "text", "json")
 	oneOf("LOG_LEVEL", c.LogLevel, "debug", "info", "warn", "error")
 	intIn := func(name string, v, lo, hi int) {
@@ -215,6 +296,7 @@ func (c Config) Validate() error {
 			bad(n.name, n.v, `want a non-empty name without spaces or any of ,/\*?"<>|#`)
 		}
 	}
+	c.validateSecurity(bad)
 	return errors.Join(errs...)
 }
 

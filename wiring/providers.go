@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"path/filepath"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/marketplace/catalog/adapters/metrics"
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/adapters/tracing"
+	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/application"
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/decorator"
@@ -36,16 +38,12 @@ import (
 	"github.com/marketplace/catalog/service"
 )
 
-// Brokers are the Kafka bootstrap brokers the process talks to: the configured cluster, or
-// the embedded broker this process started.
-type Brokers []string
-
 // DatabaseSet provides the PostgreSQL connection.
 var DatabaseSet = wire.NewSet(provideDB)
 
-// KafkaSet provides the brokers (starting the embedded one if none is configured) and the
-// relay's producer.
-var KafkaSet = wire.NewSet(provideBrokers, provideKafkaPublisher)
+// KafkaSet provides the Kafka cluster (starting the embedded broker if none is configured)
+// and the relay's producer.
+var KafkaSet = wire.NewSet(provideKafka, provideKafkaPublisher)
 
 // ApplicationSet provides the use cases over the Postgres repository.
 var ApplicationSet = wire.NewSet(
@@ -98,28 +96,8 @@ func provideDB(ctx context.Context, cfg service.Config) (*postgres.DB, func(), e
 	return db, db.Close, nil
 }
 
-func provideBrokers(ctx context.Context, cfg service.Config, log *slog.Logger) (Brokers, func(), error) {
-	topics := []kafka.TopicSpec{
-		{Name: cfg.ProductEventsTopic, Partitions: int32(cfg.TopicPartitions)},
-		{Name: cfg.DLQTopic, Partitions: int32(cfg.TopicPartitions)},
-	}
-	if len(cfg.KafkaBrokers) == 0 {
-		b, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: cfg.EmbeddedKafkaAddr, Dir: filepath.Join(cfg.DataDir, "kafka")}, log, topics...)
-		if err != nil {
-			return nil, nil, err
-		}
-		return Brokers{b.Addr()}, b.Close, nil
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := kafka.EnsureTopics(ctx, cfg.KafkaBrokers, topics...); err != nil {
-		return nil, nil, err
-	}
-	return Brokers(cfg.KafkaBrokers), func() {}, nil
-}
-
-func provideKafkaPublisher(brokers Brokers, log *slog.Logger) (*wkafka.Publisher, func(), error) {
-	pub, err := kafka.NewPublisher(kafka.Config{Brokers: brokers}, log)
+func provideKafkaPublisher(kc kafka.Config, log *slog.Logger) (*wkafka.Publisher, func(), error) {
+	pub, err := kafka.NewPublisher(kc, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -127,7 +105,18 @@ func provideKafkaPublisher(brokers Brokers, log *slog.Logger) (*wkafka.Publisher
 }
 
 func provideProductRepository(db *postgres.DB, cfg service.Config, log *slog.Logger) (*postgres.ProductRepository, error) {
-	return postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: cfg.ProductEventsTopic, Lanes: cfg.OutboxLanes, Decorate: tracing.InjectIntoMessage}, log)
+	decorate := tracing.InjectIntoMessage
+	if cfg.CloudEventsSource != "" {
+		cloudEvents, err := envelope.CloudEvents(cfg.CloudEventsSource)
+		if err != nil {
+			return nil, err
+		}
+		decorate = func(ctx context.Context, msg *message.Message) {
+			tracing.InjectIntoMessage(ctx, msg)
+			cloudEvents(msg)
+		}
+	}
+	return postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: cfg.ProductEventsTopic, Lanes: cfg.OutboxLanes, Decorate: decorate}, log)
 }
 
 // ReadModel is the search read model the process uses, or the zero value when none is
@@ -149,7 +138,7 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 	if cfg.ElasticsearchURL == "" {
 		return provideEmbeddedReadModel(ctx, cfg, log)
 	}
-	ecfg := elasticsearch.Config{URL: cfg.ElasticsearchURL, Compat: cfg.ElasticsearchCompat, Alias: cfg.SearchAlias, RefreshInterval: cfg.SearchRefreshInterval}
+	ecfg := elasticsearchConfig(cfg)
 	client, err := elasticsearch.NewClient(ecfg)
 	if err != nil {
 		return ReadModel{}, nil, err
@@ -160,9 +149,10 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 	}
 	index, created, err := indices.EnsureAlias(ctx)
 	if err != nil {
-		return ReadModel{}, nil, fmt.Errorf("search read model at %s: %w", cfg.ElasticsearchURL, err)
+		return ReadModel{}, nil, searchStartupError(cfg, err)
 	}
-	log.Info("search read model", "alias", cfg.SearchAlias, "index", index, "created", created)
+	log.Info("search read model", "alias", cfg.SearchAlias, "index", index, "created", created, "credentials", ecfg.Credentials)
+	extendLiveIndex(ctx, indices, index, log)
 	projection, err := elasticsearch.NewProjection(client, ecfg)
 	if err != nil {
 		return ReadModel{}, nil, err
@@ -186,6 +176,30 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 		}
 	}
 	return ReadModel{Projection: projection, Search: search, Target: target}, cleanup, nil
+}
+
+// extendLiveIndex gives a live index of an older mapping version the fields this release
+// writes, so the projector keeps writing to it until a rebuild replaces it (see
+// elasticsearch.Indices.ExtendMapping). It does not stop the start when it fails: the
+// projection then waits on such documents (ErrMappingBehind, retried, never dead-lettered)
+// and tries again itself, and 'catalog rebuild' ends the wait.
+func extendLiveIndex(ctx context.Context, indices *elasticsearch.Indices, index string, log *slog.Logger) {
+	v, ok := indices.MappingVersionOf(index)
+	if !ok || v >= elasticsearch.MappingVersion {
+		return
+	}
+	added, err := indices.ExtendMapping(ctx, index)
+	switch {
+	case err != nil:
+		log.Error("the live index has an older mapping and could not be given the fields this release writes; the projector retries documents with them until 'catalog rebuild' replaces the index",
+			"index", index, "index_mapping_version", v, "code_mapping_version", elasticsearch.MappingVersion, "err", err)
+	case len(added) > 0:
+		log.Warn("the live index has an older mapping: added the fields this release writes in place; run 'catalog rebuild' to index every document with the current mapping",
+			"index", index, "index_mapping_version", v, "code_mapping_version", elasticsearch.MappingVersion, "added", added)
+	default:
+		log.Warn("the live index has an older mapping; run 'catalog rebuild' to index every document with the current mapping",
+			"index", index, "index_mapping_version", v, "code_mapping_version", elasticsearch.MappingVersion)
+	}
 }
 
 // provideEmbeddedReadModel opens the embedded search engine (Bleve, on disk under
@@ -226,7 +240,7 @@ func provideSearchHandler(rm ReadModel, deps decorator.Deps) (query.SearchProduc
 	return query.NewSearchProductsHandler(rm.Search, deps)
 }
 
-func provideProjector(cfg service.Config, brokers Brokers, app application.Application, pm *metrics.ProjectorMetrics, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*projector.Projector, func(), error) {
+func provideProjector(cfg service.Config, kc kafka.Config, app application.Application, pm *metrics.ProjectorMetrics, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*projector.Projector, func(), error) {
 	if app.Commands.ProjectProductEvent == nil {
 		return nil, func() {}, nil
 	}
@@ -236,14 +250,14 @@ func provideProjector(cfg service.Config, brokers Brokers, app application.Appli
 	// batch more documents than there are partitions. A short session timeout hands a killed
 	// replica's partitions to the others within seconds (static membership would not: it
 	// only spares a replica that comes back within the timeout a rebalance).
-	sub, err := kafka.NewConcurrentSubscriber(kafka.Config{Brokers: brokers}, kafka.ConcurrentSubscriberConfig{
+	sub, err := kafka.NewConcurrentSubscriber(kc, kafka.ConcurrentSubscriberConfig{
 		ConsumerGroup: cfg.ProjectorGroup, FromOldest: true, SessionTimeout: cfg.ProjectorSessionTimeout}, log)
 	if err != nil {
 		return nil, nil, err
 	}
 	// The DLQ publisher keeps each dead letter's key and cuts a payload too large for the
 	// topic, so a dead letter always reaches the DLQ and its partition moves on.
-	dlq, err := kafka.NewDLQPublisher(kafka.Config{Brokers: brokers}, kafka.DLQPublisherConfig{}, log)
+	dlq, err := kafka.NewDLQPublisher(kc, kafka.DLQPublisherConfig{}, log)
 	if err != nil {
 		_ = sub.Close()
 		return nil, nil, err
@@ -284,7 +298,7 @@ func kafkaPosition(ctx context.Context) (int32, int64, bool) {
 // RebuildSet provides the rebuild use case and the gRPC admin port that drives it.
 var RebuildSet = wire.NewSet(provideRebuildService, provideGRPCServer)
 
-func provideRebuildService(cfg service.Config, db *postgres.DB, brokers Brokers, rm ReadModel, reg *metrics.Registry, log *slog.Logger) (*apprebuild.Service, func(), error) {
+func provideRebuildService(cfg service.Config, db *postgres.DB, kc kafka.Config, rm ReadModel, reg *metrics.Registry, log *slog.Logger) (*apprebuild.Service, func(), error) {
 	if rm.Target == nil {
 		return nil, func() {}, nil
 	}
@@ -299,7 +313,7 @@ func provideRebuildService(cfg service.Config, db *postgres.DB, brokers Brokers,
 	if err != nil {
 		return nil, nil, err
 	}
-	events, err := kafka.NewEventLog(kafka.Config{Brokers: brokers}, cfg.ProductEventsTopic, log)
+	events, err := kafka.NewEventLog(kc, cfg.ProductEventsTopic, log)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -330,9 +344,15 @@ func provideGRPCServer(cfg service.Config, svc *apprebuild.Service, operations *
 	if err != nil {
 		return nil, err
 	}
+	auth, opts, err := adminSecurity(cfg, log.With("component", "grpc"))
+	if err != nil {
+		return nil, err
+	}
 	deps := grpcport.Deps{
-		Log:     log.With("component", "grpc"),
-		Observe: func(method string, code codes.Code, d time.Duration) { gm.Observe(method, code.String(), d) },
+		Log:           log.With("component", "grpc"),
+		Observe:       func(method string, code codes.Code, d time.Duration) { gm.Observe(method, code.String(), d) },
+		Auth:          auth,
+		ServerOptions: opts,
 	}
 	if operations != nil {
 		deps.Register = append(deps.Register, operations.Register)
@@ -355,8 +375,8 @@ func provideOpsStats(db *postgres.DB, cfg service.Config) (*postgres.OpsStats, e
 	return postgres.NewOpsStats(db, postgres.OpsStatsConfig{Lanes: cfg.OutboxLanes})
 }
 
-func provideKafkaOpsStats(brokers Brokers) (*kafka.OpsStats, func(), error) {
-	s, err := kafka.NewOpsStats(kafka.Config{Brokers: brokers})
+func provideKafkaOpsStats(kc kafka.Config) (*kafka.OpsStats, func(), error) {
+	s, err := kafka.NewOpsStats(kc)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -407,12 +427,12 @@ func provideRelay(db *postgres.DB, pub *wkafka.Publisher, rm *metrics.RelayMetri
 // balancer probes) is the database alone: writes go to Postgres and the outbox, so a Kafka
 // outage must not take the write API out of rotation. Kafka and the search cluster are
 // reported per role (/readyz?role=relay, ?role=projector).
-func provideHTTPServer(cfg service.Config, app application.Application, db *postgres.DB, brokers Brokers, rm ReadModel, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*httpport.Server, error) {
+func provideHTTPServer(cfg service.Config, app application.Application, db *postgres.DB, kc kafka.Config, rm ReadModel, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*httpport.Server, error) {
 	hm, err := metrics.NewHTTPMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	kafkaPing := func(ctx context.Context) error { return kafka.Ping(ctx, brokers) }
+	kafkaPing := func(ctx context.Context) error { return kafka.Ping(ctx, kc) }
 	roles := map[string]map[string]func(context.Context) error{
 		"relay": {"postgres": db.Ping, "kafka": kafkaPing},
 	}
@@ -424,11 +444,17 @@ func provideHTTPServer(cfg service.Config, app application.Application, db *post
 			"search": func(ctx context.Context) error { _, err := rm.Target.AliasTarget(ctx); return err },
 		}
 	}
-	return httpport.NewServer(httpport.Config{Addr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout}, app, httpport.Deps{
+	// With METRICS_ADDR the metrics have a listener of their own (provideMetricsServer).
+	var metricsHandler http.Handler
+	if cfg.MetricsAddr == "" {
+		metricsHandler = reg.Handler()
+	}
+	return httpport.NewServer(httpport.Config{Addr: cfg.HTTPAddr, ShutdownTimeout: cfg.ShutdownTimeout,
+		TLSCertFile: cfg.HTTPTLSCertFile, TLSKeyFile: cfg.HTTPTLSKeyFile}, app, httpport.Deps{
 		Log:        log,
 		Ready:      map[string]func(context.Context) error{"postgres": db.Ping},
 		RoleReady:  roles,
-		Metrics:    reg.Handler(),
+		Metrics:    metricsHandler,
 		Middleware: tracing.HTTPMiddleware(tp),
 		ObserveRequest: func(_ context.Context, rec httpport.RequestRecord) {
 			hm.ObserveHTTP(rec.Method, rec.Route, rec.Status, rec.Duration)
@@ -472,7 +498,7 @@ func (r rebuildsRole) Run(ctx context.Context) error {
 	return nil
 }
 
-func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler) ServeProcess {
+func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, ms *httpport.MetricsServer) ServeProcess {
 	roles := []service.NamedRole{{Name: "api", Role: api}, {Name: "relay", Role: relay}, {Name: "outbox-retention", Role: retention}, {Name: "ops-metrics", Role: sampler}}
 	if rebuilds != nil {
 		roles = append(roles, service.NamedRole{Name: "rebuilds", Role: rebuildsRole{rebuilds}})
@@ -483,20 +509,28 @@ func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres
 	if admin != nil {
 		roles = append(roles, service.NamedRole{Name: "grpc-admin", Role: admin})
 	}
-	return ServeProcess{service.NewProcess(log, roles...)}
+	return ServeProcess{service.NewProcess(log, withMetrics(roles, ms)...)}
+}
+
+// withMetrics adds the METRICS_ADDR listener to a process's roles when there is one.
+func withMetrics(roles []service.NamedRole, ms *httpport.MetricsServer) []service.NamedRole {
+	if ms == nil {
+		return roles
+	}
+	return append(roles, service.NamedRole{Name: "metrics", Role: ms})
 }
 
 // ProjectProcess is `catalog project`: the projector alone.
 type ProjectProcess struct{ *service.Process }
 
-func provideProjectProcess(log *slog.Logger, proj *projector.Projector) (ProjectProcess, error) {
+func provideProjectProcess(log *slog.Logger, proj *projector.Projector, ms *httpport.MetricsServer) (ProjectProcess, error) {
 	if proj == nil {
 		return ProjectProcess{}, errors.New("catalog project needs a search read model: set ELASTICSEARCH_URL")
 	}
-	return ProjectProcess{service.NewProcess(log, service.NamedRole{Name: "projector", Role: proj})}, nil
+	return ProjectProcess{service.NewProcess(log, withMetrics([]service.NamedRole{{Name: "projector", Role: proj}}, ms)...)}, nil
 }
 
-func provideRelayProcess(log *slog.Logger, relay *postgres.Relay, retention *postgres.OutboxRetention) RelayProcess {
-	return RelayProcess{service.NewProcess(log, service.NamedRole{Name: "relay", Role: relay},
-		service.NamedRole{Name: "outbox-retention", Role: retention})}
+func provideRelayProcess(log *slog.Logger, relay *postgres.Relay, retention *postgres.OutboxRetention, ms *httpport.MetricsServer) RelayProcess {
+	return RelayProcess{service.NewProcess(log, withMetrics([]service.NamedRole{{Name: "relay", Role: relay},
+		{Name: "outbox-retention", Role: retention}}, ms)...)}
 }

@@ -14,13 +14,13 @@ import (
 
 // InitializeServe builds `catalog serve`.
 func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) (ServeProcess, func(), error) {
-	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, RebuildSet, OpsSet, provideRelay, provideRetention, provideHTTPServer, provideProjector, provideServeProcess)
+	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, RebuildSet, OpsSet, provideRelay, provideRetention, provideHTTPServer, provideProjector, provideMetricsServer, provideServeProcess)
 	return ServeProcess{}, nil, nil
 }
 
 // InitializeRelay builds `catalog relay`.
 func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) (RelayProcess, func(), error) {
-	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, provideRelay, provideRetention, provideRelayProcess)
+	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, provideRelay, provideRetention, provideMetricsServer, provideRelayProcess)
 	return RelayProcess{}, nil, nil
 }
 
@@ -32,6 +32,6 @@ func InitializeDatabase(ctx context.Context, cfg service.Config) (*postgres.DB, 
 
 // InitializeProject builds `catalog project`.
 func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger) (ProjectProcess, func(), error) {
-	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, provideProjector, provideProjectProcess)
+	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, provideProjector, provideMetricsServer, provideProjectProcess)
 	return ProjectProcess{}, nil, nil
 }

@@ -89,7 +89,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		Commands: commands,
 		Queries:  queries,
 	}
-	brokers, cleanup3, err := provideBrokers(ctx, cfg, log)
+	config, cleanup3, err := provideKafka(ctx, cfg, log)
 	if err != nil {
 		cleanup2()
 		cleanup()
@@ -102,7 +102,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	server, err := provideHTTPServer(cfg, applicationApplication, db, brokers, readModel, registry, tracerProvider, log)
+	server, err := provideHTTPServer(cfg, applicationApplication, db, config, readModel, registry, tracerProvider, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -110,7 +110,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	publisher, cleanup5, err := provideKafkaPublisher(brokers, log)
+	publisher, cleanup5, err := provideKafkaPublisher(config, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -154,7 +154,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	projector, cleanup6, err := provideProjector(cfg, brokers, applicationApplication, projectorMetrics, registry, tracerProvider, log)
+	projector, cleanup6, err := provideProjector(cfg, config, applicationApplication, projectorMetrics, registry, tracerProvider, log)
 	if err != nil {
 		cleanup5()
 		cleanup4()
@@ -163,7 +163,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	rebuildService, cleanup7, err := provideRebuildService(cfg, db, brokers, readModel, registry, log)
+	rebuildService, cleanup7, err := provideRebuildService(cfg, db, config, readModel, registry, log)
 	if err != nil {
 		cleanup6()
 		cleanup5()
@@ -184,7 +184,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	kafkaOpsStats, cleanup8, err := provideKafkaOpsStats(brokers)
+	kafkaOpsStats, cleanup8, err := provideKafkaOpsStats(config)
 	if err != nil {
 		cleanup7()
 		cleanup6()
@@ -256,7 +256,19 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler)
+	metricsServer, err := provideMetricsServer(cfg, registry, log)
+	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, metricsServer)
 	return serveProcess, func() {
 		cleanup8()
 		cleanup7()
@@ -275,12 +287,12 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 	if err != nil {
 		return RelayProcess{}, nil, err
 	}
-	brokers, cleanup2, err := provideBrokers(ctx, cfg, log)
+	config, cleanup2, err := provideKafka(ctx, cfg, log)
 	if err != nil {
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	publisher, cleanup3, err := provideKafkaPublisher(brokers, log)
+	publisher, cleanup3, err := provideKafkaPublisher(config, log)
 	if err != nil {
 		cleanup2()
 		cleanup()
@@ -323,7 +335,15 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	relayProcess := provideRelayProcess(log, relay, outboxRetention)
+	metricsServer, err := provideMetricsServer(cfg, registry, log)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return RelayProcess{}, nil, err
+	}
+	relayProcess := provideRelayProcess(log, relay, outboxRetention, metricsServer)
 	return relayProcess, func() {
 		cleanup4()
 		cleanup3()
@@ -345,7 +365,7 @@ func InitializeDatabase(ctx context.Context, cfg service.Config) (*postgres.DB, 
 
 // InitializeProject builds `catalog project`.
 func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger) (ProjectProcess, func(), error) {
-	brokers, cleanup, err := provideBrokers(ctx, cfg, log)
+	config, cleanup, err := provideKafka(ctx, cfg, log)
 	if err != nil {
 		return ProjectProcess{}, nil, err
 	}
@@ -441,7 +461,7 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	projector, cleanup5, err := provideProjector(cfg, brokers, applicationApplication, projectorMetrics, registry, tracerProvider, log)
+	projector, cleanup5, err := provideProjector(cfg, config, applicationApplication, projectorMetrics, registry, tracerProvider, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -449,7 +469,16 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	projectProcess, err := provideProjectProcess(log, projector)
+	metricsServer, err := provideMetricsServer(cfg, registry, log)
+	if err != nil {
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	projectProcess, err := provideProjectProcess(log, projector, metricsServer)
 	if err != nil {
 		cleanup5()
 		cleanup4()

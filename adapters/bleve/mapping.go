@@ -21,7 +21,17 @@ import (
 // MappingVersion is M in index names: the version of the Bleve mapping below. Bump it with every
 // change of indexMapping or of the indexed document; the new mapping reaches the alias through
 // a rebuild. It is independent of the Elasticsearch adapter's mapping version.
-const MappingVersion = 1
+//
+// The versions so far (indexMapping keeps every one):
+//
+//	1  the first mapping
+//	2  tags, indexed whole for the tags filter (with doc values, for facets)
+//
+// An index keeps the mapping it was created with, and its documents are mapped with it: a
+// document of this release written to an older index simply has its newer fields unindexed
+// (dynamic mapping is off), so the projection never fails on an old index; a rebuild makes
+// them searchable.
+const MappingVersion = 2
 
 // indexTimeLayout is the time part of index names: UTC, to the second.
 const indexTimeLayout = "20060102_150405"
@@ -51,7 +61,7 @@ func parseIndexName(alias, name string) (mappingVersion int, created time.Time, 
 	return v, t, true
 }
 
-// Field names of the Bleve documents (MappingVersion 1).
+// Field names of the Bleve documents.
 const (
 	fieldName          = "name"
 	fieldDescription   = "description"
@@ -65,6 +75,7 @@ const (
 	fieldDeleted       = "deleted"
 	fieldVersion       = "version"
 	fieldAttributes    = "attributes"
+	fieldTags          = "tags"
 	fieldSource        = "source"
 )
 
@@ -78,7 +89,8 @@ const textAnalyzer = "catalog_text"
 // was created with; SwitchAlias checks it against the version in the index name.
 var mappingVersionKey = []byte("catalog_mapping_version")
 
-// indexMapping is the explicit mapping of MappingVersion. Dynamic mapping is off: a field that
+// indexMapping is the explicit mapping of a mapping version (1 to MappingVersion; the older
+// ones recreate, in tests, the indices earlier releases made). Dynamic mapping is off: a field that
 // is not mapped here is neither indexed nor stored, so documents can never grow the mapping.
 //
 // Choices:
@@ -96,11 +108,16 @@ var mappingVersionKey = []byte("catalog_mapping_version")
 //   - attributes have arbitrary keys, which an explicit mapping without dynamic fields cannot
 //     name; they are indexed as one keyword field of "key=value" terms (exact attribute filters
 //     need no mapping change) and are not part of the full-text search, as in Elasticsearch.
+//   - tags (version 2) are indexed whole, each a term of one keyword field, with doc values so
+//     that facets can count them; like attributes they are not part of the full-text search.
 //   - source is the whole document as JSON, stored and not indexed: what search results are
 //     built from (Elasticsearch's _source), so the view has every field to the nanosecond.
 //   - nothing goes into Bleve's composite _all field and no term vectors are kept: the search
 //     names its fields and never highlights.
-func indexMapping() (*mapping.IndexMappingImpl, error) {
+func indexMapping(version int) (*mapping.IndexMappingImpl, error) {
+	if version < 1 || version > MappingVersion {
+		return nil, fmt.Errorf("mapping: version %d, this release knows 1 to %d", version, MappingVersion)
+	}
 	im := mapping.NewIndexMapping()
 	if err := im.AddCustomAnalyzer(textAnalyzer, map[string]any{
 		"type":          custom.Name,
@@ -148,12 +165,18 @@ func indexMapping() (*mapping.IndexMappingImpl, error) {
 	deleted.Store, deleted.IncludeInAll, deleted.DocValues = true, false, false
 	doc.AddFieldMappingsAt(fieldDeleted, deleted)
 
-	version := mapping.NewNumericFieldMapping()
-	version.Index, version.Store, version.IncludeInAll, version.DocValues = false, true, false, false
-	doc.AddFieldMappingsAt(fieldVersion, version)
+	aggVersion := mapping.NewNumericFieldMapping()
+	aggVersion.Index, aggVersion.Store, aggVersion.IncludeInAll, aggVersion.DocValues = false, true, false, false
+	doc.AddFieldMappingsAt(fieldVersion, aggVersion)
 
 	attrs := exact("")
 	doc.AddFieldMappingsAt(fieldAttributes, attrs)
+
+	if version >= 2 {
+		tags := exact("")
+		tags.DocValues = true
+		doc.AddFieldMappingsAt(fieldTags, tags)
+	}
 
 	source := mapping.NewTextFieldMapping()
 	source.Analyzer = keyword.Name
@@ -168,7 +191,7 @@ func indexMapping() (*mapping.IndexMappingImpl, error) {
 	return im, nil
 }
 
-// storedDoc is a product as kept in the source field (MappingVersion 1): the Elasticsearch
+// storedDoc is a product as kept in the source field: the Elasticsearch
 // adapter's _source, from the one shared definition.
 type storedDoc = searchdoc.Document
 
@@ -192,6 +215,7 @@ func fields(d storedDoc, source []byte) map[string]any {
 		fieldDeleted:     d.Deleted,
 		fieldVersion:     float64(d.Version),
 		fieldAttributes:  attrs,
+		fieldTags:        d.Tags,
 		fieldSource:      string(source),
 	}
 }
@@ -224,7 +248,7 @@ func prepare(m mapping.IndexMapping, s product.Snapshot) (prepared, error) {
 // benchmarks that build a raw Bleve index shaped like the adapter's (a raw load to compare
 // with, say). The adapter's own indices carry it already.
 func IndexMapping() (mapping.IndexMapping, error) {
-	return indexMapping()
+	return indexMapping(MappingVersion)
 }
 
 // DocumentFields returns what the adapter indexes for s under IndexMapping: the value it hands

@@ -157,6 +157,17 @@ func filters(q query.SearchProducts) []bq.Query {
 		t.SetField(fieldBrandExact)
 		out = append(out, t)
 	}
+	if len(q.Tags) > 0 {
+		// Any of the tags. An index older than mapping version 2 never indexed the field,
+		// so nothing matches, as on Elasticsearch.
+		anyTag := make([]bq.Query, len(q.Tags))
+		for i, tag := range q.Tags {
+			t := bq.NewTermQuery(tag)
+			t.SetField(fieldTags)
+			anyTag[i] = t
+		}
+		out = append(out, bq.NewDisjunctionQuery(anyTag))
+	}
 	inclusive := true
 	if q.MinPrice != nil || q.MaxPrice != nil {
 		var lo, hi *float64

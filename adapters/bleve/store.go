@@ -16,7 +16,6 @@ import (
 
 	blevev2 "github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/index/scorch"
-	"github.com/blevesearch/bleve/v2/mapping"
 
 	"github.com/marketplace/catalog/adapters/datadir"
 	"github.com/marketplace/catalog/application/command"
@@ -49,9 +48,8 @@ var (
 // (rebuild.Target) of one alias. It is safe for concurrent use. Open it once per process (the
 // directory lock refuses a second process) and Close it on shutdown.
 type Store struct {
-	cfg     Config
-	mapping *mapping.IndexMappingImpl // the mapping of MappingVersion, for new indices
-	lock    *datadir.Lock
+	cfg  Config
+	lock *datadir.Lock
 
 	// adminMu serialises what changes the set of indices or the alias (create, switch,
 	// delete), so that the conditions they check still hold when they act.
@@ -85,10 +83,6 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("bleve open: %w", err)
 	}
-	im, err := indexMapping()
-	if err != nil {
-		return nil, fmt.Errorf("bleve open: %w", err)
-	}
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bleve open: %w", err)
 	}
@@ -96,7 +90,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bleve open: %w", err)
 	}
-	s := &Store{cfg: cfg, mapping: im, lock: lock, indices: map[string]*index{}}
+	s := &Store{cfg: cfg, lock: lock, indices: map[string]*index{}}
 	if err := s.load(); err != nil {
 		_ = s.Close()
 		return nil, fmt.Errorf("bleve open %s: %w", cfg.Dir, err)
@@ -197,7 +191,7 @@ func (s *Store) EnsureAlias(ctx context.Context) (index string, created bool, er
 	if cur := s.aliasTarget(); cur != "" {
 		return cur, false, nil
 	}
-	name, err := s.createIndex(ctx)
+	name, err := s.createIndex(ctx, MappingVersion)
 	if err != nil {
 		return "", false, fmt.Errorf("ensure alias: %w", err)
 	}
@@ -260,19 +254,23 @@ func (s *Store) ownIndex(name string) error {
 	return nil
 }
 
-// createIndex creates a new empty index with the mapping of MappingVersion, named after the
-// current second or the next free one. The index is built in a hidden directory, made durable
+// createIndex creates a new empty index with the mapping of version (MappingVersion but in
+// tests), named after the current second or the next free one. The index is built in a hidden directory, made durable
 // and renamed into place, so a crash never leaves a half-created index under a valid name.
 // The caller holds adminMu.
-func (s *Store) createIndex(ctx context.Context) (string, error) {
+func (s *Store) createIndex(ctx context.Context, version int) (string, error) {
+	im, err := indexMapping(version)
+	if err != nil {
+		return "", err
+	}
 	t := time.Now().UTC().Truncate(time.Second)
 	const maxSeconds = 3600
 	var name string
 	for i := 0; ; i++ {
 		if i == maxSeconds {
-			return "", fmt.Errorf("no free index name in %d seconds from %s", maxSeconds, IndexName(s.cfg.Alias, MappingVersion, t))
+			return "", fmt.Errorf("no free index name in %d seconds from %s", maxSeconds, IndexName(s.cfg.Alias, version, t))
 		}
-		name = IndexName(s.cfg.Alias, MappingVersion, t.Add(time.Duration(i)*time.Second))
+		name = IndexName(s.cfg.Alias, version, t.Add(time.Duration(i)*time.Second))
 		s.mu.RLock()
 		_, taken := s.indices[name]
 		s.mu.RUnlock()
@@ -287,12 +285,12 @@ func (s *Store) createIndex(ctx context.Context) (string, error) {
 	final := filepath.Join(s.cfg.Dir, name)
 	tmp := filepath.Join(s.cfg.Dir, "."+name)
 	_ = os.RemoveAll(tmp)
-	bi, err := blevev2.NewUsing(tmp, s.mapping, scorch.Name, scorch.Name, nil)
+	bi, err := blevev2.NewUsing(tmp, im, scorch.Name, scorch.Name, nil)
 	if err != nil {
 		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("create %s: %w", name, err)
 	}
-	if err := bi.SetInternal(mappingVersionKey, []byte(strconv.Itoa(MappingVersion))); err != nil {
+	if err := bi.SetInternal(mappingVersionKey, []byte(strconv.Itoa(version))); err != nil {
 		_ = bi.Close()
 		_ = os.RemoveAll(tmp)
 		return "", fmt.Errorf("create %s: %w", name, err)

@@ -46,7 +46,7 @@ func (s *Store) CreateIndex(ctx context.Context) (string, error) {
 	if err := s.checkOpen(); err != nil {
 		return "", fmt.Errorf("rebuild target: %w", err)
 	}
-	name, err := s.createIndex(ctx)
+	name, err := s.createIndex(ctx, MappingVersion)
 	if err != nil {
 		return "", fmt.Errorf("rebuild target: create index: %w", err)
 	}

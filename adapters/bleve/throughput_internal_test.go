@@ -56,7 +56,7 @@ func TestThroughput(t *testing.T) {
 	const batch = 1000 // the rebuild's default BatchSize
 
 	raw := func() float64 {
-		im, err := indexMapping()
+		im, err := indexMapping(MappingVersion)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -2,6 +2,7 @@ package elasticsearch
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 
 	es8 "github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
+
+	"github.com/marketplace/catalog/internal/tlsfiles"
 )
 
 // NewClient returns a client for cfg.URL with the retry policy the read model relies on:
@@ -34,6 +37,13 @@ func NewClient(cfg Config) (*es8.Client, error) {
 	// Bulk workers, searches and index management share the connections; the default of two
 	// idle connections per host would make every burst open new ones.
 	base.MaxIdleConnsPerHost = 64
+	tc, err := cfg.tlsConfig()
+	if err != nil {
+		return nil, fmt.Errorf("elasticsearch client: %w", err)
+	}
+	if tc != nil {
+		base.TLSClientConfig = tc
+	}
 	var rt http.RoundTripper = base
 	if cfg.Compat == CompatOpenSearch {
 		compat, err := NewCompatTransport(base, cfg.Compat)
@@ -43,14 +53,19 @@ func NewClient(cfg Config) (*es8.Client, error) {
 		rt = compat
 	}
 	client, err := es8.NewClient(es8.Config{
-		Addresses:     []string{cfg.URL},
+		Addresses:     cfg.Addresses(),
+		APIKey:        cfg.Credentials.APIKey,
+		Username:      cfg.Credentials.Username,
+		Password:      cfg.Credentials.Password,
 		Transport:     rt,
 		RetryOnStatus: []int{http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout},
 		MaxRetries:    max(cfg.MaxRetries, 0),
 		DisableRetry:  cfg.MaxRetries < 0,
 		RetryOnError: func(req *http.Request, err error) bool {
-			// A caller that gave up must not be kept waiting by retries.
-			return req.Context().Err() == nil
+			// A caller that gave up must not be kept waiting by retries, and an untrusted
+			// certificate stays untrusted: no retry delays that answer.
+			var untrusted *tls.CertificateVerificationError
+			return req.Context().Err() == nil && !errors.As(err, &untrusted)
 		},
 		RetryBackoff: retryBackoff,
 	})
@@ -59,6 +74,36 @@ func NewClient(cfg Config) (*es8.Client, error) {
 	}
 	return client, nil
 }
+
+// tlsConfig is the TLS of the cluster's connections: the CA bundle, the fingerprint pin, or
+// both; nil for the defaults (system roots). It is built here rather than by go-elasticsearch
+// (CACert, CertificateFingerprint) because the library only applies those to a bare
+// *http.Transport, and its pin dials without the request's context or timeouts.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	if c.CAFile == "" && c.CAFingerprint == "" {
+		return nil, nil
+	}
+	tc, err := tlsfiles.ClientConfig(c.CAFile, "", "")
+	if err != nil {
+		return nil, err
+	}
+	if c.CAFingerprint != "" {
+		fp, err := tlsfiles.ParseSHA256Fingerprint(c.CAFingerprint)
+		if err != nil {
+			return nil, err
+		}
+		// Without a CA bundle the pin is the trust (a self-signed cluster CA, as
+		// Elasticsearch sets up by default); with one, both must hold.
+		tc.InsecureSkipVerify = c.CAFile == ""
+		tc.VerifyConnection = tlsfiles.PinSHA256(fp)
+	}
+	return tc, nil
+}
+
+// ErrCredentialsRefused is in the chain of every error answer 401 or 403: the cluster does
+// not accept the client's credentials, or they lack a privilege. Retrying does not help until
+// the credentials change.
+var ErrCredentialsRefused = errors.New("the search cluster refused the credentials")
 
 // retryBackoff is exponential from 100ms, capped at 2s, with jitter so that many projector
 // replicas do not retry in lockstep against a recovering cluster.
@@ -81,6 +126,14 @@ type esErrorCause struct {
 	Type     string        `json:"type"`
 	Reason   string        `json:"reason"`
 	CausedBy *esErrorCause `json:"caused_by"`
+}
+
+// Unwrap puts ErrCredentialsRefused in the chain of a 401 or 403 answer.
+func (e *esError) Unwrap() error {
+	if e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden {
+		return ErrCredentialsRefused
+	}
+	return nil
 }
 
 func (e *esError) Error() string {

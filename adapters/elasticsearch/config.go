@@ -3,10 +3,13 @@ package elasticsearch
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/marketplace/catalog/internal/tlsfiles"
 )
 
 // Defaults of Config. They suit a projector that applies one event at a time per partition and
@@ -48,9 +51,20 @@ const CompatOpenSearch = "opensearch"
 // Config configures the search read model adapter. The zero value plus a URL is a working
 // production configuration; setDefaults fills the rest.
 type Config struct {
-	// URL is the cluster's HTTP endpoint (ELASTICSEARCH_URL), e.g. http://127.0.0.1:9200. Only
+	// URL is the cluster's HTTP endpoint (ELASTICSEARCH_URL), e.g. http://127.0.0.1:9200, or
+	// several node URLs of one cluster separated by commas (all with the same scheme): the
+	// client spreads requests over them and retries on another node when one fails. Only
 	// NewClient needs it; the other constructors take a ready client.
 	URL string
+	// Credentials authenticate the client to the cluster (API key or user and password).
+	Credentials Credentials
+	// CAFile is a PEM bundle of the CAs that sign the cluster's certificate
+	// (ELASTICSEARCH_CA_FILE); empty trusts the system roots.
+	CAFile string
+	// CAFingerprint pins the cluster's certificate by the SHA-256 fingerprint of a certificate
+	// in its chain (ELASTICSEARCH_CA_FINGERPRINT), as Elasticsearch prints it at first start.
+	// Without CAFile the chain itself is not verified: the pin is the trust.
+	CAFingerprint string
 	// Compat is "" for Elasticsearch or "opensearch" (ELASTICSEARCH_COMPAT): an explicit opt-in,
 	// never on by default, that makes go-elasticsearch accept a server that does not identify
 	// itself as Elasticsearch (ARCHITECTURE §4).
@@ -90,9 +104,70 @@ type Config struct {
 	ExtraIndexSettings map[string]any
 }
 
+// Credentials authenticate the client: an API key, or a user and password (basic auth). The
+// zero value sends none. Its String, GoString, LogValue and MarshalText never show a secret.
+type Credentials struct {
+	// APIKey is the base64 "id:key" API key Elastic prints (ELASTICSEARCH_API_KEY).
+	APIKey string
+	// Username and Password are basic-auth credentials (ELASTICSEARCH_USERNAME,
+	// ELASTICSEARCH_PASSWORD).
+	Username, Password string
+}
+
+// String says which kind of credentials are set, not their secrets.
+func (c Credentials) String() string {
+	switch {
+	case c.APIKey != "":
+		return "API key"
+	case c.Username != "":
+		return fmt.Sprintf("user %q", c.Username)
+	}
+	return "no credentials"
+}
+
+// GoString keeps %#v from printing a secret.
+func (c Credentials) GoString() string { return "elasticsearch.Credentials{" + c.String() + "}" }
+
+// LogValue keeps a slog attribute from printing a secret.
+func (c Credentials) LogValue() slog.Value { return slog.StringValue(c.String()) }
+
+// MarshalText keeps JSON and text encodings (a whole Config logged as JSON) from printing a
+// secret.
+func (c Credentials) MarshalText() ([]byte, error) { return []byte(c.String()), nil }
+
+func (c Credentials) validate() error {
+	switch {
+	case c.APIKey != "" && (c.Username != "" || c.Password != ""):
+		return errors.New("credentials: an API key or a user and password, not both")
+	case (c.Username == "") != (c.Password == ""):
+		return errors.New("credentials: a user needs a password and a password a user")
+	}
+	return nil
+}
+
+// Addresses are the node URLs of URL.
+func (c Config) Addresses() []string {
+	var out []string
+	for _, u := range strings.Split(c.URL, ",") {
+		if u = strings.TrimSpace(u); u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 // aliasPattern is what the engine accepts as an index name, restricted so that the derived
 // index names {alias}_v{M}_{date}_{time} are valid and can be parsed back.
 var aliasPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_\-]{0,200}$`)
+
+// redactURL hides a URL's password; an unparsable one is not shown at all.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
+}
 
 func (c *Config) setDefaults() {
 	c.URL = strings.TrimSpace(c.URL)
@@ -128,11 +203,28 @@ func (c *Config) setDefaults() {
 func (c Config) Validate() error {
 	c.setDefaults()
 	var errs []error
-	if c.URL != "" {
-		u, err := url.Parse(c.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("url %q must be an http or https URL", c.URL))
+	scheme := ""
+	for _, raw := range c.Addresses() {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+			errs = append(errs, fmt.Errorf("url %q must be an http or https URL", redactURL(raw)))
+		case scheme != "" && u.Scheme != scheme:
+			errs = append(errs, errors.New("urls of one cluster must share their scheme"))
+		default:
+			scheme = u.Scheme
 		}
+	}
+	if err := c.Credentials.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.CAFingerprint != "" {
+		if _, err := tlsfiles.ParseSHA256Fingerprint(c.CAFingerprint); err != nil {
+			errs = append(errs, fmt.Errorf("CA fingerprint: %w", err))
+		}
+	}
+	if (c.CAFile != "" || c.CAFingerprint != "") && scheme == "http" {
+		errs = append(errs, errors.New("a CA file or fingerprint needs https URLs"))
 	}
 	if c.Compat != "" && c.Compat != CompatOpenSearch {
 		errs = append(errs, fmt.Errorf("compat %q must be empty or %q", c.Compat, CompatOpenSearch))

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -69,6 +70,10 @@ type CreateIndexOptions struct {
 	// Now is the creation time used in the name; zero means the current time. Rebuilds leave
 	// it zero; tests set it to provoke name collisions.
 	Now time.Time
+	// MappingVersion is the mapping of the new index; zero means MappingVersion. An older
+	// version recreates an index as an earlier release made it, for upgrade drills and tests;
+	// the service itself always creates the current one.
+	MappingVersion int
 }
 
 // CreateIndex creates a new empty index with the explicit mapping of MappingVersion and returns
@@ -89,9 +94,16 @@ func (ix *Indices) create(ctx context.Context, opts CreateIndexOptions, withAlia
 		t = time.Now()
 	}
 	t = t.UTC().Truncate(time.Second)
+	version := opts.MappingVersion
+	if version == 0 {
+		version = MappingVersion
+	}
+	if version < 1 || version > MappingVersion {
+		return "", fmt.Errorf("mapping version %d: this release knows 1 to %d", version, MappingVersion)
+	}
 	body := map[string]any{
 		"settings": ix.cfg.indexSettings(opts.BulkLoad),
-		"mappings": indexMapping(),
+		"mappings": indexMapping(version),
 	}
 	if withAlias {
 		// is_write_index makes the engine refuse a second index for the alias, which is what
@@ -104,7 +116,7 @@ func (ix *Indices) create(ctx context.Context, opts CreateIndexOptions, withAlia
 	}
 	const maxSeconds = 60
 	for i := range maxSeconds {
-		name := IndexName(ix.cfg.Alias, MappingVersion, t.Add(time.Duration(i)*time.Second))
+		name := IndexName(ix.cfg.Alias, version, t.Add(time.Duration(i)*time.Second))
 		err := do(ctx, ix.client, ix.cfg.RequestTimeout, esapi.IndicesCreateRequest{
 			Index: name, Body: bytes.NewReader(raw),
 		}, nil)
@@ -116,7 +128,7 @@ func (ix *Indices) create(ctx context.Context, opts CreateIndexOptions, withAlia
 		}
 		return "", fmt.Errorf("%s: %w", name, err)
 	}
-	return "", fmt.Errorf("no free index name in %d seconds from %s", maxSeconds, IndexName(ix.cfg.Alias, MappingVersion, t))
+	return "", fmt.Errorf("no free index name in %d seconds from %s", maxSeconds, IndexName(ix.cfg.Alias, version, t))
 }
 
 // EnsureAlias makes sure the alias exists and returns the index it points at. When it does not
@@ -152,6 +164,55 @@ func (ix *Indices) EnsureAlias(ctx context.Context) (index string, created bool,
 		}
 	}
 	return "", false, fmt.Errorf("ensure alias: gave up after %d attempts: %w", attempts, lastErr)
+}
+
+// ExtendMapping adds to index, an index of the alias with an older mapping version, the fields
+// that later versions added and it does not have yet, so that the documents this release
+// writes fit its strict mapping; it returns the names of the fields it added (none for an
+// index of the current version or one extended before). Adding fields is the one mapping
+// change the engine allows in place. It changes no existing field, no document and not the
+// version the index was created with (name and _meta keep saying v1): documents written before
+// still lack the new fields, so the index stays "behind the code" for status and rollback
+// until a rebuild replaces it. The service calls it at startup for the live index, which keeps
+// the projector writing during the upgrade window instead of refusing every document for a
+// field the old mapping does not know. Safe to call again and from several processes at once.
+func (ix *Indices) ExtendMapping(ctx context.Context, index string) ([]string, error) {
+	if err := ix.ownIndex(index); err != nil {
+		return nil, fmt.Errorf("extend mapping: %w", err)
+	}
+	version, _, _ := parseIndexName(ix.cfg.Alias, index)
+	if version >= MappingVersion {
+		return nil, nil
+	}
+	var res map[string]struct {
+		Mappings struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		} `json:"mappings"`
+	}
+	err := do(ctx, ix.client, ix.cfg.RequestTimeout, esapi.IndicesGetMappingRequest{Index: []string{index}}, &res)
+	if err != nil {
+		return nil, fmt.Errorf("extend mapping of %s: %w", index, notFound(err))
+	}
+	missing := map[string]any{}
+	for name, def := range addedSince(version) {
+		if _, ok := res[index].Mappings.Properties[name]; !ok {
+			missing[name] = def
+		}
+	}
+	if len(missing) == 0 {
+		return nil, nil
+	}
+	raw, err := json.Marshal(map[string]any{"properties": missing})
+	if err != nil {
+		return nil, fmt.Errorf("extend mapping of %s: %w", index, err)
+	}
+	err = do(ctx, ix.client, ix.cfg.RequestTimeout, esapi.IndicesPutMappingRequest{
+		Index: []string{index}, Body: bytes.NewReader(raw),
+	}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("extend mapping of %s (v%d) with the fields of v%d: %w", index, version, MappingVersion, notFound(err))
+	}
+	return slices.Sorted(maps.Keys(missing)), nil
 }
 
 // isAliasWriteConflict recognises the engine refusing a second write index for the alias.

@@ -3,6 +3,7 @@ package elasticsearch_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"regexp"
 	"sync"
@@ -49,10 +50,10 @@ func TestEnsureAliasCreatesVersionedIndexAndIsIdempotent(t *testing.T) {
 	if err != nil || !created {
 		t.Fatalf("EnsureAlias = %q, %v, %v; want a new index", index, created, err)
 	}
-	re := regexp.MustCompile(`^` + regexp.QuoteMeta(e.cfg.Alias) + `_v1_([0-9]{8}_[0-9]{6})$`)
+	re := regexp.MustCompile(fmt.Sprintf(`^%s_v%d_([0-9]{8}_[0-9]{6})$`, regexp.QuoteMeta(e.cfg.Alias), elasticsearch.MappingVersion))
 	m := re.FindStringSubmatch(index)
 	if m == nil {
-		t.Fatalf("index %q is not %s_v1_YYYYMMDD_HHMMSS", index, e.cfg.Alias)
+		t.Fatalf("index %q is not %s_v%d_YYYYMMDD_HHMMSS", index, e.cfg.Alias, elasticsearch.MappingVersion)
 	}
 	at, _ := time.Parse("20060102_150405", m[1])
 	if at.Before(before.Truncate(time.Second)) || at.After(time.Now().UTC().Add(2*time.Second)) {
@@ -163,7 +164,8 @@ func TestCreateIndexInTheSameSecondUsesTheNextSecond(t *testing.T) {
 		names = append(names, name)
 	}
 	a := e.cfg.Alias
-	want := []string{a + "_v1_20240229_235959", a + "_v1_20240301_000000", a + "_v1_20240301_000001"}
+	v := fmt.Sprintf("_v%d_", elasticsearch.MappingVersion)
+	want := []string{a + v + "20240229_235959", a + v + "20240301_000000", a + v + "20240301_000001"}
 	for i := range want {
 		if names[i] != want[i] {
 			t.Fatalf("names = %v, want %v", names, want)

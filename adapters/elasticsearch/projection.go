@@ -24,12 +24,25 @@ import (
 // event must be redelivered to the next consumer.
 var ErrProjectionClosed = errors.New("search projection is closed")
 
+// ErrMappingBehind means the live index refused a document for a field its strict mapping does
+// not have: the index was created by an older release (mapping version below MappingVersion)
+// and has not been extended. The document is this release's and is fine; the index is behind.
+// It is transient on purpose: Apply extends the live index's mapping and the retry succeeds,
+// or, where that cannot be done, the partition waits until a rebuild puts a current index
+// behind the alias. Dead-lettering would turn an upgrade into a DLQ flood to replay by hand.
+var ErrMappingBehind = errors.New("the live index's mapping lacks a field this release writes (run 'catalog rebuild')")
+
+// healInterval spaces the projection's attempts to extend the live index's mapping, so a
+// partition retrying against an index that cannot be extended does not hammer the cluster.
+const healInterval = 5 * time.Second
+
 // Projection is the search read model's write side (command.ProductProjection). Every Apply of
 // every goroutine goes through one shared bulk indexer, so concurrent partitions are batched
 // into few bulk requests, yet each Apply returns only once its own document's outcome is known:
 // the projector acknowledges an event only after the read model has it.
 type Projection struct {
 	alias   string
+	indices *Indices
 	indexer esutil.BulkIndexer
 	// maxWait bounds the wait for an item's outcome even without a caller deadline, in case
 	// the indexer ever loses an item; the event is then retried, which external versions make
@@ -38,6 +51,9 @@ type Projection struct {
 
 	mu     sync.RWMutex // guards closed against Add racing Close (Add after Close panics)
 	closed bool
+
+	healMu   sync.Mutex // one extension attempt at a time, at most one per healInterval
+	healedAt time.Time
 }
 
 var _ command.ProductProjection = (*Projection)(nil)
@@ -49,6 +65,10 @@ func NewProjection(client *es8.Client, cfg Config) (*Projection, error) {
 	}
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("elasticsearch projection: %w", err)
+	}
+	indices, err := NewIndices(client, cfg)
+	if err != nil {
 		return nil, fmt.Errorf("elasticsearch projection: %w", err)
 	}
 	indexer, err := esutil.NewBulkIndexer(esutil.BulkIndexerConfig{
@@ -67,6 +87,7 @@ func NewProjection(client *es8.Client, cfg Config) (*Projection, error) {
 	retries := time.Duration(max(cfg.MaxRetries, 0) + 1)
 	return &Projection{
 		alias:   cfg.Alias,
+		indices: indices,
 		indexer: indexer,
 		maxWait: cfg.BulkFlushInterval + retries*(cfg.RequestTimeout+2*time.Second) + 10*time.Second,
 	}, nil
@@ -120,6 +141,9 @@ func (p *Projection) Apply(ctx context.Context, s product.Snapshot) error {
 	defer timer.Stop()
 	select {
 	case err := <-done:
+		if errors.Is(err, ErrMappingBehind) {
+			err = p.heal(ctx, err)
+		}
 		if err != nil {
 			return fmt.Errorf("project %s v%d: %w", s.ID, s.Version, err)
 		}
@@ -130,6 +154,28 @@ func (p *Projection) Apply(ctx context.Context, s product.Snapshot) error {
 	case <-timer.C:
 		return fmt.Errorf("project %s v%d: no result from the bulk indexer after %s", s.ID, s.Version, p.maxWait)
 	}
+}
+
+// heal extends the mapping of the index the alias points at (Indices.ExtendMapping) after a
+// document was refused for a field it lacks, and returns the error for the retry that follows;
+// an alias moved to an old index by an older release's rebuild or rollback heals like the
+// index found at startup. The outcome is in the returned error, which the projector logs.
+func (p *Projection) heal(ctx context.Context, refused error) error {
+	p.healMu.Lock()
+	defer p.healMu.Unlock()
+	if time.Since(p.healedAt) < healInterval {
+		return refused
+	}
+	p.healedAt = time.Now()
+	index, err := p.indices.AliasTarget(ctx)
+	if err != nil {
+		return fmt.Errorf("%w; reading the alias to extend its index: %w", refused, err)
+	}
+	added, err := p.indices.ExtendMapping(ctx, index)
+	if err != nil {
+		return fmt.Errorf("%w; extending it failed: %w", refused, err)
+	}
+	return fmt.Errorf("%w; extended %s with %v, retrying", refused, index, added)
 }
 
 func (p *Projection) add(ctx context.Context, item esutil.BulkIndexerItem) error {
@@ -166,10 +212,12 @@ func (p *Projection) Stats() esutil.BulkIndexerStats { return p.indexer.Stats() 
 
 // classifyItem decides what one item's failure means for the event:
 //   - 409 version conflict: the index already has this version or a newer one: success.
+//   - strict_dynamic_mapping_exception: the index lacks a field of this release's documents,
+//     ErrMappingBehind, transient (see there).
 //   - 400 (and 413, 422) about the document itself (mapper_parsing_exception,
-//     strict_dynamic_mapping_exception, document_parsing_exception, illegal_argument_exception
-//     ...): the document can never be stored, ErrProjectionRejected, so the event goes to the
-//     dead-letter queue instead of blocking its partition.
+//     document_parsing_exception, illegal_argument_exception ...): the document can never be
+//     stored, ErrProjectionRejected, so the event goes to the dead-letter queue instead of
+//     blocking its partition.
 //   - everything else is transient: 404 (alias missing under require_alias), 429, 5xx,
 //     connection errors and timeouts, but also 401/403 and the 4xx answers that are about the
 //     cluster rather than the document (a read-only block when the disk is full, a closed
@@ -188,6 +236,8 @@ func classifyItem(res esutil.BulkIndexerResponseItem, err error) error {
 	switch {
 	case e.Status == http.StatusConflict && e.hasType("version_conflict_engine_exception"):
 		return nil
+	case e.hasType("strict_dynamic_mapping_exception"):
+		return fmt.Errorf("bulk item: %w: %w", e, ErrMappingBehind)
 	case (e.Status == http.StatusBadRequest || e.Status == http.StatusRequestEntityTooLarge ||
 		e.Status == http.StatusUnprocessableEntity) && !clusterSideFailure(e):
 		return fmt.Errorf("bulk item: %w: %w", e, command.ErrProjectionRejected)

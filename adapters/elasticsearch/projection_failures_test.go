@@ -94,7 +94,7 @@ func TestApplyClassifiesFailures(t *testing.T) {
 		{"created", rmFakeBulk{itemStatus: 201}, ok},
 		{"older version", rmFakeBulk{itemStatus: 409, itemType: "version_conflict_engine_exception"}, ok},
 		{"mapping", rmFakeBulk{itemStatus: 400, itemType: "mapper_parsing_exception"}, rejected},
-		{"strict mapping", rmFakeBulk{itemStatus: 400, itemType: "strict_dynamic_mapping_exception"}, rejected},
+		{"strict mapping: the index is behind the code", rmFakeBulk{itemStatus: 400, itemType: "strict_dynamic_mapping_exception"}, transient},
 		{"document parsing", rmFakeBulk{itemStatus: 400, itemType: "document_parsing_exception"}, rejected},
 		{"illegal argument", rmFakeBulk{itemStatus: 400, itemType: "illegal_argument_exception"}, rejected},
 		{"alias missing", rmFakeBulk{itemStatus: 404, itemType: "index_not_found_exception"}, transient},

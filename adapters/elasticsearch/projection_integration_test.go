@@ -101,6 +101,7 @@ func TestApplyMappingRejectionIsPermanent(t *testing.T) {
 				}},
 				"created_at": map[string]any{"type": "date"}, "updated_at": map[string]any{"type": "date"},
 				"deleted": map[string]any{"type": "boolean"}, "deleted_at": map[string]any{"type": "date"},
+				"tags": map[string]any{"type": "keyword"},
 			},
 		},
 	}, nil)

@@ -197,6 +197,7 @@ type rmProduct struct {
 	Currency    string
 	Stock       int64
 	Attributes  map[string]string
+	Tags        []string
 	Created     time.Time
 	Deleted     bool
 }
@@ -215,7 +216,7 @@ func (p rmProduct) snapshot(t testing.TB) product.Snapshot {
 	if name == "" {
 		name = "Product " + string(p.ID)[:8]
 	}
-	d, err := product.NewDetails(sku, name, p.Description, p.Category, p.Brand, p.Amount, cur, p.Stock, p.Attributes)
+	d, err := product.NewDetails(sku, name, p.Description, p.Category, p.Brand, p.Amount, cur, p.Stock, p.Attributes, p.Tags...)
 	if err != nil {
 		t.Fatalf("NewDetails: %v", err)
 	}

@@ -98,10 +98,10 @@ func (s *Search) Search(ctx context.Context, q query.SearchProducts) (query.Sear
 		if e, ok := asESError(err); ok && e.hasType("too_many_clauses", "too_many_nested_clauses") {
 			return query.SearchResult{}, fmt.Errorf("search: %w: q has too many words", query.ErrInvalidSearch)
 		}
-		// The cluster unreachable, overloaded or without the alias (the live index deleted)
-		// is an outage of the read model, not a server bug: the API answers 503 and the
-		// client may retry (a rebuild restores a deleted index).
-		if e, ok := asESError(err); !ok || e.Status == 404 || e.Status == 429 || e.Status >= 500 {
+		// The cluster unreachable, overloaded, refusing the service's credentials or without
+		// the alias (the live index deleted) is an outage of the read model, not a server bug:
+		// the API answers 503 and the client may retry (a rebuild restores a deleted index).
+		if e, ok := asESError(err); !ok || e.Status == 404 || e.Status == 429 || e.Status >= 500 || errors.Is(err, ErrCredentialsRefused) {
 			return query.SearchResult{}, fmt.Errorf("search %s: %w: %w", s.cfg.Alias, query.ErrReadModelUnavailable, err)
 		}
 		return query.SearchResult{}, fmt.Errorf("search %s: %w", s.cfg.Alias, err)
@@ -129,6 +129,11 @@ func boolQuery(q query.SearchProducts) map[string]any {
 	}
 	if q.Brand != "" {
 		filters = append(filters, map[string]any{"term": map[string]any{"brand.keyword": q.Brand}})
+	}
+	if len(q.Tags) > 0 {
+		// Any of the tags. On an index older than mapping version 2 the field does not
+		// exist and nothing matches, which is what its documents (without tags) deserve.
+		filters = append(filters, map[string]any{"terms": map[string]any{"tags": q.Tags}})
 	}
 	if q.MinPrice != nil || q.MaxPrice != nil {
 		r := map[string]any{}

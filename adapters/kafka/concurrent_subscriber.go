@@ -183,10 +183,7 @@ func (s *ConcurrentSubscriber) Subscribe(ctx context.Context, topic string) (<-c
 	if s.sc.FromOldest {
 		reset = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(s.cfg.Brokers...),
-		kgo.ClientID(s.cfg.ClientID),
-		kgo.DialTimeout(s.cfg.DialTimeout),
+	cl, err := kgo.NewClient(s.cfg.clientOpts("",
 		kgo.ConsumerGroup(s.sc.ConsumerGroup),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(reset),
@@ -198,7 +195,7 @@ func (s *ConcurrentSubscriber) Subscribe(ctx context.Context, topic string) (<-c
 		kgo.OnPartitionsAssigned(s.onAssigned),
 		kgo.OnPartitionsRevoked(s.onRevoked),
 		kgo.OnPartitionsLost(s.onLost),
-	)
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("kafka: subscriber for %s: %w", strings.Join(s.cfg.Brokers, ","), err)
 	}

@@ -53,7 +53,7 @@ func newConcurrentSub(t *testing.T, c testkafka.Cluster, topic string, sc kafka.
 	if sc.CommitInterval == 0 {
 		sc.CommitInterval = 50 * time.Millisecond
 	}
-	s, err := kafka.NewConcurrentSubscriber(kafka.Config{Brokers: c.Brokers}, sc, quietLog())
+	s, err := kafka.NewConcurrentSubscriber(c.Config(), sc, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}

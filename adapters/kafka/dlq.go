@@ -62,20 +62,11 @@ func NewDLQReader(cfg Config, topic string, log *slog.Logger) (*DLQReader, error
 	if log == nil {
 		log = slog.Default()
 	}
-	cl, err := kgo.NewClient(cfg.dlqOpts("-dlq")...)
+	cl, err := kgo.NewClient(cfg.clientOpts("-dlq")...)
 	if err != nil {
 		return nil, fmt.Errorf("dlq reader: client: %w", err)
 	}
 	return &DLQReader{cfg: cfg, topic: topic, log: log.With("component", "dlq-reader", "topic", topic), cl: cl, adm: kadm.NewClient(cl)}, nil
-}
-
-func (c Config) dlqOpts(suffix string, extra ...kgo.Opt) []kgo.Opt {
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(c.Brokers...),
-		kgo.ClientID(c.ClientID + suffix),
-		kgo.DialTimeout(c.DialTimeout),
-	}
-	return append(opts, extra...)
 }
 
 // Close releases the reader's connections.
@@ -168,7 +159,7 @@ func (r *DLQReader) read(ctx context.Context, pending map[int32]*dlqSpan, fn fun
 	for p, s := range pending {
 		assign[p] = kgo.NewOffset().At(s.next)
 	}
-	cl, err := kgo.NewClient(r.cfg.dlqOpts("-dlq",
+	cl, err := kgo.NewClient(r.cfg.clientOpts("-dlq",
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: assign}),
 		// Control records take offsets too; seeing them is what tells that a range ending
 		// in a transaction marker is complete. They are never handed to fn.
@@ -324,7 +315,7 @@ func NewReplayPublisher(cfg Config, topic string) (*ReplayPublisher, error) {
 	if topic == "" {
 		return nil, errors.New("replay publisher: no topic")
 	}
-	cl, err := kgo.NewClient(cfg.dlqOpts("-dlq-replay",
+	cl, err := kgo.NewClient(cfg.clientOpts("-dlq-replay",
 		kgo.DefaultProduceTopic(topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(replayFNV32a))),
@@ -448,7 +439,7 @@ func NewDLQPublisher(cfg Config, pc DLQPublisherConfig, log *slog.Logger) (*DLQP
 	if log == nil {
 		log = slog.Default()
 	}
-	cl, err := kgo.NewClient(cfg.dlqOpts("-dlq-publisher",
+	cl, err := kgo.NewClient(cfg.clientOpts("-dlq-publisher",
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.StickyKeyPartitioner(kgo.SaramaCompatHasher(replayFNV32a))),
 		kgo.ProducerLinger(0),

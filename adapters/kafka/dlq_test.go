@@ -63,7 +63,7 @@ func deadLetter(t *testing.T, c testkafka.Cluster, topic string, cases []dlqCase
 
 func newDLQReader(t *testing.T, c testkafka.Cluster, topic string) *kafka.DLQReader {
 	t.Helper()
-	r, err := kafka.NewDLQReader(kafka.Config{Brokers: c.Brokers}, topic, quietLog())
+	r, err := kafka.NewDLQReader(c.Config(), topic, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}

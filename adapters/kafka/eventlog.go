@@ -66,7 +66,7 @@ func NewEventLog(cfg Config, topic string, log *slog.Logger) (*EventLog, error) 
 	if log == nil {
 		log = slog.Default()
 	}
-	cl, err := kgo.NewClient(cfg.eventLogOpts()...)
+	cl, err := kgo.NewClient(cfg.clientOpts("-event-log")...)
 	if err != nil {
 		return nil, fmt.Errorf("event log: admin client: %w", err)
 	}
@@ -76,15 +76,6 @@ func NewEventLog(cfg Config, topic string, log *slog.Logger) (*EventLog, error) 
 // Close releases the shared client's connections. A Read still running may fail with a
 // closed-client error; its own consuming client is closed when it returns.
 func (l *EventLog) Close() { l.cl.Close() }
-
-func (c Config) eventLogOpts(extra ...kgo.Opt) []kgo.Opt {
-	opts := []kgo.Opt{
-		kgo.SeedBrokers(c.Brokers...),
-		kgo.ClientID(c.ClientID + "-event-log"),
-		kgo.DialTimeout(c.DialTimeout),
-	}
-	return append(opts, extra...)
-}
 
 // EndOffsets returns the high watermark of every partition: the positions a rebuild captures
 // before filling, and again before catching up and after the switch. A topic that does not
@@ -225,7 +216,7 @@ func (l *EventLog) Read(ctx context.Context, from, to rebuild.Offsets, fn func([
 	for p, s := range pending {
 		assign[p] = kgo.NewOffset().At(s.next)
 	}
-	cl, err := kgo.NewClient(l.cfg.eventLogOpts(
+	cl, err := kgo.NewClient(l.cfg.clientOpts("-event-log",
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{l.topic: assign}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Markers are what lets the read see that a range ending in a transaction marker is

@@ -35,7 +35,7 @@ func eachCluster(t *testing.T, fn func(t *testing.T, c testkafka.Cluster)) {
 
 func newEventLog(t *testing.T, c testkafka.Cluster, topic string) *kafka.EventLog {
 	t.Helper()
-	l, err := kafka.NewEventLog(kafka.Config{Brokers: c.Brokers}, topic, quietLog())
+	l, err := kafka.NewEventLog(c.Config(), topic, quietLog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func newEventLog(t *testing.T, c testkafka.Cluster, topic string) *kafka.EventLo
 
 func newProducer(t *testing.T, c testkafka.Cluster, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ProducerLinger(5 * time.Millisecond)}, opts...)...)
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{kgo.SeedBrokers(c.Brokers...), kgo.ProducerLinger(5 * time.Millisecond)}, c.Security.Opts()...), opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill"
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/marketplace/catalog/api/envelope"
 )
@@ -28,6 +29,21 @@ type Config struct {
 	Version sarama.KafkaVersion
 	// DialTimeout bounds connecting to a broker.
 	DialTimeout time.Duration
+	// Security is TLS and SASL for every client built from this Config (nil: plaintext).
+	Security *Security
+}
+
+// clientOpts are the options every franz-go client of the catalog starts from: the brokers,
+// its client id (ClientID and suffix), the dial timeout and the security settings, so no
+// client can forget the credentials.
+func (c Config) clientOpts(suffix string, extra ...kgo.Opt) []kgo.Opt {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(c.ClientID + suffix),
+		kgo.DialTimeout(c.DialTimeout),
+	}
+	opts = append(opts, c.Security.Opts()...)
+	return append(opts, extra...)
 }
 
 func (c *Config) setDefaults() {
@@ -74,6 +90,7 @@ func (c Config) ProducerConfig() *sarama.Config {
 	sc.Producer.Return.Successes = true
 	sc.Producer.Return.Errors = true
 	sc.Metadata.Retry.Backoff = 500 * time.Millisecond
+	c.Security.ApplySarama(sc)
 	return sc
 }
 
@@ -148,6 +165,7 @@ func NewSubscriber(cfg Config, sc SubscriberConfig, log *slog.Logger) (*wkafka.S
 	saramaCfg.Consumer.Fetch.Default = 1 << 20
 	saramaCfg.Consumer.MaxWaitTime = 100 * time.Millisecond
 	saramaCfg.Consumer.Offsets.AutoCommit.Interval = 200 * time.Millisecond
+	cfg.Security.ApplySarama(saramaCfg)
 	sub, err := wkafka.NewSubscriber(wkafka.SubscriberConfig{
 		Brokers:               cfg.Brokers,
 		Unmarshaler:           wkafka.DefaultMarshaler{},

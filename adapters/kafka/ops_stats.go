@@ -31,7 +31,7 @@ func NewOpsStats(cfg Config) (*OpsStats, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("ops stats: %w", err)
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.ClientID(cfg.ClientID+"-ops"), kgo.DialTimeout(cfg.DialTimeout))
+	cl, err := kgo.NewClient(cfg.clientOpts("-ops")...)
 	if err != nil {
 		return nil, fmt.Errorf("ops stats: admin client: %w", err)
 	}

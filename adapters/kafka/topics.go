@@ -24,8 +24,9 @@ type TopicSpec struct {
 
 // EnsureTopics creates the topics that do not exist yet; existing topics are left as they are
 // (a partition count is never changed behind an operator's back).
-func EnsureTopics(ctx context.Context, brokers []string, specs ...TopicSpec) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DialTimeout(5*time.Second))
+func EnsureTopics(ctx context.Context, cfg Config, specs ...TopicSpec) error {
+	cfg.setDefaults()
+	cl, err := kgo.NewClient(cfg.clientOpts("-admin", kgo.DialTimeout(5*time.Second))...)
 	if err != nil {
 		return fmt.Errorf("kafka: admin client: %w", err)
 	}
@@ -41,21 +42,26 @@ func EnsureTopics(ctx context.Context, brokers []string, specs ...TopicSpec) err
 			err = resp.Err
 		}
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("kafka: create topic %s: %w", s.Name, err)
+			return explain("create topic "+s.Name, err, cfg)
 		}
 	}
 	return nil
 }
 
-// Ping asks the cluster for its metadata: the readiness check of the Kafka dependency.
-func Ping(ctx context.Context, brokers []string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DialTimeout(3*time.Second))
+// Ping asks the cluster for its metadata with cfg's credentials: the readiness check of the
+// Kafka dependency, and the check a role makes before it starts, so a wrong password or CA
+// stops the process at once with the setting to fix instead of a consumer retrying forever.
+// Authentication and TLS failures are not retried by franz-go, so they return at once; ctx
+// bounds an unreachable cluster.
+func Ping(ctx context.Context, cfg Config) error {
+	cfg.setDefaults()
+	cl, err := kgo.NewClient(cfg.clientOpts("-ping", kgo.DialTimeout(3*time.Second))...)
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
 	if _, err := kadm.NewClient(cl).BrokerMetadata(ctx); err != nil {
-		return fmt.Errorf("kafka: metadata: %w", err)
+		return explain("metadata", err, cfg)
 	}
 	return nil
 }

@@ -27,8 +27,9 @@ import (
 const (
 	// DefaultReadModelAlias is the alias when ReadModelConfig.Alias is empty.
 	DefaultReadModelAlias = "product_search"
-	// ReadModelMappingVersion is M in the names of the in-memory indices.
-	ReadModelMappingVersion = 1
+	// ReadModelMappingVersion is M in the names of the in-memory indices, the same as the
+	// real adapters' (version 2 added tags).
+	ReadModelMappingVersion = 2
 	// MaxDocumentsPage is the largest page ReadModel.Documents returns.
 	MaxDocumentsPage = 10_000
 
@@ -461,10 +462,14 @@ func memView(s product.Snapshot) query.ProductView {
 	if attrs == nil {
 		attrs = map[string]string{}
 	}
+	tags := slices.Clone(d.Tags)
+	if tags == nil {
+		tags = []string{}
+	}
 	return query.ProductView{
 		ID: string(s.ID), SKU: d.SKU, Name: d.Name, Description: d.Description,
 		Category: d.Category, Brand: d.Brand, PriceAmount: d.Price.Amount(), Currency: d.Price.Currency(),
-		Stock: d.Stock, Attributes: attrs, Version: s.Version,
+		Stock: d.Stock, Attributes: attrs, Tags: tags, Version: s.Version,
 		CreatedAt: s.CreatedAt.UTC(), UpdatedAt: s.UpdatedAt.UTC(),
 	}
 }
@@ -477,6 +482,8 @@ func matchesFilters(s product.Snapshot, q query.SearchProducts) bool {
 	case q.Category != "" && d.Category != q.Category:
 		return false
 	case q.Brand != "" && d.Brand != q.Brand:
+		return false
+	case len(q.Tags) > 0 && !slices.ContainsFunc(q.Tags, func(tag string) bool { return slices.Contains(d.Tags, tag) }):
 		return false
 	case q.MinPrice != nil && d.Price.Amount() < *q.MinPrice:
 		return false

@@ -65,7 +65,7 @@ func NewProductRepository(db *DB, cfg ProductRepositoryConfig, log *slog.Logger)
 	return &ProductRepository{db: db, cfg: cfg, log: log}, nil
 }
 
-const productColumns = `id, sku, name, description, category, brand, price_amount, price_currency, stock, attributes, version, created_at, updated_at, deleted_at`
+const productColumns = `id, sku, name, description, category, brand, price_amount, price_currency, stock, attributes, tags, version, created_at, updated_at, deleted_at`
 
 // Add implements product.Repository.
 func (r *ProductRepository) Add(ctx context.Context, p *product.Product, key *product.IdempotencyKey) (*product.Product, bool, error) {
@@ -91,13 +91,13 @@ ON CONFLICT (key) DO NOTHING RETURNING true`, key.Key, key.Fingerprint, p.ID().S
 			}
 		}
 		d := p.Details()
-		attrs, err := json.Marshal(d.Attributes)
+		attrs, tags, err := marshalDocuments(d)
 		if err != nil {
-			return fmt.Errorf("marshal attributes: %w", err)
+			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO products (`+productColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)`,
+		_, err = tx.ExecContext(ctx, `INSERT INTO products (`+productColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)`,
 			p.ID().String(), d.SKU, d.Name, d.Description, d.Category, d.Brand, d.Price.Amount(), d.Price.Currency(),
-			d.Stock, attrs, p.Version(), p.CreatedAt(), p.UpdatedAt(), p.DeletedAt())
+			d.Stock, attrs, tags, p.Version(), p.CreatedAt(), p.UpdatedAt(), p.DeletedAt())
 		if err != nil {
 			return mapWriteError(err)
 		}
@@ -146,15 +146,15 @@ func (r *ProductRepository) Update(ctx context.Context, id product.ID, updateFn 
 			return nil
 		}
 		d := updated.Details()
-		attrs, err := json.Marshal(d.Attributes)
+		attrs, tags, err := marshalDocuments(d)
 		if err != nil {
-			return fmt.Errorf("marshal attributes: %w", err)
+			return err
 		}
 		res, err := tx.ExecContext(ctx, `UPDATE products SET sku=$2, name=$3, description=$4, category=$5, brand=$6,
-price_amount=$7, price_currency=$8, stock=$9, attributes=$10, version=$11, updated_at=$12, deleted_at=$13
-WHERE id=$1 AND version=$14`,
+price_amount=$7, price_currency=$8, stock=$9, attributes=$10, tags=$11, version=$12, updated_at=$13, deleted_at=$14
+WHERE id=$1 AND version=$15`,
 			id.String(), d.SKU, d.Name, d.Description, d.Category, d.Brand, d.Price.Amount(), d.Price.Currency(),
-			d.Stock, attrs, updated.Version(), updated.UpdatedAt(), updated.DeletedAt(), readVersion)
+			d.Stock, attrs, tags, updated.Version(), updated.UpdatedAt(), updated.DeletedAt(), readVersion)
 		if err != nil {
 			return mapWriteError(err)
 		}
@@ -225,17 +225,32 @@ func (r *ProductRepository) inTx(ctx context.Context, fn func(*sql.Tx) error) (e
 	return nil
 }
 
+// marshalDocuments encodes the jsonb columns of d.
+func marshalDocuments(d product.Details) (attrs, tags []byte, err error) {
+	if attrs, err = json.Marshal(d.Attributes); err != nil {
+		return nil, nil, fmt.Errorf("marshal attributes: %w", err)
+	}
+	if tags, err = json.Marshal(d.Tags); err != nil {
+		return nil, nil, fmt.Errorf("marshal tags: %w", err)
+	}
+	return attrs, tags, nil
+}
+
 type scanner interface{ Scan(dest ...any) error }
 
+// scanProduct reads a row of productColumns. The row is history: it is not checked against
+// today's rules (a name written under a longer limit stays readable, and a rebuild does not
+// stop at it); only what makes it unreadable, undecodable jsonb or a broken id or version,
+// fails.
 func scanProduct(row scanner) (*product.Product, error) {
 	var (
 		id, sku, name, desc, cat, brand, cur string
 		amount, stock, version               int64
-		attrsRaw                             []byte
+		attrsRaw, tagsRaw                    []byte
 		created, updated                     time.Time
 		deleted                              *time.Time
 	)
-	err := row.Scan(&id, &sku, &name, &desc, &cat, &brand, &amount, &cur, &stock, &attrsRaw, &version, &created, &updated, &deleted)
+	err := row.Scan(&id, &sku, &name, &desc, &cat, &brand, &amount, &cur, &stock, &attrsRaw, &tagsRaw, &version, &created, &updated, &deleted)
 	if errors.Is(err, sql.ErrNoRows) || errors.Is(err, pgx.ErrNoRows) {
 		return nil, product.ErrNotFound
 	}
@@ -246,11 +261,16 @@ func scanProduct(row scanner) (*product.Product, error) {
 	if err := json.Unmarshal(attrsRaw, &attrs); err != nil {
 		return nil, fmt.Errorf("product %s attributes: %w", id, err)
 	}
-	d, err := product.NewDetails(sku, name, desc, cat, brand, amount, cur, stock, attrs)
-	if err != nil {
-		return nil, fmt.Errorf("stored product %s is invalid: %w", id, err)
+	var tags []string
+	if err := json.Unmarshal(tagsRaw, &tags); err != nil {
+		return nil, fmt.Errorf("product %s tags: %w", id, err)
 	}
-	return product.UnmarshalProductFromDatabase(product.ID(id), d, version, created, updated, deleted)
+	d := product.UnmarshalDetailsFromHistory(sku, name, desc, cat, brand, amount, cur, stock, attrs, tags)
+	p, err := product.UnmarshalProductFromDatabase(product.ID(id), d, version, created, updated, deleted)
+	if err != nil {
+		return nil, fmt.Errorf("stored product %s is corrupt: %w", id, err)
+	}
+	return p, nil
 }
 
 // mapWriteError turns constraint violations into domain errors; everything else is an

@@ -1,4 +1,4 @@
-// Package searchdoc is the product document of the search read models (mapping version 1):
+// Package searchdoc is the product document of the search read models:
 // the JSON the Elasticsearch adapter stores as _source and the Bleve adapter keeps in its
 // source field. One definition, so that both engines (and the benchmarks' raw baselines)
 // store the same bytes for the same snapshot.
@@ -24,11 +24,14 @@ type Document struct {
 	Price       Price       `json:"price"`
 	Stock       int64       `json:"stock"`
 	Attributes  []Attribute `json:"attributes"`
-	Version     int64       `json:"version"`
-	CreatedAt   time.Time   `json:"created_at"`
-	UpdatedAt   time.Time   `json:"updated_at"`
-	Deleted     bool        `json:"deleted"`
-	DeletedAt   *time.Time  `json:"deleted_at,omitempty"`
+	// Tags are the product's tags in the client's order (mapping version 2 on). Documents
+	// written before tags existed have none.
+	Tags      []string   `json:"tags"`
+	Version   int64      `json:"version"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+	Deleted   bool       `json:"deleted"`
+	DeletedAt *time.Time `json:"deleted_at,omitempty"`
 }
 
 // Price is a document's price in minor units.
@@ -53,12 +56,16 @@ func New(s product.Snapshot) Document {
 		attrs = append(attrs, Attribute{Key: k, Value: v})
 	}
 	slices.SortFunc(attrs, func(a, b Attribute) int { return cmp.Compare(a.Key, b.Key) })
+	if d.Tags == nil {
+		d.Tags = []string{}
+	}
 	doc := Document{
 		ID: string(s.ID), SKU: d.SKU, Name: d.Name, Description: d.Description,
 		Category: d.Category, Brand: d.Brand,
 		Price:      Price{Amount: d.Price.Amount(), Currency: d.Price.Currency()},
 		Stock:      d.Stock,
 		Attributes: attrs,
+		Tags:       slices.Clone(d.Tags),
 		Version:    s.Version,
 		CreatedAt:  s.CreatedAt.UTC(),
 		UpdatedAt:  s.UpdatedAt.UTC(),
@@ -77,12 +84,17 @@ func (d Document) View() query.ProductView {
 	for _, a := range d.Attributes {
 		attrs[a.Key] = a.Value
 	}
+	tags := slices.Clone(d.Tags)
+	if tags == nil {
+		tags = []string{}
+	}
 	return query.ProductView{
 		ID: d.ID, SKU: d.SKU, Name: d.Name, Description: d.Description,
 		Category: d.Category, Brand: d.Brand,
 		PriceAmount: d.Price.Amount, Currency: d.Price.Currency,
 		Stock:      d.Stock,
 		Attributes: attrs,
+		Tags:       tags,
 		Version:    d.Version,
 		CreatedAt:  d.CreatedAt,
 		UpdatedAt:  d.UpdatedAt,

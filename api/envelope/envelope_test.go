@@ -96,12 +96,49 @@ func TestUnmarshalRejectsWhatIsNotAProductEvent(t *testing.T) {
 		"future schema":       {mutate(func(m map[string]any) { m["schema_version"] = 2 }), envelope.ErrUnsupported},
 		"bad aggregate id":    {mutate(func(m map[string]any) { m["aggregate_id"] = "x" }), envelope.ErrUndecodable},
 		"version mismatch":    {mutate(func(m map[string]any) { m["aggregate_version"] = 7 }), envelope.ErrUndecodable},
-		"invalid state":       {mutate(func(m map[string]any) { m["data"].(map[string]any)["stock"] = -1 }), envelope.ErrUndecodable},
+		"state without id":    {mutate(func(m map[string]any) { delete(m["data"].(map[string]any), "id") }), envelope.ErrUndecodable},
+		"data not an object":  {mutate(func(m map[string]any) { m["data"] = []any{1} }), envelope.ErrUndecodable},
+		"data missing":        {mutate(func(m map[string]any) { delete(m, "data") }), envelope.ErrUndecodable},
+		"mistyped data":       {mutate(func(m map[string]any) { m["data"].(map[string]any)["tags"] = "a,b" }), envelope.ErrUndecodable},
+		"future data version": {mutate(func(m map[string]any) { m["data_version"] = 99 }), envelope.ErrUnsupported},
+		"data version 0":      {mutate(func(m map[string]any) { m["data_version"] = 0 }), envelope.ErrUndecodable},
 		"delete without tomb": {mutate(func(m map[string]any) { m["event_type"] = "product.deleted" }), envelope.ErrUndecodable},
 	}
 	for name, c := range cases {
 		if _, err := envelope.Unmarshal(c.payload); !errors.Is(err, c.want) {
 			t.Errorf("%s: error %v, want %v", name, err, c.want)
+		}
+	}
+}
+
+func TestCloudEventsHeaders(t *testing.T) {
+	e := sampleEvents(t)[2] // the tombstone
+	msg, err := envelope.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	add, err := envelope.CloudEvents("/catalog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	add(msg)
+	want := map[string]string{
+		"ce_specversion": "1.0", "ce_id": e.ID.String(), "ce_source": "/catalog", "ce_type": "product.deleted",
+		"ce_time": e.OccurredAt.UTC().Format(time.RFC3339Nano), "ce_subject": e.AggregateID.String(),
+		"ce_dataschema": envelope.DataSchema(envelope.DataVersion(e.Type)), "content-type": "application/json",
+	}
+	for k, v := range want {
+		if got := msg.Metadata.Get(k); got != v {
+			t.Errorf("%s = %q, want %q", k, got, v)
+		}
+	}
+	// The catalog's own headers stay.
+	if msg.Metadata.Get(envelope.MetaEventType) != "product.deleted" || msg.Metadata.Get(envelope.MetaDataVersion) == "" {
+		t.Errorf("own headers lost: %v", msg.Metadata)
+	}
+	for _, bad := range []string{"", "has space", "ctl\x01"} {
+		if _, err := envelope.CloudEvents(bad); err == nil {
+			t.Errorf("source %q accepted", bad)
 		}
 	}
 }

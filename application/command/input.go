@@ -14,9 +14,18 @@ type ProductInput struct {
 	Currency    string
 	Stock       int64
 	Attributes  map[string]string
+	// Tags are the product's tags. When TagsOmitted is set the client did not send any: a
+	// create stores none and an update keeps the stored ones, so a client written before tags
+	// existed never erases the tags another client set.
+	Tags        []string
+	TagsOmitted bool
 }
 
-// Details validates the input into domain details.
+// Details validates the input into domain details (no tags when TagsOmitted).
 func (in ProductInput) Details() (product.Details, error) {
-	return product.NewDetails(in.SKU, in.Name, in.Description, in.Category, in.Brand, in.Amount, in.Currency, in.Stock, in.Attributes)
+	var tags []string
+	if !in.TagsOmitted {
+		tags = in.Tags
+	}
+	return product.NewDetails(in.SKU, in.Name, in.Description, in.Category, in.Brand, in.Amount, in.Currency, in.Stock, in.Attributes, tags...)
 }

@@ -51,6 +51,10 @@ func (h updateProductHandler) Handle(ctx context.Context, cmd UpdateProduct) (*p
 		if err := p.CheckVersion(cmd.ExpectedVersion); err != nil {
 			return nil, err
 		}
+		d := d
+		if cmd.Input.TagsOmitted {
+			d.Tags = p.Details().Tags
+		}
 		if err := p.Update(d, h.now()); err != nil {
 			return nil, err
 		}

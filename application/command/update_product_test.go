@@ -168,3 +168,34 @@ func TestUpdateDeletedProduct(t *testing.T) {
 	}
 	e.requireEvents(t, product.EventCreated, product.EventDeleted)
 }
+
+// A client that does not send tags (one written before tags existed) keeps the stored ones;
+// a client that sends an empty list clears them.
+func TestUpdateProductWithoutTagsKeepsThem(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	in := validInput()
+	in.Tags = []string{"sale", "eco"}
+	p := e.mustCreate(t, in)
+
+	old := validInput()
+	old.TagsOmitted = true
+	old.Stock = 1
+	got, err := e.update.Handle(ctx, command.UpdateProduct{ID: p.ID().String(), ExpectedVersion: 1, Input: old})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tags := got.Details().Tags; len(tags) != 2 || tags[0] != "sale" || tags[1] != "eco" {
+		t.Fatalf("an update without tags left %q", tags)
+	}
+	clear := validInput()
+	clear.Tags = []string{}
+	got, err = e.update.Handle(ctx, command.UpdateProduct{ID: p.ID().String(), ExpectedVersion: 2, Input: clear})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tags := got.Details().Tags; len(tags) != 0 {
+		t.Fatalf("an update with no tags left %q", tags)
+	}
+}

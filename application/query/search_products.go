@@ -7,12 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
 	"github.com/marketplace/catalog/application/decorator"
+	"github.com/marketplace/catalog/domain/product"
 )
 
 // Search limits. MaxSearchSize keeps one page cheap; deep paging goes through cursors, which
@@ -53,6 +55,9 @@ type SearchProducts struct {
 	// Category and Brand filter on exact values when not empty.
 	Category string
 	Brand    string
+	// Tags, when not empty, keeps products that carry at least one of them (exact,
+	// case-sensitive). Normalize sorts them and drops repeats.
+	Tags []string
 	// MinPrice and MaxPrice bound the price in minor units, inclusive, when set.
 	MinPrice *int64
 	MaxPrice *int64
@@ -78,9 +83,11 @@ type ProductView struct {
 	Currency    string
 	Stock       int64
 	Attributes  map[string]string
-	Version     int64
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// Tags are in the order the client gave them; empty, never nil, for products without.
+	Tags      []string
+	Version   int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // SearchResult is one page of results.
@@ -145,6 +152,11 @@ func (q SearchProducts) Normalize() (SearchProducts, error) {
 	if utf8.RuneCountInString(q.Category) > MaxExactValue || utf8.RuneCountInString(q.Brand) > MaxExactValue {
 		return invalid("category and brand must be at most %d characters", MaxExactValue)
 	}
+	tags, err := normalizeTags(q.Tags)
+	if err != nil {
+		return invalid("%s", err)
+	}
+	q.Tags = tags
 	if q.Size == 0 {
 		q.Size = DefaultSearchSize
 	}
@@ -169,6 +181,33 @@ func (q SearchProducts) Normalize() (SearchProducts, error) {
 		return q, fmt.Errorf("%w: too long", ErrInvalidCursor)
 	}
 	return q, nil
+}
+
+// normalizeTags checks a tags filter and returns it sorted without repeats (the filter matches
+// any of them, so order and repeats mean nothing, and the cursor hash must not see them). A tag
+// no product can have (empty, too long) is refused rather than silently matching nothing.
+func normalizeTags(tags []string) ([]string, error) {
+	if len(tags) == 0 {
+		return nil, nil
+	}
+	if len(tags) > product.MaxTags {
+		return nil, fmt.Errorf("tags names %d tags, at most %d are allowed", len(tags), product.MaxTags)
+	}
+	out := make([]string, 0, len(tags))
+	for _, tag := range tags {
+		tag = strings.TrimSpace(tag)
+		switch {
+		case !utf8.ValidString(tag):
+			return nil, errors.New("tags must be valid UTF-8")
+		case tag == "":
+			return nil, errors.New("tags must not contain an empty tag")
+		case utf8.RuneCountInString(tag) > product.MaxTagLength:
+			return nil, fmt.Errorf("tags must be at most %d characters each", product.MaxTagLength)
+		}
+		out = append(out, tag)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
 }
 
 // countTerms estimates from above how many distinct words a standard text analyzer makes of
@@ -203,10 +242,11 @@ func countTerms(s string) int {
 func (q SearchProducts) Hash() string {
 	key := struct {
 		Text, Category, Brand string
+		Tags                  []string `json:",omitempty"` // omitted when empty: cursors issued before tags existed stay valid
 		Min, Max              *int64
 		InStock               *bool
 		Sort                  SortOrder
-	}{q.Text, q.Category, q.Brand, q.MinPrice, q.MaxPrice, q.InStock, q.Sort}
+	}{q.Text, q.Category, q.Brand, q.Tags, q.MinPrice, q.MaxPrice, q.InStock, q.Sort}
 	raw, _ := json.Marshal(key)
 	sum := sha256.Sum256(raw)
 	return base64.RawURLEncoding.EncodeToString(sum[:12])

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/spf13/cobra"
 
@@ -18,7 +17,7 @@ func newMigrateCmd(cfg *service.Config) *cobra.Command {
 		Short: "Apply the database migrations to DATABASE_URL (idempotent, safe from several processes)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := service.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+			log := service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
 			db, cleanup, err := wiring.InitializeDatabase(cmd.Context(), *cfg)
 			if err != nil {
 				return err
@@ -43,10 +42,19 @@ admin port on GRPC_ADDR. With KAFKA_BROKERS empty it starts an embedded Kafka-pr
 EMBEDDED_KAFKA_ADDR that keeps its log under CATALOG_DATA_DIR/kafka; with ELASTICSEARCH_URL
 empty the read model is the embedded search engine under CATALOG_DATA_DIR/search. Both
 directories are locked by this process. SIGINT or SIGTERM finishes in-flight requests and
-relays, then exits.`,
+relays, then exits.
+
+The admin port can prune indices, roll the alias back, start rebuilds and replay the DLQ:
+serve refuses to start (exit 2) when GRPC_ADDR is not a loopback address and neither
+ADMIN_TOKEN (or ADMIN_TOKEN_FILE) nor mutual TLS (GRPC_TLS_CLIENT_CA_FILE) protects it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := service.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+			// Refused before anything is started or connected: an admin port that anyone on
+			// the network could use is a configuration mistake (exit 2).
+			if err := cfg.CheckAdminExposure(); err != nil {
+				return configError(err)
+			}
+			log := service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
 			p, cleanup, err := wiring.InitializeServe(cmd.Context(), *cfg, log)
 			if err != nil {
 				return err
@@ -65,7 +73,7 @@ func newRelayCmd(cfg *service.Config) *cobra.Command {
 Several relay processes may run at once: each lane is owned by one of them at a time.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := service.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+			log := service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
 			p, cleanup, err := wiring.InitializeRelay(cmd.Context(), *cfg, log)
 			if err != nil {
 				return err
@@ -93,7 +101,7 @@ version as external version). Transient failures are retried until they clear; p
 go to DLQ_TOPIC with headers saying why. Several projector processes share the partitions.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := service.NewLogger(os.Stderr, cfg.LogFormat, cfg.LogLevel)
+			log := service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
 			p, cleanup, err := wiring.InitializeProject(cmd.Context(), *cfg, log)
 			if err != nil {
 				return err

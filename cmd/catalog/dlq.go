@@ -23,6 +23,7 @@ import (
 	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/ports/projector"
 	"github.com/marketplace/catalog/service"
+	"github.com/marketplace/catalog/wiring"
 )
 
 // The DLQ commands talk to Kafka and PostgreSQL directly, not to a service process: the DLQ
@@ -156,28 +157,37 @@ func parseDLQDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// dlqBrokers are the brokers the DLQ commands talk to.
-func dlqBrokers(cfg *service.Config) []string {
-	if len(cfg.KafkaBrokers) > 0 {
-		return cfg.KafkaBrokers
+// dlqKafka is the Kafka the DLQ commands talk to: KAFKA_BROKERS with its TLS and SASL
+// settings, or the embedded broker of a running `catalog serve` on EMBEDDED_KAFKA_ADDR.
+func dlqKafka(cfg *service.Config) (kafka.Config, error) {
+	brokers := cfg.KafkaBrokers
+	if len(brokers) == 0 {
+		brokers = []string{cfg.EmbeddedKafkaAddr}
 	}
-	return []string{cfg.EmbeddedKafkaAddr}
+	kc, err := wiring.KafkaClientConfig(*cfg, brokers)
+	if err != nil {
+		return kafka.Config{}, fmt.Errorf("dlq: %w", err)
+	}
+	return kc, nil
 }
 
 // dlqReader connects to Kafka and returns the DLQ reader, failing fast with a hint when the
-// brokers cannot be reached.
+// brokers cannot be reached or refuse the credentials.
 func dlqReader(ctx context.Context, cfg *service.Config, log *slog.Logger) (*kafka.DLQReader, error) {
-	brokers := dlqBrokers(cfg)
+	kc, err := dlqKafka(cfg)
+	if err != nil {
+		return nil, err
+	}
 	pctx, cancel := context.WithTimeout(ctx, dlqConnectTimeout)
 	defer cancel()
-	if err := kafka.Ping(pctx, brokers); err != nil {
-		hint := "KAFKA_BROKERS"
+	if err := kafka.Ping(pctx, kc); err != nil {
 		if len(cfg.KafkaBrokers) == 0 {
-			hint = "KAFKA_BROKERS is empty, so this is EMBEDDED_KAFKA_ADDR: is 'catalog serve' running?"
+			return nil, fmt.Errorf("dlq: cannot reach Kafka at %s (KAFKA_BROKERS is empty, so this is EMBEDDED_KAFKA_ADDR: is 'catalog serve' running?): %w",
+				strings.Join(kc.Brokers, ","), err)
 		}
-		return nil, fmt.Errorf("dlq: cannot reach Kafka at %s (%s): %w", strings.Join(brokers, ","), hint, err)
+		return nil, fmt.Errorf("dlq: Kafka at %s (KAFKA_BROKERS): %w", strings.Join(kc.Brokers, ","), err)
 	}
-	r, err := kafka.NewDLQReader(kafka.Config{Brokers: brokers}, cfg.DLQTopic, log)
+	r, err := kafka.NewDLQReader(kc, cfg.DLQTopic, log)
 	if err != nil {
 		return nil, fmt.Errorf("dlq: %w", err)
 	}
@@ -587,7 +597,12 @@ func openDLQ(ctx context.Context, cfg *service.Config, cmd *cobra.Command, op st
 	closers = append(closers, reader.Close)
 	var pub ops.ReplayPublisher
 	if needs.publisher {
-		p, err := kafka.NewReplayPublisher(kafka.Config{Brokers: dlqBrokers(cfg)}, cfg.ProductEventsTopic)
+		kc, err := dlqKafka(cfg)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		p, err := kafka.NewReplayPublisher(kc, cfg.ProductEventsTopic)
 		if err != nil {
 			closeAll()
 			return nil, nil, fmt.Errorf("%s: %w", op, err)

@@ -139,7 +139,7 @@ func (e *dlqEnv) deadLetter(t *testing.T, sku, class string, failedAt time.Time)
 	} {
 		msg.Metadata.Set(k, v)
 	}
-	pub, err := kafka.NewPublisher(kafka.Config{Brokers: e.cluster.Brokers}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	pub, err := kafka.NewPublisher(e.cluster.Config(), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

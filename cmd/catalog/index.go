@@ -48,7 +48,7 @@ func newIndexListCmd(cfg *service.Config) *cobra.Command {
 		Short: "List the alias's indices, newest first; * marks the live one",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			client, closeConn, err := dialAdmin(cfg.GRPCAddr)
+			client, closeConn, err := dialAdmin(cfg)
 			if err != nil {
 				return err
 			}
@@ -153,7 +153,7 @@ the alias where it was; the next rollback goes on from the catch-up done so far.
 			if timeout <= 0 {
 				return usageError{fmt.Errorf("--timeout must be positive, got %s", timeout)}
 			}
-			client, closeConn, err := dialAdmin(cfg.GRPCAddr)
+			client, closeConn, err := dialAdmin(cfg)
 			if err != nil {
 				return err
 			}
@@ -190,7 +190,7 @@ func newIndexPruneCmd(cfg *service.Config) *cobra.Command {
 			if keep > 1<<20 {
 				return usageError{fmt.Errorf("--keep %d is not a sensible number of indices", keep)}
 			}
-			client, closeConn, err := dialAdmin(cfg.GRPCAddr)
+			client, closeConn, err := dialAdmin(cfg)
 			if err != nil {
 				return err
 			}

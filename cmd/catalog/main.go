@@ -38,6 +38,7 @@ func main() {
 func run(ctx context.Context, args []string, stderr io.Writer) int {
 	root := newRootCmd()
 	root.SetArgs(args)
+	root.SetErr(stderr)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -15,7 +14,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
-	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -78,7 +76,7 @@ code 1 and names the one that runs.`,
 			if timeout < 0 {
 				return usageError{fmt.Errorf("--timeout must not be negative, got %s", timeout)}
 			}
-			client, closeConn, err := dialAdmin(cfg.GRPCAddr)
+			client, closeConn, err := dialAdmin(cfg)
 			if err != nil {
 				return err
 			}
@@ -128,7 +126,7 @@ func newRebuildStatusCmd(cfg *service.Config) *cobra.Command {
 			if len(args) == 1 {
 				id = args[0]
 			}
-			client, closeConn, err := dialAdmin(cfg.GRPCAddr)
+			client, closeConn, err := dialAdmin(cfg)
 			if err != nil {
 				return err
 			}
@@ -175,7 +173,7 @@ func newRebuildCancelCmd(cfg *service.Config) *cobra.Command {
 		Short: "Stop a running rebuild; its unfinished index is deleted and the alias is untouched",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			client, closeConn, err := dialAdmin(cfg.GRPCAddr)
+			client, closeConn, err := dialAdmin(cfg)
 			if err != nil {
 				return err
 			}
@@ -577,69 +575,3 @@ func orDash(s string) string {
 }
 
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
-
-// dialAdmin connects to the admin port's ProjectionAdmin service (dialAdminConn).
-func dialAdmin(addr string) (projectionv1.ProjectionAdminClient, func(), error) {
-	conn, err := dialAdminConn(addr)
-	if err != nil {
-		return nil, nil, err
-	}
-	return projectionv1.NewProjectionAdminClient(conn), func() { _ = conn.Close() }, nil
-}
-
-// dialTarget turns a listen address into one a client can dial: a server listening on
-// ":9090" or "0.0.0.0:9090" is reached on loopback from the same machine.
-func dialTarget(addr string) (string, error) {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return "", err
-	}
-	switch host {
-	case "", "0.0.0.0":
-		host = "127.0.0.1"
-	case "::":
-		host = "::1"
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
-// adminError turns a call's status into the one line an operator needs: why, and what to do.
-func adminError(addr, action string, err error) error {
-	st, ok := status.FromError(err)
-	if !ok {
-		return fmt.Errorf("%s: %w", action, err)
-	}
-	msg := oneLine(st.Message())
-	switch st.Code() {
-	case codes.Unavailable:
-		if i := strings.LastIndex(msg, "dial "); i >= 0 {
-			msg = strings.Trim(msg[i:], `"`)
-		}
-		return fmt.Errorf("cannot reach the gRPC admin port at GRPC_ADDR=%s (is 'catalog serve' running there?): %s", addr, msg)
-	case codes.DeadlineExceeded:
-		return fmt.Errorf("%s: the gRPC admin port at GRPC_ADDR=%s did not answer within %s", action, addr, adminRPCTimeout)
-	case codes.Unimplemented:
-		return fmt.Errorf("%s: the server at GRPC_ADDR=%s does not offer it (an older version?): %s", action, addr, msg)
-	case codes.FailedPrecondition:
-		if info := errorInfoOf(st); info != nil && info.GetReason() == "REBUILD_ALREADY_RUNNING" {
-			if id := info.GetMetadata()["rebuild_id"]; id != "" {
-				return fmt.Errorf("%s: rebuild %s is already running (phase %s); follow it with 'catalog rebuild status --wait %s'",
-					action, id, info.GetMetadata()["phase"], id)
-			}
-			return fmt.Errorf("%s: a rebuild, rollback or prune is already running; try again when it has finished", action)
-		}
-		return errors.New(msg)
-	case codes.InvalidArgument, codes.NotFound, codes.Aborted:
-		return errors.New(msg)
-	}
-	return fmt.Errorf("%s: %s: %s", action, st.Code(), msg)
-}
-
-func errorInfoOf(st *status.Status) *errdetails.ErrorInfo {
-	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok {
-			return info
-		}
-	}
-	return nil
-}

@@ -18,7 +18,8 @@ import (
 // the environment lookup, strict parsing and the error that names the variable all come from
 // its line.
 type setting struct {
-	// env is the environment variable, flag the flag of the same meaning (flags win).
+	// env is the environment variable, flag the flag of the same meaning (flags win). Secrets
+	// have no flag: a command line is visible to every user of the machine (ps, /proc).
 	env, flag string
 	// value parses into the field; its value when the table is built is the default.
 	value pflag.Value
@@ -52,11 +53,44 @@ func settingsOf(c *service.Config) []setting {
 		{"RELAY_POLL_INTERVAL", "relay-poll-interval", duration(&c.RelayPollInterval), "relay fallback poll interval (1ms..1m); commits wake it earlier", nil},
 		{"RELAY_BATCH_SIZE", "relay-batch-size", integer(&c.RelayBatchSize), "outbox rows per relay transaction (1..100000)", nil},
 		{"OUTBOX_RETENTION", "outbox-retention", duration(&c.OutboxRetention), "keep relayed outbox rows this long (at least 1m)", nil},
+		{"CLOUDEVENTS_SOURCE", "cloudevents-source", str(&c.CloudEventsSource), "ce_source of CloudEvents binary-mode headers on product events; empty adds none", nil},
 		{"LOG_FORMAT", "log-format", str(&c.LogFormat), "log format: text or json", nil},
 		{"LOG_LEVEL", "log-level", str(&c.LogLevel), "log level: debug, info, warn, error", nil},
 		{"SHUTDOWN_TIMEOUT", "shutdown-timeout", duration(&c.ShutdownTimeout), "graceful shutdown limit (1s..1h)", nil},
+
+		{"KAFKA_TLS", "kafka-tls", boolean(&c.KafkaTLS), "TLS to Kafka with the system roots (any KAFKA_TLS_*_FILE turns TLS on too)", nil},
+		{"KAFKA_TLS_CA_FILE", "kafka-tls-ca-file", str(&c.KafkaTLSCAFile), "PEM CA bundle of the Kafka brokers' certificates", nil},
+		{"KAFKA_TLS_CERT_FILE", "kafka-tls-cert-file", str(&c.KafkaTLSCertFile), "client certificate (PEM) for mutual TLS to Kafka", nil},
+		{"KAFKA_TLS_KEY_FILE", "kafka-tls-key-file", str(&c.KafkaTLSKeyFile), "client key (PEM) for mutual TLS to Kafka", nil},
+		{"KAFKA_SASL_MECHANISM", "kafka-sasl-mechanism", str(&c.KafkaSASLMechanism), "PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty: no SASL", nil},
+		{"KAFKA_SASL_USERNAME", "kafka-sasl-username", str(&c.KafkaSASLUsername), "SASL user", nil},
+		{"KAFKA_SASL_PASSWORD", "", secret(&c.KafkaSASLPassword), "SASL password (environment only)", hidden},
+		{"KAFKA_SASL_PASSWORD_FILE", "kafka-sasl-password-file", str(&c.KafkaSASLPasswordFile), "file holding the SASL password", nil},
+		{"ELASTICSEARCH_API_KEY", "", secret(&c.ElasticsearchAPIKey), "search cluster API key, base64 id:key (environment only)", hidden},
+		{"ELASTICSEARCH_API_KEY_FILE", "elasticsearch-api-key-file", str(&c.ElasticsearchAPIKeyFile), "file holding the search cluster API key", nil},
+		{"ELASTICSEARCH_USERNAME", "elasticsearch-username", str(&c.ElasticsearchUsername), "search cluster basic-auth user", nil},
+		{"ELASTICSEARCH_PASSWORD", "", secret(&c.ElasticsearchPassword), "search cluster basic-auth password (environment only)", hidden},
+		{"ELASTICSEARCH_PASSWORD_FILE", "elasticsearch-password-file", str(&c.ElasticsearchPasswordFile), "file holding the search cluster password", nil},
+		{"ELASTICSEARCH_CA_FILE", "elasticsearch-ca-file", str(&c.ElasticsearchCAFile), "PEM CA bundle of the search cluster's certificate", nil},
+		{"ELASTICSEARCH_CA_FINGERPRINT", "elasticsearch-ca-fingerprint", str(&c.ElasticsearchCAFingerprint), "SHA-256 fingerprint (hex) of a certificate in the search cluster's chain", nil},
+		{"ADMIN_TOKEN", "", secret(&c.AdminToken), "bearer token the gRPC admin services require; the CLI sends it (environment only)", hidden},
+		{"ADMIN_TOKEN_FILE", "admin-token-file", str(&c.AdminTokenFile), "file holding the admin token", nil},
+		{"GRPC_TLS_CERT_FILE", "grpc-tls-cert-file", str(&c.GRPCTLSCertFile), "admin port server certificate (PEM)", nil},
+		{"GRPC_TLS_KEY_FILE", "grpc-tls-key-file", str(&c.GRPCTLSKeyFile), "admin port server key (PEM)", nil},
+		{"GRPC_TLS_CLIENT_CA_FILE", "grpc-tls-client-ca-file", str(&c.GRPCTLSClientCAFile), "CA bundle of the client certificates the admin port requires (mutual TLS)", nil},
+		{"GRPC_CLIENT_TLS", "grpc-client-tls", boolean(&c.GRPCClientTLS), "CLI: reach GRPC_ADDR over TLS with the system roots", nil},
+		{"GRPC_CLIENT_TLS_CA_FILE", "grpc-client-tls-ca-file", str(&c.GRPCClientTLSCAFile), "CLI: CA bundle of the admin port's certificate", nil},
+		{"GRPC_CLIENT_TLS_CERT_FILE", "grpc-client-tls-cert-file", str(&c.GRPCClientTLSCertFile), "CLI: client certificate (PEM) for an admin port with mutual TLS", nil},
+		{"GRPC_CLIENT_TLS_KEY_FILE", "grpc-client-tls-key-file", str(&c.GRPCClientTLSKeyFile), "CLI: client key (PEM) for an admin port with mutual TLS", nil},
+		{"GRPC_CLIENT_TLS_SERVER_NAME", "grpc-client-tls-server-name", str(&c.GRPCClientTLSServerName), "CLI: name expected in the admin port's certificate", nil},
+		{"HTTP_TLS_CERT_FILE", "http-tls-cert-file", str(&c.HTTPTLSCertFile), "REST API server certificate (PEM); serves HTTPS", nil},
+		{"HTTP_TLS_KEY_FILE", "http-tls-key-file", str(&c.HTTPTLSKeyFile), "REST API server key (PEM)", nil},
+		{"METRICS_ADDR", "metrics-addr", str(&c.MetricsAddr), "serve /metrics here instead of on HTTP_ADDR (also for relay and project)", nil},
 	}
 }
+
+// hidden shows a secret's raw value in an error: never the value itself.
+func hidden(string) string { return service.Redacted }
 
 // settings is the bound table of one command line.
 type settings struct {
@@ -74,7 +108,13 @@ func bindSettings(fs *pflag.FlagSet, c *service.Config) *settings {
 	c.SetDefaults()
 	s := &settings{list: settingsOf(c), fs: fs}
 	for _, st := range s.list {
+		if st.flag == "" {
+			continue
+		}
 		fs.Var(st.value, st.flag, st.usage+" (env "+st.env+")")
+		if st.value.Type() == "bool" {
+			fs.Lookup(st.flag).NoOptDefVal = "true"
+		}
 	}
 	return s
 }
@@ -87,7 +127,7 @@ func (s *settings) apply(lookup func(string) (string, bool)) error {
 	s.raw, s.fromFlag = map[string]string{}, map[string]bool{}
 	var errs []error
 	for _, st := range s.list {
-		if f := s.fs.Lookup(st.flag); f != nil && f.Changed {
+		if f := s.flagOf(st); f != nil && f.Changed {
 			s.raw[st.env], s.fromFlag[st.env] = f.Value.String(), true
 			continue
 		}
@@ -103,6 +143,14 @@ func (s *settings) apply(lookup func(string) (string, bool)) error {
 	return errors.Join(errs...)
 }
 
+// flagOf is the flag of st, nil for a setting that has none.
+func (s *settings) flagOf(st setting) *pflag.Flag {
+	if st.flag == "" {
+		return nil
+	}
+	return s.fs.Lookup(st.flag)
+}
+
 func (st setting) display(raw string) string {
 	if st.show != nil {
 		return st.show(raw)
@@ -110,10 +158,11 @@ func (st setting) display(raw string) string {
 	return raw
 }
 
-// validate runs service.Config.Validate and puts the raw value of each variable into its
-// error, so OUTBOX_LANES=" 0x10" is reported as written, not as the value it parsed to.
+// validate reads the secrets given as files, runs service.Config.Validate and puts the raw
+// value of each variable into its error, so OUTBOX_LANES=" 0x10" is reported as written, not
+// as the value it parsed to.
 func (s *settings) validate(c *service.Config) error {
-	err := c.Validate()
+	err := errors.Join(c.ReadSecretFiles(), c.Validate())
 	if err == nil {
 		return nil
 	}
@@ -206,6 +255,27 @@ func duration(p *time.Duration) pflag.Value {
 			return 0, errors.New("want a duration with a unit, such as 500ms, 30s or 5m")
 		}
 		return d, nil
+	}}
+}
+
+// boolean is strictly "true" or "false": strconv.ParseBool's 1, t and TRUE look like typos
+// in a deployment file more often than they are meant.
+func boolean(p *bool) pflag.Value {
+	return &value[bool]{p: p, typ: "bool", show: strconv.FormatBool, parse: func(s string) (bool, error) {
+		switch s {
+		case "true":
+			return true, nil
+		case "false":
+			return false, nil
+		}
+		return false, errors.New(`want "true" or "false"`)
+	}}
+}
+
+// secret is a credential; its String never shows it.
+func secret(p *service.Secret) pflag.Value {
+	return &value[service.Secret]{p: p, typ: "secret", show: service.Secret.String, parse: func(s string) (service.Secret, error) {
+		return service.NewSecret(s), nil
 	}}
 }
 

@@ -10,9 +10,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -128,7 +125,7 @@ absent values null:
 				}
 				req.MaxTxAge = durationpb.New(maxTxAge)
 			}
-			conn, err := dialAdminConn(cfg.GRPCAddr)
+			conn, err := dialAdminConn(cfg)
 			if err != nil {
 				return err
 			}
@@ -642,25 +639,4 @@ func byteSize(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
-
-// dialAdminConn connects to the admin port on GRPC_ADDR with the CLI's connection settings
-// (plaintext, the catalog-cli user agent, keepalive pings for long calls). The connection is
-// lazy: an unreachable port shows up as UNAVAILABLE on the first call, which adminError
-// explains. Every CLI client of the admin port dials through it.
-func dialAdminConn(addr string) (*grpc.ClientConn, error) {
-	target, err := dialTarget(addr)
-	if err != nil {
-		return nil, usageError{fmt.Errorf("GRPC_ADDR=%q: %w", addr, err)}
-	}
-	conn, err := grpc.NewClient(target,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithUserAgent("catalog-cli"),
-		// A watch or a verify can be quiet for long stretches; pings keep proxies from
-		// dropping it and detect a dead server.
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}))
-	if err != nil {
-		return nil, fmt.Errorf("GRPC_ADDR=%s: %w", addr, err)
-	}
-	return conn, nil
 }

@@ -68,7 +68,7 @@ null}]}.`,
 			if timeout < 0 {
 				return usageError{fmt.Errorf("--timeout must not be negative, got %s", timeout)}
 			}
-			conn, err := dialAdminConn(cfg.GRPCAddr)
+			conn, err := dialAdminConn(cfg)
 			if err != nil {
 				return err
 			}

@@ -337,3 +337,76 @@ func FuzzNewDetails(f *testing.F) {
 		}
 	})
 }
+
+func TestNewDetailsTags(t *testing.T) {
+	t.Parallel()
+	in := validInput()
+	d, err := product.NewDetails(in.sku, in.name, in.description, in.category, in.brand, in.amount, in.currency, in.stock, in.attributes,
+		" sale ", "Eco", "日本")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(d.Tags, []string{"sale", "Eco", "日本"}) {
+		t.Fatalf("tags %q: want trimmed, in the client's order, case kept", d.Tags)
+	}
+	none, err := in.details()
+	if err != nil || none.Tags == nil || len(none.Tags) != 0 {
+		t.Fatalf("no tags: %q, %v; want an empty list", none.Tags, err)
+	}
+
+	many := make([]string, product.MaxTags+1)
+	for i := range many {
+		many[i] = fmt.Sprintf("t%d", i)
+	}
+	for name, c := range map[string]struct {
+		tags  []string
+		field string
+	}{
+		"too many":      {many, "tags"},
+		"empty":         {[]string{"a", "  "}, "tags[1]"},
+		"too long":      {[]string{strings.Repeat("é", product.MaxTagLength+1)}, "tags[0]"},
+		"comma":         {[]string{"red,blue"}, "tags[0]"},
+		"control":       {[]string{"a\tb"}, "tags[0]"},
+		"invalid utf-8": {[]string{"a\xffb"}, "tags[0]"},
+		"duplicate":     {[]string{"sale", " sale"}, "tags[1]"},
+	} {
+		_, err := product.NewDetails(in.sku, in.name, in.description, in.category, in.brand, in.amount, in.currency, in.stock, in.attributes, c.tags...)
+		if got := fieldNames(t, err); !slices.Equal(got, []string{c.field}) {
+			t.Errorf("%s: fields %q, want [%s]", name, got, c.field)
+		}
+	}
+	exact := strings.Repeat("é", product.MaxTagLength)
+	if _, err := product.NewDetails(in.sku, in.name, in.description, in.category, in.brand, in.amount, in.currency, in.stock, in.attributes, exact); err != nil {
+		t.Errorf("a tag of exactly %d characters: %v", product.MaxTagLength, err)
+	}
+	// Tags are reported with the other fields, in one round.
+	_, err = product.NewDetails("", in.name, in.description, in.category, in.brand, in.amount, in.currency, in.stock, in.attributes, "a,b")
+	if got := fieldNames(t, err); !slices.Equal(got, []string{"sku", "tags[0]"}) {
+		t.Errorf("fields %q, want sku and tags[0]", got)
+	}
+}
+
+// History is not re-validated: a value valid under the rules of the release that wrote it
+// stays readable when a rule is tightened (here: a name longer than today's limit, a
+// currency no longer in the list).
+func TestUnmarshalDetailsFromHistoryTrustsHistory(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("n", 300)
+	attrs := map[string]string{"k": "v"}
+	tags := []string{"a"}
+	d := product.UnmarshalDetailsFromHistory("legacy sku with spaces", long, "", "", "", 100, "DEM", 1, attrs, tags)
+	if d.Name != long || d.SKU != "legacy sku with spaces" || d.Price.Currency() != "DEM" || d.Price.Amount() != 100 {
+		t.Fatalf("details %+v changed on the way in", d)
+	}
+	attrs["k"], tags[0] = "changed", "changed"
+	if d.Attributes["k"] != "v" || d.Tags[0] != "a" {
+		t.Fatal("details alias the caller's map or slice")
+	}
+	empty := product.UnmarshalDetailsFromHistory("S", "n", "", "", "", 0, "EUR", 0, nil, nil)
+	if empty.Attributes == nil || empty.Tags == nil {
+		t.Fatal("absent attributes and tags must read as empty, not nil")
+	}
+	if _, err := product.NewDetails("S", long, "", "", "", 100, "EUR", 1, nil); err == nil {
+		t.Fatal("the same name must still be refused in a command")
+	}
+}

@@ -14,9 +14,10 @@ const (
 	EventDeleted      EventType = "product.deleted"
 )
 
-// SchemaVersion is the version of the event payload. Consumers reject versions they do not
-// know instead of guessing.
-const SchemaVersion = 1
+// EventTypes returns every event type, in the order of a product's life.
+func EventTypes() []EventType {
+	return []EventType{EventCreated, EventUpdated, EventPriceChanged, EventStockChanged, EventDeleted}
+}
 
 // Valid reports whether t is one of the known event types.
 func (t EventType) Valid() bool {

@@ -1,11 +1,13 @@
 package product
 
 import (
+	"fmt"
 	"maps"
 	"regexp"
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -21,6 +23,10 @@ const (
 	MaxAttributeKey            = 64
 	MaxAttributeValue          = 500
 	MaxStock             int64 = 1_000_000_000
+	// MaxTags and MaxTagLength bound a product's tags: short labels for filtering and facets,
+	// not a second description.
+	MaxTags      = 20
+	MaxTagLength = 50
 )
 
 var skuPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._\-/]*$`)
@@ -35,10 +41,14 @@ type Details struct {
 	Price       Money
 	Stock       int64
 	Attributes  map[string]string
+	// Tags are short labels in the client's order, each at most once. Products written
+	// before tags existed have none.
+	Tags []string
 }
 
-// NewDetails validates raw input and collects every field error at once.
-func NewDetails(sku, name, description, category, brand string, amount int64, currency string, stock int64, attributes map[string]string) (Details, error) {
+// NewDetails validates raw input and collects every field error at once. Tags come last and
+// are optional, so that a product without tags reads as it did before tags existed.
+func NewDetails(sku, name, description, category, brand string, amount int64, currency string, stock int64, attributes map[string]string, tags ...string) (Details, error) {
 	var errs fieldErrors
 	sku = strings.TrimSpace(sku)
 	name = strings.TrimSpace(name)
@@ -58,11 +68,7 @@ func NewDetails(sku, name, description, category, brand string, amount int64, cu
 	checkText(&errs, "category", category, MaxCategoryLength)
 	checkText(&errs, "brand", brand, MaxBrandLength)
 	validateMoney(&errs, "price", amount, currency)
-	if stock < 0 {
-		errs.add("stock", "must not be negative")
-	} else if stock > MaxStock {
-		errs.add("stock", "is too large")
-	}
+	validateStock(&errs, stock)
 	if len(attributes) > MaxAttributes {
 		errs.add("attributes", "has more than 50 keys")
 	}
@@ -74,13 +80,65 @@ func NewDetails(sku, name, description, category, brand string, amount int64, cu
 		checkText(&errs, "attributes."+k, k, MaxAttributeKey)
 		checkText(&errs, "attributes."+k, v, MaxAttributeValue)
 	}
+	tags = validateTags(&errs, tags)
 	if err := errs.err(); err != nil {
 		return Details{}, err
 	}
 	return Details{
 		SKU: sku, Name: name, Description: description, Category: category, Brand: brand,
-		Price: Money{amount: amount, currency: currency}, Stock: stock, Attributes: maps.Clone(attributes),
+		Price: Money{amount: amount, currency: currency}, Stock: stock, Attributes: maps.Clone(attributes), Tags: tags,
 	}, nil
+}
+
+// UnmarshalDetailsFromHistory rebuilds details from a stored row or a published event without
+// validating them: they were valid under the rules of the release that wrote them, and a rule
+// tightened since (a shorter name limit, say) must not make history unreadable. Validation
+// belongs to commands; NewDetails is for them.
+func UnmarshalDetailsFromHistory(sku, name, description, category, brand string, amount int64, currency string, stock int64, attributes map[string]string, tags []string) Details {
+	return Details{
+		SKU: sku, Name: name, Description: description, Category: category, Brand: brand,
+		Price: Money{amount: amount, currency: currency}, Stock: stock, Attributes: attributes, Tags: tags,
+	}.clone()
+}
+
+func validateStock(errs *fieldErrors, stock int64) {
+	if stock < 0 {
+		errs.add("stock", "must not be negative")
+	} else if stock > MaxStock {
+		errs.add("stock", "is too large")
+	}
+}
+
+// validateTags checks tags and returns them trimmed. A comma is refused because it separates
+// tags in the search filter (tags=a,b), so a tag containing one could never be filtered on.
+func validateTags(errs *fieldErrors, tags []string) []string {
+	if len(tags) > MaxTags {
+		errs.add("tags", fmt.Sprintf("has more than %d tags", MaxTags))
+		return nil
+	}
+	out := make([]string, 0, len(tags))
+	seen := make(map[string]bool, len(tags))
+	for i, tag := range tags {
+		field := fmt.Sprintf("tags[%d]", i)
+		tag = strings.TrimSpace(tag)
+		switch {
+		case !utf8.ValidString(tag):
+			errs.add(field, "is not valid UTF-8")
+		case tag == "":
+			errs.add(field, "must not be empty")
+		case utf8.RuneCountInString(tag) > MaxTagLength:
+			errs.add(field, fmt.Sprintf("is longer than %d characters", MaxTagLength))
+		case strings.ContainsRune(tag, ','):
+			errs.add(field, "must not contain a comma (it separates tags in the search filter)")
+		case strings.ContainsFunc(tag, unicode.IsControl):
+			errs.add(field, "must not contain control characters")
+		case seen[tag]:
+			errs.add(field, fmt.Sprintf("repeats the tag %q", tag))
+		}
+		seen[tag] = true
+		out = append(out, tag)
+	}
+	return out
 }
 
 func checkText(errs *fieldErrors, field, v string, maxRunes int) {
@@ -126,7 +184,9 @@ func New(id ID, d Details, now time.Time) (*Product, error) {
 }
 
 // UnmarshalProductFromDatabase rehydrates a stored product without recording events. Only
-// repositories call it; the stored state was validated when it was written.
+// repositories call it. It trusts history: d is taken as stored (UnmarshalDetailsFromHistory),
+// never checked against today's rules; only what makes a row corrupt rather than old (an id
+// that is not a UUID, a version below 1) is refused.
 func UnmarshalProductFromDatabase(id ID, d Details, version int64, createdAt, updatedAt time.Time, deletedAt *time.Time) (*Product, error) {
 	id, err := ParseID(string(id))
 	if err != nil {
@@ -154,9 +214,47 @@ func (p *Product) Update(d Details, now time.Time) error {
 	if err != nil {
 		return err
 	}
+	p.change(d, now)
+	return nil
+}
+
+// ChangePrice sets the price alone. Only the price is checked: the other fields are history,
+// valid under the rules they were written with, and a price change must not fail on them.
+func (p *Product) ChangePrice(price Money, now time.Time) error {
+	return p.changeOne(now, func(errs *fieldErrors, d *Details) {
+		validateMoney(errs, "price", price.amount, price.currency)
+		d.Price = price
+	})
+}
+
+// ChangeStock sets the stock alone; like ChangePrice, it checks only the stock.
+func (p *Product) ChangeStock(stock int64, now time.Time) error {
+	return p.changeOne(now, func(errs *fieldErrors, d *Details) {
+		validateStock(errs, stock)
+		d.Stock = stock
+	})
+}
+
+// changeOne applies set to a copy of the details and keeps it unless set reported an error.
+func (p *Product) changeOne(now time.Time, set func(*fieldErrors, *Details)) error {
+	if p.IsDeleted() {
+		return ErrDeleted
+	}
+	var errs fieldErrors
+	d := p.details.clone()
+	set(&errs, &d)
+	if err := errs.err(); err != nil {
+		return err
+	}
+	p.change(d, now)
+	return nil
+}
+
+// change makes d, already checked, the details and records the event that names the change.
+func (p *Product) change(d Details, now time.Time) {
 	old := p.details
 	if old.equal(d) {
-		return nil
+		return
 	}
 	typ := EventUpdated
 	priceOnly, stockOnly := old, old
@@ -170,21 +268,6 @@ func (p *Product) Update(d Details, now time.Time) error {
 	}
 	p.details = d.clone()
 	p.touch(typ, now)
-	return nil
-}
-
-// ChangePrice sets the price alone.
-func (p *Product) ChangePrice(price Money, now time.Time) error {
-	d := p.details.clone()
-	d.Price = price
-	return p.Update(d, now)
-}
-
-// ChangeStock sets the stock alone.
-func (p *Product) ChangeStock(stock int64, now time.Time) error {
-	d := p.details.clone()
-	d.Stock = stock
-	return p.Update(d, now)
 }
 
 // Delete turns the product into a tombstone: the row stays with deleted_at and a new version,
@@ -281,13 +364,19 @@ func (p *Product) changeTime(now time.Time) time.Time {
 // normalize validates details that may have been built by hand and returns them in the form
 // NewDetails gives (SKU and name trimmed), so the aggregate never holds what NewDetails refuses.
 func (d Details) normalize() (Details, error) {
-	return NewDetails(d.SKU, d.Name, d.Description, d.Category, d.Brand, d.Price.amount, d.Price.currency, d.Stock, d.Attributes)
+	return NewDetails(d.SKU, d.Name, d.Description, d.Category, d.Brand, d.Price.amount, d.Price.currency, d.Stock, d.Attributes, d.Tags...)
 }
 
+// clone copies the maps and slices, and makes absent attributes and tags empty, so that the
+// product JSON and the events always carry {} and [] rather than null.
 func (d Details) clone() Details {
 	d.Attributes = maps.Clone(d.Attributes)
 	if d.Attributes == nil {
 		d.Attributes = map[string]string{}
+	}
+	d.Tags = slices.Clone(d.Tags)
+	if d.Tags == nil {
+		d.Tags = []string{}
 	}
 	return d
 }
@@ -295,7 +384,7 @@ func (d Details) clone() Details {
 func (d Details) equal(o Details) bool {
 	return d.SKU == o.SKU && d.Name == o.Name && d.Description == o.Description && d.Category == o.Category &&
 		d.Brand == o.Brand && d.Price == o.Price && d.Stock == o.Stock && maps.Equal(d.Attributes, o.Attributes) &&
-		len(d.Attributes) == len(o.Attributes)
+		len(d.Attributes) == len(o.Attributes) && slices.Equal(d.Tags, o.Tags)
 }
 
 // normalizeTime keeps microseconds in UTC: PostgreSQL stores no more, so the event and the

@@ -3,6 +3,7 @@ package product_test
 import (
 	"errors"
 	"maps"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -45,7 +46,8 @@ func newProduct(t testing.TB) *product.Product {
 
 func detailsEqual(a, b product.Details) bool {
 	return a.SKU == b.SKU && a.Name == b.Name && a.Description == b.Description && a.Category == b.Category &&
-		a.Brand == b.Brand && a.Price == b.Price && a.Stock == b.Stock && maps.Equal(a.Attributes, b.Attributes)
+		a.Brand == b.Brand && a.Price == b.Price && a.Stock == b.Stock && maps.Equal(a.Attributes, b.Attributes) &&
+		slices.Equal(a.Tags, b.Tags)
 }
 
 func snapshotEqual(a, b product.Snapshot) bool {
@@ -299,6 +301,58 @@ func TestChangePriceAndStock(t *testing.T) {
 	}
 	if events[0].State.Details.Stock != 5 || events[1].State.Details.Price.Amount() != 2500 {
 		t.Fatal("each event must carry the full state at its version")
+	}
+}
+
+// A product whose stored name breaks today's limit (written under an older, looser rule) can
+// still change its price and stock: those commands check what they change, not history.
+func TestChangePriceAndStockOfALegacyProduct(t *testing.T) {
+	t.Parallel()
+	legacy := product.UnmarshalDetailsFromHistory("OLD-1", strings.Repeat("n", 300), "", "", "", 100, "EUR", 1, nil, nil)
+	p, err := product.UnmarshalProductFromDatabase(product.NewID(t0), legacy, 3, t0, t0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ChangePrice(mustMoney(t, 200, "EUR"), t0.Add(time.Second)); err != nil {
+		t.Fatalf("price change of a legacy product: %v", err)
+	}
+	if err := p.ChangeStock(7, t0.Add(2*time.Second)); err != nil {
+		t.Fatalf("stock change of a legacy product: %v", err)
+	}
+	if err := p.ChangeStock(-1, t0.Add(3*time.Second)); !errors.Is(err, product.ErrInvalid) {
+		t.Fatalf("negative stock: %v, want ErrInvalid", err)
+	}
+	if err := p.ChangePrice(product.Money{}, t0.Add(3*time.Second)); !errors.Is(err, product.ErrInvalid) {
+		t.Fatalf("zero money: %v, want ErrInvalid", err)
+	}
+	if ev := p.PopEvents(); len(ev) != 2 || ev[1].State.Details.Name != legacy.Name || p.Version() != 5 {
+		t.Fatalf("events %+v version %d", ev, p.Version())
+	}
+	// A full update is a command stating every field: the name must meet today's rule.
+	if err := p.Update(legacy, t0.Add(4*time.Second)); !errors.Is(err, product.ErrInvalid) {
+		t.Fatalf("update restating the legacy name: %v, want ErrInvalid", err)
+	}
+}
+
+func TestUpdateOfTagsIsAnUpdate(t *testing.T) {
+	t.Parallel()
+	p := newProduct(t)
+	p.PopEvents()
+	d := p.Details()
+	d.Tags = []string{"sale", "eco"}
+	if err := p.Update(d, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	d.Tags = []string{"eco", "sale"} // the order is the client's, so a new order is a change
+	if err := p.Update(d, t0.Add(2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Update(d, t0.Add(3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	ev := p.PopEvents()
+	if len(ev) != 2 || ev[0].Type != product.EventUpdated || !slices.Equal(ev[1].State.Details.Tags, []string{"eco", "sale"}) {
+		t.Fatalf("events %+v", ev)
 	}
 }
 
@@ -657,8 +711,10 @@ func TestEventTypeValid(t *testing.T) {
 			t.Errorf("%q is valid", typ)
 		}
 	}
-	if product.SchemaVersion < 1 {
-		t.Error("schema version")
+	for _, typ := range product.EventTypes() {
+		if !typ.Valid() {
+			t.Errorf("EventTypes lists %q, which is not valid", typ)
+		}
 	}
 }
 

@@ -162,6 +162,7 @@ type Product struct {
 	Currency    string
 	Stock       int64
 	Attributes  map[string]string
+	Tags        []string
 	Created     time.Time
 	Deleted     bool
 }
@@ -184,7 +185,7 @@ func (p Product) Snapshot(t testing.TB) product.Snapshot {
 	if name == "" {
 		name = "Product " + string(p.ID)[24:]
 	}
-	d, err := product.NewDetails(sku, name, p.Description, p.Category, p.Brand, p.Amount, cur, p.Stock, p.Attributes)
+	d, err := product.NewDetails(sku, name, p.Description, p.Category, p.Brand, p.Amount, cur, p.Stock, p.Attributes, p.Tags...)
 	if err != nil {
 		t.Fatalf("NewDetails: %v", err)
 	}
@@ -436,6 +437,20 @@ func runApply(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		}
 	})
 
+	t.Run("history beyond today's limits is stored and searchable", func(t *testing.T) {
+		e := setup(t, newFixture, true)
+		// A name written when the limit was longer: the read model shows what the event says.
+		long := "Heritagelamp " + strings.Repeat("x", 2*product.MaxNameLength)
+		s := Product{Name: "placeholder"}.Snapshot(t)
+		s.Details = product.UnmarshalDetailsFromHistory(s.Details.SKU, long, "", "lighting", "Acme", 100, "EUR", 1, nil, nil)
+		e.apply(s)
+		e.refresh()
+		res := e.search(query.SearchProducts{Text: "heritagelamp"})
+		if len(res.Items) != 1 || res.Items[0].Name != long || res.Items[0].Tags == nil {
+			t.Fatalf("legacy product: %+v", res.Items)
+		}
+	})
+
 	t.Run("without alias a write fails and is worth a retry", func(t *testing.T) {
 		e := setup(t, newFixture, false)
 		err := e.Projection.Apply(e.ctx(), Product{Name: "Early bird"}.Snapshot(t))
@@ -468,13 +483,15 @@ func newCatalogue(t *testing.T, newFixture func(t *testing.T) Fixture) *catalogu
 		return s
 	}
 	add(Product{Name: "Wireless speaker", Description: "Loud and portable", Category: "audio", Brand: "Acme", Amount: 1999, Stock: 5,
-		Attributes: map[string]string{"color": "red", "watts": "20"}})
+		Attributes: map[string]string{"color": "red", "watts": "20"}, Tags: []string{"sale", "outdoor", "Bestseller"}})
 	add(Product{Name: "Wireless headphones", Description: "Noise cancelling", Category: "audio", Brand: "Sonic", Amount: 5999, Stock: 0})
 	add(Product{Name: "Wired earbuds", Description: "Cheap and cheerful", Category: "audio", Brand: "Acme", Amount: 999, Stock: 12})
 	add(Product{Name: "Wireless charger", Description: "Deleted product", Category: "audio", Brand: "Acme", Amount: 2999, Stock: 4,
-		Version: 2, Deleted: true})
-	add(Product{Name: "Garden hose", Description: "Ideal for watering plants", Category: "garden", Brand: "Greenly", Amount: 999, Stock: 3})
-	add(Product{Name: "Desk lamp", Description: "Bright LED", Category: "home", Brand: "Lumo", Amount: 2500, Stock: 2})
+		Version: 2, Deleted: true, Tags: []string{"sale"}})
+	add(Product{Name: "Garden hose", Description: "Ideal for watering plants", Category: "garden", Brand: "Greenly", Amount: 999, Stock: 3,
+		Tags: []string{"outdoor"}})
+	add(Product{Name: "Desk lamp", Description: "Bright LED", Category: "home", Brand: "Lumo", Amount: 2500, Stock: 2,
+		Tags: []string{"sale", "Ünïcödé tag 日本"}})
 	add(Product{Name: "Reading light", Description: "A small lamp for readers", Category: "home", Brand: "Lumo", Amount: 1500, Stock: 2})
 	add(Product{Name: "Tea cup", Description: "Porcelain 日本の茶碗 ünïcödé", Category: "home & kitchen", Brand: "Ça Va", Amount: 700, Stock: 1})
 	for i := range 25 {
@@ -576,6 +593,12 @@ func runSearch(t *testing.T, newFixture func(t *testing.T) Fixture) {
 			{"out of stock", query.SearchProducts{Category: "audio", InStock: ptr(false)}, []string{"Wireless headphones"}},
 			{"text and filters", query.SearchProducts{Text: "wireless", Brand: "Acme"}, []string{"Wireless speaker"}},
 			{"text and price", query.SearchProducts{Text: "wireless", MaxPrice: ptr(int64(2000))}, []string{"Wireless speaker"}},
+			{"tag", query.SearchProducts{Tags: []string{"outdoor"}}, []string{"Wireless speaker", "Garden hose"}},
+			{"any of the tags", query.SearchProducts{Tags: []string{"sale", "no-such-tag"}}, []string{"Wireless speaker", "Desk lamp"}},
+			{"tags are exact", query.SearchProducts{Tags: []string{"Sale", "bestseller", "sal"}}, nil},
+			{"tag with spaces and unicode", query.SearchProducts{Tags: []string{"Ünïcödé tag 日本"}}, []string{"Desk lamp"}},
+			{"tags and category", query.SearchProducts{Tags: []string{"sale"}, Category: "audio"}, []string{"Wireless speaker"}},
+			{"tags and text", query.SearchProducts{Tags: []string{"outdoor", "sale"}, Text: "lamp"}, []string{"Desk lamp"}},
 		} {
 			res := e.search(tc.q)
 			if !sameSet(names(res.Items), tc.want) || res.Total != int64(len(tc.want)) {
@@ -600,9 +623,16 @@ func runSearch(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		if len(got.Attributes) != 2 || got.Attributes["color"] != "red" || got.Attributes["watts"] != "20" {
 			t.Errorf("attributes = %v", got.Attributes)
 		}
+		if !slices.Equal(got.Tags, []string{"sale", "outdoor", "Bestseller"}) {
+			t.Errorf("tags = %q, want them in the client's order", got.Tags)
+		}
 		res = e.search(query.SearchProducts{Text: "hose"})
 		if len(res.Items) != 1 || len(res.Items[0].Attributes) != 0 {
 			t.Errorf("hose = %+v", res.Items)
+		}
+		res = e.search(query.SearchProducts{Text: "earbuds"})
+		if len(res.Items) != 1 || res.Items[0].Tags == nil || len(res.Items[0].Tags) != 0 {
+			t.Errorf("a product without tags shows %#v, want an empty list", res.Items)
 		}
 	})
 

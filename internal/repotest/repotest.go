@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -101,7 +102,8 @@ func ctxOf(t *testing.T) context.Context {
 func newProduct(t *testing.T, c *clock, sku string) *product.Product {
 	t.Helper()
 	d, err := product.NewDetails(sku, "Product "+sku, "Line one.\nLine \"two\" — ünïcode 🎉", "kitchen/coffee", "Acme",
-		129_999, "EUR", 17, map[string]string{"color": "red", "größe": "XL", "empty": "", "json": `{"a":[1,2]}`})
+		129_999, "EUR", 17, map[string]string{"color": "red", "größe": "XL", "empty": "", "json": `{"a":[1,2]}`},
+		"sale", "Größe \"XL\"", "🎉")
 	if err != nil {
 		t.Fatalf("NewDetails: %v", err)
 	}
@@ -186,6 +188,7 @@ func diffSnapshots(got, want product.Snapshot) string {
 	check("price", gd.Price == wd.Price, gd.Price, wd.Price)
 	check("stock", gd.Stock == wd.Stock, gd.Stock, wd.Stock)
 	check("attributes", maps.Equal(gd.Attributes, wd.Attributes), gd.Attributes, wd.Attributes)
+	check("tags", slices.Equal(gd.Tags, wd.Tags) && gd.Tags != nil, gd.Tags, wd.Tags)
 	check("version", got.Version == want.Version, got.Version, want.Version)
 	check("created_at", got.CreatedAt.Equal(want.CreatedAt), got.CreatedAt, want.CreatedAt)
 	check("updated_at", got.UpdatedAt.Equal(want.UpdatedAt), got.UpdatedAt, want.UpdatedAt)
@@ -898,9 +901,13 @@ func testRoundTripAtLimits(t *testing.T, f Fixture) {
 		attrs[fmt.Sprintf("k%02d \"quoted\" \\ \u2028", i)] = fmt.Sprintf("v%d <&> \t\n", i)
 	}
 	attrs[rep("ключ", product.MaxAttributeKey)] = rep("значение🎉", product.MaxAttributeValue)
+	tags := make([]string, product.MaxTags)
+	for i := range tags {
+		tags[i] = rep(fmt.Sprintf("%02d \"tag\" ü🎉", i), product.MaxTagLength)
+	}
 	d, err := product.NewDetails(rep("A-._/9", product.MaxSKULength), rep("名前", product.MaxNameLength),
 		rep("descr\u00e9 \r\n", product.MaxDescriptionLength), rep("cat", product.MaxCategoryLength), rep("brand", product.MaxBrandLength),
-		product.MaxAmount, "CHF", product.MaxStock, attrs)
+		product.MaxAmount, "CHF", product.MaxStock, attrs, tags...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,6 +25,16 @@ type Cluster struct {
 	Name string
 	// Brokers are its bootstrap brokers.
 	Brokers []string
+	// Security is how clients connect to it (nil: plaintext).
+	Security *kafka.Security
+}
+
+// Config is the adapter configuration of the cluster.
+func (c Cluster) Config() kafka.Config { return kafka.Config{Brokers: c.Brokers, Security: c.Security} }
+
+// opts are the franz-go options of a test client of the cluster.
+func (c Cluster) opts(extra ...kgo.Opt) []kgo.Opt {
+	return append(append([]kgo.Opt{kgo.SeedBrokers(c.Brokers...)}, c.Security.Opts()...), extra...)
 }
 
 // Clusters returns the clusters every relay test must pass on: the embedded broker (started
@@ -66,7 +76,7 @@ func CreateTopic(t *testing.T, c Cluster, prefix string, partitions int32) strin
 	name := strings.ReplaceAll(testenv.Name(prefix), "_", ".")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := kafka.EnsureTopics(ctx, c.Brokers, kafka.TopicSpec{Name: name, Partitions: partitions}); err != nil {
+	if err := kafka.EnsureTopics(ctx, c.Config(), kafka.TopicSpec{Name: name, Partitions: partitions}); err != nil {
 		t.Fatalf("create topic %s: %v", name, err)
 	}
 	DropOnCleanup(t, c, name)
@@ -86,8 +96,8 @@ type Record struct {
 // returns what it read.
 func ReadUntil(t *testing.T, c Cluster, topic string, timeout time.Duration, done func([]Record) bool) []Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))
+	cl, err := kgo.NewClient(c.opts(kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(200*time.Millisecond))...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +135,7 @@ func DropOnCleanup(t *testing.T, c Cluster, names ...string) {
 
 // deleteTopic removes a test's topic so runs against a shared broker do not pile up topics.
 func deleteTopic(t *testing.T, c Cluster, name string) {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(c.Brokers...))
+	cl, err := kgo.NewClient(c.opts()...)
 	if err != nil {
 		t.Logf("delete topic %s: %v", name, err)
 		return

@@ -23,8 +23,8 @@ const (
 // with its default before it validates.
 type Config struct {
 	// Addr is the TCP address to listen on (GRPC_ADDR). The default is loopback because the
-	// admin port can delete indices and carries no authentication of its own: exposing it
-	// is a deliberate deployment decision (behind mTLS or a network policy).
+	// admin port can delete indices: exposing it is a deliberate deployment decision, with
+	// the admin token (Deps.Auth) or mutual TLS (Deps.ServerOptions).
 	Addr string
 	// ShutdownTimeout is how long Run lets in-flight calls finish after its context is
 	// cancelled before it cuts the remaining ones off. Watch streams do not count against

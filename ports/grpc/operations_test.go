@@ -96,6 +96,14 @@ func startOps(t *testing.T, svc grpcport.OperationsService) *opsHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.client = operationsv1.NewOperationsClient(serveBufconn(t, srv))
+	return h
+}
+
+// serveBufconn serves srv over an in-memory connection until the test ends and returns a
+// client connection to it.
+func serveBufconn(t *testing.T, srv *grpcport.Server) *grpc.ClientConn {
+	t.Helper()
 	ln := bufconn.Listen(1 << 20)
 	ctx, cancel := context.WithCancel(context.Background())
 	served := make(chan error, 1)
@@ -106,13 +114,12 @@ func startOps(t *testing.T, svc grpcport.OperationsService) *opsHarness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.client = operationsv1.NewOperationsClient(conn)
 	t.Cleanup(func() {
 		_ = conn.Close()
 		cancel()
 		<-served
 	})
-	return h
+	return conn
 }
 
 func sampleStatus() ops.Status {

@@ -57,6 +57,10 @@ type Deps struct {
 	// Register adds further services of this port (operations: status, verify) to the same
 	// server, so they share its listener, interceptors and error mapping.
 	Register []func(grpc.ServiceRegistrar)
+	// Auth, when set, must admit every call but those of the health and reflection services
+	// (ADMIN_TOKEN); refused calls end UNAUTHENTICATED before any handler runs. Nil admits
+	// every call: the port then relies on a loopback address or mutual TLS.
+	Auth Authenticator
 }
 
 // Server is the gRPC admin port. It serves once: after Serve or Run returns it cannot be
@@ -68,6 +72,7 @@ type Server struct {
 	svc     RebuildService
 	log     *slog.Logger
 	observe func(string, codes.Code, time.Duration)
+	auth    Authenticator
 
 	grpc   *grpc.Server
 	health *health.Server
@@ -93,7 +98,7 @@ func NewServer(cfg Config, svc RebuildService, deps Deps) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, svc: svc, log: log, observe: deps.Observe, stopping: make(chan struct{})}
+	s := &Server{cfg: cfg, svc: svc, log: log, observe: deps.Observe, auth: deps.Auth, stopping: make(chan struct{})}
 
 	opts := []grpc.ServerOption{
 		grpc.ChainUnaryInterceptor(s.unaryInterceptor),

@@ -41,6 +41,8 @@ type productInputJSON struct {
 	Price       *priceInputJSON   `json:"price"`
 	Stock       *int64            `json:"stock"`
 	Attributes  map[string]string `json:"attributes"`
+	// Tags is optional; absent (or null) on PUT keeps the stored tags.
+	Tags *[]string `json:"tags"`
 }
 
 type priceInputJSON struct {
@@ -400,6 +402,11 @@ func (in productInputJSON) toCommand() (command.ProductInput, error) {
 	if out.Attributes == nil {
 		out.Attributes = map[string]string{}
 	}
+	if in.Tags == nil {
+		out.TagsOmitted = true
+	} else {
+		out.Tags = *in.Tags
+	}
 	if len(missing) == 0 {
 		return out, nil
 	}
@@ -455,7 +462,10 @@ func fingerprint(r *http.Request, in command.ProductInput) string {
 		Currency    string            `json:"currency"`
 		Stock       int64             `json:"stock"`
 		Attributes  map[string]string `json:"attributes"` // encoding/json sorts map keys
-	}{in.SKU, in.Name, in.Description, in.Category, in.Brand, in.Amount, in.Currency, in.Stock, in.Attributes}
+		// omitempty: a request without tags keeps the fingerprint it had before tags
+		// existed, so a retry across the upgrade is still recognised.
+		Tags []string `json:"tags,omitempty"`
+	}{in.SKU, in.Name, in.Description, in.Category, in.Brand, in.Amount, in.Currency, in.Stock, in.Attributes, in.Tags}
 	b, err := json.Marshal(canonical)
 	if err != nil {
 		panic(fmt.Sprintf("httpport: marshal fingerprint: %v", err)) // strings and ints always marshal

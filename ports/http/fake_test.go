@@ -33,6 +33,8 @@ type store struct {
 
 	// lastCreate is the last create command, for fingerprint assertions.
 	lastCreate command.CreateProduct
+	// lastUpdate is the last update command, for assertions on the decoded input.
+	lastUpdate command.UpdateProduct
 }
 
 type idemEntry struct {
@@ -178,6 +180,7 @@ func (f fakeUpdate) Handle(ctx context.Context, cmd command.UpdateProduct) (*pro
 	s := f.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.lastUpdate = cmd
 	if err := s.enter(); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	_ "embed"
 	"net/http"
+
+	"github.com/marketplace/catalog/api"
 )
 
 // openapiYAML is the contract of this port, embedded so the binary always serves the
@@ -23,4 +25,16 @@ func serveOpenAPI(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "application/yaml")
 	w.Header().Set("Cache-Control", "no-cache")
 	_, _ = w.Write(openapiYAML)
+}
+
+// asyncapiYAML is the AsyncAPI document of the event topics (api/asyncapi.yaml), served beside
+// the OpenAPI document so consumers of product.events find the contract where they find the
+// API's.
+var asyncapiYAML = api.AsyncAPIDocument()
+
+// serveAsyncAPI serves the embedded AsyncAPI document.
+func serveAsyncAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/yaml")
+	w.Header().Set("Cache-Control", "no-cache")
+	_, _ = w.Write(asyncapiYAML)
 }

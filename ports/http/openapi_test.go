@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/marketplace/catalog/api"
 	httpport "github.com/marketplace/catalog/ports/http"
 )
 
@@ -72,4 +73,16 @@ func TestOpenAPIServed(t *testing.T) {
 		t.Error("served document differs from the embedded one")
 	}
 	checkAgainstSpec(t, "GET", "/openapi.yaml", "", nil, rec)
+}
+
+func TestAsyncAPIServed(t *testing.T) {
+	srv, _ := newServer(t, newStore())
+	rec := do(srv.Handler(), "GET", "/asyncapi.yaml", "", nil)
+	if rec.Code != 200 || rec.Header().Get("Content-Type") != "application/yaml" {
+		t.Fatalf("GET /asyncapi.yaml: %d %q", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	if rec.Body.String() != string(api.AsyncAPIDocument()) || !strings.Contains(rec.Body.String(), "asyncapi: 3.") {
+		t.Error("served document differs from api/asyncapi.yaml")
+	}
+	checkAgainstSpec(t, "GET", "/asyncapi.yaml", "", nil, rec)
 }

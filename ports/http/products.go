@@ -28,6 +28,7 @@ type productJSON struct {
 	Price       priceJSON         `json:"price"`
 	Stock       int64             `json:"stock"`
 	Attributes  map[string]string `json:"attributes"`
+	Tags        []string          `json:"tags"`
 	Version     int64             `json:"version"`
 	CreatedAt   string            `json:"created_at"`
 	UpdatedAt   string            `json:"updated_at"`
@@ -48,10 +49,19 @@ func toProductJSON(p *product.Product) productJSON {
 		ID: p.ID().String(), SKU: d.SKU, Name: d.Name, Description: d.Description,
 		Category: d.Category, Brand: d.Brand,
 		Price: priceJSON{Amount: d.Price.Amount(), Currency: d.Price.Currency()},
-		Stock: d.Stock, Attributes: attrs, Version: p.Version(),
+		Stock: d.Stock, Attributes: attrs, Tags: nonNilTags(d.Tags), Version: p.Version(),
 		CreatedAt: p.CreatedAt().UTC().Format(time.RFC3339Nano),
 		UpdatedAt: p.UpdatedAt().UTC().Format(time.RFC3339Nano),
 	}
+}
+
+// nonNilTags keeps "tags": [] on the wire for a product without tags: clients iterate it, and
+// null would be a second way to say "none".
+func nonNilTags(tags []string) []string {
+	if tags == nil {
+		return []string{}
+	}
+	return tags
 }
 
 // errNoProduct guards against an application handler that reports success without a

@@ -57,6 +57,7 @@ type wireProduct struct {
 	} `json:"price"`
 	Stock      int64             `json:"stock"`
 	Attributes map[string]string `json:"attributes"`
+	Tags       []string          `json:"tags"`
 	Version    int64             `json:"version"`
 	CreatedAt  string            `json:"created_at"`
 	UpdatedAt  string            `json:"updated_at"`
@@ -490,6 +491,7 @@ func TestFingerprintDependsOnRequest(t *testing.T) {
 		validBody,
 		strings.Replace(validBody, `"stock":1`, `"stock":2`, 1),
 		strings.Replace(validBody, `"stock":1`, `"stock":1,"attributes":{"a":"b"}`, 1),
+		strings.Replace(validBody, `"stock":1`, `"stock":1,"tags":["a"]`, 1),
 	} {
 		rec := do(srv.Handler(), "POST", "/v1/products", strings.Replace(body, "SKU-NEW", fmt.Sprintf("SKU-%d", i), 1), hdr("Idempotency-Key", fmt.Sprint("k", i)))
 		if rec.Code != 201 {
@@ -497,7 +499,7 @@ func TestFingerprintDependsOnRequest(t *testing.T) {
 		}
 		fps[s.lastCreate.Fingerprint] = body
 	}
-	if len(fps) != 3 {
+	if len(fps) != 4 {
 		t.Errorf("different requests share a fingerprint: %v", fps)
 	}
 }

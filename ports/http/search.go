@@ -17,7 +17,7 @@ type searchResultJSON struct {
 	NextCursor string        `json:"next_cursor,omitempty"`
 }
 
-var searchParams = map[string]bool{"q": true, "category": true, "brand": true, "min_price": true, "max_price": true,
+var searchParams = map[string]bool{"q": true, "category": true, "brand": true, "tags": true, "min_price": true, "max_price": true,
 	"in_stock": true, "sort": true, "size": true, "cursor": true}
 
 // searchProducts serves GET /v1/products/search from the read model. Every parameter is
@@ -43,7 +43,7 @@ func (s *Server) searchProducts(w http.ResponseWriter, r *http.Request) error {
 		out.Items = append(out.Items, productJSON{
 			ID: v.ID, SKU: v.SKU, Name: v.Name, Description: v.Description, Category: v.Category, Brand: v.Brand,
 			Price: priceJSON{Amount: v.PriceAmount, Currency: v.Currency}, Stock: v.Stock, Attributes: attrs,
-			Version:   v.Version,
+			Tags: nonNilTags(v.Tags), Version: v.Version,
 			CreatedAt: v.CreatedAt.UTC().Format(time.RFC3339Nano), UpdatedAt: v.UpdatedAt.UTC().Format(time.RFC3339Nano),
 		})
 	}
@@ -62,6 +62,10 @@ func parseSearch(v url.Values) (query.SearchProducts, error) {
 	q := query.SearchProducts{
 		Text: v.Get("q"), Category: v.Get("category"), Brand: v.Get("brand"),
 		Sort: query.SortOrder(v.Get("sort")), Cursor: v.Get("cursor"),
+	}
+	if s := v.Get("tags"); s != "" {
+		// Comma-separated, any of them; the application checks each tag.
+		q.Tags = strings.Split(s, ",")
 	}
 	var err error
 	if q.MinPrice, err = optInt(v, "min_price"); err != nil {

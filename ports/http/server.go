@@ -2,6 +2,7 @@ package httpport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/marketplace/catalog/application"
 	"github.com/marketplace/catalog/application/query"
+	"github.com/marketplace/catalog/internal/tlsfiles"
 )
 
 // Deps are the collaborators of the server that are not use cases. Every field is optional
@@ -55,6 +57,7 @@ type Server struct {
 
 	router  *chi.Mux
 	handler http.Handler
+	tls     *tls.Config // nil: plain HTTP
 }
 
 // NewServer checks its inputs and builds the router. It fails on a missing use case instead
@@ -102,6 +105,13 @@ func NewServer(cfg Config, app application.Application, deps Deps) (*Server, err
 		cfg: cfg, app: app, log: log, ready: roles, metrics: deps.Metrics,
 		observe: deps.ObserveRequest, readyTimeout: defaultReadyTimeout,
 	}
+	if cfg.TLSCertFile != "" {
+		cert, err := tlsfiles.KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("http server: %w", err)
+		}
+		s.tls = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
 	s.router = s.routes()
 	s.handler = s.router
 	if deps.Middleware != nil {
@@ -130,6 +140,7 @@ func (s *Server) routes() *chi.Mux {
 	r.Get("/healthz", s.handle(s.healthz))
 	r.Get("/readyz", s.handle(s.readyz))
 	r.Get("/openapi.yaml", serveOpenAPI)
+	r.Get("/asyncapi.yaml", serveAsyncAPI)
 	if s.metrics != nil {
 		r.Method(http.MethodGet, "/metrics", s.metrics)
 	}
@@ -208,7 +219,8 @@ func (s *Server) Run(ctx context.Context) error {
 // Serve serves on ln until ctx is cancelled, then stops accepting connections and waits up
 // to Config.ShutdownTimeout for in-flight requests before it closes what is left. It takes
 // a listener so that tests and socket-activated deployments can pass one (":0", systemd).
-// It returns nil after a clean shutdown.
+// With a certificate configured it serves HTTPS (HTTP/2 included) on ln. It returns nil
+// after a clean shutdown.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -216,31 +228,44 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadTimeout:       s.cfg.ReadTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,
 		IdleTimeout:       s.cfg.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
-		// Requests keep ctx's values (trace, logger) but not its cancellation: shutting
-		// down must let in-flight requests finish, not abort them.
-		BaseContext: func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
+		TLSConfig:         s.tls,
 	}
+	return serve(ctx, srv, ln, s.log, "http server", s.cfg.ShutdownTimeout)
+}
+
+// serve runs srv on ln (over TLS when srv.TLSConfig is set) until ctx is cancelled, then
+// shuts it down gracefully within timeout; name tells its log lines apart.
+func serve(ctx context.Context, srv *http.Server, ln net.Listener, log *slog.Logger, name string, timeout time.Duration) error {
+	srv.ErrorLog = slog.NewLogLogger(log.Handler(), slog.LevelWarn)
+	// Requests keep ctx's values (trace, logger) but not its cancellation: shutting down
+	// must let in-flight requests finish, not abort them.
+	srv.BaseContext = func(net.Listener) context.Context { return context.WithoutCancel(ctx) }
 	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	s.log.InfoContext(ctx, "http server listening", "addr", ln.Addr().String())
+	go func() {
+		if srv.TLSConfig != nil {
+			errc <- srv.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- srv.Serve(ln)
+	}()
+	log.InfoContext(ctx, name+" listening", "addr", ln.Addr().String(), "tls", srv.TLSConfig != nil)
 
 	select {
 	case err := <-errc:
-		return fmt.Errorf("http serve: %w", err)
+		return fmt.Errorf("%s: %w", name, err)
 	case <-ctx.Done():
 	}
 
-	s.log.InfoContext(ctx, "http server shutting down", "timeout", s.cfg.ShutdownTimeout)
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.ShutdownTimeout)
+	log.InfoContext(ctx, name+" shutting down", "timeout", timeout)
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
 	defer cancel()
 	shutdownErr := srv.Shutdown(shutdownCtx)
 	if shutdownErr != nil {
 		// In-flight requests outlived the grace period; cut them off rather than hang.
-		shutdownErr = errors.Join(fmt.Errorf("http shutdown: %w", shutdownErr), srv.Close())
+		shutdownErr = errors.Join(fmt.Errorf("%s shutdown: %w", name, shutdownErr), srv.Close())
 	}
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return errors.Join(fmt.Errorf("http serve: %w", err), shutdownErr)
+		return errors.Join(fmt.Errorf("%s: %w", name, err), shutdownErr)
 	}
 	return shutdownErr
 }
