@@ -148,7 +148,7 @@ func TestSASLSSLCluster(t *testing.T) {
 				t.Fatalf("end offsets %v, %v", ends, err)
 			}
 			var read []product.Event
-			if _, _, err := l.Read(ctx, rebuild.Offsets{}, ends, func(b []product.Event) error { read = append(read, b...); return nil }); err != nil || len(read) != 1 || read[0].ID != ev.ID {
+			if _, _, err := l.Read(ctx, rebuild.Offsets{}, ends, func(b []product.Event, _ rebuild.Offsets) error { read = append(read, b...); return nil }); err != nil || len(read) != 1 || read[0].ID != ev.ID {
 				t.Fatalf("event log read %v, %v", read, err)
 			}
 
