@@ -77,7 +77,7 @@ ORDER BY xact_start LIMIT 1`).Scan(&age, &what)
 			mu.Unlock()
 		}
 	}()
-	final := watchRebuild(t, client, r.GetId(), 2*time.Minute, nil)
+	final := watchRebuild(t, client, r.GetId(), 5*time.Minute, nil)
 	close(stop)
 	<-sampled
 	if final.GetPhase() != phaseOK {

@@ -541,7 +541,7 @@ func TestRebuildKilledDuringFillResumes(t *testing.T) {
 	var lostAfter, resumedAfter time.Duration
 	low := atKill
 	var steps []string
-	final := watchRebuild(t, a, r.GetId(), 2*time.Minute, func(p *projectionv1.RebuildProgress) bool {
+	final := watchRebuild(t, a, r.GetId(), 5*time.Minute, func(p *projectionv1.RebuildProgress) bool {
 		rb := p.GetRebuild()
 		if rb.GetRunnerLost() && lostAfter == 0 {
 			lostAfter = time.Since(killedAt)
@@ -640,7 +640,7 @@ func TestRebuildLockLostHandsTheRunOff(t *testing.T) {
 	b := adminClient(t, replica.cfg.GRPCAddr)
 
 	var stoppedAfter time.Duration
-	final := watchRebuild(t, b, r.GetId(), 2*time.Minute, func(p *projectionv1.RebuildProgress) bool {
+	final := watchRebuild(t, b, r.GetId(), 5*time.Minute, func(p *projectionv1.RebuildProgress) bool {
 		if p.GetRebuild().GetRunner() != seen.GetRunner() && stoppedAfter == 0 {
 			stoppedAfter = time.Since(cutAt)
 		}
@@ -672,7 +672,7 @@ func TestRebuildCancelAndShutdown(t *testing.T) {
 	a := adminClient(t, rp.cfg.GRPCAddr)
 	check := func(t *testing.T, c projectionv1.ProjectionAdminClient, id, index string) {
 		t.Helper()
-		rec := watchRebuild(t, c, id, 30*time.Second, nil)
+		rec := watchRebuild(t, c, id, time.Minute, nil)
 		if rec.GetPhase() != projectionv1.RebuildPhase_REBUILD_PHASE_CANCELLED {
 			t.Errorf("rebuild %s ended %s (%q), want cancelled", id, rec.GetPhase(), rec.GetError())
 		}
@@ -719,7 +719,7 @@ func TestRebuildCancelAndShutdown(t *testing.T) {
 		if !strings.Contains(proc.output.String(), "rebuild interrupted; a replica holding the lock resumes it") {
 			t.Errorf("the stopping process did not log the hand-off:\n%s", tail(proc.output.String(), 20))
 		}
-		rec := watchRebuild(t, a, r.GetId(), 2*time.Minute, nil)
+		rec := watchRebuild(t, a, r.GetId(), 5*time.Minute, nil)
 		t.Logf("the handed-off rebuild ended %s %s after SIGTERM, resumed %d times", rec.GetPhase(), time.Since(termAt).Round(100*time.Millisecond), rec.GetResumes())
 		if rec.GetPhase() != phaseOK || rec.GetResumes() != 1 || rec.GetToIndex() != seen.GetToIndex() {
 			t.Fatalf("rebuild %s ended %s (%q), resumed %d times on %s; want succeeded, resumed once on %s",
