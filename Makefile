@@ -43,8 +43,13 @@ $(GOLANGCI):
 lint: $(GOLANGCI) proto-check ## vet, static checks, layer rules, generated-code drift
 	$(GO) vet $(PKGS)
 	$(GOLANGCI) run $(PKGS)
+	@scripts/lint-layers.sh $(GOLANGCI)
 	@$(GO) tool wire diff ./wiring >/dev/null || { echo "wiring/wire_gen.go is stale: run 'make generate' and commit it"; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
+
+.PHONY: lint-layers
+lint-layers: $(GOLANGCI) ## plant forbidden imports in a copy and expect the layer rules to flag each one
+	@scripts/lint-layers.sh $(GOLANGCI)
 
 .PHONY: test
 test: lint deps ## lint, start PostgreSQL/Kafka/OpenSearch, run every test

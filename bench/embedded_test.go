@@ -29,14 +29,14 @@ import (
 	"github.com/marketplace/catalog/service"
 )
 
-// embeddedProducts is issue 7's workload.
+// embeddedProducts is the embedded pipeline's workload.
 const embeddedProducts = 50_000
 
 // rawBleveBatch is the batch size of the raw Bleve baseline: the adapter's default
 // MaxBatchDocs.
 const rawBleveBatch = bleve.DefaultMaxBatchDocs
 
-// BenchmarkEmbedded is issue 7's benchmark: the whole pipeline in one process with nothing
+// BenchmarkEmbedded is the embedded pipeline's benchmark: the whole pipeline in one process with nothing
 // but PostgreSQL, so topics are on the embedded broker (kfake) and the read model is the Bleve
 // adapter on a fresh data directory. The same 50,000 products serve every figure: they are
 // product.created events pre-filled into a fresh 12-partition topic, and the same products'
@@ -111,7 +111,7 @@ func BenchmarkEmbedded(b *testing.B) {
 		measureSearchable(b, c, searchableRun{rate: 200, warmup: time.Second, window: 15 * time.Second, poll: 50 * time.Millisecond},
 			func(ctx context.Context, ids []string, oldest time.Time) ([]string, error) {
 				return searchNewest(ctx, c.base, ids, oldest)
-			}, broker, "embedded engine (no target in issue 7; the Elasticsearch pipeline's is 1300ms)")
+			}, broker, "embedded engine (no target of its own; the Elasticsearch pipeline's is 1300ms)")
 	})
 
 	b.Run("rebuild", func(b *testing.B) {

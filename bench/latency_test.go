@@ -16,7 +16,7 @@ import (
 	"github.com/marketplace/catalog/domain/product"
 )
 
-// targetLatencyP99 is issue 3's commit-to-Kafka p99 at 2,000 commits/s.
+// targetLatencyP99 is the target commit-to-Kafka p99 at 2,000 commits/s.
 const targetLatencyP99 = 100 * time.Millisecond
 
 // BenchmarkCommitToKafkaLatency drives ProductRepository.Add open-loop (a scheduler releases

@@ -28,7 +28,7 @@ import (
 	"github.com/marketplace/catalog/internal/testenv"
 )
 
-// targetReadRatio is the target of issues 4, 5 and 7: the pipeline (projector, rebuild)
+// targetReadRatio is the read side's target: the pipeline (projector, rebuild)
 // reaches at least 70% of a raw bulk load of the same documents into the same engine.
 const targetReadRatio = 0.70
 

@@ -31,7 +31,7 @@ import (
 	"github.com/marketplace/catalog/wiring"
 )
 
-// projectorEvents is issue 4's drain workload.
+// projectorEvents is the projector's drain workload.
 const projectorEvents = 50_000
 
 // BenchmarkProjectorDrain pre-fills a fresh topic on the real Kafka with 50,000
@@ -87,7 +87,7 @@ func BenchmarkProjectorDrain(b *testing.B) {
 		}
 		return *raw
 	}
-	// The first variant is issue 4's figure. The others drain the first 5,000 events only, to
+	// The first variant is the projector's target figure. The others drain the first 5,000 events only, to
 	// keep `make bench` short: the drain rate is steady after the first second (compare the
 	// 10-90% rate), so the rates compare.
 	for _, v := range []projectorVariant{
@@ -389,7 +389,7 @@ loop:
 
 // ---- commit-to-searchable latency ----
 
-// targetSearchableP99 is issue 4's target: refresh_interval (1 s) + 300 ms.
+// targetSearchableP99 is the commit-to-searchable target: refresh_interval (1 s) + 300 ms.
 const targetSearchableP99 = elasticsearch.DefaultRefreshInterval + 300*time.Millisecond
 
 // searchableRun is one open-loop commit-to-searchable measurement.

@@ -20,7 +20,7 @@ import (
 	"github.com/marketplace/catalog/domain/rebuild"
 )
 
-// rebuildProducts is issue 5's workload.
+// rebuildProducts is the rebuild's workload.
 const rebuildProducts = 200_000
 
 // BenchmarkRebuild seeds 200,000 products into a fresh database with one INSERT ... SELECT

@@ -18,7 +18,7 @@ import (
 	"github.com/marketplace/catalog/adapters/postgres"
 )
 
-// Targets of issue 3.
+// Targets of the relay.
 const (
 	targetDrainEmbedded = 10_000.0 // events/s, embedded broker, 50k and 500k
 	targetDrainKafka    = 5_000.0  // events/s, real Kafka, 50k

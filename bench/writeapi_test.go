@@ -28,7 +28,7 @@ import (
 	httpport "github.com/marketplace/catalog/ports/http"
 )
 
-// targetAPIRatio is issue 2's target: the write API reaches at least 60% of a raw pgx
+// targetAPIRatio is the write API's target: the write API reaches at least 60% of a raw pgx
 // transaction doing the same writes.
 const targetAPIRatio = 0.60
 

@@ -1,5 +1,5 @@
 -- +goose Up
--- Projection rebuilds (ARCHITECTURE §3). The record lives in the system of record so every
+-- Projection rebuilds (docs/ARCHITECTURE.md, "Rebuild"). The record lives in the system of record so every
 -- replica can answer GetRebuild, and a crash leaves a trace an operator can read.
 CREATE TABLE rebuilds (
     id               text        PRIMARY KEY,

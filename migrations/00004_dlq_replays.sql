@@ -1,5 +1,5 @@
 -- +goose Up
--- The audit log of DLQ replays (issue 6, ARCHITECTURE §5): what was replayed, when, by which
+-- The audit log of DLQ replays (docs/ARCHITECTURE.md, "Kafka and the DLQ"): what was replayed, when, by which
 -- operator and with which result. `catalog dlq replay` records an entry as 'pending' before it
 -- publishes and completes it after, so every publish attempt leaves a row even when the
 -- publish fails ('error') or the process dies in between (the row stays 'pending': the event

@@ -3,7 +3,7 @@
 # Included by the top-level Makefile; see docs/deps.md. Downloads go to ~/.m2, state to .deps/.
 
 DEPS_SH := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/../scripts/deps.sh)
-DEPS_SCRIPTS := $(DEPS_SH) $(wildcard $(dir $(DEPS_SH))deps/*.sh)
+DEPS_SCRIPTS := $(DEPS_SH) $(wildcard $(dir $(DEPS_SH))deps/*.sh) $(dir $(DEPS_SH))lint-layers.sh
 
 .PHONY: deps deps-stop deps-env deps-status deps-cluster deps-cluster-stop deps-cluster-env deps-cluster-status deps-lint
 

@@ -17,7 +17,7 @@ import (
 )
 
 // Config is the whole configuration of a catalog process. Every field has an environment
-// variable (ARCHITECTURE §6) and a flag of the same meaning; flags win.
+// variable (docs/ARCHITECTURE.md, "Public contract") and a flag of the same meaning; flags win.
 type Config struct {
 	// DatabaseURL is the PostgreSQL system of record (DATABASE_URL).
 	DatabaseURL string
@@ -152,7 +152,7 @@ type Config struct {
 	MetricsAddr string
 }
 
-// Defaults of the public contract (ARCHITECTURE §6).
+// Defaults of the public contract (docs/ARCHITECTURE.md, "Public contract").
 const (
 	DefaultDatabaseURL        = "postgres://postgres@127.0.0.1:5432/catalog?sslmode=disable"
 	DefaultEmbeddedKafkaAddr  = "127.0.0.1:9092"

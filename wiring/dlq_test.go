@@ -18,38 +18,30 @@ import (
 	"github.com/marketplace/catalog/api/envelope"
 	operationsv1 "github.com/marketplace/catalog/api/gen/catalog/operations/v1"
 	"github.com/marketplace/catalog/application/ops"
-	"github.com/marketplace/catalog/ports/projector"
 )
 
-// TestDLQHeadersMatchTheProjector: the DLQ tooling reads and strips the headers the projector
-// and Watermill's poison queue write; the application layer cannot import them, so this
-// checks that both spell them the same.
-func TestDLQHeadersMatchTheProjector(t *testing.T) {
+// TestDLQHeadersMatchTheirWriters: the projector writes the dlq_* headers from application/ops,
+// their one owner; Watermill's poison queue and the event envelope (api/envelope) write the
+// others, which the application layer cannot import, so this checks that the DLQ tooling
+// spells those the same.
+func TestDLQHeadersMatchTheirWriters(t *testing.T) {
 	pairs := map[string][2]string{
-		"error class":        {ops.DLQHeaderErrorClass, projector.HeaderErrorClass},
-		"reason":             {ops.DLQHeaderReason, projector.HeaderReason},
-		"handler":            {ops.DLQHeaderHandler, projector.HeaderHandler},
-		"original topic":     {ops.DLQHeaderOriginalTopic, projector.HeaderTopic},
-		"original partition": {ops.DLQHeaderOriginalPartition, projector.HeaderPartition},
-		"original offset":    {ops.DLQHeaderOriginalOffset, projector.HeaderOffset},
-		"attempts":           {ops.DLQHeaderAttempts, projector.HeaderAttempts},
-		"failed at":          {ops.DLQHeaderFailedAt, projector.HeaderFailedAt},
-		"reason poisoned":    {ops.DLQHeaderReasonPoisoned, middleware.ReasonForPoisonedKey},
-		"topic poisoned":     {ops.DLQHeaderTopicPoisoned, middleware.PoisonedTopicKey},
-		"handler poisoned":   {ops.DLQHeaderHandlerPoisoned, middleware.PoisonedHandlerKey},
-		"subscriber":         {ops.DLQHeaderSubscriberPoisoned, middleware.PoisonedSubscriberKey},
-		"event id":           {ops.DLQEventHeaderEventID, envelope.MetaEventID},
-		"event type":         {ops.DLQEventHeaderEventType, envelope.MetaEventType},
-		"aggregate id":       {ops.DLQEventHeaderAggregateID, envelope.MetaAggregateID},
-		"aggregate version":  {ops.DLQEventHeaderAggregateVersion, envelope.MetaAggregateVersion},
+		"reason poisoned":   {ops.DLQHeaderReasonPoisoned, middleware.ReasonForPoisonedKey},
+		"topic poisoned":    {ops.DLQHeaderTopicPoisoned, middleware.PoisonedTopicKey},
+		"handler poisoned":  {ops.DLQHeaderHandlerPoisoned, middleware.PoisonedHandlerKey},
+		"subscriber":        {ops.DLQHeaderSubscriberPoisoned, middleware.PoisonedSubscriberKey},
+		"event id":          {ops.DLQEventHeaderEventID, envelope.MetaEventID},
+		"event type":        {ops.DLQEventHeaderEventType, envelope.MetaEventType},
+		"aggregate id":      {ops.DLQEventHeaderAggregateID, envelope.MetaAggregateID},
+		"aggregate version": {ops.DLQEventHeaderAggregateVersion, envelope.MetaAggregateVersion},
 	}
 	for what, p := range pairs {
 		if p[0] != p[1] {
 			t.Errorf("%s: the DLQ tooling says %q, the writer %q", what, p[0], p[1])
 		}
 	}
-	for _, h := range []string{projector.HeaderErrorClass, projector.HeaderReason, projector.HeaderHandler, projector.HeaderTopic,
-		projector.HeaderPartition, projector.HeaderOffset, projector.HeaderAttempts, projector.HeaderFailedAt,
+	for _, h := range []string{ops.DLQHeaderErrorClass, ops.DLQHeaderReason, ops.DLQHeaderHandler, ops.DLQHeaderOriginalTopic,
+		ops.DLQHeaderOriginalPartition, ops.DLQHeaderOriginalOffset, ops.DLQHeaderAttempts, ops.DLQHeaderFailedAt,
 		middleware.ReasonForPoisonedKey, middleware.PoisonedTopicKey, middleware.PoisonedHandlerKey, middleware.PoisonedSubscriberKey} {
 		if !ops.IsDLQHeader(h) {
 			t.Errorf("a replay would keep the DLQ header %s", h)
@@ -165,7 +157,7 @@ func dlqAliasIndex(t *testing.T, rp *readPath) string {
 	return ""
 }
 
-// TestDLQReplayAfterTheCauseIsFixed (issue 6): a mapping bug dead-letters an event; a dry run
+// TestDLQReplayAfterTheCauseIsFixed: a mapping bug dead-letters an event; a dry run
 // changes nothing; a replay before the fix sends the event back to the DLQ; once the alias
 // points at a proper index again, replaying the product's messages projects it, and every
 // replay is in the audit log.

@@ -262,7 +262,7 @@ func provideProjector(cfg service.Config, kc kafka.Config, app application.Appli
 		_ = sub.Close()
 		return nil, nil, err
 	}
-	classes := projector.DeadLetterClasses()
+	classes := ops.DeadLetterClasses()
 	names := make([]string, len(classes))
 	for i, c := range classes {
 		names[i] = string(c)
@@ -272,8 +272,9 @@ func provideProjector(cfg service.Config, kc kafka.Config, app application.Appli
 	p, err := projector.New(projector.Config{Topic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, CloseTimeout: cfg.ShutdownTimeout,
 		RouterDecorator: reg.InstrumentRouter,
 		Position:        kafkaPosition,
-		Middlewares: []message.HandlerMiddleware{projector.Tracing(projector.TracingConfig{
+		Middlewares: []message.HandlerMiddleware{tracing.ConsumerMiddleware(tracing.ConsumerConfig{
 			TracerProvider: tp, Topic: cfg.ProductEventsTopic, ConsumerGroup: cfg.ProjectorGroup, Position: kafkaPosition,
+			Classify: projector.Classify,
 		})},
 	}, sub, dlq, app.Commands.ProjectProductEvent, pm, log)
 	if err != nil {

@@ -1237,7 +1237,7 @@ func withOldMappingIndex(name *string) readPathOption {
 		}
 		mapping := res[tmp].Mappings
 		mapping["_meta"] = map[string]any{"mapping_version": 0}
-		*name = elasticsearch.IndexName(c.SearchAlias, 0, time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+		*name = rebuild.IndexName(c.SearchAlias, 0, time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 		body, _ := json.Marshal(map[string]any{
 			"settings": map[string]any{"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
 			"mappings": mapping,

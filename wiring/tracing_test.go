@@ -132,7 +132,8 @@ func TestTraceCrossesKafkaFromRequestToProjector(t *testing.T) {
 		span.End()
 		projected <- msg
 		return nil
-	}).AddMiddleware(projector.Tracing(projector.TracingConfig{TracerProvider: tp, Topic: topic, ConsumerGroup: topic + "-projector"}))
+	}).AddMiddleware(tracing.ConsumerMiddleware(tracing.ConsumerConfig{TracerProvider: tp, Topic: topic, ConsumerGroup: topic + "-projector",
+		Position: projector.WatermillKafkaPosition, Classify: projector.Classify}))
 	ctx, cancel := context.WithCancel(context.Background())
 	routerDone := make(chan struct{})
 	go func() { defer close(routerDone); _ = router.Run(ctx) }()

@@ -11,7 +11,7 @@ import (
 
 // Defaults of Config.
 const (
-	// DefaultAlias is the read model's alias of the public contract (ARCHITECTURE §6).
+	// DefaultAlias is the read model's alias of the public contract (docs/ARCHITECTURE.md, "Public contract").
 	DefaultAlias = "product_search"
 	// DefaultFlushInterval is how long an index's writer waits for more writes once it has one,
 	// before it commits them as one batch. Zero would commit at once; a short wait lets the

@@ -3,9 +3,6 @@ package bleve
 import (
 	"encoding/json"
 	"fmt"
-	"regexp"
-	"strconv"
-	"time"
 
 	"github.com/blevesearch/bleve/v2/analysis/analyzer/custom"
 	"github.com/blevesearch/bleve/v2/analysis/analyzer/keyword"
@@ -32,34 +29,6 @@ import (
 // (dynamic mapping is off), so the projection never fails on an old index; a rebuild makes
 // them searchable.
 const MappingVersion = 2
-
-// indexTimeLayout is the time part of index names: UTC, to the second.
-const indexTimeLayout = "20060102_150405"
-
-// IndexName is the name of an index of alias with mapping version mappingVersion created at t:
-// {alias}_v{M}_{YYYYMMDD}_{HHMMSS} in UTC, the same format as the Elasticsearch adapter's.
-func IndexName(alias string, mappingVersion int, t time.Time) string {
-	return fmt.Sprintf("%s_v%d_%s", alias, mappingVersion, t.UTC().Format(indexTimeLayout))
-}
-
-// parseIndexName is the inverse of IndexName for alias; ok is false for any other name, which
-// keeps index management away from directories it did not create.
-func parseIndexName(alias, name string) (mappingVersion int, created time.Time, ok bool) {
-	re := regexp.MustCompile(`^` + regexp.QuoteMeta(alias) + `_v([0-9]{1,6})_([0-9]{8}_[0-9]{6})$`)
-	m := re.FindStringSubmatch(name)
-	if m == nil {
-		return 0, time.Time{}, false
-	}
-	v, err := strconv.Atoi(m[1])
-	if err != nil {
-		return 0, time.Time{}, false
-	}
-	t, err := time.ParseInLocation(indexTimeLayout, m[2], time.UTC)
-	if err != nil {
-		return 0, time.Time{}, false
-	}
-	return v, t, true
-}
 
 // Field names of the Bleve documents.
 const (

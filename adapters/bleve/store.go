@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	domain "github.com/marketplace/catalog/domain/rebuild"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -115,7 +116,7 @@ func (s *Store) load() error {
 				return fmt.Errorf("remove leftover %s: %w", name, err)
 			}
 		case e.IsDir():
-			if _, _, ok := parseIndexName(s.cfg.Alias, name); ok {
+			if _, _, ok := domain.ParseIndexName(s.cfg.Alias, name); ok {
 				s.indices[name] = openIndex(s.cfg, name, filepath.Join(s.cfg.Dir, name))
 			}
 		}
@@ -248,7 +249,7 @@ func (s *Store) named(name string) (*index, error) {
 
 // ownIndex refuses names that are not versioned indices of the alias.
 func (s *Store) ownIndex(name string) error {
-	if _, _, ok := parseIndexName(s.cfg.Alias, name); !ok {
+	if _, _, ok := domain.ParseIndexName(s.cfg.Alias, name); !ok {
 		return fmt.Errorf("%q is not a %s_v{M}_{YYYYMMDD}_{HHMMSS} index: %w", name, s.cfg.Alias, ErrForeignIndex)
 	}
 	return nil
@@ -268,9 +269,9 @@ func (s *Store) createIndex(ctx context.Context, version int) (string, error) {
 	var name string
 	for i := 0; ; i++ {
 		if i == maxSeconds {
-			return "", fmt.Errorf("no free index name in %d seconds from %s", maxSeconds, IndexName(s.cfg.Alias, version, t))
+			return "", fmt.Errorf("no free index name in %d seconds from %s", maxSeconds, domain.IndexName(s.cfg.Alias, version, t))
 		}
-		name = IndexName(s.cfg.Alias, version, t.Add(time.Duration(i)*time.Second))
+		name = domain.IndexName(s.cfg.Alias, version, t.Add(time.Duration(i)*time.Second))
 		s.mu.RLock()
 		_, taken := s.indices[name]
 		s.mu.RUnlock()

@@ -243,7 +243,7 @@ func (s *Store) SwitchAlias(_ context.Context, from, to string) error {
 // checkMapping verifies that ix was created by CreateIndex with the mapping version its name
 // states.
 func checkMapping(alias string, ix *index) error {
-	want, _, _ := parseIndexName(alias, ix.name)
+	want, _, _ := domain.ParseIndexName(alias, ix.name)
 	return ix.read(func(bi blevev2.Index) error {
 		raw, err := bi.GetInternal(mappingVersionKey)
 		if err != nil {
@@ -313,7 +313,7 @@ func (s *Store) ListIndices(ctx context.Context) ([]rebuild.IndexInfo, error) {
 	s.mu.RUnlock()
 	out := make([]rebuild.IndexInfo, 0, len(all))
 	for _, ix := range all {
-		m, created, _ := parseIndexName(s.cfg.Alias, ix.name)
+		m, created, _ := domain.ParseIndexName(s.cfg.Alias, ix.name)
 		info := rebuild.IndexInfo{Name: ix.name, MappingVersion: m, Created: created, Aliased: ix.name == alias}
 		if ix.openErr == nil {
 			live, tombstones, err := counts(ctx, ix)

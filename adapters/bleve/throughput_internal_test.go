@@ -18,7 +18,7 @@ import (
 	"github.com/marketplace/catalog/domain/product"
 )
 
-// throughputDocs is the size of the load measured by TestThroughput (issue 7's benchmark size).
+// throughputDocs is the size of the load measured by TestThroughput (the embedded pipeline benchmark's size).
 const throughputDocs = 50_000
 
 func throughputSnapshots(t testing.TB, n int) []product.Snapshot {
@@ -46,7 +46,7 @@ func throughputSnapshots(t testing.TB, n int) []product.Snapshot {
 
 // TestThroughput measures (and logs, without asserting) the embedded engine's write rates on
 // this machine: Target.Write of 50,000 documents in rebuild-sized calls next to a raw Bleve
-// batch load of the same documents into a fresh scorch index (issue 7's target: at least 70%
+// batch load of the same documents into a fresh scorch index (the embedded engine's target: at least 70%
 // of raw), and Apply with 12 concurrent writers, as the projector's partitions.
 func TestThroughput(t *testing.T) {
 	if testing.Short() {

@@ -15,7 +15,7 @@ import (
 // Defaults of Config. They suit a projector that applies one event at a time per partition and
 // wants each write confirmed quickly, on a cluster of any size.
 const (
-	// DefaultAlias is the read model's alias of the public contract (ARCHITECTURE §6).
+	// DefaultAlias is the read model's alias of the public contract (docs/ARCHITECTURE.md, "Public contract").
 	DefaultAlias = "product_search"
 	// DefaultRefreshInterval keeps search freshness at about a second, the engine's own default,
 	// but stated explicitly so a changed cluster default cannot change our freshness.
@@ -67,7 +67,7 @@ type Config struct {
 	CAFingerprint string
 	// Compat is "" for Elasticsearch or "opensearch" (ELASTICSEARCH_COMPAT): an explicit opt-in,
 	// never on by default, that makes go-elasticsearch accept a server that does not identify
-	// itself as Elasticsearch (ARCHITECTURE §4).
+	// itself as Elasticsearch (docs/ARCHITECTURE.md, "Search index rules").
 	Compat string
 	// Alias is the read model's alias (SEARCH_ALIAS); index names derive from it, so tests that
 	// use their own alias never see each other's indices.

@@ -1,7 +1,7 @@
 // Package elasticsearch is the search read model on an Elasticsearch-API cluster (Elasticsearch 8
 // or, with the explicit compatibility opt-in, OpenSearch 2.x): the projection that writes product
 // snapshots as versioned documents, the search that reads them, and the index management that
-// the projector's startup and the rebuild use (ARCHITECTURE §2, §3, §4).
+// the projector's startup and the rebuild use (docs/ARCHITECTURE.md, "Guarantees", "Rebuild", "Search index rules").
 //
 // Rules every type here keeps:
 //

@@ -1,11 +1,6 @@
 package elasticsearch
 
 import (
-	"fmt"
-	"regexp"
-	"strconv"
-	"time"
-
 	"github.com/marketplace/catalog/adapters/searchdoc"
 	"github.com/marketplace/catalog/domain/product"
 )
@@ -19,35 +14,6 @@ import (
 //	1  the first mapping
 //	2  tags: a keyword field, for the tags filter and for aggregations
 const MappingVersion = 2
-
-// indexTimeLayout is the time part of index names: UTC, to the second.
-const indexTimeLayout = "20060102_150405"
-
-// IndexName is the name of an index of alias with mapping version mappingVersion created at t:
-// {alias}_v{M}_{YYYYMMDD}_{HHMMSS} in UTC. Names sort by creation time within one mapping
-// version, and an operator can tell from a name alone what an index holds and when it was made.
-func IndexName(alias string, mappingVersion int, t time.Time) string {
-	return fmt.Sprintf("%s_v%d_%s", alias, mappingVersion, t.UTC().Format(indexTimeLayout))
-}
-
-// parseIndexName is the inverse of IndexName for the given alias; ok is false for any other
-// name, which keeps index management away from indices it did not create.
-func parseIndexName(alias, name string) (mappingVersion int, created time.Time, ok bool) {
-	re := regexp.MustCompile(`^` + regexp.QuoteMeta(alias) + `_v([0-9]{1,6})_([0-9]{8}_[0-9]{6})$`)
-	m := re.FindStringSubmatch(name)
-	if m == nil {
-		return 0, time.Time{}, false
-	}
-	v, err := strconv.Atoi(m[1])
-	if err != nil {
-		return 0, time.Time{}, false
-	}
-	t, err := time.ParseInLocation(indexTimeLayout, m[2], time.UTC)
-	if err != nil {
-		return 0, time.Time{}, false
-	}
-	return v, t, true
-}
 
 // keywordSubField lets a text field be filtered and sorted on exactly. ignore_above keeps an
 // unusually long value from failing the document (Lucene's term limit); such a value is still

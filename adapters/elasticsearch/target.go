@@ -166,7 +166,7 @@ func (t *Target) ListIndices(ctx context.Context) ([]rebuild.IndexInfo, error) {
 	out := make([]rebuild.IndexInfo, 0, len(list))
 	for _, ix := range list {
 		created := ix.Created
-		if _, named, ok := parseIndexName(t.cfg.Alias, ix.Name); ok {
+		if _, named, ok := domain.ParseIndexName(t.cfg.Alias, ix.Name); ok {
 			created = named
 		}
 		out = append(out, rebuild.IndexInfo{
@@ -220,7 +220,7 @@ func (t *Target) SwitchAlias(ctx context.Context, from, to string) error {
 
 // checkMapping verifies that index has the strict mapping whose version its name states.
 func (t *Target) checkMapping(ctx context.Context, index string) error {
-	want, _, ok := parseIndexName(t.cfg.Alias, index)
+	want, _, ok := domain.ParseIndexName(t.cfg.Alias, index)
 	if !ok {
 		return t.indices.ownIndex(index)
 	}

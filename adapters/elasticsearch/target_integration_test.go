@@ -266,7 +266,7 @@ func TestTargetWriteOlderVersionKeepsNewer(t *testing.T) {
 	if err := tg.Write(ctx, e.cfg.Alias, []product.Snapshot{v(6, "Alias")}); !errors.Is(err, elasticsearch.ErrForeignIndex) {
 		t.Errorf("Write to the alias = %v, want ErrForeignIndex", err)
 	}
-	missing := elasticsearch.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))
+	missing := domain.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))
 	if err := tg.Write(ctx, missing, []product.Snapshot{v(6, "Missing")}); !errors.Is(err, elasticsearch.ErrIndexNotFound) {
 		t.Errorf("Write to a missing index = %v, want ErrIndexNotFound", err)
 	}
@@ -390,14 +390,14 @@ func TestTargetAliasLifecycle(t *testing.T) {
 	}
 	expectAlias(b)
 	// A missing to changes nothing and is not a moved alias.
-	missing := elasticsearch.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))
+	missing := domain.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))
 	if err := tg.SwitchAlias(ctx, b, missing); err == nil || errors.Is(err, domain.ErrAliasMoved) {
 		t.Fatalf("SwitchAlias to a missing index = %v, want a non-moved error", err)
 	}
 	expectAlias(b)
 	// An index with the right name but not created by CreateIndex (auto-created by a stray
 	// write, with dynamic mapping) never becomes live.
-	stray := elasticsearch.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Date(2002, 2, 2, 0, 0, 0, 0, time.UTC))
+	stray := domain.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Date(2002, 2, 2, 0, 0, 0, 0, time.UTC))
 	// (The test cluster may forbid auto-creation, so the index is created the same way by hand.)
 	if status := e.rawJSON(http.MethodPut, "/"+stray, map[string]any{"settings": map[string]any{"number_of_replicas": 0}}, nil); status != http.StatusOK {
 		t.Fatalf("create %s: status %d", stray, status)

@@ -38,7 +38,7 @@ const (
 )
 
 // EventLog reads product events straight from partitions, without a consumer group, so a
-// rebuild (ARCHITECTURE §3) can replay and catch up as often as it likes without joining,
+// rebuild (docs/ARCHITECTURE.md, "Rebuild") can replay and catch up as often as it likes without joining,
 // rebalancing or committing for the live projector's group. It implements rebuild.EventLog.
 //
 // EndOffsets shares one admin client; every Read builds its own consuming client, so

@@ -9,7 +9,6 @@ import (
 	"math"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -32,8 +31,6 @@ const (
 	ReadModelMappingVersion = 2
 	// MaxDocumentsPage is the largest page ReadModel.Documents returns.
 	MaxDocumentsPage = 10_000
-
-	indexTimeFormat = "20060102_150405"
 )
 
 // Errors of the in-memory read model, named like the real adapters'.
@@ -132,7 +129,7 @@ func (m *ReadModel) EnsureAlias(context.Context) (index string, created bool, er
 func (m *ReadModel) createLocked() string {
 	t := m.cfg.Now().UTC().Truncate(time.Second)
 	for i := 0; ; i++ {
-		name := fmt.Sprintf("%s_v%d_%s", m.cfg.Alias, ReadModelMappingVersion, t.Add(time.Duration(i)*time.Second).Format(indexTimeFormat))
+		name := domain.IndexName(m.cfg.Alias, ReadModelMappingVersion, t.Add(time.Duration(i)*time.Second))
 		if _, taken := m.indices[name]; !taken {
 			m.indices[name] = map[string]memDoc{}
 			return name
@@ -141,20 +138,7 @@ func (m *ReadModel) createLocked() string {
 }
 
 func (m *ReadModel) parseName(name string) (int, time.Time, bool) {
-	re := regexp.MustCompile(`^` + regexp.QuoteMeta(m.cfg.Alias) + `_v([0-9]{1,6})_([0-9]{8}_[0-9]{6})$`)
-	sub := re.FindStringSubmatch(name)
-	if sub == nil {
-		return 0, time.Time{}, false
-	}
-	mv, err := strconv.Atoi(sub[1])
-	if err != nil {
-		return 0, time.Time{}, false
-	}
-	t, err := time.ParseInLocation(indexTimeFormat, sub[2], time.UTC)
-	if err != nil {
-		return 0, time.Time{}, false
-	}
-	return mv, t, true
+	return domain.ParseIndexName(m.cfg.Alias, name)
 }
 
 func (m *ReadModel) own(name string) error {

@@ -83,7 +83,7 @@ type OutboxTableStats struct {
 }
 
 // OutboxRetention deletes relayed outbox rows older than the retention: a background job of
-// the relay role (ARCHITECTURE §2: the outbox is a delivery buffer, not a history).
+// the relay role (docs/ARCHITECTURE.md, "Event path": the outbox is a delivery buffer, not a history).
 //
 // A row is deleted only when both hold:
 //   - it is relayed: at or before the relay consumer group's acked position of its lane in

@@ -17,9 +17,9 @@ import (
 var _ apprebuild.ProductSource = (*ProductSource)(nil)
 
 // ProductSource implements rebuild.ProductSource: the database as the default rebuild source
-// (ARCHITECTURE §3). It reads through pgx directly, which decodes rows in the binary format
-// and is markedly faster than database/sql for a full scan. Every read is one statement: no
-// transaction of a rebuild lives longer than a chunk.
+// (docs/ARCHITECTURE.md, "Rebuild"). It reads through pgx directly, which decodes rows in the
+// binary format and is markedly faster than database/sql for a full scan. Every read is one
+// statement: no transaction of a rebuild lives longer than a chunk.
 type ProductSource struct {
 	db *DB
 }

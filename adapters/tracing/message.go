@@ -67,7 +67,7 @@ func (p tracedPublisher) Publish(topic string, msgs ...*message.Message) error {
 		}
 		ctx, span := p.tracer.Start(parent, topic+" publish",
 			trace.WithSpanKind(trace.SpanKindProducer),
-			trace.WithAttributes(messageAttributes(topic, msg)...),
+			trace.WithAttributes(messageAttributes(semconv.MessagingOperationTypeSend, "send", topic, msg)...),
 		)
 		prop.Inject(ctx, carrier)
 		spans = append(spans, span)
@@ -83,14 +83,19 @@ func (p tracedPublisher) Publish(topic string, msgs ...*message.Message) error {
 	return err
 }
 
-// messageAttributes describes an event message for a producer span.
-func messageAttributes(topic string, msg *message.Message) []attribute.KeyValue {
+// messageAttributes describes an event message for a producer or consumer span: the OTel
+// messaging conventions plus the event's identity from the envelope metadata. Both sides of
+// the broker describe a message through this one function, so their spans always agree.
+func messageAttributes(op attribute.KeyValue, opName, topic string, msg *message.Message) []attribute.KeyValue {
 	attrs := []attribute.KeyValue{
 		semconv.MessagingSystemKafka,
-		semconv.MessagingOperationTypeSend,
-		semconv.MessagingOperationName("send"),
+		op,
+		semconv.MessagingOperationName(opName),
 		semconv.MessagingDestinationName(topic),
 		semconv.MessagingMessageID(msg.UUID),
+	}
+	if v := msg.Metadata.Get(envelope.MetaEventID); v != "" {
+		attrs = append(attrs, attribute.String("catalog.event.id", v))
 	}
 	if v := msg.Metadata.Get(envelope.MetaEventType); v != "" {
 		attrs = append(attrs, attribute.String("catalog.event.type", v))

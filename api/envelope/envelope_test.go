@@ -49,7 +49,7 @@ func TestRoundTripAndContract(t *testing.T) {
 			msg.Metadata.Get(envelope.MetaEventType) != string(e.Type) {
 			t.Fatalf("metadata %v does not mirror the event", msg.Metadata)
 		}
-		// The public contract (ARCHITECTURE §6): these top-level fields, RFC 3339 UTC times.
+		// The public contract (docs/ARCHITECTURE.md, "Public contract"): these top-level fields, RFC 3339 UTC times.
 		var raw map[string]any
 		if err := json.Unmarshal(msg.Payload, &raw); err != nil {
 			t.Fatal(err)

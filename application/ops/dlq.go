@@ -16,10 +16,9 @@ import (
 	"time"
 )
 
-// DLQ header names. The projector (ports/projector) stamps them on every dead-lettered
-// message; Watermill's poison-queue middleware adds the *_poisoned ones. They are the DLQ's
-// wire contract, repeated here because the application layer cannot import a port; a
-// component test checks that both agree.
+// DLQ header names: the DLQ's wire contract, owned here. The projector (ports/projector)
+// stamps them on every dead-lettered message, the DLQ tooling reads them; Watermill's
+// poison-queue middleware adds the *_poisoned ones.
 const (
 	DLQHeaderErrorClass        = "dlq_error_class"
 	DLQHeaderReason            = "dlq_reason"

@@ -1,4 +1,4 @@
-// Package ops holds the operator's use cases (issue 6, the runbook's "operational checks"
+// Package ops holds the operator's use cases (the runbook's "operational checks"
 // made executable): Status, one look at the pipeline's health (outbox backlog, relay
 // positions, projector lag, alias and mapping, counts, DLQ depth, the last rebuild, long
 // transactions) judged against thresholds, and Verify, a full comparison of the system of

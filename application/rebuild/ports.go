@@ -1,5 +1,5 @@
 // Package rebuild is the use case that makes a projection rebuild a safe, observable,
-// one-command operation (ARCHITECTURE §3): a new index with the current mapping, filled from a
+// one-command operation (docs/ARCHITECTURE.md, "Rebuild"): a new index with the current mapping, filled from a
 // consistent source, caught up with live events, validated against the system of record and
 // made live by one atomic alias switch; one rebuild at a time across every replica.
 //

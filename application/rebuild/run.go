@@ -25,9 +25,10 @@ type runner struct {
 // the rebuild is left for a replica to resume.
 var errHandOff = errors.New("the process running the rebuild is shutting down")
 
-// run executes the rebuild's strict order (create index, capture offsets, fill, catch up,
-// validate, switch, drain) and records every step. A record that already went part of the way
-// (a resumed rebuild) goes on from its phase: what was done is not done again. Whatever happens, the new index gets its normal settings back and, unless it
+// run executes the strict order of docs/ARCHITECTURE.md, "Rebuild" (create index, capture
+// offsets, fill, catch up, validate, switch, drain) and records every step. A record that
+// already went part of the way (a resumed rebuild) goes on from its phase: what was done is
+// not done again. Whatever happens, the new index gets its normal settings back and, unless it
 // went live or the rebuild is handed off, is deleted; the alias is only ever touched by the
 // one atomic switch.
 //

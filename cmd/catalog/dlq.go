@@ -21,7 +21,6 @@ import (
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/application/ops"
-	"github.com/marketplace/catalog/ports/projector"
 	"github.com/marketplace/catalog/service"
 	"github.com/marketplace/catalog/wiring"
 )
@@ -86,7 +85,7 @@ func (f *dlqFilterFlags) bind(cmd *cobra.Command) {
 }
 
 // dlqKnownClasses are the classes this build's projector dead-letters with.
-var dlqKnownClasses = projector.DeadLetterClasses()
+var dlqKnownClasses = ops.DeadLetterClasses()
 
 // filter builds the filter; a class this build does not know is warned about on warn (a
 // typo would silently select nothing) but allowed, since older or newer builds may differ.
@@ -95,7 +94,7 @@ func (f *dlqFilterFlags) filter(now time.Time, warn io.Writer) (ops.DLQFilter, e
 	for _, c := range f.classes {
 		if c = strings.TrimSpace(c); c != "" {
 			out.Classes = append(out.Classes, c)
-			if !slices.ContainsFunc(dlqKnownClasses, func(k projector.Class) bool { return strings.EqualFold(string(k), c) }) {
+			if !slices.ContainsFunc(dlqKnownClasses, func(k ops.FailureClass) bool { return strings.EqualFold(string(k), c) }) {
 				fmt.Fprintf(warn, "warning: --class %q is not a class this build dead-letters with (%v)\n", c, dlqKnownClasses)
 			}
 		}

@@ -17,7 +17,7 @@ func newRootCmd() *cobra.Command {
 		Short: "Product catalog: Postgres system of record, outbox relay to Kafka, search read models",
 		Long: `catalog runs the product domain of a marketplace as CQRS on an event log.
 
-Every setting comes from the environment (ARCHITECTURE §6 names) and can be overridden by the
+Every setting comes from the environment (the names of docs/ARCHITECTURE.md, "Public contract") and can be overridden by the
 flag of the same meaning. Values are parsed strictly: a malformed or out-of-range value stops
 the command with exit code 2 and one line per bad variable, naming it and its value; an empty
 variable counts as unset. Run 'catalog <command> --help' for a command's flags.`,

@@ -5,7 +5,7 @@ import "time"
 // EventType names a domain event on product.events.
 type EventType string
 
-// The product event types (ARCHITECTURE §6).
+// The product event types (docs/ARCHITECTURE.md, "Public contract").
 const (
 	EventCreated      EventType = "product.created"
 	EventUpdated      EventType = "product.updated"

@@ -12,7 +12,7 @@ import (
 // Source is where a rebuild reads the full state from.
 type Source string
 
-// Rebuild sources (ARCHITECTURE §3): the database by default; Kafka on request, for topics
+// Rebuild sources (docs/ARCHITECTURE.md, "Rebuild"): the database by default; Kafka on request, for topics
 // that keep full history.
 const (
 	SourceDatabase Source = "database"
@@ -30,7 +30,7 @@ func ParseSource(s string) (Source, error) {
 	return "", fmt.Errorf("%w: source %q (want database or kafka)", ErrInvalid, s)
 }
 
-// Phase is a step of a rebuild, in the strict order of ARCHITECTURE §3.
+// Phase is a step of a rebuild, in the strict order of docs/ARCHITECTURE.md, "Rebuild".
 type Phase string
 
 // The phases. A rebuild moves forward through them and ends in one of the terminal phases.

@@ -251,7 +251,7 @@ func runApply(t *testing.T, newFixture func(t *testing.T) Fixture) {
 
 	// An equal version is the same event again (one event per version carries the full
 	// state), so re-applying it must leave the document as it is. Elasticsearch's
-	// external_gte (ARCHITECTURE §2) re-writes it with the same content; other adapters may
+	// external_gte (docs/ARCHITECTURE.md, "Guarantees") re-writes it with the same content; other adapters may
 	// skip the write. Two different states at one version cannot occur and are not pinned.
 	t.Run("equal version is idempotent", func(t *testing.T) {
 		e := setup(t, newFixture, true)

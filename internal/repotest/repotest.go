@@ -2,7 +2,7 @@
 // Postgres system of record and the in-memory adapter of the application tests run the same
 // cases, so a use case tested on memory behaves the same on Postgres.
 //
-// The contract covers what the use cases and the event log rely on (ARCHITECTURE §2): round
+// The contract covers what the use cases and the event log rely on (docs/ARCHITECTURE.md, "Guarantees"): round
 // trips at microsecond precision, SKU uniqueness among live products, idempotency keys,
 // optimistic concurrency, tombstones, and exactly one event per version carrying the full state,
 // with no event without a change and no change without an event.

@@ -9,7 +9,7 @@ import (
 
 // Defaults of Config.
 const (
-	// DefaultAddr matches GRPC_ADDR's documented default (ARCHITECTURE §6).
+	// DefaultAddr matches GRPC_ADDR's documented default (docs/ARCHITECTURE.md, "Public contract").
 	DefaultAddr = "127.0.0.1:9090"
 	// DefaultShutdownTimeout stays below Kubernetes' 30 s termination grace period, like the
 	// HTTP port's, so both ports finish within one grace period.

@@ -29,7 +29,7 @@ var phaseToProto = map[rebuild.Phase]projectionv1.RebuildPhase{
 	rebuild.PhaseCancelled:   projectionv1.RebuildPhase_REBUILD_PHASE_CANCELLED,
 }
 
-// sourceFromProto accepts UNSPECIFIED as the database (ARCHITECTURE §3: the database is the
+// sourceFromProto accepts UNSPECIFIED as the database (docs/ARCHITECTURE.md, "Rebuild": the database is the
 // default) and refuses values this server does not know, instead of guessing.
 func sourceFromProto(s projectionv1.RebuildSource) (rebuild.Source, error) {
 	switch s {

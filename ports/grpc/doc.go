@@ -1,5 +1,5 @@
 // Package grpcport is the gRPC admin port of the catalog: the ProjectionAdmin service that
-// rebuilds the search read model and manages its indices (ARCHITECTURE §3, §6), plus the
+// rebuilds the search read model and manages its indices (docs/ARCHITECTURE.md, "Rebuild", "Public contract"), plus the
 // standard health and reflection services so that grpcurl and load balancers work without a
 // copy of the .proto files.
 //

@@ -11,7 +11,7 @@ import (
 // connection and a goroutine; they are generous for a JSON API whose bodies are at most
 // MaxBodyBytes.
 const (
-	// DefaultAddr matches HTTP_ADDR's documented default (ARCHITECTURE §6).
+	// DefaultAddr matches HTTP_ADDR's documented default (docs/ARCHITECTURE.md, "Public contract").
 	DefaultAddr = "127.0.0.1:8080"
 	// DefaultMaxBodyBytes is 1 MiB: a product at every field limit is far smaller.
 	DefaultMaxBodyBytes = 1 << 20

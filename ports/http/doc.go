@@ -5,7 +5,7 @@
 // failures as sentinel errors; this package maps them to RFC 9457 problem documents so that
 // every other port (gRPC, CLI) can map the same errors its own way.
 //
-// The public contract (ARCHITECTURE §6) is written down in openapi.yaml, embedded in the
+// The public contract (docs/ARCHITECTURE.md, "Public contract") is written down in openapi.yaml, embedded in the
 // binary and served at GET /openapi.yaml. Tests compare the document with the routes the
 // router really registers, so the two cannot drift apart.
 package httpport

@@ -16,7 +16,7 @@ import (
 // productsPath is the collection; Location headers are built from it.
 const productsPath = "/v1/products"
 
-// productJSON is a product on the wire (ARCHITECTURE §6). It is a separate type from the
+// productJSON is a product on the wire (docs/ARCHITECTURE.md, "Public contract"). It is a separate type from the
 // aggregate so that renaming a Go field can never change the public contract.
 type productJSON struct {
 	ID          string            `json:"id"`

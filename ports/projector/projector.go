@@ -30,24 +30,12 @@ import (
 
 	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/application/command"
+	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/domain/product"
 )
 
 // HandlerName names the projector's handler in logs, metrics and DLQ headers.
 const HandlerName = "product_search_projector"
-
-// DLQ headers added to a dead-lettered message, beside Watermill's reason_poisoned,
-// topic_poisoned, handler_poisoned and subscriber_poisoned.
-const (
-	HeaderErrorClass = "dlq_error_class"
-	HeaderReason     = "dlq_reason"
-	HeaderHandler    = "dlq_handler"
-	HeaderTopic      = "dlq_original_topic"
-	HeaderPartition  = "dlq_original_partition"
-	HeaderOffset     = "dlq_original_offset"
-	HeaderAttempts   = "dlq_attempts"
-	HeaderFailedAt   = "dlq_failed_at"
-)
 
 // Config configures the projector.
 type Config struct {
@@ -201,7 +189,7 @@ func New(cfg Config, sub message.Subscriber, dlq message.Publisher, project comm
 			ResetContextOnRetry: true,
 			ShouldRetry: func(p middleware.RetryParams) bool {
 				c := Classify(p.Err)
-				if c == ClassTransient {
+				if c == ops.ClassTransient {
 					obs.Retried()
 					if p.RetryNum == 0 || p.RetryNum%20 == 0 {
 						log.Warn("projector: transient failure, retrying until it clears", "err", p.Err, "retry", p.RetryNum, "next_in", p.Delay)
@@ -259,55 +247,28 @@ func (h handler) handle(msg *message.Message) error {
 	return nil
 }
 
-// Class is the kind of a projection failure.
-type Class string
-
-// Failure classes. Only ClassTransient is retried; ClassCanceled is neither retried nor
-// dead-lettered (the message is redelivered after a restart); every other class is permanent.
-const (
-	ClassNone        Class = ""
-	ClassTransient   Class = "transient"
-	ClassCanceled    Class = "canceled"
-	ClassUndecodable Class = "undecodable"
-	ClassUnsupported Class = "unsupported"
-	ClassValidation  Class = "validation"
-	ClassRejected    Class = "rejected"
-	ClassPanic       Class = "panic"
-)
-
-// DeadLetterClasses are the classes a message can be dead-lettered with, for metrics that
-// start every class at zero and for the DLQ tooling's filters.
-func DeadLetterClasses() []Class {
-	return []Class{ClassUndecodable, ClassUnsupported, ClassValidation, ClassRejected, ClassPanic}
-}
-
-// Permanent reports whether retrying cannot help.
-func (c Class) Permanent() bool {
-	return c != ClassNone && c != ClassTransient && c != ClassCanceled
-}
-
 // Classify sorts an error into a failure class. Unknown errors are transient: an
 // infrastructure failure that is retried forever is visible (lag, logs) and harmless, while
 // a healthy event sent to the DLQ by mistake silently diverges the read model.
-func Classify(err error) Class {
+func Classify(err error) ops.FailureClass {
 	var panicErr middleware.RecoveredPanicError
 	switch {
 	case err == nil:
-		return ClassNone
+		return ops.ClassNone
 	case errors.As(err, &panicErr):
-		return ClassPanic
+		return ops.ClassPanic
 	case errors.Is(err, envelope.ErrUndecodable):
-		return ClassUndecodable
+		return ops.ClassUndecodable
 	case errors.Is(err, envelope.ErrUnsupported):
-		return ClassUnsupported
+		return ops.ClassUnsupported
 	case errors.Is(err, command.ErrProjectionRejected):
-		return ClassRejected
+		return ops.ClassRejected
 	case errors.Is(err, product.ErrInvalid), errors.Is(err, product.ErrInvalidID):
-		return ClassValidation
+		return ops.ClassValidation
 	case errors.Is(err, context.Canceled):
-		return ClassCanceled
+		return ops.ClassCanceled
 	default:
-		return ClassTransient
+		return ops.ClassTransient
 	}
 }
 
@@ -336,18 +297,18 @@ func annotate(topic string, position func(context.Context) (int32, int64, bool),
 				return out, err
 			}
 			ctx := msg.Context()
-			msg.Metadata.Set(HeaderErrorClass, string(class))
-			msg.Metadata.Set(HeaderReason, err.Error())
-			msg.Metadata.Set(HeaderHandler, HandlerName)
-			msg.Metadata.Set(HeaderTopic, topic)
+			msg.Metadata.Set(ops.DLQHeaderErrorClass, string(class))
+			msg.Metadata.Set(ops.DLQHeaderReason, err.Error())
+			msg.Metadata.Set(ops.DLQHeaderHandler, HandlerName)
+			msg.Metadata.Set(ops.DLQHeaderOriginalTopic, topic)
 			if p, o, ok := position(ctx); ok {
-				msg.Metadata.Set(HeaderPartition, strconv.Itoa(int(p)))
-				msg.Metadata.Set(HeaderOffset, strconv.FormatInt(o, 10))
+				msg.Metadata.Set(ops.DLQHeaderOriginalPartition, strconv.Itoa(int(p)))
+				msg.Metadata.Set(ops.DLQHeaderOriginalOffset, strconv.FormatInt(o, 10))
 			}
-			msg.Metadata.Set(HeaderAttempts, strconv.FormatInt(attempts.Load(), 10))
-			msg.Metadata.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
+			msg.Metadata.Set(ops.DLQHeaderAttempts, strconv.FormatInt(attempts.Load(), 10))
+			msg.Metadata.Set(ops.DLQHeaderFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
 			log.Warn("projector: permanent failure, sending the message to the DLQ",
-				"class", class, "err", err, "partition", msg.Metadata.Get(HeaderPartition), "offset", msg.Metadata.Get(HeaderOffset))
+				"class", class, "err", err, "partition", msg.Metadata.Get(ops.DLQHeaderOriginalPartition), "offset", msg.Metadata.Get(ops.DLQHeaderOriginalOffset))
 			return out, err
 		}
 	}
@@ -374,7 +335,7 @@ func (r *dlqRetrier) Publish(topic string, msgs ...*message.Message) error {
 		err := r.pub.Publish(topic, msgs...)
 		if err == nil {
 			for _, m := range msgs {
-				r.obs.DeadLettered(m.Metadata.Get(HeaderErrorClass))
+				r.obs.DeadLettered(m.Metadata.Get(ops.DLQHeaderErrorClass))
 			}
 			return nil
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/marketplace/catalog/api/envelope"
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/decorator"
+	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/ports/projector"
 )
@@ -186,13 +187,13 @@ func TestPoisonMessagesGoToDLQOnceWithHeadersAndConsumerContinues(t *testing.T) 
 			if _, dup := got[string(m.Payload)]; dup {
 				t.Errorf("message dead-lettered twice: %s", m.Payload)
 			}
-			got[string(m.Payload)] = m.Metadata.Get(projector.HeaderErrorClass)
-			for _, h := range []string{projector.HeaderReason, projector.HeaderHandler, projector.HeaderTopic, projector.HeaderAttempts, projector.HeaderFailedAt, "reason_poisoned"} {
+			got[string(m.Payload)] = m.Metadata.Get(ops.DLQHeaderErrorClass)
+			for _, h := range []string{ops.DLQHeaderReason, ops.DLQHeaderHandler, ops.DLQHeaderOriginalTopic, ops.DLQHeaderAttempts, ops.DLQHeaderFailedAt, "reason_poisoned"} {
 				if m.Metadata.Get(h) == "" {
 					t.Errorf("DLQ message lacks header %s: %v", h, m.Metadata)
 				}
 			}
-			if a := m.Metadata.Get(projector.HeaderAttempts); a != "1" {
+			if a := m.Metadata.Get(ops.DLQHeaderAttempts); a != "1" {
 				t.Errorf("permanent failure attempted %s times, want 1 (no retries)", a)
 			}
 		case <-timeout:
@@ -226,21 +227,21 @@ func TestTransientFailuresAreRetriedNeverDeadLettered(t *testing.T) {
 }
 
 func TestClassify(t *testing.T) {
-	cases := map[projector.Class]error{
-		projector.ClassNone:        nil,
-		projector.ClassTransient:   errors.New("dial tcp: connection refused"),
-		projector.ClassCanceled:    fmt.Errorf("x: %w", context.Canceled),
-		projector.ClassUndecodable: fmt.Errorf("x: %w", envelope.ErrUndecodable),
-		projector.ClassUnsupported: fmt.Errorf("x: %w", envelope.ErrUnsupported),
-		projector.ClassRejected:    fmt.Errorf("x: %w", command.ErrProjectionRejected),
-		projector.ClassValidation:  &product.ValidationError{},
+	cases := map[ops.FailureClass]error{
+		ops.ClassNone:        nil,
+		ops.ClassTransient:   errors.New("dial tcp: connection refused"),
+		ops.ClassCanceled:    fmt.Errorf("x: %w", context.Canceled),
+		ops.ClassUndecodable: fmt.Errorf("x: %w", envelope.ErrUndecodable),
+		ops.ClassUnsupported: fmt.Errorf("x: %w", envelope.ErrUnsupported),
+		ops.ClassRejected:    fmt.Errorf("x: %w", command.ErrProjectionRejected),
+		ops.ClassValidation:  &product.ValidationError{},
 	}
 	for want, err := range cases {
 		if got := projector.Classify(err); got != want {
 			t.Errorf("Classify(%v) = %q, want %q", err, got, want)
 		}
 	}
-	if projector.ClassTransient.Permanent() || projector.ClassCanceled.Permanent() || !projector.ClassRejected.Permanent() {
+	if ops.ClassTransient.Permanent() || ops.ClassCanceled.Permanent() || !ops.ClassRejected.Permanent() {
 		t.Error("Permanent() disagrees with the retry policy")
 	}
 }

@@ -1,4 +1,4 @@
-// The on-call engineer's questions to a running catalog (issue 6; the runbook's operational
+// The on-call engineer's questions to a running catalog (the runbook's operational
 // checks made executable): is the pipeline healthy, and does the read model hold exactly
 // what the database holds? `catalog status` and `catalog verify` are clients of this service;
 // it is served on the gRPC admin port (GRPC_ADDR) next to ProjectionAdmin, because the

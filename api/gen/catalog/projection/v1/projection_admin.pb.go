@@ -1,4 +1,4 @@
-// The operator's port for the search read model (ARCHITECTURE §3, §4, §6): rebuild it with
+// The operator's port for the search read model (docs/ARCHITECTURE.md, "Rebuild", "Search index rules", "Public contract"): rebuild it with
 // no downtime for readers, follow the rebuild, and manage the versioned indices behind the
 // alias. `catalog rebuild` and `catalog index` are clients of this service; grpcurl works too,
 // because the server registers reflection.
@@ -28,7 +28,7 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// RebuildSource is where a rebuild reads the full state from (ARCHITECTURE §3).
+// RebuildSource is where a rebuild reads the full state from (docs/ARCHITECTURE.md, "Rebuild").
 type RebuildSource int32
 
 const (

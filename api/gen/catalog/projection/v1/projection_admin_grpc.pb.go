@@ -1,4 +1,4 @@
-// The operator's port for the search read model (ARCHITECTURE §3, §4, §6): rebuild it with
+// The operator's port for the search read model (docs/ARCHITECTURE.md, "Rebuild", "Search index rules", "Public contract"): rebuild it with
 // no downtime for readers, follow the rebuild, and manage the versioned indices behind the
 // alias. `catalog rebuild` and `catalog index` are clients of this service; grpcurl works too,
 // because the server registers reflection.

@@ -1,4 +1,4 @@
-package projector_test
+package tracing_test
 
 import (
 	"context"
@@ -14,8 +14,9 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 
+	"github.com/marketplace/catalog/adapters/tracing"
 	"github.com/marketplace/catalog/api/envelope"
-	"github.com/marketplace/catalog/ports/projector"
+	"github.com/marketplace/catalog/application/ops"
 )
 
 func tracingRig(t *testing.T) (*tracetest.SpanRecorder, trace.TracerProvider, message.HandlerMiddleware) {
@@ -23,11 +24,13 @@ func tracingRig(t *testing.T) (*tracetest.SpanRecorder, trace.TracerProvider, me
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	mw := projector.Tracing(projector.TracingConfig{
+	mw := tracing.ConsumerMiddleware(tracing.ConsumerConfig{
 		TracerProvider: tp,
 		Propagator:     propagation.TraceContext{},
 		Topic:          "product.events",
 		ConsumerGroup:  "catalog-projector",
+		Position:       func(context.Context) (int32, int64, bool) { return 3, 42, true },
+		Classify:       func(error) ops.FailureClass { return ops.ClassTransient },
 	})
 	return rec, tp, mw
 }
@@ -64,7 +67,7 @@ func attrOf(s sdktrace.ReadOnlySpan, key string) string {
 
 // TestTracingContinuesTheProducersTrace: the consumer span is a child of the span whose
 // context the message carries, and the handler's own spans are children of the consumer span.
-func TestTracingContinuesTheProducersTrace(t *testing.T) {
+func TestConsumerMiddlewareContinuesTheProducersTrace(t *testing.T) {
 	rec, tp, mw := tracingRig(t)
 	producerCtx, producer := tp.Tracer("test").Start(context.Background(), "relay publish")
 	producer.End()
@@ -92,6 +95,7 @@ func TestTracingContinuesTheProducersTrace(t *testing.T) {
 		"messaging.system": "kafka", "messaging.operation.type": "process", "messaging.destination.name": "product.events",
 		"messaging.consumer.group.name": "catalog-projector", "messaging.message.id": "m-1",
 		"catalog.event.id": "e-1", "catalog.event.type": "ProductCreated", "catalog.aggregate.id": "p-1", "catalog.aggregate.version": "7",
+		"messaging.destination.partition.id": "3", "messaging.kafka.offset": "42",
 	} {
 		if got := attrOf(process, k); got != want {
 			t.Errorf("%s = %q, want %q", k, got, want)
@@ -102,7 +106,7 @@ func TestTracingContinuesTheProducersTrace(t *testing.T) {
 	}
 }
 
-func TestTracingWithoutContextStartsARootSpan(t *testing.T) {
+func TestConsumerMiddlewareWithoutContextStartsARootSpan(t *testing.T) {
 	rec, _, mw := tracingRig(t)
 	if _, err := mw(func(*message.Message) ([]*message.Message, error) { return nil, nil })(eventMessage(context.Background())); err != nil {
 		t.Fatal(err)
@@ -112,20 +116,20 @@ func TestTracingWithoutContextStartsARootSpan(t *testing.T) {
 	}
 }
 
-func TestTracingMarksFailuresAndDeadLetters(t *testing.T) {
+func TestConsumerMiddlewareMarksFailuresAndDeadLetters(t *testing.T) {
 	rec, _, mw := tracingRig(t)
 	_, _ = mw(func(*message.Message) ([]*message.Message, error) {
 		return nil, errors.New("search cluster: connection refused")
 	})(eventMessage(context.Background()))
 	failed := rec.Ended()[0]
-	if failed.Status().Code != codes.Error || attrOf(failed, "error.type") != string(projector.ClassTransient) {
+	if failed.Status().Code != codes.Error || attrOf(failed, "error.type") != string(ops.ClassTransient) {
 		t.Errorf("failed span status %v error.type %q", failed.Status(), attrOf(failed, "error.type"))
 	}
 
 	// What annotate and the poison queue leave behind: DLQ headers on the message, error nil.
 	_, _ = mw(func(msg *message.Message) ([]*message.Message, error) {
-		msg.Metadata.Set(projector.HeaderErrorClass, string(projector.ClassUndecodable))
-		msg.Metadata.Set(projector.HeaderReason, "not an event")
+		msg.Metadata.Set(ops.DLQHeaderErrorClass, string(ops.ClassUndecodable))
+		msg.Metadata.Set(ops.DLQHeaderReason, "not an event")
 		return nil, nil
 	})(eventMessage(context.Background()))
 	dead := rec.Ended()[1]
@@ -134,11 +138,11 @@ func TestTracingMarksFailuresAndDeadLetters(t *testing.T) {
 	}
 }
 
-func TestTracingIsAPassThroughWhenDisabled(t *testing.T) {
+func TestConsumerMiddlewareIsAPassThroughWhenDisabled(t *testing.T) {
 	_, tp, _ := tracingRig(t)
 	producerCtx, producer := tp.Tracer("test").Start(context.Background(), "relay publish")
 	producer.End()
-	mw := projector.Tracing(projector.TracingConfig{TracerProvider: noop.NewTracerProvider()})
+	mw := tracing.ConsumerMiddleware(tracing.ConsumerConfig{TracerProvider: noop.NewTracerProvider()})
 	_, _ = mw(func(msg *message.Message) ([]*message.Message, error) {
 		if trace.SpanContextFromContext(msg.Context()).IsValid() {
 			t.Error("a disabled tracer still extracted the trace context into the message")
