@@ -23,7 +23,7 @@ plants=(
   "service adapters/postgres"
   "service ports/http"
   "application adapters/metrics"
-  "application/ops adapters/tracing"
+  "application/ops adapters/datadir"
   "domain/product github.com/jackc/pgx/v5"
   "api/envelope application/command"
   "ports/http ports/grpc"
