@@ -13,6 +13,7 @@ BENCH_FLAGS   ?= -run '^$$' -bench . -benchtime 1x -timeout 60m
 
 include mk/deps.mk
 include mk/proto.mk
+include mk/drill.mk
 
 # `make deps` (recipe in mk/deps.mk) starts PostgreSQL 5432, Kafka 9094 and OpenSearch 9200.
 deps:

@@ -242,7 +242,11 @@ func newApplication(b *testing.B, db *postgres.DB, topic string, log *slog.Logge
 	if err != nil {
 		b.Fatal(err)
 	}
-	byID, err := query.NewProductByIDHandler(repo, deps)
+	waiter, err := query.NewVersionWaiter(repo, query.VersionWaiterConfig{ReadModel: "products"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	byID, err := query.NewProductByIDHandler(repo, waiter, deps)
 	if err != nil {
 		b.Fatal(err)
 	}

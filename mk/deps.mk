@@ -3,7 +3,7 @@
 # Included by the top-level Makefile; see docs/deps.md. Downloads go to ~/.m2, state to .deps/.
 
 DEPS_SH := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/../scripts/deps.sh)
-DEPS_SCRIPTS := $(DEPS_SH) $(wildcard $(dir $(DEPS_SH))deps/*.sh) $(dir $(DEPS_SH))lint-layers.sh
+DEPS_SCRIPTS := $(DEPS_SH) $(wildcard $(dir $(DEPS_SH))deps/*.sh) $(dir $(DEPS_SH))drill.sh $(dir $(DEPS_SH))lint-layers.sh
 
 .PHONY: deps deps-stop deps-env deps-status deps-cluster deps-cluster-stop deps-cluster-env deps-cluster-status deps-lint
 
@@ -34,7 +34,7 @@ deps-cluster-status: ## Show each cluster member (pid, memory, ports) and the cl
 # `make lint` checks the deps scripts too. shellcheck comes from apt: CI installs it when it is
 # missing (a lint that silently skips there would hide broken scripts); elsewhere it is optional.
 lint: deps-lint
-deps-lint: ## bash -n and shellcheck on scripts/deps.sh and scripts/deps/*.sh
+deps-lint: ## bash -n and shellcheck on scripts/deps.sh, scripts/deps/*.sh, scripts/drill.sh and scripts/lint-layers.sh
 	@for f in $(DEPS_SCRIPTS); do bash -n "$$f" || exit 1; done
 	@if ! command -v shellcheck >/dev/null 2>&1 && [ "$${CI:-}" = true ] && [ "$$(id -u)" = 0 ]; then \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq shellcheck) >/dev/null 2>&1 || true; \

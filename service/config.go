@@ -57,6 +57,23 @@ type Config struct {
 	// TopicPartitions is the partition count used when the service creates its topics
 	// (TOPIC_PARTITIONS); it bounds how many partitions the projector processes in parallel.
 	TopicPartitions int
+	// TopicReplicationFactor is the replication factor of topics the service creates
+	// (TOPIC_REPLICATION_FACTOR); 0 takes the brokers' default.replication.factor. Existing
+	// topics are never changed.
+	TopicReplicationFactor int
+	// TopicMinInsyncReplicas is min.insync.replicas of topics the service creates
+	// (TOPIC_MIN_INSYNC_REPLICAS): with acks=all, a write is acknowledged only once this
+	// many replicas have it. 0 takes the brokers' default.
+	TopicMinInsyncReplicas int
+	// SearchShards is index.number_of_shards of new read-model indices (SEARCH_SHARDS); a
+	// change reaches the live index through a rebuild.
+	SearchShards int
+	// SearchReplicas is index.number_of_replicas of read-model indices (SEARCH_REPLICAS); nil
+	// ("auto") expands from 0 to 1 replica with the number of data nodes.
+	SearchReplicas *int
+	// Roles are the roles `catalog serve` runs (CATALOG_ROLES): api, relay, projector and
+	// admin; all of them by default.
+	Roles []string
 	// OutboxLanes is the number of outbox lanes (OUTBOX_LANES); writers and relays must agree.
 	OutboxLanes int
 	// RelayPollInterval is the relay's fallback poll interval (RELAY_POLL_INTERVAL); commits
@@ -168,6 +185,7 @@ const (
 	DefaultProjectorSessionTimeout = 6 * time.Second
 	DefaultSearchRefreshInterval   = time.Second
 	DefaultTopicPartitions         = 12
+	DefaultSearchShards            = 1
 	DefaultOutboxLanes             = 16
 	DefaultRelayPollInterval       = 100 * time.Millisecond
 	DefaultRelayBatchSize          = 1000
@@ -209,6 +227,12 @@ func (c *Config) SetDefaults() {
 	zero(&c.ShutdownTimeout, DefaultShutdownTimeout)
 	if c.TopicPartitions == 0 {
 		c.TopicPartitions = DefaultTopicPartitions
+	}
+	if c.SearchShards == 0 {
+		c.SearchShards = DefaultSearchShards
+	}
+	if len(c.Roles) == 0 {
+		c.Roles = slices.Clone(AllRoles)
 	}
 	if c.OutboxLanes == 0 {
 		c.OutboxLanes = DefaultOutboxLanes
@@ -277,6 +301,12 @@ func (c Config) Validate() error {
 	intIn("TOPIC_PARTITIONS", c.TopicPartitions, 1, 1000)
 	intIn("OUTBOX_LANES", c.OutboxLanes, 1, 64)
 	intIn("RELAY_BATCH_SIZE", c.RelayBatchSize, 1, 100_000)
+	intIn("SEARCH_SHARDS", c.SearchShards, 1, 1024)
+	if c.SearchReplicas != nil {
+		intIn("SEARCH_REPLICAS", *c.SearchReplicas, 0, 32)
+	}
+	c.validateReplication(bad)
+	c.validateRoles(bad)
 	durIn := func(name string, v, lo, hi time.Duration) {
 		switch {
 		case hi == 0 && v < lo:

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	wkafka "github.com/ThreeDotsLabs/watermill-kafka/v3/pkg/kafka"
@@ -49,13 +50,12 @@ var KafkaSet = wire.NewSet(provideKafka, provideKafkaPublisher)
 var ApplicationSet = wire.NewSet(
 	provideProductRepository,
 	wire.Bind(new(product.Repository), new(*postgres.ProductRepository)),
-	wire.Bind(new(query.ProductByIDReadModel), new(*postgres.ProductRepository)),
 	provideClock,
 	provideDecoratorDeps,
 	command.NewCreateProductHandler,
 	command.NewUpdateProductHandler,
 	command.NewDeleteProductHandler,
-	query.NewProductByIDHandler,
+	provideProductByIDHandler,
 	provideProjectHandler,
 	provideSearchHandler,
 	wire.Struct(new(application.Commands), "*"),
@@ -69,6 +69,7 @@ var ObservabilitySet = wire.NewSet(
 	metrics.NewRegistry,
 	metrics.NewRelayMetrics,
 	metrics.NewProjectorMetrics,
+	metrics.NewReadYourWritesMetrics,
 	wire.Bind(new(decorator.MetricsClient), new(*metrics.Registry)),
 )
 
@@ -96,7 +97,11 @@ func provideDB(ctx context.Context, cfg service.Config) (*postgres.DB, func(), e
 	return db, db.Close, nil
 }
 
-func provideKafkaPublisher(kc kafka.Config, log *slog.Logger) (*wkafka.Publisher, func(), error) {
+// provideKafkaPublisher is the relay's producer; nil in a process without the relay role.
+func provideKafkaPublisher(cfg service.Config, kc kafka.Config, log *slog.Logger) (*wkafka.Publisher, func(), error) {
+	if !cfg.Runs(service.RoleRelay) {
+		return nil, func() {}, nil
+	}
 	pub, err := kafka.NewPublisher(kc, log)
 	if err != nil {
 		return nil, nil, err
@@ -129,12 +134,23 @@ type ReadModel struct {
 	Search query.ProductSearchReadModel
 	// Target is where rebuilds build new indices; nil without a read model.
 	Target apprebuild.Target
+	// Versions tells which versions searches see, for reads that wait for their own writes;
+	// nil without a read model.
+	Versions query.VisibleVersionsReader
+	// Cluster reports the search cluster's health; nil for the embedded engine, which has
+	// no cluster.
+	Cluster ops.SearchCluster
 }
 
 // ReadModelSet provides the search read model.
 var ReadModelSet = wire.NewSet(provideReadModel)
 
 func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger) (ReadModel, func(), error) {
+	if !cfg.NeedsSearch() {
+		// A relay-only replica never touches the search cluster, so its outage cannot
+		// keep the relay from starting.
+		return ReadModel{}, func() {}, nil
+	}
 	if cfg.ElasticsearchURL == "" {
 		return provideEmbeddedReadModel(ctx, cfg, log)
 	}
@@ -175,7 +191,7 @@ func provideReadModel(ctx context.Context, cfg service.Config, log *slog.Logger)
 			log.Error("closing the rebuild bulk indexer", "err", err)
 		}
 	}
-	return ReadModel{Projection: projection, Search: search, Target: target}, cleanup, nil
+	return ReadModel{Projection: projection, Search: search, Target: target, Versions: search, Cluster: target}, cleanup, nil
 }
 
 // extendLiveIndex gives a live index of an older mapping version the fields this release
@@ -223,7 +239,7 @@ func provideEmbeddedReadModel(ctx context.Context, cfg service.Config, log *slog
 			log.Error("closing the embedded search engine", "err", err)
 		}
 	}
-	return ReadModel{Projection: store, Search: store, Target: store}, cleanup, nil
+	return ReadModel{Projection: store, Search: store, Target: store, Versions: store}, cleanup, nil
 }
 
 func provideProjectHandler(rm ReadModel, deps decorator.Deps) (command.ProjectProductEventHandler, error) {
@@ -233,15 +249,29 @@ func provideProjectHandler(rm ReadModel, deps decorator.Deps) (command.ProjectPr
 	return command.NewProjectProductEventHandler(rm.Projection, deps)
 }
 
-func provideSearchHandler(rm ReadModel, deps decorator.Deps) (query.SearchProductsHandler, error) {
+func provideSearchHandler(rm ReadModel, obs *metrics.ReadYourWritesMetrics, deps decorator.Deps) (query.SearchProductsHandler, error) {
 	if rm.Search == nil {
 		return nil, nil
 	}
-	return query.NewSearchProductsHandler(rm.Search, deps)
+	waiter, err := query.NewVersionWaiter(rm.Versions, query.VersionWaiterConfig{ReadModel: "search", Observer: obs})
+	if err != nil {
+		return nil, err
+	}
+	return query.NewSearchProductsHandler(rm.Search, waiter, deps)
+}
+
+// provideProductByIDHandler reads products by id from the system of record; reads that wait
+// for versions ask the same table.
+func provideProductByIDHandler(repo *postgres.ProductRepository, obs *metrics.ReadYourWritesMetrics, deps decorator.Deps) (query.ProductByIDHandler, error) {
+	waiter, err := query.NewVersionWaiter(repo, query.VersionWaiterConfig{ReadModel: "products", Observer: obs})
+	if err != nil {
+		return nil, err
+	}
+	return query.NewProductByIDHandler(repo, waiter, deps)
 }
 
 func provideProjector(cfg service.Config, kc kafka.Config, app application.Application, pm *metrics.ProjectorMetrics, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*projector.Projector, func(), error) {
-	if app.Commands.ProjectProductEvent == nil {
+	if app.Commands.ProjectProductEvent == nil || !cfg.Runs(service.RoleProjector) {
 		return nil, func() {}, nil
 	}
 	// The concurrent subscriber keeps many messages of a partition in flight (acks may come
@@ -299,8 +329,10 @@ func kafkaPosition(ctx context.Context) (int32, int64, bool) {
 // RebuildSet provides the rebuild use case and the gRPC admin port that drives it.
 var RebuildSet = wire.NewSet(provideRebuildService, provideGRPCServer)
 
+// provideRebuildService is the rebuild use case of the admin role; nil without it or without a
+// read model.
 func provideRebuildService(cfg service.Config, db *postgres.DB, kc kafka.Config, rm ReadModel, reg *metrics.Registry, log *slog.Logger) (*apprebuild.Service, func(), error) {
-	if rm.Target == nil {
+	if rm.Target == nil || !cfg.Runs(service.RoleAdmin) {
 		return nil, func() {}, nil
 	}
 	store, err := postgres.NewRebuildStore(db)
@@ -376,7 +408,12 @@ func provideOpsStats(db *postgres.DB, cfg service.Config) (*postgres.OpsStats, e
 	return postgres.NewOpsStats(db, postgres.OpsStatsConfig{Lanes: cfg.OutboxLanes})
 }
 
-func provideKafkaOpsStats(kc kafka.Config) (*kafka.OpsStats, func(), error) {
+// provideKafkaOpsStats reads lag and replication for the admin role's status and gauges;
+// nil without the admin role.
+func provideKafkaOpsStats(cfg service.Config, kc kafka.Config) (*kafka.OpsStats, func(), error) {
+	if !cfg.Runs(service.RoleAdmin) {
+		return nil, func() {}, nil
+	}
 	s, err := kafka.NewOpsStats(kc)
 	if err != nil {
 		return nil, nil, err
@@ -385,7 +422,7 @@ func provideKafkaOpsStats(kc kafka.Config) (*kafka.OpsStats, func(), error) {
 }
 
 func provideOpsService(cfg service.Config, db *postgres.DB, pg *postgres.OpsStats, ks *kafka.OpsStats, audit *postgres.DLQAudit, progress *ops.CommitProgress, rm ReadModel, log *slog.Logger) (*ops.Service, error) {
-	if rm.Target == nil {
+	if rm.Target == nil || ks == nil {
 		return nil, nil
 	}
 	store, err := postgres.NewRebuildStore(db)
@@ -393,7 +430,8 @@ func provideOpsService(cfg service.Config, db *postgres.DB, pg *postgres.OpsStat
 		return nil, err
 	}
 	return ops.NewService(ops.Config{Alias: cfg.SearchAlias, EventsTopic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, ProjectorGroup: cfg.ProjectorGroup},
-		ops.Deps{Database: pg, Products: pg, Events: ks, ReadModel: rm.Target, Rebuilds: store, DeadLetters: audit, Progress: progress, Log: log.With("component", "ops")})
+		ops.Deps{Database: pg, Products: pg, Events: ks, Replication: ks, Search: rm.Cluster, ReadModel: rm.Target, Rebuilds: store, DeadLetters: audit,
+			Progress: progress, Log: log.With("component", "ops")})
 }
 
 func provideOperations(svc *ops.Service) (*grpcport.Operations, error) {
@@ -403,8 +441,14 @@ func provideOperations(svc *ops.Service) (*grpcport.Operations, error) {
 	return grpcport.NewOperations(svc)
 }
 
-func provideOpsSampler(cfg service.Config, reg *metrics.Registry, pg *postgres.OpsStats, ks *kafka.OpsStats, audit *postgres.DLQAudit, progress *ops.CommitProgress, log *slog.Logger) (*metrics.OpsSampler, error) {
-	return metrics.NewOpsSampler(reg, metrics.OpsSources{Outbox: pg, Events: ks, DeadLetters: audit, Progress: progress}, metrics.OpsSamplerConfig{ProjectorGroup: cfg.ProjectorGroup, EventsTopic: cfg.ProductEventsTopic,
+// provideOpsSampler samples the pipeline's gauges (outbox, lag, dead letters) for /metrics. It
+// belongs to the admin role: the gauges describe the whole pipeline, so one set of replicas
+// samples them instead of every replica querying Postgres and Kafka for the same numbers.
+func provideOpsSampler(cfg service.Config, reg *metrics.Registry, pg *postgres.OpsStats, ks *kafka.OpsStats, audit *postgres.DLQAudit, progress *ops.CommitProgress, rm ReadModel, log *slog.Logger) (*metrics.OpsSampler, error) {
+	if ks == nil {
+		return nil, nil
+	}
+	return metrics.NewOpsSampler(reg, metrics.OpsSources{Outbox: pg, Events: ks, DeadLetters: audit, Progress: progress, Replication: ks, Search: rm.Cluster}, metrics.OpsSamplerConfig{ProjectorGroup: cfg.ProjectorGroup, EventsTopic: cfg.ProductEventsTopic,
 		DLQTopic: cfg.DLQTopic}, log.With("component", "ops-sampler"))
 }
 
@@ -414,7 +458,11 @@ func provideDecoratorDeps(log *slog.Logger, m decorator.MetricsClient) decorator
 	return decorator.Deps{Log: log, Metrics: m}
 }
 
+// provideRelay is the outbox relay; nil in a process without the relay role.
 func provideRelay(db *postgres.DB, pub *wkafka.Publisher, rm *metrics.RelayMetrics, reg *metrics.Registry, tp trace.TracerProvider, cfg service.Config, log *slog.Logger) (*postgres.Relay, error) {
+	if pub == nil {
+		return nil, nil
+	}
 	return postgres.NewRelay(db, rm.WrapPublisher(tracing.WrapPublisher(tp, pub)), postgres.RelayConfig{
 		Lanes:           cfg.OutboxLanes,
 		PollInterval:    cfg.RelayPollInterval,
@@ -424,26 +472,34 @@ func provideRelay(db *postgres.DB, pub *wkafka.Publisher, rm *metrics.RelayMetri
 	}, log)
 }
 
-// provideHTTPServer is the REST port of `catalog serve`. Its readiness (/readyz, what a load
-// balancer probes) is the database alone: writes go to Postgres and the outbox, so a Kafka
-// outage must not take the write API out of rotation. Kafka and the search cluster are
-// reported per role (/readyz?role=relay, ?role=projector).
+// provideHTTPServer is the HTTP listener of `catalog serve` on HTTP_ADDR: the REST API when the
+// process runs the api role, otherwise the probes and metrics alone, which every replica's
+// orchestrator needs. The API's readiness (/readyz, what a load balancer probes) is the
+// database alone: writes go to Postgres and the outbox, so a Kafka outage must not take the
+// write API out of rotation. The other roles' readiness is answered per role
+// (/readyz?role=relay, ?role=projector, ?role=admin), for the roles the process runs.
 func provideHTTPServer(cfg service.Config, app application.Application, db *postgres.DB, kc kafka.Config, rm ReadModel, reg *metrics.Registry, tp trace.TracerProvider, log *slog.Logger) (*httpport.Server, error) {
 	hm, err := metrics.NewHTTPMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
 	kafkaPing := func(ctx context.Context) error { return kafka.Ping(ctx, kc) }
-	roles := map[string]map[string]func(context.Context) error{
-		"relay": {"postgres": db.Ping, "kafka": kafkaPing},
+	roles := map[string]map[string]func(context.Context) error{}
+	if cfg.Runs(service.RoleRelay) {
+		roles[service.RoleRelay] = map[string]func(context.Context) error{"postgres": db.Ping, "kafka": kafkaPing}
 	}
-	if rm.Target != nil {
-		roles["projector"] = map[string]func(context.Context) error{
+	if rm.Target != nil && cfg.Runs(service.RoleProjector) {
+		roles[service.RoleProjector] = map[string]func(context.Context) error{
 			"kafka": kafkaPing,
 			// The projector writes through the alias only: a cluster that answers but has
 			// lost the alias stalls it just as much as one that does not answer.
 			"search": func(ctx context.Context) error { _, err := rm.Target.AliasTarget(ctx); return err },
 		}
+	}
+	if cfg.Runs(service.RoleAdmin) {
+		// Every admin call reads the rebuild records or the pipeline from Postgres; a Kafka or
+		// search outage is what `catalog status` must still be able to report.
+		roles[service.RoleAdmin] = map[string]func(context.Context) error{"postgres": db.Ping}
 	}
 	// With METRICS_ADDR the metrics have a listener of their own (provideMetricsServer).
 	var metricsHandler http.Handler
@@ -455,6 +511,7 @@ func provideHTTPServer(cfg service.Config, app application.Application, db *post
 		Log:        log,
 		Ready:      map[string]func(context.Context) error{"postgres": db.Ping},
 		RoleReady:  roles,
+		ProbesOnly: !cfg.Runs(service.RoleAPI),
 		Metrics:    metricsHandler,
 		Middleware: tracing.HTTPMiddleware(tp),
 		ObserveRequest: func(_ context.Context, rec httpport.RequestRecord) {
@@ -463,14 +520,18 @@ func provideHTTPServer(cfg service.Config, app application.Application, db *post
 	})
 }
 
-// ServeProcess is `catalog serve`: every role in one process.
+// ServeProcess is `catalog serve`: the roles of CATALOG_ROLES (every role by default) in one
+// process.
 type ServeProcess struct{ *service.Process }
 
 // RelayProcess is `catalog relay`: the outbox relay alone.
 type RelayProcess struct{ *service.Process }
 
-// provideRetention is the relay role's outbox hygiene job.
+// provideRetention is the relay role's outbox hygiene job; nil without the relay role.
 func provideRetention(cfg service.Config, db *postgres.DB, reg *metrics.Registry, log *slog.Logger) (*postgres.OutboxRetention, error) {
+	if !cfg.Runs(service.RoleRelay) {
+		return nil, nil
+	}
 	m, err := metrics.NewRetentionMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -499,18 +560,36 @@ func (r rebuildsRole) Run(ctx context.Context) error {
 	return nil
 }
 
-func provideServeProcess(log *slog.Logger, api *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, ms *httpport.MetricsServer) ServeProcess {
-	roles := []service.NamedRole{{Name: "api", Role: api}, {Name: "relay", Role: relay}, {Name: "outbox-retention", Role: retention}, {Name: "ops-metrics", Role: sampler}}
-	if rebuilds != nil {
-		roles = append(roles, service.NamedRole{Name: "rebuilds", Role: rebuildsRole{rebuilds}})
+func provideServeProcess(cfg service.Config, log *slog.Logger, http *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, ms *httpport.MetricsServer) (ServeProcess, error) {
+	httpRole := "api"
+	if !cfg.Runs(service.RoleAPI) {
+		httpRole = "probes"
 	}
-	if proj != nil {
-		roles = append(roles, service.NamedRole{Name: "projector", Role: proj})
+	roles := []service.NamedRole{{Name: httpRole, Role: http}}
+	// Each role runs where it was asked for and has what it needs; a role asked for that
+	// could not be built (the projector and the admin port need a read model) is an error,
+	// not a replica that silently does less.
+	for _, r := range []struct {
+		role, name string
+		run        service.Role
+		built      bool
+	}{
+		{service.RoleRelay, "relay", relay, relay != nil},
+		{service.RoleRelay, "outbox-retention", retention, retention != nil},
+		{service.RoleAdmin, "ops-metrics", sampler, sampler != nil},
+		{service.RoleAdmin, "rebuilds", rebuildsRole{rebuilds}, rebuilds != nil},
+		{service.RoleProjector, "projector", proj, proj != nil},
+		{service.RoleAdmin, "grpc-admin", admin, admin != nil},
+	} {
+		switch {
+		case r.built:
+			roles = append(roles, service.NamedRole{Name: r.name, Role: r.run})
+		case cfg.Runs(r.role):
+			return ServeProcess{}, fmt.Errorf("catalog serve: the %s role needs a search read model (%s): set ELASTICSEARCH_URL", r.role, r.name)
+		}
 	}
-	if admin != nil {
-		roles = append(roles, service.NamedRole{Name: "grpc-admin", Role: admin})
-	}
-	return ServeProcess{service.NewProcess(log, withMetrics(roles, ms)...)}
+	log.Info("catalog serve", "roles", strings.Join(cfg.Roles, ","))
+	return ServeProcess{service.NewProcess(log, withMetrics(roles, ms)...)}, nil
 }
 
 // withMetrics adds the METRICS_ADDR listener to a process's roles when there is one.

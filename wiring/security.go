@@ -57,11 +57,12 @@ func KafkaClientConfig(cfg service.Config, brokers []string) (kafka.Config, erro
 // provideKafka is the Kafka cluster the process talks to: the configured one, checked with
 // the credentials before any role starts (a wrong password or CA stops the process here, with
 // the setting to fix, instead of a consumer that retries forever), its topics created when
-// missing; or the embedded broker this process starts.
+// missing; or the embedded broker this process starts. A process whose roles do not use
+// Kafka gets the configuration unchecked.
 func provideKafka(ctx context.Context, cfg service.Config, log *slog.Logger) (kafka.Config, func(), error) {
 	topics := []kafka.TopicSpec{
-		{Name: cfg.ProductEventsTopic, Partitions: int32(cfg.TopicPartitions)},
-		{Name: cfg.DLQTopic, Partitions: int32(cfg.TopicPartitions)},
+		{Name: cfg.ProductEventsTopic, Partitions: int32(cfg.TopicPartitions), ReplicationFactor: int16(cfg.TopicReplicationFactor), MinInsyncReplicas: cfg.TopicMinInsyncReplicas},
+		{Name: cfg.DLQTopic, Partitions: int32(cfg.TopicPartitions), ReplicationFactor: int16(cfg.TopicReplicationFactor), MinInsyncReplicas: cfg.TopicMinInsyncReplicas},
 	}
 	if len(cfg.KafkaBrokers) == 0 {
 		b, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: cfg.EmbeddedKafkaAddr, Dir: filepath.Join(cfg.DataDir, "kafka")}, log, topics...)
@@ -73,6 +74,11 @@ func provideKafka(ctx context.Context, cfg service.Config, log *slog.Logger) (ka
 	kc, err := KafkaClientConfig(cfg, cfg.KafkaBrokers)
 	if err != nil {
 		return kafka.Config{}, nil, err
+	}
+	if !cfg.NeedsKafka() {
+		// An API-only replica never talks to Kafka: the outbox decouples it, and a Kafka
+		// outage must not keep it from starting.
+		return kc, func() {}, nil
 	}
 	pctx, cancel := context.WithTimeout(ctx, kafkaStartupTimeout)
 	defer cancel()
@@ -92,6 +98,7 @@ func provideKafka(ctx context.Context, cfg service.Config, log *slog.Logger) (ka
 func elasticsearchConfig(cfg service.Config) elasticsearch.Config {
 	return elasticsearch.Config{
 		URL: cfg.ElasticsearchURL, Compat: cfg.ElasticsearchCompat, Alias: cfg.SearchAlias, RefreshInterval: cfg.SearchRefreshInterval,
+		Shards: cfg.SearchShards, Replicas: cfg.SearchReplicas,
 		Credentials: elasticsearch.Credentials{
 			APIKey:   cfg.ElasticsearchAPIKey.Reveal(),
 			Username: cfg.ElasticsearchUsername,

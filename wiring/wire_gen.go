@@ -12,7 +12,6 @@ import (
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/application"
 	"github.com/marketplace/catalog/application/command"
-	"github.com/marketplace/catalog/application/query"
 	"github.com/marketplace/catalog/service"
 	"log/slog"
 )
@@ -69,13 +68,19 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		DeleteProduct:       deleteProductHandler,
 		ProjectProductEvent: projectProductEventHandler,
 	}
-	productByIDHandler, err := query.NewProductByIDHandler(productRepository, deps)
+	readYourWritesMetrics, err := metrics.NewReadYourWritesMetrics(registry)
 	if err != nil {
 		cleanup2()
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	searchProductsHandler, err := provideSearchHandler(readModel, deps)
+	productByIDHandler, err := provideProductByIDHandler(productRepository, readYourWritesMetrics, deps)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	searchProductsHandler, err := provideSearchHandler(readModel, readYourWritesMetrics, deps)
 	if err != nil {
 		cleanup2()
 		cleanup()
@@ -110,7 +115,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	publisher, cleanup5, err := provideKafkaPublisher(config, log)
+	publisher, cleanup5, err := provideKafkaPublisher(cfg, config, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -184,7 +189,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	kafkaOpsStats, cleanup8, err := provideKafkaOpsStats(config)
+	kafkaOpsStats, cleanup8, err := provideKafkaOpsStats(cfg, config)
 	if err != nil {
 		cleanup7()
 		cleanup6()
@@ -244,7 +249,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, dlqAudit, commitProgress, log)
+	opsSampler, err := provideOpsSampler(cfg, registry, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, log)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -268,7 +273,18 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	serveProcess := provideServeProcess(log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, metricsServer)
+	serveProcess, err := provideServeProcess(cfg, log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, metricsServer)
+	if err != nil {
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
 	return serveProcess, func() {
 		cleanup8()
 		cleanup7()
@@ -292,7 +308,7 @@ func InitializeRelay(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return RelayProcess{}, nil, err
 	}
-	publisher, cleanup3, err := provideKafkaPublisher(config, log)
+	publisher, cleanup3, err := provideKafkaPublisher(cfg, config, log)
 	if err != nil {
 		cleanup2()
 		cleanup()
@@ -425,14 +441,21 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		DeleteProduct:       deleteProductHandler,
 		ProjectProductEvent: projectProductEventHandler,
 	}
-	productByIDHandler, err := query.NewProductByIDHandler(productRepository, deps)
+	readYourWritesMetrics, err := metrics.NewReadYourWritesMetrics(registry)
 	if err != nil {
 		cleanup3()
 		cleanup2()
 		cleanup()
 		return ProjectProcess{}, nil, err
 	}
-	searchProductsHandler, err := provideSearchHandler(readModel, deps)
+	productByIDHandler, err := provideProductByIDHandler(productRepository, readYourWritesMetrics, deps)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ProjectProcess{}, nil, err
+	}
+	searchProductsHandler, err := provideSearchHandler(readModel, readYourWritesMetrics, deps)
 	if err != nil {
 		cleanup3()
 		cleanup2()

@@ -34,6 +34,7 @@ func TestReadModelContract(t *testing.T) {
 			Projection: s,
 			Search:     s,
 			Target:     s,
+			Versions:   s,
 			EnsureAlias: func(ctx context.Context) (string, error) {
 				index, _, err := s.EnsureAlias(ctx)
 				return index, err

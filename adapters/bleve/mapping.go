@@ -23,12 +23,14 @@ import (
 //
 //	1  the first mapping
 //	2  tags, indexed whole for the tags filter (with doc values, for facets)
+//	3  doc values of category_exact, brand_exact and stock (the category, brand and in_stock
+//	   facets) and term positions of name (the phrase boost)
 //
 // An index keeps the mapping it was created with, and its documents are mapped with it: a
 // document of this release written to an older index simply has its newer fields unindexed
 // (dynamic mapping is off), so the projection never fails on an old index; a rebuild makes
 // them searchable.
-const MappingVersion = 2
+const MappingVersion = 3
 
 // Field names of the Bleve documents.
 const (
@@ -81,8 +83,11 @@ var mappingVersionKey = []byte("catalog_mapping_version")
 //     that facets can count them; like attributes they are not part of the full-text search.
 //   - source is the whole document as JSON, stored and not indexed: what search results are
 //     built from (Elasticsearch's _source), so the view has every field to the nanosecond.
-//   - nothing goes into Bleve's composite _all field and no term vectors are kept: the search
-//     names its fields and never highlights.
+//   - (version 3) category_exact, brand_exact and stock keep doc values, which the category,
+//     brand and in_stock facets count, and name keeps term vectors (positions), which phrase
+//     queries need for the phrase boost.
+//   - nothing goes into Bleve's composite _all field, and no other field keeps term vectors:
+//     the search names its fields, and highlights are made from the stored source.
 func indexMapping(version int) (*mapping.IndexMappingImpl, error) {
 	if version < 1 || version > MappingVersion {
 		return nil, fmt.Errorf("mapping: version %d, this release knows 1 to %d", version, MappingVersion)
@@ -122,12 +127,19 @@ func indexMapping(version int) (*mapping.IndexMappingImpl, error) {
 
 	doc := mapping.NewDocumentMapping()
 	doc.Dynamic = false
-	doc.AddFieldMappingsAt(fieldName, text())
+	name := text()
+	categoryExact, brandExact, stock := exact(fieldCategoryExact), exact(fieldBrandExact), number(false)
+	if version >= 3 {
+		name.IncludeTermVectors = true
+		categoryExact.DocValues, brandExact.DocValues = true, true
+		stock.DocValues = true
+	}
+	doc.AddFieldMappingsAt(fieldName, name)
 	doc.AddFieldMappingsAt(fieldDescription, text())
-	doc.AddFieldMappingsAt(fieldCategory, text(), exact(fieldCategoryExact))
-	doc.AddFieldMappingsAt(fieldBrand, text(), exact(fieldBrandExact))
+	doc.AddFieldMappingsAt(fieldCategory, text(), categoryExact)
+	doc.AddFieldMappingsAt(fieldBrand, text(), brandExact)
 	doc.AddFieldMappingsAt(fieldPrice, number(true))
-	doc.AddFieldMappingsAt(fieldStock, number(false))
+	doc.AddFieldMappingsAt(fieldStock, stock)
 	doc.AddFieldMappingsAt(fieldCreated, number(true))
 
 	deleted := mapping.NewBooleanFieldMapping()

@@ -65,6 +65,7 @@ type Store struct {
 var (
 	_ command.ProductProjection    = (*Store)(nil)
 	_ query.ProductSearchReadModel = (*Store)(nil)
+	_ query.VisibleVersionsReader  = (*Store)(nil)
 	_ rebuild.Target               = (*Store)(nil)
 )
 

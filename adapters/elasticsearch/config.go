@@ -43,6 +43,9 @@ const (
 	// a single node (the cluster stays green on a laptop and in CI), one replica as soon as a
 	// second data node exists (production keeps serving searches when a node dies).
 	DefaultAutoExpandReplicas = "0-1"
+	// DefaultReplicaWait is how long RestoreSettings waits for replicas that nobody is
+	// building before it gives up: the cluster cannot place them.
+	DefaultReplicaWait = time.Minute
 )
 
 // CompatOpenSearch is the Config.Compat value that lets go-elasticsearch talk to OpenSearch.
@@ -84,6 +87,10 @@ type Config struct {
 	// count). Nil uses index.auto_expand_replicas "0-1": no replica on one node, one replica on
 	// more, which is what an SRE expects without having to know the cluster size.
 	Replicas *int
+	// ReplicaWait bounds RestoreSettings' wait for the replicas of an index: it waits as long
+	// as shard copies are being built, and fails once none has been for this long while
+	// some are still unassigned.
+	ReplicaWait time.Duration
 	// BulkFlushInterval is how often the shared bulk indexer sends what it has collected. Apply
 	// blocks until its document's result is known, so this is latency added to every write.
 	BulkFlushInterval time.Duration
@@ -181,6 +188,9 @@ func (c *Config) setDefaults() {
 	if c.Shards == 0 {
 		c.Shards = DefaultShards
 	}
+	if c.ReplicaWait == 0 {
+		c.ReplicaWait = DefaultReplicaWait
+	}
 	if c.BulkFlushInterval == 0 {
 		c.BulkFlushInterval = DefaultBulkFlushInterval
 	}
@@ -240,6 +250,9 @@ func (c Config) Validate() error {
 	}
 	if c.Replicas != nil && (*c.Replicas < 0 || *c.Replicas > 32) {
 		errs = append(errs, fmt.Errorf("replicas %d must be 0..32", *c.Replicas))
+	}
+	if c.ReplicaWait < 0 {
+		errs = append(errs, fmt.Errorf("replica wait %s must be positive", c.ReplicaWait))
 	}
 	if c.BulkFlushInterval < 0 {
 		errs = append(errs, fmt.Errorf("bulk flush interval %s must be positive", c.BulkFlushInterval))

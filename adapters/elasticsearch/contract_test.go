@@ -38,6 +38,7 @@ func TestReadModelContract(t *testing.T) {
 			Projection: p,
 			Search:     s,
 			Target:     target,
+			Versions:   s,
 			EnsureAlias: func(ctx context.Context) (string, error) {
 				index, _, err := e.ix.EnsureAlias(ctx)
 				return index, err

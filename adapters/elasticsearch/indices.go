@@ -224,7 +224,8 @@ func isAliasWriteConflict(err error) bool {
 }
 
 // RestoreSettings gives an index that was created for bulk loading the settings of a live index
-// (refresh interval and replicas of the configuration).
+// (refresh interval and replicas of the configuration) and waits until its replicas are
+// allocated, so the alias never moves to an index whose shards have a single copy.
 func (ix *Indices) RestoreSettings(ctx context.Context, index string) error {
 	if err := ix.ownIndex(index); err != nil {
 		return fmt.Errorf("restore settings: %w", err)
@@ -238,6 +239,9 @@ func (ix *Indices) RestoreSettings(ctx context.Context, index string) error {
 	}, nil)
 	if err != nil {
 		return fmt.Errorf("restore settings %s: %w", index, notFound(err))
+	}
+	if err := ix.awaitReplicas(ctx, index); err != nil {
+		return fmt.Errorf("restore settings: %w", err)
 	}
 	return nil
 }

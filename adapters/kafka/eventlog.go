@@ -125,47 +125,16 @@ func (l *EventLog) Committed(ctx context.Context, group string) (rebuild.Offsets
 	return out, nil
 }
 
-// unknownTopicGrace is how long an offset listing keeps asking about a topic the cluster says
-// it does not know: a topic created a moment ago is unknown to brokers until the controller's
-// metadata reaches them, and a rebuild started right after EnsureTopics must not fail on that.
-const unknownTopicGrace = 2 * time.Second
+// listGrace is how long an offset listing keeps asking a cluster that cannot answer yet: a
+// topic created a moment ago is unknown to brokers until the controller's metadata reaches
+// them (a rebuild started right after EnsureTopics must not fail on that), and a dead
+// partition leader is replaced within the brokers' session timeout (9 s by default; a rebuild
+// started while a broker is down must not fail on it either).
+const listGrace = 15 * time.Second
 
-// listed runs a kadm offset listing for the topic and flattens it, riding out the brief
-// window in which a new topic is still unknown.
-func (l *EventLog) listed(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error)) (rebuild.Offsets, error) {
-	deadline := time.Now().Add(unknownTopicGrace)
-	wait := 50 * time.Millisecond
-	for {
-		out, err := l.listOnce(ctx, list)
-		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().Add(wait).After(deadline) {
-			return out, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 500*time.Millisecond)
-	}
-}
-
-func (l *EventLog) listOnce(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error)) (rebuild.Offsets, error) {
-	res, err := list(ctx, l.topic)
-	if err != nil {
-		return nil, err
-	}
-	if err := res.Error(); err != nil { // an unknown topic is reported as a partition -1 error
-		return nil, err
-	}
-	ps := res[l.topic]
-	if len(ps) == 0 {
-		return nil, errors.New("topic has no partitions (does it exist?)")
-	}
-	out := make(rebuild.Offsets, len(ps))
-	for p, o := range ps {
-		out[p] = o.Offset
-	}
-	return out, nil
+// listed runs a kadm offset listing for the topic and flattens it.
+func (l *EventLog) listed(ctx context.Context, list offsetLister) (rebuild.Offsets, error) {
+	return listPartitionOffsets(ctx, l.cl, list, l.topic, listGrace)
 }
 
 // span is one partition's remaining range in a Read: next is the offset of the next record

@@ -43,47 +43,18 @@ func (s *OpsStats) Close() { s.cl.Close() }
 
 // offsets lists the start and end offsets of every partition of topic.
 func (s *OpsStats) offsets(ctx context.Context, topic string) (starts, ends map[int32]int64, err error) {
-	list := func(f func(context.Context, ...string) (kadm.ListedOffsets, error), what string) (map[int32]int64, error) {
-		res, err := f(ctx, topic)
-		if err != nil {
-			return nil, fmt.Errorf("%s offsets of %s: %w", what, topic, err)
-		}
-		if err := res.Error(); err != nil { // an unknown topic is a partition -1 error
-			return nil, fmt.Errorf("%s offsets of %s: %w", what, topic, err)
-		}
-		out := make(map[int32]int64, len(res[topic]))
-		for p, o := range res[topic] {
-			out[p] = o.Offset
-		}
-		if len(out) == 0 {
-			return nil, fmt.Errorf("%s offsets of %s: the topic has no partitions (does it exist?)", what, topic)
-		}
-		return out, nil
+	if starts, err = listPartitionOffsets(ctx, s.cl, s.adm.ListStartOffsets, topic, opsListGrace); err != nil {
+		return nil, nil, fmt.Errorf("start offsets of %s: %w", topic, err)
 	}
-	// A topic created a moment ago is unknown to a broker until the controller's metadata
-	// reaches it; ride that out briefly (as EventLog does) instead of reporting a missing topic.
-	deadline := time.Now().Add(opsUnknownTopicGrace)
-	wait := 50 * time.Millisecond
-	for {
-		starts, err = list(s.adm.ListStartOffsets, "start")
-		if err == nil {
-			ends, err = list(s.adm.ListEndOffsets, "end")
-		}
-		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().Add(wait).After(deadline) {
-			return starts, ends, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 500*time.Millisecond)
+	if ends, err = listPartitionOffsets(ctx, s.cl, s.adm.ListEndOffsets, topic, opsListGrace); err != nil {
+		return nil, nil, fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
+	return starts, ends, nil
 }
 
-// opsUnknownTopicGrace bounds how long an offset listing retries a topic the cluster does
-// not know yet.
-const opsUnknownTopicGrace = 5 * time.Second
+// opsListGrace bounds how long an offset listing rides out a topic the cluster does not know
+// yet or a partition leader that just died; the status bounds each source more tightly.
+const opsListGrace = 5 * time.Second
 
 // TopicOffsets implements ops.EventStats: the start and end offset of every partition of
 // topic, by partition number.

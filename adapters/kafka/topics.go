@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -18,12 +19,18 @@ type TopicSpec struct {
 	// Partitions is the partition count used when the topic is created. The projector
 	// processes partitions in parallel, so this bounds its parallelism.
 	Partitions int32
-	// ReplicationFactor is -1 for the broker default.
+	// ReplicationFactor is the number of copies of each partition; 0 or -1 takes the
+	// brokers' default.replication.factor.
 	ReplicationFactor int16
+	// MinInsyncReplicas is the topic's min.insync.replicas: an acks=all write is refused
+	// unless this many replicas are in sync, so an acknowledged event survives the loss of
+	// all but one of them. 0 takes the brokers' default.
+	MinInsyncReplicas int
 }
 
-// EnsureTopics creates the topics that do not exist yet; existing topics are left as they are
-// (a partition count is never changed behind an operator's back).
+// EnsureTopics creates the topics that do not exist yet, with their partitions, replication
+// factor and min.insync.replicas; existing topics are left as they are (a partition count or
+// replication is never changed behind an operator's back).
 func EnsureTopics(ctx context.Context, cfg Config, specs ...TopicSpec) error {
 	cfg.setDefaults()
 	cl, err := kgo.NewClient(cfg.clientOpts("-admin", kgo.DialTimeout(5*time.Second))...)
@@ -37,7 +44,11 @@ func EnsureTopics(ctx context.Context, cfg Config, specs ...TopicSpec) error {
 		if rf == 0 {
 			rf = -1
 		}
-		resp, err := adm.CreateTopic(ctx, s.Partitions, rf, nil, s.Name)
+		var configs map[string]*string
+		if s.MinInsyncReplicas > 0 {
+			configs = map[string]*string{"min.insync.replicas": kadm.StringPtr(strconv.Itoa(s.MinInsyncReplicas))}
+		}
+		resp, err := adm.CreateTopic(ctx, s.Partitions, rf, configs, s.Name)
 		if err == nil {
 			err = resp.Err
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/marketplace/catalog/api/envelope"
+	"github.com/marketplace/catalog/application/query"
 	"github.com/marketplace/catalog/domain/product"
 )
 
@@ -64,7 +65,10 @@ type idempotencyRecord struct {
 	productID   product.ID
 }
 
-var _ product.Repository = (*ProductRepository)(nil)
+var (
+	_ product.Repository          = (*ProductRepository)(nil)
+	_ query.VisibleVersionsReader = (*ProductRepository)(nil)
+)
 
 // NewProductRepository returns an empty repository that publishes events to pub.
 func NewProductRepository(pub message.Publisher, cfg Config) (*ProductRepository, error) {
@@ -142,6 +146,23 @@ func (r *ProductRepository) Get(ctx context.Context, id product.ID) (*product.Pr
 		return nil, fmt.Errorf("get product %s: %w", id, err)
 	}
 	return p, nil
+}
+
+// VisibleVersions returns the stored version of each probed product, tombstones included
+// (query.VisibleVersionsReader): the system of record has every write at once.
+func (r *ProductRepository) VisibleVersions(ctx context.Context, probes []query.VersionProbe) (map[query.VersionProbe]int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("product versions: %w", err)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[query.VersionProbe]int64, len(probes))
+	for _, p := range probes {
+		if s, ok := r.products[p.ID]; ok {
+			out[p] = s.Version
+		}
+	}
+	return out, nil
 }
 
 // Update implements product.Repository. The repository's lock is held from the read through

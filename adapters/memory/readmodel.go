@@ -74,13 +74,16 @@ func (c ReadModelConfig) Validate() error {
 }
 
 // ReadModel is the search read model in memory, for application unit tests only: the
-// projection (command.ProductProjection), the search (query.ProductSearchReadModel) and the
-// rebuild target (rebuild.Target) with the semantics of the Elasticsearch and Bleve adapters —
-// versioned index names behind an alias, external versions (older loses, equal is a no-op),
-// tombstones hidden from search, the same text matching, filters, sorts and cursor rules, and
-// id-ordered Documents. Relevance scores are simpler (the best matching field's boost: name 3,
-// brand and category 2, description 1). One mutex serialises everything; writes are visible at
-// once. internal/readmodeltest holds the contract all three adapters pass.
+// projection (command.ProductProjection), the search (query.ProductSearchReadModel), the
+// versions reads wait for (query.VisibleVersionsReader) and the rebuild target
+// (rebuild.Target) with the semantics of the Elasticsearch and Bleve adapters — versioned
+// index names behind an alias, external versions (older loses, equal is a no-op), tombstones
+// hidden from search, the same text matching (typos in name and brand included), filters,
+// facets, highlights, sorts and cursor rules, and id-ordered Documents. Relevance scores are
+// simpler: twice the best field's boost with every word exact (name 3, brand and category 2,
+// description 1), plus the best of name and brand with every word exact or a typo away, plus 3
+// when the name has the words as a phrase. One mutex serialises everything; writes are visible
+// at once. internal/readmodeltest holds the contract all three adapters pass.
 type ReadModel struct {
 	cfg ReadModelConfig
 
@@ -92,6 +95,7 @@ type ReadModel struct {
 var (
 	_ command.ProductProjection    = (*ReadModel)(nil)
 	_ query.ProductSearchReadModel = (*ReadModel)(nil)
+	_ query.VisibleVersionsReader  = (*ReadModel)(nil)
 	_ rebuild.Target               = (*ReadModel)(nil)
 )
 
@@ -99,6 +103,7 @@ var (
 type memDoc struct {
 	snap   product.Snapshot
 	tokens [4]map[string]struct{} // name, brand, category, description
+	name   []string               // the name's words in order, for phrases
 }
 
 // memTextBoosts are the boosts of the text fields, in the order of memDoc.tokens.
@@ -161,6 +166,7 @@ func writeDoc(ix map[string]memDoc, s product.Snapshot) {
 			d.tokens[i][tok] = struct{}{}
 		}
 	}
+	d.name = analyze(s.Details.Name)
 	ix[string(s.ID)] = d
 }
 
@@ -371,29 +377,31 @@ func (m *ReadModel) Search(ctx context.Context, q query.SearchProducts) (query.S
 		after = &c
 	}
 	words := analyze(q.Text)
-	if q.Text != "" && len(words) == 0 {
-		return query.SearchResult{Items: []query.ProductView{}}, nil
-	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.alias == "" {
 		return query.SearchResult{}, fmt.Errorf("search %s: %w: %w", m.cfg.Alias, query.ErrReadModelUnavailable, ErrReadModelAliasNotFound)
 	}
-	var hits []memHit
+	out := query.SearchResult{Items: []query.ProductView{}}
+	if q.Text != "" && len(words) == 0 {
+		// Only punctuation or symbols: nothing matches, and every facet is empty.
+		out.Facets = memFacets(q, nil)
+		return out, nil
+	}
+	var hits, textHits []memHit
 	for _, d := range m.indices[m.alias] {
-		if !matchesFilters(d.snap, q) {
+		if d.snap.Deleted() {
 			continue
 		}
 		h := memHit{doc: d}
 		if len(words) > 0 {
-			for i, toks := range d.tokens {
-				if containsAll(toks, words) {
-					h.score = max(h.score, memTextBoosts[i])
-				}
-			}
-			if h.score == 0 {
+			if h.score = textScore(d, words); h.score == 0 {
 				continue
 			}
+		}
+		textHits = append(textHits, h)
+		if !matchesFilters(d.snap, q) {
+			continue
 		}
 		switch q.Sort {
 		case query.SortPriceAsc, query.SortPriceDesc:
@@ -403,6 +411,7 @@ func (m *ReadModel) Search(ctx context.Context, q query.SearchProducts) (query.S
 		}
 		hits = append(hits, h)
 	}
+	out.Facets = memFacets(q, textHits)
 	compare := func(a, b memHit) int {
 		var c int
 		switch q.Sort {
@@ -416,7 +425,7 @@ func (m *ReadModel) Search(ctx context.Context, q query.SearchProducts) (query.S
 		return cmp.Or(c, cmp.Compare(a.doc.snap.ID, b.doc.snap.ID))
 	}
 	slices.SortFunc(hits, compare)
-	out := query.SearchResult{Total: int64(len(hits)), Items: []query.ProductView{}}
+	out.Total = int64(len(hits))
 	start := 0
 	if after != nil {
 		pos := memHit{score: after.Score, value: after.Value, doc: memDoc{snap: product.Snapshot{ID: product.ID(after.ID)}}}
@@ -427,7 +436,14 @@ func (m *ReadModel) Search(ctx context.Context, q query.SearchProducts) (query.S
 	}
 	page := hits[start:min(len(hits), start+q.Size)]
 	for _, h := range page {
-		out.Items = append(out.Items, memView(h.doc.snap))
+		v := memView(h.doc.snap)
+		if q.Highlight && len(words) > 0 {
+			d := h.doc.snap.Details
+			v.Highlight = query.NewHighlight(
+				d.Name, query.MatchSpans(analyzeTokens(d.Name), words, true),
+				d.Description, query.MatchSpans(analyzeTokens(d.Description), words, false))
+		}
+		out.Items = append(out.Items, v)
 	}
 	if len(page) == q.Size {
 		last := page[len(page)-1]
@@ -438,6 +454,130 @@ func (m *ReadModel) Search(ctx context.Context, q query.SearchProducts) (query.S
 		out.NextCursor = next
 	}
 	return out, nil
+}
+
+// textScore is how well d matches the search words, 0 for no match (see ReadModel).
+func textScore(d memDoc, words []string) float64 {
+	exact, fuzzy := 0.0, 0.0
+	for i, toks := range d.tokens {
+		if containsAll(toks, words) {
+			exact = max(exact, memTextBoosts[i])
+		}
+		if i < 2 && containsAllFuzzy(toks, words) { // name and brand
+			fuzzy = max(fuzzy, memTextBoosts[i])
+		}
+	}
+	if exact == 0 && fuzzy == 0 {
+		return 0
+	}
+	score := 2*exact + fuzzy
+	if len(words) > 1 && hasPhrase(d.name, words) {
+		score += 3
+	}
+	return score
+}
+
+func containsAllFuzzy(toks map[string]struct{}, words []string) bool {
+	for _, w := range words {
+		found := false
+		for tok := range toks {
+			if query.FuzzyMatch(w, tok) {
+				found = true
+				break
+			}
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+// hasPhrase reports whether words occur in seq one after the other.
+func hasPhrase(seq, words []string) bool {
+	for i := 0; i+len(words) <= len(seq); i++ {
+		if slices.Equal(seq[i:i+len(words)], words) {
+			return true
+		}
+	}
+	return false
+}
+
+// memFacets counts the facets q asks for over textHits (the live products matching the text),
+// each under the filters of q.ForFacet; nil when q asks for none.
+func memFacets(q query.SearchProducts, textHits []memHit) *query.Facets {
+	if len(q.Facets) == 0 {
+		return nil
+	}
+	out := &query.Facets{}
+	terms := func(f query.Facet, values func(product.Details) []string) []query.FacetValue {
+		qf := q.ForFacet(f)
+		counts := map[string]int64{}
+		for _, h := range textHits {
+			if !matchesFilters(h.doc.snap, qf) {
+				continue
+			}
+			for _, v := range slices.Compact(slices.Sorted(slices.Values(values(h.doc.snap.Details)))) {
+				counts[v]++
+			}
+		}
+		list := make([]query.FacetValue, 0, len(counts))
+		for v, n := range counts {
+			list = append(list, query.FacetValue{Value: v, Count: n})
+		}
+		slices.SortFunc(list, func(a, b query.FacetValue) int {
+			return cmp.Or(cmp.Compare(b.Count, a.Count), strings.Compare(a.Value, b.Value))
+		})
+		return list[:min(len(list), q.FacetSize)]
+	}
+	if q.Wants(query.FacetCategory) {
+		out.Category = terms(query.FacetCategory, func(d product.Details) []string { return nonEmpty(d.Category) })
+	}
+	if q.Wants(query.FacetBrand) {
+		out.Brand = terms(query.FacetBrand, func(d product.Details) []string { return nonEmpty(d.Brand) })
+	}
+	if q.Wants(query.FacetTags) {
+		out.Tags = terms(query.FacetTags, func(d product.Details) []string { return d.Tags })
+	}
+	if q.Wants(query.FacetInStock) {
+		qf := q.ForFacet(query.FacetInStock)
+		out.InStock = query.InStockValues()
+		for _, h := range textHits {
+			if !matchesFilters(h.doc.snap, qf) {
+				continue
+			}
+			if h.doc.snap.Details.Stock > 0 {
+				out.InStock[0].Count++
+			} else {
+				out.InStock[1].Count++
+			}
+		}
+	}
+	if q.Wants(query.FacetPrice) {
+		qf := q.ForFacet(query.FacetPrice)
+		out.Price = q.PriceBuckets()
+		for _, h := range textHits {
+			if !matchesFilters(h.doc.snap, qf) {
+				continue
+			}
+			amount := h.doc.snap.Details.Price.Amount()
+			for i, b := range out.Price {
+				if amount >= b.From && (b.To == nil || amount < *b.To) {
+					out.Price[i].Count++
+					break
+				}
+			}
+		}
+	}
+	return out
+}
+
+// nonEmpty is v as a facet's values: none when empty, as the engines index no empty term.
+func nonEmpty(v string) []string {
+	if v == "" {
+		return nil
+	}
+	return []string{v}
 }
 
 func memView(s product.Snapshot) query.ProductView {
@@ -458,14 +598,15 @@ func memView(s product.Snapshot) query.ProductView {
 	}
 }
 
+// matchesFilters reports whether s passes the filters of q (normalized).
 func matchesFilters(s product.Snapshot, q query.SearchProducts) bool {
 	d := s.Details
 	switch {
 	case s.Deleted():
 		return false
-	case q.Category != "" && d.Category != q.Category:
+	case len(q.Categories) > 0 && !slices.Contains(q.Categories, d.Category):
 		return false
-	case q.Brand != "" && d.Brand != q.Brand:
+	case len(q.Brands) > 0 && !slices.Contains(q.Brands, d.Brand):
 		return false
 	case len(q.Tags) > 0 && !slices.ContainsFunc(q.Tags, func(tag string) bool { return slices.Contains(d.Tags, tag) }):
 		return false
@@ -493,15 +634,47 @@ func containsAll(toks map[string]struct{}, words []string) bool {
 // analyze splits text into lower-cased words as the real engines' standard analysis does
 // (Unicode word segmentation, UAX #29; every ideograph a word; punctuation dropped).
 func analyze(text string) []string {
-	var out []string
-	seg := segment.NewWordSegmenterDirect([]byte(text))
-	for seg.Segment() {
-		if seg.Type() == segment.None {
-			continue
-		}
-		out = append(out, strings.ToLower(string(seg.Bytes())))
+	toks := analyzeTokens(text)
+	out := make([]string, len(toks))
+	for i, t := range toks {
+		out[i] = t.Term
 	}
 	return out
+}
+
+// analyzeTokens is analyze with each word's place in text.
+func analyzeTokens(text string) []query.Token {
+	var out []query.Token
+	seg := segment.NewWordSegmenterDirect([]byte(text))
+	at := 0
+	for seg.Segment() {
+		b := seg.Bytes()
+		if seg.Type() != segment.None {
+			out = append(out, query.Token{Term: strings.ToLower(string(b)), Start: at, End: at + len(b)})
+		}
+		at += len(b)
+	}
+	return out
+}
+
+// VisibleVersions returns the version of each probed product in the alias's index,
+// tombstones included (query.VisibleVersionsReader); writes are visible at once.
+func (m *ReadModel) VisibleVersions(ctx context.Context, probes []query.VersionProbe) (map[query.VersionProbe]int64, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("visible versions: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.alias == "" {
+		return nil, fmt.Errorf("visible versions %s: %w: %w", m.cfg.Alias, query.ErrReadModelUnavailable, ErrReadModelAliasNotFound)
+	}
+	out := make(map[query.VersionProbe]int64, len(probes))
+	for _, p := range probes {
+		if d, ok := m.indices[m.alias][string(p.ID)]; ok {
+			out[p] = d.snap.Version
+		}
+	}
+	return out, nil
 }
 
 // memCursor is the position after the last hit of a page (inside query.EncodeCursor's envelope).

@@ -19,6 +19,7 @@ func TestReadModelContract(t *testing.T) {
 			Projection: rm,
 			Search:     rm,
 			Target:     rm,
+			Versions:   rm,
 			EnsureAlias: func(ctx context.Context) (string, error) {
 				index, _, err := rm.EnsureAlias(ctx)
 				return index, err

@@ -47,6 +47,10 @@ type OpsSources struct {
 	// Progress remembers when each partition last committed; pass the status's, so both
 	// know of a stall as early as either has seen it. Nil keeps one of the sampler's own.
 	Progress *ops.CommitProgress
+	// Replication reads the topics' replication; optional.
+	Replication ops.Replication
+	// Search reads the search cluster's health; optional (the embedded engine has none).
+	Search ops.SearchCluster
 }
 
 // OpsSampler exports the operational gauges (outbox backlog, oldest event age, age of the
@@ -70,6 +74,7 @@ type OpsSampler struct {
 	dlqDepth     prometheus.Gauge
 	dlqUnhandled prometheus.Gauge
 	errors       *prometheus.CounterVec
+	clusters     *clusterGauges // nil without a replication or search source
 
 	mu         sync.Mutex
 	partitions map[string]bool // lag label values set by the last good sample
@@ -131,7 +136,7 @@ func NewOpsSampler(r *Registry, src OpsSources, cfg OpsSamplerConfig, log *slog.
 		}),
 		errors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: "catalog", Subsystem: "ops", Name: "sample_errors_total",
-			Help: "Failed samples of the operational gauges by source (outbox, projector_lag, dlq); the gauges keep their last values.",
+			Help: "Failed samples of the operational gauges by source (outbox, projector_lag, dlq, kafka_replication, search_health); the gauges keep their last values.",
 		}, []string{"source"}),
 	}
 	if err := r.Register(s.backlog, s.oldestAge, s.blockingTx, s.tableBytes, s.lag, s.stalled, s.dlqDepth, s.dlqUnhandled, s.errors); err != nil {
@@ -139,6 +144,18 @@ func NewOpsSampler(r *Registry, src OpsSources, cfg OpsSamplerConfig, log *slog.
 	}
 	for _, source := range []string{"outbox", "projector_lag", "dlq"} {
 		s.errors.WithLabelValues(source)
+	}
+	if src.Replication != nil || src.Search != nil {
+		g, err := newClusterGauges(r)
+		if err != nil {
+			return nil, fmt.Errorf("ops sampler: %w", err)
+		}
+		s.clusters = g
+		for source, on := range map[string]bool{"kafka_replication": src.Replication != nil, "search_health": src.Search != nil} {
+			if on {
+				s.errors.WithLabelValues(source)
+			}
+		}
 	}
 	return s, nil
 }
@@ -187,6 +204,7 @@ func (s *OpsSampler) Sample(ctx context.Context) {
 		s.dlqDepth.Set(float64(c.Depth))
 		s.dlqUnhandled.Set(float64(c.Unhandled))
 	})
+	s.sampleClusters(ctx, &wg)
 	wg.Wait()
 }
 

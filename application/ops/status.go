@@ -524,6 +524,10 @@ type Status struct {
 	Rebuild RebuildSection
 	// Transactions lists long database transactions.
 	Transactions TransactionsSection
+	// Kafka is the replication of the events and dead-letter topics.
+	Kafka KafkaSection
+	// Search is the search cluster's health.
+	Search SearchSection
 }
 
 // Config configures the operations use cases.
@@ -587,7 +591,7 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// Deps are the ports of the operations use cases; all are required.
+// Deps are the ports of the operations use cases; all are required unless marked optional.
 type Deps struct {
 	// Database reads the outbox, transactions and product counts.
 	Database Database
@@ -601,6 +605,10 @@ type Deps struct {
 	Rebuilds RebuildHistory
 	// DeadLetters tells which dead letters were replayed or resolved.
 	DeadLetters DLQLedger
+	// Replication reads the replication of the topics; nil leaves it out of the status.
+	Replication Replication
+	// Search reads the search cluster's health; nil (the embedded engine) leaves it out.
+	Search SearchCluster
 	// Progress remembers when each partition's committed offset last moved; the metrics
 	// sampler should feed the same one, so a stall is known before anyone asks. Nil gives
 	// the service one of its own, fed only by Status.
@@ -675,6 +683,8 @@ func (s *Service) Status(ctx context.Context, th Thresholds) (Status, error) {
 		st.DLQ.DLQCounts, st.DLQ.Err = CountDeadLetters(ctx, s.deps.Events, s.deps.DeadLetters, s.cfg.DLQTopic)
 	})
 	source(func(ctx context.Context) { st.ReadModel = s.readModel(ctx) })
+	source(func(ctx context.Context) { st.Kafka = s.readKafka(ctx) })
+	source(func(ctx context.Context) { st.Search = s.readSearch(ctx) })
 	source(func(ctx context.Context) {
 		list, err := s.deps.Rebuilds.List(ctx, 1)
 		if err != nil {
@@ -861,6 +871,8 @@ func evaluate(st *Status) {
 				describeTx(tx), round(tx.Age), round(th.MaxTxAge), effect, endTx(tx))
 		}
 	}
+
+	evaluateClusters(st, add, unavailable)
 
 	if r := st.Rebuild; r.Err != nil {
 		add(SeverityWarning, CheckUnavailable, "rebuilds: the last rebuild cannot be read: %v", r.Err)

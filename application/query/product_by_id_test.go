@@ -35,6 +35,7 @@ type fixture struct {
 	repo    *memory.ProductRepository
 	metrics *fakeMetrics
 	byID    query.ProductByIDHandler
+	waiter  *query.VersionWaiter
 }
 
 func newFixture(t *testing.T) fixture {
@@ -46,11 +47,15 @@ func newFixture(t *testing.T) fixture {
 		t.Fatal(err)
 	}
 	m := &fakeMetrics{}
-	h, err := query.NewProductByIDHandler(repo, decorator.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m})
+	waiter, err := query.NewVersionWaiter(repo, query.VersionWaiterConfig{ReadModel: "products", Interval: 5 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return fixture{repo: repo, metrics: m, byID: h}
+	h, err := query.NewProductByIDHandler(repo, waiter, decorator.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fixture{repo: repo, metrics: m, byID: h, waiter: waiter}
 }
 
 func (f fixture) add(t *testing.T, sku string) *product.Product {
@@ -76,7 +81,8 @@ func TestProductByID(t *testing.T) {
 	f := newFixture(t)
 	p := f.add(t, "SKU-1")
 	for _, id := range []string{p.ID().String(), strings.ToUpper(p.ID().String())} {
-		got, err := f.byID.Handle(context.Background(), query.ProductByID{ID: id})
+		res, err := f.byID.Handle(context.Background(), query.ProductByID{ID: id})
+		got := res.Product
 		if err != nil {
 			t.Fatalf("ProductByID(%s): %v", id, err)
 		}
@@ -100,7 +106,7 @@ func TestProductByIDTombstone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, err := f.byID.Handle(context.Background(), query.ProductByID{ID: p.ID().String()})
+	res, err := f.byID.Handle(context.Background(), query.ProductByID{ID: p.ID().String()})
 	if !errors.Is(err, product.ErrDeleted) {
 		t.Fatalf("tombstone: %v, want ErrDeleted", err)
 	}
@@ -108,7 +114,7 @@ func TestProductByIDTombstone(t *testing.T) {
 		t.Fatal("a tombstone must be told apart from an unknown product")
 	}
 	// The tombstone comes along so a port can show its version and deleted_at (410 Gone).
-	if got == nil || !got.IsDeleted() || got.Version() != 2 {
+	if got := res.Product; got == nil || !got.IsDeleted() || got.Version() != 2 {
 		t.Fatalf("tombstone product %v", got)
 	}
 	if last := f.metrics.errs[len(f.metrics.errs)-1]; !errors.Is(last, product.ErrDeleted) {
@@ -120,17 +126,20 @@ func TestProductByIDErrors(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	for _, id := range []string{"", "abc", "123e4567-e89b-12d3-a456-42661417400", "123e4567e89b12d3a456426614174000", "123e4567-e89b-12d3-a456-4266141740000"} {
-		got, err := f.byID.Handle(context.Background(), query.ProductByID{ID: id})
-		if !errors.Is(err, product.ErrInvalidID) || got != nil {
-			t.Errorf("ProductByID(%q) = %v, %v; want ErrInvalidID", id, got, err)
+		res, err := f.byID.Handle(context.Background(), query.ProductByID{ID: id})
+		if !errors.Is(err, product.ErrInvalidID) || res.Product != nil {
+			t.Errorf("ProductByID(%q) = %v, %v; want ErrInvalidID", id, res.Product, err)
 		}
 	}
-	got, err := f.byID.Handle(context.Background(), query.ProductByID{ID: product.NewID(time.Now()).String()})
-	if !errors.Is(err, product.ErrNotFound) || got != nil {
-		t.Fatalf("unknown id: %v, %v; want ErrNotFound", got, err)
+	res, err := f.byID.Handle(context.Background(), query.ProductByID{ID: product.NewID(time.Now()).String()})
+	if !errors.Is(err, product.ErrNotFound) || res.Product != nil {
+		t.Fatalf("unknown id: %v, %v; want ErrNotFound", res.Product, err)
 	}
-	if _, err := query.NewProductByIDHandler(nil, decorator.Deps{}); err == nil {
+	if _, err := query.NewProductByIDHandler(nil, f.waiter, decorator.Deps{}); err == nil {
 		t.Fatal("nil read model accepted")
+	}
+	if _, err := query.NewProductByIDHandler(f.repo, nil, decorator.Deps{}); err == nil {
+		t.Fatal("nil version waiter accepted")
 	}
 }
 
@@ -143,7 +152,7 @@ func (r failingReadModel) Get(context.Context, product.ID) (*product.Product, er
 func TestProductByIDReadModelFailure(t *testing.T) {
 	t.Parallel()
 	boom := errors.New("connection refused")
-	h, err := query.NewProductByIDHandler(failingReadModel{boom}, decorator.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h, err := query.NewProductByIDHandler(failingReadModel{boom}, newFixture(t).waiter, decorator.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -50,11 +50,18 @@ var ErrInvalidCursor = fmt.Errorf("%w: invalid cursor", ErrInvalidSearch)
 // SearchProducts searches the read model. Tombstones never appear.
 type SearchProducts struct {
 	// Text is matched as plain words against name, description, brand and category; it is
-	// never interpreted as query syntax.
+	// never interpreted as query syntax. A product matches when one of those fields has every
+	// word; in name and brand a word may also be a typo away (FuzzyMatch). Exact words rank
+	// above typos, and a name with the words as a phrase ranks above one with them apart.
 	Text string
-	// Category and Brand filter on exact values when not empty.
-	Category string
-	Brand    string
+	// Category and Brand filter on one exact value each when not empty; Categories and
+	// Brands add more, and a product matches when it has any of them (the multi-select of
+	// facets). Normalize folds Category into Categories and Brand into Brands (sorted,
+	// without repeats) and clears them, so read models read the lists only.
+	Category   string
+	Brand      string
+	Categories []string
+	Brands     []string
 	// Tags, when not empty, keeps products that carry at least one of them (exact,
 	// case-sensitive). Normalize sorts them and drops repeats.
 	Tags []string
@@ -69,6 +76,20 @@ type SearchProducts struct {
 	Size int
 	// Cursor continues a previous search (its NextCursor); empty starts at the top.
 	Cursor string
+	// Facets lists the facets to count (SearchResult.Facets); Normalize puts them in the
+	// order of AllFacets without repeats.
+	Facets []Facet
+	// FacetSize bounds the values of the category, brand and tags facets; 0 means
+	// DefaultFacetSize, at most MaxFacetSize.
+	FacetSize int
+	// PriceRanges are the boundaries of the price facet's ranges in minor units, increasing;
+	// empty means DefaultPriceRanges.
+	PriceRanges []int64
+	// Highlight asks for the fragments of name and description the text matched
+	// (ProductView.Highlight).
+	Highlight bool
+	// Consistency asks the search to wait until the read model reflects given versions.
+	Consistency Consistency
 }
 
 // ProductView is a product as the read model shows it.
@@ -88,6 +109,8 @@ type ProductView struct {
 	Version   int64
 	CreatedAt time.Time
 	UpdatedAt time.Time
+	// Highlight is where the search text matched, when the search asked for it.
+	Highlight Highlight
 }
 
 // SearchResult is one page of results.
@@ -98,6 +121,11 @@ type SearchResult struct {
 	Total int64
 	// NextCursor continues after this page; empty when there is no more.
 	NextCursor string
+	// Facets are the facet counts the search asked for; nil when it asked for none.
+	Facets *Facets
+	// Behind lists the versions the search waited for (Consistency) and did not see in time;
+	// the page shows what the read model had.
+	Behind []Lag
 }
 
 // ProductSearchReadModel is the port the search reads through.
@@ -109,15 +137,20 @@ type ProductSearchReadModel interface {
 type SearchProductsHandler decorator.Handler[SearchProducts, SearchResult]
 
 type searchProductsHandler struct {
-	rm ProductSearchReadModel
+	rm     ProductSearchReadModel
+	waiter *VersionWaiter
 }
 
-// NewSearchProductsHandler returns the decorated handler.
-func NewSearchProductsHandler(rm ProductSearchReadModel, deps decorator.Deps) (SearchProductsHandler, error) {
+// NewSearchProductsHandler returns the decorated handler. waiter waits for the versions a
+// search names (Consistency) through the same read model.
+func NewSearchProductsHandler(rm ProductSearchReadModel, waiter *VersionWaiter, deps decorator.Deps) (SearchProductsHandler, error) {
 	if rm == nil {
 		return nil, fmt.Errorf("search products: nil read model")
 	}
-	return decorator.Apply[SearchProducts, SearchResult](searchProductsHandler{rm: rm}, deps.Log, deps.Metrics), nil
+	if waiter == nil {
+		return nil, fmt.Errorf("search products: nil version waiter")
+	}
+	return decorator.Apply[SearchProducts, SearchResult](searchProductsHandler{rm: rm, waiter: waiter}, deps.Log, deps.Metrics), nil
 }
 
 func (h searchProductsHandler) Handle(ctx context.Context, q SearchProducts) (SearchResult, error) {
@@ -125,10 +158,16 @@ func (h searchProductsHandler) Handle(ctx context.Context, q SearchProducts) (Se
 	if err != nil {
 		return SearchResult{}, err
 	}
+	// The route is the search's own, so the check asks the replicas the search will read.
+	behind, err := h.waiter.Wait(ctx, q.Hash(), q.Consistency)
+	if err != nil {
+		return SearchResult{}, fmt.Errorf("search products: %w", err)
+	}
 	res, err := h.rm.Search(ctx, q)
 	if err != nil {
 		return SearchResult{}, fmt.Errorf("search products: %w", err)
 	}
+	res.Behind = behind
 	return res, nil
 }
 
@@ -140,18 +179,23 @@ func (q SearchProducts) Normalize() (SearchProducts, error) {
 		return q, fmt.Errorf("%w: %s", ErrInvalidSearch, fmt.Sprintf(format, args...))
 	}
 	q.Text = strings.TrimSpace(q.Text)
-	if !utf8.ValidString(q.Text) || !utf8.ValidString(q.Category) || !utf8.ValidString(q.Brand) {
+	if !utf8.ValidString(q.Text) {
 		return invalid("parameters must be valid UTF-8")
 	}
 	if utf8.RuneCountInString(q.Text) > MaxSearchText {
 		return invalid("q is longer than %d characters", MaxSearchText)
 	}
-	if n := countTerms(q.Text); n > MaxSearchTerms {
+	if n := CountTerms(q.Text); n > MaxSearchTerms {
 		return invalid("q has %d words, at most %d are allowed", n, MaxSearchTerms)
 	}
-	if utf8.RuneCountInString(q.Category) > MaxExactValue || utf8.RuneCountInString(q.Brand) > MaxExactValue {
-		return invalid("category and brand must be at most %d characters", MaxExactValue)
+	var err error
+	if q.Categories, err = normalizeExact("category", q.Category, q.Categories); err != nil {
+		return invalid("%s", err)
 	}
+	if q.Brands, err = normalizeExact("brand", q.Brand, q.Brands); err != nil {
+		return invalid("%s", err)
+	}
+	q.Category, q.Brand = "", ""
 	tags, err := normalizeTags(q.Tags)
 	if err != nil {
 		return invalid("%s", err)
@@ -180,7 +224,41 @@ func (q SearchProducts) Normalize() (SearchProducts, error) {
 	if len(q.Cursor) > 4096 {
 		return q, fmt.Errorf("%w: too long", ErrInvalidCursor)
 	}
+	if q, err = q.normalizeFacets(); err != nil {
+		return q, err
+	}
+	if q.Consistency, err = q.Consistency.Normalize(); err != nil {
+		return q, err
+	}
 	return q, nil
+}
+
+// normalizeExact merges one and more, the values of an exact multi-select filter, sorted
+// without repeats (the filter matches any, so order and repeats mean nothing, and the cursor
+// hash must not see them). Values are kept as given: exact filters are exact.
+func normalizeExact(name, one string, more []string) ([]string, error) {
+	values := slices.Clone(more)
+	if one != "" {
+		values = append(values, one)
+	}
+	if len(values) == 0 {
+		return nil, nil
+	}
+	if len(values) > MaxFilterValues {
+		return nil, fmt.Errorf("%s names %d values, at most %d are allowed", name, len(values), MaxFilterValues)
+	}
+	for _, v := range values {
+		switch {
+		case !utf8.ValidString(v):
+			return nil, errors.New("parameters must be valid UTF-8")
+		case v == "":
+			return nil, fmt.Errorf("%s must not be empty", name)
+		case utf8.RuneCountInString(v) > MaxExactValue:
+			return nil, fmt.Errorf("category and brand must be at most %d characters", MaxExactValue)
+		}
+	}
+	slices.Sort(values)
+	return slices.Compact(values), nil
 }
 
 // normalizeTags checks a tags filter and returns it sorted without repeats (the filter matches
@@ -210,10 +288,11 @@ func normalizeTags(tags []string) ([]string, error) {
 	return slices.Compact(out), nil
 }
 
-// countTerms estimates from above how many distinct words a standard text analyzer makes of
+// CountTerms estimates from above how many distinct words a standard text analyzer makes of
 // s: runs of letters and digits are words, every ideograph is a word of its own. Search
-// engines turn each word into a clause and refuse queries past about a thousand.
-func countTerms(s string) int {
+// engines turn each word into a clause and refuse queries past about a thousand; read models
+// that cannot analyze the text themselves use it to tell one word from a phrase.
+func CountTerms(s string) int {
 	terms := map[string]struct{}{}
 	var word strings.Builder
 	flush := func() {
@@ -237,16 +316,33 @@ func countTerms(s string) int {
 	return len(terms)
 }
 
-// Hash identifies a search (everything but size and cursor), so that a read model accepts a
-// cursor only from the search that issued it.
+// Hash identifies a search (what decides its hits and their order: everything but size,
+// cursor, facets, highlighting and consistency), so that a read model accepts a cursor only
+// from the search that issued it. q must be normalized.
 func (q SearchProducts) Hash() string {
+	// One category or brand hashes as the single values did before lists existed, so that
+	// cursors issued by an older release stay valid through a rolling upgrade.
+	var category, brand string
+	var categories, brands []string
+	if len(q.Categories) == 1 {
+		category = q.Categories[0]
+	} else {
+		categories = q.Categories
+	}
+	if len(q.Brands) == 1 {
+		brand = q.Brands[0]
+	} else {
+		brands = q.Brands
+	}
 	key := struct {
 		Text, Category, Brand string
 		Tags                  []string `json:",omitempty"` // omitted when empty: cursors issued before tags existed stay valid
 		Min, Max              *int64
 		InStock               *bool
 		Sort                  SortOrder
-	}{q.Text, q.Category, q.Brand, q.Tags, q.MinPrice, q.MaxPrice, q.InStock, q.Sort}
+		Categories            []string `json:",omitempty"`
+		Brands                []string `json:",omitempty"`
+	}{q.Text, category, brand, q.Tags, q.MinPrice, q.MaxPrice, q.InStock, q.Sort, categories, brands}
 	raw, _ := json.Marshal(key)
 	sum := sha256.Sum256(raw)
 	return base64.RawURLEncoding.EncodeToString(sum[:12])

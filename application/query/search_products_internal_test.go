@@ -17,8 +17,8 @@ func TestCountTermsIsConservative(t *testing.T) {
 		"' OR 1=1--":              2,
 		"café ünïcödé":            2,
 	} {
-		if got := countTerms(text); got != want {
-			t.Errorf("countTerms(%q) = %d, want %d", text, got, want)
+		if got := CountTerms(text); got != want {
+			t.Errorf("CountTerms(%q) = %d, want %d", text, got, want)
 		}
 	}
 }

@@ -36,22 +36,32 @@ func newMigrateCmd(cfg *service.Config) *cobra.Command {
 func newServeCmd(cfg *service.Config) *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
-		Short: "Run every role in one process: REST API, outbox relay and projector",
+		Short: "Run the roles of CATALOG_ROLES in one process (default: REST API, outbox relay, projector and admin port)",
 		Long: `Runs the REST API on HTTP_ADDR, the outbox relay to Kafka, the projector and the gRPC
-admin port on GRPC_ADDR. With KAFKA_BROKERS empty it starts an embedded Kafka-protocol broker on
+admin port on GRPC_ADDR, or the subset that --roles (CATALOG_ROLES) names, so each set of
+replicas of a scaled-out deployment runs its own roles:
+
+  api        the REST API (Postgres and the search alias; never Kafka)
+  relay      the outbox relay and the outbox retention job (Postgres and Kafka)
+  projector  the projector in consumer group PROJECTOR_GROUP (Kafka and the search cluster)
+  admin      the gRPC admin port, the recovery of rebuilds whose runner died, and the
+             operational gauges on /metrics (Postgres, Kafka and the search cluster)
+
+HTTP_ADDR always serves /healthz, /readyz and /metrics; without the api role it answers the
+product routes with 404. /readyz?role=NAME reports one role's dependencies. With KAFKA_BROKERS empty it starts an embedded Kafka-protocol broker on
 EMBEDDED_KAFKA_ADDR that keeps its log under CATALOG_DATA_DIR/kafka; with ELASTICSEARCH_URL
 empty the read model is the embedded search engine under CATALOG_DATA_DIR/search. Both
 directories are locked by this process. SIGINT or SIGTERM finishes in-flight requests and
 relays, then exits.
 
 The admin port can prune indices, roll the alias back, start rebuilds and replay the DLQ:
-serve refuses to start (exit 2) when GRPC_ADDR is not a loopback address and neither
+with the admin role, serve refuses to start (exit 2) when GRPC_ADDR is not a loopback address and neither
 ADMIN_TOKEN (or ADMIN_TOKEN_FILE) nor mutual TLS (GRPC_TLS_CLIENT_CA_FILE) protects it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Refused before anything is started or connected: an admin port that anyone on
 			// the network could use is a configuration mistake (exit 2).
-			if err := cfg.CheckAdminExposure(); err != nil {
+			if err := cfg.CheckAdminExposure(); err != nil && cfg.Runs(service.RoleAdmin) {
 				return configError(err)
 			}
 			log := service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
@@ -74,7 +84,7 @@ Several relay processes may run at once: each lane is owned by one of them at a 
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
-			p, cleanup, err := wiring.InitializeRelay(cmd.Context(), *cfg, log)
+			p, cleanup, err := wiring.InitializeRelay(cmd.Context(), onlyRole(*cfg, service.RoleRelay), log)
 			if err != nil {
 				return err
 			}
@@ -82,6 +92,13 @@ Several relay processes may run at once: each lane is owned by one of them at a 
 			return runProcess(cmd.Context(), p.Process)
 		},
 	}
+}
+
+// onlyRole is cfg for a command that runs one role whatever CATALOG_ROLES says (that setting
+// is serve's), so its providers build exactly what the role needs.
+func onlyRole(cfg service.Config, role string) service.Config {
+	cfg.Roles = []string{role}
+	return cfg
 }
 
 func runProcess(ctx context.Context, p *service.Process) error {
@@ -102,7 +119,7 @@ go to DLQ_TOPIC with headers saying why. Several projector processes share the p
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
-			p, cleanup, err := wiring.InitializeProject(cmd.Context(), *cfg, log)
+			p, cleanup, err := wiring.InitializeProject(cmd.Context(), onlyRole(*cfg, service.RoleProjector), log)
 			if err != nil {
 				return err
 			}

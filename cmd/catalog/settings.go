@@ -49,6 +49,11 @@ func settingsOf(c *service.Config) []setting {
 		{"PROJECTOR_SESSION_TIMEOUT", "projector-session-timeout", duration(&c.ProjectorSessionTimeout), "how long the projector group waits for a silent replica before moving its partitions (1s..30m; the broker must allow it)", nil},
 		{"SEARCH_REFRESH_INTERVAL", "search-refresh-interval", duration(&c.SearchRefreshInterval), "refresh_interval of new read-model indices (1ms..1h)", nil},
 		{"TOPIC_PARTITIONS", "topic-partitions", integer(&c.TopicPartitions), "partitions of topics the service creates (1..1000)", nil},
+		{"TOPIC_REPLICATION_FACTOR", "topic-replication-factor", integer(&c.TopicReplicationFactor), "replication factor of topics the service creates (1..32; 0: the brokers' default)", nil},
+		{"TOPIC_MIN_INSYNC_REPLICAS", "topic-min-insync-replicas", integer(&c.TopicMinInsyncReplicas), "min.insync.replicas of topics the service creates (1..32, at most the replication factor; 0: the brokers' default)", nil},
+		{"SEARCH_SHARDS", "search-shards", integer(&c.SearchShards), "primary shards of new read-model indices (1..1024; the live index changes through a rebuild)", nil},
+		{"SEARCH_REPLICAS", "search-replicas", intOrAuto(&c.SearchReplicas), "replicas per shard of read-model indices (0..32), or auto: none on one data node, one on more", nil},
+		{"CATALOG_ROLES", "roles", list(&c.Roles), "roles that serve runs, comma-separated: api, relay, projector, admin (default: all)", nil},
 		{"OUTBOX_LANES", "outbox-lanes", integer(&c.OutboxLanes), "outbox lanes (1..64); writers and relays must agree", nil},
 		{"RELAY_POLL_INTERVAL", "relay-poll-interval", duration(&c.RelayPollInterval), "relay fallback poll interval (1ms..1m); commits wake it earlier", nil},
 		{"RELAY_BATCH_SIZE", "relay-batch-size", integer(&c.RelayBatchSize), "outbox rows per relay transaction (1..100000)", nil},
@@ -269,6 +274,29 @@ func boolean(p *bool) pflag.Value {
 			return false, nil
 		}
 		return false, errors.New(`want "true" or "false"`)
+	}}
+}
+
+// intOrAuto is "auto" (nil) or a decimal integer, for settings whose default adapts to the
+// cluster.
+func intOrAuto(p **int) pflag.Value {
+	show := func(v *int) string {
+		if v == nil {
+			return "auto"
+		}
+		return strconv.Itoa(*v)
+	}
+	var n int
+	parseInt := integer(&n)
+	return &value[*int]{p: p, typ: "int-or-auto", show: show, parse: func(s string) (*int, error) {
+		if s == "auto" {
+			return nil, nil
+		}
+		if err := parseInt.Set(s); err != nil {
+			return nil, errors.New(`want "auto" or a decimal integer`)
+		}
+		v := n
+		return &v, nil
 	}}
 }
 

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"regexp"
 	"slices"
@@ -103,6 +104,11 @@ var outOfRange = map[string][]string{
 	"KAFKA_SASL_MECHANISM":         {"scram-sha-512", "GSSAPI"},
 	"ELASTICSEARCH_CA_FINGERPRINT": {"abc", "zz:zz"},
 	"METRICS_ADDR":                 {"9100"},
+	"TOPIC_REPLICATION_FACTOR":     {"-1", "33"},
+	"TOPIC_MIN_INSYNC_REPLICAS":    {"-1", "33"},
+	"SEARCH_SHARDS":                {"0", "-1", "1025"},
+	"SEARCH_REPLICAS":              {"-1", "33", "abc", "Auto", "0x1", " 1"},
+	"CATALOG_ROLES":                {"web", "api,api", "api,projector,indexer", ","},
 }
 
 func TestOutOfRangeValuesAreRejected(t *testing.T) {
@@ -188,5 +194,50 @@ func TestREADMEDocumentsEverySetting(t *testing.T) {
 		if !regexp.MustCompile("(?m)^\\| `" + st.env + "`").Match(raw) {
 			t.Errorf("README's configuration table has no row for %s", st.env)
 		}
+	}
+}
+
+// TestReplicationAndRoleSettings: the settings of a scaled-out deployment are checked
+// against each other (min.insync.replicas above the replication factor can never be
+// acknowledged; the embedded broker and search engine run every role in one process), and
+// the valid forms are accepted.
+func TestReplicationAndRoleSettings(t *testing.T) {
+	cluster := map[string]string{"KAFKA_BROKERS": "k1:9092,k2:9092,k3:9092", "ELASTICSEARCH_URL": "http://es1:9200,http://es2:9200"}
+	with := func(extra map[string]string) map[string]string {
+		out := maps.Clone(cluster)
+		maps.Copy(out, extra)
+		return out
+	}
+	for name, tc := range map[string]struct {
+		env      map[string]string
+		bad, raw string
+	}{
+		"min ISR above RF":               {with(map[string]string{"TOPIC_REPLICATION_FACTOR": "2", "TOPIC_MIN_INSYNC_REPLICAS": "3"}), "TOPIC_MIN_INSYNC_REPLICAS", "3"},
+		"RF 3 on the embedded broker":    {map[string]string{"TOPIC_REPLICATION_FACTOR": "3"}, "TOPIC_REPLICATION_FACTOR", "3"},
+		"roles with the embedded broker": {map[string]string{"CATALOG_ROLES": "api"}, "CATALOG_ROLES", "api"},
+		"roles with embedded search":     {map[string]string{"KAFKA_BROKERS": "k1:9092", "CATALOG_ROLES": "relay,projector"}, "CATALOG_ROLES", "relay,projector"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, stderr := runConfig(t, tc.env)
+			wantConfigError(t, code, stderr, tc.bad, tc.raw)
+		})
+	}
+	for name, env := range map[string]map[string]string{
+		"production replication": with(map[string]string{"TOPIC_REPLICATION_FACTOR": "3", "TOPIC_MIN_INSYNC_REPLICAS": "2", "SEARCH_SHARDS": "1024", "SEARCH_REPLICAS": "32"}),
+		"brokers' defaults":      with(map[string]string{"TOPIC_REPLICATION_FACTOR": "0", "TOPIC_MIN_INSYNC_REPLICAS": "0", "SEARCH_REPLICAS": "auto"}),
+		"one role":               with(map[string]string{"CATALOG_ROLES": "api"}),
+		"roles in any order":     with(map[string]string{"CATALOG_ROLES": "admin, api"}),
+		"all roles embedded":     {"CATALOG_ROLES": "projector,api,admin,relay"},
+		"no replicas":            {"SEARCH_REPLICAS": "0"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			code, stderr := runConfig(t, env)
+			if code != exitFailure || strings.Contains(stderr, "configuration") {
+				t.Fatalf("%v: exit %d, stderr %q; want exit 1 from the unreachable database", env, code, stderr)
+			}
+		})
+	}
+	if code, stderr := runConfig(t, cluster, "--roles=relay"); code != exitFailure {
+		t.Errorf("--roles=relay: exit %d (%s), want 1", code, stderr)
 	}
 }

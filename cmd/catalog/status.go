@@ -32,7 +32,7 @@ func newStatusCmd(cfg *service.Config) *cobra.Command {
 	)
 	cmd := &cobra.Command{
 		Use:   "status [--json] [--max-outbox-age=D] [--max-lag=N] [--max-stall=D] [--max-count-drift=R%,N] [--max-tx-age=D]",
-		Short: "Show the pipeline's health: outbox backlog, projector lag, alias, counts, DLQ, rebuilds, long transactions",
+		Short: "Show the pipeline's health: outbox backlog, projector lag, alias, counts, DLQ, rebuilds, long transactions, cluster replication",
 		Long: `Asks the service on GRPC_ADDR for one look at the whole pipeline and judges it:
 
   outbox        events not yet relayed (per lane, with the relay's position), the age of the
@@ -47,6 +47,11 @@ func newStatusCmd(cfg *service.Config) *cobra.Command {
   transactions  database transactions open for long, in any database of the cluster: one
                 that holds a transaction id (it has written, or it is prepared) holds back
                 the relay, which cannot pass it; the statement text is never shown
+  kafka         live brokers, and per topic (events, dead letters) the replication factor,
+                min.insync.replicas, and the partitions under-replicated, below
+                min.insync.replicas (acks=all writes refused) or without a leader
+  search        the search cluster's nodes, and the health of the read model's indices:
+                green, yellow (a replica is missing), red (a primary is missing)
 
 Unhealthy (exit code 1, the reasons on stderr) when the oldest unrelayed event is older than
 --max-outbox-age, the projector lags by more than --max-lag or has committed nothing on a
@@ -58,8 +63,11 @@ the event log (alias_index_behind), live documents and live products differ by m
 --max-count-drift, the DLQ holds unhandled messages (replayed and resolved ones are handled:
 see 'catalog dlq'), a transaction holding the relay back is older than --max-outbox-age
 (relay_held_back), a read-only one is open for longer than --max-tx-age, or a part cannot be
-read. A failed last
-rebuild and an empty projector group are warnings. Exit code 0 when healthy, 2 on bad flags.
+read, or partitions of the topics are below min.insync.replicas or without a leader
+(kafka_below_min_isr, kafka_partition_offline), or the read model's indices are red
+(search_cluster_health). A failed last rebuild, an empty projector group, under-replicated
+partitions (kafka_under_replicated: a broker is down or catching up) and yellow indices are
+warnings. Exit code 0 when healthy, 2 on bad flags.
 
 --max-count-drift takes a percentage of live products, a number of documents, or both
 separated by a comma; the larger applies (default 0.1%,10, since live writes make exact
@@ -86,7 +94,12 @@ absent values null:
   last_rebuild{read_error?, found, id, phase, started_at, finished_at, error, from_index,
     to_index},
   transactions{read_error?, long[{pid, database, user, application, backend_type,
-    prepared_gid, state, started_at, query_started_at, age_seconds, holds_back_outbox}]}`,
+    prepared_gid, state, started_at, query_started_at, age_seconds, holds_back_outbox}]},
+  kafka{read_error?, reported, brokers, topics[{topic, partitions, replication_factor,
+    min_insync_replicas, under_replicated[], below_min_isr[], offline[]}]},
+  search_cluster{read_error?, reported (false: embedded engine), status, nodes, data_nodes,
+    active_shards, relocating_shards, initializing_shards, unassigned_shards,
+    delayed_unassigned_shards}`,
 		Example: `  catalog status
   catalog status --json | jq '.projector.total_lag'
   catalog status --max-lag=0 --max-count-drift=0 || page-someone`,
@@ -234,6 +247,8 @@ type (
 		DLQ          dlqJSON          `json:"dlq"`
 		LastRebuild  lastRebuildJSON  `json:"last_rebuild"`
 		Transactions transactionsJSON `json:"transactions"`
+		Kafka        kafkaJSON        `json:"kafka"`
+		Search       searchJSON       `json:"search_cluster"`
 	}
 	problemJSON struct {
 		Severity string `json:"severity"`
@@ -327,6 +342,33 @@ type (
 		FromIndex  string     `json:"from_index"`
 		ToIndex    string     `json:"to_index"`
 	}
+	kafkaJSON struct {
+		ReadError string                 `json:"read_error,omitempty"`
+		Reported  bool                   `json:"reported"`
+		Brokers   int32                  `json:"brokers"`
+		Topics    []topicReplicationJSON `json:"topics"`
+	}
+	topicReplicationJSON struct {
+		Topic             string  `json:"topic"`
+		Partitions        int32   `json:"partitions"`
+		ReplicationFactor int32   `json:"replication_factor"`
+		MinInsyncReplicas int32   `json:"min_insync_replicas"`
+		UnderReplicated   []int32 `json:"under_replicated"`
+		BelowMinISR       []int32 `json:"below_min_isr"`
+		Offline           []int32 `json:"offline"`
+	}
+	searchJSON struct {
+		ReadError               string `json:"read_error,omitempty"`
+		Reported                bool   `json:"reported"`
+		Status                  string `json:"status"`
+		Nodes                   int32  `json:"nodes"`
+		DataNodes               int32  `json:"data_nodes"`
+		ActiveShards            int32  `json:"active_shards"`
+		RelocatingShards        int32  `json:"relocating_shards"`
+		InitializingShards      int32  `json:"initializing_shards"`
+		UnassignedShards        int32  `json:"unassigned_shards"`
+		DelayedUnassignedShards int32  `json:"delayed_unassigned_shards"`
+	}
 	transactionsJSON struct {
 		ReadError string       `json:"read_error,omitempty"`
 		Long      []longTxJSON `json:"long"`
@@ -414,7 +456,69 @@ func statusToJSON(st *operationsv1.GetStatusResponse) statusJSON {
 			StartedAt: timeOrNil(tx.GetStartedAt()), QueryStartedAt: timeOrNil(tx.GetQueryStartedAt()),
 			AgeSeconds: tx.GetAge().AsDuration().Seconds(), HoldsBackOutbox: tx.GetHoldsBackOutbox()})
 	}
+	k := st.GetKafka()
+	out.Kafka = kafkaJSON{ReadError: k.GetReadError(), Reported: k.GetReported(), Brokers: k.GetBrokers(), Topics: []topicReplicationJSON{}}
+	for _, t := range k.GetTopics() {
+		out.Kafka.Topics = append(out.Kafka.Topics, topicReplicationJSON{Topic: t.GetTopic(), Partitions: t.GetPartitions(),
+			ReplicationFactor: t.GetReplicationFactor(), MinInsyncReplicas: t.GetMinInsyncReplicas(),
+			UnderReplicated: orEmpty(t.GetUnderReplicated()), BelowMinISR: orEmpty(t.GetBelowMinIsr()), Offline: orEmpty(t.GetOffline())})
+	}
+	sc := st.GetSearchCluster()
+	out.Search = searchJSON{ReadError: sc.GetReadError(), Reported: sc.GetReported(), Status: sc.GetStatus(), Nodes: sc.GetNodes(),
+		DataNodes: sc.GetDataNodes(), ActiveShards: sc.GetActiveShards(), RelocatingShards: sc.GetRelocatingShards(),
+		InitializingShards: sc.GetInitializingShards(), UnassignedShards: sc.GetUnassignedShards(),
+		DelayedUnassignedShards: sc.GetDelayedUnassignedShards()}
 	return out
+}
+
+// orEmpty makes a nil list an empty one, so JSON shows [] rather than null.
+func orEmpty(l []int32) []int32 {
+	if l == nil {
+		return []int32{}
+	}
+	return l
+}
+
+// writeClusters prints the replication of the topics and the search cluster's health.
+func writeClusters(b *strings.Builder, st *operationsv1.GetStatusResponse) {
+	switch k := st.GetKafka(); {
+	case k.GetReadError() != "":
+		fmt.Fprintf(b, "KAFKA         unavailable: %s\n", oneLine(k.GetReadError()))
+	case k.GetReported():
+		fmt.Fprintf(b, "KAFKA         %d live %s\n", k.GetBrokers(), plural(int(k.GetBrokers()), "broker", "brokers"))
+		rows := [][]string{{"TOPIC", "PARTITIONS", "RF", "MIN ISR", "UNDER-REPLICATED", "BELOW MIN ISR", "OFFLINE"}}
+		for _, t := range k.GetTopics() {
+			rows = append(rows, []string{t.GetTopic(), strconv.Itoa(int(t.GetPartitions())), strconv.Itoa(int(t.GetReplicationFactor())),
+				strconv.Itoa(int(t.GetMinInsyncReplicas())), partitionsCell(t.GetUnderReplicated()), partitionsCell(t.GetBelowMinIsr()),
+				partitionsCell(t.GetOffline())})
+		}
+		writeTable(b, "  ", rows, 0b0001110)
+	}
+	switch sc := st.GetSearchCluster(); {
+	case sc.GetReadError() != "":
+		fmt.Fprintf(b, "SEARCH        unavailable: %s\n", oneLine(sc.GetReadError()))
+	case sc.GetReported():
+		fmt.Fprintf(b, "SEARCH        %s, %d %s (%d data); read model shards: %d active, %d initializing, %d relocating, %d unassigned (%d waiting for their node)\n",
+			strings.ToUpper(sc.GetStatus()), sc.GetNodes(), plural(int(sc.GetNodes()), "node", "nodes"), sc.GetDataNodes(), sc.GetActiveShards(),
+			sc.GetInitializingShards(), sc.GetRelocatingShards(), sc.GetUnassignedShards(), sc.GetDelayedUnassignedShards())
+	}
+}
+
+// partitionsCell lists partition numbers for a table cell: "-" for none, the count and the
+// first few otherwise.
+func partitionsCell(ps []int32) string {
+	if len(ps) == 0 {
+		return "-"
+	}
+	parts := make([]string, 0, 4)
+	for i, p := range ps {
+		if i == 4 {
+			parts = append(parts, "...")
+			break
+		}
+		parts = append(parts, strconv.Itoa(int(p)))
+	}
+	return fmt.Sprintf("%d (%s)", len(ps), strings.Join(parts, ","))
 }
 
 func writeStatusJSON(w io.Writer, st *operationsv1.GetStatusResponse) error {
@@ -580,6 +684,8 @@ func writeStatusTable(w io.Writer, st *operationsv1.GetStatusResponse) error {
 		}
 		writeTable(&b, "  ", rows, 0b000011)
 	}
+
+	writeClusters(&b, st)
 
 	if len(st.GetProblems()) > 0 {
 		b.WriteString("\nPROBLEMS\n")

@@ -104,6 +104,11 @@ func unhealthyStatus() ops.Status {
 	st.Transactions.Long = []ops.LongTransaction{{PID: 4242, Database: "catalog", User: "app", State: "idle in transaction",
 		Application: "psql", BackendType: "client backend", Started: st.CheckedAt.Add(-6 * time.Minute),
 		QueryStarted: st.CheckedAt.Add(-5 * time.Minute), Age: 6 * time.Minute, HoldsBackOutbox: true}}
+	st.Kafka = ops.KafkaSection{Reported: true, KafkaReplication: ops.KafkaReplication{Brokers: 2, Topics: []ops.TopicReplication{
+		{Topic: "product.events", Partitions: 12, ReplicationFactor: 3, MinInsyncReplicas: 2, UnderReplicated: []int32{0, 3, 6, 9, 11}},
+		{Topic: "dlq.product.events", Partitions: 12, ReplicationFactor: 3, MinInsyncReplicas: 2}}}}
+	st.Search = ops.SearchSection{Reported: true, SearchHealth: ops.SearchHealth{Status: ops.SearchYellow, Nodes: 2, DataNodes: 2,
+		ActiveShards: 2, UnassignedShards: 2, DelayedUnassignedShards: 2}}
 	st.Problems = []ops.Problem{
 		{Severity: ops.SeverityError, Check: ops.CheckOutboxAge, Message: "outbox: 17 events not relayed; held back by pid 4242"},
 		{Severity: ops.SeverityError, Check: ops.CheckDLQ, Message: "dlq: 2 of the 3 messages in dlq.product.events are unhandled"},
@@ -156,7 +161,7 @@ func TestStatusUnhealthyExitsWithTheReasons(t *testing.T) {
 	}
 	for _, want := range []string{"UNHEALTHY (2 errors, 1 warning)", "oldest waiting 3m0s", "TRANSACTIONS  1 long-running", "4242", "YES", "psql", "5m0s ago",
 		"PROBLEMS", "ERROR    outbox_age", "WARNING  projector_no_members", "dlq.product.events: 2 unhandled of 3 retained messages (1 replayed or resolved)",
-		"1m35s (STALLED)"} {
+		"1m35s (STALLED)", "KAFKA         2 live brokers", "5 (0,3,6,9,...)", "SEARCH        YELLOW, 2 nodes (2 data)", "2 unassigned (2 waiting for their node)"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("table lacks %q:\n%s", want, out)
 		}
@@ -219,7 +224,10 @@ func TestStatusJSONFieldNamesAreStable(t *testing.T) {
 	}
 	first := func(v any) any { return v.([]any)[0] }
 	want := map[string]string{
-		"":                        "checked_at,dlq,healthy,last_rebuild,outbox,problems,products,projector,read_model,thresholds,transactions",
+		"":                        "checked_at,dlq,healthy,kafka,last_rebuild,outbox,problems,products,projector,read_model,search_cluster,thresholds,transactions",
+		"kafka":                   "brokers,reported,topics",
+		"kafka.topics[0]":         "below_min_isr,min_insync_replicas,offline,partitions,replication_factor,topic,under_replicated",
+		"search_cluster":          "active_shards,data_nodes,delayed_unassigned_shards,initializing_shards,nodes,relocating_shards,reported,status,unassigned_shards",
 		"problems[0]":             "check,message,severity",
 		"thresholds":              "max_count_drift_docs,max_count_drift_ratio,max_lag,max_outbox_age_seconds,max_stall_seconds,max_tx_age_seconds",
 		"outbox":                  "backlog,lanes,oldest_age_seconds,oldest_created_at,table_bytes",
@@ -239,6 +247,7 @@ func TestStatusJSONFieldNamesAreStable(t *testing.T) {
 		"projector.partitions[0]": first(doc["projector"].(map[string]any)["partitions"]), "read_model": doc["read_model"],
 		"products": doc["products"], "dlq": doc["dlq"], "last_rebuild": doc["last_rebuild"], "transactions": doc["transactions"],
 		"transactions.long[0]": first(doc["transactions"].(map[string]any)["long"]),
+		"kafka":                doc["kafka"], "kafka.topics[0]": first(doc["kafka"].(map[string]any)["topics"]), "search_cluster": doc["search_cluster"],
 	}
 	for path, w := range want {
 		if k := keys(got[path]); k != w {

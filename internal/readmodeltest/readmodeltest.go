@@ -35,6 +35,8 @@ type Fixture struct {
 	Projection command.ProductProjection
 	Search     query.ProductSearchReadModel
 	Target     rebuild.Target
+	// Versions reports the versions searches see, for read-your-writes.
+	Versions query.VisibleVersionsReader
 	// EnsureAlias creates the first index and points the alias at it when there is no alias,
 	// as the service does on startup, and returns the alias's index.
 	EnsureAlias func(ctx context.Context) (string, error)
@@ -47,6 +49,10 @@ type Fixture struct {
 func RunReadModelContract(t *testing.T, newFixture func(t *testing.T) Fixture) {
 	t.Run("apply", func(t *testing.T) { runApply(t, newFixture) })
 	t.Run("search", func(t *testing.T) { runSearch(t, newFixture) })
+	t.Run("facets", func(t *testing.T) { runFacets(t, newFixture) })
+	t.Run("relevance", func(t *testing.T) { runRelevance(t, newFixture) })
+	t.Run("highlight", func(t *testing.T) { runHighlight(t, newFixture) })
+	t.Run("read your writes", func(t *testing.T) { runVisibility(t, newFixture) })
 	t.Run("target", func(t *testing.T) { runTarget(t, newFixture) })
 }
 
@@ -571,6 +577,8 @@ func runSearch(t *testing.T, newFixture func(t *testing.T) Fixture) {
 			}
 		}
 	})
+
+	t.Run("typos", func(t *testing.T) { runTypos(t, e) })
 
 	t.Run("filters", func(t *testing.T) {
 		for _, tc := range []struct {

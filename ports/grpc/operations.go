@@ -214,7 +214,24 @@ func statusToProto(st ops.Status) *operationsv1.GetStatusResponse {
 			Age: durationpb.New(tx.Age), HoldsBackOutbox: tx.HoldsBackOutbox, QueryStartedAt: ts(tx.QueryStarted),
 			BackendType: tx.BackendType, PreparedGid: tx.PreparedGID})
 	}
+	out.Kafka, out.SearchCluster = clustersToProto(st)
 	return out
+}
+
+// clustersToProto is the replication of the topics and the search cluster's health.
+func clustersToProto(st ops.Status) (*operationsv1.KafkaStatus, *operationsv1.SearchClusterStatus) {
+	k := &operationsv1.KafkaStatus{ReadError: errString(st.Kafka.Err), Reported: st.Kafka.Reported, Brokers: clampInt32(st.Kafka.Brokers)}
+	for _, t := range st.Kafka.Topics {
+		k.Topics = append(k.Topics, &operationsv1.TopicReplication{Topic: t.Topic, Partitions: clampInt32(t.Partitions),
+			ReplicationFactor: clampInt32(t.ReplicationFactor), MinInsyncReplicas: clampInt32(t.MinInsyncReplicas),
+			UnderReplicated: t.UnderReplicated, BelowMinIsr: t.BelowMinISR, Offline: t.Offline})
+	}
+	h := st.Search
+	sc := &operationsv1.SearchClusterStatus{ReadError: errString(h.Err), Reported: h.Reported, Status: h.Status,
+		Nodes: clampInt32(h.Nodes), DataNodes: clampInt32(h.DataNodes), ActiveShards: clampInt32(h.ActiveShards),
+		RelocatingShards: clampInt32(h.RelocatingShards), InitializingShards: clampInt32(h.InitializingShards),
+		UnassignedShards: clampInt32(h.UnassignedShards), DelayedUnassignedShards: clampInt32(h.DelayedUnassignedShards)}
+	return k, sc
 }
 
 var verifyPhaseToProto = map[ops.VerifyPhase]operationsv1.VerifyPhase{

@@ -153,25 +153,40 @@ func (f fakeCreate) Handle(ctx context.Context, cmd command.CreateProduct) (comm
 
 type fakeGet struct{ s *store }
 
-func (f fakeGet) Handle(ctx context.Context, q query.ProductByID) (*product.Product, error) {
+func (f fakeGet) Handle(ctx context.Context, q query.ProductByID) (query.ProductByIDResult, error) {
 	s := f.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.enter(); err != nil {
-		return nil, err
+		return query.ProductByIDResult{}, err
 	}
 	id, err := product.ParseID(q.ID)
 	if err != nil {
-		return nil, err
+		return query.ProductByIDResult{}, err
+	}
+	// Versions not stored yet are behind, as a real waiter reports them after its timeout.
+	var behind []query.Lag
+	for _, w := range q.Consistency.WaitFor {
+		var have int64
+		if p, ok := s.products[w.ID]; ok {
+			have = p.Version()
+		}
+		if have < w.Version {
+			behind = append(behind, query.Lag{ID: w.ID, Want: w.Version, Have: have})
+		}
+	}
+	if len(behind) > 0 && q.Consistency.Strict {
+		return query.ProductByIDResult{}, fmt.Errorf("product by id: %w", &query.BehindError{Lags: behind})
 	}
 	p, ok := s.products[id]
 	if !ok {
-		return nil, fmt.Errorf("product by id: %w", product.ErrNotFound)
+		return query.ProductByIDResult{}, fmt.Errorf("product by id: %w", product.ErrNotFound)
 	}
+	res := query.ProductByIDResult{Product: copyOf(p), Behind: behind}
 	if p.IsDeleted() {
-		return copyOf(p), fmt.Errorf("product by id %s: %w", id, product.ErrDeleted)
+		return res, fmt.Errorf("product by id %s: %w", id, product.ErrDeleted)
 	}
-	return copyOf(p), nil
+	return res, nil
 }
 
 type fakeUpdate struct{ s *store }

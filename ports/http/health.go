@@ -28,7 +28,8 @@ type healthJSON struct {
 	Status string `json:"status"`
 }
 
-// apiRole is the role GET /readyz answers for without ?role=: the API's own readiness.
+// apiRole is the role GET /readyz answers for without ?role= when the server runs the API:
+// the API's own readiness.
 const apiRole = "api"
 
 type readinessJSON struct {
@@ -59,7 +60,7 @@ func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) error {
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) error {
 	role := r.URL.Query().Get("role")
 	if role == "" {
-		role = apiRole
+		role = s.defaultRole
 	}
 	checks, ok := s.ready[role]
 	if !ok {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -157,4 +158,27 @@ func checkAgainstSpec(t *testing.T, method, path, body string, header http.Heade
 	if err := openapi3filter.ValidateResponse(ctx, respInput); err != nil {
 		t.Errorf("response %d does not match openapi.yaml: %v\nbody: %s", rec.Code, err, rec.Body)
 	}
+}
+
+// checkReadiness asks h for a readiness probe and checks its status code, the role it
+// answered for and the names of the checks it ran.
+func checkReadiness(t *testing.T, h http.Handler, path string, status int, role string, checks []string) *httptest.ResponseRecorder {
+	t.Helper()
+	rec := do(h, "GET", path, "", nil)
+	var b struct {
+		Role   string                     `json:"role"`
+		Checks map[string]json.RawMessage `json:"checks"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &b); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var names []string
+	for n := range b.Checks {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	if rec.Code != status || b.Role != role || !slices.Equal(names, checks) {
+		t.Errorf("%s: %d %s, want %d role %s checks %v", path, rec.Code, rec.Body, status, role, checks)
+	}
+	return rec
 }

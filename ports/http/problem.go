@@ -47,6 +47,9 @@ const (
 	ProblemPreconditionRequired = problemBase + "precondition-required"
 	// ProblemUnavailable: the server could not finish in time; retrying later may succeed.
 	ProblemUnavailable = problemBase + "unavailable"
+	// ProblemReadModelBehind: a read with wait=strict did not see the versions it waited for
+	// (wait_for) within wait_timeout; retry later, or read without wait=strict.
+	ProblemReadModelBehind = problemBase + "read-model-behind"
 	// ProblemInternal: a server fault. The detail is deliberately generic; the log entry
 	// with the same request id has the cause.
 	ProblemInternal = problemBase + "internal"
@@ -123,6 +126,7 @@ func problemFor(err error) (Problem, bool) {
 		re *requestError
 		ve *product.ValidationError
 		vc *product.VersionConflictError
+		be *query.BehindError
 	)
 	switch {
 	case errors.As(err, &re):
@@ -167,6 +171,11 @@ func problemFor(err error) (Problem, bool) {
 		return Problem{
 			Type: ProblemIdempotencyKeyReused, Title: "Idempotency key reused", Status: http.StatusUnprocessableEntity,
 			Detail: "this Idempotency-Key was already used with a different request; use a new key for a new request",
+		}, false
+	case errors.As(err, &be):
+		return Problem{
+			Type: ProblemReadModelBehind, Title: "Read model behind", Status: http.StatusServiceUnavailable,
+			Detail: be.Error() + "; retry later, or read without wait=strict to get what the read model has",
 		}, false
 	case errors.Is(err, query.ErrInvalidSearch):
 		return Problem{Type: ProblemInvalidParameter, Title: "Invalid search", Status: http.StatusBadRequest, Detail: searchDetail(err)}, false

@@ -119,12 +119,25 @@ func (s *Server) createProduct(w http.ResponseWriter, r *http.Request) error {
 }
 
 // getProduct handles GET /v1/products/{id}.
+// It accepts the read-your-writes parameters of the search (wait_for, wait_timeout, wait).
 func (s *Server) getProduct(w http.ResponseWriter, r *http.Request) error {
-	p, err := s.app.Queries.ProductByID.Handle(r.Context(), query.ProductByID{ID: chi.URLParam(r, "id")})
+	v := r.URL.Query()
+	for _, k := range []string{"wait_timeout", "wait"} {
+		if len(v[k]) > 1 {
+			return invalidParameter(k, "must be given once")
+		}
+	}
+	c, err := parseConsistency(v)
 	if err != nil {
 		return err
 	}
-	return writeProduct(w, http.StatusOK, p)
+	allowSlowness(r, c)
+	res, err := s.app.Queries.ProductByID.Handle(r.Context(), query.ProductByID{ID: chi.URLParam(r, "id"), Consistency: c})
+	setBehind(w, res.Behind)
+	if err != nil {
+		return err
+	}
+	return writeProduct(w, http.StatusOK, res.Product)
 }
 
 // updateProduct handles PUT /v1/products/{id}. If-Match is mandatory: a full replacement

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sort"
 	"strings"
 	"time"
 
@@ -42,6 +43,11 @@ type Deps struct {
 	// ObserveRequest, when set, is called once per finished request with its route pattern
 	// and status: the hook for request metrics, which must not label by raw path.
 	ObserveRequest func(ctx context.Context, rec RequestRecord)
+	// ProbesOnly serves the orchestrator's endpoints alone (/healthz, /readyz, /metrics), for
+	// a replica that does not run the API (catalog serve --roles=relay, ...): the product
+	// routes answer 404 with a problem saying so, no use case is needed, Ready is unused, and
+	// /readyz without ?role= answers for every role of RoleReady together.
+	ProbesOnly bool
 }
 
 // Server is the REST port. It is a concrete type, not an interface, because it has exactly
@@ -51,6 +57,8 @@ type Server struct {
 	app          application.Application
 	log          *slog.Logger
 	ready        map[string]map[string]func(context.Context) error // by role
+	defaultRole  string                                            // what /readyz answers for without ?role=
+	probesOnly   bool
 	metrics      http.Handler
 	observe      func(context.Context, RequestRecord)
 	readyTimeout time.Duration
@@ -67,23 +75,14 @@ func NewServer(cfg Config, app application.Application, deps Deps) (*Server, err
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	var missing []string
-	if app.Commands.CreateProduct == nil {
-		missing = append(missing, "CreateProduct")
-	}
-	if app.Commands.UpdateProduct == nil {
-		missing = append(missing, "UpdateProduct")
-	}
-	if app.Commands.DeleteProduct == nil {
-		missing = append(missing, "DeleteProduct")
-	}
-	if app.Queries.ProductByID == nil {
-		missing = append(missing, "ProductByID")
-	}
-	if len(missing) > 0 {
+	if missing := missingUseCases(app); len(missing) > 0 && !deps.ProbesOnly {
 		return nil, fmt.Errorf("http server: missing use cases: %s", strings.Join(missing, ", "))
 	}
 	roles := map[string]map[string]func(context.Context) error{apiRole: deps.Ready}
+	defaultRole := apiRole
+	if deps.ProbesOnly {
+		roles, defaultRole = probeRoles(deps.RoleReady)
+	}
 	for role, checks := range deps.RoleReady {
 		if role == "" || role == apiRole {
 			return nil, fmt.Errorf("http server: readiness role %q is empty or reserved for Ready", role)
@@ -102,7 +101,7 @@ func NewServer(cfg Config, app application.Application, deps Deps) (*Server, err
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{
-		cfg: cfg, app: app, log: log, ready: roles, metrics: deps.Metrics,
+		cfg: cfg, app: app, log: log, ready: roles, defaultRole: defaultRole, probesOnly: deps.ProbesOnly, metrics: deps.Metrics,
 		observe: deps.ObserveRequest, readyTimeout: defaultReadyTimeout,
 	}
 	if cfg.TLSCertFile != "" {
@@ -120,6 +119,21 @@ func NewServer(cfg Config, app application.Application, deps Deps) (*Server, err
 	return s, nil
 }
 
+// missingUseCases names the use cases the API needs that app lacks.
+func missingUseCases(app application.Application) []string {
+	var missing []string
+	for name, absent := range map[string]bool{
+		"CreateProduct": app.Commands.CreateProduct == nil, "UpdateProduct": app.Commands.UpdateProduct == nil,
+		"DeleteProduct": app.Commands.DeleteProduct == nil, "ProductByID": app.Queries.ProductByID == nil,
+	} {
+		if absent {
+			missing = append(missing, name)
+		}
+	}
+	sort.Strings(missing)
+	return missing
+}
+
 // routes registers every endpoint. Each route is one line so that the table reads like the
 // API; openapi.yaml must list exactly these (method, path) pairs, which a test enforces.
 //
@@ -131,19 +145,23 @@ func (s *Server) routes() *chi.Mux {
 	r.NotFound(s.handle(s.notFound))
 	r.MethodNotAllowed(s.handle(s.methodNotAllowed))
 
+	r.Get("/healthz", s.handle(s.healthz))
+	r.Get("/readyz", s.handle(s.readyz))
+	if s.metrics != nil {
+		r.Method(http.MethodGet, "/metrics", s.metrics)
+	}
+	if s.probesOnly {
+		r.HandleFunc("/v1/*", s.handle(s.noAPI))
+		return r
+	}
+
 	r.Post(productsPath, s.handle(s.createProduct))
 	r.Get(productsPath+"/search", s.handle(s.searchProducts))
 	r.Get(productsPath+"/{id}", s.handle(s.getProduct))
 	r.Put(productsPath+"/{id}", s.handle(s.updateProduct))
 	r.Delete(productsPath+"/{id}", s.handle(s.deleteProduct))
-
-	r.Get("/healthz", s.handle(s.healthz))
-	r.Get("/readyz", s.handle(s.readyz))
 	r.Get("/openapi.yaml", serveOpenAPI)
 	r.Get("/asyncapi.yaml", serveAsyncAPI)
-	if s.metrics != nil {
-		r.Method(http.MethodGet, "/metrics", s.metrics)
-	}
 	return r
 }
 
@@ -185,6 +203,30 @@ func (s *Server) respondError(w http.ResponseWriter, r *http.Request, err error)
 		}
 	}
 	writeProblem(w, r, p)
+}
+
+// noAPI answers the product routes of a replica that does not run the API: a load balancer
+// or client pointed at the wrong replicas learns why from the answer.
+func (s *Server) noAPI(_ http.ResponseWriter, _ *http.Request) error {
+	return &requestError{status: http.StatusNotFound, typ: ProblemNotFound, title: "Not found",
+		detail: "this replica does not run the api role (CATALOG_ROLES); send API requests to the API replicas"}
+}
+
+// probeRoles are the readiness roles of a probes-only server: each role of the process, and
+// their union under the name of all of them joined by "+", which /readyz answers without
+// ?role= (a dependency shared by two roles is checked once).
+func probeRoles(byRole map[string]map[string]func(context.Context) error) (map[string]map[string]func(context.Context) error, string) {
+	names := make([]string, 0, len(byRole))
+	union := map[string]func(context.Context) error{}
+	for role, checks := range byRole {
+		names = append(names, role)
+		for name, check := range checks {
+			union[name] = check
+		}
+	}
+	sort.Strings(names)
+	all := strings.Join(names, "+")
+	return map[string]map[string]func(context.Context) error{all: union}, all
 }
 
 func (s *Server) notFound(_ http.ResponseWriter, _ *http.Request) error {

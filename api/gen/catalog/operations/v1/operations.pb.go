@@ -324,7 +324,11 @@ type GetStatusResponse struct {
 	// last_rebuild is the newest rebuild.
 	LastRebuild *LastRebuildStatus `protobuf:"bytes,10,opt,name=last_rebuild,json=lastRebuild,proto3" json:"last_rebuild,omitempty"`
 	// transactions lists long-running database transactions.
-	Transactions  *TransactionsStatus `protobuf:"bytes,11,opt,name=transactions,proto3" json:"transactions,omitempty"`
+	Transactions *TransactionsStatus `protobuf:"bytes,11,opt,name=transactions,proto3" json:"transactions,omitempty"`
+	// kafka is the replication of the events and dead-letter topics.
+	Kafka *KafkaStatus `protobuf:"bytes,12,opt,name=kafka,proto3" json:"kafka,omitempty"`
+	// search_cluster is the search cluster's health.
+	SearchCluster *SearchClusterStatus `protobuf:"bytes,13,opt,name=search_cluster,json=searchCluster,proto3" json:"search_cluster,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -436,6 +440,20 @@ func (x *GetStatusResponse) GetTransactions() *TransactionsStatus {
 	return nil
 }
 
+func (x *GetStatusResponse) GetKafka() *KafkaStatus {
+	if x != nil {
+		return x.Kafka
+	}
+	return nil
+}
+
+func (x *GetStatusResponse) GetSearchCluster() *SearchClusterStatus {
+	if x != nil {
+		return x.SearchCluster
+	}
+	return nil
+}
+
 // Problem is one finding.
 type Problem struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -444,7 +462,8 @@ type Problem struct {
 	// check is the rule's stable name: outbox_age, projector_lag, projector_no_offsets,
 	// projector_partition_stalled, projector_no_members, alias_missing, alias_foreign_index,
 	// alias_index_behind, mapping_outdated, mapping_ahead, count_drift, dlq_unhandled,
-	// long_transaction, relay_held_back, rebuild_failed, unavailable.
+	// long_transaction, relay_held_back, rebuild_failed, kafka_under_replicated,
+	// kafka_below_min_isr, kafka_partition_offline, search_cluster_health, unavailable.
 	Check string `protobuf:"bytes,2,opt,name=check,proto3" json:"check,omitempty"`
 	// message says what is wrong and what to do, in one line.
 	Message       string `protobuf:"bytes,3,opt,name=message,proto3" json:"message,omitempty"`
@@ -2177,6 +2196,308 @@ func (x *Difference) GetIndexDeleted() bool {
 	return false
 }
 
+// KafkaStatus is the replication of the service's topics.
+type KafkaStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// read_error is set when the replication could not be read.
+	ReadError string `protobuf:"bytes,1,opt,name=read_error,json=readError,proto3" json:"read_error,omitempty"`
+	// reported is false when the answering replica does not read it.
+	Reported bool `protobuf:"varint,2,opt,name=reported,proto3" json:"reported,omitempty"`
+	// brokers counts the live brokers of the cluster's metadata.
+	Brokers int32 `protobuf:"varint,3,opt,name=brokers,proto3" json:"brokers,omitempty"`
+	// topics are the events topic and the dead-letter topic.
+	Topics        []*TopicReplication `protobuf:"bytes,4,rep,name=topics,proto3" json:"topics,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KafkaStatus) Reset() {
+	*x = KafkaStatus{}
+	mi := &file_catalog_operations_v1_operations_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KafkaStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KafkaStatus) ProtoMessage() {}
+
+func (x *KafkaStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_catalog_operations_v1_operations_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KafkaStatus.ProtoReflect.Descriptor instead.
+func (*KafkaStatus) Descriptor() ([]byte, []int) {
+	return file_catalog_operations_v1_operations_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *KafkaStatus) GetReadError() string {
+	if x != nil {
+		return x.ReadError
+	}
+	return ""
+}
+
+func (x *KafkaStatus) GetReported() bool {
+	if x != nil {
+		return x.Reported
+	}
+	return false
+}
+
+func (x *KafkaStatus) GetBrokers() int32 {
+	if x != nil {
+		return x.Brokers
+	}
+	return 0
+}
+
+func (x *KafkaStatus) GetTopics() []*TopicReplication {
+	if x != nil {
+		return x.Topics
+	}
+	return nil
+}
+
+// TopicReplication is how one topic's partitions are replicated right now.
+type TopicReplication struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// topic is the topic's name.
+	Topic string `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// partitions is the number of partitions.
+	Partitions int32 `protobuf:"varint,2,opt,name=partitions,proto3" json:"partitions,omitempty"`
+	// replication_factor is the largest replica count of its partitions.
+	ReplicationFactor int32 `protobuf:"varint,3,opt,name=replication_factor,json=replicationFactor,proto3" json:"replication_factor,omitempty"`
+	// min_insync_replicas is the topic's min.insync.replicas; 0 when unknown.
+	MinInsyncReplicas int32 `protobuf:"varint,4,opt,name=min_insync_replicas,json=minInsyncReplicas,proto3" json:"min_insync_replicas,omitempty"`
+	// under_replicated lists partitions with fewer in-sync replicas than replicas.
+	UnderReplicated []int32 `protobuf:"varint,5,rep,packed,name=under_replicated,json=underReplicated,proto3" json:"under_replicated,omitempty"`
+	// below_min_isr lists partitions with fewer in-sync replicas than min_insync_replicas:
+	// acks=all writes to them are refused.
+	BelowMinIsr []int32 `protobuf:"varint,6,rep,packed,name=below_min_isr,json=belowMinIsr,proto3" json:"below_min_isr,omitempty"`
+	// offline lists partitions without a leader.
+	Offline       []int32 `protobuf:"varint,7,rep,packed,name=offline,proto3" json:"offline,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicReplication) Reset() {
+	*x = TopicReplication{}
+	mi := &file_catalog_operations_v1_operations_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicReplication) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicReplication) ProtoMessage() {}
+
+func (x *TopicReplication) ProtoReflect() protoreflect.Message {
+	mi := &file_catalog_operations_v1_operations_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicReplication.ProtoReflect.Descriptor instead.
+func (*TopicReplication) Descriptor() ([]byte, []int) {
+	return file_catalog_operations_v1_operations_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *TopicReplication) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *TopicReplication) GetPartitions() int32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return 0
+}
+
+func (x *TopicReplication) GetReplicationFactor() int32 {
+	if x != nil {
+		return x.ReplicationFactor
+	}
+	return 0
+}
+
+func (x *TopicReplication) GetMinInsyncReplicas() int32 {
+	if x != nil {
+		return x.MinInsyncReplicas
+	}
+	return 0
+}
+
+func (x *TopicReplication) GetUnderReplicated() []int32 {
+	if x != nil {
+		return x.UnderReplicated
+	}
+	return nil
+}
+
+func (x *TopicReplication) GetBelowMinIsr() []int32 {
+	if x != nil {
+		return x.BelowMinIsr
+	}
+	return nil
+}
+
+func (x *TopicReplication) GetOffline() []int32 {
+	if x != nil {
+		return x.Offline
+	}
+	return nil
+}
+
+// SearchClusterStatus is the search cluster's health: its nodes, and the status and shard
+// copies of the read model's indices.
+type SearchClusterStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// read_error is set when the health could not be read.
+	ReadError string `protobuf:"bytes,1,opt,name=read_error,json=readError,proto3" json:"read_error,omitempty"`
+	// reported is false for the embedded search engine, which has no cluster.
+	Reported bool `protobuf:"varint,2,opt,name=reported,proto3" json:"reported,omitempty"`
+	// status is green, yellow (a replica is missing) or red (a primary is missing).
+	Status string `protobuf:"bytes,3,opt,name=status,proto3" json:"status,omitempty"`
+	// nodes counts the cluster's nodes.
+	Nodes int32 `protobuf:"varint,4,opt,name=nodes,proto3" json:"nodes,omitempty"`
+	// data_nodes counts its data nodes.
+	DataNodes int32 `protobuf:"varint,5,opt,name=data_nodes,json=dataNodes,proto3" json:"data_nodes,omitempty"`
+	// active_shards counts started shard copies of the read model's indices.
+	ActiveShards int32 `protobuf:"varint,6,opt,name=active_shards,json=activeShards,proto3" json:"active_shards,omitempty"`
+	// relocating_shards counts copies moving between nodes.
+	RelocatingShards int32 `protobuf:"varint,7,opt,name=relocating_shards,json=relocatingShards,proto3" json:"relocating_shards,omitempty"`
+	// initializing_shards counts copies being built.
+	InitializingShards int32 `protobuf:"varint,8,opt,name=initializing_shards,json=initializingShards,proto3" json:"initializing_shards,omitempty"`
+	// unassigned_shards counts copies without a node.
+	UnassignedShards int32 `protobuf:"varint,9,opt,name=unassigned_shards,json=unassignedShards,proto3" json:"unassigned_shards,omitempty"`
+	// delayed_unassigned_shards counts unassigned copies waiting for their node to return.
+	DelayedUnassignedShards int32 `protobuf:"varint,10,opt,name=delayed_unassigned_shards,json=delayedUnassignedShards,proto3" json:"delayed_unassigned_shards,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *SearchClusterStatus) Reset() {
+	*x = SearchClusterStatus{}
+	mi := &file_catalog_operations_v1_operations_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SearchClusterStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SearchClusterStatus) ProtoMessage() {}
+
+func (x *SearchClusterStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_catalog_operations_v1_operations_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SearchClusterStatus.ProtoReflect.Descriptor instead.
+func (*SearchClusterStatus) Descriptor() ([]byte, []int) {
+	return file_catalog_operations_v1_operations_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *SearchClusterStatus) GetReadError() string {
+	if x != nil {
+		return x.ReadError
+	}
+	return ""
+}
+
+func (x *SearchClusterStatus) GetReported() bool {
+	if x != nil {
+		return x.Reported
+	}
+	return false
+}
+
+func (x *SearchClusterStatus) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *SearchClusterStatus) GetNodes() int32 {
+	if x != nil {
+		return x.Nodes
+	}
+	return 0
+}
+
+func (x *SearchClusterStatus) GetDataNodes() int32 {
+	if x != nil {
+		return x.DataNodes
+	}
+	return 0
+}
+
+func (x *SearchClusterStatus) GetActiveShards() int32 {
+	if x != nil {
+		return x.ActiveShards
+	}
+	return 0
+}
+
+func (x *SearchClusterStatus) GetRelocatingShards() int32 {
+	if x != nil {
+		return x.RelocatingShards
+	}
+	return 0
+}
+
+func (x *SearchClusterStatus) GetInitializingShards() int32 {
+	if x != nil {
+		return x.InitializingShards
+	}
+	return 0
+}
+
+func (x *SearchClusterStatus) GetUnassignedShards() int32 {
+	if x != nil {
+		return x.UnassignedShards
+	}
+	return 0
+}
+
+func (x *SearchClusterStatus) GetDelayedUnassignedShards() int32 {
+	if x != nil {
+		return x.DelayedUnassignedShards
+	}
+	return 0
+}
+
 var File_catalog_operations_v1_operations_proto protoreflect.FileDescriptor
 
 const file_catalog_operations_v1_operations_proto_rawDesc = "" +
@@ -2193,7 +2514,7 @@ const file_catalog_operations_v1_operations_proto_rawDesc = "" +
 	"\n" +
 	"\b_max_lagB\x18\n" +
 	"\x16_max_count_drift_ratioB\x17\n" +
-	"\x15_max_count_drift_docs\"\xcb\x05\n" +
+	"\x15_max_count_drift_docs\"\xd8\x06\n" +
 	"\x11GetStatusResponse\x129\n" +
 	"\n" +
 	"checked_at\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\tcheckedAt\x12\x18\n" +
@@ -2210,7 +2531,9 @@ const file_catalog_operations_v1_operations_proto_rawDesc = "" +
 	"\x03dlq\x18\t \x01(\v2'.catalog.operations.v1.DeadLetterStatusR\x03dlq\x12K\n" +
 	"\flast_rebuild\x18\n" +
 	" \x01(\v2(.catalog.operations.v1.LastRebuildStatusR\vlastRebuild\x12M\n" +
-	"\ftransactions\x18\v \x01(\v2).catalog.operations.v1.TransactionsStatusR\ftransactions\"v\n" +
+	"\ftransactions\x18\v \x01(\v2).catalog.operations.v1.TransactionsStatusR\ftransactions\x128\n" +
+	"\x05kafka\x18\f \x01(\v2\".catalog.operations.v1.KafkaStatusR\x05kafka\x12Q\n" +
+	"\x0esearch_cluster\x18\r \x01(\v2*.catalog.operations.v1.SearchClusterStatusR\rsearchCluster\"v\n" +
 	"\aProblem\x12;\n" +
 	"\bseverity\x18\x01 \x01(\x0e2\x1f.catalog.operations.v1.SeverityR\bseverity\x12\x14\n" +
 	"\x05check\x18\x02 \x01(\tR\x05check\x12\x18\n" +
@@ -2387,7 +2710,37 @@ const file_catalog_operations_v1_operations_proto_rawDesc = "" +
 	"\x10database_deleted\x18\x04 \x01(\bR\x0fdatabaseDeleted\x12\x19\n" +
 	"\bin_index\x18\x05 \x01(\bR\ainIndex\x12#\n" +
 	"\rindex_version\x18\x06 \x01(\x03R\findexVersion\x12#\n" +
-	"\rindex_deleted\x18\a \x01(\bR\findexDeleted*N\n" +
+	"\rindex_deleted\x18\a \x01(\bR\findexDeleted\"\xa3\x01\n" +
+	"\vKafkaStatus\x12\x1d\n" +
+	"\n" +
+	"read_error\x18\x01 \x01(\tR\treadError\x12\x1a\n" +
+	"\breported\x18\x02 \x01(\bR\breported\x12\x18\n" +
+	"\abrokers\x18\x03 \x01(\x05R\abrokers\x12?\n" +
+	"\x06topics\x18\x04 \x03(\v2'.catalog.operations.v1.TopicReplicationR\x06topics\"\x90\x02\n" +
+	"\x10TopicReplication\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x02 \x01(\x05R\n" +
+	"partitions\x12-\n" +
+	"\x12replication_factor\x18\x03 \x01(\x05R\x11replicationFactor\x12.\n" +
+	"\x13min_insync_replicas\x18\x04 \x01(\x05R\x11minInsyncReplicas\x12)\n" +
+	"\x10under_replicated\x18\x05 \x03(\x05R\x0funderReplicated\x12\"\n" +
+	"\rbelow_min_isr\x18\x06 \x03(\x05R\vbelowMinIsr\x12\x18\n" +
+	"\aoffline\x18\a \x03(\x05R\aoffline\"\x89\x03\n" +
+	"\x13SearchClusterStatus\x12\x1d\n" +
+	"\n" +
+	"read_error\x18\x01 \x01(\tR\treadError\x12\x1a\n" +
+	"\breported\x18\x02 \x01(\bR\breported\x12\x16\n" +
+	"\x06status\x18\x03 \x01(\tR\x06status\x12\x14\n" +
+	"\x05nodes\x18\x04 \x01(\x05R\x05nodes\x12\x1d\n" +
+	"\n" +
+	"data_nodes\x18\x05 \x01(\x05R\tdataNodes\x12#\n" +
+	"\ractive_shards\x18\x06 \x01(\x05R\factiveShards\x12+\n" +
+	"\x11relocating_shards\x18\a \x01(\x05R\x10relocatingShards\x12/\n" +
+	"\x13initializing_shards\x18\b \x01(\x05R\x12initializingShards\x12+\n" +
+	"\x11unassigned_shards\x18\t \x01(\x05R\x10unassignedShards\x12:\n" +
+	"\x19delayed_unassigned_shards\x18\n" +
+	" \x01(\x05R\x17delayedUnassignedShards*N\n" +
 	"\bSeverity\x12\x18\n" +
 	"\x14SEVERITY_UNSPECIFIED\x10\x00\x12\x14\n" +
 	"\x10SEVERITY_WARNING\x10\x01\x12\x12\n" +
@@ -2422,7 +2775,7 @@ func file_catalog_operations_v1_operations_proto_rawDescGZIP() []byte {
 }
 
 var file_catalog_operations_v1_operations_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_catalog_operations_v1_operations_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_catalog_operations_v1_operations_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_catalog_operations_v1_operations_proto_goTypes = []any{
 	(Severity)(0),                 // 0: catalog.operations.v1.Severity
 	(VerifyPhase)(0),              // 1: catalog.operations.v1.VerifyPhase
@@ -2447,15 +2800,18 @@ var file_catalog_operations_v1_operations_proto_goTypes = []any{
 	(*VerifyReport)(nil),          // 20: catalog.operations.v1.VerifyReport
 	(*CategoryReport)(nil),        // 21: catalog.operations.v1.CategoryReport
 	(*Difference)(nil),            // 22: catalog.operations.v1.Difference
-	nil,                           // 23: catalog.operations.v1.ReadModelStatus.IndexCompleteBeforeEntry
-	(*durationpb.Duration)(nil),   // 24: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 25: google.protobuf.Timestamp
+	(*KafkaStatus)(nil),           // 23: catalog.operations.v1.KafkaStatus
+	(*TopicReplication)(nil),      // 24: catalog.operations.v1.TopicReplication
+	(*SearchClusterStatus)(nil),   // 25: catalog.operations.v1.SearchClusterStatus
+	nil,                           // 26: catalog.operations.v1.ReadModelStatus.IndexCompleteBeforeEntry
+	(*durationpb.Duration)(nil),   // 27: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 28: google.protobuf.Timestamp
 }
 var file_catalog_operations_v1_operations_proto_depIdxs = []int32{
-	24, // 0: catalog.operations.v1.GetStatusRequest.max_outbox_age:type_name -> google.protobuf.Duration
-	24, // 1: catalog.operations.v1.GetStatusRequest.max_tx_age:type_name -> google.protobuf.Duration
-	24, // 2: catalog.operations.v1.GetStatusRequest.max_stall:type_name -> google.protobuf.Duration
-	25, // 3: catalog.operations.v1.GetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
+	27, // 0: catalog.operations.v1.GetStatusRequest.max_outbox_age:type_name -> google.protobuf.Duration
+	27, // 1: catalog.operations.v1.GetStatusRequest.max_tx_age:type_name -> google.protobuf.Duration
+	27, // 2: catalog.operations.v1.GetStatusRequest.max_stall:type_name -> google.protobuf.Duration
+	28, // 3: catalog.operations.v1.GetStatusResponse.checked_at:type_name -> google.protobuf.Timestamp
 	5,  // 4: catalog.operations.v1.GetStatusResponse.problems:type_name -> catalog.operations.v1.Problem
 	6,  // 5: catalog.operations.v1.GetStatusResponse.thresholds:type_name -> catalog.operations.v1.Thresholds
 	7,  // 6: catalog.operations.v1.GetStatusResponse.outbox:type_name -> catalog.operations.v1.OutboxStatus
@@ -2465,44 +2821,47 @@ var file_catalog_operations_v1_operations_proto_depIdxs = []int32{
 	13, // 10: catalog.operations.v1.GetStatusResponse.dlq:type_name -> catalog.operations.v1.DeadLetterStatus
 	14, // 11: catalog.operations.v1.GetStatusResponse.last_rebuild:type_name -> catalog.operations.v1.LastRebuildStatus
 	15, // 12: catalog.operations.v1.GetStatusResponse.transactions:type_name -> catalog.operations.v1.TransactionsStatus
-	0,  // 13: catalog.operations.v1.Problem.severity:type_name -> catalog.operations.v1.Severity
-	24, // 14: catalog.operations.v1.Thresholds.max_outbox_age:type_name -> google.protobuf.Duration
-	24, // 15: catalog.operations.v1.Thresholds.max_tx_age:type_name -> google.protobuf.Duration
-	24, // 16: catalog.operations.v1.Thresholds.max_stall:type_name -> google.protobuf.Duration
-	24, // 17: catalog.operations.v1.OutboxStatus.oldest_age:type_name -> google.protobuf.Duration
-	25, // 18: catalog.operations.v1.OutboxStatus.oldest_created_at:type_name -> google.protobuf.Timestamp
-	8,  // 19: catalog.operations.v1.OutboxStatus.lanes:type_name -> catalog.operations.v1.OutboxLane
-	24, // 20: catalog.operations.v1.OutboxLane.oldest_age:type_name -> google.protobuf.Duration
-	25, // 21: catalog.operations.v1.OutboxLane.relayed_at:type_name -> google.protobuf.Timestamp
-	10, // 22: catalog.operations.v1.ProjectorStatus.partitions:type_name -> catalog.operations.v1.PartitionLag
-	24, // 23: catalog.operations.v1.PartitionLag.stalled_for:type_name -> google.protobuf.Duration
-	23, // 24: catalog.operations.v1.ReadModelStatus.index_complete_before:type_name -> catalog.operations.v1.ReadModelStatus.IndexCompleteBeforeEntry
-	25, // 25: catalog.operations.v1.LastRebuildStatus.started_at:type_name -> google.protobuf.Timestamp
-	25, // 26: catalog.operations.v1.LastRebuildStatus.finished_at:type_name -> google.protobuf.Timestamp
-	16, // 27: catalog.operations.v1.TransactionsStatus.long:type_name -> catalog.operations.v1.LongTransaction
-	25, // 28: catalog.operations.v1.LongTransaction.started_at:type_name -> google.protobuf.Timestamp
-	24, // 29: catalog.operations.v1.LongTransaction.age:type_name -> google.protobuf.Duration
-	25, // 30: catalog.operations.v1.LongTransaction.query_started_at:type_name -> google.protobuf.Timestamp
-	24, // 31: catalog.operations.v1.VerifyRequest.settle:type_name -> google.protobuf.Duration
-	19, // 32: catalog.operations.v1.VerifyResponse.progress:type_name -> catalog.operations.v1.VerifyProgress
-	20, // 33: catalog.operations.v1.VerifyResponse.report:type_name -> catalog.operations.v1.VerifyReport
-	1,  // 34: catalog.operations.v1.VerifyProgress.phase:type_name -> catalog.operations.v1.VerifyPhase
-	24, // 35: catalog.operations.v1.VerifyProgress.elapsed:type_name -> google.protobuf.Duration
-	25, // 36: catalog.operations.v1.VerifyReport.started_at:type_name -> google.protobuf.Timestamp
-	24, // 37: catalog.operations.v1.VerifyReport.duration:type_name -> google.protobuf.Duration
-	24, // 38: catalog.operations.v1.VerifyReport.settle:type_name -> google.protobuf.Duration
-	21, // 39: catalog.operations.v1.VerifyReport.categories:type_name -> catalog.operations.v1.CategoryReport
-	2,  // 40: catalog.operations.v1.CategoryReport.category:type_name -> catalog.operations.v1.DifferenceCategory
-	22, // 41: catalog.operations.v1.CategoryReport.samples:type_name -> catalog.operations.v1.Difference
-	3,  // 42: catalog.operations.v1.Operations.GetStatus:input_type -> catalog.operations.v1.GetStatusRequest
-	17, // 43: catalog.operations.v1.Operations.Verify:input_type -> catalog.operations.v1.VerifyRequest
-	4,  // 44: catalog.operations.v1.Operations.GetStatus:output_type -> catalog.operations.v1.GetStatusResponse
-	18, // 45: catalog.operations.v1.Operations.Verify:output_type -> catalog.operations.v1.VerifyResponse
-	44, // [44:46] is the sub-list for method output_type
-	42, // [42:44] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	23, // 13: catalog.operations.v1.GetStatusResponse.kafka:type_name -> catalog.operations.v1.KafkaStatus
+	25, // 14: catalog.operations.v1.GetStatusResponse.search_cluster:type_name -> catalog.operations.v1.SearchClusterStatus
+	0,  // 15: catalog.operations.v1.Problem.severity:type_name -> catalog.operations.v1.Severity
+	27, // 16: catalog.operations.v1.Thresholds.max_outbox_age:type_name -> google.protobuf.Duration
+	27, // 17: catalog.operations.v1.Thresholds.max_tx_age:type_name -> google.protobuf.Duration
+	27, // 18: catalog.operations.v1.Thresholds.max_stall:type_name -> google.protobuf.Duration
+	27, // 19: catalog.operations.v1.OutboxStatus.oldest_age:type_name -> google.protobuf.Duration
+	28, // 20: catalog.operations.v1.OutboxStatus.oldest_created_at:type_name -> google.protobuf.Timestamp
+	8,  // 21: catalog.operations.v1.OutboxStatus.lanes:type_name -> catalog.operations.v1.OutboxLane
+	27, // 22: catalog.operations.v1.OutboxLane.oldest_age:type_name -> google.protobuf.Duration
+	28, // 23: catalog.operations.v1.OutboxLane.relayed_at:type_name -> google.protobuf.Timestamp
+	10, // 24: catalog.operations.v1.ProjectorStatus.partitions:type_name -> catalog.operations.v1.PartitionLag
+	27, // 25: catalog.operations.v1.PartitionLag.stalled_for:type_name -> google.protobuf.Duration
+	26, // 26: catalog.operations.v1.ReadModelStatus.index_complete_before:type_name -> catalog.operations.v1.ReadModelStatus.IndexCompleteBeforeEntry
+	28, // 27: catalog.operations.v1.LastRebuildStatus.started_at:type_name -> google.protobuf.Timestamp
+	28, // 28: catalog.operations.v1.LastRebuildStatus.finished_at:type_name -> google.protobuf.Timestamp
+	16, // 29: catalog.operations.v1.TransactionsStatus.long:type_name -> catalog.operations.v1.LongTransaction
+	28, // 30: catalog.operations.v1.LongTransaction.started_at:type_name -> google.protobuf.Timestamp
+	27, // 31: catalog.operations.v1.LongTransaction.age:type_name -> google.protobuf.Duration
+	28, // 32: catalog.operations.v1.LongTransaction.query_started_at:type_name -> google.protobuf.Timestamp
+	27, // 33: catalog.operations.v1.VerifyRequest.settle:type_name -> google.protobuf.Duration
+	19, // 34: catalog.operations.v1.VerifyResponse.progress:type_name -> catalog.operations.v1.VerifyProgress
+	20, // 35: catalog.operations.v1.VerifyResponse.report:type_name -> catalog.operations.v1.VerifyReport
+	1,  // 36: catalog.operations.v1.VerifyProgress.phase:type_name -> catalog.operations.v1.VerifyPhase
+	27, // 37: catalog.operations.v1.VerifyProgress.elapsed:type_name -> google.protobuf.Duration
+	28, // 38: catalog.operations.v1.VerifyReport.started_at:type_name -> google.protobuf.Timestamp
+	27, // 39: catalog.operations.v1.VerifyReport.duration:type_name -> google.protobuf.Duration
+	27, // 40: catalog.operations.v1.VerifyReport.settle:type_name -> google.protobuf.Duration
+	21, // 41: catalog.operations.v1.VerifyReport.categories:type_name -> catalog.operations.v1.CategoryReport
+	2,  // 42: catalog.operations.v1.CategoryReport.category:type_name -> catalog.operations.v1.DifferenceCategory
+	22, // 43: catalog.operations.v1.CategoryReport.samples:type_name -> catalog.operations.v1.Difference
+	24, // 44: catalog.operations.v1.KafkaStatus.topics:type_name -> catalog.operations.v1.TopicReplication
+	3,  // 45: catalog.operations.v1.Operations.GetStatus:input_type -> catalog.operations.v1.GetStatusRequest
+	17, // 46: catalog.operations.v1.Operations.Verify:input_type -> catalog.operations.v1.VerifyRequest
+	4,  // 47: catalog.operations.v1.Operations.GetStatus:output_type -> catalog.operations.v1.GetStatusResponse
+	18, // 48: catalog.operations.v1.Operations.Verify:output_type -> catalog.operations.v1.VerifyResponse
+	47, // [47:49] is the sub-list for method output_type
+	45, // [45:47] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_catalog_operations_v1_operations_proto_init() }
@@ -2522,7 +2881,7 @@ func file_catalog_operations_v1_operations_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_catalog_operations_v1_operations_proto_rawDesc), len(file_catalog_operations_v1_operations_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   21,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
