@@ -75,6 +75,10 @@ test-unit: ## unit tests only (no servers)
 bench: deps build ## run the benchmarks and print their figures
 	eval "$$(scripts/deps.sh env)" && $(GO) test $(BENCH_FLAGS) ./bench/...
 
+.PHONY: bench-scale
+bench-scale: deps build ## the rebuild at 5,000,000 products (hours; SCALE_* settings in bench/scale_test.go)
+	eval "$$(scripts/deps.sh env)" && CATALOG_BENCH_SCALE=1 $(GO) test -run '^$$' -bench '^BenchmarkRebuildScale$$' -benchtime 1x -timeout 12h ./bench/...
+
 .PHONY: clean
 clean: ## remove build output
 	rm -rf bin

@@ -384,9 +384,9 @@ func provideRebuildService(cfg service.Config, db *postgres.DB, kc kafka.Config,
 	// by the rebuilds role (RunRecovery) as soon as the process serves, and from then on
 	// whenever one appears: not here, where a long catch-up would hold up the start.
 	cleanup := func() {
-		// Shutdown cancels a running rebuild: it ends as cancelled with its index removed,
-		// the alias untouched; start it again after the deploy.
-		svc.CancelAll()
+		// Shutdown hands a running rebuild off: it keeps its progress and its index, and the
+		// next replica that holds the lock (or this one after its restart) resumes it.
+		svc.HandOffAll()
 		svc.Wait()
 		events.Close()
 	}
@@ -664,14 +664,15 @@ func (o retentionObserver) OutboxRowsDeleted(n int64)                 { o.m.Outb
 func (o retentionObserver) OutboxTableSize(postgres.OutboxTableStats) {}
 
 // rebuildsRole ties the rebuilds this process runs to its lifetime: while it serves it
-// recovers rebuilds whose runner died and a live index left behind the event log, on any
-// replica; on SIGTERM the rebuilds it runs are cancelled at once (cleanly: index deleted,
-// alias untouched) instead of racing the shutdown.
+// recovers (resumes, drains or ends) rebuilds whose runner stopped and a live index left
+// behind the event log, on any replica; on SIGTERM the rebuilds it runs stop at once and are
+// handed off with their progress and index, for a replica to resume, instead of racing the
+// shutdown.
 type rebuildsRole struct{ svc *apprebuild.Service }
 
 func (r rebuildsRole) Run(ctx context.Context) error {
 	r.svc.RunRecovery(ctx)
-	r.svc.CancelAll()
+	r.svc.HandOffAll()
 	r.svc.Wait()
 	return nil
 }

@@ -28,6 +28,7 @@ import (
 
 	"github.com/marketplace/catalog/adapters/postgres"
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
+	"github.com/marketplace/catalog/internal/testenv"
 	"github.com/marketplace/catalog/service"
 	"github.com/marketplace/catalog/wiring"
 )
@@ -440,24 +441,6 @@ func buildCatalog(t *testing.T) string {
 	return catalogBin.path
 }
 
-// lockedBuffer collects a subprocess's output for the test log.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func configEnv(cfg service.Config) []string {
 	return append(os.Environ(),
 		"DATABASE_URL="+cfg.DatabaseURL,
@@ -488,7 +471,7 @@ type serveProc struct {
 	base   string
 	done   chan struct{}
 	err    error
-	output *lockedBuffer
+	output *testenv.Output
 }
 
 func startServeProc(t *testing.T, cfg service.Config) *serveProc {
@@ -528,7 +511,7 @@ func startCatalogProc(t *testing.T, cfg service.Config, dataDir, role string) *s
 	bin := buildCatalog(t)
 	cmd := exec.Command(bin, role)
 	cmd.Env = append(configEnv(cfg), "CATALOG_DATA_DIR="+dataDir)
-	out := &lockedBuffer{}
+	out := &testenv.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,24 +23,6 @@ import (
 	"github.com/marketplace/catalog/internal/testenv"
 	"github.com/marketplace/catalog/service"
 )
-
-// lockedBuffer is a bytes.Buffer safe for the process's concurrent loggers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // setEnv sets the process environment for the commands a test runs in-process; every
 // setting not named is unset, so the developer's environment cannot leak in.
@@ -65,9 +45,9 @@ func setEnv(t *testing.T, env map[string]string) {
 
 // serveInProcess runs `catalog serve` with the current environment until the test ends and
 // waits until its API answers on base. It returns the process's log.
-func serveInProcess(t *testing.T, base string, client *http.Client) *lockedBuffer {
+func serveInProcess(t *testing.T, base string, client *http.Client) *testenv.Output {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testenv.Output{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"serve"}, logs) }()
@@ -298,7 +278,7 @@ func TestWrongCredentialsStopTheRoleAtOnce(t *testing.T) {
 	}
 	check := func(t *testing.T, args []string, want string) {
 		t.Helper()
-		var stderr lockedBuffer
+		var stderr testenv.Output
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		start := time.Now()
@@ -328,7 +308,7 @@ func serveChecks(t *testing.T, env map[string]string) (int, string) {
 	setEnv(t, env)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	var stderr lockedBuffer
+	var stderr testenv.Output
 	return run(ctx, []string{"serve"}, &stderr), stderr.String()
 }
 
