@@ -64,7 +64,7 @@ lint-layers: $(GOLANGCI) ## plant forbidden imports in a copy and expect the lay
 	@scripts/lint-layers.sh $(GOLANGCI)
 
 .PHONY: test
-test: lint deps ## lint, start PostgreSQL/Kafka/OpenSearch, run every test
+test: lint deps deps-browser ## lint, start PostgreSQL/Kafka/OpenSearch, install chromium in CI, run every test
 	eval "$$(scripts/deps.sh env)" && $(GO) test $(TEST_FLAGS) $(PKGS)
 
 .PHONY: test-unit
@@ -74,6 +74,10 @@ test-unit: ## unit tests only (no servers)
 .PHONY: bench
 bench: deps build ## run the benchmarks and print their figures
 	eval "$$(scripts/deps.sh env)" && $(GO) test $(BENCH_FLAGS) ./bench/...
+
+.PHONY: bench-scale
+bench-scale: deps build ## the rebuild at 5,000,000 products (hours; SCALE_* settings in bench/scale_test.go)
+	eval "$$(scripts/deps.sh env)" && CATALOG_BENCH_SCALE=1 $(GO) test -run '^$$' -bench '^BenchmarkRebuildScale$$' -benchtime 1x -timeout 12h ./bench/...
 
 .PHONY: clean
 clean: ## remove build output

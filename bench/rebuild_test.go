@@ -107,7 +107,8 @@ func BenchmarkRebuild(b *testing.B) {
 // one INSERT ... SELECT generate_series, about the size of benchDetails' products.
 func seedProducts(b *testing.B, db *postgres.DB, n int, run string) {
 	b.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// About 20,000 rows a second on a loaded 2-core machine; generously more for millions.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute+time.Duration(n/2000)*time.Second)
 	defer cancel()
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO products (id, sku, name, description, category, brand,
   price_amount, price_currency, stock, attributes, version, created_at, updated_at)
@@ -117,7 +118,7 @@ SELECT gen_random_uuid(), 'SEED-' || $2 || '-' || g, 'Seeded product ' || g || '
 FROM generate_series(1, $1::int) AS g`, n, run); err != nil {
 		b.Fatalf("seed %d products: %v", n, err)
 	}
-	if _, err := db.Pool.Exec(ctx, `VACUUM ANALYZE products`); err != nil {
+	if _, err := db.Pool.Exec(ctx, `VACUUM ANALYZE products`); err != nil { // visibility map and statistics, as a live table has
 		b.Logf("vacuum: %v", err)
 	}
 }
@@ -180,7 +181,7 @@ func newRebuildService(b *testing.B, db *postgres.DB, k cluster, topic string, t
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() { svc.CancelAll(); svc.Wait(); events.Close() })
+	b.Cleanup(func() { svc.HandOffAll(); svc.Wait(); events.Close() })
 	return svc
 }
 

@@ -5,10 +5,22 @@
 DEPS_SH := $(abspath $(dir $(lastword $(MAKEFILE_LIST)))/../scripts/deps.sh)
 DEPS_SCRIPTS := $(DEPS_SH) $(wildcard $(dir $(DEPS_SH))deps/*.sh) $(dir $(DEPS_SH))drill.sh $(dir $(DEPS_SH))lint-layers.sh
 
-.PHONY: deps deps-stop deps-env deps-status deps-cluster deps-cluster-stop deps-cluster-env deps-cluster-status deps-lint
+.PHONY: deps-browser deps deps-stop deps-env deps-status deps-cluster deps-cluster-stop deps-cluster-env deps-cluster-status deps-lint
 
 deps: ## Start (or reuse) PostgreSQL, Kafka and OpenSearch and wait until they answer
 	@bash $(DEPS_SH) up
+
+# The console's browser test drives Debian's chromium. CI installs it from apt when it is missing
+# (the test fails there without it, it does not skip); elsewhere `make deps-browser` is optional.
+deps-browser: ## Install Debian's chromium for the console's browser test (CI does it in `make test`)
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$${CI:-}" = true ] || [ "$(MAKECMDGOALS)" = deps-browser ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null 2>&1 \
+	      || { echo "deps-browser: cannot install chromium from apt"; exit 1; }; \
+	  else \
+	    echo "deps-browser: chromium not installed; the console's browser test is skipped (make deps-browser)"; \
+	  fi; \
+	fi
 
 deps-stop: ## Stop the Kafka and OpenSearch started by `make deps` (PostgreSQL keeps running)
 	@bash $(DEPS_SH) stop

@@ -167,13 +167,27 @@ type Config struct {
 	// MetricsAddr, when set, serves /metrics on its own listener instead of HTTP_ADDR
 	// (METRICS_ADDR); it also gives `catalog relay` and `catalog project` a metrics endpoint.
 	MetricsAddr string
+	// ConsoleAddr serves the operations console of `catalog serve` (CONSOLE_ADDR); empty
+	// disables it. The command line defaults it to DefaultConsoleAddr; a Config built in code
+	// starts with it off, so tests and embeddings never bind a fixed port by accident.
+	ConsoleAddr string
+	// ConsoleSampleInterval is how often the console samples the status for its charts
+	// (CONSOLE_SAMPLE_INTERVAL); the charts keep the last 360 samples.
+	ConsoleSampleInterval time.Duration
+	// ConsoleTLSCertFile and ConsoleTLSKeyFile serve the console over HTTPS
+	// (CONSOLE_TLS_CERT_FILE, CONSOLE_TLS_KEY_FILE), which a console beyond loopback wants:
+	// the login's token and the session cookie cross the network.
+	ConsoleTLSCertFile, ConsoleTLSKeyFile string
 }
 
 // Defaults of the public contract (docs/ARCHITECTURE.md, "Public contract").
 const (
-	DefaultDatabaseURL        = "postgres://postgres@127.0.0.1:5432/catalog?sslmode=disable"
-	DefaultEmbeddedKafkaAddr  = "127.0.0.1:9092"
-	DefaultHTTPAddr           = "127.0.0.1:8080"
+	DefaultDatabaseURL       = "postgres://postgres@127.0.0.1:5432/catalog?sslmode=disable"
+	DefaultEmbeddedKafkaAddr = "127.0.0.1:9092"
+	DefaultHTTPAddr          = "127.0.0.1:8080"
+	// DefaultConsoleAddr is the console's address on the command line: loopback, like the
+	// admin port, because the console starts rebuilds and replays dead letters.
+	DefaultConsoleAddr        = "127.0.0.1:8081"
 	DefaultGRPCAddr           = "127.0.0.1:9090"
 	DefaultDataDir            = "./data"
 	DefaultSearchAlias        = "product_search"
@@ -193,6 +207,8 @@ const (
 	DefaultLogFormat               = "text"
 	DefaultLogLevel                = "info"
 	DefaultShutdownTimeout         = 30 * time.Second
+	// DefaultConsoleSampleInterval makes the console's 360 chart samples the last hour.
+	DefaultConsoleSampleInterval = 10 * time.Second
 )
 
 // SetDefaults fills every empty field with its default. It is for configurations built in
@@ -225,6 +241,7 @@ func (c *Config) SetDefaults() {
 	zero(&c.RelayPollInterval, DefaultRelayPollInterval)
 	zero(&c.OutboxRetention, DefaultOutboxRetention)
 	zero(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	zero(&c.ConsoleSampleInterval, DefaultConsoleSampleInterval)
 	if c.TopicPartitions == 0 {
 		c.TopicPartitions = DefaultTopicPartitions
 	}
@@ -319,6 +336,7 @@ func (c Config) Validate() error {
 	durIn("OUTBOX_RETENTION", c.OutboxRetention, time.Minute, 0)
 	durIn("SEARCH_REFRESH_INTERVAL", c.SearchRefreshInterval, time.Millisecond, time.Hour)
 	durIn("SHUTDOWN_TIMEOUT", c.ShutdownTimeout, time.Second, time.Hour)
+	durIn("CONSOLE_SAMPLE_INTERVAL", c.ConsoleSampleInterval, time.Second, 10*time.Minute)
 	durIn("PROJECTOR_SESSION_TIMEOUT", c.ProjectorSessionTimeout, time.Second, 30*time.Minute)
 	for _, n := range []struct{ name, v string }{{"SEARCH_ALIAS", c.SearchAlias}, {"PRODUCT_EVENTS_TOPIC", c.ProductEventsTopic},
 		{"DLQ_TOPIC", c.DLQTopic}, {"PROJECTOR_GROUP", c.ProjectorGroup}} {

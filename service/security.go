@@ -128,6 +128,7 @@ func (c Config) validateSecurity(bad func(name string, v any, want string)) {
 	}
 	pair("GRPC_CLIENT_TLS_CERT_FILE", "GRPC_CLIENT_TLS_KEY_FILE", c.GRPCClientTLSCertFile, c.GRPCClientTLSKeyFile)
 	pair("HTTP_TLS_CERT_FILE", "HTTP_TLS_KEY_FILE", c.HTTPTLSCertFile, c.HTTPTLSKeyFile)
+	pair("CONSOLE_TLS_CERT_FILE", "CONSOLE_TLS_KEY_FILE", c.ConsoleTLSCertFile, c.ConsoleTLSKeyFile)
 	if t := c.AdminToken.Reveal(); t != "" && strings.IndexFunc(t, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0 {
 		bad("ADMIN_TOKEN", Redacted, "want printable ASCII without spaces (it travels in a header)")
 	}
@@ -136,6 +137,13 @@ func (c Config) validateSecurity(bad func(name string, v any, want string)) {
 			bad("METRICS_ADDR", c.MetricsAddr, "want host:port, or empty to serve /metrics on HTTP_ADDR")
 		} else if c.MetricsAddr == c.HTTPAddr || c.MetricsAddr == c.GRPCAddr {
 			bad("METRICS_ADDR", c.MetricsAddr, "want an address of its own, not HTTP_ADDR's or GRPC_ADDR's")
+		}
+	}
+	if c.ConsoleAddr != "" {
+		if _, _, err := net.SplitHostPort(c.ConsoleAddr); err != nil {
+			bad("CONSOLE_ADDR", c.ConsoleAddr, "want host:port, or empty to disable the console")
+		} else if c.ConsoleAddr == c.HTTPAddr || c.ConsoleAddr == c.GRPCAddr || c.ConsoleAddr == c.MetricsAddr {
+			bad("CONSOLE_ADDR", c.ConsoleAddr, "want an address of its own, not HTTP_ADDR's, GRPC_ADDR's or METRICS_ADDR's: the console never shares the public API's port")
 		}
 	}
 }
@@ -206,6 +214,16 @@ func (c Config) CheckAdminExposure() error {
 	return &SettingError{Var: "GRPC_ADDR", Value: c.GRPCAddr,
 		Want: "the admin port is not a loopback address and has no authentication: set ADMIN_TOKEN (or ADMIN_TOKEN_FILE), " +
 			"or mutual TLS (GRPC_TLS_CERT_FILE, GRPC_TLS_KEY_FILE, GRPC_TLS_CLIENT_CA_FILE), or bind GRPC_ADDR to 127.0.0.1"}
+}
+
+// CheckConsoleExposure is the console's counterpart of CheckAdminExposure: the console does
+// what the admin port does, so beyond loopback it is served only behind the ADMIN_TOKEN login.
+func (c Config) CheckConsoleExposure() error {
+	if c.ConsoleAddr == "" || c.AdminToken.IsSet() || IsLoopback(c.ConsoleAddr) {
+		return nil
+	}
+	return &SettingError{Var: "CONSOLE_ADDR", Value: c.ConsoleAddr,
+		Want: "the console is not on a loopback address and has no login: set ADMIN_TOKEN (or ADMIN_TOKEN_FILE), or bind CONSOLE_ADDR to 127.0.0.1"}
 }
 
 // IsLoopback reports whether a listen address (host:port) accepts connections from this

@@ -32,6 +32,8 @@ import (
 	"github.com/marketplace/catalog/application/query"
 	apprebuild "github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
+	"github.com/marketplace/catalog/ports/adminauth"
+	"github.com/marketplace/catalog/ports/console"
 	grpcport "github.com/marketplace/catalog/ports/grpc"
 	httpport "github.com/marketplace/catalog/ports/http"
 	"github.com/marketplace/catalog/ports/projector"
@@ -382,9 +384,9 @@ func provideRebuildService(cfg service.Config, db *postgres.DB, kc kafka.Config,
 	// by the rebuilds role (RunRecovery) as soon as the process serves, and from then on
 	// whenever one appears: not here, where a long catch-up would hold up the start.
 	cleanup := func() {
-		// Shutdown cancels a running rebuild: it ends as cancelled with its index removed,
-		// the alias untouched; start it again after the deploy.
-		svc.CancelAll()
+		// Shutdown hands a running rebuild off: it keeps its progress and its index, and the
+		// next replica that holds the lock (or this one after its restart) resumes it.
+		svc.HandOffAll()
 		svc.Wait()
 		events.Close()
 	}
@@ -499,6 +501,60 @@ func provideOpsSampler(cfg service.Config, reg *metrics.Registry, pg *postgres.O
 		DLQTopic: cfg.DLQTopic}, log.With("component", "ops-sampler"))
 }
 
+// ConsoleSet provides the operations console of `catalog serve`.
+var ConsoleSet = wire.NewSet(provideConsole)
+
+// provideConsole is the console on CONSOLE_ADDR over the same use cases as the admin port
+// and the CLI, nil when CONSOLE_ADDR is empty or the process has no read model. Its dead
+// letter use cases read DLQ_TOPIC and replay to PRODUCT_EVENTS_TOPIC, with the audit log in
+// the database, as `catalog dlq` does.
+func provideConsole(cfg service.Config, opsSvc *ops.Service, rebuilds *apprebuild.Service, kc kafka.Config, audit *postgres.DLQAudit, log *slog.Logger) (*console.Server, func(), error) {
+	if cfg.ConsoleAddr == "" || opsSvc == nil || rebuilds == nil || !cfg.Runs(service.RoleAdmin) {
+		return nil, func() {}, nil
+	}
+	if err := cfg.CheckConsoleExposure(); err != nil {
+		return nil, nil, err
+	}
+	clog := log.With("component", "console")
+	reader, err := kafka.NewDLQReader(kc, cfg.DLQTopic, clog)
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, err := kafka.NewReplayPublisher(kc, cfg.ProductEventsTopic)
+	if err != nil {
+		reader.Close()
+		return nil, nil, err
+	}
+	cleanup := func() { pub.Close(); reader.Close() }
+	dlq, err := ops.NewDLQService(reader, pub, audit)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	deps := console.Deps{Operations: opsSvc, Rebuilds: rebuilds, DeadLetters: dlq, Log: clog}
+	if cfg.AdminToken.IsSet() {
+		v, err := adminauth.NewVerifier(cfg.AdminToken.Reveal())
+		if err != nil {
+			cleanup()
+			return nil, nil, err
+		}
+		deps.Auth = v
+		if cfg.ConsoleTLSCertFile == "" && !service.IsLoopback(cfg.ConsoleAddr) {
+			clog.Warn("the console's login and session cookie travel in clear text to a non-loopback CONSOLE_ADDR: set CONSOLE_TLS_CERT_FILE and CONSOLE_TLS_KEY_FILE unless the network encrypts it",
+				"console_addr", cfg.ConsoleAddr)
+		}
+	} else {
+		clog.Warn("the console has no login (ADMIN_TOKEN is unset): anyone who can reach CONSOLE_ADDR on this machine can operate the catalog", "console_addr", cfg.ConsoleAddr)
+	}
+	srv, err := console.NewServer(console.Config{Addr: cfg.ConsoleAddr, ShutdownTimeout: cfg.ShutdownTimeout, SampleInterval: cfg.ConsoleSampleInterval,
+		TLSCertFile: cfg.ConsoleTLSCertFile, TLSKeyFile: cfg.ConsoleTLSKeyFile}, deps)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	return srv, cleanup, nil
+}
+
 func provideClock() func() time.Time { return time.Now }
 
 func provideDecoratorDeps(log *slog.Logger, m decorator.MetricsClient) decorator.Deps {
@@ -608,19 +664,20 @@ func (o retentionObserver) OutboxRowsDeleted(n int64)                 { o.m.Outb
 func (o retentionObserver) OutboxTableSize(postgres.OutboxTableStats) {}
 
 // rebuildsRole ties the rebuilds this process runs to its lifetime: while it serves it
-// recovers rebuilds whose runner died and a live index left behind the event log, on any
-// replica; on SIGTERM the rebuilds it runs are cancelled at once (cleanly: index deleted,
-// alias untouched) instead of racing the shutdown.
+// recovers (resumes, drains or ends) rebuilds whose runner stopped and a live index left
+// behind the event log, on any replica; on SIGTERM the rebuilds it runs stop at once and are
+// handed off with their progress and index, for a replica to resume, instead of racing the
+// shutdown.
 type rebuildsRole struct{ svc *apprebuild.Service }
 
 func (r rebuildsRole) Run(ctx context.Context) error {
 	r.svc.RunRecovery(ctx)
-	r.svc.CancelAll()
+	r.svc.HandOffAll()
 	r.svc.Wait()
 	return nil
 }
 
-func provideServeProcess(cfg service.Config, log *slog.Logger, http *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, status *metrics.StatusSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel) (ServeProcess, error) {
+func provideServeProcess(cfg service.Config, log *slog.Logger, http *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, status *metrics.StatusSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel, con *console.Server) (ServeProcess, error) {
 	httpRole := "api"
 	if !cfg.Runs(service.RoleAPI) {
 		httpRole = "probes"
@@ -649,6 +706,9 @@ func provideServeProcess(cfg service.Config, log *slog.Logger, http *httpport.Se
 			return ServeProcess{}, fmt.Errorf("catalog serve: the %s role needs a search read model (%s): set ELASTICSEARCH_URL", r.role, r.name)
 		}
 	}
+	if con != nil {
+		roles = append(roles, service.NamedRole{Name: "console", Role: con})
+	}
 	if ms != nil && cfg.Runs(service.RoleAPI) {
 		ms.ServeReadiness(service.RoleAPI, roleChecks(db, kc, rm)[service.RoleAPI])
 	}
@@ -676,11 +736,14 @@ func adminRoles(cfg service.Config, sampler *metrics.OpsSampler, status *metrics
 // rebuild recovery, without relay or projector, for deployments that scale each role apart.
 type APIProcess struct{ *service.Process }
 
-func provideAPIProcess(cfg service.Config, log *slog.Logger, api *httpport.Server, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, status *metrics.StatusSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel) APIProcess {
+func provideAPIProcess(cfg service.Config, log *slog.Logger, api *httpport.Server, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, status *metrics.StatusSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel, con *console.Server) APIProcess {
 	if ms != nil {
 		ms.ServeReadiness(service.RoleAPI, roleChecks(db, kc, rm)[service.RoleAPI])
 	}
 	roles := append([]service.NamedRole{{Name: "api", Role: listenerRole{api, "HTTP_ADDR", cfg.HTTPAddr}}}, adminRoles(cfg, sampler, status, rebuilds, admin)...)
+	if con != nil {
+		roles = append(roles, service.NamedRole{Name: "console", Role: con})
+	}
 	return APIProcess{service.NewProcess(log, withMetrics(roles, ms)...)}
 }
 

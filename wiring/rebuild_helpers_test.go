@@ -28,6 +28,7 @@ import (
 
 	"github.com/marketplace/catalog/adapters/postgres"
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
+	"github.com/marketplace/catalog/internal/testenv"
 	"github.com/marketplace/catalog/service"
 	"github.com/marketplace/catalog/wiring"
 )
@@ -440,24 +441,6 @@ func buildCatalog(t *testing.T) string {
 	return catalogBin.path
 }
 
-// lockedBuffer collects a subprocess's output for the test log.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func configEnv(cfg service.Config) []string {
 	return append(os.Environ(),
 		"DATABASE_URL="+cfg.DatabaseURL,
@@ -471,6 +454,8 @@ func configEnv(cfg service.Config) []string {
 		"PROJECTOR_GROUP="+cfg.ProjectorGroup,
 		"HTTP_ADDR="+cfg.HTTPAddr,
 		"GRPC_ADDR="+cfg.GRPCAddr,
+		// Off unless the test gives it an address: replicas on one machine would share 8081.
+		"CONSOLE_ADDR="+cfg.ConsoleAddr,
 		fmt.Sprintf("TOPIC_PARTITIONS=%d", cfg.TopicPartitions),
 		fmt.Sprintf("OUTBOX_LANES=%d", cfg.OutboxLanes),
 		"SEARCH_REFRESH_INTERVAL="+cfg.SearchRefreshInterval.String(),
@@ -486,7 +471,7 @@ type serveProc struct {
 	base   string
 	done   chan struct{}
 	err    error
-	output *lockedBuffer
+	output *testenv.Output
 }
 
 func startServeProc(t *testing.T, cfg service.Config) *serveProc {
@@ -526,7 +511,7 @@ func startCatalogProc(t *testing.T, cfg service.Config, dataDir, role string) *s
 	bin := buildCatalog(t)
 	cmd := exec.Command(bin, role)
 	cmd.Env = append(configEnv(cfg), "CATALOG_DATA_DIR="+dataDir)
-	out := &lockedBuffer{}
+	out := &testenv.Output{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

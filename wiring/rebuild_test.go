@@ -493,12 +493,14 @@ func TestRebuildFromKafkaWaitsForTheOutbox(t *testing.T) {
 	awaitReadModelMatchesDB(t, rp, 20*time.Second)
 }
 
-// TestRebuildKilledDuringFill: the service process running a rebuild is SIGKILLed in the fill
-// phase. The alias still points at the old index and search serves; within seconds the other
-// replica reports the rebuild's runner as lost (not "fill" until some replica restarts), and
-// its recovery marks the record failed and deletes the unfinished index, without any restart;
-// a new rebuild succeeds.
-func TestRebuildKilledDuringFill(t *testing.T) {
+// TestRebuildKilledDuringFillResumes: the service process running a rebuild is SIGKILLed in
+// the fill phase. The alias still points at the old index and search serves; within seconds
+// the other replica reports the rebuild's runner as lost, and its recovery resumes the rebuild
+// under the same id from its last completed chunk, without any restart: the same new index,
+// documents done counting on from where the record stood (never below), one resume recorded.
+// The rebuild succeeds with every product, the alias moves to its index, validation passed and
+// `catalog verify` is clean.
+func TestRebuildKilledDuringFillResumes(t *testing.T) {
 	rp := startReadPath(t)
 	createProducts(t, rp.component, "KILL", "kill", 20)
 	rp.waitSearch(t, "category=kill&size=1", 30*time.Second, "the products", func(p searchPage) bool { return p.Total == 20 })
@@ -528,48 +530,71 @@ func TestRebuildKilledDuringFill(t *testing.T) {
 	if rec.GetPhase() != phaseFill || rec.GetDocsDone() == 0 || rec.GetRunner() == "" {
 		t.Fatalf("after the kill the record says %s at %d documents, runner %q; want fill with some written and its runner", rec.GetPhase(), rec.GetDocsDone(), rec.GetRunner())
 	}
-	if !indexExists(t, rp.esURL, newIndex) {
-		t.Fatalf("the unfinished index %s does not exist before recovery", newIndex)
-	}
-	t.Logf("killed in fill at %d of %d documents", rec.GetDocsDone(), rec.GetDocsTotal())
+	atKill := rec.GetDocsDone()
+	t.Logf("killed in fill at %d of %d documents", atKill, rec.GetDocsTotal())
 	if got := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias); got != from {
 		t.Fatalf("alias on %s after the kill, want the old index %s", got, from)
 	}
 	rp.waitSearch(t, "category=kill&size=1", 5*time.Second, "search through the surviving process", func(p searchPage) bool { return p.Total == 20 })
 
-	// The surviving replica says the runner is gone within seconds, then recovers the record.
-	var lostAfter time.Duration
-	eventuallyT(t, 20*time.Second, "the surviving replica to report the dead runner", func() bool {
-		rec, err = a.GetRebuild(context.Background(), &projectionv1.GetRebuildRequest{Id: r.GetId()})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rec.GetRunnerLost() && lostAfter == 0 {
+	// The surviving replica says the runner is gone within seconds, then resumes the rebuild.
+	var lostAfter, resumedAfter time.Duration
+	low := atKill
+	var steps []string
+	final := watchRebuild(t, a, r.GetId(), 5*time.Minute, func(p *projectionv1.RebuildProgress) bool {
+		rb := p.GetRebuild()
+		if rb.GetRunnerLost() && lostAfter == 0 {
 			lostAfter = time.Since(killedAt)
+			if out, _, code := runCLI(t, rp.cfg.GRPCAddr, 30*time.Second, "rebuild", "status", r.GetId()); code != 0 || !strings.Contains(out, "NOT RESPONDING") {
+				t.Errorf("catalog rebuild status of the dead runner's rebuild (exit %d):\n%s", code, out)
+			}
 		}
-		return rec.GetRunnerLost() || terminalPhase(rec.GetPhase())
+		if rb.GetResumes() > 0 && resumedAfter == 0 {
+			resumedAfter = time.Since(killedAt)
+		}
+		if p.GetPhase() == phaseFill {
+			low = min(low, p.GetDocsDone())
+		}
+		steps = append(steps, fmt.Sprintf("%s %d/%d resumes=%d", strings.TrimPrefix(p.GetPhase().String(), "REBUILD_PHASE_"), p.GetDocsDone(), p.GetDocsTotal(), rb.GetResumes()))
+		return false
 	})
-	if out, _, code := runCLI(t, rp.cfg.GRPCAddr, 30*time.Second, "rebuild", "status", r.GetId()); code != 0 ||
-		(!strings.Contains(out, "NOT RESPONDING") && !strings.Contains(out, "interrupted")) {
-		t.Errorf("catalog rebuild status of the dead runner's rebuild (exit %d):\n%s", code, out)
+	t.Logf("runner reported lost %s after the kill, rebuild resumed %s after it; progress: %s", lostAfter.Round(100*time.Millisecond),
+		resumedAfter.Round(100*time.Millisecond), strings.Join(compactSteps(steps), ", "))
+	if final.GetPhase() != phaseOK || final.GetResumes() != 1 || final.GetToIndex() != newIndex || final.GetRunner() == seen.GetRunner() {
+		t.Fatalf("the rebuild ended %s (%q), resumed %d times by %q on %s; want succeeded, resumed once by the surviving replica on %s",
+			final.GetPhase(), final.GetError(), final.GetResumes(), final.GetRunner(), final.GetToIndex(), newIndex)
 	}
-	final := watchRebuild(t, a, r.GetId(), 30*time.Second, nil)
-	t.Logf("runner reported lost %s after the kill, record failed %s after it", lostAfter.Round(100*time.Millisecond), time.Since(killedAt).Round(100*time.Millisecond))
-	if final.GetPhase() != phaseFailed || !strings.Contains(final.GetError(), "interrupted") {
-		t.Errorf("the recovered record says %s (%q), want failed as interrupted", final.GetPhase(), final.GetError())
+	if lostAfter == 0 {
+		t.Error("no replica reported the dead runner before the rebuild was resumed")
 	}
-	if indexExists(t, rp.esURL, newIndex) {
-		t.Errorf("the unfinished index %s still exists after recovery", newIndex)
+	if low < atKill {
+		t.Errorf("documents done went back from %d to %d after the kill", atKill, low)
 	}
-	if got := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias); got != from {
-		t.Fatalf("alias on %s after recovery, want %s", got, from)
+	total := productCount(t, rp.db)
+	if final.GetDocsDone() != total || final.GetDocsTotal() != total {
+		t.Errorf("the resumed rebuild reports %d of %d documents, want all %d products once", final.GetDocsDone(), final.GetDocsTotal(), total)
 	}
+	if got := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias); got != newIndex {
+		t.Fatalf("alias on %s after the resumed rebuild, want %s", got, newIndex)
+	}
+	if out, errOut, code := runCLI(t, rp.cfg.GRPCAddr, time.Minute, "verify"); code != 0 {
+		t.Fatalf("catalog verify after the resumed rebuild: exit %d\n%s\n%s", code, out, errOut)
+	}
+	rp.waitSearch(t, "category=kill&size=1", 10*time.Second, "search after the resumed rebuild", func(p searchPage) bool { return p.Total == 20 })
+}
 
-	done := runRebuild(t, a, srcDatabase)
-	if got := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias); got != done.GetToIndex() {
-		t.Fatalf("alias on %s, want %s", got, done.GetToIndex())
+// compactSteps drops consecutive repeats of a progress step, for a readable log.
+func compactSteps(steps []string) []string {
+	var out []string
+	for _, s := range steps {
+		if len(out) == 0 || out[len(out)-1] != s {
+			out = append(out, s)
+		}
 	}
-	rp.waitSearch(t, "category=kill&size=1", 10*time.Second, "search after the new rebuild", func(p searchPage) bool { return p.Total == 20 })
+	if len(out) > 40 {
+		out = append(append(out[:20], "..."), out[len(out)-19:]...)
+	}
+	return out
 }
 
 // lockHolder returns the backend pid holding the rebuild lock in db's database, 0 if none.
@@ -586,19 +611,17 @@ WHERE locktype = 'advisory' AND granted AND database = (SELECT oid FROM pg_datab
 	return pid
 }
 
-// TestRebuildLockLostStopsTheRun: the database session holding the rebuild lock is
+// TestRebuildLockLostHandsTheRunOff: the database session holding the rebuild lock is
 // terminated in the middle of a fill (an administrator, idle_session_timeout, a pooler, a
 // network blip). Nothing keeps a second rebuild out any more, so the running one stops within
-// seconds, deletes its unfinished index and says why. The record stays its own runner's: a
-// replica started meanwhile does not take it over or fail it as interrupted (that a live
-// runner without its lock is left alone is pinned by the use case's tests, since here the
-// runner gives way within a heartbeat). A new rebuild succeeds afterwards.
-func TestRebuildLockLostStopsTheRun(t *testing.T) {
+// seconds; it keeps its index and progress and hands the record off, and a serving replica's
+// recovery, which takes the lock, resumes it under the same id. A replica started while the
+// runner still lives leaves it alone. The rebuild then succeeds on the index it began.
+func TestRebuildLockLostHandsTheRunOff(t *testing.T) {
 	rp := startReadPath(t)
 	createProducts(t, rp.component, "LOCK", "lock", 10)
 	rp.waitSearch(t, "category=lock&size=1", 30*time.Second, "the products", func(p searchPage) bool { return p.Total == 10 })
-	seedSQL(t, rp.db, 80000, "LK") // a fill long enough to act in (see TestRebuildKilledDuringFill)
-	from := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias)
+	seedSQL(t, rp.db, 80000, "LK") // a fill long enough to act in (see TestRebuildKilledDuringFillResumes)
 	a := adminClient(t, rp.cfg.GRPCAddr)
 	r := startRebuild(t, a, srcDatabase)
 	seen := awaitFill(t, a, r.GetId(), 30*time.Second)
@@ -612,43 +635,44 @@ func TestRebuildLockLostStopsTheRun(t *testing.T) {
 	}
 	cutAt := time.Now()
 	// A replica starting now runs its recovery at once: the rebuild's runner is alive, so the
-	// rebuild is not its to recover.
+	// rebuild is not its to recover until the runner has handed it off.
 	replica := serveInProcess(t, siblingConfig(t, rp.cfg))
 	b := adminClient(t, replica.cfg.GRPCAddr)
 
-	final := watchRebuild(t, b, r.GetId(), 30*time.Second, nil)
-	t.Logf("the run stopped %s after its lock's session was terminated: %s", time.Since(cutAt).Round(100*time.Millisecond), final.GetError())
-	if final.GetPhase() != phaseFailed || !strings.Contains(final.GetError(), "lock") || strings.Contains(final.GetError(), "interrupted") {
-		t.Fatalf("rebuild ended %s (%q), want failed by its own runner because it lost its lock", final.GetPhase(), final.GetError())
+	var stoppedAfter time.Duration
+	final := watchRebuild(t, b, r.GetId(), 5*time.Minute, func(p *projectionv1.RebuildProgress) bool {
+		if p.GetRebuild().GetRunner() != seen.GetRunner() && stoppedAfter == 0 {
+			stoppedAfter = time.Since(cutAt)
+		}
+		return false
+	})
+	t.Logf("the runner gave the rebuild up %s after its lock's session was terminated; it ended %s on %s, resumed %d times",
+		stoppedAfter.Round(100*time.Millisecond), final.GetPhase(), final.GetToIndex(), final.GetResumes())
+	if final.GetPhase() != phaseOK || final.GetResumes() != 1 || final.GetToIndex() != seen.GetToIndex() {
+		t.Fatalf("rebuild ended %s (%q), resumed %d times, on %s; want succeeded, resumed once, on %s",
+			final.GetPhase(), final.GetError(), final.GetResumes(), final.GetToIndex(), seen.GetToIndex())
 	}
-	if final.GetRunner() != seen.GetRunner() {
-		t.Errorf("the record is owned by %q, was %q: another replica took a live rebuild over", final.GetRunner(), seen.GetRunner())
+	if stoppedAfter > 15*time.Second {
+		t.Errorf("the run went on for %s without its lock", stoppedAfter.Round(time.Second))
 	}
-	if time.Since(cutAt) > 15*time.Second {
-		t.Errorf("the run went on for %s without its lock", time.Since(cutAt).Round(time.Second))
-	}
-	eventuallyT(t, 10*time.Second, "the stopped rebuild's index to be deleted", func() bool { return !indexExists(t, rp.esURL, seen.GetToIndex()) })
-	if got := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias); got != from {
-		t.Fatalf("alias on %s, want %s", got, from)
-	}
-	done := runRebuild(t, b, srcDatabase)
-	if got := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias); got != done.GetToIndex() {
-		t.Fatalf("alias on %s, want %s", got, done.GetToIndex())
+	if got := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias); got != final.GetToIndex() {
+		t.Fatalf("alias on %s, want %s", got, final.GetToIndex())
 	}
 	awaitReadModelMatchesDB(t, rp, 30*time.Second)
 }
 
-// TestRebuildCancelAndShutdown: a rebuild cancelled through another replica, and one whose
-// process is shut down (SIGTERM), end cancelled with the unfinished index deleted and the
-// alias untouched; the next rebuild can start at once.
+// TestRebuildCancelAndShutdown: a rebuild cancelled through another replica ends cancelled
+// with the unfinished index deleted and the alias untouched; one whose process is shut down
+// (SIGTERM, a deploy) is handed off and resumed by the other replica under the same id, and
+// succeeds; the next rebuild can start at once.
 func TestRebuildCancelAndShutdown(t *testing.T) {
 	rp := startReadPath(t)
-	seedSQL(t, rp.db, 80000, "CS") // long enough a fill to be seen and cancelled in (see TestRebuildKilledDuringFill)
+	seedSQL(t, rp.db, 80000, "CS") // long enough a fill to be seen and cancelled in (see TestRebuildKilledDuringFillResumes)
 	from := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias)
 	a := adminClient(t, rp.cfg.GRPCAddr)
 	check := func(t *testing.T, c projectionv1.ProjectionAdminClient, id, index string) {
 		t.Helper()
-		rec := watchRebuild(t, c, id, 30*time.Second, nil)
+		rec := watchRebuild(t, c, id, time.Minute, nil)
 		if rec.GetPhase() != projectionv1.RebuildPhase_REBUILD_PHASE_CANCELLED {
 			t.Errorf("rebuild %s ended %s (%q), want cancelled", id, rec.GetPhase(), rec.GetError())
 		}
@@ -683,16 +707,28 @@ func TestRebuildCancelAndShutdown(t *testing.T) {
 		if err := proc.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		defer func() { t.Logf("catalog serve stopped %s after SIGTERM", time.Since(termAt).Round(time.Millisecond)) }()
 		select {
 		case <-proc.done:
 		case <-time.After(30 * time.Second):
 			t.Fatal("catalog serve did not stop within 30 s of SIGTERM")
 		}
+		t.Logf("catalog serve stopped %s after SIGTERM", time.Since(termAt).Round(time.Millisecond))
 		if proc.err != nil {
 			t.Errorf("catalog serve after SIGTERM: %v", proc.err)
 		}
-		check(t, a, r.GetId(), seen.GetToIndex())
+		if !strings.Contains(proc.output.String(), "rebuild interrupted; a replica holding the lock resumes it") {
+			t.Errorf("the stopping process did not log the hand-off:\n%s", tail(proc.output.String(), 20))
+		}
+		rec := watchRebuild(t, a, r.GetId(), 5*time.Minute, nil)
+		t.Logf("the handed-off rebuild ended %s %s after SIGTERM, resumed %d times", rec.GetPhase(), time.Since(termAt).Round(100*time.Millisecond), rec.GetResumes())
+		if rec.GetPhase() != phaseOK || rec.GetResumes() != 1 || rec.GetToIndex() != seen.GetToIndex() {
+			t.Fatalf("rebuild %s ended %s (%q), resumed %d times on %s; want succeeded, resumed once on %s",
+				r.GetId(), rec.GetPhase(), rec.GetError(), rec.GetResumes(), rec.GetToIndex(), seen.GetToIndex())
+		}
+		from = rec.GetToIndex()
+		if got := aliasIndex(t, rp.esURL, rp.cfg.SearchAlias); got != from {
+			t.Fatalf("alias on %s, want %s", got, from)
+		}
 	})
 	// Nothing holds the lock: a rebuild starts at once (and is cancelled again, to save time).
 	r := startRebuild(t, a, srcDatabase)
@@ -796,14 +832,25 @@ func failedValidation(t *testing.T, rp *readPath, id, what string, damage func(*
 // BeforeValidate test hook.
 func newRebuildService(t *testing.T, rp *readPath, esURL string, hook func(context.Context, string)) *apprebuild.Service {
 	t.Helper()
+	return newRebuildServiceWith(t, rp, esURL, apprebuild.Config{BeforeValidate: hook}, nil)
+}
+
+// newRebuildServiceWith is newRebuildService with cfg (its settle time and projector group are
+// the deployment's) and, when wrap is not nil, the product source wrap returns around the
+// real one.
+func newRebuildServiceWith(t *testing.T, rp *readPath, esURL string, cfg apprebuild.Config, wrap func(apprebuild.ProductSource) apprebuild.ProductSource) *apprebuild.Service {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, err := postgres.NewRebuildStore(rp.db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	source, err := postgres.NewProductSource(rp.db)
-	if err != nil {
+	var source apprebuild.ProductSource
+	if source, err = postgres.NewProductSource(rp.db); err != nil {
 		t.Fatal(err)
+	}
+	if wrap != nil {
+		source = wrap(source)
 	}
 	events, err := kafka.NewEventLog(kafka.Config{Brokers: rp.kafka.Brokers}, rp.cfg.ProductEventsTopic, log)
 	if err != nil {
@@ -822,13 +869,13 @@ func newRebuildService(t *testing.T, rp *readPath, esURL string, hook func(conte
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := apprebuild.NewService(apprebuild.Config{BeforeValidate: hook, Settle: rp.cfg.SearchRefreshInterval, ProjectorGroup: rp.cfg.ProjectorGroup},
-		store, source, events, target, log)
+	cfg.Settle, cfg.ProjectorGroup = rp.cfg.SearchRefreshInterval, rp.cfg.ProjectorGroup
+	svc, err := apprebuild.NewService(cfg, store, source, events, target, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		svc.CancelAll()
+		svc.HandOffAll()
 		svc.Wait()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -931,8 +978,8 @@ func TestRebuildDrainFailureLosesNoWrites(t *testing.T) {
 	rp.waitSearch(t, "category=drain&size=1", 5*time.Second, "all 15 products searchable", func(p searchPage) bool { return p.Total == 15 })
 }
 
-// TestRebuildCancelledDuringSwitchKeepsTheAlias: a rebuild cancelled (CancelRebuild, or the
-// process shutting down) while its _aliases request is in flight. The request reaches the
+// TestRebuildCancelledDuringSwitchKeepsTheAlias: a rebuild cancelled (CancelRebuild) while
+// its _aliases request is in flight. The request reaches the
 // cluster although the client gave up on it, as a request does that was sent just before the
 // cancellation. Whatever the rebuild then records, the alias must still exist on a complete
 // index: search must keep serving.
@@ -969,7 +1016,9 @@ func TestRebuildCancelledDuringSwitchKeepsTheAlias(t *testing.T) {
 			seenAlias = true
 			mu.Unlock()
 			body, _ := io.ReadAll(r.Body)
-			svc.CancelAll()
+			if cur, err := svc.Get(context.Background(), ""); err == nil {
+				_, _ = svc.Cancel(context.Background(), cur.ID)
+			}
 			select {
 			case <-r.Context().Done(): // the rebuild gave up on its switch
 				abandoned.Store(true)

@@ -14,13 +14,13 @@ import (
 
 // InitializeServe builds `catalog serve`.
 func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) (ServeProcess, func(), error) {
-	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, RebuildSet, OpsSet, provideRelay, provideRetention, provideHTTPServer, provideProjector, provideMetricsServer, provideServeProcess)
+	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, RebuildSet, OpsSet, ConsoleSet, provideRelay, provideRetention, provideHTTPServer, provideProjector, provideMetricsServer, provideServeProcess)
 	return ServeProcess{}, nil, nil
 }
 
 // InitializeAPI builds `catalog api`.
 func InitializeAPI(ctx context.Context, cfg service.Config, log *slog.Logger) (APIProcess, func(), error) {
-	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, RebuildSet, OpsSet, provideHTTPServer, provideMetricsServer, provideAPIProcess)
+	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, RebuildSet, OpsSet, ConsoleSet, provideHTTPServer, provideMetricsServer, provideAPIProcess)
 	return APIProcess{}, nil, nil
 }
 

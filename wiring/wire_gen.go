@@ -285,7 +285,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	serveProcess, err := provideServeProcess(cfg, log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, statusSampler, metricsServer, db, config, readModel)
+	consoleServer, cleanup9, err := provideConsole(cfg, opsService, rebuildService, config, dlqAudit, log)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -297,7 +297,21 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
+	serveProcess, err := provideServeProcess(cfg, log, server, relay, outboxRetention, projector, grpcportServer, rebuildService, opsSampler, statusSampler, metricsServer, db, config, readModel, consoleServer)
+	if err != nil {
+		cleanup9()
+		cleanup8()
+		cleanup7()
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
 	return serveProcess, func() {
+		cleanup9()
 		cleanup8()
 		cleanup7()
 		cleanup6()
@@ -503,8 +517,19 @@ func InitializeAPI(ctx context.Context, cfg service.Config, log *slog.Logger) (A
 		cleanup()
 		return APIProcess{}, nil, err
 	}
-	apiProcess := provideAPIProcess(cfg, log, server, grpcportServer, rebuildService, opsSampler, statusSampler, metricsServer, db, config, readModel)
+	consoleServer, cleanup7, err := provideConsole(cfg, opsService, rebuildService, config, dlqAudit, log)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	apiProcess := provideAPIProcess(cfg, log, server, grpcportServer, rebuildService, opsSampler, statusSampler, metricsServer, db, config, readModel, consoleServer)
 	return apiProcess, func() {
+		cleanup7()
 		cleanup6()
 		cleanup5()
 		cleanup4()

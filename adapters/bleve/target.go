@@ -109,6 +109,13 @@ func (s *Store) Write(ctx context.Context, index string, docs []product.Snapshot
 
 // Documents returns up to limit (at most MaxDocumentsPage) of index's documents with
 // id > afterID in ascending id order: id, version and whether it is a tombstone.
+//
+// The ids come from the index's term dictionary of document ids, which is sorted byte-wise
+// (the order of Go strings and of the database's uuid) and is read from afterID on: a page
+// costs the same however deep it is, so paging through an index is linear in its size. (A
+// match-all search sorted by id with search_after visits every document for every page, which
+// makes a full scan quadratic: hours at a few million documents.) The page's versions and
+// tombstone flags are then read in one search for exactly those ids.
 func (s *Store) Documents(ctx context.Context, index, afterID string, limit int) ([]rebuild.DocVersion, error) {
 	if limit < 1 {
 		return nil, fmt.Errorf("rebuild target: documents of %s: limit %d must be positive", index, limit)
@@ -118,27 +125,76 @@ func (s *Store) Documents(ctx context.Context, index, afterID string, limit int)
 	if err != nil {
 		return nil, fmt.Errorf("rebuild target: documents: %w", err)
 	}
-	req := blevev2.NewSearchRequestOptions(blevev2.NewMatchAllQuery(), limit, 0, false)
-	req.SortByCustom(search.SortOrder{&search.SortDocID{}})
-	req.Fields = []string{fieldVersion, fieldDeleted}
-	req.Score = blevev2.ScoreNone
-	if afterID != "" {
-		req.SearchAfter = []string{afterID}
-	}
-	var res *blevev2.SearchResult
+	var out []rebuild.DocVersion
 	err = ix.read(func(bi blevev2.Index) error {
-		var err error
-		res, err = bi.SearchInContext(ctx, req)
-		return err
+		for {
+			ids, more, err := idsAfter(bi, afterID, limit)
+			if err != nil || len(ids) == 0 {
+				return err
+			}
+			out, err = docVersions(ctx, bi, ids)
+			// An id whose every document was removed is still in the dictionary until its
+			// segments are merged: a page of only those is no reason to end the stream.
+			if err != nil || len(out) > 0 || !more {
+				return err
+			}
+			afterID = ids[len(ids)-1]
+		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("rebuild target: documents of %s after %q: %w", index, afterID, err)
+	}
+	return out, nil
+}
+
+// idsAfter reads up to limit document ids greater than after from bi's id dictionary, in
+// ascending byte order; more is false when the dictionary has no ids beyond them.
+func idsAfter(bi blevev2.Index, after string, limit int) (ids []string, more bool, err error) {
+	var start []byte
+	if after != "" {
+		start = append([]byte(after), 0) // the smallest id after it: the range start is inclusive
+	}
+	dict, err := bi.FieldDictRange(idField, start, nil)
+	if err != nil {
+		return nil, false, err
+	}
+	defer func() {
+		if cerr := dict.Close(); err == nil {
+			err = cerr
+		}
+	}()
+	ids = make([]string, 0, limit)
+	for len(ids) < limit {
+		e, err := dict.Next()
+		if err != nil {
+			return nil, false, err
+		}
+		if e == nil {
+			return ids, false, nil
+		}
+		ids = append(ids, e.Term)
+	}
+	return ids, true, nil
+}
+
+// idField is the field Bleve indexes every document's id under.
+const idField = "_id"
+
+// docVersions reads the version and tombstone flag of the documents with ids, in id order.
+func docVersions(ctx context.Context, bi blevev2.Index, ids []string) ([]rebuild.DocVersion, error) {
+	req := blevev2.NewSearchRequestOptions(blevev2.NewDocIDQuery(ids), len(ids), 0, false)
+	req.SortByCustom(search.SortOrder{&search.SortDocID{}})
+	req.Fields = []string{fieldVersion, fieldDeleted}
+	req.Score = blevev2.ScoreNone
+	res, err := bi.SearchInContext(ctx, req)
+	if err != nil {
+		return nil, err
 	}
 	out := make([]rebuild.DocVersion, 0, len(res.Hits))
 	for _, h := range res.Hits {
 		v, ok := h.Fields[fieldVersion].(float64)
 		if !ok {
-			return nil, fmt.Errorf("rebuild target: documents of %s: %s has no stored version", index, h.ID)
+			return nil, fmt.Errorf("%s has no stored version", h.ID)
 		}
 		deleted, _ := h.Fields[fieldDeleted].(bool)
 		out = append(out, rebuild.DocVersion{ID: h.ID, Version: int64(v), Deleted: deleted})

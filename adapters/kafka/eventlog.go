@@ -89,6 +89,16 @@ func (l *EventLog) EndOffsets(ctx context.Context) (rebuild.Offsets, error) {
 	return ends, nil
 }
 
+// StartOffsets returns the oldest retained offset of every partition: where a read from
+// the beginning starts, and thus how many events a full replay reads.
+func (l *EventLog) StartOffsets(ctx context.Context) (rebuild.Offsets, error) {
+	starts, err := l.listed(ctx, l.adm.ListStartOffsets)
+	if err != nil {
+		return nil, fmt.Errorf("event log: start offsets of %s: %w", l.topic, err)
+	}
+	return starts, nil
+}
+
 // Committed implements rebuild.EventLog: group's committed offsets on every partition of the
 // topic, 0 where it committed none (the projector then starts from the oldest record, so
 // nothing of that partition is known to be applied). A group that never committed at all
@@ -135,8 +145,11 @@ type span struct {
 
 // Read reads every partition in to from from[p] (inclusive; nil or a missing partition means
 // the earliest retained record) up to to[p] (exclusive), calling fn with batches of at most
-// 1000 decoded events, in log order within a partition. fn runs on the caller's goroutine,
-// one batch at a time, while the next batch is being decoded; it may keep the slice. Records
+// 1000 decoded events, in log order within a partition, and the position after the batch
+// (every partition of the read: the offset of its next record not handed to fn yet, to[p] once
+// it is complete), from which a later Read continues exactly where this one left off. fn runs
+// on the caller's goroutine, one batch at a time, while the next batch is being decoded; it
+// may keep the slice and the position. Records
 // that are not product events are counted in skipped and otherwise ignored: the live
 // projector dead-letters them, and a rebuild must not stop on a record nobody can fix.
 //
@@ -156,11 +169,11 @@ type span struct {
 //   - A partition in to that the topic does not have, or a negative offset, is an error.
 //   - ctx bounds everything: cancelling it returns ctx's error promptly.
 //   - An error from fn stops the read and is returned as it is (wrapped).
-func (l *EventLog) Read(ctx context.Context, from, to rebuild.Offsets, fn func([]product.Event) error) (read, skipped int64, err error) {
+func (l *EventLog) Read(ctx context.Context, from, to rebuild.Offsets, fn func([]product.Event, rebuild.Offsets) error) (read, skipped int64, err error) {
 	if len(to) == 0 {
 		return 0, 0, nil
 	}
-	pending, err := l.plan(ctx, from, to)
+	pending, at, err := l.plan(ctx, from, to)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -193,22 +206,22 @@ func (l *EventLog) Read(ctx context.Context, from, to rebuild.Offsets, fn func([
 	// the caller's writes, and memory stays bounded to three batches plus the client's buffer.
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	batches := make(chan []product.Event, 1)
+	batches := make(chan decoded, 1)
 	var decodeErr error
 	go func() {
 		defer close(batches)
-		skipped, decodeErr = l.decode(rctx, cl, pending, batches)
+		skipped, decodeErr = l.decode(rctx, cl, pending, at, batches)
 	}()
 	for batch := range batches {
 		if err != nil {
 			continue // drain so the decoder can see the cancel and stop
 		}
-		if ferr := fn(batch); ferr != nil {
+		if ferr := fn(batch.events, batch.next); ferr != nil {
 			err = fmt.Errorf("event log: read %s: handler: %w", l.topic, ferr)
 			cancel()
 			continue
 		}
-		read += int64(len(batch))
+		read += int64(len(batch.events))
 	}
 	// The closed channel orders the decoder's writes to skipped and decodeErr before this.
 	if err != nil {
@@ -221,9 +234,17 @@ func (l *EventLog) Read(ctx context.Context, from, to rebuild.Offsets, fn func([
 	return read, skipped, nil
 }
 
+// decoded is one batch for Read's fn, with the position after it.
+type decoded struct {
+	events []product.Event
+	next   rebuild.Offsets
+}
+
 // decode polls cl until every pending partition reached its end, sending batches of decoded
-// events to out. It returns the number of records skipped as not product events.
-func (l *EventLog) decode(ctx context.Context, cl *kgo.Client, pending map[int32]*span, out chan<- []product.Event) (skipped int64, err error) {
+// events to out, each with at as it stands after the batch: at holds every partition of the
+// read, and moves a partition on as its records are decoded. It returns the number of records
+// skipped as not product events.
+func (l *EventLog) decode(ctx context.Context, cl *kgo.Client, pending map[int32]*span, at rebuild.Offsets, out chan<- decoded) (skipped int64, err error) {
 	var firstSkip error
 	defer func() {
 		if skipped > 0 {
@@ -271,6 +292,7 @@ func (l *EventLog) decode(ctx context.Context, cl *kgo.Client, pending map[int32
 				}
 				batch = append(batch, ev)
 			}
+			at[fp.Partition] = min(s.next, s.to)
 			switch {
 			case s.next >= s.to:
 				done = append(done, fp.Partition)
@@ -304,7 +326,7 @@ func (l *EventLog) decode(ctx context.Context, cl *kgo.Client, pending map[int32
 			continue
 		}
 		select {
-		case out <- batch:
+		case out <- decoded{events: batch, next: maps.Clone(at)}:
 		case <-ctx.Done():
 			return skipped, fmt.Errorf("event log: read %s: %w", l.topic, ctx.Err())
 		}
@@ -313,36 +335,41 @@ func (l *EventLog) decode(ctx context.Context, cl *kgo.Client, pending map[int32
 }
 
 // plan resolves each partition's range against the log's current start and end, so that
-// empty ranges never reach a consumer and lost ranges fail before anything is read.
-func (l *EventLog) plan(ctx context.Context, from, to rebuild.Offsets) (map[int32]*span, error) {
+// empty ranges never reach a consumer and lost ranges fail before anything is read. at is the
+// position before the read: where each partition's range starts (its end for one with nothing
+// to read).
+func (l *EventLog) plan(ctx context.Context, from, to rebuild.Offsets) (pending map[int32]*span, at rebuild.Offsets, err error) {
 	starts, err := l.listed(ctx, l.adm.ListStartOffsets)
 	if err != nil {
-		return nil, fmt.Errorf("event log: start offsets of %s: %w", l.topic, err)
+		return nil, nil, fmt.Errorf("event log: start offsets of %s: %w", l.topic, err)
 	}
 	ends, err := l.listed(ctx, l.adm.ListEndOffsets)
 	if err != nil {
-		return nil, fmt.Errorf("event log: end offsets of %s: %w", l.topic, err)
+		return nil, nil, fmt.Errorf("event log: end offsets of %s: %w", l.topic, err)
 	}
-	pending := make(map[int32]*span, len(to))
+	pending = make(map[int32]*span, len(to))
+	at = make(rebuild.Offsets, len(to))
 	for _, p := range slices.Sorted(maps.Keys(to)) { // in order, so the same error every time
 		end := to[p]
 		logStart, ok := starts[p]
 		if !ok {
-			return nil, fmt.Errorf("event log: %s has no partition %d", l.topic, p)
+			return nil, nil, fmt.Errorf("event log: %s has no partition %d", l.topic, p)
 		}
 		start, explicit := from[p]
 		if !explicit {
 			start = logStart
 		}
 		if start < 0 || end < 0 {
-			return nil, fmt.Errorf("event log: %s partition %d: negative offset (from %d, to %d)", l.topic, p, start, end)
+			return nil, nil, fmt.Errorf("event log: %s partition %d: negative offset (from %d, to %d)", l.topic, p, start, end)
 		}
 		if start >= end {
+			at[p] = end
 			continue
 		}
 		if start < logStart {
-			return nil, fmt.Errorf("%w: %s partition %d: from %d, but the log starts at %d", ErrNotRetained, l.topic, p, start, logStart)
+			return nil, nil, fmt.Errorf("%w: %s partition %d: from %d, but the log starts at %d", ErrNotRetained, l.topic, p, start, logStart)
 		}
+		at[p] = start
 		if hwm := ends[p]; start >= hwm {
 			l.log.Warn("the log ends before the requested end offset; nothing to read",
 				"partition", p, "from", start, "end", hwm, "requested", end)
@@ -350,5 +377,5 @@ func (l *EventLog) plan(ctx context.Context, from, to rebuild.Offsets) (map[int3
 		}
 		pending[p] = &span{next: start, to: end}
 	}
-	return pending, nil
+	return pending, at, nil
 }

@@ -147,7 +147,7 @@ func newCollector(t testing.TB) *collector {
 	return &collector{t: t, seen: map[product.ID]int{}, last: map[product.ID]int64{}}
 }
 
-func (c *collector) fn(batch []product.Event) error {
+func (c *collector) fn(batch []product.Event, _ rebuild.Offsets) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.calls++
@@ -273,9 +273,34 @@ func TestEventLogReadsRanges(t *testing.T) {
 			}
 			col.expectExactly(idsOf(first))
 		})
+		t.Run("resumed from a batch's position", func(t *testing.T) {
+			// A read stopped after its first batch and started again from that batch's
+			// position reads every event exactly once in all (a read done in one batch ends
+			// at the end offsets).
+			col := newCollector(t)
+			stop := errors.New("stop")
+			var at rebuild.Offsets
+			_, _, err := l.Read(ctx, nil, ends, func(b []product.Event, next rebuild.Offsets) error {
+				if at != nil {
+					return stop
+				}
+				at = next
+				return col.fn(b, next)
+			})
+			if (err != nil && !errors.Is(err, stop)) || len(at) != len(ends) {
+				t.Fatalf("first read: %v, position %v (want a position of every partition)", err, at)
+			}
+			if err == nil && sum(at) != sum(ends) {
+				t.Fatalf("a read done in one batch ends at %v, want %v", at, ends)
+			}
+			if _, _, err := l.Read(ctx, at, ends, col.fn); err != nil {
+				t.Fatal(err)
+			}
+			col.expectExactly(all)
+		})
 		t.Run("from equals to", func(t *testing.T) {
 			start := time.Now()
-			read, skipped, err := l.Read(ctx, ends, ends, func([]product.Event) error {
+			read, skipped, err := l.Read(ctx, ends, ends, func([]product.Event, rebuild.Offsets) error {
 				t.Error("fn called for an empty range")
 				return nil
 			})
@@ -348,7 +373,7 @@ func TestEventLogReadsRanges(t *testing.T) {
 		t.Run("handler error", func(t *testing.T) {
 			boom := errors.New("boom")
 			calls := 0
-			read, _, err := l.Read(ctx, nil, ends, func([]product.Event) error { calls++; return boom })
+			read, _, err := l.Read(ctx, nil, ends, func([]product.Event, rebuild.Offsets) error { calls++; return boom })
 			if !errors.Is(err, boom) {
 				t.Fatalf("err = %v, want boom", err)
 			}
@@ -367,8 +392,8 @@ func TestEventLogReadsRanges(t *testing.T) {
 }
 
 // col0 is a callback for reads that must not deliver anything.
-func col0(t *testing.T) func([]product.Event) error {
-	return func(b []product.Event) error {
+func col0(t *testing.T) func([]product.Event, rebuild.Offsets) error {
+	return func(b []product.Event, _ rebuild.Offsets) error {
 		t.Errorf("fn called with %d events", len(b))
 		return nil
 	}
@@ -489,7 +514,7 @@ func TestEventLogCancel(t *testing.T) {
 		defer cancel()
 		var cancelled atomic.Int64 // unix nanos of the cancel
 		got := 0
-		read, _, err := l.Read(ctx, nil, ends, func(b []product.Event) error {
+		read, _, err := l.Read(ctx, nil, ends, func(b []product.Event, _ rebuild.Offsets) error {
 			if got += len(b); got == len(before) {
 				time.AfterFunc(500*time.Millisecond, func() { cancelled.Store(time.Now().UnixNano()); cancel() })
 			}
@@ -543,7 +568,7 @@ func TestEventLogNotRetained(t *testing.T) {
 			}
 		})
 
-		_, _, err = l.Read(ctx, rebuild.Offsets{p: 0}, ends, func([]product.Event) error { return nil })
+		_, _, err = l.Read(ctx, rebuild.Offsets{p: 0}, ends, func([]product.Event, rebuild.Offsets) error { return nil })
 		if !errors.Is(err, kafka.ErrNotRetained) || !errors.Is(err, rebuild.ErrNotRetained) {
 			t.Fatalf("err = %v, want ErrNotRetained (the port's sentinel, which the use case tells apart)", err)
 		}
@@ -625,7 +650,7 @@ func TestEventLogReadRate(t *testing.T) {
 		}
 		var n, batches int
 		start := time.Now()
-		read, skipped, err := l.Read(ctx, nil, ends, func(b []product.Event) error {
+		read, skipped, err := l.Read(ctx, nil, ends, func(b []product.Event, _ rebuild.Offsets) error {
 			n += len(b)
 			batches++
 			return nil

@@ -162,7 +162,7 @@ func TestSASLSSLCluster(t *testing.T) {
 				t.Fatalf("end offsets %v, %v", ends, err)
 			}
 			var read []product.Event
-			if _, _, err := l.Read(ctx, rebuild.Offsets{}, ends, func(b []product.Event) error { read = append(read, b...); return nil }); err != nil || len(read) != len(events) {
+			if _, _, err := l.Read(ctx, rebuild.Offsets{}, ends, func(b []product.Event, _ rebuild.Offsets) error { read = append(read, b...); return nil }); err != nil || len(read) != len(events) {
 				t.Fatalf("event log read %v, %v", read, err)
 			}
 

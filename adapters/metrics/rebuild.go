@@ -37,8 +37,16 @@ const (
 //
 //	catalog_rebuild_running                    1 while the newest rebuild has not ended
 //	catalog_rebuild_phase{phase}               1 for the newest rebuild's phase, 0 for the others
-//	catalog_rebuild_docs_done                  documents written in the current phase
-//	catalog_rebuild_docs_total                 documents expected in the current phase
+//	catalog_rebuild_docs_done                  documents the fill wrote (a Kafka fill's, once validated)
+//	catalog_rebuild_docs_total                 documents expected
+//	catalog_rebuild_events_done                events read from the log and applied (Kafka fill, catch-up, drain)
+//	catalog_rebuild_events_total               events expected so far
+//	catalog_rebuild_rate_per_second{unit}      the current phase's rate over the last 30 s, in
+//	                                            documents or events, while it is known
+//	catalog_rebuild_eta_seconds                the time the current phase still needs at that
+//	                                            rate, as of the record's last update
+//	catalog_rebuild_estimated_completion_timestamp_seconds  when the current phase should end
+//	catalog_rebuild_resumes                    how often the newest rebuild was resumed
 //	catalog_rebuild_started_timestamp_seconds  when the newest rebuild started
 //	catalog_rebuild_heartbeat_timestamp_seconds when the newest rebuild's runner last beat,
 //	                                            while it has not ended (0 otherwise): alert on
@@ -60,7 +68,8 @@ type RebuildMetrics struct {
 	found  bool
 	err    error
 
-	running, phase, done, total, started, heartbeat, up *prometheus.Desc
+	running, phase, done, total, started, heartbeat, up     *prometheus.Desc
+	eventsDone, eventsTotal, rate, eta, completion, resumes *prometheus.Desc
 }
 
 // NewRebuildMetrics registers the rebuild gauges on r, reading records at scrape time.
@@ -74,8 +83,18 @@ func NewRebuildMetrics(r *Registry, records RebuildRecords) (*RebuildMetrics, er
 		timeout: rebuildReadTimeout,
 		running: desc("running", "1 while the newest projection rebuild has not ended (succeeded, failed or cancelled)."),
 		phase:   desc("phase", "1 for the phase of the newest projection rebuild, 0 for the other phases.", "phase"),
-		done:    desc("docs_done", "Documents the newest projection rebuild wrote in its current phase."),
-		total:   desc("docs_total", "Documents the newest projection rebuild expects in its current phase."),
+		done:    desc("docs_done", "Documents the newest projection rebuild's fill wrote (a Kafka-sourced fill's, once validation counted them)."),
+		total:   desc("docs_total", "Documents the newest projection rebuild expects."),
+		eventsDone: desc("events_done",
+			"Events the newest projection rebuild read from the event log and applied (the fill of a Kafka-sourced rebuild, every catch-up and drain)."),
+		eventsTotal: desc("events_total", "Events the newest projection rebuild expects to read so far."),
+		rate: desc("rate_per_second",
+			"How fast the newest projection rebuild's current phase goes over the last 30 seconds, in documents (database fill) or events (Kafka fill, catch-up); absent while unknown.", "unit"),
+		eta: desc("eta_seconds",
+			"Time the newest projection rebuild's current phase still needs at its recent rate, as of the record's last update; absent without a rate."),
+		completion: desc("estimated_completion_timestamp_seconds",
+			"When the newest projection rebuild's current phase is expected to end (Unix seconds); absent without a rate."),
+		resumes: desc("resumes", "How often the newest projection rebuild was resumed after its runner stopped."),
 		started: desc("started_timestamp_seconds", "Start time of the newest projection rebuild (Unix seconds)."),
 		heartbeat: desc("heartbeat_timestamp_seconds",
 			"Last heartbeat of the newest projection rebuild's runner (Unix seconds) while the rebuild has not ended, 0 otherwise; it beats about every second."),
@@ -89,7 +108,8 @@ func NewRebuildMetrics(r *Registry, records RebuildRecords) (*RebuildMetrics, er
 
 // Describe implements prometheus.Collector.
 func (m *RebuildMetrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.running, m.phase, m.done, m.total, m.started, m.heartbeat, m.up} {
+	for _, d := range []*prometheus.Desc{m.running, m.phase, m.done, m.total, m.started, m.heartbeat, m.up,
+		m.eventsDone, m.eventsTotal, m.rate, m.eta, m.completion, m.resumes} {
 		ch <- d
 	}
 }
@@ -109,6 +129,18 @@ func (m *RebuildMetrics) Collect(ch chan<- prometheus.Metric) {
 	gauge(m.running, boolFloat(found && !snap.Phase.Terminal()))
 	gauge(m.done, float64(snap.DocsDone))
 	gauge(m.total, float64(snap.DocsTotal))
+	gauge(m.eventsDone, float64(snap.EventsDone))
+	gauge(m.eventsTotal, float64(snap.EventsTotal))
+	gauge(m.resumes, float64(snap.Resumes))
+	if unit := snap.WorkUnit(); found && unit != "" && snap.Rate > 0 {
+		gauge(m.rate, snap.Rate, string(unit))
+	}
+	if eta, ok := snap.ETA(); found && ok {
+		gauge(m.eta, eta.Seconds())
+		if at, ok := snap.EstimatedCompletion(); ok {
+			gauge(m.completion, float64(at.UnixNano())/1e9)
+		}
+	}
 	known := false
 	for _, p := range rebuildPhases {
 		current := found && snap.Phase == p

@@ -70,10 +70,10 @@ func phases(current string) string {
 }
 
 func gauges(running, done, total string, startedAt bool) string {
-	s := `# HELP catalog_rebuild_docs_done Documents the newest projection rebuild wrote in its current phase.
+	s := `# HELP catalog_rebuild_docs_done Documents the newest projection rebuild's fill wrote (a Kafka-sourced fill's, once validation counted them).
 # TYPE catalog_rebuild_docs_done gauge
 catalog_rebuild_docs_done ` + done + `
-# HELP catalog_rebuild_docs_total Documents the newest projection rebuild expects in its current phase.
+# HELP catalog_rebuild_docs_total Documents the newest projection rebuild expects.
 # TYPE catalog_rebuild_docs_total gauge
 catalog_rebuild_docs_total ` + total + `
 # HELP catalog_rebuild_record_up 1 when the rebuild record could be read for these metrics, 0 otherwise.
@@ -137,6 +137,55 @@ func TestRebuildMetrics(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestRebuildRateAndETAMetrics: while the fill has a rate, the rate (in its unit), the time
+// the phase still needs and when it should end are exposed; events and resumes always.
+func TestRebuildRateAndETAMetrics(t *testing.T) {
+	rec := record(t, rebuild.PhaseFill, 250, 1000)
+	rec.SetRate(50)
+	rec.ExpectEvents(4)
+	rec.AppliedEvents(3, started.Add(2*time.Second))
+	rec.Resume(started.Add(2 * time.Second))
+	rec.SetRate(50)
+	r := newRegistry(t)
+	if _, err := metrics.NewRebuildMetrics(r, &fakeRecords{list: []*rebuild.Rebuild{rec}}); err != nil {
+		t.Fatal(err)
+	}
+	end := started.Add(2*time.Second + 15*time.Second).Unix()
+	want := `# HELP catalog_rebuild_estimated_completion_timestamp_seconds When the newest projection rebuild's current phase is expected to end (Unix seconds); absent without a rate.
+# TYPE catalog_rebuild_estimated_completion_timestamp_seconds gauge
+catalog_rebuild_estimated_completion_timestamp_seconds ` + strconv.FormatInt(end, 10) + `
+# HELP catalog_rebuild_eta_seconds Time the newest projection rebuild's current phase still needs at its recent rate, as of the record's last update; absent without a rate.
+# TYPE catalog_rebuild_eta_seconds gauge
+catalog_rebuild_eta_seconds 15
+# HELP catalog_rebuild_events_done Events the newest projection rebuild read from the event log and applied (the fill of a Kafka-sourced rebuild, every catch-up and drain).
+# TYPE catalog_rebuild_events_done gauge
+catalog_rebuild_events_done 3
+# HELP catalog_rebuild_events_total Events the newest projection rebuild expects to read so far.
+# TYPE catalog_rebuild_events_total gauge
+catalog_rebuild_events_total 4
+# HELP catalog_rebuild_rate_per_second How fast the newest projection rebuild's current phase goes over the last 30 seconds, in documents (database fill) or events (Kafka fill, catch-up); absent while unknown.
+# TYPE catalog_rebuild_rate_per_second gauge
+catalog_rebuild_rate_per_second{unit="documents"} 50
+# HELP catalog_rebuild_resumes How often the newest projection rebuild was resumed after its runner stopped.
+# TYPE catalog_rebuild_resumes gauge
+catalog_rebuild_resumes 1
+`
+	names := []string{"catalog_rebuild_estimated_completion_timestamp_seconds", "catalog_rebuild_eta_seconds", "catalog_rebuild_events_done",
+		"catalog_rebuild_events_total", "catalog_rebuild_rate_per_second", "catalog_rebuild_resumes"}
+	if err := testutil.GatherAndCompare(r.Prometheus(), strings.NewReader(want), names...); err != nil {
+		t.Fatal(err)
+	}
+	// Without a rate (validation, say) there is no rate, ETA or completion series.
+	done := record(t, rebuild.PhaseSucceeded, 1000, 1000)
+	r = newRegistry(t)
+	if _, err := metrics.NewRebuildMetrics(r, &fakeRecords{list: []*rebuild.Rebuild{done}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := testutil.GatherAndCount(r.Prometheus(), names[:2]...); err != nil || n != 0 {
+		t.Fatalf("a finished rebuild exposes %d rate/ETA series (%v)", n, err)
 	}
 }
 

@@ -26,7 +26,7 @@ VALUES ($1, 'LEGACY-1', $2, 'legacy row', 'lighting', 'Acme', 1000, 'EUR', 3, '{
 }
 
 // A row that breaks today's rules (a 300-character name) is history: the repository reads it,
-// a database rebuild streams it, and a change of its stock is stored with the name untouched.
+// a database rebuild's chunk reads it, and a change of its stock is stored with the name untouched.
 func TestLegacyRowIsReadNotRevalidated(t *testing.T) {
 	db, _ := migratedDB(t)
 	ctx := context.Background()
@@ -47,13 +47,9 @@ func TestLegacyRowIsReadNotRevalidated(t *testing.T) {
 		t.Fatalf("legacy row read as %q with tags %q", d.Name, d.Tags)
 	}
 
-	var streamed []product.Snapshot
-	n, err := src.Stream(ctx, "rb-legacy", 10, func(b []product.Snapshot) error {
-		streamed = append(streamed, b...)
-		return nil
-	})
-	if err != nil || n != 2 {
-		t.Fatalf("Stream over a legacy row: %d, %v", n, err)
+	streamed, err := src.Chunk(ctx, "", 10)
+	if err != nil || len(streamed) != 2 {
+		t.Fatalf("a chunk over a legacy row: %d, %v", len(streamed), err)
 	}
 	i := slices.IndexFunc(streamed, func(s product.Snapshot) bool { return s.ID == id })
 	if i < 0 || streamed[i].Details.Name != name {

@@ -212,30 +212,43 @@ func (s *OpsStats) ProductCounts(ctx context.Context) (ops.ProductCounts, error)
 	return c, nil
 }
 
-// ProductVersions implements ops.Products: a keyset page of the primary key, so every page
-// costs the same however deep the scan is, and no cursor or transaction stays open between
-// pages. uuid order is the byte order of the canonical text form, which the caller merges on.
+// ProductVersions implements ops.Products with productVersions.
 func (s *OpsStats) ProductVersions(ctx context.Context, afterID string, limit int) ([]apprebuild.DocVersion, error) {
 	if limit < 1 {
 		return nil, fmt.Errorf("ops stats: product versions: %w: limit %d", ops.ErrInvalid, limit)
 	}
-	q := `SELECT id, version, deleted_at IS NOT NULL FROM products ORDER BY id LIMIT $1`
-	args := []any{limit}
+	var after product.ID
 	if afterID != "" {
-		after, err := product.ParseID(afterID)
-		if err != nil {
+		var err error
+		if after, err = product.ParseID(afterID); err != nil {
 			return nil, fmt.Errorf("ops stats: product versions: %w: after %w", ops.ErrInvalid, err)
 		}
+	}
+	page, err := productVersions(ctx, s.db, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("ops stats: %w", err)
+	}
+	return page, nil
+}
+
+// productVersions reads (id, version, deleted) of the products with id > after ("" starts at
+// the beginning) in id order, at most limit: a keyset page of the primary key, so every page
+// costs the same however deep the scan is, and no cursor or transaction stays open between
+// pages. uuid order is the byte order of the canonical text form, which callers merge on.
+func productVersions(ctx context.Context, db *DB, after product.ID, limit int) ([]apprebuild.DocVersion, error) {
+	q := `SELECT id, version, deleted_at IS NOT NULL FROM products ORDER BY id LIMIT $1`
+	args := []any{limit}
+	if after != "" {
 		q = `SELECT id, version, deleted_at IS NOT NULL FROM products WHERE id > $2 ORDER BY id LIMIT $1`
 		args = append(args, after.String())
 	}
-	rows, err := s.db.Pool.Query(ctx, q, args...)
+	rows, err := db.Pool.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("ops stats: product versions after %q: %w", afterID, err)
+		return nil, fmt.Errorf("product versions after %q: %w", after, err)
 	}
 	page, err := pgx.CollectRows(rows, scanDocVersion)
 	if err != nil {
-		return nil, fmt.Errorf("ops stats: product versions after %q: %w", afterID, err)
+		return nil, fmt.Errorf("product versions after %q: %w", after, err)
 	}
 	return page, nil
 }

@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	apprebuild "github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
@@ -17,8 +17,9 @@ import (
 var _ apprebuild.ProductSource = (*ProductSource)(nil)
 
 // ProductSource implements rebuild.ProductSource: the database as the default rebuild source
-// (docs/ARCHITECTURE.md, "Rebuild"). It reads through pgx directly, which decodes rows in the binary format
-// and is markedly faster than database/sql for a full scan.
+// (docs/ARCHITECTURE.md, "Rebuild"). It reads through pgx directly, which decodes rows in the
+// binary format and is markedly faster than database/sql for a full scan. Every read is one
+// statement: no transaction of a rebuild lives longer than a chunk.
 type ProductSource struct {
 	db *DB
 }
@@ -31,83 +32,36 @@ func NewProductSource(db *DB) (*ProductSource, error) {
 	return &ProductSource{db: db}, nil
 }
 
-// recordSnapshot replaces rebuildID's recorded rows with (id, version, deleted) of every
-// product as of tx's snapshot. Replacing, not appending, lets a retried Stream or Record of the
-// same rebuild start over instead of failing on the primary key.
-const (
-	forgetSnapshot = `DELETE FROM rebuild_snapshots WHERE rebuild_id = $1`
-	recordSnapshot = `INSERT INTO rebuild_snapshots (rebuild_id, id, version, deleted)
-SELECT $1, id, version, deleted_at IS NOT NULL FROM products`
-)
-
-// Stream implements rebuild.ProductSource. Everything happens in one REPEATABLE READ
-// transaction, so the recorded rows and the streamed products are the same snapshot; it is
-// read-write because the recorded rows are written in it and committed at the end. Products
-// are read through a server-side cursor, one FETCH per batch, so memory stays constant however
-// many products there are, and fn may take as long as it needs between fetches (statement and
-// idle-in-transaction timeouts are lifted for this transaction only). The transaction's
-// snapshot holds back vacuum for the duration of the fill; that is the price of consistency.
-func (s *ProductSource) Stream(ctx context.Context, rebuildID string, batchSize int, fn func([]product.Snapshot) error) (n int64, err error) {
-	if rebuildID == "" || batchSize < 1 {
-		return 0, fmt.Errorf("product source: stream: %w: rebuild id %q, batch size %d", rebuild.ErrInvalid, rebuildID, batchSize)
+// Chunk implements rebuild.ProductSource: one keyset page of the primary key, in one
+// statement of its own (its own short transaction), so every chunk costs the same however deep
+// the fill is, and nothing stays open between chunks: vacuum and the outbox relay never wait
+// for a fill. afterID "" starts at the beginning; any other afterID must be a UUID.
+func (s *ProductSource) Chunk(ctx context.Context, afterID string, limit int) ([]product.Snapshot, error) {
+	if limit < 1 {
+		return nil, fmt.Errorf("product source: chunk: %w: limit %d", rebuild.ErrInvalid, limit)
 	}
-	// The stream runs in a READ ONLY transaction, which gets no transaction id: a transaction
-	// with one, open for the whole fill, would be older than every commit meanwhile, and the
-	// outbox relay never passes an open transaction, so live updates would stall until the
-	// fill ends. The snapshot is exported and recorded by a second, short transaction that
-	// imports it, so the recorded rows are exactly the streamed ones.
-	tx, err := s.beginSnapshot(ctx, pgx.ReadOnly)
-	if err != nil {
-		return 0, fmt.Errorf("product source: stream %s: %w", rebuildID, err)
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }() // a no-op after Commit
-	var snapshotID string
-	if err := tx.QueryRow(ctx, `SELECT pg_export_snapshot()`).Scan(&snapshotID); err != nil {
-		return 0, fmt.Errorf("product source: stream %s: export snapshot: %w", rebuildID, err)
-	}
-	recorded, err := s.recordIn(ctx, rebuildID, snapshotID)
-	if err != nil {
-		return 0, fmt.Errorf("product source: stream %s: %w", rebuildID, err)
-	}
-	defer func() {
-		if err != nil { // the record is only meaningful for a complete stream
-			_ = s.Forget(context.Background(), rebuildID)
-		}
-	}()
-	if _, err := tx.Exec(ctx, `DECLARE rebuild_products NO SCROLL CURSOR FOR SELECT `+productColumns+` FROM products ORDER BY id`); err != nil {
-		return 0, fmt.Errorf("product source: stream %s: declare cursor: %w", rebuildID, err)
-	}
-	fetch := fmt.Sprintf(`FETCH FORWARD %d FROM rebuild_products`, batchSize) // FETCH takes no parameters
-	for {
-		batch, err := fetchBatch(ctx, tx, fetch, batchSize)
+	if afterID == "" {
+		batch, err := fetchBatch(ctx, s.db.Pool, `SELECT `+productColumns+` FROM products ORDER BY id LIMIT $1`, limit, limit)
 		if err != nil {
-			return n, fmt.Errorf("product source: stream %s: %w", rebuildID, err)
+			return nil, fmt.Errorf("product source: chunk: %w", err)
 		}
-		if len(batch) == 0 {
-			break
-		}
-		n += int64(len(batch))
-		if err := fn(batch); err != nil {
-			return n, fmt.Errorf("product source: stream %s: %w", rebuildID, err)
-		}
-		if len(batch) < batchSize {
-			break // the cursor is exhausted; spare the empty round trip
-		}
+		return batch, nil
 	}
-	if n != recorded {
-		// Impossible within one snapshot; if it happens, validation would be meaningless.
-		return n, fmt.Errorf("product source: stream %s: streamed %d products but recorded %d", rebuildID, n, recorded)
+	after, err := product.ParseID(afterID)
+	if err != nil {
+		return nil, fmt.Errorf("product source: chunk: %w: after %w", rebuild.ErrInvalid, err)
 	}
-	if err := tx.Commit(ctx); err != nil {
-		return n, fmt.Errorf("product source: stream %s: commit: %w", rebuildID, err)
+	batch, err := fetchBatch(ctx, s.db.Pool, `SELECT `+productColumns+` FROM products WHERE id > $2 ORDER BY id LIMIT $1`, limit, limit, after.String())
+	if err != nil {
+		return nil, fmt.Errorf("product source: chunk after %s: %w", afterID, err)
 	}
-	return n, nil
+	return batch, nil
 }
 
-// fetchBatch reads one batch from the cursor into a fresh slice: the caller may keep it (an
-// asynchronous bulk writer, say) while the next batch is read.
-func fetchBatch(ctx context.Context, tx pgx.Tx, fetch string, batchSize int) ([]product.Snapshot, error) {
-	rows, err := tx.Query(ctx, fetch)
+// fetchBatch runs query and reads the products it returns into a fresh slice: the caller may
+// keep it (an asynchronous bulk writer, say) while the next batch is read.
+func fetchBatch(ctx context.Context, db *pgxpool.Pool, query string, batchSize int, args ...any) ([]product.Snapshot, error) {
+	rows, err := db.Query(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
@@ -126,103 +80,25 @@ func fetchBatch(ctx context.Context, tx pgx.Tx, fetch string, batchSize int) ([]
 	return batch, nil
 }
 
-// Record implements rebuild.ProductSource for Kafka-sourced rebuilds, which need the snapshot
-// for validation but read the products themselves from the log.
-func (s *ProductSource) Record(ctx context.Context, rebuildID string) (int64, error) {
-	if rebuildID == "" {
-		return 0, fmt.Errorf("product source: record: %w: empty rebuild id", rebuild.ErrInvalid)
-	}
-	tx, err := s.beginSnapshot(ctx, pgx.ReadWrite)
-	if err != nil {
-		return 0, fmt.Errorf("product source: record %s: %w", rebuildID, err)
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	n, err := record(ctx, tx, rebuildID)
-	if err != nil {
-		return 0, fmt.Errorf("product source: record %s: %w", rebuildID, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("product source: record %s: commit: %w", rebuildID, err)
-	}
-	return n, nil
-}
-
-func (s *ProductSource) beginSnapshot(ctx context.Context, mode pgx.TxAccessMode) (pgx.Tx, error) {
-	tx, err := s.db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: mode})
-	if err != nil {
-		return nil, fmt.Errorf("begin: %w", err)
-	}
-	// A rebuild's snapshot legitimately lives as long as the fill: neither a server-wide
-	// statement timeout nor an idle-in-transaction timeout (while fn writes a batch) may kill it.
-	if _, err := tx.Exec(ctx, `SET LOCAL statement_timeout = 0; SET LOCAL idle_in_transaction_session_timeout = 0`); err != nil {
-		_ = tx.Rollback(context.Background())
-		return nil, fmt.Errorf("lift timeouts: %w", err)
-	}
-	return tx, nil
-}
-
-// recordIn records the products of an exported snapshot in a short transaction of its own.
-func (s *ProductSource) recordIn(ctx context.Context, rebuildID, snapshotID string) (int64, error) {
-	tx, err := s.db.Pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadWrite})
-	if err != nil {
-		return 0, fmt.Errorf("begin: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.Background()) }()
-	// SET TRANSACTION SNAPSHOT must be the transaction's first statement and takes no
-	// parameters; the id comes from pg_export_snapshot, not from a user.
-	if _, err := tx.Exec(ctx, `SET TRANSACTION SNAPSHOT '`+strings.ReplaceAll(snapshotID, "'", "")+`'`); err != nil {
-		return 0, fmt.Errorf("import snapshot: %w", err)
-	}
-	n, err := record(ctx, tx, rebuildID)
-	if err != nil {
-		return 0, err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, fmt.Errorf("commit snapshot record: %w", err)
-	}
-	return n, nil
-}
-
-func record(ctx context.Context, tx pgx.Tx, rebuildID string) (int64, error) {
-	if _, err := tx.Exec(ctx, forgetSnapshot, rebuildID); err != nil {
-		return 0, fmt.Errorf("clear snapshot: %w", err)
-	}
-	tag, err := tx.Exec(ctx, recordSnapshot, rebuildID)
-	if err != nil {
-		return 0, fmt.Errorf("record snapshot: %w", err)
-	}
-	return tag.RowsAffected(), nil
-}
-
-// Recorded implements rebuild.ProductSource. Rows come in uuid order, which for canonical
-// (lower-case) ids is exactly byte-wise string order, the order of an Elasticsearch keyword
-// sort and of Go's string comparison, so the caller can merge-join the pages with the index's.
-// afterID "" starts at the beginning; any other afterID must be a UUID.
-func (s *ProductSource) Recorded(ctx context.Context, rebuildID, afterID string, limit int) ([]apprebuild.DocVersion, error) {
+// Versions implements rebuild.ProductSource with the keyset page verify reads too
+// (productVersions). Rows come in uuid order, which for canonical (lower-case) ids is exactly
+// byte-wise string order, the order of an Elasticsearch keyword sort and of Go's string
+// comparison, so the caller can merge-join the pages with the index's. afterID "" starts at
+// the beginning; any other afterID must be a UUID.
+func (s *ProductSource) Versions(ctx context.Context, afterID string, limit int) ([]apprebuild.DocVersion, error) {
 	if limit < 1 {
-		return nil, fmt.Errorf("product source: recorded %s: %w: limit %d", rebuildID, rebuild.ErrInvalid, limit)
+		return nil, fmt.Errorf("product source: versions: %w: limit %d", rebuild.ErrInvalid, limit)
 	}
-	q := `SELECT id, version, deleted FROM rebuild_snapshots WHERE rebuild_id = $1 ORDER BY id LIMIT $2`
-	args := []any{rebuildID, limit}
+	var after product.ID
 	if afterID != "" {
-		after, err := product.ParseID(afterID)
-		if err != nil {
-			return nil, fmt.Errorf("product source: recorded %s: %w: after %w", rebuildID, rebuild.ErrInvalid, err)
+		var err error
+		if after, err = product.ParseID(afterID); err != nil {
+			return nil, fmt.Errorf("product source: versions: %w: after %w", rebuild.ErrInvalid, err)
 		}
-		q = `SELECT id, version, deleted FROM rebuild_snapshots WHERE rebuild_id = $1 AND id > $3 ORDER BY id LIMIT $2`
-		args = append(args, after.String())
 	}
-	rows, err := s.db.Pool.Query(ctx, q, args...)
+	page, err := productVersions(ctx, s.db, after, limit)
 	if err != nil {
-		return nil, fmt.Errorf("product source: recorded %s: %w", rebuildID, err)
-	}
-	page, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (apprebuild.DocVersion, error) {
-		var d apprebuild.DocVersion
-		err := row.Scan(&d.ID, &d.Version, &d.Deleted)
-		return d, err
-	})
-	if err != nil {
-		return nil, fmt.Errorf("product source: recorded %s: %w", rebuildID, err)
+		return nil, fmt.Errorf("product source: %w", err)
 	}
 	return page, nil
 }
@@ -261,15 +137,6 @@ func (s *ProductSource) Known(ctx context.Context, ids []string) (map[string]boo
 		}
 	}
 	return known, nil
-}
-
-// Forget implements rebuild.ProductSource; a rebuild calls it when it ends, on every path, so
-// the scratch rows do not pile up.
-func (s *ProductSource) Forget(ctx context.Context, rebuildID string) error {
-	if _, err := s.db.Pool.Exec(ctx, forgetSnapshot, rebuildID); err != nil {
-		return fmt.Errorf("product source: forget %s: %w", rebuildID, err)
-	}
-	return nil
 }
 
 // Count implements rebuild.ProductSource with an exact count: it feeds the progress bar's ETA,

@@ -3,15 +3,11 @@ package postgres_test
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"math/big"
-	mrand "math/rand/v2"
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -64,14 +60,40 @@ func deleteProduct(t *testing.T, repo *postgres.ProductRepository, id product.ID
 	return p
 }
 
-// allRecorded pages through what was recorded for rebuildID, checking every page is in strict
-// Go string order and continues after the previous one.
-func allRecorded(t *testing.T, src *postgres.ProductSource, rebuildID string, page int) []apprebuild.DocVersion {
+// allChunks pages through the products with Chunk, checking every chunk is in strict Go
+// string order, continues after the previous one and is full unless it is the last.
+func allChunks(t *testing.T, src *postgres.ProductSource, size int) []product.Snapshot {
+	t.Helper()
+	var all []product.Snapshot
+	after := ""
+	for {
+		c, err := src.Chunk(context.Background(), after, size)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(c) > size {
+			t.Fatalf("chunk of %d products, limit %d", len(c), size)
+		}
+		for _, p := range c {
+			if p.ID.String() <= after {
+				t.Fatalf("%s after %s: not in strict id order", p.ID, after)
+			}
+			after = p.ID.String()
+		}
+		all = append(all, c...)
+		if len(c) < size {
+			return all
+		}
+	}
+}
+
+// allVersions pages through the products' versions, checking the order the same way.
+func allVersions(t *testing.T, src *postgres.ProductSource, page int) []apprebuild.DocVersion {
 	t.Helper()
 	var all []apprebuild.DocVersion
 	after := ""
 	for {
-		p, err := src.Recorded(context.Background(), rebuildID, after, page)
+		p, err := src.Versions(context.Background(), after, page)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +102,7 @@ func allRecorded(t *testing.T, src *postgres.ProductSource, rebuildID string, pa
 		}
 		for _, d := range p {
 			if d.ID <= after {
-				t.Fatalf("recorded %s after %s: not in strict id order", d.ID, after)
+				t.Fatalf("%s after %s: not in strict id order", d.ID, after)
 			}
 			after = d.ID
 		}
@@ -91,10 +113,11 @@ func allRecorded(t *testing.T, src *postgres.ProductSource, rebuildID string, pa
 	}
 }
 
-// TestSourceStreamBatchesInIDOrderWithTombstones: batches of at most batchSize, in strict id
-// order, every product exactly once, tombstones included, equal to what the repository reads;
-// what is recorded matches what is streamed.
-func TestSourceStreamBatchesInIDOrderWithTombstones(t *testing.T) {
+// TestSourceChunksInIDOrderWithTombstones: chunks of at most the limit, full but for the last,
+// in strict id order, every product exactly once, tombstones included, equal to what the
+// repository reads; Versions pages give the same (id, version, deleted). Bad arguments are
+// refused.
+func TestSourceChunksInIDOrderWithTombstones(t *testing.T) {
 	db, _ := migratedDB(t)
 	ctx := context.Background()
 	repo, src := newRepo(t, db), newProductSource(t, db)
@@ -110,29 +133,14 @@ func TestSourceStreamBatchesInIDOrderWithTombstones(t *testing.T) {
 		t.Fatalf("Count: %d, %v", n, err)
 	}
 
-	for _, batchSize := range []int{7, 1, 10, 50, 1000} {
-		t.Run(fmt.Sprint("batch", batchSize), func(t *testing.T) {
-			rebuildID := fmt.Sprint("rb-batch-", batchSize)
-			var sizes []int
-			var streamed []product.Snapshot
-			n, err := src.Stream(ctx, rebuildID, batchSize, func(b []product.Snapshot) error {
-				sizes = append(sizes, len(b))
-				streamed = append(streamed, b...)
-				return nil
-			})
-			if err != nil || n != 50 || len(streamed) != 50 {
-				t.Fatalf("Stream: n %d, streamed %d, %v", n, len(streamed), err)
-			}
-			for i, s := range sizes {
-				if s > batchSize || s == 0 || (i < len(sizes)-1 && s != batchSize) {
-					t.Fatalf("batch sizes %v with batch size %d", sizes, batchSize)
-				}
+	for _, size := range []int{7, 1, 10, 50, 1000} {
+		t.Run(fmt.Sprint("chunk", size), func(t *testing.T) {
+			chunked := allChunks(t, src, size)
+			if len(chunked) != 50 {
+				t.Fatalf("%d products in chunks of %d, want 50", len(chunked), size)
 			}
 			tombstones := 0
-			for i, s := range streamed {
-				if i > 0 && s.ID.String() <= streamed[i-1].ID.String() {
-					t.Fatalf("%s streamed after %s", s.ID, streamed[i-1].ID)
-				}
+			for _, s := range chunked {
 				w := want[s.ID]
 				if w == nil {
 					t.Fatalf("unknown product %s", s.ID)
@@ -141,7 +149,7 @@ func TestSourceStreamBatchesInIDOrderWithTombstones(t *testing.T) {
 				if s.Version != ws.Version || s.Deleted() != ws.Deleted() || s.Details.SKU != ws.Details.SKU ||
 					s.Details.Price != ws.Details.Price || s.Details.Attributes["k"] != "v" ||
 					!s.UpdatedAt.Equal(ws.UpdatedAt) || !s.CreatedAt.Equal(ws.CreatedAt) {
-					t.Fatalf("streamed %+v\nwant %+v", s, ws)
+					t.Fatalf("chunked %+v\nwant %+v", s, ws)
 				}
 				if s.Deleted() {
 					tombstones++
@@ -151,223 +159,73 @@ func TestSourceStreamBatchesInIDOrderWithTombstones(t *testing.T) {
 				}
 			}
 			if tombstones != 10 {
-				t.Fatalf("%d tombstones streamed, want 10", tombstones)
+				t.Fatalf("%d tombstones, want 10", tombstones)
 			}
-			rec := allRecorded(t, src, rebuildID, 7)
-			if len(rec) != 50 {
-				t.Fatalf("recorded %d rows, want 50", len(rec))
+			versions := allVersions(t, src, size)
+			if len(versions) != 50 {
+				t.Fatalf("%d versions, want 50", len(versions))
 			}
-			for i, d := range rec {
-				s := streamed[i]
+			for i, d := range versions {
+				s := chunked[i]
 				if d != (apprebuild.DocVersion{ID: s.ID.String(), Version: s.Version, Deleted: s.Deleted()}) {
-					t.Fatalf("recorded %+v, streamed %s v%d deleted %v", d, s.ID, s.Version, s.Deleted())
+					t.Fatalf("versions say %+v, the chunk %s v%d deleted %v", d, s.ID, s.Version, s.Deleted())
 				}
 			}
 		})
 	}
-
-	// A retried Stream of the same rebuild starts over instead of failing or doubling rows.
-	if _, err := src.Stream(ctx, "rb-batch-7", 7, func([]product.Snapshot) error { return nil }); err != nil {
-		t.Fatalf("second Stream of one rebuild: %v", err)
+	first := allChunks(t, src, 50)[10].ID.String()
+	if c, err := src.Chunk(ctx, strings.ToUpper(first), 1); err != nil || len(c) != 1 || c[0].ID.String() <= first {
+		t.Fatalf("a chunk after an upper-case id: %v, %v", c, err)
 	}
-	if rec := allRecorded(t, src, "rb-batch-7", 100); len(rec) != 50 {
-		t.Fatalf("after a retried Stream %d rows recorded, want 50", len(rec))
-	}
-
-	// fn's error stops the stream, comes back wrapped, and nothing is recorded.
-	boom := errors.New("bulk write failed")
-	calls := 0
-	_, err := src.Stream(ctx, "rb-failed", 7, func([]product.Snapshot) error { calls++; return boom })
-	if !errors.Is(err, boom) || calls != 1 {
-		t.Fatalf("Stream with a failing fn: %v after %d calls", err, calls)
-	}
-	if rec := allRecorded(t, src, "rb-failed", 100); len(rec) != 0 {
-		t.Fatalf("a failed Stream recorded %d rows", len(rec))
-	}
-	if _, err := src.Stream(ctx, "", 7, func([]product.Snapshot) error { return nil }); err == nil {
-		t.Fatal("Stream without a rebuild id succeeded")
-	}
-	if _, err := src.Stream(ctx, "x", 0, func([]product.Snapshot) error { return nil }); err == nil {
-		t.Fatal("Stream with batch size 0 succeeded")
+	for name, call := range map[string]func() error{
+		"chunk limit 0":       func() error { _, err := src.Chunk(ctx, "", 0); return err },
+		"chunk after junk":    func() error { _, err := src.Chunk(ctx, "not-a-uuid", 5); return err },
+		"versions limit 0":    func() error { _, err := src.Versions(ctx, "", 0); return err },
+		"versions after junk": func() error { _, err := src.Versions(ctx, "not-a-uuid", 5); return err },
+	} {
+		if err := call(); err == nil {
+			t.Errorf("%s succeeded", name)
+		}
 	}
 }
 
-// TestSourceStreamIsOneSnapshot: writers create, update and delete products, and a
-// transaction keeps two far-apart products at equal versions, while Stream runs with a slow
-// fn. What is streamed and what is recorded are the products as of one instant: equal to each
-// other, the pair at equal versions though they come in different batches, and nothing written
-// after the stream began.
-func TestSourceStreamIsOneSnapshot(t *testing.T) {
+// TestSourceChunkIsOneShortStatement: a chunk holds no transaction once it has returned, and a
+// change committed between two chunks is seen by the later chunk that reads the row: chunks
+// are not one snapshot (the rebuild's catch-up makes them consistent), and nothing holds back
+// vacuum between them.
+func TestSourceChunkIsOneShortStatement(t *testing.T) {
 	db, _ := migratedDB(t)
 	ctx := context.Background()
 	repo, src := newRepo(t, db), newProductSource(t, db)
-	var seeded []product.ID
-	for i := range 200 {
-		seeded = append(seeded, addProduct(t, repo, fmt.Sprintf("SEED-%03d", i)).ID())
+	for i := range 20 {
+		addProduct(t, repo, fmt.Sprintf("C-%02d", i))
 	}
-	slices.Sort(seeded)
-	pair := []string{seeded[0].String(), seeded[len(seeded)-1].String()} // first and last batch
-
-	var (
-		began     atomic.Bool // set in fn's first call: the snapshot is taken by then
-		stop      = make(chan struct{})
-		wg        sync.WaitGroup
-		mu        sync.Mutex
-		after     = map[product.ID]int64{} // lowest version written by a write begun after the snapshot
-		before    = map[product.ID]int64{} // highest version committed before Stream was called
-		streaming atomic.Bool
-		during    atomic.Int64 // writes committed while Stream ran
-	)
-	written := func(startedAfter bool, p *product.Product) {
-		mu.Lock()
-		defer mu.Unlock()
-		if startedAfter {
-			if v, ok := after[p.ID()]; !ok || p.Version() < v {
-				after[p.ID()] = p.Version()
-			}
-		} else if !streaming.Load() && p.Version() > before[p.ID()] {
-			before[p.ID()] = p.Version()
-		}
-		if streaming.Load() {
-			during.Add(1)
-		}
+	firstChunk, err := src.Chunk(ctx, "", 10)
+	if err != nil || len(firstChunk) != 10 {
+		t.Fatalf("first chunk: %d, %v", len(firstChunk), err)
 	}
-	for w := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := 0; ; i++ {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				startedAfter := began.Load()
-				now := time.Now()
-				var p *product.Product
-				var err error
-				changed := true // false when an update turned out to be a no-op
-				switch i % 3 {
-				case 0:
-					p, err = product.New(product.NewID(now), details(t, fmt.Sprintf("W%d-%d", w, i), 1), now)
-					if err == nil {
-						p, _, err = repo.Add(ctx, p, nil)
-					}
-				case 1:
-					id := seeded[1+mrand.IntN(len(seeded)-2)]
-					p, err = repo.Update(ctx, id, func(_ context.Context, p *product.Product) (*product.Product, error) {
-						changed = !p.IsDeleted()
-						if !changed {
-							return p, nil
-						}
-						return p, p.ChangeStock(p.Details().Stock+1, time.Now())
-					})
-				case 2:
-					id := seeded[1+mrand.IntN(len(seeded)-2)]
-					p, err = repo.Update(ctx, id, func(_ context.Context, p *product.Product) (*product.Product, error) {
-						changed = !p.IsDeleted() && mrand.IntN(4) == 0
-						if !changed {
-							return p, nil
-						}
-						return p, p.Delete(time.Now())
-					})
-				}
-				if errors.Is(err, product.ErrVersionConflict) {
-					continue
-				}
-				if err != nil {
-					t.Errorf("writer %d: %v", w, err)
-					return
-				}
-				if changed {
-					written(startedAfter, p)
-				}
-			}
-		}()
+	var open int
+	if err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity
+WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL`).Scan(&open); err != nil {
+		t.Fatal(err)
 	}
-	// The pair's versions move together, in one transaction.
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := db.Pool.Exec(ctx, `UPDATE products SET version = version + 1 WHERE id = ANY($1::uuid[])`, pair); err != nil {
-				t.Errorf("pair writer: %v", err)
-				return
-			}
-		}
-	}()
-	defer func() {
-		select {
-		case <-stop:
-		default:
-			close(stop)
-		}
-		wg.Wait()
-	}()
-
-	time.Sleep(100 * time.Millisecond) // the snapshot lands amid the writes
-	streaming.Store(true)
-	streamed := map[string]product.Snapshot{}
-	batches := 0
-	n, err := src.Stream(ctx, "rb-live", 10, func(b []product.Snapshot) error {
-		began.Store(true)
-		batches++
-		for _, s := range b {
-			streamed[s.ID.String()] = s
-		}
-		time.Sleep(15 * time.Millisecond) // a slow bulk write
-		return nil
+	if open != 0 {
+		t.Errorf("%d transactions of this database are open between two chunks", open)
+	}
+	rest := allVersions(t, src, 100)[10:]
+	later := product.ID(rest[3].ID)
+	changed, err := repo.Update(ctx, later, func(_ context.Context, p *product.Product) (*product.Product, error) {
+		return p, p.ChangeStock(42, time.Now())
 	})
-	streaming.Store(false)
-	close(stop)
-	wg.Wait()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int(n) != len(streamed) {
-		t.Fatalf("Stream returned %d, streamed %d distinct products", n, len(streamed))
+	second, err := src.Chunk(ctx, firstChunk[9].ID.String(), 10)
+	if err != nil || len(second) != 10 {
+		t.Fatalf("second chunk: %d, %v", len(second), err)
 	}
-	if during.Load() < 20 {
-		t.Fatalf("only %d writes committed during the stream: the test did not exercise concurrency", during.Load())
-	}
-
-	rec := allRecorded(t, src, "rb-live", 64)
-	if len(rec) != len(streamed) {
-		t.Fatalf("recorded %d, streamed %d", len(rec), len(streamed))
-	}
-	for _, d := range rec {
-		s, ok := streamed[d.ID]
-		if !ok || s.Version != d.Version || s.Deleted() != d.Deleted {
-			t.Fatalf("recorded %+v, streamed %+v (present %v)", d, s, ok)
-		}
-	}
-	a, b := streamed[pair[0]], streamed[pair[1]]
-	if a.Version != b.Version || a.Version < 2 {
-		t.Fatalf("the pair, updated together, streamed at versions %d and %d: not one snapshot", a.Version, b.Version)
-	}
-	for id, v := range before {
-		if s, ok := streamed[id.String()]; !ok || s.Version < v {
-			t.Fatalf("%s committed at v%d before Stream, streamed v%d (present %v)", id, v, s.Version, ok)
-		}
-	}
-	for id, v := range after {
-		if s, ok := streamed[id.String()]; ok && s.Version >= v {
-			t.Fatalf("%s written at v%d after the snapshot, yet streamed at v%d", id, v, s.Version)
-		}
-	}
-	now, err := src.Count(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("streamed %d products in %d batches; %d writes committed meanwhile; %d products now; %d written after the snapshot",
-		n, batches, during.Load(), now, len(after))
-	if now <= n {
-		t.Fatalf("no product was created during the stream (%d now, %d streamed)", now, n)
+	if second[3].ID != later || second[3].Version != changed.Version() {
+		t.Errorf("the second chunk has %s v%d, want the change committed before it: %s v%d", second[3].ID, second[3].Version, later, changed.Version())
 	}
 }
 
@@ -404,10 +262,10 @@ func randomUUIDs(t *testing.T, n int) []string {
 	return out
 }
 
-// TestSourceRecordedOrderIsGoStringOrder: the caller merge-joins Recorded pages with an
+// TestSourceVersionsOrderIsGoStringOrder: the caller merge-joins Versions pages with an
 // Elasticsearch keyword sort, which is byte-wise, like Go's string comparison. Rows stored as
 // uuid must come back in exactly that order, in canonical form, each once.
-func TestSourceRecordedOrderIsGoStringOrder(t *testing.T) {
+func TestSourceVersionsOrderIsGoStringOrder(t *testing.T) {
 	db, _ := migratedDB(t)
 	ctx := context.Background()
 	src := newProductSource(t, db)
@@ -421,11 +279,12 @@ func TestSourceRecordedOrderIsGoStringOrder(t *testing.T) {
 		}
 		asGiven[i] = id
 	}
-	if _, err := db.Pool.Exec(ctx, `INSERT INTO rebuild_snapshots (rebuild_id, id, version, deleted)
-SELECT 'rb-order', u, 1, false FROM unnest($1::uuid[]) AS u`, asGiven); err != nil {
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO products (id, sku, name, description, category, brand,
+  price_amount, price_currency, stock, attributes, version, created_at, updated_at)
+SELECT u, 'ORD-' || u, 'Order', '', 'c', 'b', 100, 'EUR', 1, '{}'::jsonb, 1, now(), now() FROM unnest($1::uuid[]) AS u`, asGiven); err != nil {
 		t.Fatal(err)
 	}
-	rec := allRecorded(t, src, "rb-order", 97) // checks strict Go order page by page
+	rec := allVersions(t, src, 97) // checks strict Go order page by page
 	got := make([]string, len(rec))
 	for i, d := range rec {
 		got[i] = d.ID
@@ -438,23 +297,16 @@ SELECT 'rb-order', u, 1, false FROM unnest($1::uuid[]) AS u`, asGiven); err != n
 		}
 		t.Fatalf("PostgreSQL gives %d ids, Go %d", len(got), len(ids))
 	}
-	// afterID may be any spelling of a UUID; anything else is refused.
-	page, err := src.Recorded(ctx, "rb-order", strings.ToUpper(ids[10]), 1)
+	// afterID may be any spelling of a UUID.
+	page, err := src.Versions(ctx, strings.ToUpper(ids[10]), 1)
 	if err != nil || len(page) != 1 || page[0].ID != ids[11] {
 		t.Fatalf("after an upper-case id: %v, %v", page, err)
 	}
-	if _, err := src.Recorded(ctx, "rb-order", "not-a-uuid", 1); err == nil {
-		t.Fatal("Recorded after a non-UUID succeeded")
-	}
-	if _, err := src.Recorded(ctx, "rb-order", "", 0); err == nil {
-		t.Fatal("Recorded with limit 0 succeeded")
-	}
 }
 
-// TestSourceKnownRecordForget: Known answers for live products and tombstones and ignores
-// what cannot be a product id; Record records without streaming; Forget drops one rebuild's
-// rows only.
-func TestSourceKnownRecordForget(t *testing.T) {
+// TestSourceKnown: Known answers for live products and tombstones and ignores what cannot be
+// a product id.
+func TestSourceKnown(t *testing.T) {
 	db, _ := migratedDB(t)
 	ctx := context.Background()
 	repo, src := newRepo(t, db), newProductSource(t, db)
@@ -480,47 +332,17 @@ func TestSourceKnownRecordForget(t *testing.T) {
 		t.Fatalf("Known(nil): %v, %v", known, err)
 	}
 
-	for _, id := range []string{"rb-a", "rb-b"} {
-		n, err := src.Record(ctx, id)
-		if err != nil || n != 2 {
-			t.Fatalf("Record %s: %d, %v", id, n, err)
-		}
-	}
-	n, err := src.Record(ctx, "rb-a") // again: replaces, does not fail or double
-	if err != nil || n != 2 {
-		t.Fatalf("Record again: %d, %v", n, err)
-	}
-	rec := allRecorded(t, src, "rb-a", 10)
-	wantRec := []apprebuild.DocVersion{
-		{ID: live.ID().String(), Version: 1},
-		{ID: tomb.ID().String(), Version: 2, Deleted: true},
-	}
-	slices.SortFunc(wantRec, func(x, y apprebuild.DocVersion) int { return strings.Compare(x.ID, y.ID) })
-	if !slices.Equal(rec, wantRec) {
-		t.Fatalf("recorded %v, want %v", rec, wantRec)
-	}
-	if err := src.Forget(ctx, "rb-a"); err != nil {
-		t.Fatal(err)
-	}
-	if rec := allRecorded(t, src, "rb-a", 10); len(rec) != 0 {
-		t.Fatalf("after Forget: %v", rec)
-	}
-	if rec := allRecorded(t, src, "rb-b", 10); len(rec) != 2 {
-		t.Fatalf("Forget of rb-a dropped rb-b's rows: %v", rec)
-	}
-	if err := src.Forget(ctx, "never-recorded"); err != nil {
-		t.Fatalf("Forget of nothing: %v", err)
-	}
 }
 
-// TestSourceStreamLargeInBoundedMemory streams 200,000 products and checks the live heap never
-// grows by more than a few batches' worth: the products are never all in memory. It logs the
-// rate, the figure the rebuild benchmark's database side is bounded by.
-func TestSourceStreamLargeInBoundedMemory(t *testing.T) {
+// TestSourceChunksLargeInBoundedMemory reads 200,000 products in chunks and checks the live
+// heap never grows by more than a few chunks' worth: the products are never all in memory, and
+// a deep chunk costs what a shallow one does. It logs the rate, the figure the rebuild
+// benchmark's database side is bounded by.
+func TestSourceChunksLargeInBoundedMemory(t *testing.T) {
 	if testing.Short() && !testenv.InCI() {
 		t.Skip("200k rows; skipped with -short")
 	}
-	const rows, batch = 200_000, 1000
+	const rows, chunk = 200_000, 5000
 	db, _ := migratedDB(t)
 	ctx := context.Background()
 	src := newProductSource(t, db)
@@ -536,23 +358,6 @@ FROM generate_series(1, $1::int) AS g`, rows); err != nil {
 	}
 	t.Logf("inserted %d products in %s", rows, time.Since(start).Round(time.Millisecond))
 
-	// Rate, undisturbed.
-	start = time.Now()
-	n, err := src.Stream(ctx, "rb-rate", batch, func([]product.Snapshot) error { return nil })
-	if err != nil || n != rows {
-		t.Fatalf("Stream: %d, %v", n, err)
-	}
-	elapsed := time.Since(start)
-	t.Logf("Stream: %d products (recording included) in %s: %.0f products/s",
-		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds())
-
-	start = time.Now()
-	if n, err := src.Record(ctx, "rb-record"); err != nil || n != rows {
-		t.Fatalf("Record: %d, %v", n, err)
-	}
-	t.Logf("Record alone: %d rows in %s", rows, time.Since(start).Round(time.Millisecond))
-
-	// Memory: the live heap after a GC, sampled along the way.
 	heap := func() uint64 {
 		runtime.GC()
 		var m runtime.MemStats
@@ -561,27 +366,45 @@ FROM generate_series(1, $1::int) AS g`, rows); err != nil {
 	}
 	base := heap()
 	var peak uint64
-	calls := 0
-	last := ""
-	n, err = src.Stream(ctx, "rb-mem", batch, func(b []product.Snapshot) error {
-		calls++
-		if b[0].ID.String() <= last {
-			return fmt.Errorf("batch %d out of order", calls)
+	var n int
+	var first, last time.Duration
+	after := ""
+	start = time.Now()
+	for calls := 1; ; calls++ {
+		t0 := time.Now()
+		c, err := src.Chunk(ctx, after, chunk)
+		took := time.Since(t0)
+		if err != nil {
+			t.Fatal(err)
 		}
-		last = b[len(b)-1].ID.String()
-		if calls%20 == 0 {
+		if calls == 2 {
+			first = took
+		}
+		if len(c) == chunk {
+			last = took
+		}
+		n += len(c)
+		if len(c) > 0 {
+			after = c[len(c)-1].ID.String()
+		}
+		if calls%10 == 0 {
 			peak = max(peak, heap())
-			runtime.KeepAlive(b) // the batch in hand counts, as it would for a real writer
+			runtime.KeepAlive(c) // the chunk in hand counts, as it would for a real writer
 		}
-		return nil
-	})
-	if err != nil || n != rows {
-		t.Fatalf("Stream: %d, %v", n, err)
+		if len(c) < chunk {
+			break
+		}
 	}
+	elapsed := time.Since(start)
+	if n != rows {
+		t.Fatalf("chunks held %d products, want %d", n, rows)
+	}
+	t.Logf("Chunk: %d products in %s: %.0f products/s; an early chunk took %s, the last full one %s",
+		n, elapsed.Round(time.Millisecond), float64(n)/elapsed.Seconds(), first.Round(time.Microsecond), last.Round(time.Microsecond))
 	grown := int64(peak) - int64(base)
-	t.Logf("live heap: %d KiB before, peak %d KiB during the stream (%+d KiB)", base>>10, peak>>10, grown>>10)
-	// All 200k snapshots would take well over 100 MiB; one batch takes about 1 MiB.
+	t.Logf("live heap: %d KiB before, peak %d KiB during the chunks (%+d KiB)", base>>10, peak>>10, grown>>10)
+	// All 200k snapshots would take well over 100 MiB; one chunk takes about 5 MiB.
 	if grown > 32<<20 {
-		t.Fatalf("live heap grew by %d MiB while streaming: products are accumulating", grown>>20)
+		t.Fatalf("live heap grew by %d MiB while reading chunks: products are accumulating", grown>>20)
 	}
 }

@@ -142,7 +142,24 @@ func TestRebuildStoreOwnership(t *testing.T) {
 	if err := s.Heartbeat(ctx, "rb-own", "replica-a/1/aaaaaa", t0.Add(21*time.Second)); !errors.Is(err, rebuild.ErrNotOwner) {
 		t.Fatalf("heartbeat by the former owner: %v, want ErrNotOwner", err)
 	}
-	// A finished record is never taken over.
+	// A record handed off by its owner keeps its state, has no owner and is taken over at once
+	// (its heartbeat is older than any cut-off); only the owner can hand it off.
+	got, _ = s.Get(ctx, "rb-own")
+	owner := got.Owner()
+	if err := s.HandOff(ctx, "rb-own", "replica-a/1/aaaaaa"); !errors.Is(err, rebuild.ErrNotOwner) {
+		t.Fatalf("hand-off by the former owner: %v, want ErrNotOwner", err)
+	}
+	if err := s.HandOff(ctx, "rb-own", owner); err != nil {
+		t.Fatal(err)
+	}
+	off, _ := s.Get(ctx, "rb-own")
+	if snap := off.Snapshot(); snap.Owner != "" || snap.Phase != rebuild.PhaseFill || snap.DocsDone != 10 || !snap.HeartbeatAt.Before(t0) {
+		t.Fatalf("handed off: %+v", snap)
+	}
+	if _, ok, err := s.TakeOver(ctx, "rb-own", "replica-e/5/eeeeee", t0, t0.Add(-time.Hour)); !ok || err != nil {
+		t.Fatalf("take over of a handed-off record: %v %v", ok, err)
+	}
+	// A finished record is never taken over, nor handed off.
 	got, _ = s.Get(ctx, "rb-own")
 	_ = got.Fail("done", t0.Add(30*time.Second))
 	if err := s.Save(ctx, got); err != nil {
@@ -150,6 +167,9 @@ func TestRebuildStoreOwnership(t *testing.T) {
 	}
 	if _, ok, err := s.TakeOver(ctx, "rb-own", "replica-d/4/dddddd", t0.Add(time.Hour), t0.Add(time.Hour)); ok || err != nil {
 		t.Fatalf("take over of a finished record: %v %v", ok, err)
+	}
+	if err := s.HandOff(ctx, "rb-own", got.Owner()); !errors.Is(err, rebuild.ErrNotOwner) {
+		t.Fatalf("hand-off of a finished record: %v, want ErrNotOwner", err)
 	}
 }
 

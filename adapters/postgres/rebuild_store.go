@@ -181,7 +181,11 @@ func (l *advisoryLock) close() {
 	_ = l.conn.Close(cctx)
 }
 
-const rebuildColumns = `id, source, phase, from_index, to_index, docs_done, docs_total, started_at, updated_at, finished_at, error, phase_starts, drain_from, owner, heartbeat_at`
+const rebuildColumns = `id, source, phase, from_index, to_index, docs_done, docs_total, started_at, updated_at, finished_at, error, phase_starts, drain_from, owner, heartbeat_at,
+  catch_up_from, fill_after, fill_at, events_done, events_total, rate, resumes`
+
+// rebuildValues are the placeholders of rebuildColumns, in order.
+const rebuildValues = `$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21,$22`
 
 // Create implements rebuild.Store. An existing id is refused rather than overwritten: two
 // rebuilds must never share a record.
@@ -190,7 +194,7 @@ func (s *RebuildStore) Create(ctx context.Context, r *rebuild.Rebuild) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.Pool.Exec(ctx, `INSERT INTO rebuilds (`+rebuildColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)`, args...)
+	_, err = s.db.Pool.Exec(ctx, `INSERT INTO rebuilds (`+rebuildColumns+`) VALUES (`+rebuildValues+`)`, args...)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
 		return fmt.Errorf("rebuild store: create %s: %w: the id exists", r.ID(), rebuild.ErrInvalid)
@@ -210,13 +214,16 @@ func (s *RebuildStore) Save(ctx context.Context, r *rebuild.Rebuild) error {
 	if err != nil {
 		return err
 	}
-	tag, err := s.db.Pool.Exec(ctx, `INSERT INTO rebuilds (`+rebuildColumns+`) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
+	tag, err := s.db.Pool.Exec(ctx, `INSERT INTO rebuilds (`+rebuildColumns+`) VALUES (`+rebuildValues+`)
 ON CONFLICT (id) DO UPDATE SET source = EXCLUDED.source, phase = EXCLUDED.phase,
   from_index = EXCLUDED.from_index, to_index = EXCLUDED.to_index,
   docs_done = EXCLUDED.docs_done, docs_total = EXCLUDED.docs_total,
   started_at = EXCLUDED.started_at, updated_at = EXCLUDED.updated_at, finished_at = EXCLUDED.finished_at,
   error = EXCLUDED.error, phase_starts = EXCLUDED.phase_starts, drain_from = EXCLUDED.drain_from,
-  heartbeat_at = GREATEST(rebuilds.heartbeat_at, EXCLUDED.heartbeat_at)
+  heartbeat_at = GREATEST(rebuilds.heartbeat_at, EXCLUDED.heartbeat_at),
+  catch_up_from = EXCLUDED.catch_up_from, fill_after = EXCLUDED.fill_after, fill_at = EXCLUDED.fill_at,
+  events_done = EXCLUDED.events_done, events_total = EXCLUDED.events_total, rate = EXCLUDED.rate,
+  resumes = EXCLUDED.resumes
 WHERE rebuilds.owner = EXCLUDED.owner`, args...)
 	if err != nil {
 		return fmt.Errorf("rebuild store: save %s: %w", r.ID(), err)
@@ -236,6 +243,21 @@ func (s *RebuildStore) Heartbeat(ctx context.Context, id, owner string, at time.
 	}
 	if tag.RowsAffected() == 0 {
 		return fmt.Errorf("rebuild store: heartbeat %s: %w", id, rebuild.ErrNotOwner)
+	}
+	return nil
+}
+
+// HandOff implements rebuild.Store: the record keeps its state and loses its owner and its
+// heartbeat (set to the Unix epoch, older than any timeout), so the next replica's recovery
+// takes it over at once instead of after the heartbeat timeout.
+func (s *RebuildStore) HandOff(ctx context.Context, id, owner string) error {
+	tag, err := s.db.Pool.Exec(ctx, `UPDATE rebuilds SET owner = '', heartbeat_at = 'epoch'
+WHERE id = $1 AND owner = $2 AND phase NOT IN ('succeeded', 'failed', 'cancelled')`, id, owner)
+	if err != nil {
+		return fmt.Errorf("rebuild store: hand off %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("rebuild store: hand off %s: %w", id, rebuild.ErrNotOwner)
 	}
 	return nil
 }
@@ -378,17 +400,35 @@ func rebuildArgs(r *rebuild.Rebuild) ([]any, error) {
 		t := storedTime(*s.FinishedAt)
 		finished = &t
 	}
-	drain := s.DrainFrom
-	if drain == nil {
-		drain = map[int32]int64{}
-	}
-	drainJSON, err := json.Marshal(drain)
+	drainJSON, err := offsetsJSON(s.DrainFrom)
 	if err != nil {
 		return nil, fmt.Errorf("rebuild store: %s drain position: %w", s.ID, err)
 	}
+	fillAtJSON, err := offsetsJSON(s.FillAt)
+	if err != nil {
+		return nil, fmt.Errorf("rebuild store: %s fill position: %w", s.ID, err)
+	}
+	var catchUpJSON *string // NULL: not captured yet
+	if s.CatchUpFrom != nil {
+		raw, err := offsetsJSON(s.CatchUpFrom)
+		if err != nil {
+			return nil, fmt.Errorf("rebuild store: %s catch-up position: %w", s.ID, err)
+		}
+		catchUpJSON = &raw
+	}
 	return []any{s.ID, string(s.Source), string(s.Phase), s.FromIndex, s.ToIndex, s.DocsDone, s.DocsTotal,
-		storedTime(s.StartedAt), storedTime(s.UpdatedAt), finished, s.Error, string(startsJSON), string(drainJSON),
-		s.Owner, storedTime(s.HeartbeatAt)}, nil
+		storedTime(s.StartedAt), storedTime(s.UpdatedAt), finished, s.Error, string(startsJSON), drainJSON,
+		s.Owner, storedTime(s.HeartbeatAt), catchUpJSON, s.FillAfter, fillAtJSON, s.EventsDone, s.EventsTotal,
+		s.Rate, s.Resumes}, nil
+}
+
+// offsetsJSON writes a position as {"partition": offset, ...}; nil as {}.
+func offsetsJSON(m map[int32]int64) (string, error) {
+	if m == nil {
+		m = map[int32]int64{}
+	}
+	raw, err := json.Marshal(m)
+	return string(raw), err
 }
 
 func scanRebuild(row pgx.Row) (*rebuild.Rebuild, error) {
@@ -399,9 +439,12 @@ func scanRebuild(row pgx.Row) (*rebuild.Rebuild, error) {
 		finished   *time.Time
 		startsJSON []byte
 		drainJSON  []byte
+		catchUp    []byte
+		fillAt     []byte
 	)
 	if err := row.Scan(&s.ID, &source, &phase, &s.FromIndex, &s.ToIndex, &s.DocsDone, &s.DocsTotal,
-		&s.StartedAt, &s.UpdatedAt, &finished, &s.Error, &startsJSON, &drainJSON, &s.Owner, &s.HeartbeatAt); err != nil {
+		&s.StartedAt, &s.UpdatedAt, &finished, &s.Error, &startsJSON, &drainJSON, &s.Owner, &s.HeartbeatAt,
+		&catchUp, &s.FillAfter, &fillAt, &s.EventsDone, &s.EventsTotal, &s.Rate, &s.Resumes); err != nil {
 		return nil, err
 	}
 	s.Source, s.Phase = rebuild.Source(source), rebuild.Phase(phase)
@@ -420,6 +463,15 @@ func scanRebuild(row pgx.Row) (*rebuild.Rebuild, error) {
 	}
 	if err := json.Unmarshal(drainJSON, &s.DrainFrom); err != nil {
 		return nil, fmt.Errorf("rebuild %s drain position: %w", s.ID, err)
+	}
+	if err := json.Unmarshal(fillAt, &s.FillAt); err != nil {
+		return nil, fmt.Errorf("rebuild %s fill position: %w", s.ID, err)
+	}
+	if catchUp != nil {
+		s.CatchUpFrom = map[int32]int64{}
+		if err := json.Unmarshal(catchUp, &s.CatchUpFrom); err != nil {
+			return nil, fmt.Errorf("rebuild %s catch-up position: %w", s.ID, err)
+		}
 	}
 	return rebuild.UnmarshalRebuildFromDatabase(s)
 }

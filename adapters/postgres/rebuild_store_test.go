@@ -279,12 +279,27 @@ func sameRebuild(t *testing.T, got *rebuild.Rebuild, want rebuild.Snapshot) {
 		}
 		sameTime("phase start "+string(p), gt, w)
 	}
-	if len(g.DrainFrom) != len(want.DrainFrom) {
-		t.Errorf("drain position: got %v, want %v", g.DrainFrom, want.DrainFrom)
+	samePosition(t, "drain position", g.DrainFrom, want.DrainFrom)
+	samePosition(t, "fill position", g.FillAt, want.FillAt)
+	samePosition(t, "catch-up position", g.CatchUpFrom, want.CatchUpFrom)
+	if (g.CatchUpFrom == nil) != (want.CatchUpFrom == nil) {
+		t.Errorf("catch-up position captured: got %v, want %v", g.CatchUpFrom != nil, want.CatchUpFrom != nil)
 	}
-	for p, o := range want.DrainFrom {
-		if g.DrainFrom[p] != o {
-			t.Errorf("drain position of partition %d: got %d, want %d", p, g.DrainFrom[p], o)
+	if g.FillAfter != want.FillAfter || g.EventsDone != want.EventsDone || g.EventsTotal != want.EventsTotal ||
+		g.Rate != want.Rate || g.Resumes != want.Resumes {
+		t.Errorf("resume state: got after %q, events %d/%d, rate %v, resumes %d; want after %q, events %d/%d, rate %v, resumes %d",
+			g.FillAfter, g.EventsDone, g.EventsTotal, g.Rate, g.Resumes, want.FillAfter, want.EventsDone, want.EventsTotal, want.Rate, want.Resumes)
+	}
+}
+
+func samePosition(t *testing.T, what string, got, want map[int32]int64) {
+	t.Helper()
+	if len(got) != len(want) {
+		t.Errorf("%s: got %v, want %v", what, got, want)
+	}
+	for p, o := range want {
+		if got[p] != o {
+			t.Errorf("%s of partition %d: got %d, want %d", what, p, got[p], o)
 		}
 	}
 }
@@ -322,9 +337,16 @@ func TestRebuildStoreRoundTrip(t *testing.T) {
 		if err := r.Advance(p, t0.Add(time.Duration(i+1)*time.Second+777)); err != nil {
 			t.Fatal(err)
 		}
+		if p == rebuild.PhaseCapture {
+			r.SetCatchUpFrom(map[int32]int64{0: 3, 7: 1 << 41})
+		}
 	}
 	r.Progress(123_456, 1_000_000, t0.Add(5*time.Second+1))
 	r.SetDrainFrom(map[int32]int64{0: 17, 5: 1 << 40, 11: 0})
+	r.FilledEvents(map[int32]int64{0: 9, 3: 4}, 13, t0.Add(5*time.Second+2))
+	r.ExpectEvents(100)
+	r.SetRate(1234.5)
+	r.Resume(t0.Add(5*time.Second + 3))
 	if err := s.Save(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -345,6 +367,26 @@ func TestRebuildStoreRoundTrip(t *testing.T) {
 	sameRebuild(t, got, r.Snapshot())
 	if got.Snapshot().FinishedAt == nil || got.Phase() != rebuild.PhaseFailed {
 		t.Fatalf("finished record: %+v", got.Snapshot())
+	}
+
+	// A database fill's cursor, and a catch-up position captured on a log without partitions
+	// (empty, which is not "not captured").
+	rd, _ := rebuild.New("rb-db", rebuild.SourceDatabase, t0)
+	_ = rd.Advance(rebuild.PhaseCapture, t0)
+	rd.SetCatchUpFrom(nil)
+	_ = rd.Advance(rebuild.PhaseFill, t0)
+	if err := rd.FilledChunk("0190a0b0-0000-7000-8000-0000000000ff", 5000, t0); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Save(ctx, rd); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = s.Get(ctx, "rb-db"); err != nil {
+		t.Fatal(err)
+	}
+	sameRebuild(t, got, rd.Snapshot())
+	if _, err := db.Pool.Exec(ctx, `DELETE FROM rebuilds WHERE id = 'rb-db'`); err != nil {
+		t.Fatal(err)
 	}
 
 	// Save of a record never created inserts it.

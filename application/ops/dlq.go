@@ -998,6 +998,13 @@ func (s *DLQService) Resolve(ctx context.Context, req ResolveRequest, onOutcome 
 	return sum, replayIgnoreStop(err)
 }
 
+// Audit returns the audit log entries f selects in this service's DLQ topic, newest first
+// (see ReadAudit): the console's trail beside the dead letters.
+func (s *DLQService) Audit(ctx context.Context, f AuditFilter) ([]ReplayAuditEntry, error) {
+	f.DLQTopic = s.DLQTopic()
+	return ReadAudit(ctx, s.audit, f)
+}
+
 // ReadAudit returns the entries of the DLQ audit log that f selects, newest first: every
 // replay and resolution, with who, when, why and the result. f.DLQTopic is required, so one
 // deployment's entries are not mixed with another's.

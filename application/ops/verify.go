@@ -7,7 +7,6 @@ import (
 	"time"
 
 	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/product"
 )
 
 // Products is what Verify reads from the system of record.
@@ -236,9 +235,6 @@ type verifier struct {
 	lastTick                               time.Time
 }
 
-// lookupSlack is added to a re-read's page size for documents created since the scan.
-const lookupSlack = 16
-
 func (v *verifier) scan() error {
 	cfg := v.s.cfg
 	rows := func(ctx context.Context, after string, limit int) ([]apprebuild.DocVersion, error) {
@@ -353,43 +349,20 @@ func (v *verifier) lookupRows(batch []candidate) (map[string]apprebuild.DocVersi
 	return out, nil
 }
 
-// lookupDocs reads the documents of the batch (sorted by id) again. The index can only be
-// read in id-ordered pages, so the batch is cut into windows of candidates that one page
-// covered in the scan (by their ord), and each window is read from just before its first
-// id: a dense run of differences (an emptied index) costs one request per page, a lone one
-// one small request.
+// lookupDocs reads the documents of the batch (sorted by id, located by the scan) again.
 func (v *verifier) lookupDocs(batch []candidate) (map[string]apprebuild.DocVersion, error) {
-	page := int64(v.s.cfg.VerifyPageSize)
-	want := make(map[string]struct{}, len(batch))
-	for _, c := range batch {
-		want[c.id] = struct{}{}
+	wanted := make([]apprebuild.Located, len(batch))
+	for i, c := range batch {
+		wanted[i] = apprebuild.Located{ID: c.id, Ord: c.ord}
 	}
-	out := make(map[string]apprebuild.DocVersion, len(batch))
-	for i := 0; i < len(batch); {
-		j := i
-		for j+1 < len(batch) && batch[j+1].ord-batch[i].ord < page {
-			j++
+	docs := func(ctx context.Context, after string, limit int) ([]apprebuild.DocVersion, error) {
+		page, err := v.s.deps.ReadModel.Documents(ctx, v.index, after, limit)
+		if err != nil {
+			return nil, fmt.Errorf("re-read documents: %w", err)
 		}
-		limit := int(min(page, batch[j].ord-batch[i].ord+1+lookupSlack))
-		after, last := predecessor(batch[i].id), batch[j].id
-		for {
-			docs, err := v.s.deps.ReadModel.Documents(v.ctx, v.index, after, limit)
-			if err != nil {
-				return nil, fmt.Errorf("re-read documents: %w", err)
-			}
-			for _, d := range docs {
-				if _, ok := want[d.ID]; ok {
-					out[d.ID] = d
-				}
-			}
-			if len(docs) == 0 || docs[len(docs)-1].ID >= last {
-				break
-			}
-			after = docs[len(docs)-1].ID
-		}
-		i = j + 1
+		return page, nil
 	}
-	return out, nil
+	return apprebuild.ReadBack(v.ctx, docs, wanted, v.s.cfg.VerifyPageSize)
 }
 
 func (v *verifier) tick(phase VerifyPhase, force bool) {
@@ -438,32 +411,4 @@ func difference(id string, cat Category, row, doc *apprebuild.DocVersion) Differ
 		d.InIndex, d.IndexVersion, d.IndexDeleted = true, doc.Version, doc.Deleted
 	}
 	return d
-}
-
-// predecessor returns an id just below id, so a page read "after" it starts at id. For a
-// canonical UUID it is the UUID one below (no other canonical id fits between them; "" for
-// the zero UUID); for anything else, id without its last byte, which sorts before it.
-func predecessor(id string) string {
-	if p, err := product.ParseID(id); err != nil || string(p) != id {
-		if id == "" {
-			return ""
-		}
-		return id[:len(id)-1]
-	}
-	b := []byte(id)
-	for i := len(b) - 1; i >= 0; i-- {
-		switch b[i] {
-		case '-':
-			continue
-		case '0':
-			b[i] = 'f' // borrow from the next digit to the left
-			continue
-		case 'a':
-			b[i] = '9'
-		default:
-			b[i]--
-		}
-		return string(b)
-	}
-	return "" // the zero UUID: nothing sorts before it
 }

@@ -6,29 +6,6 @@ import (
 	apprebuild "github.com/marketplace/catalog/application/rebuild"
 )
 
-func TestPredecessor(t *testing.T) {
-	cases := map[string]string{
-		"01900000-0000-7000-8000-000000000001": "01900000-0000-7000-8000-000000000000",
-		"01900000-0000-7000-8000-000000000010": "01900000-0000-7000-8000-00000000000f",
-		"01900000-0000-7000-8000-0000000000a0": "01900000-0000-7000-8000-00000000009f",
-		"01900000-0000-7000-8000-000000000000": "01900000-0000-7000-7fff-ffffffffffff",
-		"00000000-0000-0000-0000-000000000001": "00000000-0000-0000-0000-000000000000",
-		"00000000-0000-0000-0000-000000000000": "",
-		"not-a-uuid":                           "not-a-uui",
-		"01900000-0000-7000-8000-00000000000A": "01900000-0000-7000-8000-00000000000", // not canonical
-		"":                                     "",
-	}
-	for in, want := range cases {
-		got := predecessor(in)
-		if got != want {
-			t.Errorf("predecessor(%q) = %q, want %q", in, got, want)
-		}
-		if in != "" && got >= in {
-			t.Errorf("predecessor(%q) = %q does not sort before it", in, got)
-		}
-	}
-}
-
 func TestClassify(t *testing.T) {
 	dv := func(v int64, del bool) *apprebuild.DocVersion {
 		return &apprebuild.DocVersion{ID: "x", Version: v, Deleted: del}

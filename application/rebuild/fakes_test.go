@@ -111,6 +111,18 @@ func (s *memStore) Heartbeat(_ context.Context, id, owner string, at time.Time) 
 	return nil
 }
 
+func (s *memStore) HandOff(_ context.Context, id, owner string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.records[id]
+	if !ok || cur.Owner != owner || cur.Phase.Terminal() {
+		return rebuild.ErrNotOwner
+	}
+	cur.Owner, cur.HeartbeatAt = "", time.Unix(0, 0).UTC()
+	s.records[id] = cur
+	return nil
+}
+
 func (s *memStore) TakeOver(_ context.Context, id, owner string, now, expiredBefore time.Time) (*rebuild.Rebuild, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -186,14 +198,15 @@ func (s *memStore) CancelRequested(_ context.Context, id string) (bool, error) {
 type world struct {
 	mu       sync.Mutex
 	products map[string]product.Snapshot
-	recorded map[string]map[string]app.DocVersion
 	log      []product.Event
 	indices  map[string]map[string]product.Snapshot
 	created  []string
 	alias    string
-	// gate, when set, is called during fill so a test can act mid-rebuild.
-	gate func()
-	seq  int
+	// gate, when set, is called before every chunk of a database fill is read, so a test can
+	// act mid-rebuild; chunks records the afterID of every chunk read.
+	gate   func()
+	chunks []string
+	seq    int
 	// committed is the live projector's committed offset (one partition); logStart the
 	// oldest retained offset.
 	committed int64
@@ -204,13 +217,16 @@ type world struct {
 	readErr error
 	// afterSwitch, when set, runs after a successful alias switch (outside the lock).
 	afterSwitch func()
+	// beforeWrite, when set, runs before every write to an index (outside the lock).
+	beforeWrite func(index string)
+	// reads records where every Read of the log started (nil: the beginning).
+	reads []app.Offsets
 	// mapping overrides an index's mapping version (1 otherwise).
 	mapping map[string]int
 }
 
 func newWorld() *world {
-	return &world{products: map[string]product.Snapshot{}, recorded: map[string]map[string]app.DocVersion{},
-		indices: map[string]map[string]product.Snapshot{}}
+	return &world{products: map[string]product.Snapshot{}, indices: map[string]map[string]product.Snapshot{}}
 }
 
 // write commits a product change: the row and its event.
@@ -237,46 +253,35 @@ func (w *world) project() {
 
 // ProductSource
 
-func (w *world) snapshotLocked(id string) {
-	rec := map[string]app.DocVersion{}
-	for k, s := range w.products {
-		rec[k] = app.DocVersion{ID: k, Version: s.Version, Deleted: s.Deleted()}
+// Chunk reads a chunk of the products as they are now; gate runs first.
+func (w *world) Chunk(_ context.Context, after string, limit int) ([]product.Snapshot, error) {
+	if w.gate != nil {
+		w.gate()
 	}
-	w.recorded[id] = rec
-}
-
-func (w *world) Stream(ctx context.Context, id string, batch int, fn func([]product.Snapshot) error) (int64, error) {
 	w.mu.Lock()
-	w.snapshotLocked(id)
-	var all []product.Snapshot
+	defer w.mu.Unlock()
+	w.chunks = append(w.chunks, after)
+	var out []product.Snapshot
 	for _, s := range w.products {
-		all = append(all, s)
-	}
-	w.mu.Unlock()
-	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
-	for i := 0; i < len(all); i += batch {
-		if w.gate != nil {
-			w.gate()
-		}
-		end := min(i+batch, len(all))
-		if err := fn(all[i:end]); err != nil {
-			return 0, err
+		if s.ID.String() > after {
+			out = append(out, s)
 		}
 	}
-	return int64(len(all)), nil
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	if len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
 }
 
-func (w *world) Record(_ context.Context, id string) (int64, error) {
+func (w *world) Versions(_ context.Context, after string, limit int) ([]app.DocVersion, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.snapshotLocked(id)
-	return int64(len(w.recorded[id])), nil
-}
-
-func (w *world) Recorded(_ context.Context, id, after string, limit int) ([]app.DocVersion, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return page(w.recorded[id], after, limit), nil
+	m := map[string]app.DocVersion{}
+	for k, s := range w.products {
+		m[k] = app.DocVersion{ID: k, Version: s.Version, Deleted: s.Deleted()}
+	}
+	return page(m, after, limit), nil
 }
 
 func page(m map[string]app.DocVersion, after string, limit int) []app.DocVersion {
@@ -303,13 +308,6 @@ func (w *world) Known(_ context.Context, ids []string) (map[string]bool, error) 
 	return out, nil
 }
 
-func (w *world) Forget(_ context.Context, id string) error {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	delete(w.recorded, id)
-	return nil
-}
-
 func (w *world) AwaitRelayed(context.Context, time.Duration) error { return nil }
 
 func (w *world) Count(context.Context) (int64, error) {
@@ -328,6 +326,12 @@ func (l eventLog) EndOffsets(context.Context) (app.Offsets, error) {
 	return app.Offsets{0: int64(len(l.w.log))}, nil
 }
 
+func (l eventLog) StartOffsets(context.Context) (app.Offsets, error) {
+	l.w.mu.Lock()
+	defer l.w.mu.Unlock()
+	return app.Offsets{0: l.w.logStart}, nil
+}
+
 func (l eventLog) Committed(_ context.Context, group string) (app.Offsets, error) {
 	if group == "" {
 		return nil, fmt.Errorf("no group")
@@ -337,7 +341,8 @@ func (l eventLog) Committed(_ context.Context, group string) (app.Offsets, error
 	return app.Offsets{0: l.w.committed}, nil
 }
 
-func (l eventLog) Read(ctx context.Context, from, to app.Offsets, fn func([]product.Event) error) (int64, int64, error) {
+// Read hands the events over in batches of readBatch, each with the position after it.
+func (l eventLog) Read(ctx context.Context, from, to app.Offsets, fn func([]product.Event, app.Offsets) error) (int64, int64, error) {
 	if l.w.onRead != nil {
 		l.w.onRead()
 	}
@@ -349,6 +354,7 @@ func (l eventLog) Read(ctx context.Context, from, to app.Offsets, fn func([]prod
 		defer l.w.mu.Unlock()
 		return 0, 0, l.w.readErr
 	}
+	l.w.reads = append(l.w.reads, from)
 	start, ok := from[0]
 	if !ok {
 		start = l.w.logStart
@@ -359,11 +365,19 @@ func (l eventLog) Read(ctx context.Context, from, to app.Offsets, fn func([]prod
 	}
 	evs := append([]product.Event(nil), l.w.log[start:to[0]]...)
 	l.w.mu.Unlock()
-	if len(evs) == 0 {
-		return 0, 0, nil
+	var read int64
+	for i := 0; i < len(evs); i += readBatch {
+		batch := evs[i:min(i+readBatch, len(evs))]
+		if err := fn(batch, app.Offsets{0: start + int64(i+len(batch))}); err != nil {
+			return read, 0, err
+		}
+		read += int64(len(batch))
 	}
-	return int64(len(evs)), 0, fn(evs)
+	return read, 0, nil
 }
+
+// readBatch is the fake log's batch size.
+const readBatch = 10
 
 // Target
 
@@ -394,6 +408,9 @@ func (t target) RestoreSettings(context.Context, string) error { return nil }
 func (t target) Refresh(context.Context, string) error         { return nil }
 
 func (t target) Write(_ context.Context, index string, docs []product.Snapshot) error {
+	if t.w.beforeWrite != nil {
+		t.w.beforeWrite(index)
+	}
 	t.w.mu.Lock()
 	defer t.w.mu.Unlock()
 	ix, ok := t.w.indices[index]

@@ -3,10 +3,9 @@ package rebuild_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -14,16 +13,28 @@ import (
 	"github.com/marketplace/catalog/domain/rebuild"
 )
 
-// startHeld starts a rebuild of 50 products whose fill stops in its first batch until
+// startHeld starts a rebuild of 50 products whose fill stops in its first chunk until
 // release is called (release is also called when the test ends); it returns once the fill
 // waits there.
 func startHeld(t *testing.T, r *rig) (id string, release func()) {
 	t.Helper()
-	r.seed(t, 50)
+	return startHeldAt(t, r, 50, 1)
+}
+
+// startHeldAt starts a rebuild of n products whose fill stops when it reads its chunk-th chunk
+// (chunks of 10) until release is called; it returns once the fill waits there and every
+// chunk before it has been written.
+func startHeldAt(t *testing.T, r *rig, n, chunk int) (id string, release func()) {
+	t.Helper()
+	r.seed(t, n)
 	in := make(chan struct{})
 	hold := make(chan struct{})
 	var once sync.Once
+	var reads atomic.Int64
 	r.w.gate = func() {
+		if reads.Add(1) != int64(chunk) {
+			return
+		}
 		once.Do(func() { close(in) })
 		<-hold
 	}
@@ -35,30 +46,40 @@ func startHeld(t *testing.T, r *rig) (id string, release func()) {
 		t.Fatal(err)
 	}
 	<-in
-	return s.ID, release
+	want := int64(10 * (chunk - 1))
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rec, _ := r.svc.Get(context.Background(), s.ID)
+		r.w.mu.Lock()
+		written := len(r.w.indices[rec.ToIndex])
+		r.w.mu.Unlock()
+		if int64(written) >= want {
+			return s.ID, release
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the fill wrote %d documents before its chunk %d, want %d", written, chunk, want)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // replica is a second process on the same database, event log and read model.
 func (r *rig) replica(t *testing.T, cfg app.Config) *app.Service {
 	t.Helper()
 	cfg.ProjectorGroup = "projector"
-	svc, err := app.NewService(cfg, r.store, r.w, eventLog{r.w}, target{r.w}, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { svc.CancelAll(); svc.Wait() })
-	return svc
+	return r.service(t, cfg)
 }
 
 // TestRebuildStopsWhenItsLockIsLost: the lock's session drops in the middle of a fill. While
 // the runner is alive, another replica's recovery leaves the rebuild alone and a second
-// rebuild is refused; the runner notices within a heartbeat, stops, deletes its unfinished
-// index and records why; then a rebuild can start again.
+// rebuild is refused; the runner notices within a heartbeat, stops, keeps its index and its
+// progress and hands the record off; the other replica's recovery then resumes it under the
+// same id from its last chunk, and it succeeds.
 func TestRebuildStopsWhenItsLockIsLost(t *testing.T) {
 	cfg := app.Config{HeartbeatInterval: 5 * time.Millisecond, HeartbeatTimeout: time.Minute}
 	r := newRig(t, cfg)
 	before := r.w.alias
-	id, release := startHeld(t, r)
+	id, release := startHeldAt(t, r, 50, 3)
 	if r.store.loseLock() == nil {
 		t.Fatal("nobody held the lock during the fill")
 	}
@@ -80,20 +101,102 @@ func TestRebuildStopsWhenItsLockIsLost(t *testing.T) {
 
 	time.Sleep(100 * time.Millisecond) // twenty heartbeats: the runner has seen the lock is gone
 	release()
-	end := waitEnd(t, r.svc, id)
-	if end.Phase != rebuild.PhaseFailed || !strings.Contains(end.Error, "lock") {
-		t.Fatalf("rebuild ended %s (%q), want failed because it lost its lock", end.Phase, end.Error)
-	}
-	r.w.mu.Lock()
-	_, indexThere = r.w.indices[end.ToIndex]
-	alias := r.w.alias
-	r.w.mu.Unlock()
-	if indexThere || alias != before {
-		t.Fatalf("after the stop: unfinished index present %v, alias on %s (want it gone and %s)", indexThere, alias, before)
-	}
 	r.svc.Wait()
-	if _, err := other.Start(context.Background(), rebuild.SourceDatabase); err != nil {
-		t.Fatalf("a rebuild after the stopped one: %v", err)
+	off, _ := r.svc.Get(context.Background(), id)
+	r.w.mu.Lock()
+	_, indexThere = r.w.indices[off.ToIndex]
+	r.w.mu.Unlock()
+	if off.Phase != rebuild.PhaseFill || off.Owner != "" || !indexThere || off.FillAfter == "" || off.DocsDone < 20 {
+		t.Fatalf("after the stop: %s owned by %q, index present %v, fill after %q at %d documents; want the fill handed off with its index and progress",
+			off.Phase, off.Owner, indexThere, off.FillAfter, off.DocsDone)
+	}
+
+	if n, err := other.RecoverInterrupted(context.Background()); err != nil || n != 1 {
+		t.Fatalf("the other replica's recovery of the handed-off rebuild: %d (%v), want 1", n, err)
+	}
+	end := waitEnd(t, other, id)
+	if end.Phase != rebuild.PhaseSucceeded || end.Resumes != 1 || end.Owner != "other-replica" {
+		t.Fatalf("resumed rebuild ended %s (%q), resumed %d times by %q", end.Phase, end.Error, end.Resumes, end.Owner)
+	}
+	if end.DocsDone != 50 || r.w.alias != end.ToIndex || end.ToIndex != off.ToIndex || end.FromIndex != before {
+		t.Fatalf("resumed rebuild: %d documents, alias on %s, record %s -> %s (want 50, the same new index, from %s)",
+			end.DocsDone, r.w.alias, end.FromIndex, end.ToIndex, before)
+	}
+}
+
+// TestShutdownHandsTheRebuildOffAndAReplicaResumesIt: HandOffAll (the process is shutting
+// down) stops a fill without ending it; another replica resumes it from its last completed
+// chunk: the same id, the same index, documents done counting on from where they were, never
+// backwards, every product in the new index and the record succeeded.
+func TestShutdownHandsTheRebuildOffAndAReplicaResumesIt(t *testing.T) {
+	r := newRig(t, app.Config{HeartbeatInterval: 5 * time.Millisecond})
+	id, release := startHeldAt(t, r, 95, 5)
+	r.svc.HandOffAll()
+	release()
+	r.svc.Wait()
+	off, _ := r.svc.Get(context.Background(), id)
+	r.w.mu.Lock()
+	written := int64(len(r.w.indices[off.ToIndex]))
+	r.w.mu.Unlock()
+	// The chunk being read when the process stopped may or may not have been written.
+	if off.Phase != rebuild.PhaseFill || off.Owner != "" || off.DocsDone < 40 || off.DocsDone != written || off.CatchUpFrom == nil {
+		t.Fatalf("handed off: %s owned by %q at %d documents, %d in the index (catch-up from %v); want the fill, unowned, at 40 or more, all in the index",
+			off.Phase, off.Owner, off.DocsDone, written, off.CatchUpFrom)
+	}
+	if !r.svc.RunnerLost(off) {
+		t.Error("a handed-off rebuild does not count as waiting for a runner")
+	}
+
+	var chunks []string
+	low := off.DocsDone
+	other := r.replica(t, app.Config{Owner: "other-replica"})
+	r.w.gate = func() {
+		rec, _ := other.Get(context.Background(), id)
+		chunks = append(chunks, rec.FillAfter)
+		low = min(low, rec.DocsDone)
+	}
+	if n, err := other.RecoverInterrupted(context.Background()); err != nil || n != 1 {
+		t.Fatalf("recovery: %d (%v), want the handed-off rebuild resumed", n, err)
+	}
+	end := waitEnd(t, other, id)
+	if end.Phase != rebuild.PhaseSucceeded || end.Resumes != 1 || end.ToIndex != off.ToIndex {
+		t.Fatalf("resumed rebuild ended %s (%q), resumes %d, index %s (was %s)", end.Phase, end.Error, end.Resumes, end.ToIndex, off.ToIndex)
+	}
+	if low < off.DocsDone || end.DocsDone != 95 {
+		t.Errorf("documents done went from %d down to %d, ended at %d of 95", off.DocsDone, low, end.DocsDone)
+	}
+	if len(chunks) == 0 || chunks[0] != off.FillAfter {
+		t.Errorf("the resumed fill read its first chunk after %q, want after the last completed one %q", chunks, off.FillAfter)
+	}
+	for pid, p := range r.w.products {
+		if doc, ok := r.w.indices[end.ToIndex][pid]; !ok || doc.Version != p.Version {
+			t.Errorf("product %s: in the index %v at v%d, want v%d", pid, ok, doc.Version, p.Version)
+		}
+	}
+}
+
+// TestCancelOfAHandedOffRebuild: a rebuild whose runner handed it off is cancelled before a
+// replica resumes it; recovery then ends it cancelled and deletes its index instead of
+// resuming it.
+func TestCancelOfAHandedOffRebuild(t *testing.T) {
+	r := newRig(t, app.Config{HeartbeatInterval: 5 * time.Millisecond})
+	before := r.w.alias
+	id, release := startHeldAt(t, r, 50, 2)
+	r.svc.HandOffAll()
+	release()
+	r.svc.Wait()
+	if _, err := r.svc.Cancel(context.Background(), id); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.svc.RecoverInterrupted(context.Background()); err != nil || n != 1 {
+		t.Fatalf("recovery: %d (%v)", n, err)
+	}
+	end, _ := r.svc.Get(context.Background(), id)
+	r.w.mu.Lock()
+	_, indexThere := r.w.indices[end.ToIndex]
+	r.w.mu.Unlock()
+	if end.Phase != rebuild.PhaseCancelled || indexThere || r.w.alias != before {
+		t.Fatalf("record %s, index present %v, alias %s; want cancelled, index deleted, alias on %s", end.Phase, indexThere, r.w.alias, before)
 	}
 }
 

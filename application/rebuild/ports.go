@@ -45,6 +45,10 @@ type Store interface {
 	// Heartbeat records that owner, which runs rebuild id, is alive at at; it fails with
 	// rebuild.ErrNotOwner when another runner owns the record now.
 	Heartbeat(ctx context.Context, id, owner string, at time.Time) error
+	// HandOff gives up owner's claim on the unfinished rebuild id without ending it: the
+	// record keeps its state (and its index stays), and any replica's recovery takes it over
+	// at once to resume it. rebuild.ErrNotOwner when owner does not own it.
+	HandOff(ctx context.Context, id, owner string) error
 	// TakeOver makes owner the runner of rebuild id, only if the record is unfinished and its
 	// heartbeat is older than expiredBefore, and returns the record as taken over; ok is false
 	// when the record finished or its runner beat in the meantime.
@@ -78,22 +82,20 @@ type DocVersion struct {
 	Deleted bool
 }
 
-// ProductSource reads the system of record.
+// ProductSource reads the system of record. Nothing of a rebuild holds a transaction longer
+// than one chunk: every method is one short statement (or a few), however many products there
+// are, so a fill of an hour holds back neither vacuum nor anything else.
 type ProductSource interface {
-	// Stream reads every product, tombstones included, from one consistent (REPEATABLE READ)
-	// snapshot, calling fn with batches of at most batchSize in id order. In the same snapshot
-	// it records (id, version, deleted) of every product under rebuildID, for Validate. It
-	// returns the number of products read.
-	Stream(ctx context.Context, rebuildID string, batchSize int, fn func([]product.Snapshot) error) (int64, error)
-	// Record records (id, version, deleted) of every product under rebuildID from one
-	// consistent snapshot, without streaming the products (for Kafka-sourced rebuilds).
-	Record(ctx context.Context, rebuildID string) (int64, error)
-	// Recorded returns a page of the recorded rows with id > afterID in id order.
-	Recorded(ctx context.Context, rebuildID, afterID string, limit int) ([]DocVersion, error)
+	// Chunk returns the products (tombstones included) with id > afterID ("" starts at the
+	// beginning) in ascending id order, at most limit, read in one statement: the state of
+	// each as of that statement. A short chunk is the last one.
+	Chunk(ctx context.Context, afterID string, limit int) ([]product.Snapshot, error)
+	// Versions returns (id, version, deleted) of the products with id > afterID in ascending
+	// id order, at most limit, read in one statement (a PageReader of the database for
+	// Validate).
+	Versions(ctx context.Context, afterID string, limit int) ([]DocVersion, error)
 	// Known returns which of ids exist as products now (live or tombstone).
 	Known(ctx context.Context, ids []string) (map[string]bool, error)
-	// Forget drops what Record/Stream recorded for rebuildID.
-	Forget(ctx context.Context, rebuildID string) error
 	// Count returns the number of products, tombstones included, for progress estimates.
 	Count(ctx context.Context) (int64, error)
 	// AwaitRelayed waits until every event committed before the call is in the event log
@@ -127,12 +129,16 @@ var ErrNotRetained = errors.New("event log: records are no longer retained")
 type EventLog interface {
 	// EndOffsets returns the current end (high watermark) of every partition.
 	EndOffsets(ctx context.Context) (Offsets, error)
-	// Read reads every partition from from (inclusive; nil means the earliest retained
-	// record) to to (exclusive), calling fn with batches of decoded events. Records that are
-	// not product events are skipped and counted in skipped (the live projector dead-letters
-	// them). It returns when every partition reached to. A from below the log's start fails
-	// with an error wrapping ErrNotRetained.
-	Read(ctx context.Context, from, to Offsets, fn func([]product.Event) error) (read, skipped int64, err error)
+	// StartOffsets returns the oldest retained offset of every partition.
+	StartOffsets(ctx context.Context) (Offsets, error)
+	// Read reads every partition from from (inclusive; nil or a missing partition means the
+	// earliest retained record) to to (exclusive), calling fn with batches of decoded events
+	// and the position after each batch (every partition of to: the offset of its next record
+	// not handed to fn yet), so a later Read from that position goes on exactly after the
+	// batch. Records that are not product events are skipped and counted in skipped (the live
+	// projector dead-letters them). It returns when every partition reached to. A from below
+	// the log's start fails with an error wrapping ErrNotRetained.
+	Read(ctx context.Context, from, to Offsets, fn func(events []product.Event, next Offsets) error) (read, skipped int64, err error)
 	// Committed returns group's committed offsets on every partition (the next record the
 	// group reads); a partition the group never committed has 0. Everything below them has
 	// been applied by the group's consumers.

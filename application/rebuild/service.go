@@ -17,7 +17,9 @@ import (
 
 // Config tunes the rebuild.
 type Config struct {
-	// BatchSize is the number of documents per bulk write during fill and catch-up.
+	// BatchSize is the number of products per chunk of a database fill (each read in one short
+	// statement and written in one bulk write; a resumed fill redoes at most the chunks written
+	// since the last save).
 	BatchSize int
 	// ValidatePageSize is the page size of the validation's merge of the database snapshot
 	// with the new index.
@@ -56,6 +58,11 @@ type Config struct {
 	// RecoveryInterval is how often RunRecovery looks for records whose runner died and for
 	// a live index that is behind the event log.
 	RecoveryInterval time.Duration
+	// RateWindow is how far back the rate of a rebuild's current phase (and so its ETA) looks.
+	RateWindow time.Duration
+	// MaxPendingDifferences bounds the differences validation holds before it settles them
+	// against the event log (see validate): memory stays bounded under any write load.
+	MaxPendingDifferences int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// BeforeValidate, when set, runs after catch-up and before validation. Tests use it to
@@ -109,6 +116,12 @@ func (c *Config) setDefaults() {
 	if c.RecoveryInterval == 0 {
 		c.RecoveryInterval = DefaultRecoveryInterval
 	}
+	if c.RateWindow == 0 {
+		c.RateWindow = 30 * time.Second
+	}
+	if c.MaxPendingDifferences == 0 {
+		c.MaxPendingDifferences = 50_000
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -116,8 +129,8 @@ func (c *Config) setDefaults() {
 
 // Validate reports a configuration that cannot work.
 func (c Config) Validate() error {
-	if c.BatchSize < 1 || c.ValidatePageSize < 1 || c.SaveInterval <= 0 {
-		return errors.New("rebuild: batch size, validate page size and save interval must be positive")
+	if c.BatchSize < 1 || c.ValidatePageSize < 1 || c.SaveInterval <= 0 || c.RateWindow <= 0 || c.MaxPendingDifferences < 1 {
+		return errors.New("rebuild: batch size, validate page size, save interval, rate window and pending differences must be positive")
 	}
 	if c.ProjectorGroup == "" {
 		return errors.New("rebuild: the projector's consumer group is empty")
@@ -139,7 +152,7 @@ type Service struct {
 	log      *slog.Logger
 
 	mu      sync.Mutex
-	running map[string]context.CancelFunc
+	running map[string]context.CancelCauseFunc
 	wg      sync.WaitGroup
 }
 
@@ -153,7 +166,7 @@ func NewService(cfg Config, store Store, products ProductSource, events EventLog
 		return nil, errors.New("rebuild: nil dependency")
 	}
 	return &Service{cfg: cfg, store: store, products: products, events: events, target: target, log: log,
-		running: map[string]context.CancelFunc{}}, nil
+		running: map[string]context.CancelCauseFunc{}}, nil
 }
 
 // Start begins a rebuild from source and returns its record at once; the rebuild runs in
@@ -185,12 +198,13 @@ func (s *Service) Start(ctx context.Context, source rebuild.Source) (rebuild.Sna
 }
 
 // launch runs r in the background under lock, which it releases at the end, and keeps the
-// record's heartbeat while it runs. A recovery that resumes a rebuild it took over (instead
-// of failing it) would hand the record and its lock to launch the same way.
+// record's heartbeat while it runs: a new rebuild, or one this process took over to resume.
+// A run stopped by a shutdown or a lost lock hands the record off once its heartbeat has
+// stopped, for the next replica that holds the lock to resume.
 func (s *Service) launch(lock Lock, r *rebuild.Rebuild) {
 	runCtx, cancel := context.WithCancelCause(context.Background())
 	s.mu.Lock()
-	s.running[r.ID()] = func() { cancel(context.Canceled) }
+	s.running[r.ID()] = cancel
 	s.mu.Unlock()
 	s.wg.Add(1)
 	go func() {
@@ -201,10 +215,18 @@ func (s *Service) launch(lock Lock, r *rebuild.Rebuild) {
 			defer close(beating)
 			s.keepAlive(beatCtx, lock, r.ID(), cancel)
 		}()
-		s.run(runCtx, r)
+		handOff := s.run(runCtx, r)
 		// The heartbeat goes on until the outcome is saved: a runner cleaning up is alive.
 		stopBeat()
 		<-beating
+		if handOff {
+			hctx, hcancel := context.WithTimeout(context.Background(), 10*time.Second)
+			if err := s.store.HandOff(hctx, r.ID(), s.cfg.Owner); err != nil {
+				// Its heartbeat expires instead, and recovery takes it over a few seconds later.
+				s.log.Warn("rebuild: could not hand the record off; a replica resumes it once its heartbeat has expired", "rebuild", r.ID(), "err", err)
+			}
+			hcancel()
+		}
 		lock.Release()
 		s.mu.Lock()
 		delete(s.running, r.ID())
@@ -258,12 +280,18 @@ func (s *Service) keepAlive(ctx context.Context, lock Lock, id string, stop cont
 // indices, after recovering records whose runner died. A record that is unfinished but whose
 // runner still beats means that runner lost its lock's session and is stopping (within a
 // heartbeat interval): the operation is refused with rebuild.ErrAlreadyRunning until it has.
+// A rebuild that recovery resumes gets the lock, and the operation is refused the same way.
 func (s *Service) acquire(ctx context.Context) (Lock, error) {
 	lock, err := s.tryLock(ctx)
 	if err != nil {
 		return nil, err
 	}
-	_, alive, err := s.recoverRecords(ctx)
+	_, alive, resumed, err := s.recoverRecords(ctx)
+	if resumed != nil {
+		snap := resumed.Snapshot()
+		s.launch(lock, resumed)
+		return nil, fmt.Errorf("%w: rebuild %s (phase %s) was interrupted and has just been resumed", rebuild.ErrAlreadyRunning, snap.ID, snap.Phase)
+	}
 	if err == nil && alive != nil {
 		err = fmt.Errorf("%w: rebuild %s (phase %s) of %s is still running although the lock was free: it lost its lock and stops within %s",
 			rebuild.ErrAlreadyRunning, alive.ID, alive.Phase, alive.Owner, s.cfg.HeartbeatInterval)
@@ -324,7 +352,7 @@ func (s *Service) Cancel(ctx context.Context, id string) (rebuild.Snapshot, erro
 	cancel := s.running[id]
 	s.mu.Unlock()
 	if cancel != nil {
-		cancel()
+		cancel(context.Canceled)
 	}
 	return r.Snapshot(), nil
 }
@@ -362,11 +390,16 @@ func (s *Service) RunnerLost(snap rebuild.Snapshot) bool {
 	return snap.RunnerLost(s.cfg.Now(), s.cfg.HeartbeatTimeout)
 }
 
-// RecoverInterrupted takes over the rebuilds whose runner died (no heartbeat within the
-// heartbeat timeout): one that died after its alias switch is drained and succeeds, any other
-// is marked failed and its unfinished index deleted. Then, if the live index is behind the
-// event log (a drain after a switch did not finish), it catches it up. It runs only when it
-// can take the rebuild lock (nothing else runs) and returns the number of records recovered.
+// RecoverInterrupted takes over the rebuilds whose runner stopped (no heartbeat within the
+// heartbeat timeout, or handed off by a runner that shut down or lost its lock): one that
+// stopped after its alias switch is drained and succeeds; one that can go on is resumed from
+// its last completed chunk under the same id, in the background of this process, which keeps
+// the lock for it; one whose cancellation was requested is cancelled; any other is marked
+// failed and its unfinished index deleted. Then, unless a rebuild was resumed, if the live
+// index is behind the event log (a drain after a switch did not finish), it catches it up (a
+// resumed rebuild holds the lock until it ends, and the catch-up waits for it). It runs only
+// when it can take the rebuild lock (nothing else runs) and returns the number of records
+// recovered.
 func (s *Service) RecoverInterrupted(ctx context.Context) (int, error) {
 	lock, err := s.store.TryLock(ctx)
 	if errors.Is(err, rebuild.ErrAlreadyRunning) {
@@ -375,8 +408,18 @@ func (s *Service) RecoverInterrupted(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("recover rebuilds: %w", err)
 	}
+	n, _, resumed, err := s.recoverRecords(ctx)
+	if resumed != nil {
+		snap := resumed.Snapshot()
+		s.log.Warn("rebuild resumed", "rebuild", snap.ID, "phase", snap.Phase, "docs_done", snap.DocsDone,
+			"docs_total", snap.DocsTotal, "resumes", snap.Resumes)
+		s.launch(lock, resumed)
+		if err != nil {
+			return n, fmt.Errorf("recover rebuilds: %w", err)
+		}
+		return n, nil
+	}
 	defer lock.Release()
-	n, _, err := s.recoverRecords(ctx)
 	if err != nil {
 		return n, fmt.Errorf("recover rebuilds: %w", err)
 	}
@@ -438,12 +481,13 @@ func (s *Service) needsRecovery(ctx context.Context) (bool, error) {
 const recoverScan = 20
 
 // recoverRecords requires the lock. It takes over every unfinished record whose runner's
-// heartbeat expired and recovers it; alive is an unfinished record whose runner still beats
-// (it lost its lock and is stopping), which is left alone.
-func (s *Service) recoverRecords(ctx context.Context) (n int, alive *rebuild.Snapshot, err error) {
+// heartbeat expired (or that was handed off) and recovers it; alive is an unfinished record
+// whose runner still beats (it lost its lock and is stopping), which is left alone; resumed is
+// a record taken over to be resumed, which the caller must launch under the lock.
+func (s *Service) recoverRecords(ctx context.Context) (n int, alive *rebuild.Snapshot, resumed *rebuild.Rebuild, err error) {
 	list, err := s.store.List(ctx, recoverScan)
 	if err != nil {
-		return 0, nil, err
+		return 0, nil, nil, err
 	}
 	for _, r := range list {
 		snap := r.Snapshot()
@@ -457,51 +501,87 @@ func (s *Service) recoverRecords(ctx context.Context) (n int, alive *rebuild.Sna
 		}
 		taken, ok, err := s.store.TakeOver(ctx, snap.ID, s.cfg.Owner, now, now.Add(-s.cfg.HeartbeatTimeout))
 		if err != nil {
-			return n, alive, err
+			return n, alive, resumed, err
 		}
 		if !ok {
 			continue // it beat or finished in the meantime
 		}
 		s.log.Warn("rebuild recovery: took over a rebuild whose runner stopped beating",
-			"rebuild", snap.ID, "phase", snap.Phase, "runner", snap.Owner, "last_heartbeat", snap.HeartbeatAt)
-		if err := s.recoverRecord(ctx, taken, snap); err != nil {
-			return n, alive, err
+			"rebuild", snap.ID, "phase", snap.Phase, "runner", orUnknown(snap.Owner), "last_heartbeat", snap.HeartbeatAt)
+		resume, err := s.recoverRecord(ctx, taken, snap, resumed == nil)
+		if err != nil {
+			return n, alive, resumed, err
+		}
+		if resume {
+			resumed = taken
 		}
 		n++
 	}
-	return n, alive, nil
+	return n, alive, resumed, nil
 }
 
-// recoverRecord ends a record this process took over; was is the record before the take-over.
-// A rebuild that died after its switch is drained and succeeds; any other is failed and its
-// unfinished index deleted. (This is where a resumable fill would resume instead: the record
-// and the lock are this process's.)
-func (s *Service) recoverRecord(ctx context.Context, r *rebuild.Rebuild, was rebuild.Snapshot) error {
+// recoverRecord ends or resumes a record this process took over; was is the record before the
+// take-over. A rebuild that died after its switch is drained and succeeds. One that can go on
+// (it has not switched, knows where its catch-up starts and the alias has not moved) is
+// resumed when mayResume: resume is true, and the caller launches r. One whose
+// cancellation was requested meanwhile is cancelled. Any other is failed; an unfinished index
+// is deleted.
+func (s *Service) recoverRecord(ctx context.Context, r *rebuild.Rebuild, was rebuild.Snapshot, mayResume bool) (resume bool, err error) {
 	snap := r.Snapshot()
 	alias, aerr := s.target.AliasTarget(ctx)
 	if snap.ToIndex != "" && aerr == nil && alias == snap.ToIndex && len(snap.DrainFrom) > 0 {
 		// It died after the switch: the new index is live but may lack the events the
 		// live projector applied to the old one between catch-up and switch. Finish the
 		// drain, and the rebuild has done all it set out to do.
-		return s.finishDrain(ctx, r)
+		return false, s.finishDrain(ctx, r)
 	}
-	if snap.ToIndex != "" && (aerr != nil || alias != snap.ToIndex) {
+	if aerr != nil && !errors.Is(aerr, ErrNoAlias) {
+		return false, aerr // the read model cannot be asked: try again later, record untouched
+	}
+	cancelled, err := s.store.CancelRequested(ctx, snap.ID)
+	if err != nil {
+		return false, err
+	}
+	why := ""
+	switch {
+	case cancelled:
+	case !snap.Resumable():
+		why = "it cannot be resumed from phase " + string(snap.Phase)
+	case !mayResume:
+		why = "another rebuild is resumed"
+	case snap.ToIndex != "" && alias != snap.FromIndex:
+		why = fmt.Sprintf("the alias moved meanwhile (it points at %q, the rebuild started from %q)", alias, snap.FromIndex)
+	default:
+		r.Resume(s.cfg.Now())
+		if err := s.store.Save(ctx, r); err != nil {
+			return false, err
+		}
+		return true, nil
+	}
+	if snap.ToIndex != "" && alias != snap.ToIndex {
 		if err := s.target.DeleteIndex(ctx, snap.ToIndex); err != nil {
 			s.log.Warn("rebuild recovery: could not delete the unfinished index", "index", snap.ToIndex, "err", err)
 		} else {
 			_ = s.store.ClearIndexPosition(ctx, snap.ToIndex)
 		}
 	}
-	if err := r.Fail(fmt.Sprintf("interrupted in phase %s: the process running it stopped (runner %s, last heartbeat %s)",
-		snap.Phase, orUnknown(was.Owner), was.HeartbeatAt.UTC().Format(time.RFC3339)), s.cfg.Now()); err != nil {
-		return err
+	now := s.cfg.Now()
+	if cancelled {
+		if err := r.Cancel(now); err != nil {
+			return false, err
+		}
+		s.log.Warn("rebuild recovery: the interrupted rebuild's cancellation was requested; cancelled", "rebuild", r.ID(), "phase", snap.Phase)
+		return false, s.store.Save(ctx, r)
+	}
+	if err := r.Fail(fmt.Sprintf("interrupted in phase %s: the process running it stopped (runner %s, last heartbeat %s), and %s",
+		snap.Phase, orUnknown(was.Owner), was.HeartbeatAt.UTC().Format(time.RFC3339), why), now); err != nil {
+		return false, err
 	}
 	if err := s.store.Save(ctx, r); err != nil {
-		return err
+		return false, err
 	}
-	_ = s.products.Forget(ctx, r.ID())
-	s.log.Warn("rebuild recovered as failed", "rebuild", r.ID(), "phase", snap.Phase)
-	return nil
+	s.log.Warn("rebuild recovered as failed", "rebuild", r.ID(), "phase", snap.Phase, "why", why)
+	return false, nil
 }
 
 func orUnknown(s string) string {
@@ -535,11 +615,7 @@ func (s *Service) finishDrain(ctx context.Context, r *rebuild.Rebuild) error {
 			return cerr
 		}
 	}
-	if err := s.store.Save(ctx, r); err != nil {
-		return err
-	}
-	_ = s.products.Forget(ctx, r.ID())
-	return nil
+	return s.store.Save(ctx, r)
 }
 
 // catchUpLive requires the lock. When the index the alias points at has a recorded position
@@ -577,13 +653,15 @@ func (s *Service) catchUpLive(ctx context.Context) error {
 // Wait blocks until the rebuilds this process runs have ended (for graceful shutdown).
 func (s *Service) Wait() { s.wg.Wait() }
 
-// CancelAll cancels the rebuilds this process runs; used on shutdown, so they end as
-// cancelled with their indices cleaned up instead of being found interrupted later.
-func (s *Service) CancelAll() {
+// HandOffAll stops the rebuilds this process runs without ending them, on shutdown: each
+// saves its progress, keeps its index and hands its record off, and the next replica that
+// holds the lock (another one at once, or this one after its restart) resumes it from its last
+// completed chunk. A rebuild past its alias switch finishes its drain first.
+func (s *Service) HandOffAll() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, c := range s.running {
-		c()
+		c(errHandOff)
 	}
 }
 

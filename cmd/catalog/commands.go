@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -56,12 +57,17 @@ relays, then exits.
 
 The admin port can prune indices, roll the alias back, start rebuilds and replay the DLQ:
 with the admin role, serve refuses to start (exit 2) when GRPC_ADDR is not a loopback address and neither
-ADMIN_TOKEN (or ADMIN_TOKEN_FILE) nor mutual TLS (GRPC_TLS_CLIENT_CA_FILE) protects it.`,
+ADMIN_TOKEN (or ADMIN_TOKEN_FILE) nor mutual TLS (GRPC_TLS_CLIENT_CA_FILE) protects it.
+
+The admin role also serves the operations console (pipeline, charts, rebuilds, indices, dead
+letters, verify) on CONSOLE_ADDR (default 127.0.0.1:8081; empty disables it), behind a login
+with ADMIN_TOKEN; serve refuses to start when CONSOLE_ADDR is not a loopback address and
+ADMIN_TOKEN is unset.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Refused before anything is started or connected: an admin port that anyone on
 			// the network could use is a configuration mistake (exit 2).
-			if err := cfg.CheckAdminExposure(); err != nil && cfg.Runs(service.RoleAdmin) {
+			if err := errors.Join(cfg.CheckAdminExposure(), cfg.CheckConsoleExposure()); err != nil && cfg.Runs(service.RoleAdmin) {
 				return configError(err)
 			}
 			log := service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)

@@ -51,12 +51,16 @@ current mapping is filled from the source, caught up with live events, validated
 database and made live by one atomic alias switch. Readers never see downtime; if anything
 fails before the switch, the alias is left untouched.
 
---source=database (the default) reads one consistent snapshot of the products table;
+--source=database (the default) reads the products table in primary-key chunks, each in a
+short transaction of its own, and catches up with the changes made meanwhile;
 --source=kafka replays the events topic from offset 0 (only for topics that keep history).
+A rebuild whose process is killed or shut down is resumed by a serving replica, under the
+same id, from its last completed chunk.
 
 Prints the rebuild's id on stdout. With --wait it follows the rebuild to its end, showing a
-progress bar on a terminal and plain lines otherwise, and exits 0 if it succeeded and 1 if it
-failed or was cancelled. Leaving early (Ctrl-C, --timeout) does not stop the rebuild.
+progress bar on a terminal and plain lines otherwise (with the rate over the last 30 seconds
+and the time the phase still needs), and exits 0 if it succeeded and 1 if it failed or was
+cancelled. Leaving early (Ctrl-C, --timeout) does not stop the rebuild.
 
 Only one rebuild runs at a time across all replicas; asking for a second one fails with exit
 code 1 and names the one that runs.`,
@@ -348,26 +352,32 @@ func (v *progressView) done() {
 //
 //	fill         [==========>         ]  52.1%  521,000/1,000,000  8,120/s  ETA 59s
 //
-// The bar shrinks first when the terminal is narrow; the figures are what matter.
+// The bar and the figures follow the phase's work: documents in a database fill, events in a
+// Kafka fill or a catch-up ("events" after the counts). The bar shrinks first when the
+// terminal is narrow; the figures are what matter.
 func renderProgressBar(p *projectionv1.RebuildProgress, width int) string {
 	phase := fmt.Sprintf("%-15s", phaseLabel(p.GetPhase()))
 	var figures strings.Builder
-	done, total := p.GetDocsDone(), p.GetDocsTotal()
+	done, total, unit := work(p)
 	frac := -1.0
 	if total > 0 {
 		frac = min(float64(done)/float64(total), 1)
-		fmt.Fprintf(&figures, " %5.1f%%  %s/%s", frac*100, groupDigits(done), groupDigits(total))
+		fmt.Fprintf(&figures, " %5.1f%%  %s/%s%s", frac*100, groupDigits(done), groupDigits(total), unit)
 	} else if done > 0 {
-		fmt.Fprintf(&figures, "  %s", groupDigits(done))
+		fmt.Fprintf(&figures, "  %s%s", groupDigits(done), unit)
 	}
-	if r := p.GetRateDocsPerSecond(); r > 0 {
+	if r := rate(p); r > 0 {
 		fmt.Fprintf(&figures, "  %s/s", groupDigits(int64(r+0.5)))
 	}
 	if eta := p.GetEta(); eta != nil {
 		fmt.Fprintf(&figures, "  ETA %s", formatETA(eta.AsDuration()))
 	}
 	if p.GetRebuild().GetRunnerLost() {
-		figures.WriteString("  RUNNER NOT RESPONDING")
+		if p.GetRebuild().GetRunner() == "" {
+			figures.WriteString("  WAITING TO BE RESUMED")
+		} else {
+			figures.WriteString("  RUNNER NOT RESPONDING")
+		}
 	}
 	barWidth := min(width-len(phase)-figures.Len()-3, 30)
 	if barWidth < 5 {
@@ -396,22 +406,44 @@ func renderProgressBar(p *projectionv1.RebuildProgress, width int) string {
 	return truncate(phase+" "+bar.String()+figures.String(), width)
 }
 
+// work is the progress a bar shows: events (labelled) while the phase's rate counts events,
+// documents otherwise.
+func work(p *projectionv1.RebuildProgress) (done, total int64, unit string) {
+	if p.GetRebuild().GetRateUnit() == "events" || (p.GetRateEventsPerSecond() > 0 && p.GetRateDocsPerSecond() == 0) {
+		return p.GetEventsDone(), p.GetEventsTotal(), " events"
+	}
+	return p.GetDocsDone(), p.GetDocsTotal(), ""
+}
+
+// rate is the phase's recent rate, in whichever unit it counts.
+func rate(p *projectionv1.RebuildProgress) float64 {
+	return max(p.GetRateDocsPerSecond(), p.GetRateEventsPerSecond())
+}
+
 // renderProgressLine is the plain form: one self-contained, greppable line.
 func renderProgressLine(p *projectionv1.RebuildProgress, now time.Time) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s rebuild %s phase=%s docs=%d/%d", now.UTC().Format(time.RFC3339),
 		p.GetRebuild().GetId(), phaseLabel(p.GetPhase()), p.GetDocsDone(), p.GetDocsTotal())
+	if p.GetEventsTotal() > 0 || p.GetEventsDone() > 0 {
+		fmt.Fprintf(&b, " events=%d/%d", p.GetEventsDone(), p.GetEventsTotal())
+	}
 	if r := p.GetRateDocsPerSecond(); r > 0 {
 		fmt.Fprintf(&b, " rate=%.0f/s", r)
+	} else if r := p.GetRateEventsPerSecond(); r > 0 {
+		fmt.Fprintf(&b, " rate=%.0f/s rate_unit=events", r)
 	}
 	if eta := p.GetEta(); eta != nil {
 		fmt.Fprintf(&b, " eta=%s", formatETA(eta.AsDuration()))
+	}
+	if n := p.GetRebuild().GetResumes(); n > 0 {
+		fmt.Fprintf(&b, " resumes=%d", n)
 	}
 	if e := p.GetRebuild().GetError(); e != "" {
 		fmt.Fprintf(&b, " error=%q", e)
 	}
 	if p.GetRebuild().GetRunnerLost() {
-		fmt.Fprintf(&b, " runner_lost=%s", p.GetRebuild().GetRunner())
+		fmt.Fprintf(&b, " runner_lost=%s", orDash(p.GetRebuild().GetRunner()))
 	}
 	return b.String()
 }
@@ -422,6 +454,19 @@ func printRebuild(w io.Writer, r *projectionv1.Rebuild) {
 	fmt.Fprintf(w, "phase     %s\n", phaseLabel(r.GetPhase()))
 	fmt.Fprintf(w, "indices   %s -> %s\n", orDash(r.GetFromIndex()), orDash(r.GetToIndex()))
 	fmt.Fprintf(w, "documents %s/%s\n", groupDigits(r.GetDocsDone()), groupDigits(r.GetDocsTotal()))
+	if r.GetEventsTotal() > 0 || r.GetEventsDone() > 0 {
+		fmt.Fprintf(w, "events    %s/%s\n", groupDigits(r.GetEventsDone()), groupDigits(r.GetEventsTotal()))
+	}
+	if rate := r.GetRatePerSecond(); rate > 0 {
+		fmt.Fprintf(w, "rate      %s %s/s (last 30 s)\n", groupDigits(int64(rate+0.5)), r.GetRateUnit())
+	}
+	if eta := r.GetEta(); eta != nil {
+		fmt.Fprintf(w, "eta       %s (%s ends about %s)\n", formatETA(eta.AsDuration()), phaseLabel(r.GetPhase()),
+			r.GetEstimatedCompletion().AsTime().UTC().Format(time.RFC3339))
+	}
+	if n := r.GetResumes(); n > 0 {
+		fmt.Fprintf(w, "resumed   %d time(s) from its last completed chunk\n", n)
+	}
 	fmt.Fprintf(w, "started   %s\n", r.GetStartedAt().AsTime().UTC().Format(time.RFC3339))
 	if line := runnerLine(r, time.Now()); line != "" {
 		fmt.Fprintf(w, "runner    %s\n", line)
@@ -447,7 +492,13 @@ func printRebuild(w io.Writer, r *projectionv1.Rebuild) {
 // runnerLine says who runs an unfinished rebuild and whether it is alive; "" for a finished
 // one or a record without a runner.
 func runnerLine(r *projectionv1.Rebuild, now time.Time) string {
-	if terminal(r.GetPhase()) || r.GetRunner() == "" {
+	if terminal(r.GetPhase()) {
+		return ""
+	}
+	if r.GetRunner() == "" {
+		if r.GetRunnerLost() {
+			return "none: handed off (its process shut down or lost the rebuild lock); a serving replica resumes it from its last completed chunk within seconds"
+		}
 		return ""
 	}
 	age := "never"
@@ -455,7 +506,7 @@ func runnerLine(r *projectionv1.Rebuild, now time.Time) string {
 		age = now.Sub(hb.AsTime()).Round(time.Second).String() + " ago"
 	}
 	if r.GetRunnerLost() {
-		return fmt.Sprintf("%s NOT RESPONDING (last heartbeat %s): its process died or cannot reach the database; a replica's recovery marks the rebuild failed within seconds", r.GetRunner(), age)
+		return fmt.Sprintf("%s NOT RESPONDING (last heartbeat %s): its process died or cannot reach the database; a serving replica's recovery resumes the rebuild from its last completed chunk within seconds", r.GetRunner(), age)
 	}
 	return fmt.Sprintf("%s (heartbeat %s)", r.GetRunner(), age)
 }
@@ -464,21 +515,31 @@ func runnerLine(r *projectionv1.Rebuild, now time.Time) string {
 // (`status --json`, `verify --json`): counts are numbers, durations seconds in a *_seconds
 // field, phases and sources lower-case words, times RFC 3339 or null.
 type rebuildJSON struct {
-	ID           string            `json:"id"`
-	Source       string            `json:"source"`
-	Phase        string            `json:"phase"`
-	FromIndex    string            `json:"from_index"`
-	ToIndex      string            `json:"to_index"`
-	DocsDone     int64             `json:"docs_done"`
-	DocsTotal    int64             `json:"docs_total"`
-	StartedAt    *time.Time        `json:"started_at"`
-	UpdatedAt    *time.Time        `json:"updated_at"`
-	FinishedAt   *time.Time        `json:"finished_at"`
-	Error        string            `json:"error"`
-	Runner       string            `json:"runner"`
-	HeartbeatAt  *time.Time        `json:"heartbeat_at"`
-	RunnerLost   bool              `json:"runner_lost"`
-	PhaseTimings []phaseTimingJSON `json:"phase_timings"`
+	ID          string `json:"id"`
+	Source      string `json:"source"`
+	Phase       string `json:"phase"`
+	FromIndex   string `json:"from_index"`
+	ToIndex     string `json:"to_index"`
+	DocsDone    int64  `json:"docs_done"`
+	DocsTotal   int64  `json:"docs_total"`
+	EventsDone  int64  `json:"events_done"`
+	EventsTotal int64  `json:"events_total"`
+	// RatePerSecond is over a recent window, in RateUnit (documents, or events while a
+	// catch-up or a Kafka fill runs).
+	RatePerSecond float64 `json:"rate_per_second"`
+	RateUnit      string  `json:"rate_unit"`
+	// ETASeconds is the time the phase still needs; null when it cannot be estimated yet.
+	ETASeconds          *float64          `json:"eta_seconds"`
+	EstimatedCompletion *time.Time        `json:"estimated_completion"`
+	Resumes             int32             `json:"resumes"`
+	StartedAt           *time.Time        `json:"started_at"`
+	UpdatedAt           *time.Time        `json:"updated_at"`
+	FinishedAt          *time.Time        `json:"finished_at"`
+	Error               string            `json:"error"`
+	Runner              string            `json:"runner"`
+	HeartbeatAt         *time.Time        `json:"heartbeat_at"`
+	RunnerLost          bool              `json:"runner_lost"`
+	PhaseTimings        []phaseTimingJSON `json:"phase_timings"`
 }
 
 type phaseTimingJSON struct {
@@ -498,7 +559,13 @@ func rebuildToJSON(r *projectionv1.Rebuild) rebuildJSON {
 	out := rebuildJSON{ID: r.GetId(), Source: sourceLabel(r.GetSource()), Phase: phaseLabel(r.GetPhase()),
 		FromIndex: r.GetFromIndex(), ToIndex: r.GetToIndex(), DocsDone: r.GetDocsDone(), DocsTotal: r.GetDocsTotal(),
 		StartedAt: at(r.GetStartedAt()), UpdatedAt: at(r.GetUpdatedAt()), FinishedAt: at(r.GetFinishedAt()), HeartbeatAt: at(r.GetHeartbeatAt()),
-		Error: r.GetError(), Runner: r.GetRunner(), RunnerLost: r.GetRunnerLost(), PhaseTimings: []phaseTimingJSON{}}
+		Error: r.GetError(), Runner: r.GetRunner(), RunnerLost: r.GetRunnerLost(), PhaseTimings: []phaseTimingJSON{},
+		EventsDone: r.GetEventsDone(), EventsTotal: r.GetEventsTotal(), RatePerSecond: r.GetRatePerSecond(), RateUnit: r.GetRateUnit(),
+		EstimatedCompletion: at(r.GetEstimatedCompletion()), Resumes: r.GetResumes()}
+	if eta := r.GetEta(); eta != nil {
+		sec := eta.AsDuration().Seconds()
+		out.ETASeconds = &sec
+	}
 	for _, pt := range r.GetPhaseTimings() {
 		out.PhaseTimings = append(out.PhaseTimings, phaseTimingJSON{Phase: phaseLabel(pt.GetPhase()),
 			StartedAt: at(pt.GetStartedAt()), DurationSeconds: pt.GetDuration().AsDuration().Seconds()})

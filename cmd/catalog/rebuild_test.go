@@ -353,3 +353,69 @@ func TestRebuildStatusJSONFollowsTheCLIConventions(t *testing.T) {
 		t.Errorf("proto names leak into the JSON:\n%s", out)
 	}
 }
+
+// TestRebuildStatusShowsRateETAAndResumes: the record's recent rate, the time the phase still
+// needs with the moment it ends, the events apart from the documents, and how often the
+// rebuild was resumed; --json carries the same figures for scripts.
+func TestRebuildStatusShowsRateETAAndResumes(t *testing.T) {
+	s := snap(rebuild.PhaseFill, 400_000, 1_000_000, 10*time.Second, "")
+	s.Rate, s.EventsDone, s.EventsTotal, s.Resumes = 12_000, 3, 3, 1
+	cfg := serveFake(t, &adminFake{snaps: []rebuild.Snapshot{s}})
+	out, _, err := runCmd(t, newRebuildCmd, cfg, "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"documents 400,000/1,000,000", "events    3/3", "rate      12,000 documents/s (last 30 s)",
+		"eta       50s (fill ends about 2026-03-01T12:01:00Z)", "resumed   1 time(s)"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status lacks %q:\n%s", want, out)
+		}
+	}
+	out, _, err = runCmd(t, newRebuildCmd, cfg, "status", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal([]byte(out), &got); err != nil {
+		t.Fatalf("json: %v\n%s", err, out)
+	}
+	if got["rate_per_second"] != 12000.0 || got["rate_unit"] != "documents" || got["eta_seconds"] != 50.0 ||
+		got["estimated_completion"] != "2026-03-01T12:01:00Z" || got["resumes"] != 1.0 {
+		t.Errorf("status --json: %s", out)
+	}
+}
+
+// TestRebuildStatusShowsAHandedOffRebuild: a record without a runner whose runner is "lost"
+// was handed off (a shutdown, a lost lock): status says a replica resumes it, not that a
+// runner does not respond.
+func TestRebuildStatusShowsAHandedOffRebuild(t *testing.T) {
+	s := snap(rebuild.PhaseFill, 10, 100, time.Second, "")
+	cfg := serveFake(t, &adminFake{snaps: []rebuild.Snapshot{s}, lost: true})
+	out, _, err := runCmd(t, newRebuildCmd, cfg, "status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "runner    none: handed off") || !strings.Contains(out, "resumes it from its last completed chunk") || strings.Contains(out, "NOT RESPONDING") {
+		t.Errorf("status of a handed-off rebuild:\n%s", out)
+	}
+}
+
+// TestRenderProgressInEvents: a catch-up (or a Kafka fill) counts events: the bar shows them,
+// labelled, and the plain line says what the rate counts.
+func TestRenderProgressInEvents(t *testing.T) {
+	p := &projectionv1.RebuildProgress{
+		Rebuild: &projectionv1.Rebuild{Id: "r1", RateUnit: "events", RatePerSecond: 250, Resumes: 2},
+		Phase:   projectionv1.RebuildPhase_REBUILD_PHASE_CATCH_UP, DocsDone: 1000, DocsTotal: 1000,
+		EventsDone: 500, EventsTotal: 2000, RateEventsPerSecond: 250, Eta: durationpb.New(6 * time.Second),
+	}
+	line := renderProgressBar(p, 120)
+	for _, want := range []string{"catch_up", "25.0%", "500/2,000 events", "250/s", "ETA 6s"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("bar %q lacks %q", line, want)
+		}
+	}
+	plain := renderProgressLine(p, t0)
+	if plain != "2026-03-01T12:00:00Z rebuild r1 phase=catch_up docs=1000/1000 events=500/2000 rate=250/s rate_unit=events eta=6s resumes=2" {
+		t.Errorf("plain = %q", plain)
+	}
+}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"encoding/json"
@@ -12,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -26,24 +24,6 @@ import (
 	"github.com/marketplace/catalog/service"
 )
 
-// lockedBuffer is a bytes.Buffer safe for the process's concurrent loggers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // setEnv sets the process environment for the commands a test runs in-process; every
 // setting not named is unset, so the developer's environment cannot leak in.
 func setEnv(t *testing.T, env map[string]string) {
@@ -54,6 +34,10 @@ func setEnv(t *testing.T, env map[string]string) {
 			t.Fatal(err)
 		}
 	}
+	if _, ok := env["CONSOLE_ADDR"]; !ok {
+		// The console is on by default on a fixed port; tests that want it give it theirs.
+		t.Setenv("CONSOLE_ADDR", "")
+	}
 	for k, v := range env {
 		t.Setenv(k, v)
 	}
@@ -61,9 +45,9 @@ func setEnv(t *testing.T, env map[string]string) {
 
 // serveInProcess runs `catalog serve` with the current environment until the test ends and
 // waits until its API answers on base. It returns the process's log.
-func serveInProcess(t *testing.T, base string, client *http.Client) *lockedBuffer {
+func serveInProcess(t *testing.T, base string, client *http.Client) *testenv.Output {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &testenv.Output{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	go func() { done <- run(ctx, []string{"serve"}, logs) }()
@@ -294,7 +278,7 @@ func TestWrongCredentialsStopTheRoleAtOnce(t *testing.T) {
 	}
 	check := func(t *testing.T, args []string, want string) {
 		t.Helper()
-		var stderr lockedBuffer
+		var stderr testenv.Output
 		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 		defer cancel()
 		start := time.Now()
@@ -316,20 +300,25 @@ func TestWrongCredentialsStopTheRoleAtOnce(t *testing.T) {
 	check(t, []string{"project"}, "the cluster refused the credentials: check ELASTICSEARCH_API_KEY")
 }
 
+// serveChecks runs `catalog serve` with env against an unreachable database and a cancelled
+// context: a configuration serve refuses exits 2, one that passes its checks exits 1.
+func serveChecks(t *testing.T, env map[string]string) (int, string) {
+	t.Helper()
+	env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1"
+	setEnv(t, env)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var stderr testenv.Output
+	return run(ctx, []string{"serve"}, &stderr), stderr.String()
+}
+
 // TestServeRefusesAnOpenAdminPort: without the admin token or mutual TLS, serve will not put
 // the admin port beyond loopback: exit 2 and one line naming GRPC_ADDR and ADMIN_TOKEN,
 // before anything is started. Loopback, the token or mutual TLS pass the check.
 func TestServeRefusesAnOpenAdminPort(t *testing.T) {
 	ca := securetest.NewCA(t, t.TempDir(), "grpc")
 	srv := ca.Issue(t, "grpc", "127.0.0.1")
-	serveWith := func(env map[string]string) (int, string) {
-		env["DATABASE_URL"] = "postgres://postgres@127.0.0.1:1/none?sslmode=disable&connect_timeout=1"
-		setEnv(t, env)
-		ctx, cancel := context.WithCancel(context.Background())
-		cancel()
-		var stderr lockedBuffer
-		return run(ctx, []string{"serve"}, &stderr), stderr.String()
-	}
+	serveWith := func(env map[string]string) (int, string) { return serveChecks(t, env) }
 	for _, addr := range []string{"0.0.0.0:18599", "[::]:18599", ":18599", "catalog.internal:9090", "10.1.2.3:9090"} {
 		code, stderr := serveWith(map[string]string{"GRPC_ADDR": addr})
 		t.Logf("GRPC_ADDR=%s: %s", addr, stderr)
@@ -346,6 +335,28 @@ func TestServeRefusesAnOpenAdminPort(t *testing.T) {
 	} {
 		// Past the check the command goes on and fails on the unreachable database (exit 1).
 		if code, stderr := serveWith(env); code != exitFailure || strings.Contains(stderr, "ADMIN_TOKEN") {
+			t.Errorf("%s: exit %d, stderr %q; want the check passed", name, code, stderr)
+		}
+	}
+}
+
+// TestServeRefusesAnOpenConsole: the console does what the admin port does, so without
+// ADMIN_TOKEN serve will not put it beyond loopback: exit 2 and one line naming CONSOLE_ADDR.
+func TestServeRefusesAnOpenConsole(t *testing.T) {
+	serveWith := func(env map[string]string) (int, string) { return serveChecks(t, env) }
+	for _, addr := range []string{"0.0.0.0:18598", ":18598", "10.1.2.3:8081"} {
+		code, stderr := serveWith(map[string]string{"CONSOLE_ADDR": addr})
+		if code != exitUsage || strings.Count(stderr, "\n") != 1 || !strings.Contains(stderr, "CONSOLE_ADDR") || !strings.Contains(stderr, "ADMIN_TOKEN") {
+			t.Errorf("CONSOLE_ADDR=%s without a login: exit %d, stderr %q; want exit 2 and one line", addr, code, stderr)
+		}
+	}
+	for name, env := range map[string]map[string]string{
+		"default":  {},
+		"disabled": {"CONSOLE_ADDR": ""},
+		"loopback": {"CONSOLE_ADDR": "127.0.0.1:18598"},
+		"token":    {"CONSOLE_ADDR": "0.0.0.0:18598", "ADMIN_TOKEN": "some-long-admin-token"},
+	} {
+		if code, stderr := serveWith(env); code != exitFailure || strings.Contains(stderr, "CONSOLE_ADDR") {
 			t.Errorf("%s: exit %d, stderr %q; want the check passed", name, code, stderr)
 		}
 	}

@@ -91,6 +91,10 @@ func settingsOf(c *service.Config) []setting {
 		{"HTTP_TLS_CERT_FILE", "http-tls-cert-file", str(&c.HTTPTLSCertFile), "REST API server certificate (PEM); serves HTTPS", nil},
 		{"HTTP_TLS_KEY_FILE", "http-tls-key-file", str(&c.HTTPTLSKeyFile), "REST API server key (PEM)", nil},
 		{"METRICS_ADDR", "metrics-addr", str(&c.MetricsAddr), "serve /metrics here instead of on HTTP_ADDR (also for relay and project)", nil},
+		{"CONSOLE_ADDR", "console-addr", emptyDisables(&c.ConsoleAddr), "operations console listen address of serve; empty disables it", nil},
+		{"CONSOLE_TLS_CERT_FILE", "console-tls-cert-file", str(&c.ConsoleTLSCertFile), "console server certificate (PEM); serves HTTPS", nil},
+		{"CONSOLE_TLS_KEY_FILE", "console-tls-key-file", str(&c.ConsoleTLSKeyFile), "console server key (PEM)", nil},
+		{"CONSOLE_SAMPLE_INTERVAL", "console-sample-interval", duration(&c.ConsoleSampleInterval), "how often the console samples the status for its charts (1s..10m; 360 samples kept)", nil},
 	}
 }
 
@@ -111,6 +115,10 @@ type settings struct {
 // declares every setting's flag on fs with that default.
 func bindSettings(fs *pflag.FlagSet, c *service.Config) *settings {
 	c.SetDefaults()
+	if c.ConsoleAddr == "" {
+		// Only the command line turns the console on by default: see service.Config.ConsoleAddr.
+		c.ConsoleAddr = service.DefaultConsoleAddr
+	}
 	s := &settings{list: settingsOf(c), fs: fs}
 	for _, st := range s.list {
 		if st.flag == "" {
@@ -137,7 +145,7 @@ func (s *settings) apply(lookup func(string) (string, bool)) error {
 			continue
 		}
 		v, ok := lookup(st.env)
-		if !ok || v == "" {
+		if !ok || (v == "" && !allowsEmpty(st.value)) {
 			continue
 		}
 		s.raw[st.env] = v
@@ -305,6 +313,22 @@ func secret(p *service.Secret) pflag.Value {
 	return &value[service.Secret]{p: p, typ: "secret", show: service.Secret.String, parse: func(s string) (service.Secret, error) {
 		return service.NewSecret(s), nil
 	}}
+}
+
+// emptyValue is a string setting whose empty value means something (off) instead of unset.
+type emptyValue struct{ pflag.Value }
+
+// AllowsEmpty marks the setting for apply.
+func (emptyValue) AllowsEmpty() bool { return true }
+
+// emptyDisables is a string setting that an empty variable sets to empty, turning off what
+// it addresses, where every other empty variable counts as unset.
+func emptyDisables(p *string) pflag.Value { return emptyValue{str(p)} }
+
+// allowsEmpty reports whether an empty variable sets v rather than leaving its default.
+func allowsEmpty(v pflag.Value) bool {
+	e, ok := v.(interface{ AllowsEmpty() bool })
+	return ok && e.AllowsEmpty()
 }
 
 // list is a comma-separated list; blanks around items and empty items are dropped.

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
+
 	"github.com/marketplace/catalog/service"
 )
 
@@ -104,6 +106,8 @@ var outOfRange = map[string][]string{
 	"KAFKA_SASL_MECHANISM":         {"scram-sha-512", "GSSAPI"},
 	"ELASTICSEARCH_CA_FINGERPRINT": {"abc", "zz:zz"},
 	"METRICS_ADDR":                 {"9100"},
+	"CONSOLE_ADDR":                 {"8081"},
+	"CONSOLE_SAMPLE_INTERVAL":      {"0", "999ms", "11m"},
 	"TOPIC_REPLICATION_FACTOR":     {"-1", "33"},
 	"TOPIC_MIN_INSYNC_REPLICAS":    {"-1", "33"},
 	"SEARCH_SHARDS":                {"0", "-1", "1025"},
@@ -132,7 +136,7 @@ func TestOutOfRangeValuesAreRejected(t *testing.T) {
 func TestValidValuesAreAccepted(t *testing.T) {
 	code, stderr := runConfig(t, map[string]string{
 		"TOPIC_PARTITIONS": "1000", "OUTBOX_LANES": "1", "RELAY_BATCH_SIZE": "100000", "RELAY_POLL_INTERVAL": "1m",
-		"OUTBOX_RETENTION": "1m", "SEARCH_REFRESH_INTERVAL": "1ms", "SHUTDOWN_TIMEOUT": "1s", "LOG_LEVEL": "debug",
+		"OUTBOX_RETENTION": "1m", "SEARCH_REFRESH_INTERVAL": "1ms", "SHUTDOWN_TIMEOUT": "1s", "LOG_LEVEL": "debug", "CONSOLE_SAMPLE_INTERVAL": "1s",
 		"LOG_FORMAT": "json", "KAFKA_BROKERS": "k1:9092, k2:9092", "ELASTICSEARCH_COMPAT": "opensearch", "SEARCH_ALIAS": "",
 	})
 	if code != exitFailure || strings.Contains(stderr, "configuration") {
@@ -195,6 +199,32 @@ func TestREADMEDocumentsEverySetting(t *testing.T) {
 			t.Errorf("README's configuration table has no row for %s", st.env)
 		}
 	}
+}
+
+// TestConsoleAddrDefaultsOnAndEmptyTurnsItOff: unlike every other variable, an empty
+// CONSOLE_ADDR is not "unset": it turns the console off, as the README says.
+func TestConsoleAddrDefaultsOnAndEmptyTurnsItOff(t *testing.T) {
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		want string
+	}{
+		"unset":    {map[string]string{}, service.DefaultConsoleAddr},
+		"empty":    {map[string]string{"CONSOLE_ADDR": ""}, ""},
+		"explicit": {map[string]string{"CONSOLE_ADDR": "127.0.0.1:18555"}, "127.0.0.1:18555"},
+	} {
+		var cfg service.Config
+		s := bindSettings(pflag.NewFlagSet("t", pflag.ContinueOnError), &cfg)
+		if err := s.apply(func(k string) (string, bool) { v, ok := tc.env[k]; return v, ok }); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if cfg.ConsoleAddr != tc.want {
+			t.Errorf("%s: ConsoleAddr %q, want %q", name, cfg.ConsoleAddr, tc.want)
+		}
+	}
+	code, stderr := runConfig(t, map[string]string{"CONSOLE_ADDR": "8081"})
+	wantConfigError(t, code, stderr, "CONSOLE_ADDR", "8081")
+	code, stderr = runConfig(t, map[string]string{"CONSOLE_ADDR": "127.0.0.1:18556", "HTTP_ADDR": "127.0.0.1:18556"})
+	wantConfigError(t, code, stderr, "CONSOLE_ADDR", "127.0.0.1:18556")
 }
 
 // TestReplicationAndRoleSettings: the settings of a scaled-out deployment are checked

@@ -76,9 +76,21 @@ func (srv *Server) rebuildToProto(s rebuild.Snapshot) *projectionv1.Rebuild {
 		Runner:       s.Owner,
 		HeartbeatAt:  ts(s.HeartbeatAt),
 		RunnerLost:   srv.svc.RunnerLost(s),
+		EventsDone:   s.EventsDone,
+		EventsTotal:  s.EventsTotal,
+		Resumes:      clampInt32(s.Resumes),
 	}
 	if s.FinishedAt != nil {
 		out.FinishedAt = ts(*s.FinishedAt)
+	}
+	if unit := s.WorkUnit(); unit != "" && s.Rate > 0 {
+		out.RatePerSecond, out.RateUnit = s.Rate, string(unit)
+	}
+	if eta, ok := s.ETA(); ok {
+		out.Eta = durationpb.New(eta)
+		if at, ok := s.EstimatedCompletion(); ok {
+			out.EstimatedCompletion = ts(at)
+		}
 	}
 	return out
 }
@@ -110,27 +122,18 @@ func phaseTimings(starts map[rebuild.Phase]time.Time) []*projectionv1.PhaseTimin
 	return out
 }
 
-// progressToProto derives rate and ETA from the record alone (not from the watcher's own
-// clock or history), so every watcher, on any replica, shows the same figures.
+// progressToProto repeats the record's figures in the shape a progress bar needs. Rate and ETA
+// come from the record (the runner measures the rate), not from the watcher's clock or
+// history, so every watcher, on any replica, shows the same figures.
 func (srv *Server) progressToProto(s rebuild.Snapshot) *projectionv1.RebuildProgress {
 	r := srv.rebuildToProto(s)
-	p := &projectionv1.RebuildProgress{Rebuild: r, Phase: r.Phase, DocsDone: s.DocsDone, DocsTotal: s.DocsTotal}
-	fillStart, ok := s.PhaseStarts[rebuild.PhaseFill]
-	if !ok {
-		return p
-	}
-	end := s.UpdatedAt
-	if s.FinishedAt != nil {
-		end = *s.FinishedAt
-	}
-	elapsed := end.Sub(fillStart).Seconds()
-	if elapsed <= 0 || s.DocsDone <= 0 {
-		return p
-	}
-	p.RateDocsPerSecond = float64(s.DocsDone) / elapsed
-	if s.Phase == rebuild.PhaseFill && s.DocsTotal > s.DocsDone {
-		secs := float64(s.DocsTotal-s.DocsDone) / p.RateDocsPerSecond
-		p.Eta = durationpb.New(time.Duration(math.Min(secs, float64(math.MaxInt64/int64(time.Second))) * float64(time.Second)))
+	p := &projectionv1.RebuildProgress{Rebuild: r, Phase: r.Phase, DocsDone: s.DocsDone, DocsTotal: s.DocsTotal,
+		EventsDone: s.EventsDone, EventsTotal: s.EventsTotal, Eta: r.Eta, EstimatedCompletion: r.EstimatedCompletion}
+	switch rebuild.Unit(r.GetRateUnit()) {
+	case rebuild.UnitDocuments:
+		p.RateDocsPerSecond = r.GetRatePerSecond()
+	case rebuild.UnitEvents:
+		p.RateEventsPerSecond = r.GetRatePerSecond()
 	}
 	return p
 }

@@ -529,11 +529,15 @@ func script(snaps ...rebuild.Snapshot) func(string) (rebuild.Snapshot, error) {
 
 func TestWatchRebuildStreamsChangesAndEndsAtTerminalPhase(t *testing.T) {
 	fill := snapshot("r1", rebuild.PhaseFill, 0, 1000, 3*time.Second)
-	half := snapshot("r1", rebuild.PhaseFill, 500, 1000, 8*time.Second) // fill began at +3s: 100 docs/s
+	half := snapshot("r1", rebuild.PhaseFill, 500, 1000, 8*time.Second)
+	half.Rate = 100 // the runner's recent rate: the record's figure is what every watcher shows
+	catchUp := snapshot("r1", rebuild.PhaseCatchUp, 1000, 1000, 12*time.Second)
+	catchUp.EventsDone, catchUp.EventsTotal, catchUp.Rate = 30, 90, 20
 	svc := &fakeService{get: script(
 		snapshot("r1", rebuild.PhasePending, 0, 0, 0),
 		fill, fill, fill, // unchanged records are not sent again
 		half,
+		catchUp,
 		snapshot("r1", rebuild.PhaseValidate, 1000, 1000, 15*time.Second),
 		snapshot("r1", rebuild.PhaseSucceeded, 1000, 1000, 20*time.Second),
 		snapshot("r1", rebuild.PhaseSucceeded, 1000, 1000, 99*time.Second), // never read
@@ -556,8 +560,8 @@ func TestWatchRebuildStreamsChangesAndEndsAtTerminalPhase(t *testing.T) {
 	}
 	want := []projectionv1.RebuildPhase{
 		projectionv1.RebuildPhase_REBUILD_PHASE_PENDING, projectionv1.RebuildPhase_REBUILD_PHASE_FILL,
-		projectionv1.RebuildPhase_REBUILD_PHASE_FILL, projectionv1.RebuildPhase_REBUILD_PHASE_VALIDATE,
-		projectionv1.RebuildPhase_REBUILD_PHASE_SUCCEEDED,
+		projectionv1.RebuildPhase_REBUILD_PHASE_FILL, projectionv1.RebuildPhase_REBUILD_PHASE_CATCH_UP,
+		projectionv1.RebuildPhase_REBUILD_PHASE_VALIDATE, projectionv1.RebuildPhase_REBUILD_PHASE_SUCCEEDED,
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %d messages (%v), want %d", len(got), got, len(want))
@@ -571,11 +575,17 @@ func TestWatchRebuildStreamsChangesAndEndsAtTerminalPhase(t *testing.T) {
 	if mid.GetDocsDone() != 500 || mid.GetDocsTotal() != 1000 || mid.GetRateDocsPerSecond() != 100 {
 		t.Errorf("progress = %v", mid)
 	}
-	if mid.GetEta().AsDuration() != 5*time.Second {
-		t.Errorf("eta = %v, want 5s", mid.GetEta().AsDuration())
+	if mid.GetEta().AsDuration() != 5*time.Second || !mid.GetEstimatedCompletion().AsTime().Equal(t0.Add(13*time.Second)) ||
+		mid.GetRebuild().GetRateUnit() != "documents" || mid.GetRebuild().GetRatePerSecond() != 100 {
+		t.Errorf("eta = %v ending %v, rate %v %s; want 5s ending at +13s, 100 documents/s", mid.GetEta().AsDuration(),
+			mid.GetEstimatedCompletion().AsTime(), mid.GetRebuild().GetRatePerSecond(), mid.GetRebuild().GetRateUnit())
 	}
-	if got[3].GetEta() != nil || got[0].GetRateDocsPerSecond() != 0 {
-		t.Errorf("eta outside the fill or rate before it: %v / %v", got[3], got[0])
+	if cu := got[3]; cu.GetRateEventsPerSecond() != 20 || cu.GetRateDocsPerSecond() != 0 || cu.GetEventsDone() != 30 ||
+		cu.GetEventsTotal() != 90 || cu.GetEta().AsDuration() != 3*time.Second {
+		t.Errorf("catch-up progress = %v, want 30 of 90 events at 20/s, 3s left", cu)
+	}
+	if got[4].GetEta() != nil || got[0].GetRateDocsPerSecond() != 0 || got[1].GetEta() != nil {
+		t.Errorf("eta outside the fill or without a rate, or rate before it: %v / %v / %v", got[4], got[0], got[1])
 	}
 	// The empty id resolved to the newest rebuild once; later reads follow that id.
 	svc.mu.Lock()

@@ -70,6 +70,10 @@ app.kubernetes.io/part-of: catalog
 {{- $files = append $files (dict "vol" "http-tls" "secret" $t.http.secretName "key" $t.http.certKey "var" "HTTP_TLS_CERT_FILE") -}}
 {{- $files = append $files (dict "vol" "http-tls" "secret" $t.http.secretName "key" $t.http.keyKey "var" "HTTP_TLS_KEY_FILE") -}}
 {{- end -}}
+{{- if $t.console.secretName -}}
+{{- $files = append $files (dict "vol" "console-tls" "secret" $t.console.secretName "key" $t.console.certKey "var" "CONSOLE_TLS_CERT_FILE") -}}
+{{- $files = append $files (dict "vol" "console-tls" "secret" $t.console.secretName "key" $t.console.keyKey "var" "CONSOLE_TLS_KEY_FILE") -}}
+{{- end -}}
 {{- toJson $files -}}
 {{- end -}}
 
@@ -87,6 +91,10 @@ app.kubernetes.io/part-of: catalog
   value: {{ if include "catalog.adminExposed" . }}"0.0.0.0:{{ .Values.service.grpcPort }}"{{ else }}"127.0.0.1:{{ .Values.service.grpcPort }}"{{ end }}
 - name: METRICS_ADDR
   value: "0.0.0.0:{{ .Values.service.metricsPort }}"
+# The operations console (api pods) listens on the pod's loopback only: reach it with
+# `kubectl port-forward deploy/<release>-catalog-api 8081` and log in with the admin token.
+- name: CONSOLE_ADDR
+  value: "127.0.0.1:8081"
 - name: CATALOG_DATA_DIR
   value: /var/lib/catalog
 {{- range (include "catalog.secretFiles" . | fromJsonArray) }}

@@ -35,8 +35,9 @@ const (
 	// REBUILD_SOURCE_UNSPECIFIED means the default, the database: requests that do not say
 	// get the source of truth.
 	RebuildSource_REBUILD_SOURCE_UNSPECIFIED RebuildSource = 0
-	// REBUILD_SOURCE_DATABASE reads one consistent (REPEATABLE READ) snapshot of the products
-	// table, tombstones included.
+	// REBUILD_SOURCE_DATABASE reads the products table, tombstones included, in primary-key
+	// chunks of one short statement each; the catch-up from the offsets captured before the
+	// first chunk makes the chunks consistent.
 	RebuildSource_REBUILD_SOURCE_DATABASE RebuildSource = 1
 	// REBUILD_SOURCE_KAFKA replays the product events topic from offset 0; only correct for
 	// topics that keep their full history.
@@ -102,7 +103,7 @@ const (
 	RebuildPhase_REBUILD_PHASE_FILL RebuildPhase = 4
 	// REBUILD_PHASE_CATCH_UP: applying the events that happened during the fill.
 	RebuildPhase_REBUILD_PHASE_CATCH_UP RebuildPhase = 5
-	// REBUILD_PHASE_VALIDATE: comparing the new index with the database snapshot.
+	// REBUILD_PHASE_VALIDATE: comparing the new index with the database.
 	RebuildPhase_REBUILD_PHASE_VALIDATE RebuildPhase = 6
 	// REBUILD_PHASE_SWITCH_ALIAS: moving the alias to the new index in one atomic request.
 	RebuildPhase_REBUILD_PHASE_SWITCH_ALIAS RebuildPhase = 7
@@ -190,10 +191,14 @@ type Rebuild struct {
 	FromIndex string `protobuf:"bytes,4,opt,name=from_index,json=fromIndex,proto3" json:"from_index,omitempty"`
 	// to_index is the index being built; empty until it is created.
 	ToIndex string `protobuf:"bytes,5,opt,name=to_index,json=toIndex,proto3" json:"to_index,omitempty"`
-	// docs_done counts documents written to to_index so far, catch-up and drain included.
+	// docs_done counts the documents of the fill: products read from the database and written
+	// to to_index (a resumed fill counts on from its last completed chunk, so it never goes
+	// backwards). A Kafka-sourced rebuild counts events during its fill (events_done) and sets
+	// docs_done to the documents of to_index once validation has counted them.
 	DocsDone int64 `protobuf:"varint,6,opt,name=docs_done,json=docsDone,proto3" json:"docs_done,omitempty"`
-	// docs_total is the number of documents expected; it grows to docs_done when live events
-	// add more than the estimate, so done <= total always holds.
+	// docs_total is the number of documents expected (the products in the database when the
+	// fill began); it grows to docs_done when products created meanwhile add more, so done <=
+	// total always holds.
 	DocsTotal int64 `protobuf:"varint,7,opt,name=docs_total,json=docsTotal,proto3" json:"docs_total,omitempty"`
 	// started_at is when the rebuild was accepted.
 	StartedAt *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
@@ -210,10 +215,32 @@ type Rebuild struct {
 	// heartbeat_at is when the runner last proved it is alive; it beats about every second.
 	HeartbeatAt *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=heartbeat_at,json=heartbeatAt,proto3" json:"heartbeat_at,omitempty"`
 	// runner_lost is true for an unfinished rebuild whose runner has not beaten within the
-	// heartbeat timeout (a few seconds): its process died or cannot reach the database. The
-	// phase no longer moves; a replica's recovery marks the rebuild failed (and removes its
-	// unfinished index) shortly after.
-	RunnerLost    bool `protobuf:"varint,15,opt,name=runner_lost,json=runnerLost,proto3" json:"runner_lost,omitempty"`
+	// heartbeat timeout (a few seconds): its process died or cannot reach the database; or, with
+	// runner empty, whose runner handed it off (its process shut down, or lost the lock). The
+	// phase no longer moves until a replica's recovery takes it over, within seconds, and
+	// resumes it from its last completed chunk under the same id (or ends it, when it cannot go
+	// on: it had already switched the alias, or was cancelled meanwhile).
+	RunnerLost bool `protobuf:"varint,15,opt,name=runner_lost,json=runnerLost,proto3" json:"runner_lost,omitempty"`
+	// events_done counts the events read from the event log and applied to to_index: the fill
+	// of a Kafka-sourced rebuild, and the catch-up and drain of either source.
+	EventsDone int64 `protobuf:"varint,16,opt,name=events_done,json=eventsDone,proto3" json:"events_done,omitempty"`
+	// events_total is the number of events expected so far; it grows to events_done.
+	EventsTotal int64 `protobuf:"varint,17,opt,name=events_total,json=eventsTotal,proto3" json:"events_total,omitempty"`
+	// rate_per_second is how fast the current phase's work goes over the last 30 seconds, in
+	// rate_unit; 0 while unknown (the first second of a phase, or of a resumed run) and in
+	// phases without a measurable amount of work.
+	RatePerSecond float64 `protobuf:"fixed64,18,opt,name=rate_per_second,json=ratePerSecond,proto3" json:"rate_per_second,omitempty"`
+	// rate_unit is what rate_per_second and eta count: "documents" in the fill of a database
+	// rebuild (docs_done of docs_total), "events" in the fill of a Kafka rebuild and in any
+	// catch-up (events_done of events_total); empty in the other phases.
+	RateUnit string `protobuf:"bytes,19,opt,name=rate_unit,json=rateUnit,proto3" json:"rate_unit,omitempty"`
+	// eta estimates the time the current phase still needs at rate_per_second, from updated_at;
+	// unset when there is no rate.
+	Eta *durationpb.Duration `protobuf:"bytes,20,opt,name=eta,proto3" json:"eta,omitempty"`
+	// estimated_completion is when the current phase is expected to end: updated_at + eta.
+	EstimatedCompletion *timestamppb.Timestamp `protobuf:"bytes,21,opt,name=estimated_completion,json=estimatedCompletion,proto3" json:"estimated_completion,omitempty"`
+	// resumes counts how often the rebuild was resumed after its runner stopped.
+	Resumes       int32 `protobuf:"varint,22,opt,name=resumes,proto3" json:"resumes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -351,6 +378,55 @@ func (x *Rebuild) GetRunnerLost() bool {
 		return x.RunnerLost
 	}
 	return false
+}
+
+func (x *Rebuild) GetEventsDone() int64 {
+	if x != nil {
+		return x.EventsDone
+	}
+	return 0
+}
+
+func (x *Rebuild) GetEventsTotal() int64 {
+	if x != nil {
+		return x.EventsTotal
+	}
+	return 0
+}
+
+func (x *Rebuild) GetRatePerSecond() float64 {
+	if x != nil {
+		return x.RatePerSecond
+	}
+	return 0
+}
+
+func (x *Rebuild) GetRateUnit() string {
+	if x != nil {
+		return x.RateUnit
+	}
+	return ""
+}
+
+func (x *Rebuild) GetEta() *durationpb.Duration {
+	if x != nil {
+		return x.Eta
+	}
+	return nil
+}
+
+func (x *Rebuild) GetEstimatedCompletion() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EstimatedCompletion
+	}
+	return nil
+}
+
+func (x *Rebuild) GetResumes() int32 {
+	if x != nil {
+		return x.Resumes
+	}
+	return 0
 }
 
 // PhaseTiming says when a phase began and how long it took, so an operator sees where a
@@ -569,11 +645,20 @@ type RebuildProgress struct {
 	DocsDone int64 `protobuf:"varint,3,opt,name=docs_done,json=docsDone,proto3" json:"docs_done,omitempty"`
 	// docs_total repeats rebuild.docs_total.
 	DocsTotal int64 `protobuf:"varint,4,opt,name=docs_total,json=docsTotal,proto3" json:"docs_total,omitempty"`
-	// rate_docs_per_second is the mean write rate since the fill began; 0 before it.
+	// rate_docs_per_second is rebuild.rate_per_second when it counts documents (the fill of a
+	// database rebuild), 0 otherwise.
 	RateDocsPerSecond float64 `protobuf:"fixed64,5,opt,name=rate_docs_per_second,json=rateDocsPerSecond,proto3" json:"rate_docs_per_second,omitempty"`
-	// eta estimates the time left in the fill at the current rate; unset outside the fill or
-	// while the rate is unknown.
-	Eta           *durationpb.Duration `protobuf:"bytes,6,opt,name=eta,proto3" json:"eta,omitempty"`
+	// eta repeats rebuild.eta: the time the current phase still needs at the recent rate.
+	Eta *durationpb.Duration `protobuf:"bytes,6,opt,name=eta,proto3" json:"eta,omitempty"`
+	// rate_events_per_second is rebuild.rate_per_second when it counts events (the fill of a
+	// Kafka rebuild, a catch-up), 0 otherwise.
+	RateEventsPerSecond float64 `protobuf:"fixed64,7,opt,name=rate_events_per_second,json=rateEventsPerSecond,proto3" json:"rate_events_per_second,omitempty"`
+	// estimated_completion repeats rebuild.estimated_completion.
+	EstimatedCompletion *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=estimated_completion,json=estimatedCompletion,proto3" json:"estimated_completion,omitempty"`
+	// events_done repeats rebuild.events_done.
+	EventsDone int64 `protobuf:"varint,9,opt,name=events_done,json=eventsDone,proto3" json:"events_done,omitempty"`
+	// events_total repeats rebuild.events_total.
+	EventsTotal   int64 `protobuf:"varint,10,opt,name=events_total,json=eventsTotal,proto3" json:"events_total,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -648,6 +733,34 @@ func (x *RebuildProgress) GetEta() *durationpb.Duration {
 		return x.Eta
 	}
 	return nil
+}
+
+func (x *RebuildProgress) GetRateEventsPerSecond() float64 {
+	if x != nil {
+		return x.RateEventsPerSecond
+	}
+	return 0
+}
+
+func (x *RebuildProgress) GetEstimatedCompletion() *timestamppb.Timestamp {
+	if x != nil {
+		return x.EstimatedCompletion
+	}
+	return nil
+}
+
+func (x *RebuildProgress) GetEventsDone() int64 {
+	if x != nil {
+		return x.EventsDone
+	}
+	return 0
+}
+
+func (x *RebuildProgress) GetEventsTotal() int64 {
+	if x != nil {
+		return x.EventsTotal
+	}
+	return 0
 }
 
 // CancelRebuildRequest names the rebuild to cancel.
@@ -1091,7 +1204,7 @@ var File_catalog_projection_v1_projection_admin_proto protoreflect.FileDescripto
 
 const file_catalog_projection_v1_projection_admin_proto_rawDesc = "" +
 	"\n" +
-	",catalog/projection/v1/projection_admin.proto\x12\x15catalog.projection.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x92\x05\n" +
+	",catalog/projection/v1/projection_admin.proto\x12\x15catalog.projection.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\a\n" +
 	"\aRebuild\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12<\n" +
 	"\x06source\x18\x02 \x01(\x0e2$.catalog.projection.v1.RebuildSourceR\x06source\x129\n" +
@@ -1114,7 +1227,15 @@ const file_catalog_projection_v1_projection_admin_proto_rawDesc = "" +
 	"\x06runner\x18\r \x01(\tR\x06runner\x12=\n" +
 	"\fheartbeat_at\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\vheartbeatAt\x12\x1f\n" +
 	"\vrunner_lost\x18\x0f \x01(\bR\n" +
-	"runnerLost\"\xba\x01\n" +
+	"runnerLost\x12\x1f\n" +
+	"\vevents_done\x18\x10 \x01(\x03R\n" +
+	"eventsDone\x12!\n" +
+	"\fevents_total\x18\x11 \x01(\x03R\veventsTotal\x12&\n" +
+	"\x0frate_per_second\x18\x12 \x01(\x01R\rratePerSecond\x12\x1b\n" +
+	"\trate_unit\x18\x13 \x01(\tR\brateUnit\x12+\n" +
+	"\x03eta\x18\x14 \x01(\v2\x19.google.protobuf.DurationR\x03eta\x12M\n" +
+	"\x14estimated_completion\x18\x15 \x01(\v2\x1a.google.protobuf.TimestampR\x13estimatedCompletion\x12\x18\n" +
+	"\aresumes\x18\x16 \x01(\x05R\aresumes\"\xba\x01\n" +
 	"\vPhaseTiming\x129\n" +
 	"\x05phase\x18\x01 \x01(\x0e2#.catalog.projection.v1.RebuildPhaseR\x05phase\x129\n" +
 	"\n" +
@@ -1125,7 +1246,7 @@ const file_catalog_projection_v1_projection_admin_proto_rawDesc = "" +
 	"\x11GetRebuildRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"%\n" +
 	"\x13WatchRebuildRequest\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\"\xa0\x02\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\"\xe8\x03\n" +
 	"\x0fRebuildProgress\x128\n" +
 	"\arebuild\x18\x01 \x01(\v2\x1e.catalog.projection.v1.RebuildR\arebuild\x129\n" +
 	"\x05phase\x18\x02 \x01(\x0e2#.catalog.projection.v1.RebuildPhaseR\x05phase\x12\x1b\n" +
@@ -1133,7 +1254,13 @@ const file_catalog_projection_v1_projection_admin_proto_rawDesc = "" +
 	"\n" +
 	"docs_total\x18\x04 \x01(\x03R\tdocsTotal\x12/\n" +
 	"\x14rate_docs_per_second\x18\x05 \x01(\x01R\x11rateDocsPerSecond\x12+\n" +
-	"\x03eta\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03eta\"&\n" +
+	"\x03eta\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x03eta\x123\n" +
+	"\x16rate_events_per_second\x18\a \x01(\x01R\x13rateEventsPerSecond\x12M\n" +
+	"\x14estimated_completion\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x13estimatedCompletion\x12\x1f\n" +
+	"\vevents_done\x18\t \x01(\x03R\n" +
+	"eventsDone\x12!\n" +
+	"\fevents_total\x18\n" +
+	" \x01(\x03R\veventsTotal\"&\n" +
 	"\x14CancelRebuildRequest\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\"\x14\n" +
 	"\x12ListIndicesRequest\"M\n" +
@@ -1234,35 +1361,38 @@ var file_catalog_projection_v1_projection_admin_proto_depIdxs = []int32{
 	17, // 4: catalog.projection.v1.Rebuild.finished_at:type_name -> google.protobuf.Timestamp
 	3,  // 5: catalog.projection.v1.Rebuild.phase_timings:type_name -> catalog.projection.v1.PhaseTiming
 	17, // 6: catalog.projection.v1.Rebuild.heartbeat_at:type_name -> google.protobuf.Timestamp
-	1,  // 7: catalog.projection.v1.PhaseTiming.phase:type_name -> catalog.projection.v1.RebuildPhase
-	17, // 8: catalog.projection.v1.PhaseTiming.started_at:type_name -> google.protobuf.Timestamp
-	18, // 9: catalog.projection.v1.PhaseTiming.duration:type_name -> google.protobuf.Duration
-	0,  // 10: catalog.projection.v1.StartRebuildRequest.source:type_name -> catalog.projection.v1.RebuildSource
-	2,  // 11: catalog.projection.v1.RebuildProgress.rebuild:type_name -> catalog.projection.v1.Rebuild
-	1,  // 12: catalog.projection.v1.RebuildProgress.phase:type_name -> catalog.projection.v1.RebuildPhase
-	18, // 13: catalog.projection.v1.RebuildProgress.eta:type_name -> google.protobuf.Duration
-	11, // 14: catalog.projection.v1.ListIndicesResponse.indices:type_name -> catalog.projection.v1.Index
-	17, // 15: catalog.projection.v1.Index.created:type_name -> google.protobuf.Timestamp
-	16, // 16: catalog.projection.v1.RollbackAliasResponse.since:type_name -> catalog.projection.v1.RollbackAliasResponse.SinceEntry
-	4,  // 17: catalog.projection.v1.ProjectionAdmin.StartRebuild:input_type -> catalog.projection.v1.StartRebuildRequest
-	5,  // 18: catalog.projection.v1.ProjectionAdmin.GetRebuild:input_type -> catalog.projection.v1.GetRebuildRequest
-	6,  // 19: catalog.projection.v1.ProjectionAdmin.WatchRebuild:input_type -> catalog.projection.v1.WatchRebuildRequest
-	8,  // 20: catalog.projection.v1.ProjectionAdmin.CancelRebuild:input_type -> catalog.projection.v1.CancelRebuildRequest
-	9,  // 21: catalog.projection.v1.ProjectionAdmin.ListIndices:input_type -> catalog.projection.v1.ListIndicesRequest
-	12, // 22: catalog.projection.v1.ProjectionAdmin.RollbackAlias:input_type -> catalog.projection.v1.RollbackAliasRequest
-	14, // 23: catalog.projection.v1.ProjectionAdmin.PruneIndices:input_type -> catalog.projection.v1.PruneIndicesRequest
-	2,  // 24: catalog.projection.v1.ProjectionAdmin.StartRebuild:output_type -> catalog.projection.v1.Rebuild
-	2,  // 25: catalog.projection.v1.ProjectionAdmin.GetRebuild:output_type -> catalog.projection.v1.Rebuild
-	7,  // 26: catalog.projection.v1.ProjectionAdmin.WatchRebuild:output_type -> catalog.projection.v1.RebuildProgress
-	2,  // 27: catalog.projection.v1.ProjectionAdmin.CancelRebuild:output_type -> catalog.projection.v1.Rebuild
-	10, // 28: catalog.projection.v1.ProjectionAdmin.ListIndices:output_type -> catalog.projection.v1.ListIndicesResponse
-	13, // 29: catalog.projection.v1.ProjectionAdmin.RollbackAlias:output_type -> catalog.projection.v1.RollbackAliasResponse
-	15, // 30: catalog.projection.v1.ProjectionAdmin.PruneIndices:output_type -> catalog.projection.v1.PruneIndicesResponse
-	24, // [24:31] is the sub-list for method output_type
-	17, // [17:24] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	18, // 7: catalog.projection.v1.Rebuild.eta:type_name -> google.protobuf.Duration
+	17, // 8: catalog.projection.v1.Rebuild.estimated_completion:type_name -> google.protobuf.Timestamp
+	1,  // 9: catalog.projection.v1.PhaseTiming.phase:type_name -> catalog.projection.v1.RebuildPhase
+	17, // 10: catalog.projection.v1.PhaseTiming.started_at:type_name -> google.protobuf.Timestamp
+	18, // 11: catalog.projection.v1.PhaseTiming.duration:type_name -> google.protobuf.Duration
+	0,  // 12: catalog.projection.v1.StartRebuildRequest.source:type_name -> catalog.projection.v1.RebuildSource
+	2,  // 13: catalog.projection.v1.RebuildProgress.rebuild:type_name -> catalog.projection.v1.Rebuild
+	1,  // 14: catalog.projection.v1.RebuildProgress.phase:type_name -> catalog.projection.v1.RebuildPhase
+	18, // 15: catalog.projection.v1.RebuildProgress.eta:type_name -> google.protobuf.Duration
+	17, // 16: catalog.projection.v1.RebuildProgress.estimated_completion:type_name -> google.protobuf.Timestamp
+	11, // 17: catalog.projection.v1.ListIndicesResponse.indices:type_name -> catalog.projection.v1.Index
+	17, // 18: catalog.projection.v1.Index.created:type_name -> google.protobuf.Timestamp
+	16, // 19: catalog.projection.v1.RollbackAliasResponse.since:type_name -> catalog.projection.v1.RollbackAliasResponse.SinceEntry
+	4,  // 20: catalog.projection.v1.ProjectionAdmin.StartRebuild:input_type -> catalog.projection.v1.StartRebuildRequest
+	5,  // 21: catalog.projection.v1.ProjectionAdmin.GetRebuild:input_type -> catalog.projection.v1.GetRebuildRequest
+	6,  // 22: catalog.projection.v1.ProjectionAdmin.WatchRebuild:input_type -> catalog.projection.v1.WatchRebuildRequest
+	8,  // 23: catalog.projection.v1.ProjectionAdmin.CancelRebuild:input_type -> catalog.projection.v1.CancelRebuildRequest
+	9,  // 24: catalog.projection.v1.ProjectionAdmin.ListIndices:input_type -> catalog.projection.v1.ListIndicesRequest
+	12, // 25: catalog.projection.v1.ProjectionAdmin.RollbackAlias:input_type -> catalog.projection.v1.RollbackAliasRequest
+	14, // 26: catalog.projection.v1.ProjectionAdmin.PruneIndices:input_type -> catalog.projection.v1.PruneIndicesRequest
+	2,  // 27: catalog.projection.v1.ProjectionAdmin.StartRebuild:output_type -> catalog.projection.v1.Rebuild
+	2,  // 28: catalog.projection.v1.ProjectionAdmin.GetRebuild:output_type -> catalog.projection.v1.Rebuild
+	7,  // 29: catalog.projection.v1.ProjectionAdmin.WatchRebuild:output_type -> catalog.projection.v1.RebuildProgress
+	2,  // 30: catalog.projection.v1.ProjectionAdmin.CancelRebuild:output_type -> catalog.projection.v1.Rebuild
+	10, // 31: catalog.projection.v1.ProjectionAdmin.ListIndices:output_type -> catalog.projection.v1.ListIndicesResponse
+	13, // 32: catalog.projection.v1.ProjectionAdmin.RollbackAlias:output_type -> catalog.projection.v1.RollbackAliasResponse
+	15, // 33: catalog.projection.v1.ProjectionAdmin.PruneIndices:output_type -> catalog.projection.v1.PruneIndicesResponse
+	27, // [27:34] is the sub-list for method output_type
+	20, // [20:27] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_catalog_projection_v1_projection_admin_proto_init() }
