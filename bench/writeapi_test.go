@@ -59,7 +59,7 @@ func benchWriteAPI(b *testing.B, clients int) {
 	const topic = "product.events"
 	run := runID()
 
-	// The application, assembled as wiring/providers.go does, logging at info like production
+	// The application, assembled as wiring/application.go does, logging at info like production
 	// (formatted, then discarded), with the real Prometheus registry.
 	log := slog.New(slog.NewJSONHandler(io.Discard, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	app := newApplication(b, db, topic, log)
@@ -218,7 +218,7 @@ func errNote(r loadResult) string {
 }
 
 // newApplication assembles the use cases over the Postgres repository the way
-// wiring/providers.go does.
+// wiring/application.go does.
 func newApplication(b *testing.B, db *postgres.DB, topic string, log *slog.Logger) application.Application {
 	b.Helper()
 	repo, err := postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: topic, Lanes: postgres.DefaultLanes}, log)
