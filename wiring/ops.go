@@ -42,13 +42,9 @@ func provideKafkaOpsStats(cfg service.Config, kc kafka.Config) (*kafka.OpsStats,
 	return s, s.Close, nil
 }
 
-func provideOpsService(cfg service.Config, db *postgres.DB, pg *postgres.OpsStats, ks *kafka.OpsStats, audit *postgres.DLQAudit, progress *ops.CommitProgress, rm ReadModel, log *slog.Logger) (*ops.Service, error) {
+func provideOpsService(cfg service.Config, store *postgres.RebuildStore, pg *postgres.OpsStats, ks *kafka.OpsStats, audit *postgres.DLQAudit, progress *ops.CommitProgress, rm ReadModel, log *slog.Logger) (*ops.Service, error) {
 	if rm.Target == nil || ks == nil {
 		return nil, nil
-	}
-	store, err := postgres.NewRebuildStore(db)
-	if err != nil {
-		return nil, err
 	}
 	return ops.NewService(ops.Config{Alias: cfg.SearchAlias, EventsTopic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, ProjectorGroup: cfg.ProjectorGroup},
 		ops.Deps{Database: pg, Products: pg, Events: ks, Replication: ks, Search: rm.Cluster, ReadModel: rm.Target, Rebuilds: store, DeadLetters: audit,

@@ -18,9 +18,9 @@ import (
 	"github.com/marketplace/catalog/service"
 )
 
-// ReadModel is the search read model the process uses, or the zero value when none is
-// configured (ELASTICSEARCH_URL empty): the API then answers searches with 503 and no
-// projector runs.
+// ReadModel is the search read model the process uses: a search cluster when ELASTICSEARCH_URL
+// is set, the embedded engine when it is empty, or the zero value when the process's roles
+// need no search (a relay).
 type ReadModel struct {
 	// Projection writes documents; nil without a read model.
 	Projection command.ProductProjection

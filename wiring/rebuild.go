@@ -20,13 +20,9 @@ var RebuildSet = wire.NewSet(provideRebuildService, provideGRPCServer)
 
 // provideRebuildService is the rebuild use case of the admin role; nil without it or without a
 // read model.
-func provideRebuildService(cfg service.Config, db *postgres.DB, kc kafka.Config, rm ReadModel, reg *metrics.Registry, log *slog.Logger) (*apprebuild.Service, func(), error) {
+func provideRebuildService(cfg service.Config, db *postgres.DB, store *postgres.RebuildStore, kc kafka.Config, rm ReadModel, reg *metrics.Registry, log *slog.Logger) (*apprebuild.Service, func(), error) {
 	if rm.Target == nil || !cfg.Runs(service.RoleAdmin) {
 		return nil, func() {}, nil
-	}
-	store, err := postgres.NewRebuildStore(db)
-	if err != nil {
-		return nil, nil, err
 	}
 	if _, err := metrics.NewRebuildMetrics(reg, store); err != nil {
 		return nil, nil, err

@@ -168,7 +168,17 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	rebuildService, cleanup7, err := provideRebuildService(cfg, db, config, readModel, registry, log)
+	rebuildStore, err := postgres.NewRebuildStore(db)
+	if err != nil {
+		cleanup6()
+		cleanup5()
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return ServeProcess{}, nil, err
+	}
+	rebuildService, cleanup7, err := provideRebuildService(cfg, db, rebuildStore, config, readModel, registry, log)
 	if err != nil {
 		cleanup6()
 		cleanup5()
@@ -213,7 +223,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		return ServeProcess{}, nil, err
 	}
 	commitProgress := provideCommitProgress()
-	opsService, err := provideOpsService(cfg, db, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, log)
+	opsService, err := provideOpsService(cfg, rebuildStore, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, log)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -420,7 +430,15 @@ func InitializeAPI(ctx context.Context, cfg service.Config, log *slog.Logger) (A
 		cleanup()
 		return APIProcess{}, nil, err
 	}
-	rebuildService, cleanup5, err := provideRebuildService(cfg, db, config, readModel, registry, log)
+	rebuildStore, err := postgres.NewRebuildStore(db)
+	if err != nil {
+		cleanup4()
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return APIProcess{}, nil, err
+	}
+	rebuildService, cleanup5, err := provideRebuildService(cfg, db, rebuildStore, config, readModel, registry, log)
 	if err != nil {
 		cleanup4()
 		cleanup3()
@@ -457,7 +475,7 @@ func InitializeAPI(ctx context.Context, cfg service.Config, log *slog.Logger) (A
 		return APIProcess{}, nil, err
 	}
 	commitProgress := provideCommitProgress()
-	opsService, err := provideOpsService(cfg, db, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, log)
+	opsService, err := provideOpsService(cfg, rebuildStore, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, log)
 	if err != nil {
 		cleanup6()
 		cleanup5()
