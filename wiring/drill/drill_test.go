@@ -177,13 +177,15 @@ func (d *drill) replicaEnv(r *replica) []string {
 		"SEARCH_ALIAS=" + d.name, "PRODUCT_EVENTS_TOPIC=" + d.topic, "DLQ_TOPIC=" + d.dlq, "PROJECTOR_GROUP=" + d.name + "-projector",
 		"TOPIC_PARTITIONS=12", "TOPIC_REPLICATION_FACTOR=3", "TOPIC_MIN_INSYNC_REPLICAS=2",
 		"SEARCH_SHARDS=2", "SEARCH_REPLICAS=1",
-		// With acks=all on RF 3 a produce waits for a follower, so each lane's one-at-a-time
-		// publish takes tens of milliseconds: the relay's throughput is lanes / produce
-		// latency, and 64 lanes keep up with the drill's load and its catch-ups.
+		// With acks=all on RF 3 a produce waits for a follower; each lane keeps up to 128
+		// events in flight, and 64 lanes keep up with the drill's load and its catch-ups.
 		// Idle lanes look for work every poll interval (commits wake them at once): 64 lanes
 		// at the default 100 ms would keep two relays busy on a small machine.
 		"OUTBOX_LANES=64", "RELAY_POLL_INTERVAL=500ms",
 		"CATALOG_ROLES=" + r.roles, "HTTP_ADDR=" + r.httpAddr, "GRPC_ADDR=" + r.grpcAddr,
+		// The replicas share one machine: the operations console (default 127.0.0.1:8081)
+		// would be bound by the first admin replica only; the drill does not use it.
+		"CONSOLE_ADDR=",
 		"CATALOG_DATA_DIR=" + filepath.Join(d.env.logDir, r.name+"-data"),
 		"SHUTDOWN_TIMEOUT=15s", "LOG_LEVEL=info",
 	}
