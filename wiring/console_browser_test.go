@@ -125,16 +125,36 @@ func TestConsoleInABrowser(t *testing.T) {
 			t.Fatalf("%s: %v\nthe browser is at %s and shows:\n%s", what, err, loc, page)
 		}
 	}
-	text := func(sel string) string {
+	// textWith reads sel's text once it holds every one of want. A page the browser is still
+	// replacing (a form's answer arriving) detaches the node between the query and the read,
+	// so a failed read or a text without want is retried until the deadline.
+	textWith := func(sel string, want ...string) string {
 		t.Helper()
-		sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
-		defer scancel()
-		s, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
-		if err != nil {
-			t.Fatalf("read %s: %v", sel, err)
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			sctx, scancel := context.WithTimeout(ctx, 5*time.Second)
+			s, err := chromedp.Run(sctx, chromedp.Text(chromedp.CSS(sel)))
+			scancel()
+			missing := ""
+			for _, w := range want {
+				if !strings.Contains(s, w) {
+					missing = w
+					break
+				}
+			}
+			if err == nil && missing == "" {
+				return s
+			}
+			if time.Now().After(deadline) {
+				if err != nil {
+					t.Fatalf("read %s: %v", sel, err)
+				}
+				t.Fatalf("%s does not show %q:\n%s", sel, missing, s)
+			}
+			time.Sleep(200 * time.Millisecond)
 		}
-		return s
 	}
+	text := func(sel string) string { t.Helper(); return textWith(sel) }
 
 	run("open the console", chromedp.Navigate(base+"/"))
 	run("see the login", chromedp.WaitVisible(css(`input[name="token"]`)), shot("login.png"))
@@ -144,9 +164,7 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.Click(css(`.login button[type="submit"]`)),
 	)
 	run("see the pipeline", chromedp.WaitVisible(css(`.flow`)))
-	if got := text("main"); !strings.Contains(got, "Outbox") || !strings.Contains(got, "Alias / index") || !strings.Contains(got, name) {
-		t.Fatalf("pipeline page:\n%s", got)
-	}
+	textWith("main", "Outbox", "Alias / index", name)
 	run("pipeline", shot("pipeline.png"))
 
 	// A rebuild from the database, watched on the live progress bar until it has switched.
@@ -182,37 +200,27 @@ func TestConsoleInABrowser(t *testing.T) {
 		chromedp.Click(css(`form[action="/dlq/replay"] button[type="submit"]`)),
 		chromedp.WaitVisible(css(`#confirm-action`)),
 	)
-	if got := text("#summary"); !strings.Contains(got, "Dry run: 1 of 1") {
-		t.Fatalf("dry run summary %q", got)
-	}
+	textWith("#summary", "Dry run: 1 of 1")
 	run("replay",
 		shot("dlq-dry-run.png"),
 		chromedp.Click(css(`input[name="confirm"]`)),
 		chromedp.Click(css(`#confirm-action`)),
 		chromedp.WaitNotPresent(css(`#confirm-action`)),
 	)
-	if got := text("#summary"); !strings.Contains(got, "Replayed 1 of 1") || !strings.Contains(got, "alice") {
-		t.Fatalf("replay summary %q", got)
-	}
+	textWith("#summary", "Replayed 1 of 1", "alice")
 	run("audit trail", chromedp.Navigate(base+"/dlq?unhandled=no"), chromedp.WaitVisible(css(`main`)))
-	if got := text("main"); !strings.Contains(got, "alice") || !strings.Contains(got, "replay") {
-		t.Errorf("the audit trail does not show alice's replay:\n%s", got)
-	}
+	textWith("main", "alice", "replay") // the audit trail names alice's replay
 
 	// The previous index has mapping v0: the rollback is refused and the alias stays.
 	run("indices", chromedp.Navigate(base+"/indices"), chromedp.WaitVisible(css(`form[action="/indices/rollback"]`)), shot("indices.png"))
-	if got := text("main"); !strings.Contains(got, old) || !strings.Contains(got, "behind the code") {
-		t.Errorf("indices page does not show %s behind the code:\n%s", old, got)
-	}
+	textWith("main", old, "behind the code")
 	run("roll back",
 		chromedp.Click(css(`form[action="/indices/rollback"] input[name="confirm"]`)),
 		chromedp.Click(css(`form[action="/indices/rollback"] button[type="submit"]`)),
 		chromedp.WaitVisible(css(`p.error`)),
 		shot("rollback-refused.png"),
 	)
-	if got := text("main"); !strings.Contains(got, "409") || !strings.Contains(got, "outdated mapping") {
-		t.Errorf("rollback: %s", got)
-	}
+	textWith("main", "409", "outdated mapping")
 
 	run("verify", chromedp.Navigate(base+"/verify"), chromedp.Click(css(`form[action="/verify"] button`)),
 		chromedp.WaitVisible(css(`.panel .light`)), shot("verify.png"))
