@@ -23,7 +23,7 @@ import (
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/domain/product"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"github.com/marketplace/catalog/internal/testenv"
 	"github.com/marketplace/catalog/ports/projector"
 	"github.com/marketplace/catalog/service"
@@ -133,7 +133,7 @@ func BenchmarkEmbedded(b *testing.B) {
 		b.ReportMetric(r.rate(), "raw_docs/s")
 		b.ReportMetric(100*ratio, "%_of_raw")
 		line := fmt.Sprintf("embedded rebuild %d products from the database into Bleve: fill %.0f docs/s (%s), whole rebuild %s [%s]",
-			len(snaps), res.fillRate(), res.phase(rebuild.PhaseFill).Round(time.Millisecond), res.total.Round(time.Millisecond), res.phases())
+			len(snaps), res.fillRate(), res.phase(readmodel.PhaseFill).Round(time.Millisecond), res.total.Round(time.Millisecond), res.phases())
 		line += fmt.Sprintf(" | raw Bleve batches of %d, same docs: %.0f docs/s (%s) -> fill at %.0f%% of raw, target >= %.0f%% %s",
 			rawBleveBatch, r.rate(), r.elapsed.Round(time.Millisecond), 100*ratio, 100*targetReadRatio, verdict(res.ok() && ratio >= targetReadRatio))
 		line += " | " + res.outcome()

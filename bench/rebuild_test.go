@@ -15,9 +15,9 @@ import (
 	"github.com/marketplace/catalog/adapters/elasticsearch"
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/postgres"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // rebuildProducts is the rebuild's workload.
@@ -84,7 +84,7 @@ func BenchmarkRebuild(b *testing.B) {
 		b.ReportMetric(100*ratio, "%_of_raw")
 		b.ReportMetric(res.total.Seconds(), "total_s")
 		line := fmt.Sprintf("rebuild %d products from the database: fill %.0f docs/s (%s), whole rebuild %s (%.0f docs/s) [%s]",
-			rebuildProducts, res.fillRate(), res.phase(rebuild.PhaseFill).Round(time.Millisecond), res.total.Round(time.Millisecond), res.totalRate(), res.phases())
+			rebuildProducts, res.fillRate(), res.phase(readmodel.PhaseFill).Round(time.Millisecond), res.total.Round(time.Millisecond), res.totalRate(), res.phases())
 		line += fmt.Sprintf(" | raw esutil.BulkIndexer same docs: %.0f docs/s (%s) -> fill at %.0f%% of raw, target >= %.0f%% %s",
 			raw.rate(), raw.elapsed.Round(time.Millisecond), 100*ratio, 100*targetReadRatio, verdict(res.ok() && ratio >= targetReadRatio && raw.failures == 0))
 		line += " | " + res.outcome()
@@ -163,7 +163,7 @@ func productDocs(b *testing.B, db *postgres.DB) []bulkDoc {
 }
 
 // newRebuildService assembles the rebuild use case as wiring's provideRebuildService does.
-func newRebuildService(b *testing.B, db *postgres.DB, k cluster, topic string, target apprebuild.Target, settle time.Duration) *apprebuild.Service {
+func newRebuildService(b *testing.B, db *postgres.DB, k cluster, topic string, target rebuild.Target, settle time.Duration) *rebuild.Service {
 	b.Helper()
 	store, err := postgres.NewRebuildStore(db)
 	if err != nil {
@@ -177,7 +177,7 @@ func newRebuildService(b *testing.B, db *postgres.DB, k cluster, topic string, t
 	if err != nil {
 		b.Fatal(err)
 	}
-	svc, err := apprebuild.NewService(apprebuild.Config{Settle: settle, ProjectorGroup: topic + "-projector"}, store, source, events, target, quietLog())
+	svc, err := rebuild.NewService(rebuild.Config{Settle: settle, ProjectorGroup: topic + "-projector"}, store, source, events, target, quietLog())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -187,7 +187,7 @@ func newRebuildService(b *testing.B, db *postgres.DB, k cluster, topic string, t
 
 // rebuildResult is one rebuild, from Start to its terminal record.
 type rebuildResult struct {
-	snap     rebuild.Snapshot
+	snap     readmodel.Snapshot
 	total    time.Duration // Start returned -> terminal phase seen
 	filled   int64         // documents written by the fill (the rest is catch-up and drain)
 	timedOut bool
@@ -200,7 +200,7 @@ type rebuildResult struct {
 // fillSplit says how the fill's time divides between waiting for Target.Write (bulk requests)
 // and everything else (the PostgreSQL cursor, decoding, the use case).
 func (r rebuildResult) fillSplit() string {
-	fill := r.phase(rebuild.PhaseFill)
+	fill := r.phase(readmodel.PhaseFill)
 	if fill <= 0 || r.fillWrites == 0 {
 		return ""
 	}
@@ -209,12 +209,14 @@ func (r rebuildResult) fillSplit() string {
 		100*float64(r.fillWriteTime)/float64(fill), 100-100*float64(r.fillWriteTime)/float64(fill))
 }
 
-func (r rebuildResult) ok() bool { return r.startErr == nil && r.snap.Phase == rebuild.PhaseSucceeded }
+func (r rebuildResult) ok() bool {
+	return r.startErr == nil && r.snap.Phase == readmodel.PhaseSucceeded
+}
 
 // phase is how long phase p took (until the next phase started).
-func (r rebuildResult) phase(p rebuild.Phase) time.Duration {
-	order := []rebuild.Phase{rebuild.PhaseCreateIndex, rebuild.PhaseCapture, rebuild.PhaseFill, rebuild.PhaseCatchUp,
-		rebuild.PhaseValidate, rebuild.PhaseSwitch, rebuild.PhaseDrain}
+func (r rebuildResult) phase(p readmodel.Phase) time.Duration {
+	order := []readmodel.Phase{readmodel.PhaseCreateIndex, readmodel.PhaseCapture, readmodel.PhaseFill, readmodel.PhaseCatchUp,
+		readmodel.PhaseValidate, readmodel.PhaseSwitch, readmodel.PhaseDrain}
 	for i, q := range order {
 		if q != p {
 			continue
@@ -237,8 +239,8 @@ func (r rebuildResult) phase(p rebuild.Phase) time.Duration {
 
 func (r rebuildResult) phases() string {
 	var parts []string
-	for _, p := range []rebuild.Phase{rebuild.PhaseCreateIndex, rebuild.PhaseCapture, rebuild.PhaseFill, rebuild.PhaseCatchUp,
-		rebuild.PhaseValidate, rebuild.PhaseSwitch, rebuild.PhaseDrain} {
+	for _, p := range []readmodel.Phase{readmodel.PhaseCreateIndex, readmodel.PhaseCapture, readmodel.PhaseFill, readmodel.PhaseCatchUp,
+		readmodel.PhaseValidate, readmodel.PhaseSwitch, readmodel.PhaseDrain} {
 		if d := r.phase(p); d > 0 {
 			parts = append(parts, fmt.Sprintf("%s %s", p, d.Round(time.Millisecond)))
 		}
@@ -247,7 +249,7 @@ func (r rebuildResult) phases() string {
 }
 
 func (r rebuildResult) fillRate() float64 {
-	if d := r.phase(rebuild.PhaseFill); d > 0 && r.filled > 0 {
+	if d := r.phase(readmodel.PhaseFill); d > 0 && r.filled > 0 {
 		return float64(r.filled) / d.Seconds()
 	}
 	return 0
@@ -266,7 +268,7 @@ func (r rebuildResult) outcome() string {
 		return fmt.Sprintf("REBUILD DID NOT START: %v", r.startErr)
 	case r.timedOut:
 		return fmt.Sprintf("REBUILD TIMED OUT in phase %s", r.snap.Phase)
-	case r.snap.Phase == rebuild.PhaseSucceeded:
+	case r.snap.Phase == readmodel.PhaseSucceeded:
 		return fmt.Sprintf("validation passed, alias switched %s -> %s, %d documents written", r.snap.FromIndex, r.snap.ToIndex, r.snap.DocsDone)
 	default:
 		return fmt.Sprintf("REBUILD %s: %s", strings.ToUpper(string(r.snap.Phase)), r.snap.Error)
@@ -277,7 +279,7 @@ func (r rebuildResult) outcome() string {
 // documents), so the fill's documents and the share of the fill spent waiting for bulk writes
 // (the rest is reading PostgreSQL and the use case) can be told apart.
 type timedTarget struct {
-	apprebuild.Target
+	rebuild.Target
 	mu     sync.Mutex
 	writes []targetWrite
 }
@@ -312,11 +314,11 @@ func (t *timedTarget) between(from, to time.Time) (docs int64, calls int, took t
 }
 
 // runRebuild starts a database-sourced rebuild and polls its record until it is terminal.
-func runRebuild(b *testing.B, svc *apprebuild.Service, tt *timedTarget, timeout time.Duration) rebuildResult {
+func runRebuild(b *testing.B, svc *rebuild.Service, tt *timedTarget, timeout time.Duration) rebuildResult {
 	b.Helper()
 	ctx := context.Background()
 	start := time.Now()
-	snap, err := svc.Start(ctx, rebuild.SourceDatabase)
+	snap, err := svc.Start(ctx, readmodel.SourceDatabase)
 	if err != nil {
 		return rebuildResult{startErr: err}
 	}
@@ -338,9 +340,9 @@ func runRebuild(b *testing.B, svc *apprebuild.Service, tt *timedTarget, timeout 
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.total = time.Since(start)
-	if fs, ok := res.snap.PhaseStarts[rebuild.PhaseFill]; ok {
+	if fs, ok := res.snap.PhaseStarts[readmodel.PhaseFill]; ok {
 		fe := time.Now()
-		if ce, ok := res.snap.PhaseStarts[rebuild.PhaseCatchUp]; ok {
+		if ce, ok := res.snap.PhaseStarts[readmodel.PhaseCatchUp]; ok {
 			fe = ce
 		}
 		res.filled, res.fillWrites, res.fillWriteTime = tt.between(fs, fe)
@@ -349,7 +351,7 @@ func runRebuild(b *testing.B, svc *apprebuild.Service, tt *timedTarget, timeout 
 }
 
 // benchRebuildUnderWrites runs the rebuild while writers, the relay and the projector run.
-func benchRebuildUnderWrites(b *testing.B, s searchServer, k cluster, db *postgres.DB, topic string, cfg elasticsearch.Config, ix *elasticsearch.Indices, svc *apprebuild.Service, tt *timedTarget, rate int) {
+func benchRebuildUnderWrites(b *testing.B, s searchServer, k cluster, db *postgres.DB, topic string, cfg elasticsearch.Config, ix *elasticsearch.Indices, svc *rebuild.Service, tt *timedTarget, rate int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	repo, err := postgres.NewProductRepository(db, postgres.ProductRepositoryConfig{Topic: topic}, quietLog())

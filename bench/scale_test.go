@@ -176,7 +176,7 @@ func BenchmarkRebuildScale(b *testing.B) {
 	}
 }
 
-// scaleChunk is the rebuild's chunk size (apprebuild.Config's default BatchSize).
+// scaleChunk is the rebuild's chunk size (rebuild.Config's default BatchSize).
 const scaleChunk = 5000
 
 // chunkCost is the median time of reading one chunk with the rebuild's ProductSource at the

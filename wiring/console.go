@@ -8,7 +8,7 @@ import (
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/ports/adminauth"
 	"github.com/marketplace/catalog/ports/console"
 	"github.com/marketplace/catalog/service"
@@ -21,7 +21,7 @@ var ConsoleSet = wire.NewSet(provideConsole)
 // and the CLI, nil when CONSOLE_ADDR is empty or the process has no read model. Its dead
 // letter use cases read DLQ_TOPIC and replay to PRODUCT_EVENTS_TOPIC, with the audit log in
 // the database, as `catalog dlq` does.
-func provideConsole(cfg service.Config, opsSvc *ops.Service, rebuilds *apprebuild.Service, kc kafka.Config, audit *postgres.DLQAudit, log *slog.Logger) (*console.Server, func(), error) {
+func provideConsole(cfg service.Config, opsSvc *ops.Service, rebuilds *rebuild.Service, kc kafka.Config, audit *postgres.DLQAudit, log *slog.Logger) (*console.Server, func(), error) {
 	if cfg.ConsoleAddr == "" || opsSvc == nil || rebuilds == nil || !cfg.Runs(service.RoleAdmin) {
 		return nil, func() {}, nil
 	}

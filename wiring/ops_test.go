@@ -26,9 +26,9 @@ import (
 	"github.com/marketplace/catalog/adapters/postgres"
 	operationsv1 "github.com/marketplace/catalog/api/gen/catalog/operations/v1"
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"github.com/marketplace/catalog/internal/testenv"
 	grpcport "github.com/marketplace/catalog/ports/grpc"
 	"github.com/marketplace/catalog/service"
@@ -88,7 +88,7 @@ func startOpsAdmin(t *testing.T, cfg service.Config) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(events.Close)
-	rebuilds, err := apprebuild.NewService(apprebuild.Config{ProjectorGroup: cfg.ProjectorGroup}, store, source, events, target, log)
+	rebuilds, err := rebuild.NewService(rebuild.Config{ProjectorGroup: cfg.ProjectorGroup}, store, source, events, target, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,8 +489,8 @@ func (nopEvents) HandledDLQMessages(context.Context, string, ops.TopicOffsets) (
 
 type nopRebuilds struct{}
 
-func (nopRebuilds) List(context.Context, int) ([]*rebuild.Rebuild, error) { return nil, nil }
-func (nopRebuilds) IndexPosition(context.Context, string) (apprebuild.Offsets, bool, error) {
+func (nopRebuilds) List(context.Context, int) ([]*readmodel.Rebuild, error) { return nil, nil }
+func (nopRebuilds) IndexPosition(context.Context, string) (rebuild.Offsets, bool, error) {
 	return nil, false, nil
 }
 
@@ -511,7 +511,7 @@ func liveHeap() uint64 {
 	return m.HeapAlloc
 }
 
-func (h *heapSampler) ProductVersions(ctx context.Context, after string, limit int) ([]apprebuild.DocVersion, error) {
+func (h *heapSampler) ProductVersions(ctx context.Context, after string, limit int) ([]rebuild.DocVersion, error) {
 	page, err := h.Products.ProductVersions(ctx, after, limit)
 	h.mu.Lock()
 	defer h.mu.Unlock()

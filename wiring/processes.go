@@ -14,7 +14,7 @@ import (
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/adapters/tracing"
 	"github.com/marketplace/catalog/application"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/ports/console"
 	grpcport "github.com/marketplace/catalog/ports/grpc"
 	httpport "github.com/marketplace/catalog/ports/http"
@@ -93,7 +93,7 @@ type ServeProcess struct{ *service.Process }
 // behind the event log, on any replica; on SIGTERM the rebuilds it runs stop at once and are
 // handed off with their progress and index, for a replica to resume, instead of racing the
 // shutdown.
-type rebuildsRole struct{ svc *apprebuild.Service }
+type rebuildsRole struct{ svc *rebuild.Service }
 
 func (r rebuildsRole) Run(ctx context.Context) error {
 	r.svc.RunRecovery(ctx)
@@ -102,7 +102,7 @@ func (r rebuildsRole) Run(ctx context.Context) error {
 	return nil
 }
 
-func provideServeProcess(cfg service.Config, log *slog.Logger, http *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, status *metrics.StatusSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel, con *console.Server) (ServeProcess, error) {
+func provideServeProcess(cfg service.Config, log *slog.Logger, http *httpport.Server, relay *postgres.Relay, retention *postgres.OutboxRetention, proj *projector.Projector, admin *grpcport.Server, rebuilds *rebuild.Service, sampler *metrics.OpsSampler, status *metrics.StatusSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel, con *console.Server) (ServeProcess, error) {
 	httpRole := "api"
 	if !cfg.Runs(service.RoleAPI) {
 		httpRole = "probes"
@@ -143,7 +143,7 @@ func provideServeProcess(cfg service.Config, log *slog.Logger, http *httpport.Se
 
 // adminRoles are what runs beside the API in `catalog serve` and `catalog api`: the
 // operational gauges, rebuild recovery and the gRPC admin port.
-func adminRoles(cfg service.Config, sampler *metrics.OpsSampler, status *metrics.StatusSampler, rebuilds *apprebuild.Service, admin *grpcport.Server) []service.NamedRole {
+func adminRoles(cfg service.Config, sampler *metrics.OpsSampler, status *metrics.StatusSampler, rebuilds *rebuild.Service, admin *grpcport.Server) []service.NamedRole {
 	roles := []service.NamedRole{{Name: "ops-metrics", Role: sampler}}
 	if status != nil {
 		roles = append(roles, service.NamedRole{Name: "status-metrics", Role: status})
@@ -161,7 +161,7 @@ func adminRoles(cfg service.Config, sampler *metrics.OpsSampler, status *metrics
 // rebuild recovery, without relay or projector, for deployments that scale each role apart.
 type APIProcess struct{ *service.Process }
 
-func provideAPIProcess(cfg service.Config, log *slog.Logger, api *httpport.Server, admin *grpcport.Server, rebuilds *apprebuild.Service, sampler *metrics.OpsSampler, status *metrics.StatusSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel, con *console.Server) APIProcess {
+func provideAPIProcess(cfg service.Config, log *slog.Logger, api *httpport.Server, admin *grpcport.Server, rebuilds *rebuild.Service, sampler *metrics.OpsSampler, status *metrics.StatusSampler, ms *httpport.MetricsServer, db *postgres.DB, kc kafka.Config, rm ReadModel, con *console.Server) APIProcess {
 	if ms != nil {
 		ms.ServeReadiness(service.RoleAPI, roleChecks(db, kc, rm)[service.RoleAPI])
 	}

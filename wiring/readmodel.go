@@ -14,7 +14,7 @@ import (
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/application/query"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/service"
 )
 
@@ -27,7 +27,7 @@ type ReadModel struct {
 	// Search reads documents; nil without a read model.
 	Search query.ProductSearchReadModel
 	// Target is where rebuilds build new indices; nil without a read model.
-	Target apprebuild.Target
+	Target rebuild.Target
 	// Versions tells which versions searches see, for reads that wait for their own writes;
 	// nil without a read model.
 	Versions query.VisibleVersionsReader

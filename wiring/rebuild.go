@@ -10,7 +10,7 @@ import (
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/metrics"
 	"github.com/marketplace/catalog/adapters/postgres"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 	grpcport "github.com/marketplace/catalog/ports/grpc"
 	"github.com/marketplace/catalog/service"
 )
@@ -20,7 +20,7 @@ var RebuildSet = wire.NewSet(provideRebuildService, provideGRPCServer)
 
 // provideRebuildService is the rebuild use case of the admin role; nil without it or without a
 // read model.
-func provideRebuildService(cfg service.Config, db *postgres.DB, store *postgres.RebuildStore, kc kafka.Config, rm ReadModel, reg *metrics.Registry, log *slog.Logger) (*apprebuild.Service, func(), error) {
+func provideRebuildService(cfg service.Config, db *postgres.DB, store *postgres.RebuildStore, kc kafka.Config, rm ReadModel, reg *metrics.Registry, log *slog.Logger) (*rebuild.Service, func(), error) {
 	if rm.Target == nil || !cfg.Runs(service.RoleAdmin) {
 		return nil, func() {}, nil
 	}
@@ -35,7 +35,7 @@ func provideRebuildService(cfg service.Config, db *postgres.DB, store *postgres.
 	if err != nil {
 		return nil, nil, err
 	}
-	svc, err := apprebuild.NewService(apprebuild.Config{Settle: cfg.SearchRefreshInterval, ProjectorGroup: cfg.ProjectorGroup},
+	svc, err := rebuild.NewService(rebuild.Config{Settle: cfg.SearchRefreshInterval, ProjectorGroup: cfg.ProjectorGroup},
 		store, source, events, rm.Target, log.With("component", "rebuild"))
 	if err != nil {
 		events.Close()
@@ -54,7 +54,7 @@ func provideRebuildService(cfg service.Config, db *postgres.DB, store *postgres.
 	return svc, cleanup, nil
 }
 
-func provideGRPCServer(cfg service.Config, svc *apprebuild.Service, operations *grpcport.Operations, reg *metrics.Registry, log *slog.Logger) (*grpcport.Server, error) {
+func provideGRPCServer(cfg service.Config, svc *rebuild.Service, operations *grpcport.Operations, reg *metrics.Registry, log *slog.Logger) (*grpcport.Server, error) {
 	if svc == nil {
 		return nil, nil
 	}

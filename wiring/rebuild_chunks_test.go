@@ -11,9 +11,9 @@ import (
 
 	"github.com/marketplace/catalog/adapters/postgres"
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // TestRebuildHoldsNoTransactionLongerThanAChunk: while a database rebuild fills 80,000
@@ -127,7 +127,7 @@ func TestRebuildChunkChangedWhileReadEndsCorrect(t *testing.T) {
 		stale   = map[string]int64{}       // id -> version the chunk carried
 		inIndex = map[string]docAtSwitch{} // what the new index held before validation
 	)
-	wrap := func(src apprebuild.ProductSource) apprebuild.ProductSource {
+	wrap := func(src rebuild.ProductSource) rebuild.ProductSource {
 		return &changingSource{ProductSource: src, onChunk: func(ctx context.Context, after string, read func() ([]product.Snapshot, error)) ([]product.Snapshot, error) {
 			mu.Lock()
 			chunks++
@@ -191,13 +191,13 @@ func TestRebuildChunkChangedWhileReadEndsCorrect(t *testing.T) {
 			inIndex[id] = docAtSwitch{doc: docs[id]}
 		}
 	}
-	svc := newRebuildServiceWith(t, rp, rp.esURL, apprebuild.Config{BatchSize: chunkSize, BeforeValidate: hook}, wrap)
-	started, err := svc.Start(context.Background(), rebuild.SourceDatabase)
+	svc := newRebuildServiceWith(t, rp, rp.esURL, rebuild.Config{BatchSize: chunkSize, BeforeValidate: hook}, wrap)
+	started, err := svc.Start(context.Background(), readmodel.SourceDatabase)
 	if err != nil {
 		t.Fatal(err)
 	}
 	final := awaitServiceRebuild(t, svc, started.ID)
-	if final.Phase != rebuild.PhaseSucceeded {
+	if final.Phase != readmodel.PhaseSucceeded {
 		t.Fatalf("rebuild ended %s: %s", final.Phase, final.Error)
 	}
 	mu.Lock()
@@ -224,7 +224,7 @@ type docAtSwitch struct{ doc indexDoc }
 
 // changingSource lets a test act around a chunk's read.
 type changingSource struct {
-	apprebuild.ProductSource
+	rebuild.ProductSource
 	onChunk func(ctx context.Context, after string, read func() ([]product.Snapshot, error)) ([]product.Snapshot, error)
 }
 

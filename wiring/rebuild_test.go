@@ -26,8 +26,8 @@ import (
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/postgres"
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"github.com/marketplace/catalog/service"
 )
 
@@ -793,13 +793,13 @@ func failedValidation(t *testing.T, rp *readPath, id, what string, damage func(*
 		hookIndex.Store(index)
 		damage(t, index)
 	})
-	started, err := svc.Start(ctx, rebuild.SourceDatabase)
+	started, err := svc.Start(ctx, readmodel.SourceDatabase)
 	if err != nil {
 		t.Fatal(err)
 	}
 	final := awaitServiceRebuild(t, svc, started.ID)
 
-	if final.Phase != rebuild.PhaseFailed {
+	if final.Phase != readmodel.PhaseFailed {
 		t.Fatalf("rebuild ended %s (%q), want failed", final.Phase, final.Error)
 	}
 	if !strings.Contains(final.Error, id) || !strings.Contains(final.Error, what) {
@@ -830,22 +830,22 @@ func failedValidation(t *testing.T, rp *readPath, id, what string, damage func(*
 // newRebuildService builds the rebuild use case on the real adapters of rp's deployment (the
 // database, the topic, the alias), talking to the search cluster at esURL, with hook as its
 // BeforeValidate test hook.
-func newRebuildService(t *testing.T, rp *readPath, esURL string, hook func(context.Context, string)) *apprebuild.Service {
+func newRebuildService(t *testing.T, rp *readPath, esURL string, hook func(context.Context, string)) *rebuild.Service {
 	t.Helper()
-	return newRebuildServiceWith(t, rp, esURL, apprebuild.Config{BeforeValidate: hook}, nil)
+	return newRebuildServiceWith(t, rp, esURL, rebuild.Config{BeforeValidate: hook}, nil)
 }
 
 // newRebuildServiceWith is newRebuildService with cfg (its settle time and projector group are
 // the deployment's) and, when wrap is not nil, the product source wrap returns around the
 // real one.
-func newRebuildServiceWith(t *testing.T, rp *readPath, esURL string, cfg apprebuild.Config, wrap func(apprebuild.ProductSource) apprebuild.ProductSource) *apprebuild.Service {
+func newRebuildServiceWith(t *testing.T, rp *readPath, esURL string, cfg rebuild.Config, wrap func(rebuild.ProductSource) rebuild.ProductSource) *rebuild.Service {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store, err := postgres.NewRebuildStore(rp.db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var source apprebuild.ProductSource
+	var source rebuild.ProductSource
 	if source, err = postgres.NewProductSource(rp.db); err != nil {
 		t.Fatal(err)
 	}
@@ -870,7 +870,7 @@ func newRebuildServiceWith(t *testing.T, rp *readPath, esURL string, cfg apprebu
 		t.Fatal(err)
 	}
 	cfg.Settle, cfg.ProjectorGroup = rp.cfg.SearchRefreshInterval, rp.cfg.ProjectorGroup
-	svc, err := apprebuild.NewService(cfg, store, source, events, target, log)
+	svc, err := rebuild.NewService(cfg, store, source, events, target, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -885,9 +885,9 @@ func newRebuildServiceWith(t *testing.T, rp *readPath, esURL string, cfg apprebu
 	return svc
 }
 
-func awaitServiceRebuild(t *testing.T, svc *apprebuild.Service, id string) rebuild.Snapshot {
+func awaitServiceRebuild(t *testing.T, svc *rebuild.Service, id string) readmodel.Snapshot {
 	t.Helper()
-	var final rebuild.Snapshot
+	var final readmodel.Snapshot
 	eventuallyT(t, 40*time.Second, "the rebuild to end", func() bool {
 		s, err := svc.Get(context.Background(), id)
 		if err != nil {
@@ -962,7 +962,7 @@ func TestRebuildDrainFailureLosesNoWrites(t *testing.T) {
 		}
 		t.Errorf("hook: the window's products never reached the old index")
 	})
-	started, err := svc.Start(context.Background(), rebuild.SourceDatabase)
+	started, err := svc.Start(context.Background(), readmodel.SourceDatabase)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -998,7 +998,7 @@ func TestRebuildCancelledDuringSwitchKeepsTheAlias(t *testing.T) {
 	}
 	forward := httputil.NewSingleHostReverseProxy(target)
 	var (
-		svc       *apprebuild.Service
+		svc       *rebuild.Service
 		mu        sync.Mutex
 		seenAlias bool
 		stashed   []byte
@@ -1057,7 +1057,7 @@ func TestRebuildCancelledDuringSwitchKeepsTheAlias(t *testing.T) {
 	defer proxy.Close()
 
 	svc = newRebuildService(t, rp, proxy.URL, nil)
-	started, err := svc.Start(context.Background(), rebuild.SourceDatabase)
+	started, err := svc.Start(context.Background(), readmodel.SourceDatabase)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1078,7 +1078,7 @@ func TestRebuildCancelledDuringSwitchKeepsTheAlias(t *testing.T) {
 	if now != from && now != final.ToIndex {
 		t.Fatalf("alias on %s, neither the old %s nor the new %s", now, from, final.ToIndex)
 	}
-	if now == final.ToIndex && final.Phase != rebuild.PhaseSucceeded {
+	if now == final.ToIndex && final.Phase != readmodel.PhaseSucceeded {
 		t.Errorf("the alias is on the rebuild's index %s but the record says %s (%q)", now, final.Phase, final.Error)
 	}
 	if code, p := rp.search(t, "category=switch&size=1"); code != 200 || p.Total != 5 {
@@ -1237,7 +1237,7 @@ func withOldMappingIndex(name *string) readPathOption {
 		}
 		mapping := res[tmp].Mappings
 		mapping["_meta"] = map[string]any{"mapping_version": 0}
-		*name = rebuild.IndexName(c.SearchAlias, 0, time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
+		*name = readmodel.IndexName(c.SearchAlias, 0, time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC))
 		body, _ := json.Marshal(map[string]any{
 			"settings": map[string]any{"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "1s"},
 			"mappings": mapping,

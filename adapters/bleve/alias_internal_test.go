@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,7 +86,7 @@ func TestAliasFileIsCrashSafe(t *testing.T) {
 func TestHalfCreatedAndHalfDeletedIndicesAreCleanedUp(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{Dir: dir, Alias: "half"}
-	name := rebuild.IndexName("half", MappingVersion, time.Now())
+	name := readmodel.IndexName("half", MappingVersion, time.Now())
 	for _, p := range []string{"." + name, ".deleted-" + name + "-abc"} {
 		if err := os.MkdirAll(filepath.Join(dir, p, "store"), 0o755); err != nil {
 			t.Fatal(err)
@@ -114,7 +114,7 @@ func TestHalfCreatedAndHalfDeletedIndicesAreCleanedUp(t *testing.T) {
 func TestDamagedIndexIsListedAndReplaceable(t *testing.T) {
 	dir := t.TempDir()
 	cfg := Config{Dir: dir, Alias: "damaged"}
-	name := rebuild.IndexName("damaged", MappingVersion, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
+	name := readmodel.IndexName("damaged", MappingVersion, time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
 	if err := os.MkdirAll(filepath.Join(dir, name), 0o755); err != nil {
 		t.Fatal(err)
 	}

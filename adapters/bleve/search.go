@@ -15,7 +15,7 @@ import (
 	bq "github.com/blevesearch/bleve/v2/search/query"
 
 	"github.com/marketplace/catalog/application/query"
-	domain "github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // textFields are the fields the search text is matched against, with their boosts.
@@ -62,7 +62,7 @@ func (s *Store) Search(ctx context.Context, q query.SearchProducts) (query.Searc
 	if err != nil {
 		return query.SearchResult{}, fmt.Errorf("search %s: %w: %w", s.cfg.Alias, query.ErrReadModelUnavailable, err)
 	}
-	mappingVersion, _, _ := domain.ParseIndexName(s.cfg.Alias, ix.name)
+	mappingVersion, _, _ := readmodel.ParseIndexName(s.cfg.Alias, ix.name)
 	if mappingVersion < facetsMappingVersion && (q.Wants(query.FacetCategory) || q.Wants(query.FacetBrand) || q.Wants(query.FacetInStock)) {
 		return query.SearchResult{}, fmt.Errorf("search %s: %w: the live index %s has mapping version %d; the category, brand and in_stock facets need version %d: run catalog rebuild",
 			s.cfg.Alias, query.ErrReadModelUnavailable, ix.name, mappingVersion, facetsMappingVersion)

@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	domain "github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -117,7 +117,7 @@ func (s *Store) load() error {
 				return fmt.Errorf("remove leftover %s: %w", name, err)
 			}
 		case e.IsDir():
-			if _, _, ok := domain.ParseIndexName(s.cfg.Alias, name); ok {
+			if _, _, ok := readmodel.ParseIndexName(s.cfg.Alias, name); ok {
 				s.indices[name] = openIndex(s.cfg, name, filepath.Join(s.cfg.Dir, name))
 			}
 		}
@@ -250,7 +250,7 @@ func (s *Store) named(name string) (*index, error) {
 
 // ownIndex refuses names that are not versioned indices of the alias.
 func (s *Store) ownIndex(name string) error {
-	if _, _, ok := domain.ParseIndexName(s.cfg.Alias, name); !ok {
+	if _, _, ok := readmodel.ParseIndexName(s.cfg.Alias, name); !ok {
 		return fmt.Errorf("%q is not a %s_v{M}_{YYYYMMDD}_{HHMMSS} index: %w", name, s.cfg.Alias, ErrForeignIndex)
 	}
 	return nil
@@ -270,9 +270,9 @@ func (s *Store) createIndex(ctx context.Context, version int) (string, error) {
 	var name string
 	for i := 0; ; i++ {
 		if i == maxSeconds {
-			return "", fmt.Errorf("no free index name in %d seconds from %s", maxSeconds, domain.IndexName(s.cfg.Alias, version, t))
+			return "", fmt.Errorf("no free index name in %d seconds from %s", maxSeconds, readmodel.IndexName(s.cfg.Alias, version, t))
 		}
-		name = domain.IndexName(s.cfg.Alias, version, t.Add(time.Duration(i)*time.Second))
+		name = readmodel.IndexName(s.cfg.Alias, version, t.Add(time.Duration(i)*time.Second))
 		s.mu.RLock()
 		_, taken := s.indices[name]
 		s.mu.RUnlock()

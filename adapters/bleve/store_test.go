@@ -5,7 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	domain "github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,7 +49,7 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func TestIndexName(t *testing.T) {
-	got := domain.IndexName("product_search", 3, time.Date(2026, 2, 3, 4, 5, 6, 0, time.FixedZone("x", 3600)))
+	got := readmodel.IndexName("product_search", 3, time.Date(2026, 2, 3, 4, 5, 6, 0, time.FixedZone("x", 3600)))
 	if got != "product_search_v3_20260203_030506" {
 		t.Errorf("IndexName = %s", got)
 	}

@@ -17,7 +17,7 @@ import (
 
 	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
-	domain "github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // MappingVersion is the mapping version of the indices CreateIndex creates.
@@ -230,9 +230,9 @@ func (s *Store) SwitchAlias(_ context.Context, from, to string) error {
 	case current == to:
 		return nil
 	case current != from && current == "":
-		return fmt.Errorf("rebuild target: alias %s no longer exists, expected it on %s: %w", s.cfg.Alias, from, domain.ErrAliasMoved)
+		return fmt.Errorf("rebuild target: alias %s no longer exists, expected it on %s: %w", s.cfg.Alias, from, readmodel.ErrAliasMoved)
 	case current != from:
-		return fmt.Errorf("rebuild target: alias %s points at %s, not %q: %w", s.cfg.Alias, current, from, domain.ErrAliasMoved)
+		return fmt.Errorf("rebuild target: alias %s points at %s, not %q: %w", s.cfg.Alias, current, from, readmodel.ErrAliasMoved)
 	}
 	if err := s.setAlias(to); err != nil {
 		return fmt.Errorf("rebuild target: switch alias %s -> %s: %w", from, to, err)
@@ -243,7 +243,7 @@ func (s *Store) SwitchAlias(_ context.Context, from, to string) error {
 // checkMapping verifies that ix was created by CreateIndex with the mapping version its name
 // states.
 func checkMapping(alias string, ix *index) error {
-	want, _, _ := domain.ParseIndexName(alias, ix.name)
+	want, _, _ := readmodel.ParseIndexName(alias, ix.name)
 	return ix.read(func(bi blevev2.Index) error {
 		raw, err := bi.GetInternal(mappingVersionKey)
 		if err != nil {
@@ -313,7 +313,7 @@ func (s *Store) ListIndices(ctx context.Context) ([]rebuild.IndexInfo, error) {
 	s.mu.RUnlock()
 	out := make([]rebuild.IndexInfo, 0, len(all))
 	for _, ix := range all {
-		m, created, _ := domain.ParseIndexName(s.cfg.Alias, ix.name)
+		m, created, _ := readmodel.ParseIndexName(s.cfg.Alias, ix.name)
 		info := rebuild.IndexInfo{Name: ix.name, MappingVersion: m, Created: created, Aliased: ix.name == alias}
 		if ix.openErr == nil {
 			live, tombstones, err := counts(ctx, ix)

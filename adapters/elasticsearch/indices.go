@@ -7,7 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -117,7 +117,7 @@ func (ix *Indices) create(ctx context.Context, opts CreateIndexOptions, withAlia
 	}
 	const maxSeconds = 60
 	for i := range maxSeconds {
-		name := rebuild.IndexName(ix.cfg.Alias, version, t.Add(time.Duration(i)*time.Second))
+		name := readmodel.IndexName(ix.cfg.Alias, version, t.Add(time.Duration(i)*time.Second))
 		err := do(ctx, ix.client, ix.cfg.RequestTimeout, esapi.IndicesCreateRequest{
 			Index: name, Body: bytes.NewReader(raw),
 		}, nil)
@@ -129,7 +129,7 @@ func (ix *Indices) create(ctx context.Context, opts CreateIndexOptions, withAlia
 		}
 		return "", fmt.Errorf("%s: %w", name, err)
 	}
-	return "", fmt.Errorf("no free index name in %d seconds from %s", maxSeconds, rebuild.IndexName(ix.cfg.Alias, version, t))
+	return "", fmt.Errorf("no free index name in %d seconds from %s", maxSeconds, readmodel.IndexName(ix.cfg.Alias, version, t))
 }
 
 // EnsureAlias makes sure the alias exists and returns the index it points at. When it does not
@@ -181,7 +181,7 @@ func (ix *Indices) ExtendMapping(ctx context.Context, index string) ([]string, e
 	if err := ix.ownIndex(index); err != nil {
 		return nil, fmt.Errorf("extend mapping: %w", err)
 	}
-	version, _, _ := rebuild.ParseIndexName(ix.cfg.Alias, index)
+	version, _, _ := readmodel.ParseIndexName(ix.cfg.Alias, index)
 	if version >= MappingVersion {
 		return nil, nil
 	}
@@ -336,7 +336,7 @@ func (ix *Indices) AliasTarget(ctx context.Context) (string, error) {
 // name; ok is false for other names. The projector's startup compares the alias target's
 // version with MappingVersion to tell an operator that a rebuild is due.
 func (ix *Indices) MappingVersionOf(index string) (version int, ok bool) {
-	v, _, ok := rebuild.ParseIndexName(ix.cfg.Alias, index)
+	v, _, ok := readmodel.ParseIndexName(ix.cfg.Alias, index)
 	return v, ok
 }
 
@@ -377,7 +377,7 @@ func (ix *Indices) ListIndices(ctx context.Context) ([]IndexInfo, error) {
 	}
 	infos := make(map[string]*IndexInfo)
 	for name, s := range settings {
-		m, created, ok := rebuild.ParseIndexName(ix.cfg.Alias, name)
+		m, created, ok := readmodel.ParseIndexName(ix.cfg.Alias, name)
 		if !ok {
 			continue
 		}
@@ -536,7 +536,7 @@ func (ix *Indices) target(index string) (string, error) {
 
 // ownIndex refuses names that are not versioned indices of the alias.
 func (ix *Indices) ownIndex(name string) error {
-	if _, _, ok := rebuild.ParseIndexName(ix.cfg.Alias, name); !ok {
+	if _, _, ok := readmodel.ParseIndexName(ix.cfg.Alias, name); !ok {
 		return fmt.Errorf("%q is not a %s_v{M}_{YYYYMMDD}_{HHMMSS} index: %w", name, ix.cfg.Alias, ErrForeignIndex)
 	}
 	return nil

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"net/http"
 	"regexp"
 	"sync"
@@ -18,7 +18,7 @@ import (
 
 func TestIndexNameFormat(t *testing.T) {
 	at := time.Date(2025, 3, 9, 7, 5, 4, 999_000_000, time.FixedZone("CET", 3600))
-	if got, want := rebuild.IndexName("product_search", 1, at), "product_search_v1_20250309_060504"; got != want {
+	if got, want := readmodel.IndexName("product_search", 1, at), "product_search_v1_20250309_060504"; got != want {
 		t.Fatalf("IndexName = %q, want %q (UTC, to the second)", got, want)
 	}
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"net/http"
 	"sync"
 	"testing"
@@ -84,7 +84,7 @@ func TestApplyMappingRejectionIsPermanent(t *testing.T) {
 	e := rmSetup(t, nil)
 	ctx := e.ctx()
 	// An index with a narrower mapping than the code's: price.amount is an integer.
-	narrow := rebuild.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Now())
+	narrow := readmodel.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Now())
 	status := e.rawJSON(http.MethodPut, "/"+narrow, map[string]any{
 		"settings": map[string]any{"number_of_shards": 1, "number_of_replicas": 0},
 		"mappings": map[string]any{

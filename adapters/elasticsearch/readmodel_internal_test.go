@@ -4,7 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"testing"
 	"time"
 
@@ -13,13 +13,13 @@ import (
 
 func TestIndexNameRoundTrip(t *testing.T) {
 	at := time.Date(2031, 12, 31, 23, 59, 58, 0, time.UTC)
-	name := rebuild.IndexName("a-b_c", 12, at)
-	v, created, ok := rebuild.ParseIndexName("a-b_c", name)
+	name := readmodel.IndexName("a-b_c", 12, at)
+	v, created, ok := readmodel.ParseIndexName("a-b_c", name)
 	if !ok || v != 12 || !created.Equal(at) {
-		t.Fatalf("rebuild.ParseIndexName(%q) = %d, %s, %v", name, v, created, ok)
+		t.Fatalf("readmodel.ParseIndexName(%q) = %d, %s, %v", name, v, created, ok)
 	}
 	for _, other := range []string{"a-b_c", "a-b_cx_v1_20240101_000000", "a-b_c_v1_20240101_0000", "x_a-b_c_v1_20240101_000000", "a-b_c_v1_20241301_000000"} {
-		if _, _, ok := rebuild.ParseIndexName("a-b_c", other); ok {
+		if _, _, ok := readmodel.ParseIndexName("a-b_c", other); ok {
 			t.Errorf("parseIndexName accepted %q", other)
 		}
 	}

@@ -19,7 +19,7 @@ import (
 
 	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
-	domain "github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // Bulk-load tuning of Target. A rebuild writes batches of about a thousand snapshots and waits
@@ -166,7 +166,7 @@ func (t *Target) ListIndices(ctx context.Context) ([]rebuild.IndexInfo, error) {
 	out := make([]rebuild.IndexInfo, 0, len(list))
 	for _, ix := range list {
 		created := ix.Created
-		if _, named, ok := domain.ParseIndexName(t.cfg.Alias, ix.Name); ok {
+		if _, named, ok := readmodel.ParseIndexName(t.cfg.Alias, ix.Name); ok {
 			created = named
 		}
 		out = append(out, rebuild.IndexInfo{
@@ -211,16 +211,16 @@ func (t *Target) SwitchAlias(ctx context.Context, from, to string) error {
 	case aerr == nil && current == to:
 		return nil
 	case aerr == nil && current != from:
-		return fmt.Errorf("rebuild target: alias %s points at %s, not %q: %w: %w", t.cfg.Alias, current, from, domain.ErrAliasMoved, err)
+		return fmt.Errorf("rebuild target: alias %s points at %s, not %q: %w: %w", t.cfg.Alias, current, from, readmodel.ErrAliasMoved, err)
 	case errors.Is(aerr, ErrAliasNotFound) && from != "":
-		return fmt.Errorf("rebuild target: alias %s no longer exists, expected it on %s: %w: %w", t.cfg.Alias, from, domain.ErrAliasMoved, err)
+		return fmt.Errorf("rebuild target: alias %s no longer exists, expected it on %s: %w: %w", t.cfg.Alias, from, readmodel.ErrAliasMoved, err)
 	}
 	return fmt.Errorf("rebuild target: %w", err)
 }
 
 // checkMapping verifies that index has the strict mapping whose version its name states.
 func (t *Target) checkMapping(ctx context.Context, index string) error {
-	want, _, ok := domain.ParseIndexName(t.cfg.Alias, index)
+	want, _, ok := readmodel.ParseIndexName(t.cfg.Alias, index)
 	if !ok {
 		return t.indices.ownIndex(index)
 	}

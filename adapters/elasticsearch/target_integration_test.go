@@ -21,7 +21,7 @@ import (
 	"github.com/marketplace/catalog/adapters/elasticsearch"
 	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
-	domain "github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // target returns the rebuild target of the test's alias, closed at the end of the test.
@@ -266,7 +266,7 @@ func TestTargetWriteOlderVersionKeepsNewer(t *testing.T) {
 	if err := tg.Write(ctx, e.cfg.Alias, []product.Snapshot{v(6, "Alias")}); !errors.Is(err, elasticsearch.ErrForeignIndex) {
 		t.Errorf("Write to the alias = %v, want ErrForeignIndex", err)
 	}
-	missing := domain.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))
+	missing := readmodel.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))
 	if err := tg.Write(ctx, missing, []product.Snapshot{v(6, "Missing")}); !errors.Is(err, elasticsearch.ErrIndexNotFound) {
 		t.Errorf("Write to a missing index = %v, want ErrIndexNotFound", err)
 	}
@@ -337,7 +337,7 @@ func TestTargetAliasLifecycle(t *testing.T) {
 
 	// From nowhere while the alias exists: moved, nothing changes.
 	b := create()
-	if err := tg.SwitchAlias(ctx, "", b); !errors.Is(err, domain.ErrAliasMoved) {
+	if err := tg.SwitchAlias(ctx, "", b); !errors.Is(err, readmodel.ErrAliasMoved) {
 		t.Fatalf("SwitchAlias from nowhere while the alias exists = %v, want ErrAliasMoved", err)
 	}
 	expectAlias(a)
@@ -380,7 +380,7 @@ func TestTargetAliasLifecycle(t *testing.T) {
 
 	// A stale from (the alias moved to b meanwhile): ErrAliasMoved, the alias stays on b.
 	c := create()
-	if err := tg.SwitchAlias(ctx, a, c); !errors.Is(err, domain.ErrAliasMoved) {
+	if err := tg.SwitchAlias(ctx, a, c); !errors.Is(err, readmodel.ErrAliasMoved) {
 		t.Fatalf("SwitchAlias from a stale index = %v, want ErrAliasMoved", err)
 	}
 	expectAlias(b)
@@ -390,14 +390,14 @@ func TestTargetAliasLifecycle(t *testing.T) {
 	}
 	expectAlias(b)
 	// A missing to changes nothing and is not a moved alias.
-	missing := domain.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))
-	if err := tg.SwitchAlias(ctx, b, missing); err == nil || errors.Is(err, domain.ErrAliasMoved) {
+	missing := readmodel.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC))
+	if err := tg.SwitchAlias(ctx, b, missing); err == nil || errors.Is(err, readmodel.ErrAliasMoved) {
 		t.Fatalf("SwitchAlias to a missing index = %v, want a non-moved error", err)
 	}
 	expectAlias(b)
 	// An index with the right name but not created by CreateIndex (auto-created by a stray
 	// write, with dynamic mapping) never becomes live.
-	stray := domain.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Date(2002, 2, 2, 0, 0, 0, 0, time.UTC))
+	stray := readmodel.IndexName(e.cfg.Alias, elasticsearch.MappingVersion, time.Date(2002, 2, 2, 0, 0, 0, 0, time.UTC))
 	// (The test cluster may forbid auto-creation, so the index is created the same way by hand.)
 	if status := e.rawJSON(http.MethodPut, "/"+stray, map[string]any{"settings": map[string]any{"number_of_replicas": 0}}, nil); status != http.StatusOK {
 		t.Fatalf("create %s: status %d", stray, status)
@@ -446,7 +446,7 @@ func TestTargetAliasLifecycle(t *testing.T) {
 	if _, err := tg.AliasTarget(ctx); !errors.Is(err, rebuild.ErrNoAlias) {
 		t.Fatalf("AliasTarget after the live index was deleted = %v, want ErrNoAlias", err)
 	}
-	if err := tg.SwitchAlias(ctx, b, a); !errors.Is(err, domain.ErrAliasMoved) {
+	if err := tg.SwitchAlias(ctx, b, a); !errors.Is(err, readmodel.ErrAliasMoved) {
 		t.Fatalf("SwitchAlias from a deleted index = %v, want ErrAliasMoved", err)
 	}
 	if err := tg.SwitchAlias(ctx, "", a); err != nil {

@@ -19,7 +19,7 @@ import (
 	"github.com/marketplace/catalog/application/query"
 	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
-	domain "github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // Read-model defaults and limits, the same as the real adapters'.
@@ -134,7 +134,7 @@ func (m *ReadModel) EnsureAlias(context.Context) (index string, created bool, er
 func (m *ReadModel) createLocked() string {
 	t := m.cfg.Now().UTC().Truncate(time.Second)
 	for i := 0; ; i++ {
-		name := domain.IndexName(m.cfg.Alias, ReadModelMappingVersion, t.Add(time.Duration(i)*time.Second))
+		name := readmodel.IndexName(m.cfg.Alias, ReadModelMappingVersion, t.Add(time.Duration(i)*time.Second))
 		if _, taken := m.indices[name]; !taken {
 			m.indices[name] = map[string]memDoc{}
 			return name
@@ -143,7 +143,7 @@ func (m *ReadModel) createLocked() string {
 }
 
 func (m *ReadModel) parseName(name string) (int, time.Time, bool) {
-	return domain.ParseIndexName(m.cfg.Alias, name)
+	return readmodel.ParseIndexName(m.cfg.Alias, name)
 }
 
 func (m *ReadModel) own(name string) error {
@@ -308,7 +308,7 @@ func (m *ReadModel) SwitchAlias(_ context.Context, from, to string) error {
 	case m.alias == to:
 		return nil
 	case m.alias != from:
-		return fmt.Errorf("memory read model: alias %s points at %q, not %q: %w", m.cfg.Alias, m.alias, from, domain.ErrAliasMoved)
+		return fmt.Errorf("memory read model: alias %s points at %q, not %q: %w", m.cfg.Alias, m.alias, from, readmodel.ErrAliasMoved)
 	}
 	m.alias = to
 	return nil

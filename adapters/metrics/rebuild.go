@@ -7,22 +7,22 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // RebuildRecords reads the rebuild records, newest first. *postgres.RebuildStore satisfies
 // it; the metrics read the record rather than the rebuild service's memory so that every
 // replica reports the rebuild, including one another replica runs.
 type RebuildRecords interface {
-	List(ctx context.Context, limit int) ([]*rebuild.Rebuild, error)
+	List(ctx context.Context, limit int) ([]*readmodel.Rebuild, error)
 }
 
 // rebuildPhases are the phases reported by catalog_rebuild_phase, in their order, so that a
 // dashboard has a series per phase even before a rebuild reached it.
-var rebuildPhases = []rebuild.Phase{
-	rebuild.PhasePending, rebuild.PhaseCreateIndex, rebuild.PhaseCapture, rebuild.PhaseFill,
-	rebuild.PhaseCatchUp, rebuild.PhaseValidate, rebuild.PhaseSwitch, rebuild.PhaseDrain,
-	rebuild.PhaseSucceeded, rebuild.PhaseFailed, rebuild.PhaseCancelled,
+var rebuildPhases = []readmodel.Phase{
+	readmodel.PhasePending, readmodel.PhaseCreateIndex, readmodel.PhaseCapture, readmodel.PhaseFill,
+	readmodel.PhaseCatchUp, readmodel.PhaseValidate, readmodel.PhaseSwitch, readmodel.PhaseDrain,
+	readmodel.PhaseSucceeded, readmodel.PhaseFailed, readmodel.PhaseCancelled,
 }
 
 // Defaults of RebuildMetrics: the record is read at most once per rebuildCacheTTL however
@@ -64,7 +64,7 @@ type RebuildMetrics struct {
 
 	mu     sync.Mutex
 	readAt time.Time
-	snap   rebuild.Snapshot
+	snap   readmodel.Snapshot
 	found  bool
 	err    error
 
@@ -164,7 +164,7 @@ func (m *RebuildMetrics) Collect(ch chan<- prometheus.Metric) {
 
 // latest returns the newest record's snapshot, reading it when the cached one is too old.
 // Failed reads are cached too, so a struggling database is not asked once per scraper.
-func (m *RebuildMetrics) latest() (rebuild.Snapshot, bool, error) {
+func (m *RebuildMetrics) latest() (readmodel.Snapshot, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if !m.readAt.IsZero() && time.Since(m.readAt) < m.ttl {
@@ -173,7 +173,7 @@ func (m *RebuildMetrics) latest() (rebuild.Snapshot, bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
 	defer cancel()
 	list, err := m.records.List(ctx, 1)
-	m.readAt, m.err, m.found, m.snap = time.Now(), err, false, rebuild.Snapshot{}
+	m.readAt, m.err, m.found, m.snap = time.Now(), err, false, readmodel.Snapshot{}
 	if err == nil && len(list) > 0 && list[0] != nil {
 		m.snap, m.found = list[0].Snapshot(), true
 	}

@@ -12,16 +12,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/marketplace/catalog/adapters/metrics"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 type fakeRecords struct {
-	list  []*rebuild.Rebuild
+	list  []*readmodel.Rebuild
 	err   error
 	calls atomic.Int64
 }
 
-func (f *fakeRecords) List(_ context.Context, limit int) ([]*rebuild.Rebuild, error) {
+func (f *fakeRecords) List(_ context.Context, limit int) ([]*readmodel.Rebuild, error) {
 	f.calls.Add(1)
 	if limit != 1 {
 		return nil, errors.New("the metrics need the newest record only")
@@ -31,13 +31,13 @@ func (f *fakeRecords) List(_ context.Context, limit int) ([]*rebuild.Rebuild, er
 
 var started = time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
 
-func record(t *testing.T, to rebuild.Phase, done, total int64) *rebuild.Rebuild {
+func record(t *testing.T, to readmodel.Phase, done, total int64) *readmodel.Rebuild {
 	t.Helper()
-	r, err := rebuild.New("rb-1", rebuild.SourceDatabase, started)
+	r, err := readmodel.New("rb-1", readmodel.SourceDatabase, started)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, p := range []rebuild.Phase{rebuild.PhaseCreateIndex, rebuild.PhaseCapture, rebuild.PhaseFill} {
+	for _, p := range []readmodel.Phase{readmodel.PhaseCreateIndex, readmodel.PhaseCapture, readmodel.PhaseFill} {
 		if err := r.Advance(p, started.Add(time.Second)); err != nil {
 			t.Fatal(err)
 		}
@@ -46,7 +46,7 @@ func record(t *testing.T, to rebuild.Phase, done, total int64) *rebuild.Rebuild 
 		}
 	}
 	r.Progress(done, total, started.Add(2*time.Second))
-	if to == rebuild.PhaseSucceeded {
+	if to == readmodel.PhaseSucceeded {
 		if err := r.Succeed(started.Add(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
@@ -94,14 +94,14 @@ catalog_rebuild_started_timestamp_seconds ` + strconv.FormatFloat(float64(starte
 // so an alert can see a runner that stopped beating; 0 once the rebuild has ended.
 func TestRebuildHeartbeatMetric(t *testing.T) {
 	const help = "# HELP catalog_rebuild_heartbeat_timestamp_seconds Last heartbeat of the newest projection rebuild's runner (Unix seconds) while the rebuild has not ended, 0 otherwise; it beats about every second.\n# TYPE catalog_rebuild_heartbeat_timestamp_seconds gauge\n"
-	running := record(t, rebuild.PhaseFill, 250, 1000)
+	running := record(t, readmodel.PhaseFill, 250, 1000)
 	running.Claim("host/1/abc", started.Add(30*time.Second))
 	for name, c := range map[string]struct {
-		list []*rebuild.Rebuild
+		list []*readmodel.Rebuild
 		want string
 	}{
-		"running":  {[]*rebuild.Rebuild{running}, help + "catalog_rebuild_heartbeat_timestamp_seconds " + strconv.FormatInt(started.Add(30*time.Second).Unix(), 10) + "\n"},
-		"finished": {[]*rebuild.Rebuild{record(t, rebuild.PhaseSucceeded, 1000, 1000)}, help + "catalog_rebuild_heartbeat_timestamp_seconds 0\n"},
+		"running":  {[]*readmodel.Rebuild{running}, help + "catalog_rebuild_heartbeat_timestamp_seconds " + strconv.FormatInt(started.Add(30*time.Second).Unix(), 10) + "\n"},
+		"finished": {[]*readmodel.Rebuild{record(t, readmodel.PhaseSucceeded, 1000, 1000)}, help + "catalog_rebuild_heartbeat_timestamp_seconds 0\n"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			r := newRegistry(t)
@@ -122,9 +122,9 @@ func TestRebuildMetrics(t *testing.T) {
 		want    string
 	}{
 		{"no rebuild yet", &fakeRecords{}, gauges("0", "0", "0", false) + phases("")},
-		{"nil record", &fakeRecords{list: []*rebuild.Rebuild{nil}}, gauges("0", "0", "0", false) + phases("")},
-		{"fill in progress", &fakeRecords{list: []*rebuild.Rebuild{record(t, rebuild.PhaseFill, 250, 1000)}}, gauges("1", "250", "1000", true) + phases("fill")},
-		{"succeeded", &fakeRecords{list: []*rebuild.Rebuild{record(t, rebuild.PhaseSucceeded, 1000, 1000)}}, gauges("0", "1000", "1000", true) + phases("succeeded")},
+		{"nil record", &fakeRecords{list: []*readmodel.Rebuild{nil}}, gauges("0", "0", "0", false) + phases("")},
+		{"fill in progress", &fakeRecords{list: []*readmodel.Rebuild{record(t, readmodel.PhaseFill, 250, 1000)}}, gauges("1", "250", "1000", true) + phases("fill")},
+		{"succeeded", &fakeRecords{list: []*readmodel.Rebuild{record(t, readmodel.PhaseSucceeded, 1000, 1000)}}, gauges("0", "1000", "1000", true) + phases("succeeded")},
 		{"record unreadable", &fakeRecords{err: errors.New("connection refused")},
 			"# HELP catalog_rebuild_record_up 1 when the rebuild record could be read for these metrics, 0 otherwise.\n# TYPE catalog_rebuild_record_up gauge\ncatalog_rebuild_record_up 0\n"},
 	} {
@@ -143,14 +143,14 @@ func TestRebuildMetrics(t *testing.T) {
 // TestRebuildRateAndETAMetrics: while the fill has a rate, the rate (in its unit), the time
 // the phase still needs and when it should end are exposed; events and resumes always.
 func TestRebuildRateAndETAMetrics(t *testing.T) {
-	rec := record(t, rebuild.PhaseFill, 250, 1000)
+	rec := record(t, readmodel.PhaseFill, 250, 1000)
 	rec.SetRate(50)
 	rec.ExpectEvents(4)
 	rec.AppliedEvents(3, started.Add(2*time.Second))
 	rec.Resume(started.Add(2 * time.Second))
 	rec.SetRate(50)
 	r := newRegistry(t)
-	if _, err := metrics.NewRebuildMetrics(r, &fakeRecords{list: []*rebuild.Rebuild{rec}}); err != nil {
+	if _, err := metrics.NewRebuildMetrics(r, &fakeRecords{list: []*readmodel.Rebuild{rec}}); err != nil {
 		t.Fatal(err)
 	}
 	end := started.Add(2*time.Second + 15*time.Second).Unix()
@@ -179,9 +179,9 @@ catalog_rebuild_resumes 1
 		t.Fatal(err)
 	}
 	// Without a rate (validation, say) there is no rate, ETA or completion series.
-	done := record(t, rebuild.PhaseSucceeded, 1000, 1000)
+	done := record(t, readmodel.PhaseSucceeded, 1000, 1000)
 	r = newRegistry(t)
-	if _, err := metrics.NewRebuildMetrics(r, &fakeRecords{list: []*rebuild.Rebuild{done}}); err != nil {
+	if _, err := metrics.NewRebuildMetrics(r, &fakeRecords{list: []*readmodel.Rebuild{done}}); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := testutil.GatherAndCount(r.Prometheus(), names[:2]...); err != nil || n != 0 {
@@ -192,7 +192,7 @@ catalog_rebuild_resumes 1
 // TestRebuildMetricsReadOncePerScrapeBurst: several scrapes in a row read the record once.
 func TestRebuildMetricsReadOncePerScrapeBurst(t *testing.T) {
 	r := newRegistry(t)
-	rec := &fakeRecords{list: []*rebuild.Rebuild{record(t, rebuild.PhaseFill, 1, 2)}}
+	rec := &fakeRecords{list: []*readmodel.Rebuild{record(t, readmodel.PhaseFill, 1, 2)}}
 	if _, err := metrics.NewRebuildMetrics(r, rec); err != nil {
 		t.Fatal(err)
 	}

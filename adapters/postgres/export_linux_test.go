@@ -5,12 +5,12 @@ import (
 	"errors"
 	"syscall"
 
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 )
 
 // LockSessionSetting reads a setting of the rebuild lock's own session: other sessions cannot
 // see it in SQL.
-func LockSessionSetting(ctx context.Context, l apprebuild.Lock, name string) (string, error) {
+func LockSessionSetting(ctx context.Context, l rebuild.Lock, name string) (string, error) {
 	al, ok := l.(*advisoryLock)
 	if !ok {
 		return "", errors.New("not an advisory lock")
@@ -24,7 +24,7 @@ func LockSessionSetting(ctx context.Context, l apprebuild.Lock, name string) (st
 
 // LockSocketKeepAlive reads the keepalive options of the lock connection's socket: whether
 // keepalive is on, and the idle time, probe interval (seconds) and probe count.
-func LockSocketKeepAlive(l apprebuild.Lock) (on bool, idle, interval, count int, err error) {
+func LockSocketKeepAlive(l rebuild.Lock) (on bool, idle, interval, count int, err error) {
 	al, ok := l.(*advisoryLock)
 	if !ok {
 		return false, 0, 0, 0, errors.New("not an advisory lock")

@@ -9,7 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
 )
 
@@ -213,7 +213,7 @@ func (s *OpsStats) ProductCounts(ctx context.Context) (ops.ProductCounts, error)
 }
 
 // ProductVersions implements ops.Products with productVersions.
-func (s *OpsStats) ProductVersions(ctx context.Context, afterID string, limit int) ([]apprebuild.DocVersion, error) {
+func (s *OpsStats) ProductVersions(ctx context.Context, afterID string, limit int) ([]rebuild.DocVersion, error) {
 	if limit < 1 {
 		return nil, fmt.Errorf("ops stats: product versions: %w: limit %d", ops.ErrInvalid, limit)
 	}
@@ -235,7 +235,7 @@ func (s *OpsStats) ProductVersions(ctx context.Context, afterID string, limit in
 // the beginning) in id order, at most limit: a keyset page of the primary key, so every page
 // costs the same however deep the scan is, and no cursor or transaction stays open between
 // pages. uuid order is the byte order of the canonical text form, which callers merge on.
-func productVersions(ctx context.Context, db *DB, after product.ID, limit int) ([]apprebuild.DocVersion, error) {
+func productVersions(ctx context.Context, db *DB, after product.ID, limit int) ([]rebuild.DocVersion, error) {
 	q := `SELECT id, version, deleted_at IS NOT NULL FROM products ORDER BY id LIMIT $1`
 	args := []any{limit}
 	if after != "" {
@@ -255,7 +255,7 @@ func productVersions(ctx context.Context, db *DB, after product.ID, limit int) (
 
 // ProductVersionsByID implements ops.Products. Ids that are not UUIDs cannot name a product
 // and are left out rather than failing the lookup.
-func (s *OpsStats) ProductVersionsByID(ctx context.Context, ids []string) ([]apprebuild.DocVersion, error) {
+func (s *OpsStats) ProductVersionsByID(ctx context.Context, ids []string) ([]rebuild.DocVersion, error) {
 	valid := make([]string, 0, len(ids))
 	for _, id := range ids {
 		if p, err := product.ParseID(id); err == nil {
@@ -276,8 +276,8 @@ func (s *OpsStats) ProductVersionsByID(ctx context.Context, ids []string) ([]app
 	return out, nil
 }
 
-func scanDocVersion(row pgx.CollectableRow) (apprebuild.DocVersion, error) {
-	var d apprebuild.DocVersion
+func scanDocVersion(row pgx.CollectableRow) (rebuild.DocVersion, error) {
+	var d rebuild.DocVersion
 	err := row.Scan(&d.ID, &d.Version, &d.Deleted)
 	return d, err
 }

@@ -9,12 +9,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
-var _ apprebuild.ProductSource = (*ProductSource)(nil)
+var _ rebuild.ProductSource = (*ProductSource)(nil)
 
 // ProductSource implements rebuild.ProductSource: the database as the default rebuild source
 // (docs/ARCHITECTURE.md, "Rebuild"). It reads through pgx directly, which decodes rows in the
@@ -38,7 +38,7 @@ func NewProductSource(db *DB) (*ProductSource, error) {
 // for a fill. afterID "" starts at the beginning; any other afterID must be a UUID.
 func (s *ProductSource) Chunk(ctx context.Context, afterID string, limit int) ([]product.Snapshot, error) {
 	if limit < 1 {
-		return nil, fmt.Errorf("product source: chunk: %w: limit %d", rebuild.ErrInvalid, limit)
+		return nil, fmt.Errorf("product source: chunk: %w: limit %d", readmodel.ErrInvalid, limit)
 	}
 	if afterID == "" {
 		batch, err := fetchBatch(ctx, s.db.Pool, `SELECT `+productColumns+` FROM products ORDER BY id LIMIT $1`, limit, limit)
@@ -49,7 +49,7 @@ func (s *ProductSource) Chunk(ctx context.Context, afterID string, limit int) ([
 	}
 	after, err := product.ParseID(afterID)
 	if err != nil {
-		return nil, fmt.Errorf("product source: chunk: %w: after %w", rebuild.ErrInvalid, err)
+		return nil, fmt.Errorf("product source: chunk: %w: after %w", readmodel.ErrInvalid, err)
 	}
 	batch, err := fetchBatch(ctx, s.db.Pool, `SELECT `+productColumns+` FROM products WHERE id > $2 ORDER BY id LIMIT $1`, limit, limit, after.String())
 	if err != nil {
@@ -85,15 +85,15 @@ func fetchBatch(ctx context.Context, db *pgxpool.Pool, query string, batchSize i
 // byte-wise string order, the order of an Elasticsearch keyword sort and of Go's string
 // comparison, so the caller can merge-join the pages with the index's. afterID "" starts at
 // the beginning; any other afterID must be a UUID.
-func (s *ProductSource) Versions(ctx context.Context, afterID string, limit int) ([]apprebuild.DocVersion, error) {
+func (s *ProductSource) Versions(ctx context.Context, afterID string, limit int) ([]rebuild.DocVersion, error) {
 	if limit < 1 {
-		return nil, fmt.Errorf("product source: versions: %w: limit %d", rebuild.ErrInvalid, limit)
+		return nil, fmt.Errorf("product source: versions: %w: limit %d", readmodel.ErrInvalid, limit)
 	}
 	var after product.ID
 	if afterID != "" {
 		var err error
 		if after, err = product.ParseID(afterID); err != nil {
-			return nil, fmt.Errorf("product source: versions: %w: after %w", rebuild.ErrInvalid, err)
+			return nil, fmt.Errorf("product source: versions: %w: after %w", readmodel.ErrInvalid, err)
 		}
 	}
 	page, err := productVersions(ctx, s.db, after, limit)

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/adapters/postgres"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/internal/testenv"
 )
@@ -88,9 +88,9 @@ func allChunks(t *testing.T, src *postgres.ProductSource, size int) []product.Sn
 }
 
 // allVersions pages through the products' versions, checking the order the same way.
-func allVersions(t *testing.T, src *postgres.ProductSource, page int) []apprebuild.DocVersion {
+func allVersions(t *testing.T, src *postgres.ProductSource, page int) []rebuild.DocVersion {
 	t.Helper()
-	var all []apprebuild.DocVersion
+	var all []rebuild.DocVersion
 	after := ""
 	for {
 		p, err := src.Versions(context.Background(), after, page)
@@ -167,7 +167,7 @@ func TestSourceChunksInIDOrderWithTombstones(t *testing.T) {
 			}
 			for i, d := range versions {
 				s := chunked[i]
-				if d != (apprebuild.DocVersion{ID: s.ID.String(), Version: s.Version, Deleted: s.Deleted()}) {
+				if d != (rebuild.DocVersion{ID: s.ID.String(), Version: s.Version, Deleted: s.Deleted()}) {
 					t.Fatalf("versions say %+v, the chunk %s v%d deleted %v", d, s.ID, s.Version, s.Deleted())
 				}
 			}

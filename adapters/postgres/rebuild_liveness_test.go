@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/adapters/postgres"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"github.com/marketplace/catalog/internal/testenv"
 )
 
@@ -18,13 +18,13 @@ import (
 // or the network between the process and PostgreSQL was cut (testenv.Proxy).
 func TestRebuildLockCheckSeesALostSession(t *testing.T) {
 	ctx := context.Background()
-	checkLost := func(t *testing.T, lock apprebuild.Lock) {
+	checkLost := func(t *testing.T, lock rebuild.Lock) {
 		t.Helper()
 		start := time.Now()
 		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		err := lock.Check(cctx)
-		if !errors.Is(err, rebuild.ErrLockLost) {
+		if !errors.Is(err, readmodel.ErrLockLost) {
 			t.Fatalf("Check after the session was lost: %v, want ErrLockLost", err)
 		}
 		t.Logf("Check noticed in %s: %v", time.Since(start).Round(time.Millisecond), err)
@@ -76,7 +76,7 @@ func TestRebuildLockCheckSeesALostSession(t *testing.T) {
 		checkLost(t, lock)
 		// PostgreSQL saw the connection close and freed the lock: another replica gets it.
 		other := newRebuildStore(t, db)
-		var again apprebuild.Lock
+		var again rebuild.Lock
 		eventually(t, 10*time.Second, "the lock of a cut session was not freed", func() bool {
 			again, err = other.TryLock(ctx)
 			return err == nil
@@ -93,16 +93,16 @@ func TestRebuildStoreOwnership(t *testing.T) {
 	ctx := context.Background()
 	s := newRebuildStore(t, db)
 	t0 := time.Now().UTC().Truncate(time.Microsecond)
-	r, _ := rebuild.New("rb-own", rebuild.SourceDatabase, t0)
+	r, _ := readmodel.New("rb-own", readmodel.SourceDatabase, t0)
 	r.Claim("replica-a/1/aaaaaa", t0)
-	_ = r.Advance(rebuild.PhaseFill, t0)
+	_ = r.Advance(readmodel.PhaseFill, t0)
 	if err := s.Create(ctx, r); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Heartbeat(ctx, "rb-own", "replica-a/1/aaaaaa", t0.Add(5*time.Second)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Heartbeat(ctx, "rb-own", "replica-b/2/bbbbbb", t0.Add(6*time.Second)); !errors.Is(err, rebuild.ErrNotOwner) {
+	if err := s.Heartbeat(ctx, "rb-own", "replica-b/2/bbbbbb", t0.Add(6*time.Second)); !errors.Is(err, readmodel.ErrNotOwner) {
 		t.Fatalf("heartbeat of a non-owner: %v, want ErrNotOwner", err)
 	}
 	// A save carries the record's own (older) heartbeat: the stored one does not go back.
@@ -128,7 +128,7 @@ func TestRebuildStoreOwnership(t *testing.T) {
 		}
 		if ok {
 			wins++
-			if snap := taken.Snapshot(); snap.Owner != owner || !snap.HeartbeatAt.Equal(t0.Add(20*time.Second)) || snap.Phase != rebuild.PhaseFill {
+			if snap := taken.Snapshot(); snap.Owner != owner || !snap.HeartbeatAt.Equal(t0.Add(20*time.Second)) || snap.Phase != readmodel.PhaseFill {
 				t.Errorf("taken over: %+v", snap)
 			}
 		}
@@ -136,24 +136,24 @@ func TestRebuildStoreOwnership(t *testing.T) {
 	if wins != 1 {
 		t.Fatalf("%d replicas took the record over, want exactly 1", wins)
 	}
-	if err := s.Save(ctx, r); !errors.Is(err, rebuild.ErrNotOwner) {
+	if err := s.Save(ctx, r); !errors.Is(err, readmodel.ErrNotOwner) {
 		t.Fatalf("save by the former owner: %v, want ErrNotOwner", err)
 	}
-	if err := s.Heartbeat(ctx, "rb-own", "replica-a/1/aaaaaa", t0.Add(21*time.Second)); !errors.Is(err, rebuild.ErrNotOwner) {
+	if err := s.Heartbeat(ctx, "rb-own", "replica-a/1/aaaaaa", t0.Add(21*time.Second)); !errors.Is(err, readmodel.ErrNotOwner) {
 		t.Fatalf("heartbeat by the former owner: %v, want ErrNotOwner", err)
 	}
 	// A record handed off by its owner keeps its state, has no owner and is taken over at once
 	// (its heartbeat is older than any cut-off); only the owner can hand it off.
 	got, _ = s.Get(ctx, "rb-own")
 	owner := got.Owner()
-	if err := s.HandOff(ctx, "rb-own", "replica-a/1/aaaaaa"); !errors.Is(err, rebuild.ErrNotOwner) {
+	if err := s.HandOff(ctx, "rb-own", "replica-a/1/aaaaaa"); !errors.Is(err, readmodel.ErrNotOwner) {
 		t.Fatalf("hand-off by the former owner: %v, want ErrNotOwner", err)
 	}
 	if err := s.HandOff(ctx, "rb-own", owner); err != nil {
 		t.Fatal(err)
 	}
 	off, _ := s.Get(ctx, "rb-own")
-	if snap := off.Snapshot(); snap.Owner != "" || snap.Phase != rebuild.PhaseFill || snap.DocsDone != 10 || !snap.HeartbeatAt.Before(t0) {
+	if snap := off.Snapshot(); snap.Owner != "" || snap.Phase != readmodel.PhaseFill || snap.DocsDone != 10 || !snap.HeartbeatAt.Before(t0) {
 		t.Fatalf("handed off: %+v", snap)
 	}
 	if _, ok, err := s.TakeOver(ctx, "rb-own", "replica-e/5/eeeeee", t0, t0.Add(-time.Hour)); !ok || err != nil {
@@ -168,7 +168,7 @@ func TestRebuildStoreOwnership(t *testing.T) {
 	if _, ok, err := s.TakeOver(ctx, "rb-own", "replica-d/4/dddddd", t0.Add(time.Hour), t0.Add(time.Hour)); ok || err != nil {
 		t.Fatalf("take over of a finished record: %v %v", ok, err)
 	}
-	if err := s.HandOff(ctx, "rb-own", got.Owner()); !errors.Is(err, rebuild.ErrNotOwner) {
+	if err := s.HandOff(ctx, "rb-own", got.Owner()); !errors.Is(err, readmodel.ErrNotOwner) {
 		t.Fatalf("hand-off of a finished record: %v, want ErrNotOwner", err)
 	}
 }
@@ -182,7 +182,7 @@ func TestIndexPositions(t *testing.T) {
 	if _, ok, err := s.IndexPosition(ctx, "products_v1_20250101_000000"); ok || err != nil {
 		t.Fatalf("unknown index: %v %v", ok, err)
 	}
-	want := apprebuild.Offsets{0: 17, 3: 1 << 40, 11: 0}
+	want := rebuild.Offsets{0: 17, 3: 1 << 40, 11: 0}
 	if err := s.SetIndexPosition(ctx, "products_v1_20250101_000000", want); err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +190,7 @@ func TestIndexPositions(t *testing.T) {
 	if err != nil || !ok || len(got) != len(want) || got[0] != 17 || got[3] != 1<<40 || got[11] != 0 {
 		t.Fatalf("position %v %v %v, want %v", got, ok, err, want)
 	}
-	if err := s.SetIndexPosition(ctx, "products_v1_20250101_000000", apprebuild.Offsets{0: 20}); err != nil {
+	if err := s.SetIndexPosition(ctx, "products_v1_20250101_000000", rebuild.Offsets{0: 20}); err != nil {
 		t.Fatal(err)
 	}
 	if got, _, _ := s.IndexPosition(ctx, "products_v1_20250101_000000"); len(got) != 1 || got[0] != 20 {

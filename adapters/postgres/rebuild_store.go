@@ -13,11 +13,11 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
-var _ apprebuild.Store = (*RebuildStore)(nil)
+var _ rebuild.Store = (*RebuildStore)(nil)
 
 // RebuildLockName names the cluster-wide rebuild lock. The advisory lock key is the FNV-1a
 // 64-bit hash of this string read as a signed bigint (RebuildLockKey), so the key is stable
@@ -79,7 +79,7 @@ const (
 // whether this very session still holds the lock, which catches a dropped session and a
 // pooler that moved the session to another backend alike. Note that closing the DB does not
 // close the lock's connection: only Release or the process's exit does.
-func (s *RebuildStore) TryLock(ctx context.Context) (apprebuild.Lock, error) {
+func (s *RebuildStore) TryLock(ctx context.Context) (rebuild.Lock, error) {
 	cfg := s.db.Pool.Config().ConnConfig.Copy()
 	dialer := &net.Dialer{Timeout: cfg.ConnectTimeout, KeepAliveConfig: net.KeepAliveConfig{
 		Enable: true, Idle: lockKeepAliveIdle, Interval: lockKeepAliveInterval, Count: lockKeepAliveCount}}
@@ -120,7 +120,7 @@ func (s *RebuildStore) TryLock(ctx context.Context) (apprebuild.Lock, error) {
 	}
 	if !locked {
 		l.close()
-		return nil, rebuild.ErrAlreadyRunning
+		return nil, readmodel.ErrAlreadyRunning
 	}
 	return l, nil
 }
@@ -133,14 +133,14 @@ type advisoryLock struct {
 	released bool
 }
 
-// Check implements apprebuild.Lock: the session must answer and hold the lock. A query that
+// Check implements rebuild.Lock: the session must answer and hold the lock. A query that
 // fails or times out closes pgx's connection, and with it the session and the lock, so any
 // error means the lock is gone.
 func (l *advisoryLock) Check(ctx context.Context) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.released {
-		return fmt.Errorf("%w: released", rebuild.ErrLockLost)
+		return fmt.Errorf("%w: released", readmodel.ErrLockLost)
 	}
 	key := uint64(rebuildLockKey)
 	var pid uint32
@@ -150,16 +150,16 @@ func (l *advisoryLock) Check(ctx context.Context) error {
 		int64(key>>32), int64(key&0xffffffff)).Scan(&pid, &held)
 	switch {
 	case err != nil:
-		return fmt.Errorf("%w: its database session (backend %d) does not answer: %w", rebuild.ErrLockLost, l.pid, err)
+		return fmt.Errorf("%w: its database session (backend %d) does not answer: %w", readmodel.ErrLockLost, l.pid, err)
 	case pid != l.pid:
-		return fmt.Errorf("%w: the connection now reaches backend %d instead of %d (a pooler in transaction mode?)", rebuild.ErrLockLost, pid, l.pid)
+		return fmt.Errorf("%w: the connection now reaches backend %d instead of %d (a pooler in transaction mode?)", readmodel.ErrLockLost, pid, l.pid)
 	case !held:
-		return fmt.Errorf("%w: its database session (backend %d) no longer holds it", rebuild.ErrLockLost, l.pid)
+		return fmt.Errorf("%w: its database session (backend %d) no longer holds it", readmodel.ErrLockLost, l.pid)
 	}
 	return nil
 }
 
-// Release implements apprebuild.Lock: it unlocks explicitly before closing, because the
+// Release implements rebuild.Lock: it unlocks explicitly before closing, because the
 // server ends a closed session asynchronously and the next rebuild should not race that. If
 // the session is already gone, so is the lock, and the error is moot.
 func (l *advisoryLock) Release() {
@@ -189,7 +189,7 @@ const rebuildValues = `$1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$1
 
 // Create implements rebuild.Store. An existing id is refused rather than overwritten: two
 // rebuilds must never share a record.
-func (s *RebuildStore) Create(ctx context.Context, r *rebuild.Rebuild) error {
+func (s *RebuildStore) Create(ctx context.Context, r *readmodel.Rebuild) error {
 	args, err := rebuildArgs(r)
 	if err != nil {
 		return err
@@ -197,7 +197,7 @@ func (s *RebuildStore) Create(ctx context.Context, r *rebuild.Rebuild) error {
 	_, err = s.db.Pool.Exec(ctx, `INSERT INTO rebuilds (`+rebuildColumns+`) VALUES (`+rebuildValues+`)`, args...)
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) && pgErr.Code == "23505" {
-		return fmt.Errorf("rebuild store: create %s: %w: the id exists", r.ID(), rebuild.ErrInvalid)
+		return fmt.Errorf("rebuild store: create %s: %w: the id exists", r.ID(), readmodel.ErrInvalid)
 	}
 	if err != nil {
 		return fmt.Errorf("rebuild store: create %s: %w", r.ID(), err)
@@ -207,9 +207,9 @@ func (s *RebuildStore) Create(ctx context.Context, r *rebuild.Rebuild) error {
 
 // Save implements rebuild.Store as an upsert of every field but cancel_requested, so saving
 // progress never loses a cancel request that another replica recorded meanwhile. An existing
-// record is updated only while its owner is r's (rebuild.ErrNotOwner otherwise), and its
+// record is updated only while its owner is r's (readmodel.ErrNotOwner otherwise), and its
 // heartbeat only moves forward: the heartbeat goroutine writes it more often than the record.
-func (s *RebuildStore) Save(ctx context.Context, r *rebuild.Rebuild) error {
+func (s *RebuildStore) Save(ctx context.Context, r *readmodel.Rebuild) error {
 	args, err := rebuildArgs(r)
 	if err != nil {
 		return err
@@ -229,7 +229,7 @@ WHERE rebuilds.owner = EXCLUDED.owner`, args...)
 		return fmt.Errorf("rebuild store: save %s: %w", r.ID(), err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("rebuild store: save %s: %w", r.ID(), rebuild.ErrNotOwner)
+		return fmt.Errorf("rebuild store: save %s: %w", r.ID(), readmodel.ErrNotOwner)
 	}
 	return nil
 }
@@ -242,7 +242,7 @@ func (s *RebuildStore) Heartbeat(ctx context.Context, id, owner string, at time.
 		return fmt.Errorf("rebuild store: heartbeat %s: %w", id, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("rebuild store: heartbeat %s: %w", id, rebuild.ErrNotOwner)
+		return fmt.Errorf("rebuild store: heartbeat %s: %w", id, readmodel.ErrNotOwner)
 	}
 	return nil
 }
@@ -257,14 +257,14 @@ WHERE id = $1 AND owner = $2 AND phase NOT IN ('succeeded', 'failed', 'cancelled
 		return fmt.Errorf("rebuild store: hand off %s: %w", id, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("rebuild store: hand off %s: %w", id, rebuild.ErrNotOwner)
+		return fmt.Errorf("rebuild store: hand off %s: %w", id, readmodel.ErrNotOwner)
 	}
 	return nil
 }
 
 // TakeOver implements rebuild.Store in one conditional UPDATE, so of several replicas
 // recovering at once exactly one gets the record.
-func (s *RebuildStore) TakeOver(ctx context.Context, id, owner string, now, expiredBefore time.Time) (*rebuild.Rebuild, bool, error) {
+func (s *RebuildStore) TakeOver(ctx context.Context, id, owner string, now, expiredBefore time.Time) (*readmodel.Rebuild, bool, error) {
 	r, err := scanRebuild(s.db.Pool.QueryRow(ctx, `UPDATE rebuilds SET owner = $2, heartbeat_at = $3
 WHERE id = $1 AND phase NOT IN ('succeeded', 'failed', 'cancelled') AND heartbeat_at < $4
 RETURNING `+rebuildColumns, id, owner, storedTime(now), storedTime(expiredBefore)))
@@ -278,7 +278,7 @@ RETURNING `+rebuildColumns, id, owner, storedTime(now), storedTime(expiredBefore
 }
 
 // IndexPosition implements rebuild.Store.
-func (s *RebuildStore) IndexPosition(ctx context.Context, index string) (apprebuild.Offsets, bool, error) {
+func (s *RebuildStore) IndexPosition(ctx context.Context, index string) (rebuild.Offsets, bool, error) {
 	var raw []byte
 	err := s.db.Pool.QueryRow(ctx, `SELECT complete_before FROM index_positions WHERE index_name = $1`, index).Scan(&raw)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -287,7 +287,7 @@ func (s *RebuildStore) IndexPosition(ctx context.Context, index string) (apprebu
 	if err != nil {
 		return nil, false, fmt.Errorf("rebuild store: position of %s: %w", index, err)
 	}
-	var pos apprebuild.Offsets
+	var pos rebuild.Offsets
 	if err := json.Unmarshal(raw, &pos); err != nil {
 		return nil, false, fmt.Errorf("rebuild store: position of %s: %w", index, err)
 	}
@@ -295,9 +295,9 @@ func (s *RebuildStore) IndexPosition(ctx context.Context, index string) (apprebu
 }
 
 // SetIndexPosition implements rebuild.Store.
-func (s *RebuildStore) SetIndexPosition(ctx context.Context, index string, pos apprebuild.Offsets) error {
+func (s *RebuildStore) SetIndexPosition(ctx context.Context, index string, pos rebuild.Offsets) error {
 	if pos == nil {
-		pos = apprebuild.Offsets{}
+		pos = rebuild.Offsets{}
 	}
 	raw, err := json.Marshal(pos)
 	if err != nil {
@@ -319,10 +319,10 @@ func (s *RebuildStore) ClearIndexPosition(ctx context.Context, index string) err
 }
 
 // Get implements rebuild.Store.
-func (s *RebuildStore) Get(ctx context.Context, id string) (*rebuild.Rebuild, error) {
+func (s *RebuildStore) Get(ctx context.Context, id string) (*readmodel.Rebuild, error) {
 	r, err := scanRebuild(s.db.Pool.QueryRow(ctx, `SELECT `+rebuildColumns+` FROM rebuilds WHERE id = $1`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, fmt.Errorf("rebuild store: get %s: %w", id, rebuild.ErrNotFound)
+		return nil, fmt.Errorf("rebuild store: get %s: %w", id, readmodel.ErrNotFound)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("rebuild store: get %s: %w", id, err)
@@ -331,16 +331,16 @@ func (s *RebuildStore) Get(ctx context.Context, id string) (*rebuild.Rebuild, er
 }
 
 // List implements rebuild.Store; a limit below 1 is a caller bug and is refused.
-func (s *RebuildStore) List(ctx context.Context, limit int) ([]*rebuild.Rebuild, error) {
+func (s *RebuildStore) List(ctx context.Context, limit int) ([]*readmodel.Rebuild, error) {
 	if limit < 1 {
-		return nil, fmt.Errorf("rebuild store: list: %w: limit %d", rebuild.ErrInvalid, limit)
+		return nil, fmt.Errorf("rebuild store: list: %w: limit %d", readmodel.ErrInvalid, limit)
 	}
 	rows, err := s.db.Pool.Query(ctx, `SELECT `+rebuildColumns+` FROM rebuilds ORDER BY started_at DESC, id DESC LIMIT $1`, limit)
 	if err != nil {
 		return nil, fmt.Errorf("rebuild store: list: %w", err)
 	}
 	defer rows.Close()
-	var out []*rebuild.Rebuild
+	var out []*readmodel.Rebuild
 	for rows.Next() {
 		r, err := scanRebuild(rows)
 		if err != nil {
@@ -362,7 +362,7 @@ func (s *RebuildStore) RequestCancel(ctx context.Context, id string) error {
 		return fmt.Errorf("rebuild store: request cancel %s: %w", id, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("rebuild store: request cancel %s: %w", id, rebuild.ErrNotFound)
+		return fmt.Errorf("rebuild store: request cancel %s: %w", id, readmodel.ErrNotFound)
 	}
 	return nil
 }
@@ -372,7 +372,7 @@ func (s *RebuildStore) CancelRequested(ctx context.Context, id string) (bool, er
 	var requested bool
 	err := s.db.Pool.QueryRow(ctx, `SELECT cancel_requested FROM rebuilds WHERE id = $1`, id).Scan(&requested)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, fmt.Errorf("rebuild store: cancel requested %s: %w", id, rebuild.ErrNotFound)
+		return false, fmt.Errorf("rebuild store: cancel requested %s: %w", id, readmodel.ErrNotFound)
 	}
 	if err != nil {
 		return false, fmt.Errorf("rebuild store: cancel requested %s: %w", id, err)
@@ -385,7 +385,7 @@ func (s *RebuildStore) CancelRequested(ctx context.Context, id string) (bool, er
 // trip.
 func storedTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }
 
-func rebuildArgs(r *rebuild.Rebuild) ([]any, error) {
+func rebuildArgs(r *readmodel.Rebuild) ([]any, error) {
 	s := r.Snapshot()
 	starts := make(map[string]time.Time, len(s.PhaseStarts))
 	for p, t := range s.PhaseStarts {
@@ -431,9 +431,9 @@ func offsetsJSON(m map[int32]int64) (string, error) {
 	return string(raw), err
 }
 
-func scanRebuild(row pgx.Row) (*rebuild.Rebuild, error) {
+func scanRebuild(row pgx.Row) (*readmodel.Rebuild, error) {
 	var (
-		s          rebuild.Snapshot
+		s          readmodel.Snapshot
 		source     string
 		phase      string
 		finished   *time.Time
@@ -447,7 +447,7 @@ func scanRebuild(row pgx.Row) (*rebuild.Rebuild, error) {
 		&catchUp, &s.FillAfter, &fillAt, &s.EventsDone, &s.EventsTotal, &s.Rate, &s.Resumes); err != nil {
 		return nil, err
 	}
-	s.Source, s.Phase = rebuild.Source(source), rebuild.Phase(phase)
+	s.Source, s.Phase = readmodel.Source(source), readmodel.Phase(phase)
 	s.StartedAt, s.UpdatedAt, s.HeartbeatAt = s.StartedAt.UTC(), s.UpdatedAt.UTC(), s.HeartbeatAt.UTC()
 	if finished != nil {
 		t := finished.UTC()
@@ -457,9 +457,9 @@ func scanRebuild(row pgx.Row) (*rebuild.Rebuild, error) {
 	if err := json.Unmarshal(startsJSON, &starts); err != nil {
 		return nil, fmt.Errorf("rebuild %s phase starts: %w", s.ID, err)
 	}
-	s.PhaseStarts = make(map[rebuild.Phase]time.Time, len(starts))
+	s.PhaseStarts = make(map[readmodel.Phase]time.Time, len(starts))
 	for p, t := range starts {
-		s.PhaseStarts[rebuild.Phase(p)] = t.UTC()
+		s.PhaseStarts[readmodel.Phase(p)] = t.UTC()
 	}
 	if err := json.Unmarshal(drainJSON, &s.DrainFrom); err != nil {
 		return nil, fmt.Errorf("rebuild %s drain position: %w", s.ID, err)
@@ -473,5 +473,5 @@ func scanRebuild(row pgx.Row) (*rebuild.Rebuild, error) {
 			return nil, fmt.Errorf("rebuild %s catch-up position: %w", s.ID, err)
 		}
 	}
-	return rebuild.UnmarshalRebuildFromDatabase(s)
+	return readmodel.UnmarshalRebuildFromDatabase(s)
 }

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/adapters/postgres"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 func newRebuildStore(t *testing.T, db *postgres.DB) *postgres.RebuildStore {
@@ -94,12 +94,12 @@ func TestRebuildLockIsExclusive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.TryLock(ctx); !errors.Is(err, rebuild.ErrAlreadyRunning) {
+	if _, err := b.TryLock(ctx); !errors.Is(err, readmodel.ErrAlreadyRunning) {
 		t.Fatalf("second replica: %v, want ErrAlreadyRunning", err)
 	}
 	// Session-level advisory locks are re-entrant within a session; a fresh connection per
 	// TryLock keeps the same process from taking it twice.
-	if _, err := a.TryLock(ctx); !errors.Is(err, rebuild.ErrAlreadyRunning) {
+	if _, err := a.TryLock(ctx); !errors.Is(err, readmodel.ErrAlreadyRunning) {
 		t.Fatalf("same store again: %v, want ErrAlreadyRunning", err)
 	}
 	holders := lockHolders(t, db)
@@ -151,7 +151,7 @@ func TestRebuildLockFreedWhenSessionDies(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, holders[0]); err != nil {
 		t.Fatal(err)
 	}
-	var again apprebuild.Lock
+	var again rebuild.Lock
 	eventually(t, 10*time.Second, "the lock of a terminated session was not freed", func() bool {
 		again, err = s.TryLock(ctx)
 		return err == nil
@@ -231,14 +231,14 @@ func TestRebuildLockFreedWhenProcessDies(t *testing.T) {
 	}
 
 	s := newRebuildStore(t, db)
-	if _, err := s.TryLock(ctx); !errors.Is(err, rebuild.ErrAlreadyRunning) {
+	if _, err := s.TryLock(ctx); !errors.Is(err, readmodel.ErrAlreadyRunning) {
 		t.Fatalf("while another process holds it: %v, want ErrAlreadyRunning", err)
 	}
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	var lock apprebuild.Lock
+	var lock rebuild.Lock
 	eventually(t, 10*time.Second, "the lock of a killed process was not freed", func() bool {
 		lock, err = s.TryLock(ctx)
 		return err == nil
@@ -247,7 +247,7 @@ func TestRebuildLockFreedWhenProcessDies(t *testing.T) {
 }
 
 // sameRebuild compares records as stored: times in UTC at microsecond precision.
-func sameRebuild(t *testing.T, got *rebuild.Rebuild, want rebuild.Snapshot) {
+func sameRebuild(t *testing.T, got *readmodel.Rebuild, want readmodel.Snapshot) {
 	t.Helper()
 	g := got.Snapshot()
 	norm := func(ts time.Time) time.Time { return ts.UTC().Truncate(time.Microsecond) }
@@ -312,14 +312,14 @@ func TestRebuildStoreRoundTrip(t *testing.T) {
 	s := newRebuildStore(t, db)
 	t0 := time.Date(2025, 3, 4, 5, 6, 7, 123456789, time.FixedZone("CET", 3600)) // ns and a zone on purpose
 
-	r, err := rebuild.New("rb-1", rebuild.SourceKafka, t0)
+	r, err := readmodel.New("rb-1", readmodel.SourceKafka, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Create(ctx, r); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Create(ctx, r); !errors.Is(err, rebuild.ErrInvalid) {
+	if err := s.Create(ctx, r); !errors.Is(err, readmodel.ErrInvalid) {
 		t.Fatalf("second Create of the same id: %v, want ErrInvalid", err)
 	}
 	got, err := s.Get(ctx, "rb-1")
@@ -328,16 +328,16 @@ func TestRebuildStoreRoundTrip(t *testing.T) {
 	}
 	sameRebuild(t, got, r.Snapshot())
 	// A pending phase start equal to started_at stays equal after the round trip.
-	if !got.Snapshot().PhaseStarts[rebuild.PhasePending].Equal(got.Snapshot().StartedAt) {
+	if !got.Snapshot().PhaseStarts[readmodel.PhasePending].Equal(got.Snapshot().StartedAt) {
 		t.Error("pending phase start and started_at differ after the round trip")
 	}
 
 	r.SetIndices("products_v1_20250101_000000", "products_v2_20250304_050607")
-	for i, p := range []rebuild.Phase{rebuild.PhaseCreateIndex, rebuild.PhaseCapture, rebuild.PhaseFill} {
+	for i, p := range []readmodel.Phase{readmodel.PhaseCreateIndex, readmodel.PhaseCapture, readmodel.PhaseFill} {
 		if err := r.Advance(p, t0.Add(time.Duration(i+1)*time.Second+777)); err != nil {
 			t.Fatal(err)
 		}
-		if p == rebuild.PhaseCapture {
+		if p == readmodel.PhaseCapture {
 			r.SetCatchUpFrom(map[int32]int64{0: 3, 7: 1 << 41})
 		}
 	}
@@ -365,16 +365,16 @@ func TestRebuildStoreRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameRebuild(t, got, r.Snapshot())
-	if got.Snapshot().FinishedAt == nil || got.Phase() != rebuild.PhaseFailed {
+	if got.Snapshot().FinishedAt == nil || got.Phase() != readmodel.PhaseFailed {
 		t.Fatalf("finished record: %+v", got.Snapshot())
 	}
 
 	// A database fill's cursor, and a catch-up position captured on a log without partitions
 	// (empty, which is not "not captured").
-	rd, _ := rebuild.New("rb-db", rebuild.SourceDatabase, t0)
-	_ = rd.Advance(rebuild.PhaseCapture, t0)
+	rd, _ := readmodel.New("rb-db", readmodel.SourceDatabase, t0)
+	_ = rd.Advance(readmodel.PhaseCapture, t0)
 	rd.SetCatchUpFrom(nil)
-	_ = rd.Advance(rebuild.PhaseFill, t0)
+	_ = rd.Advance(readmodel.PhaseFill, t0)
 	if err := rd.FilledChunk("0190a0b0-0000-7000-8000-0000000000ff", 5000, t0); err != nil {
 		t.Fatal(err)
 	}
@@ -390,16 +390,16 @@ func TestRebuildStoreRoundTrip(t *testing.T) {
 	}
 
 	// Save of a record never created inserts it.
-	r2, _ := rebuild.New("rb-2", rebuild.SourceDatabase, t0.Add(time.Hour))
+	r2, _ := readmodel.New("rb-2", readmodel.SourceDatabase, t0.Add(time.Hour))
 	if err := s.Save(ctx, r2); err != nil {
 		t.Fatal(err)
 	}
-	r3, _ := rebuild.New("rb-3", rebuild.SourceDatabase, t0.Add(-time.Hour))
+	r3, _ := readmodel.New("rb-3", readmodel.SourceDatabase, t0.Add(-time.Hour))
 	if err := s.Create(ctx, r3); err != nil {
 		t.Fatal(err)
 	}
 
-	if _, err := s.Get(ctx, "nope"); !errors.Is(err, rebuild.ErrNotFound) {
+	if _, err := s.Get(ctx, "nope"); !errors.Is(err, readmodel.ErrNotFound) {
 		t.Fatalf("Get of an unknown id: %v, want ErrNotFound", err)
 	}
 	list, err := s.List(ctx, 2)
@@ -413,12 +413,12 @@ func TestRebuildStoreRoundTrip(t *testing.T) {
 	if list, err = s.List(ctx, 10); err != nil || len(list) != 3 || list[2].ID() != "rb-3" {
 		t.Fatalf("List(10): %v, %v", ids(list), err)
 	}
-	if _, err := s.List(ctx, 0); !errors.Is(err, rebuild.ErrInvalid) {
+	if _, err := s.List(ctx, 0); !errors.Is(err, readmodel.ErrInvalid) {
 		t.Fatalf("List(0): %v, want ErrInvalid", err)
 	}
 }
 
-func ids(rs []*rebuild.Rebuild) []string {
+func ids(rs []*readmodel.Rebuild) []string {
 	out := make([]string, len(rs))
 	for i, r := range rs {
 		out[i] = r.ID()
@@ -439,7 +439,7 @@ func TestRebuildStoreCancel(t *testing.T) {
 	defer other.Close()
 	o := newRebuildStore(t, other)
 
-	r, _ := rebuild.New("rb-c", rebuild.SourceDatabase, time.Now())
+	r, _ := readmodel.New("rb-c", readmodel.SourceDatabase, time.Now())
 	if err := s.Create(ctx, r); err != nil {
 		t.Fatal(err)
 	}
@@ -459,10 +459,10 @@ func TestRebuildStoreCancel(t *testing.T) {
 	if req, err := s.CancelRequested(ctx, "rb-c"); err != nil || !req {
 		t.Fatalf("after RequestCancel and a Save: cancel requested %v, %v", req, err)
 	}
-	if err := s.RequestCancel(ctx, "nope"); !errors.Is(err, rebuild.ErrNotFound) {
+	if err := s.RequestCancel(ctx, "nope"); !errors.Is(err, readmodel.ErrNotFound) {
 		t.Fatalf("RequestCancel of an unknown id: %v, want ErrNotFound", err)
 	}
-	if _, err := s.CancelRequested(ctx, "nope"); !errors.Is(err, rebuild.ErrNotFound) {
+	if _, err := s.CancelRequested(ctx, "nope"); !errors.Is(err, readmodel.ErrNotFound) {
 		t.Fatalf("CancelRequested of an unknown id: %v, want ErrNotFound", err)
 	}
 }

@@ -8,8 +8,8 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // world is the database, Kafka and the read model of one test.
@@ -17,7 +17,7 @@ type world struct {
 	mu sync.Mutex
 
 	// system of record
-	products  map[string]apprebuild.DocVersion
+	products  map[string]rebuild.DocVersion
 	outbox    ops.OutboxStats
 	outboxErr error
 	txs       []ops.LongTransaction
@@ -34,9 +34,9 @@ type world struct {
 	ledgerErr  error
 
 	// read model
-	docs       map[string]apprebuild.DocVersion
+	docs       map[string]rebuild.DocVersion
 	alias      string // "" means no alias
-	indices    []apprebuild.IndexInfo
+	indices    []rebuild.IndexInfo
 	listErr    error
 	code       int
 	docCalls   int
@@ -45,10 +45,10 @@ type world struct {
 	docsCalled chan struct{} // when set, closed on the first Documents call
 
 	// rebuilds
-	rebuilds   []*rebuild.Rebuild
+	rebuilds   []*readmodel.Rebuild
 	rebuildErr error
 	// positions of indices that are behind the event log
-	positions map[string]apprebuild.Offsets
+	positions map[string]rebuild.Offsets
 
 	// onRecheck runs at the first re-read of products by id: the moment after the settle
 	// delay, when a test lets events in flight arrive.
@@ -58,22 +58,22 @@ type world struct {
 }
 
 func newWorld() *world {
-	return &world{products: map[string]apprebuild.DocVersion{}, docs: map[string]apprebuild.DocVersion{},
+	return &world{products: map[string]rebuild.DocVersion{}, docs: map[string]rebuild.DocVersion{},
 		alias: "ps_v1_20260101_000000", code: 1,
-		indices: []apprebuild.IndexInfo{{Name: "ps_v1_20260101_000000", MappingVersion: 1, Aliased: true}},
+		indices: []rebuild.IndexInfo{{Name: "ps_v1_20260101_000000", MappingVersion: 1, Aliased: true}},
 		lag:     ops.GroupLag{State: "Stable", Members: 1, Committed: true}}
 }
 
 func (w *world) product(id string, version int64, deleted bool) {
-	w.products[id] = apprebuild.DocVersion{ID: id, Version: version, Deleted: deleted}
+	w.products[id] = rebuild.DocVersion{ID: id, Version: version, Deleted: deleted}
 }
 
 func (w *world) doc(id string, version int64, deleted bool) {
-	w.docs[id] = apprebuild.DocVersion{ID: id, Version: version, Deleted: deleted}
+	w.docs[id] = rebuild.DocVersion{ID: id, Version: version, Deleted: deleted}
 }
 
-func page(m map[string]apprebuild.DocVersion, after string, limit int) []apprebuild.DocVersion {
-	var out []apprebuild.DocVersion
+func page(m map[string]rebuild.DocVersion, after string, limit int) []rebuild.DocVersion {
+	var out []rebuild.DocVersion
 	for _, v := range m {
 		if v.ID > after {
 			out = append(out, v)
@@ -122,13 +122,13 @@ func (w *world) ProductCounts(context.Context) (ops.ProductCounts, error) {
 
 // ops.Products
 
-func (w *world) ProductVersions(_ context.Context, after string, limit int) ([]apprebuild.DocVersion, error) {
+func (w *world) ProductVersions(_ context.Context, after string, limit int) ([]rebuild.DocVersion, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return page(w.products, after, limit), nil
 }
 
-func (w *world) ProductVersionsByID(_ context.Context, ids []string) ([]apprebuild.DocVersion, error) {
+func (w *world) ProductVersionsByID(_ context.Context, ids []string) ([]rebuild.DocVersion, error) {
 	w.mu.Lock()
 	if w.byIDCalls == 0 && w.onRecheck != nil {
 		w.onRecheck(w)
@@ -136,7 +136,7 @@ func (w *world) ProductVersionsByID(_ context.Context, ids []string) ([]apprebui
 	w.byIDCalls++
 	w.maxByIDBatch = max(w.maxByIDBatch, len(ids))
 	defer w.mu.Unlock()
-	var out []apprebuild.DocVersion
+	var out []rebuild.DocVersion
 	for _, id := range ids {
 		if p, ok := w.products[id]; ok {
 			out = append(out, p)
@@ -175,15 +175,15 @@ func (w *world) AliasTarget(context.Context) (string, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.alias == "" {
-		return "", errors.Join(apprebuild.ErrNoAlias, errors.New("fake: no alias"))
+		return "", errors.Join(rebuild.ErrNoAlias, errors.New("fake: no alias"))
 	}
 	return w.alias, nil
 }
 
-func (w *world) ListIndices(context.Context) ([]apprebuild.IndexInfo, error) {
+func (w *world) ListIndices(context.Context) ([]rebuild.IndexInfo, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	out := append([]apprebuild.IndexInfo(nil), w.indices...)
+	out := append([]rebuild.IndexInfo(nil), w.indices...)
 	for i := range out {
 		if out[i].Aliased {
 			out[i].Live, out[i].Tombstones = 0, 0
@@ -199,7 +199,7 @@ func (w *world) ListIndices(context.Context) ([]apprebuild.IndexInfo, error) {
 	return out, w.listErr
 }
 
-func (w *world) Documents(ctx context.Context, index, after string, limit int) ([]apprebuild.DocVersion, error) {
+func (w *world) Documents(ctx context.Context, index, after string, limit int) ([]rebuild.DocVersion, error) {
 	w.mu.Lock()
 	if w.docsCalled != nil {
 		close(w.docsCalled)
@@ -228,13 +228,13 @@ func (w *world) Documents(ctx context.Context, index, after string, limit int) (
 
 // ops.RebuildHistory
 
-func (w *world) List(context.Context, int) ([]*rebuild.Rebuild, error) {
+func (w *world) List(context.Context, int) ([]*readmodel.Rebuild, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.rebuilds, w.rebuildErr
 }
 
-func (w *world) IndexPosition(_ context.Context, index string) (apprebuild.Offsets, bool, error) {
+func (w *world) IndexPosition(_ context.Context, index string) (rebuild.Offsets, bool, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	pos, ok := w.positions[index]

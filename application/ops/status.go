@@ -14,8 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // ErrInvalid marks a request the use cases refuse (a negative threshold, say).
@@ -242,22 +242,22 @@ type ReadModel interface {
 	// MappingVersion is the mapping version of the code.
 	MappingVersion() int
 	// AliasTarget returns the index the alias points at, or an error wrapping
-	// apprebuild.ErrNoAlias.
+	// rebuild.ErrNoAlias.
 	AliasTarget(ctx context.Context) (string, error)
 	// ListIndices lists the alias's indices with their mapping versions and counts.
-	ListIndices(ctx context.Context) ([]apprebuild.IndexInfo, error)
+	ListIndices(ctx context.Context) ([]rebuild.IndexInfo, error)
 	// Documents returns a page of index's documents with id > afterID in id order.
-	Documents(ctx context.Context, index, afterID string, limit int) ([]apprebuild.DocVersion, error)
+	Documents(ctx context.Context, index, afterID string, limit int) ([]rebuild.DocVersion, error)
 }
 
 // RebuildHistory lists rebuild records and the positions of indices that are behind the
 // event log; the rebuild store satisfies it.
 type RebuildHistory interface {
 	// List returns the newest records first, at most limit.
-	List(ctx context.Context, limit int) ([]*rebuild.Rebuild, error)
+	List(ctx context.Context, limit int) ([]*readmodel.Rebuild, error)
 	// IndexPosition returns index's recorded position when it is behind the event log: it
 	// holds every event before these offsets. ok is false for an index that is complete.
-	IndexPosition(ctx context.Context, index string) (pos apprebuild.Offsets, ok bool, err error)
+	IndexPosition(ctx context.Context, index string) (pos rebuild.Offsets, ok bool, err error)
 }
 
 // Severity says whether a problem makes the service unhealthy.
@@ -483,7 +483,7 @@ type DLQSection struct {
 // RebuildSection is the newest rebuild.
 type RebuildSection struct {
 	// Last is the newest rebuild's record, nil when none ever ran.
-	Last *rebuild.Snapshot
+	Last *readmodel.Snapshot
 	// Err is why the record could not be read.
 	Err error
 }
@@ -711,7 +711,7 @@ func (s *Service) readModel(ctx context.Context) ReadModelSection {
 	rm := ReadModelSection{Alias: s.cfg.Alias, CodeMappingVersion: s.deps.ReadModel.MappingVersion()}
 	index, err := s.deps.ReadModel.AliasTarget(ctx)
 	switch {
-	case errors.Is(err, apprebuild.ErrNoAlias):
+	case errors.Is(err, rebuild.ErrNoAlias):
 	case err != nil:
 		rm.Err = err
 		return rm
@@ -829,7 +829,7 @@ func evaluate(st *Status) {
 		}
 		add(SeverityError, CheckAliasBehind, "read model: alias %s points at %s, which misses the events after offsets %s%s: searches may return stale or deleted products. "+
 			"A rollback or rebuild did not finish catching it up; recovery on a serving replica retries it within seconds ('catalog rebuild status' and the logs say why it cannot); if it stays behind, run 'catalog rebuild'",
-			rm.Alias, rm.Index, apprebuild.Offsets(rm.CompleteBefore), missing)
+			rm.Alias, rm.Index, rebuild.Offsets(rm.CompleteBefore), missing)
 	}
 
 	if st.Products.Err != nil {
@@ -876,7 +876,7 @@ func evaluate(st *Status) {
 
 	if r := st.Rebuild; r.Err != nil {
 		add(SeverityWarning, CheckUnavailable, "rebuilds: the last rebuild cannot be read: %v", r.Err)
-	} else if r.Last != nil && r.Last.Phase == rebuild.PhaseFailed {
+	} else if r.Last != nil && r.Last.Phase == readmodel.PhaseFailed {
 		add(SeverityWarning, CheckRebuildFailed, "rebuild: the last rebuild %s failed: %s", r.Last.ID, r.Last.Error)
 	}
 

@@ -9,8 +9,8 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 func checks(st ops.Status) map[string]ops.Severity {
@@ -35,10 +35,10 @@ func healthyWorld() *world {
 	return w
 }
 
-func failedRebuild(t *testing.T) *rebuild.Rebuild {
+func failedRebuild(t *testing.T) *readmodel.Rebuild {
 	t.Helper()
 	now := time.Now()
-	r, err := rebuild.New("r-1", rebuild.SourceDatabase, now)
+	r, err := readmodel.New("r-1", readmodel.SourceDatabase, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,9 +81,9 @@ func TestStatusHealthRules(t *testing.T) {
 		{name: "mapping ahead of the code is a warning", healthy: true, want: map[string]ops.Severity{ops.CheckMappingAhead: ops.SeverityWarning},
 			mutate: func(w *world) { w.indices[0].MappingVersion = 2 }},
 		{name: "alias on an index behind the event log", want: map[string]ops.Severity{ops.CheckAliasBehind: ops.SeverityError},
-			mutate: func(w *world) { w.positions = map[string]apprebuild.Offsets{w.alias: {0: 5}} }},
+			mutate: func(w *world) { w.positions = map[string]rebuild.Offsets{w.alias: {0: 5}} }},
 		{name: "an old index behind the event log is fine", healthy: true, want: map[string]ops.Severity{},
-			mutate: func(w *world) { w.positions = map[string]apprebuild.Offsets{"ps_v1_20250101_000000": {0: 5}} }},
+			mutate: func(w *world) { w.positions = map[string]rebuild.Offsets{"ps_v1_20250101_000000": {0: 5}} }},
 		{name: "alias on a foreign index", healthy: true, want: map[string]ops.Severity{ops.CheckAliasForeign: ops.SeverityWarning},
 			mutate: func(w *world) { w.alias = "something_else" }},
 		{name: "drift within 10 documents", healthy: true, want: map[string]ops.Severity{},
@@ -134,7 +134,7 @@ func TestStatusHealthRules(t *testing.T) {
 		{name: "young read-only transactions are not listed", healthy: true, want: map[string]ops.Severity{},
 			mutate: func(w *world) { w.txs = []ops.LongTransaction{{PID: 42, Age: 2 * time.Minute}} }},
 		{name: "failed rebuild is a warning", healthy: true, want: map[string]ops.Severity{ops.CheckRebuildFailed: ops.SeverityWarning},
-			mutate: func(w *world) { w.rebuilds = []*rebuild.Rebuild{failedRebuild(t)} }},
+			mutate: func(w *world) { w.rebuilds = []*readmodel.Rebuild{failedRebuild(t)} }},
 		{name: "unreadable sources", want: map[string]ops.Severity{ops.CheckUnavailable: ops.SeverityError},
 			mutate: func(w *world) {
 				w.outboxErr, w.lagErr, w.dlqErr, w.listErr, w.countErr, w.txErr = boom, boom, boom, boom, boom, boom
@@ -176,7 +176,7 @@ func TestStatusHealthRules(t *testing.T) {
 // the events it misses up to the end of the log; the section carries the position.
 func TestStatusNamesHowFarTheLiveIndexIsBehind(t *testing.T) {
 	w := healthyWorld()
-	w.positions = map[string]apprebuild.Offsets{w.alias: {0: 5, 1: 40}}
+	w.positions = map[string]rebuild.Offsets{w.alias: {0: 5, 1: 40}}
 	w.lag.Partitions = []ops.PartitionLag{{Partition: 0, Start: 0, End: 12, Committed: 12}, {Partition: 1, Start: 0, End: 43, Committed: 43}}
 	st, err := w.service(ops.Config{}).Status(context.Background(), ops.DefaultThresholds())
 	if err != nil {
@@ -201,7 +201,7 @@ func TestStatusNamesHowFarTheLiveIndexIsBehind(t *testing.T) {
 func TestStatusSections(t *testing.T) {
 	w := healthyWorld()
 	w.doc("ff000000-0000-7000-8000-000000000000", 2, true)
-	w.rebuilds = []*rebuild.Rebuild{failedRebuild(t)}
+	w.rebuilds = []*readmodel.Rebuild{failedRebuild(t)}
 	st, err := w.service(ops.Config{}).Status(context.Background(), ops.DefaultThresholds())
 	if err != nil {
 		t.Fatal(err)
@@ -220,7 +220,7 @@ func TestStatusSections(t *testing.T) {
 	if st.Projector.Group != "catalog-projector" || st.Projector.Topic != "product.events" || st.DLQ.Topic != "dlq.product.events" {
 		t.Errorf("names: %+v %+v", st.Projector, st.DLQ)
 	}
-	if st.Rebuild.Last == nil || st.Rebuild.Last.ID != "r-1" || st.Rebuild.Last.Phase != rebuild.PhaseFailed {
+	if st.Rebuild.Last == nil || st.Rebuild.Last.ID != "r-1" || st.Rebuild.Last.Phase != readmodel.PhaseFailed {
 		t.Errorf("last rebuild %+v", st.Rebuild)
 	}
 	if st.CheckedAt.IsZero() || st.Thresholds != ops.DefaultThresholds() {

@@ -6,17 +6,17 @@ import (
 	"fmt"
 	"time"
 
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 )
 
 // Products is what Verify reads from the system of record.
 type Products interface {
 	// ProductVersions returns (id, version, deleted) of the products with id > afterID ("" is
 	// the beginning), tombstones included, in id order, at most limit.
-	ProductVersions(ctx context.Context, afterID string, limit int) ([]apprebuild.DocVersion, error)
+	ProductVersions(ctx context.Context, afterID string, limit int) ([]rebuild.DocVersion, error)
 	// ProductVersionsByID returns (id, version, deleted) of those of ids that name a product,
 	// in any order; ids that name none are left out.
-	ProductVersionsByID(ctx context.Context, ids []string) ([]apprebuild.DocVersion, error)
+	ProductVersionsByID(ctx context.Context, ids []string) ([]rebuild.DocVersion, error)
 }
 
 // Category is a kind of difference between the database and the read model.
@@ -177,7 +177,7 @@ var ErrVerifyRunning = errors.New("a verify is already running in this process")
 // differences, so each difference is read again from both sides after req.Settle and only
 // those that persist are reported (with the category they have then). progress, if not nil,
 // is called about twice a second. A missing alias fails with an error wrapping
-// apprebuild.ErrNoAlias.
+// rebuild.ErrNoAlias.
 func (s *Service) Verify(ctx context.Context, req VerifyRequest, progress func(VerifyProgress)) (VerifyReport, error) {
 	if err := req.Validate(); err != nil {
 		return VerifyReport{}, fmt.Errorf("verify: %w", err)
@@ -237,21 +237,21 @@ type verifier struct {
 
 func (v *verifier) scan() error {
 	cfg := v.s.cfg
-	rows := func(ctx context.Context, after string, limit int) ([]apprebuild.DocVersion, error) {
+	rows := func(ctx context.Context, after string, limit int) ([]rebuild.DocVersion, error) {
 		page, err := v.s.deps.Products.ProductVersions(ctx, after, limit)
 		if err != nil {
 			return nil, fmt.Errorf("read products: %w", err)
 		}
 		return page, nil
 	}
-	docs := func(ctx context.Context, after string, limit int) ([]apprebuild.DocVersion, error) {
+	docs := func(ctx context.Context, after string, limit int) ([]rebuild.DocVersion, error) {
 		page, err := v.s.deps.ReadModel.Documents(ctx, v.index, after, limit)
 		if err != nil {
 			return nil, fmt.Errorf("read documents: %w", err)
 		}
 		return page, nil
 	}
-	err := apprebuild.MergeJoin(v.ctx, rows, docs, cfg.VerifyPageSize, func(row, doc *apprebuild.DocVersion) error {
+	err := rebuild.MergeJoin(v.ctx, rows, docs, cfg.VerifyPageSize, func(row, doc *rebuild.DocVersion) error {
 		ord := v.documents
 		if row != nil {
 			v.products++
@@ -307,7 +307,7 @@ func (v *verifier) recheckPending() error {
 		return err
 	}
 	for _, c := range v.pending {
-		var row, doc *apprebuild.DocVersion
+		var row, doc *rebuild.DocVersion
 		if r, ok := rows[c.id]; ok {
 			row = &r
 		}
@@ -329,9 +329,9 @@ func (v *verifier) recheckPending() error {
 }
 
 // lookupRows reads the products of the batch by id, a thousand at a time.
-func (v *verifier) lookupRows(batch []candidate) (map[string]apprebuild.DocVersion, error) {
+func (v *verifier) lookupRows(batch []candidate) (map[string]rebuild.DocVersion, error) {
 	const chunk = 1000
-	out := make(map[string]apprebuild.DocVersion, len(batch))
+	out := make(map[string]rebuild.DocVersion, len(batch))
 	ids := make([]string, 0, min(chunk, len(batch)))
 	for i := 0; i < len(batch); i += chunk {
 		ids = ids[:0]
@@ -350,19 +350,19 @@ func (v *verifier) lookupRows(batch []candidate) (map[string]apprebuild.DocVersi
 }
 
 // lookupDocs reads the documents of the batch (sorted by id, located by the scan) again.
-func (v *verifier) lookupDocs(batch []candidate) (map[string]apprebuild.DocVersion, error) {
-	wanted := make([]apprebuild.Located, len(batch))
+func (v *verifier) lookupDocs(batch []candidate) (map[string]rebuild.DocVersion, error) {
+	wanted := make([]rebuild.Located, len(batch))
 	for i, c := range batch {
-		wanted[i] = apprebuild.Located{ID: c.id, Ord: c.ord}
+		wanted[i] = rebuild.Located{ID: c.id, Ord: c.ord}
 	}
-	docs := func(ctx context.Context, after string, limit int) ([]apprebuild.DocVersion, error) {
+	docs := func(ctx context.Context, after string, limit int) ([]rebuild.DocVersion, error) {
 		page, err := v.s.deps.ReadModel.Documents(ctx, v.index, after, limit)
 		if err != nil {
 			return nil, fmt.Errorf("re-read documents: %w", err)
 		}
 		return page, nil
 	}
-	return apprebuild.ReadBack(v.ctx, docs, wanted, v.s.cfg.VerifyPageSize)
+	return rebuild.ReadBack(v.ctx, docs, wanted, v.s.cfg.VerifyPageSize)
 }
 
 func (v *verifier) tick(phase VerifyPhase, force bool) {
@@ -380,7 +380,7 @@ func (v *verifier) tick(phase VerifyPhase, force bool) {
 
 // classify compares a product with its document; nil means absent. A tombstone document
 // without a product is harmless (nothing shows it) and no difference.
-func classify(row, doc *apprebuild.DocVersion) (Category, bool) {
+func classify(row, doc *rebuild.DocVersion) (Category, bool) {
 	switch {
 	case row == nil && doc == nil:
 		return "", false
@@ -402,7 +402,7 @@ func classify(row, doc *apprebuild.DocVersion) (Category, bool) {
 	return "", false
 }
 
-func difference(id string, cat Category, row, doc *apprebuild.DocVersion) Difference {
+func difference(id string, cat Category, row, doc *rebuild.DocVersion) Difference {
 	d := Difference{ID: id, Category: cat}
 	if row != nil {
 		d.InDatabase, d.DatabaseVersion, d.DatabaseDeleted = true, row.Version, row.Deleted

@@ -3,15 +3,15 @@ package ops
 import (
 	"testing"
 
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 )
 
 func TestClassify(t *testing.T) {
-	dv := func(v int64, del bool) *apprebuild.DocVersion {
-		return &apprebuild.DocVersion{ID: "x", Version: v, Deleted: del}
+	dv := func(v int64, del bool) *rebuild.DocVersion {
+		return &rebuild.DocVersion{ID: "x", Version: v, Deleted: del}
 	}
 	cases := []struct {
-		row, doc *apprebuild.DocVersion
+		row, doc *rebuild.DocVersion
 		want     Category
 		differs  bool
 	}{

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 )
 
 func uid(i int) string { return fmt.Sprintf("%08x-0000-7000-8000-000000000000", i) }
@@ -232,7 +232,7 @@ func TestVerifyRereadsDocumentsByWindow(t *testing.T) {
 func TestVerifyRefusals(t *testing.T) {
 	w := newWorld()
 	w.alias = ""
-	if _, err := w.service(ops.Config{}).Verify(context.Background(), ops.DefaultVerifyRequest(), nil); !errors.Is(err, apprebuild.ErrNoAlias) {
+	if _, err := w.service(ops.Config{}).Verify(context.Background(), ops.DefaultVerifyRequest(), nil); !errors.Is(err, rebuild.ErrNoAlias) {
 		t.Errorf("no alias: err = %v", err)
 	}
 	w = newWorld()
@@ -275,17 +275,17 @@ func TestVerifyOneAtATime(t *testing.T) {
 
 func TestMergeJoin(t *testing.T) {
 	ctx := context.Background()
-	stream := func(ids ...string) apprebuild.PageReader {
-		m := map[string]apprebuild.DocVersion{}
+	stream := func(ids ...string) rebuild.PageReader {
+		m := map[string]rebuild.DocVersion{}
 		for _, id := range ids {
-			m[id] = apprebuild.DocVersion{ID: id, Version: 1}
+			m[id] = rebuild.DocVersion{ID: id, Version: 1}
 		}
-		return func(_ context.Context, after string, limit int) ([]apprebuild.DocVersion, error) {
+		return func(_ context.Context, after string, limit int) ([]rebuild.DocVersion, error) {
 			return page(m, after, limit), nil
 		}
 	}
 	var got []string
-	err := apprebuild.MergeJoin(ctx, stream("a", "c", "d", "f"), stream("b", "c", "e", "f", "g"), 2, func(l, r *apprebuild.DocVersion) error {
+	err := rebuild.MergeJoin(ctx, stream("a", "c", "d", "f"), stream("b", "c", "e", "f", "g"), 2, func(l, r *rebuild.DocVersion) error {
 		switch {
 		case l == nil:
 			got = append(got, "+"+r.ID)
@@ -300,27 +300,27 @@ func TestMergeJoin(t *testing.T) {
 		t.Fatalf("merge %v, err %v", got, err)
 	}
 
-	unordered := func(_ context.Context, after string, _ int) ([]apprebuild.DocVersion, error) {
+	unordered := func(_ context.Context, after string, _ int) ([]rebuild.DocVersion, error) {
 		if after == "" {
-			return []apprebuild.DocVersion{{ID: "b"}, {ID: "a"}}, nil
+			return []rebuild.DocVersion{{ID: "b"}, {ID: "a"}}, nil
 		}
 		return nil, nil
 	}
-	if err := apprebuild.MergeJoin(ctx, unordered, stream(), 10, func(_, _ *apprebuild.DocVersion) error { return nil }); err == nil {
+	if err := rebuild.MergeJoin(ctx, unordered, stream(), 10, func(_, _ *rebuild.DocVersion) error { return nil }); err == nil {
 		t.Error("an unordered stream was merged")
 	}
 
 	boom := errors.New("boom")
-	failing := func(context.Context, string, int) ([]apprebuild.DocVersion, error) { return nil, boom }
-	if err := apprebuild.MergeJoin(ctx, stream("a"), failing, 10, func(_, _ *apprebuild.DocVersion) error { return nil }); !errors.Is(err, boom) {
+	failing := func(context.Context, string, int) ([]rebuild.DocVersion, error) { return nil, boom }
+	if err := rebuild.MergeJoin(ctx, stream("a"), failing, 10, func(_, _ *rebuild.DocVersion) error { return nil }); !errors.Is(err, boom) {
 		t.Errorf("reader error: %v", err)
 	}
-	if err := apprebuild.MergeJoin(ctx, stream("a"), stream("a"), 10, func(_, _ *apprebuild.DocVersion) error { return boom }); !errors.Is(err, boom) {
+	if err := rebuild.MergeJoin(ctx, stream("a"), stream("a"), 10, func(_, _ *rebuild.DocVersion) error { return boom }); !errors.Is(err, boom) {
 		t.Errorf("fn error: %v", err)
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
-	if err := apprebuild.MergeJoin(cctx, stream("a"), stream("b"), 10, func(_, _ *apprebuild.DocVersion) error { return nil }); !errors.Is(err, context.Canceled) {
+	if err := rebuild.MergeJoin(cctx, stream("a"), stream("b"), 10, func(_, _ *rebuild.DocVersion) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: %v", err)
 	}
 }

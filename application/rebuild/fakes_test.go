@@ -7,23 +7,23 @@ import (
 	"sync"
 	"time"
 
-	app "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // memStore is an in-memory Store: records by id, a process-wide lock and index positions.
 type memStore struct {
 	mu        sync.Mutex
 	lock      *memLock
-	records   map[string]rebuild.Snapshot
+	records   map[string]readmodel.Snapshot
 	order     []string
 	cancel    map[string]bool
-	positions map[string]app.Offsets
+	positions map[string]rebuild.Offsets
 }
 
 func newMemStore() *memStore {
-	return &memStore{records: map[string]rebuild.Snapshot{}, cancel: map[string]bool{}, positions: map[string]app.Offsets{}}
+	return &memStore{records: map[string]readmodel.Snapshot{}, cancel: map[string]bool{}, positions: map[string]rebuild.Offsets{}}
 }
 
 // memLock is the lock's "session": lose ends it the way a dropped connection does.
@@ -37,7 +37,7 @@ func (l *memLock) Check(context.Context) error {
 	l.s.mu.Lock()
 	defer l.s.mu.Unlock()
 	if l.lost {
-		return fmt.Errorf("%w: the session is gone", rebuild.ErrLockLost)
+		return fmt.Errorf("%w: the session is gone", readmodel.ErrLockLost)
 	}
 	return nil
 }
@@ -63,17 +63,17 @@ func (s *memStore) loseLock() *memLock {
 	return l
 }
 
-func (s *memStore) TryLock(context.Context) (app.Lock, error) {
+func (s *memStore) TryLock(context.Context) (rebuild.Lock, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.lock != nil {
-		return nil, rebuild.ErrAlreadyRunning
+		return nil, readmodel.ErrAlreadyRunning
 	}
 	s.lock = &memLock{s: s}
 	return s.lock, nil
 }
 
-func (s *memStore) Create(_ context.Context, r *rebuild.Rebuild) error {
+func (s *memStore) Create(_ context.Context, r *readmodel.Rebuild) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.records[r.ID()] = r.Snapshot()
@@ -81,13 +81,13 @@ func (s *memStore) Create(_ context.Context, r *rebuild.Rebuild) error {
 	return nil
 }
 
-func (s *memStore) Save(_ context.Context, r *rebuild.Rebuild) error {
+func (s *memStore) Save(_ context.Context, r *readmodel.Rebuild) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	snap := r.Snapshot()
 	if cur, ok := s.records[r.ID()]; ok {
 		if cur.Owner != snap.Owner {
-			return rebuild.ErrNotOwner
+			return readmodel.ErrNotOwner
 		}
 		if cur.HeartbeatAt.After(snap.HeartbeatAt) {
 			snap.HeartbeatAt = cur.HeartbeatAt
@@ -104,7 +104,7 @@ func (s *memStore) Heartbeat(_ context.Context, id, owner string, at time.Time) 
 	defer s.mu.Unlock()
 	cur, ok := s.records[id]
 	if !ok || cur.Owner != owner {
-		return rebuild.ErrNotOwner
+		return readmodel.ErrNotOwner
 	}
 	cur.HeartbeatAt = at
 	s.records[id] = cur
@@ -116,14 +116,14 @@ func (s *memStore) HandOff(_ context.Context, id, owner string) error {
 	defer s.mu.Unlock()
 	cur, ok := s.records[id]
 	if !ok || cur.Owner != owner || cur.Phase.Terminal() {
-		return rebuild.ErrNotOwner
+		return readmodel.ErrNotOwner
 	}
 	cur.Owner, cur.HeartbeatAt = "", time.Unix(0, 0).UTC()
 	s.records[id] = cur
 	return nil
 }
 
-func (s *memStore) TakeOver(_ context.Context, id, owner string, now, expiredBefore time.Time) (*rebuild.Rebuild, bool, error) {
+func (s *memStore) TakeOver(_ context.Context, id, owner string, now, expiredBefore time.Time) (*readmodel.Rebuild, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	cur, ok := s.records[id]
@@ -132,18 +132,18 @@ func (s *memStore) TakeOver(_ context.Context, id, owner string, now, expiredBef
 	}
 	cur.Owner, cur.HeartbeatAt = owner, now
 	s.records[id] = cur
-	r, err := rebuild.UnmarshalRebuildFromDatabase(cur)
+	r, err := readmodel.UnmarshalRebuildFromDatabase(cur)
 	return r, err == nil, err
 }
 
-func (s *memStore) IndexPosition(_ context.Context, index string) (app.Offsets, bool, error) {
+func (s *memStore) IndexPosition(_ context.Context, index string) (rebuild.Offsets, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.positions[index]
 	return p, ok, nil
 }
 
-func (s *memStore) SetIndexPosition(_ context.Context, index string, pos app.Offsets) error {
+func (s *memStore) SetIndexPosition(_ context.Context, index string, pos rebuild.Offsets) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.positions[index] = pos
@@ -157,22 +157,22 @@ func (s *memStore) ClearIndexPosition(_ context.Context, index string) error {
 	return nil
 }
 
-func (s *memStore) Get(_ context.Context, id string) (*rebuild.Rebuild, error) {
+func (s *memStore) Get(_ context.Context, id string) (*readmodel.Rebuild, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	snap, ok := s.records[id]
 	if !ok {
-		return nil, rebuild.ErrNotFound
+		return nil, readmodel.ErrNotFound
 	}
-	return rebuild.UnmarshalRebuildFromDatabase(snap)
+	return readmodel.UnmarshalRebuildFromDatabase(snap)
 }
 
-func (s *memStore) List(_ context.Context, limit int) ([]*rebuild.Rebuild, error) {
+func (s *memStore) List(_ context.Context, limit int) ([]*readmodel.Rebuild, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var out []*rebuild.Rebuild
+	var out []*readmodel.Rebuild
 	for i := len(s.order) - 1; i >= 0 && len(out) < limit; i-- {
-		r, _ := rebuild.UnmarshalRebuildFromDatabase(s.records[s.order[i]])
+		r, _ := readmodel.UnmarshalRebuildFromDatabase(s.records[s.order[i]])
 		out = append(out, r)
 	}
 	return out, nil
@@ -182,7 +182,7 @@ func (s *memStore) RequestCancel(_ context.Context, id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, ok := s.records[id]; !ok {
-		return rebuild.ErrNotFound
+		return readmodel.ErrNotFound
 	}
 	s.cancel[id] = true
 	return nil
@@ -220,7 +220,7 @@ type world struct {
 	// beforeWrite, when set, runs before every write to an index (outside the lock).
 	beforeWrite func(index string)
 	// reads records where every Read of the log started (nil: the beginning).
-	reads []app.Offsets
+	reads []rebuild.Offsets
 	// mapping overrides an index's mapping version (1 otherwise).
 	mapping map[string]int
 }
@@ -274,18 +274,18 @@ func (w *world) Chunk(_ context.Context, after string, limit int) ([]product.Sna
 	return out, nil
 }
 
-func (w *world) Versions(_ context.Context, after string, limit int) ([]app.DocVersion, error) {
+func (w *world) Versions(_ context.Context, after string, limit int) ([]rebuild.DocVersion, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	m := map[string]app.DocVersion{}
+	m := map[string]rebuild.DocVersion{}
 	for k, s := range w.products {
-		m[k] = app.DocVersion{ID: k, Version: s.Version, Deleted: s.Deleted()}
+		m[k] = rebuild.DocVersion{ID: k, Version: s.Version, Deleted: s.Deleted()}
 	}
 	return page(m, after, limit), nil
 }
 
-func page(m map[string]app.DocVersion, after string, limit int) []app.DocVersion {
-	var out []app.DocVersion
+func page(m map[string]rebuild.DocVersion, after string, limit int) []rebuild.DocVersion {
+	var out []rebuild.DocVersion
 	for _, v := range m {
 		if v.ID > after {
 			out = append(out, v)
@@ -320,29 +320,29 @@ func (w *world) Count(context.Context) (int64, error) {
 
 type eventLog struct{ w *world }
 
-func (l eventLog) EndOffsets(context.Context) (app.Offsets, error) {
+func (l eventLog) EndOffsets(context.Context) (rebuild.Offsets, error) {
 	l.w.mu.Lock()
 	defer l.w.mu.Unlock()
-	return app.Offsets{0: int64(len(l.w.log))}, nil
+	return rebuild.Offsets{0: int64(len(l.w.log))}, nil
 }
 
-func (l eventLog) StartOffsets(context.Context) (app.Offsets, error) {
+func (l eventLog) StartOffsets(context.Context) (rebuild.Offsets, error) {
 	l.w.mu.Lock()
 	defer l.w.mu.Unlock()
-	return app.Offsets{0: l.w.logStart}, nil
+	return rebuild.Offsets{0: l.w.logStart}, nil
 }
 
-func (l eventLog) Committed(_ context.Context, group string) (app.Offsets, error) {
+func (l eventLog) Committed(_ context.Context, group string) (rebuild.Offsets, error) {
 	if group == "" {
 		return nil, fmt.Errorf("no group")
 	}
 	l.w.mu.Lock()
 	defer l.w.mu.Unlock()
-	return app.Offsets{0: l.w.committed}, nil
+	return rebuild.Offsets{0: l.w.committed}, nil
 }
 
 // Read hands the events over in batches of readBatch, each with the position after it.
-func (l eventLog) Read(ctx context.Context, from, to app.Offsets, fn func([]product.Event, app.Offsets) error) (int64, int64, error) {
+func (l eventLog) Read(ctx context.Context, from, to rebuild.Offsets, fn func([]product.Event, rebuild.Offsets) error) (int64, int64, error) {
 	if l.w.onRead != nil {
 		l.w.onRead()
 	}
@@ -361,14 +361,14 @@ func (l eventLog) Read(ctx context.Context, from, to app.Offsets, fn func([]prod
 	}
 	if start < l.w.logStart && start < to[0] {
 		l.w.mu.Unlock()
-		return 0, 0, fmt.Errorf("%w: from %d, the log starts at %d", app.ErrNotRetained, start, l.w.logStart)
+		return 0, 0, fmt.Errorf("%w: from %d, the log starts at %d", rebuild.ErrNotRetained, start, l.w.logStart)
 	}
 	evs := append([]product.Event(nil), l.w.log[start:to[0]]...)
 	l.w.mu.Unlock()
 	var read int64
 	for i := 0; i < len(evs); i += readBatch {
 		batch := evs[i:min(i+readBatch, len(evs))]
-		if err := fn(batch, app.Offsets{0: start + int64(i+len(batch))}); err != nil {
+		if err := fn(batch, rebuild.Offsets{0: start + int64(i+len(batch))}); err != nil {
 			return read, 0, err
 		}
 		read += int64(len(batch))
@@ -389,7 +389,7 @@ func (t target) AliasTarget(context.Context) (string, error) {
 	t.w.mu.Lock()
 	defer t.w.mu.Unlock()
 	if t.w.alias == "" {
-		return "", app.ErrNoAlias
+		return "", rebuild.ErrNoAlias
 	}
 	return t.w.alias, nil
 }
@@ -426,12 +426,12 @@ func (t target) Write(_ context.Context, index string, docs []product.Snapshot) 
 	return nil
 }
 
-func (t target) Documents(_ context.Context, index, after string, limit int) ([]app.DocVersion, error) {
+func (t target) Documents(_ context.Context, index, after string, limit int) ([]rebuild.DocVersion, error) {
 	t.w.mu.Lock()
 	defer t.w.mu.Unlock()
-	m := map[string]app.DocVersion{}
+	m := map[string]rebuild.DocVersion{}
 	for k, d := range t.w.indices[index] {
-		m[k] = app.DocVersion{ID: k, Version: d.Version, Deleted: d.Deleted()}
+		m[k] = rebuild.DocVersion{ID: k, Version: d.Version, Deleted: d.Deleted()}
 	}
 	return page(m, after, limit), nil
 }
@@ -440,7 +440,7 @@ func (t target) SwitchAlias(_ context.Context, from, to string) error {
 	t.w.mu.Lock()
 	if t.w.alias != from {
 		t.w.mu.Unlock()
-		return rebuild.ErrAliasMoved
+		return readmodel.ErrAliasMoved
 	}
 	t.w.alias = to
 	after := t.w.afterSwitch
@@ -461,10 +461,10 @@ func (t target) DeleteIndex(_ context.Context, index string) error {
 	return nil
 }
 
-func (t target) ListIndices(context.Context) ([]app.IndexInfo, error) {
+func (t target) ListIndices(context.Context) ([]rebuild.IndexInfo, error) {
 	t.w.mu.Lock()
 	defer t.w.mu.Unlock()
-	var out []app.IndexInfo
+	var out []rebuild.IndexInfo
 	for i := len(t.w.created) - 1; i >= 0; i-- {
 		name := t.w.created[i]
 		if _, ok := t.w.indices[name]; !ok {
@@ -474,7 +474,7 @@ func (t target) ListIndices(context.Context) ([]app.IndexInfo, error) {
 		if v, ok := t.w.mapping[name]; ok {
 			mv = v
 		}
-		out = append(out, app.IndexInfo{Name: name, MappingVersion: mv, Aliased: name == t.w.alias,
+		out = append(out, rebuild.IndexInfo{Name: name, MappingVersion: mv, Aliased: name == t.w.alias,
 			Created: time.Unix(int64(i), 0)})
 	}
 	return out, nil

@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	app "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // startHeld starts a rebuild of 50 products whose fill stops in its first chunk until
@@ -41,7 +41,7 @@ func startHeldAt(t *testing.T, r *rig, n, chunk int) (id string, release func())
 	var rel sync.Once
 	release = func() { rel.Do(func() { close(hold) }) }
 	t.Cleanup(release)
-	s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+	s, err := r.svc.Start(context.Background(), readmodel.SourceDatabase)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func startHeldAt(t *testing.T, r *rig, n, chunk int) (id string, release func())
 }
 
 // replica is a second process on the same database, event log and read model.
-func (r *rig) replica(t *testing.T, cfg app.Config) *app.Service {
+func (r *rig) replica(t *testing.T, cfg rebuild.Config) *rebuild.Service {
 	t.Helper()
 	cfg.ProjectorGroup = "projector"
 	return r.service(t, cfg)
@@ -76,7 +76,7 @@ func (r *rig) replica(t *testing.T, cfg app.Config) *app.Service {
 // progress and hands the record off; the other replica's recovery then resumes it under the
 // same id from its last chunk, and it succeeds.
 func TestRebuildStopsWhenItsLockIsLost(t *testing.T) {
-	cfg := app.Config{HeartbeatInterval: 5 * time.Millisecond, HeartbeatTimeout: time.Minute}
+	cfg := rebuild.Config{HeartbeatInterval: 5 * time.Millisecond, HeartbeatTimeout: time.Minute}
 	r := newRig(t, cfg)
 	before := r.w.alias
 	id, release := startHeldAt(t, r, 50, 3)
@@ -84,18 +84,18 @@ func TestRebuildStopsWhenItsLockIsLost(t *testing.T) {
 		t.Fatal("nobody held the lock during the fill")
 	}
 
-	other := r.replica(t, app.Config{Owner: "other-replica"})
+	other := r.replica(t, rebuild.Config{Owner: "other-replica"})
 	if n, err := other.RecoverInterrupted(context.Background()); err != nil || n != 0 {
 		t.Fatalf("the other replica's recovery: %d recovered (%v), want the live rebuild left alone", n, err)
 	}
-	if _, err := other.Start(context.Background(), rebuild.SourceDatabase); !errors.Is(err, rebuild.ErrAlreadyRunning) {
+	if _, err := other.Start(context.Background(), readmodel.SourceDatabase); !errors.Is(err, readmodel.ErrAlreadyRunning) {
 		t.Fatalf("a second rebuild while the first runner lives: %v, want ErrAlreadyRunning", err)
 	}
 	rec, _ := r.svc.Get(context.Background(), id)
 	r.w.mu.Lock()
 	_, indexThere := r.w.indices[rec.ToIndex]
 	r.w.mu.Unlock()
-	if rec.Phase != rebuild.PhaseFill || !indexThere {
+	if rec.Phase != readmodel.PhaseFill || !indexThere {
 		t.Fatalf("after the other replica's recovery the record is %s (index present %v), want fill with its index", rec.Phase, indexThere)
 	}
 
@@ -106,7 +106,7 @@ func TestRebuildStopsWhenItsLockIsLost(t *testing.T) {
 	r.w.mu.Lock()
 	_, indexThere = r.w.indices[off.ToIndex]
 	r.w.mu.Unlock()
-	if off.Phase != rebuild.PhaseFill || off.Owner != "" || !indexThere || off.FillAfter == "" || off.DocsDone < 20 {
+	if off.Phase != readmodel.PhaseFill || off.Owner != "" || !indexThere || off.FillAfter == "" || off.DocsDone < 20 {
 		t.Fatalf("after the stop: %s owned by %q, index present %v, fill after %q at %d documents; want the fill handed off with its index and progress",
 			off.Phase, off.Owner, indexThere, off.FillAfter, off.DocsDone)
 	}
@@ -115,7 +115,7 @@ func TestRebuildStopsWhenItsLockIsLost(t *testing.T) {
 		t.Fatalf("the other replica's recovery of the handed-off rebuild: %d (%v), want 1", n, err)
 	}
 	end := waitEnd(t, other, id)
-	if end.Phase != rebuild.PhaseSucceeded || end.Resumes != 1 || end.Owner != "other-replica" {
+	if end.Phase != readmodel.PhaseSucceeded || end.Resumes != 1 || end.Owner != "other-replica" {
 		t.Fatalf("resumed rebuild ended %s (%q), resumed %d times by %q", end.Phase, end.Error, end.Resumes, end.Owner)
 	}
 	if end.DocsDone != 50 || r.w.alias != end.ToIndex || end.ToIndex != off.ToIndex || end.FromIndex != before {
@@ -129,7 +129,7 @@ func TestRebuildStopsWhenItsLockIsLost(t *testing.T) {
 // chunk: the same id, the same index, documents done counting on from where they were, never
 // backwards, every product in the new index and the record succeeded.
 func TestShutdownHandsTheRebuildOffAndAReplicaResumesIt(t *testing.T) {
-	r := newRig(t, app.Config{HeartbeatInterval: 5 * time.Millisecond})
+	r := newRig(t, rebuild.Config{HeartbeatInterval: 5 * time.Millisecond})
 	id, release := startHeldAt(t, r, 95, 5)
 	r.svc.HandOffAll()
 	release()
@@ -139,7 +139,7 @@ func TestShutdownHandsTheRebuildOffAndAReplicaResumesIt(t *testing.T) {
 	written := int64(len(r.w.indices[off.ToIndex]))
 	r.w.mu.Unlock()
 	// The chunk being read when the process stopped may or may not have been written.
-	if off.Phase != rebuild.PhaseFill || off.Owner != "" || off.DocsDone < 40 || off.DocsDone != written || off.CatchUpFrom == nil {
+	if off.Phase != readmodel.PhaseFill || off.Owner != "" || off.DocsDone < 40 || off.DocsDone != written || off.CatchUpFrom == nil {
 		t.Fatalf("handed off: %s owned by %q at %d documents, %d in the index (catch-up from %v); want the fill, unowned, at 40 or more, all in the index",
 			off.Phase, off.Owner, off.DocsDone, written, off.CatchUpFrom)
 	}
@@ -149,7 +149,7 @@ func TestShutdownHandsTheRebuildOffAndAReplicaResumesIt(t *testing.T) {
 
 	var chunks []string
 	low := off.DocsDone
-	other := r.replica(t, app.Config{Owner: "other-replica"})
+	other := r.replica(t, rebuild.Config{Owner: "other-replica"})
 	r.w.gate = func() {
 		rec, _ := other.Get(context.Background(), id)
 		chunks = append(chunks, rec.FillAfter)
@@ -159,7 +159,7 @@ func TestShutdownHandsTheRebuildOffAndAReplicaResumesIt(t *testing.T) {
 		t.Fatalf("recovery: %d (%v), want the handed-off rebuild resumed", n, err)
 	}
 	end := waitEnd(t, other, id)
-	if end.Phase != rebuild.PhaseSucceeded || end.Resumes != 1 || end.ToIndex != off.ToIndex {
+	if end.Phase != readmodel.PhaseSucceeded || end.Resumes != 1 || end.ToIndex != off.ToIndex {
 		t.Fatalf("resumed rebuild ended %s (%q), resumes %d, index %s (was %s)", end.Phase, end.Error, end.Resumes, end.ToIndex, off.ToIndex)
 	}
 	if low < off.DocsDone || end.DocsDone != 95 {
@@ -179,7 +179,7 @@ func TestShutdownHandsTheRebuildOffAndAReplicaResumesIt(t *testing.T) {
 // replica resumes it; recovery then ends it cancelled and deletes its index instead of
 // resuming it.
 func TestCancelOfAHandedOffRebuild(t *testing.T) {
-	r := newRig(t, app.Config{HeartbeatInterval: 5 * time.Millisecond})
+	r := newRig(t, rebuild.Config{HeartbeatInterval: 5 * time.Millisecond})
 	before := r.w.alias
 	id, release := startHeldAt(t, r, 50, 2)
 	r.svc.HandOffAll()
@@ -195,7 +195,7 @@ func TestCancelOfAHandedOffRebuild(t *testing.T) {
 	r.w.mu.Lock()
 	_, indexThere := r.w.indices[end.ToIndex]
 	r.w.mu.Unlock()
-	if end.Phase != rebuild.PhaseCancelled || indexThere || r.w.alias != before {
+	if end.Phase != readmodel.PhaseCancelled || indexThere || r.w.alias != before {
 		t.Fatalf("record %s, index present %v, alias %s; want cancelled, index deleted, alias on %s", end.Phase, indexThere, r.w.alias, before)
 	}
 }
@@ -216,14 +216,14 @@ func (c *fakeClock) Advance(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.
 // its index.
 func TestDeadRunnerIsTakenOverOnlyAfterItsHeartbeatExpires(t *testing.T) {
 	clock := &fakeClock{t: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}
-	r := newRig(t, app.Config{Now: clock.Now, HeartbeatTimeout: 10 * time.Second})
+	r := newRig(t, rebuild.Config{Now: clock.Now, HeartbeatTimeout: 10 * time.Second})
 	ctx := context.Background()
-	dead, _ := rebuild.New("dead-runner", rebuild.SourceDatabase, clock.Now())
+	dead, _ := readmodel.New("dead-runner", readmodel.SourceDatabase, clock.Now())
 	dead.Claim("gone-host/4242/abcdef", clock.Now())
-	_ = dead.Advance(rebuild.PhaseCreateIndex, clock.Now())
+	_ = dead.Advance(readmodel.PhaseCreateIndex, clock.Now())
 	idx, _ := target{r.w}.CreateIndex(ctx)
 	dead.SetIndices(r.w.alias, idx)
-	_ = dead.Advance(rebuild.PhaseFill, clock.Now())
+	_ = dead.Advance(readmodel.PhaseFill, clock.Now())
 	_ = r.store.Create(ctx, dead)
 
 	clock.Advance(5 * time.Second)
@@ -247,7 +247,7 @@ func TestDeadRunnerIsTakenOverOnlyAfterItsHeartbeatExpires(t *testing.T) {
 		t.Fatalf("recovery of a dead runner's rebuild: %d (%v), want 1", n, err)
 	}
 	snap, _ = r.svc.Get(ctx, "dead-runner")
-	if snap.Phase != rebuild.PhaseFailed || !strings.Contains(snap.Error, "gone-host/4242/abcdef") {
+	if snap.Phase != readmodel.PhaseFailed || !strings.Contains(snap.Error, "gone-host/4242/abcdef") {
 		t.Fatalf("record %s %q, want failed naming the dead runner", snap.Phase, snap.Error)
 	}
 	if _, ok := r.w.indices[idx]; ok {
@@ -259,7 +259,7 @@ func TestDeadRunnerIsTakenOverOnlyAfterItsHeartbeatExpires(t *testing.T) {
 // runner's heartbeat had expired, say after a long pause), the former runner stops at its next
 // heartbeat without saving an outcome or deleting the index: both are the successor's.
 func TestTakenOverRunnerLeavesTheRecordAlone(t *testing.T) {
-	r := newRig(t, app.Config{HeartbeatInterval: 5 * time.Millisecond, HeartbeatTimeout: time.Minute})
+	r := newRig(t, rebuild.Config{HeartbeatInterval: 5 * time.Millisecond, HeartbeatTimeout: time.Minute})
 	id, release := startHeld(t, r)
 	now := time.Now()
 	if _, ok, err := r.store.TakeOver(context.Background(), id, "successor", now, now.Add(time.Hour)); !ok || err != nil {
@@ -269,7 +269,7 @@ func TestTakenOverRunnerLeavesTheRecordAlone(t *testing.T) {
 	release()
 	r.svc.Wait()
 	rec, _ := r.svc.Get(context.Background(), id)
-	if rec.Owner != "successor" || rec.Phase != rebuild.PhaseFill {
+	if rec.Owner != "successor" || rec.Phase != readmodel.PhaseFill {
 		t.Fatalf("record %s owned by %q, want it untouched in fill, owned by the successor", rec.Phase, rec.Owner)
 	}
 	r.w.mu.Lock()

@@ -17,14 +17,14 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/domain/product"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // Lock is the cluster-wide single-flight lock, held by one operation (a rebuild, a rollback, a
 // prune, a recovery) at a time.
 type Lock interface {
 	// Check reports whether the lock is still held: nil, or an error wrapping
-	// rebuild.ErrLockLost when the session that held it is gone or no longer holds it.
+	// readmodel.ErrLockLost when the session that held it is gone or no longer holds it.
 	Check(ctx context.Context) error
 	// Release frees the lock; it is safe to call more than once and after the lock was lost.
 	Release()
@@ -34,29 +34,29 @@ type Lock interface {
 // remembers where every index that stopped receiving live events stands in the event log.
 type Store interface {
 	// TryLock takes the cluster-wide rebuild lock without waiting, or fails with
-	// rebuild.ErrAlreadyRunning. The lock belongs to a database session: Release frees it,
+	// readmodel.ErrAlreadyRunning. The lock belongs to a database session: Release frees it,
 	// and so does the death of the process, so a crash never leaves it held.
 	TryLock(ctx context.Context) (Lock, error)
 	// Create stores a new record.
-	Create(ctx context.Context, r *rebuild.Rebuild) error
+	Create(ctx context.Context, r *readmodel.Rebuild) error
 	// Save stores the record's current state, only while r's owner still owns the stored
-	// record (rebuild.ErrNotOwner otherwise: another runner took it over).
-	Save(ctx context.Context, r *rebuild.Rebuild) error
+	// record (readmodel.ErrNotOwner otherwise: another runner took it over).
+	Save(ctx context.Context, r *readmodel.Rebuild) error
 	// Heartbeat records that owner, which runs rebuild id, is alive at at; it fails with
-	// rebuild.ErrNotOwner when another runner owns the record now.
+	// readmodel.ErrNotOwner when another runner owns the record now.
 	Heartbeat(ctx context.Context, id, owner string, at time.Time) error
 	// HandOff gives up owner's claim on the unfinished rebuild id without ending it: the
 	// record keeps its state (and its index stays), and any replica's recovery takes it over
-	// at once to resume it. rebuild.ErrNotOwner when owner does not own it.
+	// at once to resume it. readmodel.ErrNotOwner when owner does not own it.
 	HandOff(ctx context.Context, id, owner string) error
 	// TakeOver makes owner the runner of rebuild id, only if the record is unfinished and its
 	// heartbeat is older than expiredBefore, and returns the record as taken over; ok is false
 	// when the record finished or its runner beat in the meantime.
-	TakeOver(ctx context.Context, id, owner string, now, expiredBefore time.Time) (r *rebuild.Rebuild, ok bool, err error)
-	// Get returns a record or rebuild.ErrNotFound.
-	Get(ctx context.Context, id string) (*rebuild.Rebuild, error)
+	TakeOver(ctx context.Context, id, owner string, now, expiredBefore time.Time) (r *readmodel.Rebuild, ok bool, err error)
+	// Get returns a record or readmodel.ErrNotFound.
+	Get(ctx context.Context, id string) (*readmodel.Rebuild, error)
 	// List returns the newest records first, at most limit.
-	List(ctx context.Context, limit int) ([]*rebuild.Rebuild, error)
+	List(ctx context.Context, limit int) ([]*readmodel.Rebuild, error)
 	// RequestCancel flags a running rebuild for cancellation, so the replica that runs it
 	// stops it even when the request reached another replica.
 	RequestCancel(ctx context.Context, id string) error
@@ -183,7 +183,7 @@ type Target interface {
 	// Documents returns a page of index's documents with id > afterID in id order.
 	Documents(ctx context.Context, index, afterID string, limit int) ([]DocVersion, error)
 	// SwitchAlias moves the alias from one index to another in one atomic request, only if
-	// it still points at from (rebuild.ErrAliasMoved otherwise); from == "" adds the alias
+	// it still points at from (readmodel.ErrAliasMoved otherwise); from == "" adds the alias
 	// where none exists.
 	SwitchAlias(ctx context.Context, from, to string) error
 	// DeleteIndex deletes an index; it refuses the aliased one.

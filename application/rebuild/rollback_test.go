@@ -7,20 +7,20 @@ import (
 	"testing"
 	"time"
 
-	app "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // rebuildOnce runs a database rebuild to its end and returns the new live index.
 func (r *rig) rebuildOnce(t *testing.T) string {
 	t.Helper()
-	s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+	s, err := r.svc.Start(context.Background(), readmodel.SourceDatabase)
 	if err != nil {
 		t.Fatal(err)
 	}
 	end := waitEnd(t, r.svc, s.ID)
-	if end.Phase != rebuild.PhaseSucceeded {
+	if end.Phase != readmodel.PhaseSucceeded {
 		t.Fatalf("rebuild %s: %s", end.Phase, end.Error)
 	}
 	return end.ToIndex
@@ -44,7 +44,7 @@ func (r *rig) matchesDatabase(t *testing.T, index string) {
 // afterADelete is the situation of most rollback tests: five products projected into the
 // first index, a rebuild onto the second, then a delete the projector writes to the second
 // only. It returns the rig, the products and both indices.
-func afterADelete(t *testing.T, cfg app.Config) (r *rig, ps []*product.Product, first, second string) {
+func afterADelete(t *testing.T, cfg rebuild.Config) (r *rig, ps []*product.Product, first, second string) {
 	t.Helper()
 	r = newRig(t, cfg)
 	ps = r.seed(t, 5)
@@ -64,7 +64,7 @@ func afterADelete(t *testing.T, cfg app.Config) (r *rig, ps []*product.Product, 
 // the projector left it before it serves, and what the projector writes to the rebuilt
 // index during that catch-up is drained after the switch.
 func TestRollbackCatchesUpThePreviousIndex(t *testing.T) {
-	r := newRig(t, app.Config{})
+	r := newRig(t, rebuild.Config{})
 	ps := r.seed(t, 5)
 	r.w.project()
 	first := r.w.alias
@@ -112,7 +112,7 @@ func TestRollbackCatchesUpThePreviousIndex(t *testing.T) {
 // The previous index's position is the projector's committed offset at the switch, not the
 // rebuild's catch-up position: a rollback applies those events too.
 func TestRollbackFromWhereTheProjectorWas(t *testing.T) {
-	r := newRig(t, app.Config{})
+	r := newRig(t, rebuild.Config{})
 	ps := r.seed(t, 5)
 	r.w.project()
 	first := r.w.alias
@@ -144,14 +144,14 @@ func TestRollbackRefusesWhatItCannotCatchUp(t *testing.T) {
 		want   error
 		says   string
 	}{
-		"outdated mapping": {func(r *rig, previous string) { r.w.mapping = map[string]int{previous: 0} }, app.ErrRollbackMappingOutdated, "catalog rebuild"},
+		"outdated mapping": {func(r *rig, previous string) { r.w.mapping = map[string]int{previous: 0} }, rebuild.ErrRollbackMappingOutdated, "catalog rebuild"},
 		"no position": {func(r *rig, previous string) {
 			_ = r.store.ClearIndexPosition(context.Background(), previous)
-		}, app.ErrRollbackPositionUnknown, "catalog rebuild"},
-		"past retention": {func(r *rig, _ string) { r.w.logStart = 6 }, app.ErrRollbackNotRetained, "catalog rebuild"},
+		}, rebuild.ErrRollbackPositionUnknown, "catalog rebuild"},
+		"past retention": {func(r *rig, _ string) { r.w.logStart = 6 }, rebuild.ErrRollbackNotRetained, "catalog rebuild"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			r, _, first, second := afterADelete(t, app.Config{})
+			r, _, first, second := afterADelete(t, rebuild.Config{})
 			tc.damage(r, first)
 			_, err := r.svc.RollbackAlias(context.Background())
 			if !errors.Is(err, tc.want) || !strings.Contains(err.Error(), tc.says) {
@@ -169,7 +169,7 @@ func TestRollbackRefusesWhatItCannotCatchUp(t *testing.T) {
 // live index marked behind, and recovery catches it up.
 func TestRollbackInterrupted(t *testing.T) {
 	t.Run("during the catch-up", func(t *testing.T) {
-		r, _, first, second := afterADelete(t, app.Config{})
+		r, _, first, second := afterADelete(t, rebuild.Config{})
 		ctx, cancel := context.WithCancel(context.Background())
 		r.w.onRead = func() { r.w.onRead = nil; cancel() }
 		if _, err := r.svc.RollbackAlias(ctx); !errors.Is(err, context.Canceled) {
@@ -187,7 +187,7 @@ func TestRollbackInterrupted(t *testing.T) {
 		r.matchesDatabase(t, first)
 	})
 	t.Run("after the switch", func(t *testing.T) {
-		r, ps, first, _ := afterADelete(t, app.Config{DrainTimeout: 300 * time.Millisecond})
+		r, ps, first, _ := afterADelete(t, rebuild.Config{DrainTimeout: 300 * time.Millisecond})
 		now := time.Now()
 		// During the catch-up the projector writes one more change to the rebuilt index;
 		// then the event log becomes unreachable right after the switch.
@@ -230,7 +230,7 @@ func TestRollbackInterrupted(t *testing.T) {
 // the new live index marked behind (status reports it, recovery catches it up), and the old
 // one marked where the projector left it.
 func TestRebuildRecordsPositionsAroundTheSwitch(t *testing.T) {
-	r := newRig(t, app.Config{DrainTimeout: 300 * time.Millisecond})
+	r := newRig(t, rebuild.Config{DrainTimeout: 300 * time.Millisecond})
 	ps := r.seed(t, 5)
 	r.w.project()
 	first := r.w.alias
@@ -244,12 +244,12 @@ func TestRebuildRecordsPositionsAroundTheSwitch(t *testing.T) {
 		}
 		r.w.project()
 	}
-	s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+	s, err := r.svc.Start(context.Background(), readmodel.SourceDatabase)
 	if err != nil {
 		t.Fatal(err)
 	}
 	end := waitEnd(t, r.svc, s.ID)
-	if end.Phase != rebuild.PhaseFailed || r.w.alias != end.ToIndex {
+	if end.Phase != readmodel.PhaseFailed || r.w.alias != end.ToIndex {
 		t.Fatalf("rebuild %s (%s), alias on %s: want failed in the drain with the alias on %s", end.Phase, end.Error, r.w.alias, end.ToIndex)
 	}
 	if pos, ok, _ := r.store.IndexPosition(context.Background(), end.ToIndex); !ok || pos[0] != 5 {

@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/domain/product"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // runner carries one rebuild through its phases.
 type runner struct {
 	s        *Service
-	r        *rebuild.Rebuild
+	r        *readmodel.Rebuild
 	ctx      context.Context
 	lastSave time.Time
 	switched bool
@@ -35,13 +35,13 @@ var errHandOff = errors.New("the process running the rebuild is shutting down")
 // handOff is true when the run stopped before the switch because the process is shutting
 // down or lost its lock: the record is left unfinished and its index kept, and the caller
 // hands the record off so that the next replica holding the lock resumes it.
-func (s *Service) run(ctx context.Context, r *rebuild.Rebuild) (handOff bool) {
+func (s *Service) run(ctx context.Context, r *readmodel.Rebuild) (handOff bool) {
 	ru := &runner{s: s, r: r, ctx: ctx, rate: rateWindow{span: s.cfg.RateWindow}}
 	err := ru.phases()
 	now := s.cfg.Now()
 	snap := r.Snapshot()
 	cause := context.Cause(ctx)
-	if errors.Is(err, rebuild.ErrNotOwner) || errors.Is(cause, rebuild.ErrNotOwner) {
+	if errors.Is(err, readmodel.ErrNotOwner) || errors.Is(cause, readmodel.ErrNotOwner) {
 		// Another replica took the record over after this runner's heartbeat expired: the
 		// record and the index are its now, and cleaning up would undo its work.
 		s.log.Error("rebuild: another runner owns the record now; leaving it and its index alone", "rebuild", r.ID(), "phase", snap.Phase)
@@ -51,7 +51,7 @@ func (s *Service) run(ctx context.Context, r *rebuild.Rebuild) (handOff bool) {
 	cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cancelled, _ := s.store.CancelRequested(cctx, r.ID())
-	if err != nil && !cancelled && !ru.switched && (errors.Is(cause, errHandOff) || errors.Is(cause, rebuild.ErrLockLost)) {
+	if err != nil && !cancelled && !ru.switched && (errors.Is(cause, errHandOff) || errors.Is(cause, readmodel.ErrLockLost)) {
 		// Stopped from outside, not by a fault of the rebuild: keep its progress and its
 		// index for the next runner. The last completed chunk is in r.
 		r.SetRate(0)
@@ -74,7 +74,7 @@ func (s *Service) run(ctx context.Context, r *rebuild.Rebuild) (handOff bool) {
 		_ = r.Succeed(now)
 		s.log.Info("rebuild succeeded", "rebuild", r.ID(), "index", snap.ToIndex, "previous", snap.FromIndex,
 			"docs", snap.DocsDone, "events", snap.EventsDone, "resumes", snap.Resumes)
-	case errors.Is(cause, rebuild.ErrLockLost):
+	case errors.Is(cause, readmodel.ErrLockLost):
 		// Only after the switch: before it, a lost lock hands the rebuild off (above).
 		_ = r.Fail(fmt.Sprintf("stopped in phase %s: %v", snap.Phase, cause), now)
 		s.log.Error("rebuild stopped: it lost its lock", "rebuild", r.ID(), "phase", snap.Phase, "err", cause)
@@ -100,8 +100,8 @@ func (s *Service) run(ctx context.Context, r *rebuild.Rebuild) (handOff bool) {
 func (ru *runner) phases() error {
 	s, r := ru.s, ru.r
 
-	if ru.before(rebuild.PhaseCapture) {
-		if err := ru.enter(rebuild.PhaseCreateIndex); err != nil {
+	if ru.before(readmodel.PhaseCapture) {
+		if err := ru.enter(readmodel.PhaseCreateIndex); err != nil {
 			return err
 		}
 		if r.Snapshot().ToIndex == "" {
@@ -132,8 +132,8 @@ func (ru *runner) phases() error {
 		}
 	}()
 
-	if ru.before(rebuild.PhaseFill) {
-		if err := ru.enter(rebuild.PhaseCapture); err != nil {
+	if ru.before(readmodel.PhaseFill) {
+		if err := ru.enter(readmodel.PhaseCapture); err != nil {
 			return err
 		}
 		// Before the first product is read: every change committed from here on, and every
@@ -149,12 +149,12 @@ func (ru *runner) phases() error {
 	}
 	start := Offsets(r.CatchUpFrom())
 
-	if ru.before(rebuild.PhaseCatchUp) {
-		if err := ru.enter(rebuild.PhaseFill); err != nil {
+	if ru.before(readmodel.PhaseCatchUp) {
+		if err := ru.enter(readmodel.PhaseFill); err != nil {
 			return err
 		}
 		var err error
-		if r.Source() == rebuild.SourceKafka {
+		if r.Source() == readmodel.SourceKafka {
 			err = ru.fillFromLog(to, start)
 		} else {
 			err = ru.fillFromDatabase(to)
@@ -167,8 +167,8 @@ func (ru *runner) phases() error {
 		}
 	}
 
-	if ru.before(rebuild.PhaseValidate) {
-		if err := ru.enter(rebuild.PhaseCatchUp); err != nil {
+	if ru.before(readmodel.PhaseValidate) {
+		if err := ru.enter(readmodel.PhaseCatchUp); err != nil {
 			return err
 		}
 		caught, err := s.events.EndOffsets(ru.ctx)
@@ -191,8 +191,8 @@ func (ru *runner) phases() error {
 		return fmt.Errorf("refresh %s: %w", to, err)
 	}
 
-	if ru.before(rebuild.PhaseSwitch) {
-		if err := ru.enter(rebuild.PhaseValidate); err != nil {
+	if ru.before(readmodel.PhaseSwitch) {
+		if err := ru.enter(readmodel.PhaseValidate); err != nil {
 			return err
 		}
 		if s.cfg.BeforeValidate != nil {
@@ -205,7 +205,7 @@ func (ru *runner) phases() error {
 	// Validation may have caught the index up further than the catch-up did.
 	caught := Offsets(r.DrainFrom())
 
-	if err := ru.enter(rebuild.PhaseSwitch); err != nil {
+	if err := ru.enter(readmodel.PhaseSwitch); err != nil {
 		return err
 	}
 	if !ru.aliasOn(to) {
@@ -225,7 +225,7 @@ func (ru *runner) phases() error {
 	defer dcancel()
 	ctx := ru.ctx
 	ru.ctx = dctx
-	if err := ru.advance(rebuild.PhaseDrain); err != nil {
+	if err := ru.advance(readmodel.PhaseDrain); err != nil {
 		return err
 	}
 	if err := ru.drain(dctx, caught, to); err != nil {
@@ -535,10 +535,10 @@ func snapshotsOf(evs []product.Event) []product.Snapshot {
 }
 
 // before reports whether the record has not reached phase p yet.
-func (ru *runner) before(p rebuild.Phase) bool { return ru.r.Phase().Before(p) }
+func (ru *runner) before(p readmodel.Phase) bool { return ru.r.Phase().Before(p) }
 
 // enter starts phase p, or, for a resumed record already in p, goes on with it.
-func (ru *runner) enter(p rebuild.Phase) error {
+func (ru *runner) enter(p readmodel.Phase) error {
 	ru.rate.reset()
 	if ru.r.Phase() == p {
 		return ru.save(true)
@@ -546,7 +546,7 @@ func (ru *runner) enter(p rebuild.Phase) error {
 	return ru.advance(p)
 }
 
-func (ru *runner) advance(p rebuild.Phase) error {
+func (ru *runner) advance(p readmodel.Phase) error {
 	if err := ru.ctx.Err(); err != nil {
 		return err
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/domain/product"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // Config tunes the rebuild.
@@ -171,25 +171,25 @@ func NewService(cfg Config, store Store, products ProductSource, events EventLog
 
 // Start begins a rebuild from source and returns its record at once; the rebuild runs in
 // the background of this process. A second rebuild anywhere in the cluster fails with
-// rebuild.ErrAlreadyRunning.
-func (s *Service) Start(ctx context.Context, source rebuild.Source) (rebuild.Snapshot, error) {
-	if _, err := rebuild.ParseSource(string(source)); err != nil {
-		return rebuild.Snapshot{}, err
+// readmodel.ErrAlreadyRunning.
+func (s *Service) Start(ctx context.Context, source readmodel.Source) (readmodel.Snapshot, error) {
+	if _, err := readmodel.ParseSource(string(source)); err != nil {
+		return readmodel.Snapshot{}, err
 	}
 	lock, err := s.acquire(ctx)
 	if err != nil {
-		return rebuild.Snapshot{}, fmt.Errorf("start rebuild: %w", err)
+		return readmodel.Snapshot{}, fmt.Errorf("start rebuild: %w", err)
 	}
 	now := s.cfg.Now()
-	r, err := rebuild.New(newID(now), source, now)
+	r, err := readmodel.New(newID(now), source, now)
 	if err != nil {
 		lock.Release()
-		return rebuild.Snapshot{}, err
+		return readmodel.Snapshot{}, err
 	}
 	r.Claim(s.cfg.Owner, now)
 	if err := s.store.Create(ctx, r); err != nil {
 		lock.Release()
-		return rebuild.Snapshot{}, fmt.Errorf("start rebuild: %w", err)
+		return readmodel.Snapshot{}, fmt.Errorf("start rebuild: %w", err)
 	}
 	started := r.Snapshot() // before the run owns r
 	s.launch(lock, r)
@@ -201,7 +201,7 @@ func (s *Service) Start(ctx context.Context, source rebuild.Source) (rebuild.Sna
 // record's heartbeat while it runs: a new rebuild, or one this process took over to resume.
 // A run stopped by a shutdown or a lost lock hands the record off once its heartbeat has
 // stopped, for the next replica that holds the lock to resume.
-func (s *Service) launch(lock Lock, r *rebuild.Rebuild) {
+func (s *Service) launch(lock Lock, r *readmodel.Rebuild) {
 	runCtx, cancel := context.WithCancelCause(context.Background())
 	s.mu.Lock()
 	s.running[r.ID()] = cancel
@@ -237,10 +237,10 @@ func (s *Service) launch(lock Lock, r *rebuild.Rebuild) {
 
 // keepAlive beats the record's heartbeat and checks the lock every HeartbeatInterval until
 // ctx ends. When the lock's session is gone it stops the run (stop's cause wraps
-// rebuild.ErrLockLost): another replica could start a second rebuild now, and it is this
+// readmodel.ErrLockLost): another replica could start a second rebuild now, and it is this
 // run that must give way. It goes on beating, so no replica takes the record over while the
 // run cleans up. When another runner owns the record, it stops the run with
-// rebuild.ErrNotOwner and returns.
+// readmodel.ErrNotOwner and returns.
 func (s *Service) keepAlive(ctx context.Context, lock Lock, id string, stop context.CancelCauseFunc) {
 	tick := time.NewTicker(s.cfg.HeartbeatInterval)
 	defer tick.Stop()
@@ -255,8 +255,8 @@ func (s *Service) keepAlive(ctx context.Context, lock Lock, id string, stop cont
 		if !lost {
 			if err := lock.Check(cctx); err != nil && ctx.Err() == nil {
 				lost = true
-				if !errors.Is(err, rebuild.ErrLockLost) {
-					err = fmt.Errorf("%w: %w", rebuild.ErrLockLost, err)
+				if !errors.Is(err, readmodel.ErrLockLost) {
+					err = fmt.Errorf("%w: %w", readmodel.ErrLockLost, err)
 				}
 				s.log.Error("rebuild: the lock's database session is gone; stopping the run so that no second rebuild runs beside it",
 					"rebuild", id, "err", err)
@@ -266,7 +266,7 @@ func (s *Service) keepAlive(ctx context.Context, lock Lock, id string, stop cont
 		err := s.store.Heartbeat(cctx, id, s.cfg.Owner, s.cfg.Now())
 		cancel()
 		switch {
-		case errors.Is(err, rebuild.ErrNotOwner):
+		case errors.Is(err, readmodel.ErrNotOwner):
 			s.log.Error("rebuild: another runner took the record over; stopping", "rebuild", id, "owner", s.cfg.Owner)
 			stop(err)
 			return
@@ -279,7 +279,7 @@ func (s *Service) keepAlive(ctx context.Context, lock Lock, id string, stop cont
 // acquire takes the single-flight lock for an operation that moves the alias or deletes
 // indices, after recovering records whose runner died. A record that is unfinished but whose
 // runner still beats means that runner lost its lock's session and is stopping (within a
-// heartbeat interval): the operation is refused with rebuild.ErrAlreadyRunning until it has.
+// heartbeat interval): the operation is refused with readmodel.ErrAlreadyRunning until it has.
 // A rebuild that recovery resumes gets the lock, and the operation is refused the same way.
 func (s *Service) acquire(ctx context.Context) (Lock, error) {
 	lock, err := s.tryLock(ctx)
@@ -290,11 +290,11 @@ func (s *Service) acquire(ctx context.Context) (Lock, error) {
 	if resumed != nil {
 		snap := resumed.Snapshot()
 		s.launch(lock, resumed)
-		return nil, fmt.Errorf("%w: rebuild %s (phase %s) was interrupted and has just been resumed", rebuild.ErrAlreadyRunning, snap.ID, snap.Phase)
+		return nil, fmt.Errorf("%w: rebuild %s (phase %s) was interrupted and has just been resumed", readmodel.ErrAlreadyRunning, snap.ID, snap.Phase)
 	}
 	if err == nil && alive != nil {
 		err = fmt.Errorf("%w: rebuild %s (phase %s) of %s is still running although the lock was free: it lost its lock and stops within %s",
-			rebuild.ErrAlreadyRunning, alive.ID, alive.Phase, alive.Owner, s.cfg.HeartbeatInterval)
+			readmodel.ErrAlreadyRunning, alive.ID, alive.Phase, alive.Owner, s.cfg.HeartbeatInterval)
 	}
 	if err != nil {
 		lock.Release()
@@ -304,31 +304,31 @@ func (s *Service) acquire(ctx context.Context) (Lock, error) {
 }
 
 // Get returns a rebuild's record; an empty id means the newest rebuild.
-func (s *Service) Get(ctx context.Context, id string) (rebuild.Snapshot, error) {
+func (s *Service) Get(ctx context.Context, id string) (readmodel.Snapshot, error) {
 	if id == "" {
 		list, err := s.store.List(ctx, 1)
 		if err != nil {
-			return rebuild.Snapshot{}, fmt.Errorf("get rebuild: %w", err)
+			return readmodel.Snapshot{}, fmt.Errorf("get rebuild: %w", err)
 		}
 		if len(list) == 0 {
-			return rebuild.Snapshot{}, fmt.Errorf("get rebuild: %w", rebuild.ErrNotFound)
+			return readmodel.Snapshot{}, fmt.Errorf("get rebuild: %w", readmodel.ErrNotFound)
 		}
 		return list[0].Snapshot(), nil
 	}
 	r, err := s.store.Get(ctx, id)
 	if err != nil {
-		return rebuild.Snapshot{}, fmt.Errorf("get rebuild %s: %w", id, err)
+		return readmodel.Snapshot{}, fmt.Errorf("get rebuild %s: %w", id, err)
 	}
 	return r.Snapshot(), nil
 }
 
 // List returns the newest rebuilds first.
-func (s *Service) List(ctx context.Context, limit int) ([]rebuild.Snapshot, error) {
+func (s *Service) List(ctx context.Context, limit int) ([]readmodel.Snapshot, error) {
 	list, err := s.store.List(ctx, limit)
 	if err != nil {
 		return nil, fmt.Errorf("list rebuilds: %w", err)
 	}
-	out := make([]rebuild.Snapshot, len(list))
+	out := make([]readmodel.Snapshot, len(list))
 	for i, r := range list {
 		out[i] = r.Snapshot()
 	}
@@ -337,16 +337,16 @@ func (s *Service) List(ctx context.Context, limit int) ([]rebuild.Snapshot, erro
 
 // Cancel stops a running rebuild cleanly (its unfinished index is deleted), wherever it runs:
 // this process cancels it at once; another replica notices the request at its next save.
-func (s *Service) Cancel(ctx context.Context, id string) (rebuild.Snapshot, error) {
+func (s *Service) Cancel(ctx context.Context, id string) (readmodel.Snapshot, error) {
 	r, err := s.store.Get(ctx, id)
 	if err != nil {
-		return rebuild.Snapshot{}, fmt.Errorf("cancel rebuild %s: %w", id, err)
+		return readmodel.Snapshot{}, fmt.Errorf("cancel rebuild %s: %w", id, err)
 	}
 	if r.Phase().Terminal() {
-		return r.Snapshot(), fmt.Errorf("cancel rebuild %s: %w", id, rebuild.ErrFinished)
+		return r.Snapshot(), fmt.Errorf("cancel rebuild %s: %w", id, readmodel.ErrFinished)
 	}
 	if err := s.store.RequestCancel(ctx, id); err != nil {
-		return rebuild.Snapshot{}, fmt.Errorf("cancel rebuild %s: %w", id, err)
+		return readmodel.Snapshot{}, fmt.Errorf("cancel rebuild %s: %w", id, err)
 	}
 	s.mu.Lock()
 	cancel := s.running[id]
@@ -370,7 +370,7 @@ func (s *Service) tryLock(ctx context.Context) (Lock, error) {
 	deadline := time.Now().Add(lockGrace)
 	for {
 		lock, err := s.store.TryLock(ctx)
-		if !errors.Is(err, rebuild.ErrAlreadyRunning) || time.Now().After(deadline) {
+		if !errors.Is(err, readmodel.ErrAlreadyRunning) || time.Now().After(deadline) {
 			return lock, err
 		}
 		if list, lerr := s.store.List(ctx, 1); lerr != nil || (len(list) > 0 && !list[0].Phase().Terminal()) {
@@ -386,7 +386,7 @@ func (s *Service) tryLock(ctx context.Context) (Lock, error) {
 
 // RunnerLost reports whether snap's runner has died (or cannot reach the database): the
 // record is unfinished and has not been beaten for longer than the heartbeat timeout.
-func (s *Service) RunnerLost(snap rebuild.Snapshot) bool {
+func (s *Service) RunnerLost(snap readmodel.Snapshot) bool {
 	return snap.RunnerLost(s.cfg.Now(), s.cfg.HeartbeatTimeout)
 }
 
@@ -402,7 +402,7 @@ func (s *Service) RunnerLost(snap rebuild.Snapshot) bool {
 // recovered.
 func (s *Service) RecoverInterrupted(ctx context.Context) (int, error) {
 	lock, err := s.store.TryLock(ctx)
-	if errors.Is(err, rebuild.ErrAlreadyRunning) {
+	if errors.Is(err, readmodel.ErrAlreadyRunning) {
 		return 0, nil
 	}
 	if err != nil {
@@ -484,7 +484,7 @@ const recoverScan = 20
 // heartbeat expired (or that was handed off) and recovers it; alive is an unfinished record
 // whose runner still beats (it lost its lock and is stopping), which is left alone; resumed is
 // a record taken over to be resumed, which the caller must launch under the lock.
-func (s *Service) recoverRecords(ctx context.Context) (n int, alive *rebuild.Snapshot, resumed *rebuild.Rebuild, err error) {
+func (s *Service) recoverRecords(ctx context.Context) (n int, alive *readmodel.Snapshot, resumed *readmodel.Rebuild, err error) {
 	list, err := s.store.List(ctx, recoverScan)
 	if err != nil {
 		return 0, nil, nil, err
@@ -526,7 +526,7 @@ func (s *Service) recoverRecords(ctx context.Context) (n int, alive *rebuild.Sna
 // resumed when mayResume: resume is true, and the caller launches r. One whose
 // cancellation was requested meanwhile is cancelled. Any other is failed; an unfinished index
 // is deleted.
-func (s *Service) recoverRecord(ctx context.Context, r *rebuild.Rebuild, was rebuild.Snapshot, mayResume bool) (resume bool, err error) {
+func (s *Service) recoverRecord(ctx context.Context, r *readmodel.Rebuild, was readmodel.Snapshot, mayResume bool) (resume bool, err error) {
 	snap := r.Snapshot()
 	alias, aerr := s.target.AliasTarget(ctx)
 	if snap.ToIndex != "" && aerr == nil && alias == snap.ToIndex && len(snap.DrainFrom) > 0 {
@@ -594,7 +594,7 @@ func orUnknown(s string) string {
 // finishDrain drains the event log from the record's catch-up position into its (live) new
 // index and ends the record: succeeded when the drain completes, failed with the way out when
 // it cannot.
-func (s *Service) finishDrain(ctx context.Context, r *rebuild.Rebuild) error {
+func (s *Service) finishDrain(ctx context.Context, r *readmodel.Rebuild) error {
 	snap := r.Snapshot()
 	dctx, cancel := context.WithTimeout(ctx, s.cfg.DrainTimeout)
 	defer cancel()

@@ -11,19 +11,19 @@ import (
 	"testing"
 	"time"
 
-	app "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 type rig struct {
 	w     *world
 	store *memStore
-	svc   *app.Service
-	cfg   app.Config
+	svc   *rebuild.Service
+	cfg   rebuild.Config
 }
 
-func newRig(t *testing.T, cfg app.Config) *rig {
+func newRig(t *testing.T, cfg rebuild.Config) *rig {
 	t.Helper()
 	cfg.BatchSize = 10
 	cfg.ValidatePageSize = 7
@@ -39,9 +39,9 @@ func newRig(t *testing.T, cfg app.Config) *rig {
 }
 
 // service is a rebuild service with cfg on the rig's world and store.
-func (r *rig) service(t *testing.T, cfg app.Config) *app.Service {
+func (r *rig) service(t *testing.T, cfg rebuild.Config) *rebuild.Service {
 	t.Helper()
-	svc, err := app.NewService(cfg, r.store, r.w, eventLog{r.w}, target{r.w}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc, err := rebuild.NewService(cfg, r.store, r.w, eventLog{r.w}, target{r.w}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func (r *rig) beforeValidate(t *testing.T, hook func(ctx context.Context, index 
 }
 
 // rebuildToEnd runs a rebuild from src to its end.
-func (r *rig) rebuildToEnd(t *testing.T, src rebuild.Source) rebuild.Snapshot {
+func (r *rig) rebuildToEnd(t *testing.T, src readmodel.Source) readmodel.Snapshot {
 	t.Helper()
 	s, err := r.svc.Start(context.Background(), src)
 	if err != nil {
@@ -99,7 +99,7 @@ func change(r *rig, p *product.Product, f func(*product.Product) error) error {
 	return nil
 }
 
-func waitEnd(t *testing.T, svc *app.Service, id string) rebuild.Snapshot {
+func waitEnd(t *testing.T, svc *rebuild.Service, id string) readmodel.Snapshot {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -113,11 +113,11 @@ func waitEnd(t *testing.T, svc *app.Service, id string) rebuild.Snapshot {
 		time.Sleep(2 * time.Millisecond)
 	}
 	t.Fatal("rebuild did not end")
-	return rebuild.Snapshot{}
+	return readmodel.Snapshot{}
 }
 
 func TestRebuildFromDatabaseWithLiveWritesSwitchesToACompleteIndex(t *testing.T) {
-	r := newRig(t, app.Config{})
+	r := newRig(t, rebuild.Config{})
 	ps := r.seed(t, 95)
 	var batches atomic.Int64
 	r.w.gate = func() {
@@ -131,12 +131,12 @@ func TestRebuildFromDatabaseWithLiveWritesSwitchesToACompleteIndex(t *testing.T)
 		}
 	}
 	before := r.w.alias
-	s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+	s, err := r.svc.Start(context.Background(), readmodel.SourceDatabase)
 	if err != nil {
 		t.Fatal(err)
 	}
 	end := waitEnd(t, r.svc, s.ID)
-	if end.Phase != rebuild.PhaseSucceeded {
+	if end.Phase != readmodel.PhaseSucceeded {
 		t.Fatalf("rebuild %s: %s", end.Phase, end.Error)
 	}
 	if r.w.alias == before || r.w.alias != end.ToIndex || end.FromIndex != before {
@@ -151,8 +151,8 @@ func TestRebuildFromDatabaseWithLiveWritesSwitchesToACompleteIndex(t *testing.T)
 			t.Errorf("%s: index v%d deleted=%v, database v%d deleted=%v", id, ix[id].Version, ix[id].Deleted(), p.Version, p.Deleted())
 		}
 	}
-	for _, p := range []rebuild.Phase{rebuild.PhaseCreateIndex, rebuild.PhaseCapture, rebuild.PhaseFill, rebuild.PhaseCatchUp,
-		rebuild.PhaseValidate, rebuild.PhaseSwitch, rebuild.PhaseDrain, rebuild.PhaseSucceeded} {
+	for _, p := range []readmodel.Phase{readmodel.PhaseCreateIndex, readmodel.PhaseCapture, readmodel.PhaseFill, readmodel.PhaseCatchUp,
+		readmodel.PhaseValidate, readmodel.PhaseSwitch, readmodel.PhaseDrain, readmodel.PhaseSucceeded} {
 		if _, ok := end.PhaseStarts[p]; !ok {
 			t.Errorf("phase %s not recorded", p)
 		}
@@ -160,19 +160,19 @@ func TestRebuildFromDatabaseWithLiveWritesSwitchesToACompleteIndex(t *testing.T)
 }
 
 func TestKafkaAndDatabaseSourcesGiveTheSameDocuments(t *testing.T) {
-	r := newRig(t, app.Config{})
+	r := newRig(t, rebuild.Config{})
 	ps := r.seed(t, 30)
 	for _, p := range ps[:10] {
 		_ = change(r, p, func(p *product.Product) error { return p.ChangeStock(7, time.Now()) })
 	}
 	_ = change(r, ps[11], func(p *product.Product) error { return p.Delete(time.Now()) })
-	docs := map[rebuild.Source]map[string]int64{}
-	for _, src := range []rebuild.Source{rebuild.SourceDatabase, rebuild.SourceKafka} {
+	docs := map[readmodel.Source]map[string]int64{}
+	for _, src := range []readmodel.Source{readmodel.SourceDatabase, readmodel.SourceKafka} {
 		s, err := r.svc.Start(context.Background(), src)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if end := waitEnd(t, r.svc, s.ID); end.Phase != rebuild.PhaseSucceeded {
+		if end := waitEnd(t, r.svc, s.ID); end.Phase != readmodel.PhaseSucceeded {
 			t.Fatalf("%s: %s %s", src, end.Phase, end.Error)
 		}
 		docs[src] = map[string]int64{}
@@ -180,13 +180,13 @@ func TestKafkaAndDatabaseSourcesGiveTheSameDocuments(t *testing.T) {
 			docs[src][id] = d.Version
 		}
 	}
-	if fmt.Sprint(docs[rebuild.SourceDatabase]) != fmt.Sprint(docs[rebuild.SourceKafka]) {
-		t.Fatalf("sources differ:\n%v\n%v", docs[rebuild.SourceDatabase], docs[rebuild.SourceKafka])
+	if fmt.Sprint(docs[readmodel.SourceDatabase]) != fmt.Sprint(docs[readmodel.SourceKafka]) {
+		t.Fatalf("sources differ:\n%v\n%v", docs[readmodel.SourceDatabase], docs[readmodel.SourceKafka])
 	}
 }
 
 func TestValidationFailureLeavesTheAliasAndRecordsWhy(t *testing.T) {
-	r := newRig(t, app.Config{})
+	r := newRig(t, rebuild.Config{})
 	r.seed(t, 20)
 	var victim string
 	r.beforeValidate(t, func(_ context.Context, index string) {
@@ -199,8 +199,8 @@ func TestValidationFailureLeavesTheAliasAndRecordsWhy(t *testing.T) {
 		}
 	})
 	before := r.w.alias
-	end := r.rebuildToEnd(t, rebuild.SourceDatabase)
-	if end.Phase != rebuild.PhaseFailed || !strings.Contains(end.Error, "missing") || !strings.Contains(end.Error, victim) {
+	end := r.rebuildToEnd(t, readmodel.SourceDatabase)
+	if end.Phase != readmodel.PhaseFailed || !strings.Contains(end.Error, "missing") || !strings.Contains(end.Error, victim) {
 		t.Fatalf("rebuild %s: %q (victim %s)", end.Phase, end.Error, victim)
 	}
 	if r.w.alias != before {
@@ -226,14 +226,14 @@ func TestPhantomAndStaleDocumentsFailValidation(t *testing.T) {
 		},
 	} {
 		t.Run(name, func(t *testing.T) {
-			r := newRig(t, app.Config{})
+			r := newRig(t, rebuild.Config{})
 			r.seed(t, 12)
 			r.beforeValidate(t, func(_ context.Context, index string) {
 				r.w.mu.Lock()
 				defer r.w.mu.Unlock()
 				damage(r.w, index)
 			})
-			if end := r.rebuildToEnd(t, rebuild.SourceDatabase); end.Phase != rebuild.PhaseFailed {
+			if end := r.rebuildToEnd(t, readmodel.SourceDatabase); end.Phase != readmodel.PhaseFailed {
 				t.Fatalf("damage %s passed validation", name)
 			}
 		})
@@ -241,7 +241,7 @@ func TestPhantomAndStaleDocumentsFailValidation(t *testing.T) {
 }
 
 func TestOneRebuildAtATimeAndCancel(t *testing.T) {
-	r := newRig(t, app.Config{})
+	r := newRig(t, rebuild.Config{})
 	r.seed(t, 50)
 	hold := make(chan struct{})
 	entered := make(chan struct{}, 1)
@@ -252,15 +252,15 @@ func TestOneRebuildAtATimeAndCancel(t *testing.T) {
 		}
 		<-hold
 	}
-	s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+	s, err := r.svc.Start(context.Background(), readmodel.SourceDatabase)
 	if err != nil {
 		t.Fatal(err)
 	}
 	<-entered
-	if _, err := r.svc.Start(context.Background(), rebuild.SourceDatabase); !errors.Is(err, rebuild.ErrAlreadyRunning) {
+	if _, err := r.svc.Start(context.Background(), readmodel.SourceDatabase); !errors.Is(err, readmodel.ErrAlreadyRunning) {
 		t.Fatalf("second start: %v, want ErrAlreadyRunning", err)
 	}
-	if _, err := r.svc.RollbackAlias(context.Background()); !errors.Is(err, rebuild.ErrAlreadyRunning) {
+	if _, err := r.svc.RollbackAlias(context.Background()); !errors.Is(err, readmodel.ErrAlreadyRunning) {
 		t.Fatalf("rollback during a rebuild: %v", err)
 	}
 	before := r.w.alias
@@ -269,41 +269,41 @@ func TestOneRebuildAtATimeAndCancel(t *testing.T) {
 	}
 	close(hold)
 	end := waitEnd(t, r.svc, s.ID)
-	if end.Phase != rebuild.PhaseCancelled {
+	if end.Phase != readmodel.PhaseCancelled {
 		t.Fatalf("phase %s after cancel", end.Phase)
 	}
 	if _, ok := r.w.indices[end.ToIndex]; ok || r.w.alias != before {
 		t.Fatal("cancel left the unfinished index or moved the alias")
 	}
-	if _, err := r.svc.Cancel(context.Background(), s.ID); !errors.Is(err, rebuild.ErrFinished) {
+	if _, err := r.svc.Cancel(context.Background(), s.ID); !errors.Is(err, readmodel.ErrFinished) {
 		t.Fatalf("cancel of a finished rebuild: %v", err)
 	}
 	r.w.gate = nil
-	s2, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+	s2, err := r.svc.Start(context.Background(), readmodel.SourceDatabase)
 	if err != nil {
 		t.Fatalf("start after cancel: %v", err)
 	}
-	if end := waitEnd(t, r.svc, s2.ID); end.Phase != rebuild.PhaseSucceeded {
+	if end := waitEnd(t, r.svc, s2.ID); end.Phase != readmodel.PhaseSucceeded {
 		t.Fatalf("%s: %s", end.Phase, end.Error)
 	}
 }
 
 func TestInterruptedRebuildIsRecoveredAsFailed(t *testing.T) {
-	r := newRig(t, app.Config{})
+	r := newRig(t, rebuild.Config{})
 	// A record left in the fill phase by a process of a release before resumable fills (it
 	// recorded no catch-up position) that died a minute ago, with its unfinished index.
-	dead, _ := rebuild.New("dead-1", rebuild.SourceDatabase, time.Now().Add(-time.Minute))
-	_ = dead.Advance(rebuild.PhaseCreateIndex, time.Now())
+	dead, _ := readmodel.New("dead-1", readmodel.SourceDatabase, time.Now().Add(-time.Minute))
+	_ = dead.Advance(readmodel.PhaseCreateIndex, time.Now())
 	idx, _ := target{r.w}.CreateIndex(context.Background())
 	dead.SetIndices(r.w.alias, idx)
-	_ = dead.Advance(rebuild.PhaseFill, time.Now())
+	_ = dead.Advance(readmodel.PhaseFill, time.Now())
 	_ = r.store.Create(context.Background(), dead)
 	n, err := r.svc.RecoverInterrupted(context.Background())
 	if err != nil || n != 1 {
 		t.Fatalf("recovered %d (%v), want 1", n, err)
 	}
 	got, _ := r.svc.Get(context.Background(), "dead-1")
-	if got.Phase != rebuild.PhaseFailed || !strings.Contains(got.Error, "interrupted") {
+	if got.Phase != readmodel.PhaseFailed || !strings.Contains(got.Error, "interrupted") {
 		t.Fatalf("record %s %q", got.Phase, got.Error)
 	}
 	if _, ok := r.w.indices[idx]; ok {
@@ -316,14 +316,14 @@ func TestInterruptedRebuildIsRecoveredAsFailed(t *testing.T) {
 // live projector to the old index only) are drained into the new one on recovery, and the
 // rebuild ends succeeded; the live index is not deleted.
 func TestRebuildInterruptedAfterTheSwitchIsDrainedOnRecovery(t *testing.T) {
-	r := newRig(t, app.Config{})
+	r := newRig(t, rebuild.Config{})
 	ctx := context.Background()
 	products := r.seed(t, 6)
 	old := r.w.alias
 	// The dead rebuild: the new index holds everything up to the catch-up position (4 events),
 	// then the alias was switched and the process died before draining events 5 and 6.
-	dead, _ := rebuild.New("dead-drain", rebuild.SourceDatabase, time.Now().Add(-time.Minute))
-	_ = dead.Advance(rebuild.PhaseCreateIndex, time.Now())
+	dead, _ := readmodel.New("dead-drain", readmodel.SourceDatabase, time.Now().Add(-time.Minute))
+	_ = dead.Advance(readmodel.PhaseCreateIndex, time.Now())
 	idx, _ := target{r.w}.CreateIndex(ctx)
 	dead.SetIndices(old, idx)
 	caught := 4
@@ -333,7 +333,7 @@ func TestRebuildInterruptedAfterTheSwitchIsDrainedOnRecovery(t *testing.T) {
 		}
 	}
 	dead.SetDrainFrom(map[int32]int64{0: int64(caught)})
-	_ = dead.Advance(rebuild.PhaseDrain, time.Now())
+	_ = dead.Advance(readmodel.PhaseDrain, time.Now())
 	_ = r.store.Create(ctx, dead)
 	r.w.alias = idx
 	// One more change after the death: the live projector wrote it to the new index itself.
@@ -346,7 +346,7 @@ func TestRebuildInterruptedAfterTheSwitchIsDrainedOnRecovery(t *testing.T) {
 		t.Fatalf("recovered %d (%v), want 1", n, err)
 	}
 	got, _ := r.svc.Get(ctx, "dead-drain")
-	if got.Phase != rebuild.PhaseSucceeded {
+	if got.Phase != readmodel.PhaseSucceeded {
 		t.Fatalf("record %s %q, want succeeded after the drain", got.Phase, got.Error)
 	}
 	if r.w.alias != idx || r.w.indices[idx] == nil {
@@ -361,12 +361,12 @@ func TestRebuildInterruptedAfterTheSwitchIsDrainedOnRecovery(t *testing.T) {
 }
 
 func TestRollbackAndPrune(t *testing.T) {
-	r := newRig(t, app.Config{})
+	r := newRig(t, rebuild.Config{})
 	r.seed(t, 5)
 	first := r.w.alias
 	var names []string
 	for i := 0; i < 3; i++ {
-		s, err := r.svc.Start(context.Background(), rebuild.SourceDatabase)
+		s, err := r.svc.Start(context.Background(), readmodel.SourceDatabase)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -389,7 +389,7 @@ func TestRollbackAndPrune(t *testing.T) {
 		t.Fatalf("prune 0 deleted %v; the live index must stay", d)
 	}
 	_ = first
-	if _, err := r.svc.RollbackAlias(context.Background()); !errors.Is(err, app.ErrNoPreviousIndex) {
+	if _, err := r.svc.RollbackAlias(context.Background()); !errors.Is(err, rebuild.ErrNoPreviousIndex) {
 		t.Fatalf("rollback with nothing older: %v", err)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	"github.com/marketplace/catalog/domain/product"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // PageReader reads one page of an id-ordered stream of (id, version, deleted): the entries
@@ -312,7 +312,7 @@ func (ru *runner) validate(index string) error {
 	if err != nil {
 		return err
 	}
-	if ru.r.Source() == rebuild.SourceKafka {
+	if ru.r.Source() == readmodel.SourceKafka {
 		// A Kafka fill counts events; the documents they made are counted here.
 		ru.r.Progress(v.documents, ru.r.Snapshot().DocsTotal, s.cfg.Now())
 	}
@@ -406,7 +406,7 @@ func (v *validation) settle() error {
 	return nil
 }
 
-// verdict is the validation's outcome: nil, or an error wrapping rebuild.ErrValidation that
+// verdict is the validation's outcome: nil, or an error wrapping readmodel.ErrValidation that
 // names the differences.
 func (v *validation) verdict() error {
 	if v.nMissing+v.nStale+v.nUnk == 0 {
@@ -422,7 +422,7 @@ func (v *validation) verdict() error {
 	if v.nUnk > 0 {
 		parts = append(parts, fmt.Sprintf("%d live documents the database does not know (e.g. %s)", v.nUnk, strings.Join(v.unkn, ", ")))
 	}
-	return fmt.Errorf("%w: %s; the alias was not switched", rebuild.ErrValidation, strings.Join(parts, "; "))
+	return fmt.Errorf("%w: %s; the alias was not switched", readmodel.ErrValidation, strings.Join(parts, "; "))
 }
 
 func appendSample(s []string, v string) []string {

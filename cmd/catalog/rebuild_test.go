@@ -16,8 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	grpcport "github.com/marketplace/catalog/ports/grpc"
 	"github.com/marketplace/catalog/service"
 )
@@ -26,48 +26,48 @@ import (
 type adminFake struct {
 	mu       sync.Mutex
 	startErr error
-	snaps    []rebuild.Snapshot // Get returns these in order, then the last
+	snaps    []readmodel.Snapshot // Get returns these in order, then the last
 	gets     int
-	indices  []apprebuild.IndexInfo
+	indices  []rebuild.IndexInfo
 	keep     int
-	rollback func() (apprebuild.Rollback, error) // nil: nothing to roll back to
-	lost     bool                                // RunnerLost's answer
+	rollback func() (rebuild.Rollback, error) // nil: nothing to roll back to
+	lost     bool                             // RunnerLost's answer
 }
 
-func (f *adminFake) Start(context.Context, rebuild.Source) (rebuild.Snapshot, error) {
+func (f *adminFake) Start(context.Context, readmodel.Source) (readmodel.Snapshot, error) {
 	if f.startErr != nil {
-		return rebuild.Snapshot{}, f.startErr
+		return readmodel.Snapshot{}, f.startErr
 	}
 	return f.snaps[0], nil
 }
 
-func (f *adminFake) Get(context.Context, string) (rebuild.Snapshot, error) {
+func (f *adminFake) Get(context.Context, string) (readmodel.Snapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if len(f.snaps) == 0 {
-		return rebuild.Snapshot{}, rebuild.ErrNotFound
+		return readmodel.Snapshot{}, readmodel.ErrNotFound
 	}
 	s := f.snaps[min(f.gets, len(f.snaps)-1)]
 	f.gets++
 	return s, nil
 }
 
-func (f *adminFake) Cancel(context.Context, string) (rebuild.Snapshot, error) {
-	return rebuild.Snapshot{}, rebuild.ErrFinished
+func (f *adminFake) Cancel(context.Context, string) (readmodel.Snapshot, error) {
+	return readmodel.Snapshot{}, readmodel.ErrFinished
 }
 
-func (f *adminFake) ListIndices(context.Context) ([]apprebuild.IndexInfo, error) {
+func (f *adminFake) ListIndices(context.Context) ([]rebuild.IndexInfo, error) {
 	return f.indices, nil
 }
 
-func (f *adminFake) RollbackAlias(context.Context) (apprebuild.Rollback, error) {
+func (f *adminFake) RollbackAlias(context.Context) (rebuild.Rollback, error) {
 	if f.rollback != nil {
 		return f.rollback()
 	}
-	return apprebuild.Rollback{}, fmt.Errorf("rollback: %w (the live index x is the oldest)", apprebuild.ErrNoPreviousIndex)
+	return rebuild.Rollback{}, fmt.Errorf("rollback: %w (the live index x is the oldest)", rebuild.ErrNoPreviousIndex)
 }
 
-func (f *adminFake) RunnerLost(rebuild.Snapshot) bool { return f.lost }
+func (f *adminFake) RunnerLost(readmodel.Snapshot) bool { return f.lost }
 
 func (f *adminFake) PruneIndices(_ context.Context, keep int) ([]string, error) {
 	f.keep = keep
@@ -93,9 +93,9 @@ func serveFake(t *testing.T, f *adminFake) *service.Config {
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func snap(phase rebuild.Phase, done, total int64, at time.Duration, errMsg string) rebuild.Snapshot {
-	starts := map[rebuild.Phase]time.Time{rebuild.PhasePending: t0, rebuild.PhaseFill: t0.Add(time.Second)}
-	s := rebuild.Snapshot{ID: "r1", Source: rebuild.SourceDatabase, Phase: phase, ToIndex: "ps_v1_new", DocsDone: done,
+func snap(phase readmodel.Phase, done, total int64, at time.Duration, errMsg string) readmodel.Snapshot {
+	starts := map[readmodel.Phase]time.Time{readmodel.PhasePending: t0, readmodel.PhaseFill: t0.Add(time.Second)}
+	s := readmodel.Snapshot{ID: "r1", Source: readmodel.SourceDatabase, Phase: phase, ToIndex: "ps_v1_new", DocsDone: done,
 		DocsTotal: total, StartedAt: t0, UpdatedAt: t0.Add(at), Error: errMsg, PhaseStarts: starts}
 	if phase.Terminal() {
 		fin := t0.Add(at)
@@ -120,10 +120,10 @@ func runCmd(t *testing.T, build func(*service.Config) *cobra.Command, cfg *servi
 }
 
 func TestRebuildWaitSucceeded(t *testing.T) {
-	cfg := serveFake(t, &adminFake{snaps: []rebuild.Snapshot{
-		snap(rebuild.PhasePending, 0, 0, 0, ""),
-		snap(rebuild.PhaseFill, 50, 100, 2*time.Second, ""),
-		snap(rebuild.PhaseSucceeded, 100, 100, 3*time.Second, ""),
+	cfg := serveFake(t, &adminFake{snaps: []readmodel.Snapshot{
+		snap(readmodel.PhasePending, 0, 0, 0, ""),
+		snap(readmodel.PhaseFill, 50, 100, 2*time.Second, ""),
+		snap(readmodel.PhaseSucceeded, 100, 100, 3*time.Second, ""),
 	}})
 	out, errOut, err := runCmd(t, newRebuildCmd, cfg, "--wait")
 	if err != nil {
@@ -140,8 +140,8 @@ func TestRebuildWaitSucceeded(t *testing.T) {
 }
 
 func TestRebuildWaitFailedIsAnError(t *testing.T) {
-	failed := snap(rebuild.PhaseFailed, 10, 100, 3*time.Second, "write ps_v1_new: cluster\nunavailable")
-	cfg := serveFake(t, &adminFake{snaps: []rebuild.Snapshot{snap(rebuild.PhasePending, 0, 0, 0, ""), failed}})
+	failed := snap(readmodel.PhaseFailed, 10, 100, 3*time.Second, "write ps_v1_new: cluster\nunavailable")
+	cfg := serveFake(t, &adminFake{snaps: []readmodel.Snapshot{snap(readmodel.PhasePending, 0, 0, 0, ""), failed}})
 	_, _, err := runCmd(t, newRebuildCmd, cfg, "--wait")
 	var ue usageError
 	if err == nil || errors.As(err, &ue) {
@@ -155,8 +155,8 @@ func TestRebuildWaitFailedIsAnError(t *testing.T) {
 
 func TestRebuildAlreadyRunning(t *testing.T) {
 	cfg := serveFake(t, &adminFake{
-		startErr: fmt.Errorf("start rebuild: %w", rebuild.ErrAlreadyRunning),
-		snaps:    []rebuild.Snapshot{snap(rebuild.PhaseFill, 1, 2, time.Second, "")},
+		startErr: fmt.Errorf("start rebuild: %w", readmodel.ErrAlreadyRunning),
+		snaps:    []readmodel.Snapshot{snap(readmodel.PhaseFill, 1, 2, time.Second, "")},
 	})
 	_, _, err := runCmd(t, newRebuildCmd, cfg)
 	if err == nil || !strings.Contains(err.Error(), "rebuild r1 is already running (phase fill)") || strings.Contains(err.Error(), "\n") {
@@ -182,7 +182,7 @@ func TestRebuildUsageAndConnectionErrors(t *testing.T) {
 
 func TestIndexCommands(t *testing.T) {
 	created := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
-	f := &adminFake{indices: []apprebuild.IndexInfo{
+	f := &adminFake{indices: []rebuild.IndexInfo{
 		{Name: "product_search_v2_20260203_040506", MappingVersion: 2, Created: created, Live: 1234567, Tombstones: 12, Aliased: true},
 		{Name: "product_search_v1_20260101_000000", MappingVersion: 1, Created: created.AddDate(0, -1, 0), Live: 5},
 	}}
@@ -225,8 +225,8 @@ func TestIndexCommands(t *testing.T) {
 // how many events brought the older index up to date on stderr; a refused one exits 1 with
 // the server's reason, which points at a rebuild.
 func TestIndexRollbackSaysHowTheIndexWasCaughtUp(t *testing.T) {
-	f := &adminFake{rollback: func() (apprebuild.Rollback, error) {
-		return apprebuild.Rollback{From: "ps_v1_new", To: "ps_v1_old", Since: apprebuild.Offsets{0: 10}, CaughtUp: 1234, Drained: 2}, nil
+	f := &adminFake{rollback: func() (rebuild.Rollback, error) {
+		return rebuild.Rollback{From: "ps_v1_new", To: "ps_v1_old", Since: rebuild.Offsets{0: 10}, CaughtUp: 1234, Drained: 2}, nil
 	}}
 	cfg := serveFake(t, f)
 	out, errOut, err := runCmd(t, newIndexCmd, cfg, "rollback")
@@ -237,9 +237,9 @@ func TestIndexRollbackSaysHowTheIndexWasCaughtUp(t *testing.T) {
 		t.Errorf("stdout %q, stderr %q", out, errOut)
 	}
 
-	f.rollback = func() (apprebuild.Rollback, error) {
-		return apprebuild.Rollback{}, fmt.Errorf("rollback to ps_v0_old: %w: it has mapping v0 and this release writes v1, so it cannot be brought up to date; run 'catalog rebuild' instead",
-			apprebuild.ErrRollbackMappingOutdated)
+	f.rollback = func() (rebuild.Rollback, error) {
+		return rebuild.Rollback{}, fmt.Errorf("rollback to ps_v0_old: %w: it has mapping v0 and this release writes v1, so it cannot be brought up to date; run 'catalog rebuild' instead",
+			rebuild.ErrRollbackMappingOutdated)
 	}
 	_, _, err = runCmd(t, newIndexCmd, cfg, "rollback")
 	if err == nil || !strings.Contains(err.Error(), "mapping v0") || !strings.Contains(err.Error(), "catalog rebuild") || strings.Contains(err.Error(), "FailedPrecondition") {
@@ -256,9 +256,9 @@ func TestIndexRollbackSaysHowTheIndexWasCaughtUp(t *testing.T) {
 // TestRebuildStatusShowsADeadRunner: a record whose runner stopped beating says so, with the
 // runner and the age of its last heartbeat, instead of a phase that looks alive.
 func TestRebuildStatusShowsADeadRunner(t *testing.T) {
-	s := snap(rebuild.PhaseFill, 10, 100, time.Second, "")
+	s := snap(readmodel.PhaseFill, 10, 100, time.Second, "")
 	s.Owner, s.HeartbeatAt = "host-a/4242/abcdef", time.Now().Add(-9*time.Second)
-	f := &adminFake{snaps: []rebuild.Snapshot{s}, lost: true}
+	f := &adminFake{snaps: []readmodel.Snapshot{s}, lost: true}
 	cfg := serveFake(t, f)
 	out, _, err := runCmd(t, newRebuildCmd, cfg, "status")
 	if err != nil {
@@ -329,7 +329,7 @@ func TestDialTarget(t *testing.T) {
 // TestRebuildStatusJSONFollowsTheCLIConventions: like `status --json`, numbers are numbers,
 // phases and sources lower-case words, durations seconds in *_seconds fields.
 func TestRebuildStatusJSONFollowsTheCLIConventions(t *testing.T) {
-	cfg := serveFake(t, &adminFake{snaps: []rebuild.Snapshot{snap(rebuild.PhaseSucceeded, 100, 100, 3*time.Second, "")}})
+	cfg := serveFake(t, &adminFake{snaps: []readmodel.Snapshot{snap(readmodel.PhaseSucceeded, 100, 100, 3*time.Second, "")}})
 	out, errOut, err := runCmd(t, newRebuildCmd, cfg, "status", "--json")
 	if err != nil {
 		t.Fatalf("err = %v\n%s", err, errOut)
@@ -358,9 +358,9 @@ func TestRebuildStatusJSONFollowsTheCLIConventions(t *testing.T) {
 // needs with the moment it ends, the events apart from the documents, and how often the
 // rebuild was resumed; --json carries the same figures for scripts.
 func TestRebuildStatusShowsRateETAAndResumes(t *testing.T) {
-	s := snap(rebuild.PhaseFill, 400_000, 1_000_000, 10*time.Second, "")
+	s := snap(readmodel.PhaseFill, 400_000, 1_000_000, 10*time.Second, "")
 	s.Rate, s.EventsDone, s.EventsTotal, s.Resumes = 12_000, 3, 3, 1
-	cfg := serveFake(t, &adminFake{snaps: []rebuild.Snapshot{s}})
+	cfg := serveFake(t, &adminFake{snaps: []readmodel.Snapshot{s}})
 	out, _, err := runCmd(t, newRebuildCmd, cfg, "status")
 	if err != nil {
 		t.Fatal(err)
@@ -389,8 +389,8 @@ func TestRebuildStatusShowsRateETAAndResumes(t *testing.T) {
 // was handed off (a shutdown, a lost lock): status says a replica resumes it, not that a
 // runner does not respond.
 func TestRebuildStatusShowsAHandedOffRebuild(t *testing.T) {
-	s := snap(rebuild.PhaseFill, 10, 100, time.Second, "")
-	cfg := serveFake(t, &adminFake{snaps: []rebuild.Snapshot{s}, lost: true})
+	s := snap(readmodel.PhaseFill, 10, 100, time.Second, "")
+	cfg := serveFake(t, &adminFake{snaps: []readmodel.Snapshot{s}, lost: true})
 	out, _, err := runCmd(t, newRebuildCmd, cfg, "status")
 	if err != nil {
 		t.Fatal(err)

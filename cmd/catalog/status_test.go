@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	grpcport "github.com/marketplace/catalog/ports/grpc"
 	"github.com/marketplace/catalog/service"
 )
@@ -89,7 +89,7 @@ func healthyStatus() ops.Status {
 		Products: ops.ProductsSection{ProductCounts: ops.ProductCounts{Live: 1_000_003, Total: 1_000_015}},
 		Counts:   ops.CountComparison{Compared: true, Drift: 3, Allowed: 1000},
 		DLQ:      ops.DLQSection{Topic: "dlq.product.events"},
-		Rebuild: ops.RebuildSection{Last: &rebuild.Snapshot{ID: "20260301T100000Z-abc", Phase: rebuild.PhaseSucceeded, StartedAt: fin.Add(-time.Minute),
+		Rebuild: ops.RebuildSection{Last: &readmodel.Snapshot{ID: "20260301T100000Z-abc", Phase: readmodel.PhaseSucceeded, StartedAt: fin.Add(-time.Minute),
 			FinishedAt: &fin, FromIndex: "product_search_v1_20260201_000000", ToIndex: "product_search_v1_20260301_110000"}},
 	}
 }
@@ -321,7 +321,7 @@ func TestStatusUnreachableServer(t *testing.T) {
 
 // An old server without the Operations service says so instead of a bare UNIMPLEMENTED.
 func TestStatusAgainstAServerWithoutOperations(t *testing.T) {
-	cfg := serveFake(t, &adminFake{indices: []apprebuild.IndexInfo{}})
+	cfg := serveFake(t, &adminFake{indices: []rebuild.IndexInfo{}})
 	_, _, err := runCmd(t, newStatusCmd, cfg)
 	if err == nil || !strings.Contains(err.Error(), "does not offer it") {
 		t.Fatalf("err = %v", err)

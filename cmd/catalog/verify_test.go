@@ -13,7 +13,7 @@ import (
 
 	operationsv1 "github.com/marketplace/catalog/api/gen/catalog/operations/v1"
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
 )
 
 func report(cats map[ops.Category][]ops.Difference) ops.VerifyReport {
@@ -140,7 +140,7 @@ func TestVerifyJSON(t *testing.T) {
 
 func TestVerifyErrors(t *testing.T) {
 	var ue usageError
-	cfg := serveOps(t, &opsFake{verifyErr: fmt.Errorf("verify: rebuild target: %w", apprebuild.ErrNoAlias)})
+	cfg := serveOps(t, &opsFake{verifyErr: fmt.Errorf("verify: rebuild target: %w", rebuild.ErrNoAlias)})
 	_, _, err := runCmd(t, newVerifyCmd, cfg)
 	if err == nil || errors.As(err, &ue) || !strings.Contains(err.Error(), "alias does not exist") {
 		t.Errorf("no alias: err = %v", err)

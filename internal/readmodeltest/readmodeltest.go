@@ -22,7 +22,7 @@ import (
 	"github.com/marketplace/catalog/application/query"
 	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
-	domain "github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // Fixture is one adapter's read model under test. Every call of the suite's newFixture must
@@ -1068,7 +1068,7 @@ func runTarget(t *testing.T, newFixture func(t *testing.T) Fixture) {
 		missing := e.Alias + "_v" + strconv.Itoa(e.Target.MappingVersion()) + "_20000101_000000"
 		for name, from := range map[string]string{"another index": other, "a missing index": missing, "no alias": ""} {
 			err := e.Target.SwitchAlias(e.ctx(), from, next)
-			if !errors.Is(err, domain.ErrAliasMoved) {
+			if !errors.Is(err, readmodel.ErrAliasMoved) {
 				t.Errorf("SwitchAlias from %s (%q) = %v, want ErrAliasMoved", name, from, err)
 			}
 			if got := e.aliasTarget(); got != old {
@@ -1218,7 +1218,7 @@ func runTarget(t *testing.T, newFixture func(t *testing.T) Fixture) {
 			t.Fatalf("Refresh: %v", err)
 		}
 		missing := e.Alias + "_v" + strconv.Itoa(e.Target.MappingVersion()) + "_20000101_000000"
-		if err := e.Target.SwitchAlias(e.ctx(), missing, index); !errors.Is(err, domain.ErrAliasMoved) {
+		if err := e.Target.SwitchAlias(e.ctx(), missing, index); !errors.Is(err, readmodel.ErrAliasMoved) {
 			t.Errorf("SwitchAlias from an index without alias = %v, want ErrAliasMoved", err)
 		}
 		if err := e.Target.SwitchAlias(e.ctx(), "", index); err != nil {

@@ -16,8 +16,8 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"github.com/marketplace/catalog/internal/securetest"
 	"github.com/marketplace/catalog/ports/adminauth"
 	"github.com/marketplace/catalog/ports/console"
@@ -251,7 +251,7 @@ func TestCrossSiteActionsAreRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/rebuilds/rb-1" {
 		t.Fatalf("same-origin start: %d to %q", resp.StatusCode, resp.Header.Get("Location"))
 	}
-	if s := h.rebuilds.Starts(); len(s) != 1 || s[0] != rebuild.SourceKafka {
+	if s := h.rebuilds.Starts(); len(s) != 1 || s[0] != readmodel.SourceKafka {
 		t.Errorf("starts %v, want one from kafka", s)
 	}
 	// Chromium sends "Origin: null" with a form under some referrer policies; Sec-Fetch-Site,
@@ -387,7 +387,7 @@ func TestReplayRunsAfterADryRunInTheLoginsName(t *testing.T) {
 
 func TestRollbackRefusalIsShown(t *testing.T) {
 	h := newHarness(t, true, false)
-	h.rebuilds.rollbackErr = fmt.Errorf("rollback to product_search_v1_a: %w", apprebuild.ErrRollbackMappingOutdated)
+	h.rebuilds.rollbackErr = fmt.Errorf("rollback to product_search_v1_a: %w", rebuild.ErrRollbackMappingOutdated)
 	h.login("")
 	_, body := h.get("/indices")
 	if !strings.Contains(body, "product_search_v1_a") {

@@ -6,8 +6,8 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // fakeOps answers Status with a fixed status and records verifies.
@@ -29,48 +29,50 @@ func (f *fakeOps) Verify(context.Context, ops.VerifyRequest, func(ops.VerifyProg
 // fakeRebuilds records what the console asks of the rebuild use cases.
 type fakeRebuilds struct {
 	mu          sync.Mutex
-	started     []rebuild.Source
+	started     []readmodel.Source
 	rollbackErr error
-	snap        rebuild.Snapshot
+	snap        readmodel.Snapshot
 }
 
-func (f *fakeRebuilds) Start(_ context.Context, src rebuild.Source) (rebuild.Snapshot, error) {
+func (f *fakeRebuilds) Start(_ context.Context, src readmodel.Source) (readmodel.Snapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.started = append(f.started, src)
-	f.snap = rebuild.Snapshot{ID: "rb-1", Source: src, Phase: rebuild.PhaseFill, DocsDone: 50, DocsTotal: 200, StartedAt: time.Now().Add(-10 * time.Second),
-		PhaseStarts: map[rebuild.Phase]time.Time{rebuild.PhaseCreateIndex: time.Now().Add(-10 * time.Second), rebuild.PhaseFill: time.Now().Add(-5 * time.Second)}}
+	f.snap = readmodel.Snapshot{ID: "rb-1", Source: src, Phase: readmodel.PhaseFill, DocsDone: 50, DocsTotal: 200, StartedAt: time.Now().Add(-10 * time.Second),
+		PhaseStarts: map[readmodel.Phase]time.Time{readmodel.PhaseCreateIndex: time.Now().Add(-10 * time.Second), readmodel.PhaseFill: time.Now().Add(-5 * time.Second)}}
 	return f.snap, nil
 }
 
-func (f *fakeRebuilds) Starts() []rebuild.Source {
+func (f *fakeRebuilds) Starts() []readmodel.Source {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]rebuild.Source(nil), f.started...)
+	return append([]readmodel.Source(nil), f.started...)
 }
 
-func (f *fakeRebuilds) Get(_ context.Context, id string) (rebuild.Snapshot, error) {
+func (f *fakeRebuilds) Get(_ context.Context, id string) (readmodel.Snapshot, error) {
 	if id != f.snap.ID {
-		return rebuild.Snapshot{}, rebuild.ErrNotFound
+		return readmodel.Snapshot{}, readmodel.ErrNotFound
 	}
 	return f.snap, nil
 }
 
-func (f *fakeRebuilds) List(context.Context, int) ([]rebuild.Snapshot, error) {
+func (f *fakeRebuilds) List(context.Context, int) ([]readmodel.Snapshot, error) {
 	if f.snap.ID == "" {
 		return nil, nil
 	}
-	return []rebuild.Snapshot{f.snap}, nil
+	return []readmodel.Snapshot{f.snap}, nil
 }
 
-func (f *fakeRebuilds) Cancel(context.Context, string) (rebuild.Snapshot, error) { return f.snap, nil }
-
-func (f *fakeRebuilds) ListIndices(context.Context) ([]apprebuild.IndexInfo, error) {
-	return []apprebuild.IndexInfo{{Name: "product_search_v2_b", MappingVersion: 2, Aliased: true}, {Name: "product_search_v1_a", MappingVersion: 1}}, nil
+func (f *fakeRebuilds) Cancel(context.Context, string) (readmodel.Snapshot, error) {
+	return f.snap, nil
 }
 
-func (f *fakeRebuilds) RollbackAlias(context.Context) (apprebuild.Rollback, error) {
-	return apprebuild.Rollback{From: "product_search_v2_b", To: "product_search_v1_a"}, f.rollbackErr
+func (f *fakeRebuilds) ListIndices(context.Context) ([]rebuild.IndexInfo, error) {
+	return []rebuild.IndexInfo{{Name: "product_search_v2_b", MappingVersion: 2, Aliased: true}, {Name: "product_search_v1_a", MappingVersion: 1}}, nil
+}
+
+func (f *fakeRebuilds) RollbackAlias(context.Context) (rebuild.Rollback, error) {
+	return rebuild.Rollback{From: "product_search_v2_b", To: "product_search_v1_a"}, f.rollbackErr
 }
 
 func (f *fakeRebuilds) PruneIndices(context.Context, int) ([]string, error) { return nil, nil }

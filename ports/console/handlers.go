@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // pageTimeout bounds the reads behind one page view.
@@ -104,7 +104,7 @@ func (s *Server) rebuildsPage(w http.ResponseWriter, r *http.Request, ss *sessio
 func confirmed(r *http.Request) bool { return r.PostFormValue("confirm") == "yes" }
 
 func (s *Server) startRebuild(w http.ResponseWriter, r *http.Request, ss *session) {
-	src, err := rebuild.ParseSource(r.PostFormValue("source"))
+	src, err := readmodel.ParseSource(r.PostFormValue("source"))
 	if err != nil {
 		s.failErr(w, r, ss, "start rebuild", err)
 		return
@@ -149,7 +149,7 @@ func (s *Server) cancelRebuild(w http.ResponseWriter, r *http.Request, ss *sessi
 
 // indicesView is the indices page's data.
 type indicesView struct {
-	Indices     []apprebuild.IndexInfo
+	Indices     []rebuild.IndexInfo
 	CodeMapping int
 	Notice      string
 	Deleted     []string

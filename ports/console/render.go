@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // pageNames are the templates under assets/templates besides the layout.
@@ -53,7 +53,7 @@ var funcs = template.FuncMap{
 		}
 		return err.Error()
 	},
-	"terminal": func(p rebuild.Phase) bool { return p.Terminal() },
+	"terminal": func(p readmodel.Phase) bool { return p.Terminal() },
 }
 
 func parsePages(log *slog.Logger) (*pages, error) {
@@ -127,16 +127,16 @@ const internalMessage = "internal error; the cause is in the server log"
 // console's one place that knows which error means what, as mapError is the gRPC port's.
 func classify(err error) (status int, msg string, internal bool) {
 	switch {
-	case errors.Is(err, rebuild.ErrInvalid), errors.Is(err, ops.ErrInvalid), errors.Is(err, ops.ErrDLQInvalidFilter),
+	case errors.Is(err, readmodel.ErrInvalid), errors.Is(err, ops.ErrInvalid), errors.Is(err, ops.ErrDLQInvalidFilter),
 		errors.Is(err, ops.ErrDLQInvalidRef), errors.Is(err, ops.ErrReplayInvalidRequest), errors.Is(err, ops.ErrResolveInvalidRequest):
 		return http.StatusBadRequest, err.Error(), false
-	case errors.Is(err, rebuild.ErrNotFound), errors.Is(err, ops.ErrDLQMessageNotFound):
+	case errors.Is(err, readmodel.ErrNotFound), errors.Is(err, ops.ErrDLQMessageNotFound):
 		return http.StatusNotFound, err.Error(), false
-	case errors.Is(err, rebuild.ErrAlreadyRunning), errors.Is(err, rebuild.ErrFinished), errors.Is(err, ops.ErrVerifyRunning),
-		errors.Is(err, apprebuild.ErrNoPreviousIndex), errors.Is(err, apprebuild.ErrNoAlias),
-		errors.Is(err, apprebuild.ErrRollbackMappingOutdated), errors.Is(err, apprebuild.ErrRollbackPositionUnknown),
-		errors.Is(err, apprebuild.ErrRollbackNotRetained), errors.Is(err, rebuild.ErrValidation),
-		errors.Is(err, rebuild.ErrAliasMoved), errors.Is(err, rebuild.ErrLockLost):
+	case errors.Is(err, readmodel.ErrAlreadyRunning), errors.Is(err, readmodel.ErrFinished), errors.Is(err, ops.ErrVerifyRunning),
+		errors.Is(err, rebuild.ErrNoPreviousIndex), errors.Is(err, rebuild.ErrNoAlias),
+		errors.Is(err, rebuild.ErrRollbackMappingOutdated), errors.Is(err, rebuild.ErrRollbackPositionUnknown),
+		errors.Is(err, rebuild.ErrRollbackNotRetained), errors.Is(err, readmodel.ErrValidation),
+		errors.Is(err, readmodel.ErrAliasMoved), errors.Is(err, readmodel.ErrLockLost):
 		return http.StatusConflict, "refused: " + err.Error(), false
 	case errors.Is(err, context.DeadlineExceeded):
 		return http.StatusGatewayTimeout, "the operation did not finish in time; it may still complete: look again in a moment", false
@@ -172,7 +172,7 @@ func formatDuration(d time.Duration) string {
 
 // phaseStep is one entry of a rebuild's phase timeline.
 type phaseStep struct {
-	Phase    rebuild.Phase
+	Phase    readmodel.Phase
 	Started  time.Time
 	Duration time.Duration
 	Current  bool
@@ -180,7 +180,7 @@ type phaseStep struct {
 
 // rebuildView is a rebuild as the pages show it.
 type rebuildView struct {
-	rebuild.Snapshot
+	readmodel.Snapshot
 	Running  bool
 	Percent  int
 	Rate     float64
@@ -190,7 +190,7 @@ type rebuildView struct {
 	Timeline []phaseStep
 }
 
-func newRebuildView(s rebuild.Snapshot, now time.Time) rebuildView {
+func newRebuildView(s readmodel.Snapshot, now time.Time) rebuildView {
 	v := rebuildView{Snapshot: s, Running: !s.Phase.Terminal()}
 	end := now
 	if s.FinishedAt != nil {
@@ -200,7 +200,7 @@ func newRebuildView(s rebuild.Snapshot, now time.Time) rebuildView {
 	if s.DocsTotal > 0 {
 		v.Percent = int(min(100, s.DocsDone*100/s.DocsTotal))
 	}
-	if s.Phase == rebuild.PhaseSucceeded {
+	if s.Phase == readmodel.PhaseSucceeded {
 		v.Percent = 100
 	}
 	var steps []phaseStep
@@ -217,7 +217,7 @@ func newRebuildView(s rebuild.Snapshot, now time.Time) rebuildView {
 		steps[i].Current = steps[i].Phase == s.Phase
 	}
 	v.Timeline = steps
-	if fill, ok := s.PhaseStarts[rebuild.PhaseFill]; ok && s.DocsDone > 0 {
+	if fill, ok := s.PhaseStarts[readmodel.PhaseFill]; ok && s.DocsDone > 0 {
 		fillEnd := end
 		for _, st := range steps {
 			if st.Started.After(fill) {
@@ -228,7 +228,7 @@ func newRebuildView(s rebuild.Snapshot, now time.Time) rebuildView {
 		if secs := fillEnd.Sub(fill).Seconds(); secs > 0 {
 			v.Rate = float64(s.DocsDone) / secs
 		}
-		if v.Running && s.Phase == rebuild.PhaseFill && v.Rate > 0 && s.DocsTotal > s.DocsDone {
+		if v.Running && s.Phase == readmodel.PhaseFill && v.Rate > 0 && s.DocsTotal > s.DocsDone {
 			v.ETA = time.Duration(float64(s.DocsTotal-s.DocsDone) / v.Rate * float64(time.Second))
 			v.HasETA = true
 		}

@@ -13,8 +13,8 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"github.com/marketplace/catalog/internal/tlsfiles"
 )
 
@@ -27,21 +27,21 @@ type Operations interface {
 	Verify(ctx context.Context, req ops.VerifyRequest, progress func(ops.VerifyProgress)) (ops.VerifyReport, error)
 }
 
-// Rebuilds is what the console needs of the rebuild use cases; *apprebuild.Service
+// Rebuilds is what the console needs of the rebuild use cases; *rebuild.Service
 // satisfies it.
 type Rebuilds interface {
 	// Start begins a rebuild from source in the background.
-	Start(ctx context.Context, source rebuild.Source) (rebuild.Snapshot, error)
+	Start(ctx context.Context, source readmodel.Source) (readmodel.Snapshot, error)
 	// Get reads one rebuild.
-	Get(ctx context.Context, id string) (rebuild.Snapshot, error)
+	Get(ctx context.Context, id string) (readmodel.Snapshot, error)
 	// List returns the newest rebuilds, newest first.
-	List(ctx context.Context, limit int) ([]rebuild.Snapshot, error)
+	List(ctx context.Context, limit int) ([]readmodel.Snapshot, error)
 	// Cancel stops a running rebuild.
-	Cancel(ctx context.Context, id string) (rebuild.Snapshot, error)
+	Cancel(ctx context.Context, id string) (readmodel.Snapshot, error)
 	// ListIndices lists the alias's indices, newest first.
-	ListIndices(ctx context.Context) ([]apprebuild.IndexInfo, error)
+	ListIndices(ctx context.Context) ([]rebuild.IndexInfo, error)
 	// RollbackAlias points the alias back at the previous index, caught up.
-	RollbackAlias(ctx context.Context) (apprebuild.Rollback, error)
+	RollbackAlias(ctx context.Context) (rebuild.Rollback, error)
 	// PruneIndices deletes old indices, keeping the newest keep besides the live one.
 	PruneIndices(ctx context.Context, keep int) ([]string, error)
 }

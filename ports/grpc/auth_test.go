@@ -19,8 +19,8 @@ import (
 	operationsv1 "github.com/marketplace/catalog/api/gen/catalog/operations/v1"
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"github.com/marketplace/catalog/ports/adminauth"
 	grpcport "github.com/marketplace/catalog/ports/grpc"
 )
@@ -30,27 +30,27 @@ const testToken = "admin-token-for-tests-0123456789"
 // countingService answers every use case at once and counts the calls that reached it.
 type countingService struct{ calls atomic.Int64 }
 
-func (c *countingService) Start(context.Context, rebuild.Source) (rebuild.Snapshot, error) {
+func (c *countingService) Start(context.Context, readmodel.Source) (readmodel.Snapshot, error) {
 	c.calls.Add(1)
-	return rebuild.Snapshot{}, rebuild.ErrAlreadyRunning
+	return readmodel.Snapshot{}, readmodel.ErrAlreadyRunning
 }
-func (c *countingService) Get(context.Context, string) (rebuild.Snapshot, error) {
+func (c *countingService) Get(context.Context, string) (readmodel.Snapshot, error) {
 	c.calls.Add(1)
-	return rebuild.Snapshot{}, rebuild.ErrNotFound
+	return readmodel.Snapshot{}, readmodel.ErrNotFound
 }
-func (c *countingService) Cancel(context.Context, string) (rebuild.Snapshot, error) {
+func (c *countingService) Cancel(context.Context, string) (readmodel.Snapshot, error) {
 	c.calls.Add(1)
-	return rebuild.Snapshot{}, rebuild.ErrNotFound
+	return readmodel.Snapshot{}, readmodel.ErrNotFound
 }
-func (c *countingService) ListIndices(context.Context) ([]apprebuild.IndexInfo, error) {
+func (c *countingService) ListIndices(context.Context) ([]rebuild.IndexInfo, error) {
 	c.calls.Add(1)
 	return nil, nil
 }
-func (c *countingService) RollbackAlias(context.Context) (apprebuild.Rollback, error) {
+func (c *countingService) RollbackAlias(context.Context) (rebuild.Rollback, error) {
 	c.calls.Add(1)
-	return apprebuild.Rollback{}, apprebuild.ErrNoAlias
+	return rebuild.Rollback{}, rebuild.ErrNoAlias
 }
-func (c *countingService) RunnerLost(rebuild.Snapshot) bool { return false }
+func (c *countingService) RunnerLost(readmodel.Snapshot) bool { return false }
 func (c *countingService) PruneIndices(context.Context, int) ([]string, error) {
 	c.calls.Add(1)
 	return nil, nil

@@ -11,41 +11,41 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
-var phaseToProto = map[rebuild.Phase]projectionv1.RebuildPhase{
-	rebuild.PhasePending:     projectionv1.RebuildPhase_REBUILD_PHASE_PENDING,
-	rebuild.PhaseCreateIndex: projectionv1.RebuildPhase_REBUILD_PHASE_CREATE_INDEX,
-	rebuild.PhaseCapture:     projectionv1.RebuildPhase_REBUILD_PHASE_CAPTURE_OFFSETS,
-	rebuild.PhaseFill:        projectionv1.RebuildPhase_REBUILD_PHASE_FILL,
-	rebuild.PhaseCatchUp:     projectionv1.RebuildPhase_REBUILD_PHASE_CATCH_UP,
-	rebuild.PhaseValidate:    projectionv1.RebuildPhase_REBUILD_PHASE_VALIDATE,
-	rebuild.PhaseSwitch:      projectionv1.RebuildPhase_REBUILD_PHASE_SWITCH_ALIAS,
-	rebuild.PhaseDrain:       projectionv1.RebuildPhase_REBUILD_PHASE_DRAIN,
-	rebuild.PhaseSucceeded:   projectionv1.RebuildPhase_REBUILD_PHASE_SUCCEEDED,
-	rebuild.PhaseFailed:      projectionv1.RebuildPhase_REBUILD_PHASE_FAILED,
-	rebuild.PhaseCancelled:   projectionv1.RebuildPhase_REBUILD_PHASE_CANCELLED,
+var phaseToProto = map[readmodel.Phase]projectionv1.RebuildPhase{
+	readmodel.PhasePending:     projectionv1.RebuildPhase_REBUILD_PHASE_PENDING,
+	readmodel.PhaseCreateIndex: projectionv1.RebuildPhase_REBUILD_PHASE_CREATE_INDEX,
+	readmodel.PhaseCapture:     projectionv1.RebuildPhase_REBUILD_PHASE_CAPTURE_OFFSETS,
+	readmodel.PhaseFill:        projectionv1.RebuildPhase_REBUILD_PHASE_FILL,
+	readmodel.PhaseCatchUp:     projectionv1.RebuildPhase_REBUILD_PHASE_CATCH_UP,
+	readmodel.PhaseValidate:    projectionv1.RebuildPhase_REBUILD_PHASE_VALIDATE,
+	readmodel.PhaseSwitch:      projectionv1.RebuildPhase_REBUILD_PHASE_SWITCH_ALIAS,
+	readmodel.PhaseDrain:       projectionv1.RebuildPhase_REBUILD_PHASE_DRAIN,
+	readmodel.PhaseSucceeded:   projectionv1.RebuildPhase_REBUILD_PHASE_SUCCEEDED,
+	readmodel.PhaseFailed:      projectionv1.RebuildPhase_REBUILD_PHASE_FAILED,
+	readmodel.PhaseCancelled:   projectionv1.RebuildPhase_REBUILD_PHASE_CANCELLED,
 }
 
 // sourceFromProto accepts UNSPECIFIED as the database (docs/ARCHITECTURE.md, "Rebuild": the database is the
 // default) and refuses values this server does not know, instead of guessing.
-func sourceFromProto(s projectionv1.RebuildSource) (rebuild.Source, error) {
+func sourceFromProto(s projectionv1.RebuildSource) (readmodel.Source, error) {
 	switch s {
 	case projectionv1.RebuildSource_REBUILD_SOURCE_UNSPECIFIED, projectionv1.RebuildSource_REBUILD_SOURCE_DATABASE:
-		return rebuild.SourceDatabase, nil
+		return readmodel.SourceDatabase, nil
 	case projectionv1.RebuildSource_REBUILD_SOURCE_KAFKA:
-		return rebuild.SourceKafka, nil
+		return readmodel.SourceKafka, nil
 	}
 	return "", status.Errorf(codes.InvalidArgument, "unknown source %d (want DATABASE or KAFKA)", int32(s))
 }
 
-func sourceToProto(s rebuild.Source) projectionv1.RebuildSource {
+func sourceToProto(s readmodel.Source) projectionv1.RebuildSource {
 	switch s {
-	case rebuild.SourceKafka:
+	case readmodel.SourceKafka:
 		return projectionv1.RebuildSource_REBUILD_SOURCE_KAFKA
-	case rebuild.SourceDatabase, "":
+	case readmodel.SourceDatabase, "":
 		return projectionv1.RebuildSource_REBUILD_SOURCE_DATABASE
 	}
 	return projectionv1.RebuildSource_REBUILD_SOURCE_UNSPECIFIED
@@ -60,7 +60,7 @@ func ts(t time.Time) *timestamppb.Timestamp {
 
 // rebuildToProto converts a record and judges its runner's liveness by the service's clock
 // and heartbeat timeout, so every replica reports a dead runner alike.
-func (srv *Server) rebuildToProto(s rebuild.Snapshot) *projectionv1.Rebuild {
+func (srv *Server) rebuildToProto(s readmodel.Snapshot) *projectionv1.Rebuild {
 	out := &projectionv1.Rebuild{
 		Id:           s.ID,
 		Source:       sourceToProto(s.Source),
@@ -97,7 +97,7 @@ func (srv *Server) rebuildToProto(s rebuild.Snapshot) *projectionv1.Rebuild {
 
 // phaseTimings orders the phases by when they began (by phase order on equal times, which
 // a coarse clock can produce) and gives each the time until the next began.
-func phaseTimings(starts map[rebuild.Phase]time.Time) []*projectionv1.PhaseTiming {
+func phaseTimings(starts map[readmodel.Phase]time.Time) []*projectionv1.PhaseTiming {
 	type entry struct {
 		phase projectionv1.RebuildPhase
 		at    time.Time
@@ -125,20 +125,20 @@ func phaseTimings(starts map[rebuild.Phase]time.Time) []*projectionv1.PhaseTimin
 // progressToProto repeats the record's figures in the shape a progress bar needs. Rate and ETA
 // come from the record (the runner measures the rate), not from the watcher's clock or
 // history, so every watcher, on any replica, shows the same figures.
-func (srv *Server) progressToProto(s rebuild.Snapshot) *projectionv1.RebuildProgress {
+func (srv *Server) progressToProto(s readmodel.Snapshot) *projectionv1.RebuildProgress {
 	r := srv.rebuildToProto(s)
 	p := &projectionv1.RebuildProgress{Rebuild: r, Phase: r.Phase, DocsDone: s.DocsDone, DocsTotal: s.DocsTotal,
 		EventsDone: s.EventsDone, EventsTotal: s.EventsTotal, Eta: r.Eta, EstimatedCompletion: r.EstimatedCompletion}
-	switch rebuild.Unit(r.GetRateUnit()) {
-	case rebuild.UnitDocuments:
+	switch readmodel.Unit(r.GetRateUnit()) {
+	case readmodel.UnitDocuments:
 		p.RateDocsPerSecond = r.GetRatePerSecond()
-	case rebuild.UnitEvents:
+	case readmodel.UnitEvents:
 		p.RateEventsPerSecond = r.GetRatePerSecond()
 	}
 	return p
 }
 
-func indexToProto(ix apprebuild.IndexInfo) *projectionv1.Index {
+func indexToProto(ix rebuild.IndexInfo) *projectionv1.Index {
 	return &projectionv1.Index{
 		Name:           ix.Name,
 		MappingVersion: clampInt32(ix.MappingVersion),

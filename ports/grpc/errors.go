@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // ErrorDomain is the google.rpc.ErrorInfo domain of this service's errors: reasons are
@@ -66,30 +66,30 @@ func mapError(err error) (_ error, internal bool) {
 		return err, false
 	}
 	switch {
-	case errors.Is(err, rebuild.ErrInvalid):
+	case errors.Is(err, readmodel.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error()), false
-	case errors.Is(err, rebuild.ErrAlreadyRunning):
+	case errors.Is(err, readmodel.ErrAlreadyRunning):
 		return withReason(codes.FailedPrecondition, err.Error(), ReasonAlreadyRunning, nil), false
-	case errors.Is(err, rebuild.ErrNotFound):
+	case errors.Is(err, readmodel.ErrNotFound):
 		// The chain names the layers it passed (store, query), none of the client's business.
 		return withReason(codes.NotFound, "rebuild not found", ReasonNotFound, nil), false
-	case errors.Is(err, rebuild.ErrFinished):
+	case errors.Is(err, readmodel.ErrFinished):
 		return withReason(codes.FailedPrecondition, err.Error(), ReasonFinished, nil), false
-	case errors.Is(err, apprebuild.ErrNoPreviousIndex):
+	case errors.Is(err, rebuild.ErrNoPreviousIndex):
 		return withReason(codes.FailedPrecondition, err.Error(), ReasonNoPreviousIndex, nil), false
-	case errors.Is(err, apprebuild.ErrNoAlias):
+	case errors.Is(err, rebuild.ErrNoAlias):
 		return withReason(codes.FailedPrecondition, err.Error(), ReasonNoAlias, nil), false
-	case errors.Is(err, rebuild.ErrValidation):
+	case errors.Is(err, readmodel.ErrValidation):
 		return withReason(codes.FailedPrecondition, err.Error(), ReasonValidationFailed, nil), false
-	case errors.Is(err, apprebuild.ErrRollbackMappingOutdated):
+	case errors.Is(err, rebuild.ErrRollbackMappingOutdated):
 		return withReason(codes.FailedPrecondition, err.Error(), ReasonRollbackMappingOutdated, nil), false
-	case errors.Is(err, apprebuild.ErrRollbackPositionUnknown):
+	case errors.Is(err, rebuild.ErrRollbackPositionUnknown):
 		return withReason(codes.FailedPrecondition, err.Error(), ReasonRollbackPositionUnknown, nil), false
-	case errors.Is(err, apprebuild.ErrRollbackNotRetained):
+	case errors.Is(err, rebuild.ErrRollbackNotRetained):
 		return withReason(codes.FailedPrecondition, err.Error(), ReasonRollbackNotRetained, nil), false
-	case errors.Is(err, rebuild.ErrLockLost):
+	case errors.Is(err, readmodel.ErrLockLost):
 		return withReason(codes.Aborted, err.Error(), ReasonLockLost, nil), false
-	case errors.Is(err, rebuild.ErrAliasMoved):
+	case errors.Is(err, readmodel.ErrAliasMoved):
 		// A lost race, not a state the caller must fix first: ABORTED says "re-read, retry".
 		return withReason(codes.Aborted, err.Error(), ReasonAliasMoved, nil), false
 	case errors.Is(err, context.Canceled):

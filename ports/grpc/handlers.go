@@ -11,7 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // Handlers return the application's errors as they are; the interceptor maps them
@@ -29,7 +29,7 @@ func (s *Server) StartRebuild(ctx context.Context, req *projectionv1.StartRebuil
 		return nil, err
 	}
 	snap, err := s.svc.Start(ctx, src)
-	if errors.Is(err, rebuild.ErrAlreadyRunning) {
+	if errors.Is(err, readmodel.ErrAlreadyRunning) {
 		return nil, s.alreadyRunning(ctx, err)
 	}
 	if err != nil {
@@ -52,7 +52,7 @@ func (s *Server) alreadyRunning(ctx context.Context, cause error) error {
 // GetRebuild implements ProjectionAdmin.GetRebuild.
 func (s *Server) GetRebuild(ctx context.Context, req *projectionv1.GetRebuildRequest) (*projectionv1.Rebuild, error) {
 	snap, err := s.svc.Get(ctx, req.GetId())
-	if errors.Is(err, rebuild.ErrNotFound) {
+	if errors.Is(err, readmodel.ErrNotFound) {
 		return nil, rebuildNotFound(req.GetId())
 	}
 	if err != nil {
@@ -66,7 +66,7 @@ func (s *Server) GetRebuild(ctx context.Context, req *projectionv1.GetRebuildReq
 func (s *Server) WatchRebuild(req *projectionv1.WatchRebuildRequest, stream grpc.ServerStreamingServer[projectionv1.RebuildProgress]) error {
 	ctx := stream.Context()
 	snap, err := s.svc.Get(ctx, req.GetId())
-	if errors.Is(err, rebuild.ErrNotFound) {
+	if errors.Is(err, readmodel.ErrNotFound) {
 		return rebuildNotFound(req.GetId())
 	}
 	if err != nil {
@@ -103,7 +103,7 @@ func (s *Server) WatchRebuild(req *projectionv1.WatchRebuildRequest, stream grpc
 				snap, failingSince = next, time.Time{}
 				break
 			}
-			if ctx.Err() != nil || errors.Is(err, rebuild.ErrNotFound) {
+			if ctx.Err() != nil || errors.Is(err, readmodel.ErrNotFound) {
 				return err
 			}
 			if failingSince.IsZero() {
@@ -130,7 +130,7 @@ func (s *Server) CancelRebuild(ctx context.Context, req *projectionv1.CancelRebu
 		return nil, status.Error(codes.InvalidArgument, "id is required: cancelling \"the newest\" could stop a rebuild nobody meant")
 	}
 	snap, err := s.svc.Cancel(ctx, req.GetId())
-	if errors.Is(err, rebuild.ErrNotFound) {
+	if errors.Is(err, readmodel.ErrNotFound) {
 		return nil, rebuildNotFound(req.GetId())
 	}
 	if err != nil {

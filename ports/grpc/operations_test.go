@@ -22,8 +22,8 @@ import (
 
 	operationsv1 "github.com/marketplace/catalog/api/gen/catalog/operations/v1"
 	"github.com/marketplace/catalog/application/ops"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	grpcport "github.com/marketplace/catalog/ports/grpc"
 )
 
@@ -145,7 +145,7 @@ func sampleStatus() ops.Status {
 		Products:     ops.ProductsSection{ProductCounts: ops.ProductCounts{Live: 91, Total: 96}},
 		Counts:       ops.CountComparison{Compared: true, Drift: 1, Allowed: 10},
 		DLQ:          ops.DLQSection{Topic: "dlq.product.events", DLQCounts: ops.DLQCounts{Depth: 5, Handled: 3, Unhandled: 2}},
-		Rebuild:      ops.RebuildSection{Last: &rebuild.Snapshot{ID: "r1", Phase: rebuild.PhaseFailed, StartedAt: now.Add(-2 * time.Hour), FinishedAt: &fin, Error: "boom", ToIndex: "ps_v2_y"}},
+		Rebuild:      ops.RebuildSection{Last: &readmodel.Snapshot{ID: "r1", Phase: readmodel.PhaseFailed, StartedAt: now.Add(-2 * time.Hour), FinishedAt: &fin, Error: "boom", ToIndex: "ps_v2_y"}},
 		Transactions: ops.TransactionsSection{Long: []ops.LongTransaction{{PID: 42, Database: "catalog", User: "app", State: "idle in transaction", Started: now.Add(-10 * time.Minute), QueryStarted: now.Add(-9 * time.Minute), BackendType: "client backend", Age: 10 * time.Minute, HoldsBackOutbox: true}}},
 	}
 }
@@ -349,7 +349,7 @@ func TestVerifyErrors(t *testing.T) {
 		code           codes.Code
 		domain, reason string
 	}{
-		{"no alias", fmt.Errorf("verify: %w", apprebuild.ErrNoAlias), &operationsv1.VerifyRequest{}, codes.FailedPrecondition, grpcport.ErrorDomain, grpcport.ReasonNoAlias},
+		{"no alias", fmt.Errorf("verify: %w", rebuild.ErrNoAlias), &operationsv1.VerifyRequest{}, codes.FailedPrecondition, grpcport.ErrorDomain, grpcport.ReasonNoAlias},
 		{"already running", fmt.Errorf("verify: %w", ops.ErrVerifyRunning), &operationsv1.VerifyRequest{}, codes.FailedPrecondition,
 			grpcport.OperationsErrorDomain, grpcport.ReasonVerifyRunning},
 		{"settle too long", nil, &operationsv1.VerifyRequest{Settle: durationpb.New(time.Hour)}, codes.InvalidArgument, "", ""},

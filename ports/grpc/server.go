@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/reflection"
 
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // RebuildService is what the port needs from the rebuild use case; *rebuild.Service (in
@@ -26,17 +26,17 @@ import (
 // drive the port with a fake and the application does not know about gRPC.
 type RebuildService interface {
 	// Start begins a rebuild and returns its record at once.
-	Start(ctx context.Context, source rebuild.Source) (rebuild.Snapshot, error)
+	Start(ctx context.Context, source readmodel.Source) (readmodel.Snapshot, error)
 	// Get returns a rebuild's record; "" means the newest.
-	Get(ctx context.Context, id string) (rebuild.Snapshot, error)
+	Get(ctx context.Context, id string) (readmodel.Snapshot, error)
 	// Cancel asks a running rebuild to stop.
-	Cancel(ctx context.Context, id string) (rebuild.Snapshot, error)
+	Cancel(ctx context.Context, id string) (readmodel.Snapshot, error)
 	// ListIndices lists the alias's indices, newest first.
-	ListIndices(ctx context.Context) ([]apprebuild.IndexInfo, error)
+	ListIndices(ctx context.Context) ([]rebuild.IndexInfo, error)
 	// RollbackAlias brings the previous index up to date and points the alias back at it.
-	RollbackAlias(ctx context.Context) (apprebuild.Rollback, error)
+	RollbackAlias(ctx context.Context) (rebuild.Rollback, error)
 	// RunnerLost reports whether an unfinished rebuild's runner stopped beating.
-	RunnerLost(snap rebuild.Snapshot) bool
+	RunnerLost(snap readmodel.Snapshot) bool
 	// PruneIndices deletes all but the newest keep non-live indices.
 	PruneIndices(ctx context.Context, keep int) ([]string, error)
 }

@@ -23,49 +23,49 @@ import (
 	"google.golang.org/grpc/test/bufconn"
 
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
-	apprebuild "github.com/marketplace/catalog/application/rebuild"
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/application/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 	grpcport "github.com/marketplace/catalog/ports/grpc"
 )
 
 // The application's service is what production wires in; keep it assignable.
-var _ grpcport.RebuildService = (*apprebuild.Service)(nil)
+var _ grpcport.RebuildService = (*rebuild.Service)(nil)
 
 // fakeService answers with whatever the test set; a nil func fails the test's call loudly.
 type fakeService struct {
 	mu       sync.Mutex
-	start    func(rebuild.Source) (rebuild.Snapshot, error)
-	get      func(id string) (rebuild.Snapshot, error)
-	cancel   func(id string) (rebuild.Snapshot, error)
-	list     func() ([]apprebuild.IndexInfo, error)
-	rollback func() (apprebuild.Rollback, error)
+	start    func(readmodel.Source) (readmodel.Snapshot, error)
+	get      func(id string) (readmodel.Snapshot, error)
+	cancel   func(id string) (readmodel.Snapshot, error)
+	list     func() ([]rebuild.IndexInfo, error)
+	rollback func() (rebuild.Rollback, error)
 	prune    func(keep int) ([]string, error)
-	lost     func(rebuild.Snapshot) bool
+	lost     func(readmodel.Snapshot) bool
 	gets     []string
 }
 
-func (f *fakeService) Start(_ context.Context, src rebuild.Source) (rebuild.Snapshot, error) {
+func (f *fakeService) Start(_ context.Context, src readmodel.Source) (readmodel.Snapshot, error) {
 	return f.start(src)
 }
 
-func (f *fakeService) Get(_ context.Context, id string) (rebuild.Snapshot, error) {
+func (f *fakeService) Get(_ context.Context, id string) (readmodel.Snapshot, error) {
 	f.mu.Lock()
 	f.gets = append(f.gets, id)
 	f.mu.Unlock()
 	return f.get(id)
 }
 
-func (f *fakeService) Cancel(_ context.Context, id string) (rebuild.Snapshot, error) {
+func (f *fakeService) Cancel(_ context.Context, id string) (readmodel.Snapshot, error) {
 	return f.cancel(id)
 }
 
-func (f *fakeService) ListIndices(context.Context) ([]apprebuild.IndexInfo, error) { return f.list() }
+func (f *fakeService) ListIndices(context.Context) ([]rebuild.IndexInfo, error) { return f.list() }
 
-func (f *fakeService) RollbackAlias(context.Context) (apprebuild.Rollback, error) {
+func (f *fakeService) RollbackAlias(context.Context) (rebuild.Rollback, error) {
 	return f.rollback()
 }
 
-func (f *fakeService) RunnerLost(s rebuild.Snapshot) bool { return f.lost != nil && f.lost(s) }
+func (f *fakeService) RunnerLost(s readmodel.Snapshot) bool { return f.lost != nil && f.lost(s) }
 
 func (f *fakeService) PruneIndices(_ context.Context, keep int) ([]string, error) {
 	return f.prune(keep)
@@ -162,12 +162,12 @@ func ctxT(t *testing.T) context.Context {
 
 var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 
-func snapshot(id string, phase rebuild.Phase, done, total int64, at time.Duration) rebuild.Snapshot {
-	starts := map[rebuild.Phase]time.Time{rebuild.PhasePending: t0}
-	seq := []rebuild.Phase{rebuild.PhaseCreateIndex, rebuild.PhaseCapture, rebuild.PhaseFill, rebuild.PhaseCatchUp,
-		rebuild.PhaseValidate, rebuild.PhaseSwitch, rebuild.PhaseDrain}
+func snapshot(id string, phase readmodel.Phase, done, total int64, at time.Duration) readmodel.Snapshot {
+	starts := map[readmodel.Phase]time.Time{readmodel.PhasePending: t0}
+	seq := []readmodel.Phase{readmodel.PhaseCreateIndex, readmodel.PhaseCapture, readmodel.PhaseFill, readmodel.PhaseCatchUp,
+		readmodel.PhaseValidate, readmodel.PhaseSwitch, readmodel.PhaseDrain}
 	for i, p := range seq {
-		if phase == rebuild.PhasePending {
+		if phase == readmodel.PhasePending {
 			break
 		}
 		starts[p] = t0.Add(time.Duration(i+1) * time.Second)
@@ -175,7 +175,7 @@ func snapshot(id string, phase rebuild.Phase, done, total int64, at time.Duratio
 			break
 		}
 	}
-	s := rebuild.Snapshot{ID: id, Source: rebuild.SourceDatabase, Phase: phase, FromIndex: "ps_v1_old", ToIndex: "ps_v1_new",
+	s := readmodel.Snapshot{ID: id, Source: readmodel.SourceDatabase, Phase: phase, FromIndex: "ps_v1_old", ToIndex: "ps_v1_new",
 		DocsDone: done, DocsTotal: total, StartedAt: t0, UpdatedAt: t0.Add(at), PhaseStarts: starts}
 	if phase.Terminal() {
 		fin := t0.Add(at)
@@ -186,21 +186,21 @@ func snapshot(id string, phase rebuild.Phase, done, total int64, at time.Duratio
 }
 
 func TestStartRebuildMapsSourceAndRecord(t *testing.T) {
-	var got []rebuild.Source
-	svc := &fakeService{start: func(src rebuild.Source) (rebuild.Snapshot, error) {
+	var got []readmodel.Source
+	svc := &fakeService{start: func(src readmodel.Source) (readmodel.Snapshot, error) {
 		got = append(got, src)
-		s := snapshot("r1", rebuild.PhaseFill, 40, 100, 13*time.Second)
+		s := snapshot("r1", readmodel.PhaseFill, 40, 100, 13*time.Second)
 		s.Source = src
 		return s, nil
 	}}
 	h := start(t, svc, grpcport.Config{})
 	for _, tc := range []struct {
 		in   projectionv1.RebuildSource
-		want rebuild.Source
+		want readmodel.Source
 	}{
-		{projectionv1.RebuildSource_REBUILD_SOURCE_UNSPECIFIED, rebuild.SourceDatabase},
-		{projectionv1.RebuildSource_REBUILD_SOURCE_DATABASE, rebuild.SourceDatabase},
-		{projectionv1.RebuildSource_REBUILD_SOURCE_KAFKA, rebuild.SourceKafka},
+		{projectionv1.RebuildSource_REBUILD_SOURCE_UNSPECIFIED, readmodel.SourceDatabase},
+		{projectionv1.RebuildSource_REBUILD_SOURCE_DATABASE, readmodel.SourceDatabase},
+		{projectionv1.RebuildSource_REBUILD_SOURCE_KAFKA, readmodel.SourceKafka},
 	} {
 		r, err := h.client.StartRebuild(ctxT(t), &projectionv1.StartRebuildRequest{Source: tc.in})
 		if err != nil {
@@ -241,9 +241,9 @@ func TestStartRebuildMapsSourceAndRecord(t *testing.T) {
 }
 
 func TestStartRebuildUnknownSourceIsInvalidArgument(t *testing.T) {
-	svc := &fakeService{start: func(rebuild.Source) (rebuild.Snapshot, error) {
+	svc := &fakeService{start: func(readmodel.Source) (readmodel.Snapshot, error) {
 		t.Error("service called for an invalid source")
-		return rebuild.Snapshot{}, nil
+		return readmodel.Snapshot{}, nil
 	}}
 	h := start(t, svc, grpcport.Config{})
 	_, err := h.client.StartRebuild(ctxT(t), &projectionv1.StartRebuildRequest{Source: 42})
@@ -263,12 +263,12 @@ func errorInfo(t *testing.T, err error) *errdetails.ErrorInfo {
 }
 
 func TestSecondRebuildIsFailedPreconditionWithReason(t *testing.T) {
-	running := snapshot("r-running", rebuild.PhaseFill, 10, 100, 5*time.Second)
+	running := snapshot("r-running", readmodel.PhaseFill, 10, 100, 5*time.Second)
 	svc := &fakeService{
-		start: func(rebuild.Source) (rebuild.Snapshot, error) {
-			return rebuild.Snapshot{}, fmt.Errorf("start rebuild: %w", rebuild.ErrAlreadyRunning)
+		start: func(readmodel.Source) (readmodel.Snapshot, error) {
+			return readmodel.Snapshot{}, fmt.Errorf("start rebuild: %w", readmodel.ErrAlreadyRunning)
 		},
-		get: func(string) (rebuild.Snapshot, error) { return running, nil },
+		get: func(string) (readmodel.Snapshot, error) { return running, nil },
 	}
 	h := start(t, svc, grpcport.Config{})
 	_, err := h.client.StartRebuild(ctxT(t), &projectionv1.StartRebuildRequest{})
@@ -291,18 +291,18 @@ func TestErrorMapping(t *testing.T) {
 		code   codes.Code
 		reason string
 	}{
-		{"invalid", fmt.Errorf("x: %w", rebuild.ErrInvalid), codes.InvalidArgument, ""},
-		{"already running", fmt.Errorf("rollback: %w", rebuild.ErrAlreadyRunning), codes.FailedPrecondition, grpcport.ReasonAlreadyRunning},
-		{"not found", fmt.Errorf("get: %w", rebuild.ErrNotFound), codes.NotFound, grpcport.ReasonNotFound},
-		{"finished", fmt.Errorf("cancel: %w", rebuild.ErrFinished), codes.FailedPrecondition, grpcport.ReasonFinished},
-		{"no previous index", fmt.Errorf("rollback: %w", apprebuild.ErrNoPreviousIndex), codes.FailedPrecondition, grpcport.ReasonNoPreviousIndex},
-		{"no alias", fmt.Errorf("rollback: %w", apprebuild.ErrNoAlias), codes.FailedPrecondition, grpcport.ReasonNoAlias},
-		{"validation", fmt.Errorf("v: %w", rebuild.ErrValidation), codes.FailedPrecondition, grpcport.ReasonValidationFailed},
-		{"alias moved", fmt.Errorf("switch: %w", rebuild.ErrAliasMoved), codes.Aborted, grpcport.ReasonAliasMoved},
-		{"lock lost", fmt.Errorf("rollback: %w", rebuild.ErrLockLost), codes.Aborted, grpcport.ReasonLockLost},
-		{"rollback mapping outdated", fmt.Errorf("rollback: %w", apprebuild.ErrRollbackMappingOutdated), codes.FailedPrecondition, grpcport.ReasonRollbackMappingOutdated},
-		{"rollback position unknown", fmt.Errorf("rollback: %w", apprebuild.ErrRollbackPositionUnknown), codes.FailedPrecondition, grpcport.ReasonRollbackPositionUnknown},
-		{"rollback events not retained", fmt.Errorf("rollback: %w: %w", apprebuild.ErrRollbackNotRetained, apprebuild.ErrNotRetained), codes.FailedPrecondition, grpcport.ReasonRollbackNotRetained},
+		{"invalid", fmt.Errorf("x: %w", readmodel.ErrInvalid), codes.InvalidArgument, ""},
+		{"already running", fmt.Errorf("rollback: %w", readmodel.ErrAlreadyRunning), codes.FailedPrecondition, grpcport.ReasonAlreadyRunning},
+		{"not found", fmt.Errorf("get: %w", readmodel.ErrNotFound), codes.NotFound, grpcport.ReasonNotFound},
+		{"finished", fmt.Errorf("cancel: %w", readmodel.ErrFinished), codes.FailedPrecondition, grpcport.ReasonFinished},
+		{"no previous index", fmt.Errorf("rollback: %w", rebuild.ErrNoPreviousIndex), codes.FailedPrecondition, grpcport.ReasonNoPreviousIndex},
+		{"no alias", fmt.Errorf("rollback: %w", rebuild.ErrNoAlias), codes.FailedPrecondition, grpcport.ReasonNoAlias},
+		{"validation", fmt.Errorf("v: %w", readmodel.ErrValidation), codes.FailedPrecondition, grpcport.ReasonValidationFailed},
+		{"alias moved", fmt.Errorf("switch: %w", readmodel.ErrAliasMoved), codes.Aborted, grpcport.ReasonAliasMoved},
+		{"lock lost", fmt.Errorf("rollback: %w", readmodel.ErrLockLost), codes.Aborted, grpcport.ReasonLockLost},
+		{"rollback mapping outdated", fmt.Errorf("rollback: %w", rebuild.ErrRollbackMappingOutdated), codes.FailedPrecondition, grpcport.ReasonRollbackMappingOutdated},
+		{"rollback position unknown", fmt.Errorf("rollback: %w", rebuild.ErrRollbackPositionUnknown), codes.FailedPrecondition, grpcport.ReasonRollbackPositionUnknown},
+		{"rollback events not retained", fmt.Errorf("rollback: %w: %w", rebuild.ErrRollbackNotRetained, rebuild.ErrNotRetained), codes.FailedPrecondition, grpcport.ReasonRollbackNotRetained},
 		{"canceled", fmt.Errorf("q: %w", context.Canceled), codes.Canceled, ""},
 		{"deadline", fmt.Errorf("q: %w", context.DeadlineExceeded), codes.DeadlineExceeded, ""},
 		{"other", errors.New("dial tcp 10.0.0.7:5432: password=hunter2 refused"), codes.Internal, ""},
@@ -311,11 +311,11 @@ func TestErrorMapping(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			fail := func() error { return tc.err }
 			svc := &fakeService{
-				start:    func(rebuild.Source) (rebuild.Snapshot, error) { return rebuild.Snapshot{}, fail() },
-				get:      func(string) (rebuild.Snapshot, error) { return rebuild.Snapshot{}, fail() },
-				cancel:   func(string) (rebuild.Snapshot, error) { return rebuild.Snapshot{}, fail() },
-				list:     func() ([]apprebuild.IndexInfo, error) { return nil, fail() },
-				rollback: func() (apprebuild.Rollback, error) { return apprebuild.Rollback{}, fail() },
+				start:    func(readmodel.Source) (readmodel.Snapshot, error) { return readmodel.Snapshot{}, fail() },
+				get:      func(string) (readmodel.Snapshot, error) { return readmodel.Snapshot{}, fail() },
+				cancel:   func(string) (readmodel.Snapshot, error) { return readmodel.Snapshot{}, fail() },
+				list:     func() ([]rebuild.IndexInfo, error) { return nil, fail() },
+				rollback: func() (rebuild.Rollback, error) { return rebuild.Rollback{}, fail() },
 				prune:    func(int) ([]string, error) { return nil, fail() },
 			}
 			h := start(t, svc, grpcport.Config{})
@@ -382,11 +382,11 @@ func TestErrorMapping(t *testing.T) {
 // and the message says what was asked for, not which layers of the server it passed.
 func TestNotFoundCarriesNoErrorChain(t *testing.T) {
 	svc := &fakeService{
-		get: func(id string) (rebuild.Snapshot, error) {
-			return rebuild.Snapshot{}, fmt.Errorf("get rebuild %s: rebuild store: get %s: %w", id, id, rebuild.ErrNotFound)
+		get: func(id string) (readmodel.Snapshot, error) {
+			return readmodel.Snapshot{}, fmt.Errorf("get rebuild %s: rebuild store: get %s: %w", id, id, readmodel.ErrNotFound)
 		},
-		cancel: func(id string) (rebuild.Snapshot, error) {
-			return rebuild.Snapshot{}, fmt.Errorf("rebuild store: request cancel %s: %w", id, rebuild.ErrNotFound)
+		cancel: func(id string) (readmodel.Snapshot, error) {
+			return readmodel.Snapshot{}, fmt.Errorf("rebuild store: request cancel %s: %w", id, readmodel.ErrNotFound)
 		},
 	}
 	h := start(t, svc, grpcport.Config{})
@@ -415,11 +415,11 @@ func TestNotFoundCarriesNoErrorChain(t *testing.T) {
 }
 
 func TestGetRebuildEmptyIDMeansNewest(t *testing.T) {
-	svc := &fakeService{get: func(id string) (rebuild.Snapshot, error) {
+	svc := &fakeService{get: func(id string) (readmodel.Snapshot, error) {
 		if id != "" {
-			return rebuild.Snapshot{}, rebuild.ErrNotFound
+			return readmodel.Snapshot{}, readmodel.ErrNotFound
 		}
-		return snapshot("newest", rebuild.PhaseSucceeded, 100, 100, time.Minute), nil
+		return snapshot("newest", readmodel.PhaseSucceeded, 100, 100, time.Minute), nil
 	}}
 	h := start(t, svc, grpcport.Config{})
 	r, err := h.client.GetRebuild(ctxT(t), &projectionv1.GetRebuildRequest{})
@@ -437,9 +437,9 @@ func TestGetRebuildEmptyIDMeansNewest(t *testing.T) {
 
 func TestCancelRebuild(t *testing.T) {
 	var cancelled []string
-	svc := &fakeService{cancel: func(id string) (rebuild.Snapshot, error) {
+	svc := &fakeService{cancel: func(id string) (readmodel.Snapshot, error) {
 		cancelled = append(cancelled, id)
-		return snapshot(id, rebuild.PhaseCatchUp, 5, 5, 9*time.Second), nil
+		return snapshot(id, readmodel.PhaseCatchUp, 5, 5, 9*time.Second), nil
 	}}
 	h := start(t, svc, grpcport.Config{})
 	if _, err := h.client.CancelRebuild(ctxT(t), &projectionv1.CancelRebuildRequest{}); status.Code(err) != codes.InvalidArgument {
@@ -456,8 +456,8 @@ func TestCancelRebuild(t *testing.T) {
 
 func TestListIndices(t *testing.T) {
 	created := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
-	svc := &fakeService{list: func() ([]apprebuild.IndexInfo, error) {
-		return []apprebuild.IndexInfo{
+	svc := &fakeService{list: func() ([]rebuild.IndexInfo, error) {
+		return []rebuild.IndexInfo{
 			{Name: "ps_v2_20260203_040506", MappingVersion: 2, Created: created, Live: 90, Tombstones: 10, Aliased: true},
 			{Name: "ps_v1_20260101_000000", MappingVersion: 1, Created: created.AddDate(0, -1, 0), Live: 80},
 		}, nil
@@ -481,8 +481,8 @@ func TestListIndices(t *testing.T) {
 }
 
 func TestRollbackAlias(t *testing.T) {
-	svc := &fakeService{rollback: func() (apprebuild.Rollback, error) {
-		return apprebuild.Rollback{From: "ps_v2", To: "ps_v1", Since: apprebuild.Offsets{0: 7, 1: 9}, CaughtUp: 12, Drained: 3}, nil
+	svc := &fakeService{rollback: func() (rebuild.Rollback, error) {
+		return rebuild.Rollback{From: "ps_v2", To: "ps_v1", Since: rebuild.Offsets{0: 7, 1: 9}, CaughtUp: 12, Drained: 3}, nil
 	}}
 	h := start(t, svc, grpcport.Config{})
 	resp, err := h.client.RollbackAlias(ctxT(t), &projectionv1.RollbackAliasRequest{})
@@ -515,10 +515,10 @@ func TestPruneIndices(t *testing.T) {
 }
 
 // script makes Get return the snapshots in order, then the last one for ever.
-func script(snaps ...rebuild.Snapshot) func(string) (rebuild.Snapshot, error) {
+func script(snaps ...readmodel.Snapshot) func(string) (readmodel.Snapshot, error) {
 	var mu sync.Mutex
 	i := 0
-	return func(string) (rebuild.Snapshot, error) {
+	return func(string) (readmodel.Snapshot, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		s := snaps[min(i, len(snaps)-1)]
@@ -528,19 +528,19 @@ func script(snaps ...rebuild.Snapshot) func(string) (rebuild.Snapshot, error) {
 }
 
 func TestWatchRebuildStreamsChangesAndEndsAtTerminalPhase(t *testing.T) {
-	fill := snapshot("r1", rebuild.PhaseFill, 0, 1000, 3*time.Second)
-	half := snapshot("r1", rebuild.PhaseFill, 500, 1000, 8*time.Second)
+	fill := snapshot("r1", readmodel.PhaseFill, 0, 1000, 3*time.Second)
+	half := snapshot("r1", readmodel.PhaseFill, 500, 1000, 8*time.Second)
 	half.Rate = 100 // the runner's recent rate: the record's figure is what every watcher shows
-	catchUp := snapshot("r1", rebuild.PhaseCatchUp, 1000, 1000, 12*time.Second)
+	catchUp := snapshot("r1", readmodel.PhaseCatchUp, 1000, 1000, 12*time.Second)
 	catchUp.EventsDone, catchUp.EventsTotal, catchUp.Rate = 30, 90, 20
 	svc := &fakeService{get: script(
-		snapshot("r1", rebuild.PhasePending, 0, 0, 0),
+		snapshot("r1", readmodel.PhasePending, 0, 0, 0),
 		fill, fill, fill, // unchanged records are not sent again
 		half,
 		catchUp,
-		snapshot("r1", rebuild.PhaseValidate, 1000, 1000, 15*time.Second),
-		snapshot("r1", rebuild.PhaseSucceeded, 1000, 1000, 20*time.Second),
-		snapshot("r1", rebuild.PhaseSucceeded, 1000, 1000, 99*time.Second), // never read
+		snapshot("r1", readmodel.PhaseValidate, 1000, 1000, 15*time.Second),
+		snapshot("r1", readmodel.PhaseSucceeded, 1000, 1000, 20*time.Second),
+		snapshot("r1", readmodel.PhaseSucceeded, 1000, 1000, 99*time.Second), // never read
 	)}
 	h := start(t, svc, grpcport.Config{})
 	stream, err := h.client.WatchRebuild(ctxT(t), &projectionv1.WatchRebuildRequest{})
@@ -600,18 +600,18 @@ func TestWatchRebuildStreamsChangesAndEndsAtTerminalPhase(t *testing.T) {
 // verdict on the runner; a watcher hears of a runner that stopped beating, but not of every
 // heartbeat of a live one.
 func TestRebuildRunnerLiveness(t *testing.T) {
-	beat := func(at time.Duration, lost bool) rebuild.Snapshot {
-		s := snapshot("r1", rebuild.PhaseFill, 10, 100, 3*time.Second)
+	beat := func(at time.Duration, lost bool) readmodel.Snapshot {
+		s := snapshot("r1", readmodel.PhaseFill, 10, 100, 3*time.Second)
 		s.Owner, s.HeartbeatAt = "host-a/1/abc", t0.Add(at)
 		if lost {
 			s.Owner = "host-a/1/abc lost" // the fake's RunnerLost answers from the owner
 		}
 		return s
 	}
-	done := snapshot("r1", rebuild.PhaseFailed, 10, 100, 30*time.Second)
+	done := snapshot("r1", readmodel.PhaseFailed, 10, 100, 30*time.Second)
 	svc := &fakeService{
 		get:  script(beat(4*time.Second, false), beat(5*time.Second, false), beat(6*time.Second, false), beat(6*time.Second, true), done),
-		lost: func(s rebuild.Snapshot) bool { return strings.HasSuffix(s.Owner, " lost") },
+		lost: func(s readmodel.Snapshot) bool { return strings.HasSuffix(s.Owner, " lost") },
 	}
 	h := start(t, svc, grpcport.Config{})
 	stream, err := h.client.WatchRebuild(ctxT(t), &projectionv1.WatchRebuildRequest{Id: "r1"})
@@ -641,7 +641,7 @@ func TestRebuildRunnerLiveness(t *testing.T) {
 }
 
 func TestWatchRebuildNotFound(t *testing.T) {
-	svc := &fakeService{get: func(string) (rebuild.Snapshot, error) { return rebuild.Snapshot{}, rebuild.ErrNotFound }}
+	svc := &fakeService{get: func(string) (readmodel.Snapshot, error) { return readmodel.Snapshot{}, readmodel.ErrNotFound }}
 	h := start(t, svc, grpcport.Config{})
 	stream, err := h.client.WatchRebuild(ctxT(t), &projectionv1.WatchRebuildRequest{Id: "nope"})
 	if err == nil {
@@ -655,17 +655,17 @@ func TestWatchRebuildNotFound(t *testing.T) {
 func TestWatchRebuildRidesOutTransientReadErrors(t *testing.T) {
 	var mu sync.Mutex
 	n := 0
-	svc := &fakeService{get: func(string) (rebuild.Snapshot, error) {
+	svc := &fakeService{get: func(string) (readmodel.Snapshot, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		n++
 		switch {
 		case n == 1:
-			return snapshot("r1", rebuild.PhaseFill, 1, 10, time.Second*4), nil
+			return snapshot("r1", readmodel.PhaseFill, 1, 10, time.Second*4), nil
 		case n < 5:
-			return rebuild.Snapshot{}, errors.New("connection reset")
+			return readmodel.Snapshot{}, errors.New("connection reset")
 		}
-		return snapshot("r1", rebuild.PhaseFailed, 1, 10, time.Second*5), nil
+		return snapshot("r1", readmodel.PhaseFailed, 1, 10, time.Second*5), nil
 	}}
 	h := start(t, svc, grpcport.Config{})
 	stream, err := h.client.WatchRebuild(ctxT(t), &projectionv1.WatchRebuildRequest{Id: "r1"})
@@ -689,8 +689,8 @@ func TestWatchRebuildRidesOutTransientReadErrors(t *testing.T) {
 }
 
 func TestWatchEndsWithUnavailableOnShutdown(t *testing.T) {
-	svc := &fakeService{get: func(string) (rebuild.Snapshot, error) {
-		return snapshot("r1", rebuild.PhaseFill, 1, 10, time.Second*4), nil
+	svc := &fakeService{get: func(string) (readmodel.Snapshot, error) {
+		return snapshot("r1", readmodel.PhaseFill, 1, 10, time.Second*4), nil
 	}}
 	h := start(t, svc, grpcport.Config{ShutdownTimeout: 5 * time.Second})
 	stream, err := h.client.WatchRebuild(ctxT(t), &projectionv1.WatchRebuildRequest{Id: "r1"})
@@ -721,7 +721,7 @@ func TestWatchEndsWithUnavailableOnShutdown(t *testing.T) {
 }
 
 func TestPanicBecomesInternalAndIsObserved(t *testing.T) {
-	svc := &fakeService{list: func() ([]apprebuild.IndexInfo, error) { panic("boom") }}
+	svc := &fakeService{list: func() ([]rebuild.IndexInfo, error) { panic("boom") }}
 	h := start(t, svc, grpcport.Config{})
 	_, err := h.client.ListIndices(ctxT(t), &projectionv1.ListIndicesRequest{})
 	if status.Code(err) != codes.Internal || strings.Contains(err.Error(), "boom") {
@@ -731,7 +731,7 @@ func TestPanicBecomesInternalAndIsObserved(t *testing.T) {
 		t.Errorf("the panic was not logged:\n%s", h.logs.String())
 	}
 	// The server survives it.
-	svc.list = func() ([]apprebuild.IndexInfo, error) { return nil, nil }
+	svc.list = func() ([]rebuild.IndexInfo, error) { return nil, nil }
 	if _, err := h.client.ListIndices(ctxT(t), &projectionv1.ListIndicesRequest{}); err != nil {
 		t.Fatalf("after a panic: %v", err)
 	}

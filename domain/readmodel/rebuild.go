@@ -1,11 +1,13 @@
-// Package rebuild models a projection rebuild: a new versioned index filled from a source,
-// caught up with live events, validated and made live by an atomic alias switch. The record
-// lives in the system of record so every replica can report it and a crash leaves a trace.
-package rebuild
+// Package readmodel models how a read model is named and rebuilt: versioned index names under
+// an alias, and the rebuild record (a new index filled from a source, caught up with live
+// events, validated and made live by an atomic alias switch). The record lives in the system
+// of record so every replica can report it and a crash leaves a trace.
+package readmodel
 
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 )
 
@@ -260,7 +262,7 @@ func UnmarshalRebuildFromDatabase(s Snapshot) (*Rebuild, error) {
 		docsDone: s.DocsDone, docsTotal: s.DocsTotal, startedAt: s.StartedAt, updatedAt: s.UpdatedAt,
 		finishedAt: s.FinishedAt, errMsg: s.Error, phaseStarts: starts, drainFrom: copyOffsets(s.DrainFrom),
 		owner: s.Owner, heartbeatAt: s.HeartbeatAt, eventsDone: s.EventsDone, eventsTotal: s.EventsTotal,
-		catchUpFrom: copyPosition(s.CatchUpFrom), fillAfter: s.FillAfter, fillAt: copyOffsets(s.FillAt),
+		catchUpFrom: maps.Clone(s.CatchUpFrom), fillAfter: s.FillAfter, fillAt: copyOffsets(s.FillAt),
 		rate: s.Rate, resumes: s.Resumes}, nil
 }
 
@@ -279,7 +281,7 @@ func (r *Rebuild) Snapshot() Snapshot {
 		DocsDone: r.docsDone, DocsTotal: r.docsTotal, StartedAt: r.startedAt, UpdatedAt: r.updatedAt,
 		FinishedAt: fin, Error: r.errMsg, PhaseStarts: starts, DrainFrom: copyOffsets(r.drainFrom),
 		Owner: r.owner, HeartbeatAt: r.heartbeatAt, EventsDone: r.eventsDone, EventsTotal: r.eventsTotal,
-		CatchUpFrom: copyPosition(r.catchUpFrom), FillAfter: r.fillAfter, FillAt: copyOffsets(r.fillAt),
+		CatchUpFrom: maps.Clone(r.catchUpFrom), FillAfter: r.fillAfter, FillAt: copyOffsets(r.fillAt),
 		Rate: r.rate, Resumes: r.resumes}
 }
 
@@ -312,15 +314,12 @@ func (r *Rebuild) SetDrainFrom(offsets map[int32]int64) { r.drainFrom = copyOffs
 // DrainFrom is where the catch-up ended; nil before the catch-up.
 func (r *Rebuild) DrainFrom() map[int32]int64 { return copyOffsets(r.drainFrom) }
 
+// copyOffsets copies a position where empty means none: it is stored as nil.
 func copyOffsets(m map[int32]int64) map[int32]int64 {
 	if len(m) == 0 {
 		return nil
 	}
-	out := make(map[int32]int64, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(m)
 }
 
 // ID is the rebuild's id.
@@ -355,26 +354,14 @@ func (r *Rebuild) Progress(done, total int64, now time.Time) {
 
 // SetCatchUpFrom records the event-log position captured before the fill.
 func (r *Rebuild) SetCatchUpFrom(offsets map[int32]int64) {
-	r.catchUpFrom = copyPosition(offsets)
+	r.catchUpFrom = maps.Clone(offsets)
 	if r.catchUpFrom == nil {
 		r.catchUpFrom = map[int32]int64{} // captured, on a log without partitions: not "unknown"
 	}
 }
 
 // CatchUpFrom is the position captured before the fill; nil before it was captured.
-func (r *Rebuild) CatchUpFrom() map[int32]int64 { return copyPosition(r.catchUpFrom) }
-
-// copyPosition copies a position that may be unknown: nil stays nil, empty stays empty.
-func copyPosition(m map[int32]int64) map[int32]int64 {
-	if m == nil {
-		return nil
-	}
-	out := make(map[int32]int64, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
-}
+func (r *Rebuild) CatchUpFrom() map[int32]int64 { return maps.Clone(r.catchUpFrom) }
 
 // FilledChunk records that the products of a database fill up to and including lastID are
 // in the new index, n of them in this chunk. Chunks are read in id order, so lastID must come

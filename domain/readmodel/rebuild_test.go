@@ -1,22 +1,22 @@
-package rebuild_test
+package readmodel_test
 
 import (
 	"testing"
 	"time"
 
-	"github.com/marketplace/catalog/domain/rebuild"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // TestRunnerLost: an unfinished record's runner is lost once its heartbeat is older than the
 // timeout; a finished record never has a lost runner; a claim beats.
 func TestRunnerLost(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	r, err := rebuild.New("rb", rebuild.SourceDatabase, t0)
+	r, err := readmodel.New("rb", readmodel.SourceDatabase, t0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	r.Claim("host/1/abc", t0.Add(time.Second))
-	if err := r.Advance(rebuild.PhaseFill, t0.Add(2*time.Second)); err != nil {
+	if err := r.Advance(readmodel.PhaseFill, t0.Add(2*time.Second)); err != nil {
 		t.Fatal(err)
 	}
 	snap := r.Snapshot()
@@ -31,7 +31,7 @@ func TestRunnerLost(t *testing.T) {
 			t.Errorf("%s after the start (heartbeat at +1s, timeout 10s): lost = %v, want %v", c.at, got, c.lost)
 		}
 	}
-	back, err := rebuild.UnmarshalRebuildFromDatabase(snap)
+	back, err := readmodel.UnmarshalRebuildFromDatabase(snap)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,28 +50,28 @@ func TestRunnerLost(t *testing.T) {
 // last update; none without a rate, outside the fill and the catch-up, or once finished.
 func TestETA(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	db := rebuild.Snapshot{Source: rebuild.SourceDatabase, Phase: rebuild.PhaseFill, DocsDone: 400, DocsTotal: 1000,
+	db := readmodel.Snapshot{Source: readmodel.SourceDatabase, Phase: readmodel.PhaseFill, DocsDone: 400, DocsTotal: 1000,
 		EventsDone: 7, EventsTotal: 9, Rate: 100, UpdatedAt: t0}
-	if eta, ok := db.ETA(); !ok || eta != 6*time.Second || db.WorkUnit() != rebuild.UnitDocuments {
+	if eta, ok := db.ETA(); !ok || eta != 6*time.Second || db.WorkUnit() != readmodel.UnitDocuments {
 		t.Errorf("database fill: ETA %v (%v) in %s, want 6s in documents", eta, ok, db.WorkUnit())
 	}
 	if at, ok := db.EstimatedCompletion(); !ok || !at.Equal(t0.Add(6*time.Second)) {
 		t.Errorf("database fill ends at %v (%v), want %v", at, ok, t0.Add(6*time.Second))
 	}
 	kafka := db
-	kafka.Source, kafka.EventsDone, kafka.EventsTotal = rebuild.SourceKafka, 1000, 5000
-	if eta, ok := kafka.ETA(); !ok || eta != 40*time.Second || kafka.WorkUnit() != rebuild.UnitEvents {
+	kafka.Source, kafka.EventsDone, kafka.EventsTotal = readmodel.SourceKafka, 1000, 5000
+	if eta, ok := kafka.ETA(); !ok || eta != 40*time.Second || kafka.WorkUnit() != readmodel.UnitEvents {
 		t.Errorf("kafka fill: ETA %v (%v) in %s, want 40s in events", eta, ok, kafka.WorkUnit())
 	}
 	catchUp := db
-	catchUp.Phase, catchUp.EventsDone, catchUp.EventsTotal = rebuild.PhaseCatchUp, 100, 300
+	catchUp.Phase, catchUp.EventsDone, catchUp.EventsTotal = readmodel.PhaseCatchUp, 100, 300
 	if eta, ok := catchUp.ETA(); !ok || eta != 2*time.Second {
 		t.Errorf("catch-up: ETA %v (%v), want 2s", eta, ok)
 	}
-	for name, s := range map[string]rebuild.Snapshot{
-		"no rate":  {Source: rebuild.SourceDatabase, Phase: rebuild.PhaseFill, DocsDone: 1, DocsTotal: 9},
-		"validate": {Source: rebuild.SourceDatabase, Phase: rebuild.PhaseValidate, DocsDone: 1, DocsTotal: 9, Rate: 5},
-		"failed":   {Source: rebuild.SourceDatabase, Phase: rebuild.PhaseFailed, DocsDone: 1, DocsTotal: 9, Rate: 5},
+	for name, s := range map[string]readmodel.Snapshot{
+		"no rate":  {Source: readmodel.SourceDatabase, Phase: readmodel.PhaseFill, DocsDone: 1, DocsTotal: 9},
+		"validate": {Source: readmodel.SourceDatabase, Phase: readmodel.PhaseValidate, DocsDone: 1, DocsTotal: 9, Rate: 5},
+		"failed":   {Source: readmodel.SourceDatabase, Phase: readmodel.PhaseFailed, DocsDone: 1, DocsTotal: 9, Rate: 5},
 	} {
 		if eta, ok := s.ETA(); ok {
 			t.Errorf("%s: ETA %v, want none", name, eta)
@@ -85,23 +85,23 @@ func TestETA(t *testing.T) {
 func TestResumable(t *testing.T) {
 	pos := map[int32]int64{0: 5}
 	for _, c := range []struct {
-		phase   rebuild.Phase
+		phase   readmodel.Phase
 		catchUp map[int32]int64
 		want    bool
 	}{
-		{rebuild.PhasePending, nil, true},
-		{rebuild.PhaseCreateIndex, nil, true},
-		{rebuild.PhaseCapture, nil, true},
-		{rebuild.PhaseFill, nil, false},
-		{rebuild.PhaseFill, pos, true},
-		{rebuild.PhaseFill, map[int32]int64{}, true},
-		{rebuild.PhaseCatchUp, pos, true},
-		{rebuild.PhaseValidate, pos, true},
-		{rebuild.PhaseSwitch, pos, true},
-		{rebuild.PhaseDrain, pos, false},
-		{rebuild.PhaseFailed, pos, false},
+		{readmodel.PhasePending, nil, true},
+		{readmodel.PhaseCreateIndex, nil, true},
+		{readmodel.PhaseCapture, nil, true},
+		{readmodel.PhaseFill, nil, false},
+		{readmodel.PhaseFill, pos, true},
+		{readmodel.PhaseFill, map[int32]int64{}, true},
+		{readmodel.PhaseCatchUp, pos, true},
+		{readmodel.PhaseValidate, pos, true},
+		{readmodel.PhaseSwitch, pos, true},
+		{readmodel.PhaseDrain, pos, false},
+		{readmodel.PhaseFailed, pos, false},
 	} {
-		if got := (rebuild.Snapshot{Phase: c.phase, CatchUpFrom: c.catchUp}).Resumable(); got != c.want {
+		if got := (readmodel.Snapshot{Phase: c.phase, CatchUpFrom: c.catchUp}).Resumable(); got != c.want {
 			t.Errorf("%s with catch-up position %v: resumable %v, want %v", c.phase, c.catchUp, got, c.want)
 		}
 	}
@@ -113,13 +113,13 @@ func TestResumable(t *testing.T) {
 // the database round trip.
 func TestFilledChunkMovesForwardAndSurvivesTheRoundTrip(t *testing.T) {
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	r, _ := rebuild.New("rb", rebuild.SourceDatabase, t0)
+	r, _ := readmodel.New("rb", readmodel.SourceDatabase, t0)
 	if err := r.FilledChunk("b", 10, t0); err == nil {
 		t.Error("a chunk outside the fill was accepted")
 	}
-	_ = r.Advance(rebuild.PhaseCapture, t0)
+	_ = r.Advance(readmodel.PhaseCapture, t0)
 	r.SetCatchUpFrom(nil)
-	_ = r.Advance(rebuild.PhaseFill, t0)
+	_ = r.Advance(readmodel.PhaseFill, t0)
 	r.Progress(0, 15, t0)
 	if err := r.FilledChunk("b", 10, t0); err != nil {
 		t.Fatal(err)
@@ -138,7 +138,7 @@ func TestFilledChunkMovesForwardAndSurvivesTheRoundTrip(t *testing.T) {
 	if snap.FillAfter != "c" || snap.DocsDone != 20 || snap.DocsTotal != 20 || snap.EventsDone != 6 || snap.EventsTotal != 6 || snap.Resumes != 1 || snap.Rate != 0 {
 		t.Fatalf("after two chunks, six events and a resume: %+v", snap)
 	}
-	back, err := rebuild.UnmarshalRebuildFromDatabase(snap)
+	back, err := readmodel.UnmarshalRebuildFromDatabase(snap)
 	if err != nil {
 		t.Fatal(err)
 	}
