@@ -54,7 +54,7 @@ $(GOLANGCI):
 .PHONY: lint
 lint: $(GOLANGCI) proto-check ## vet, static checks, layer rules, generated-code drift
 	$(GO) vet $(PKGS)
-	$(GOLANGCI) run $(PKGS)
+	$(GOLANGCI) run --allow-parallel-runners $(PKGS)
 	@scripts/lint-layers.sh $(GOLANGCI)
 	@$(GO) tool wire diff ./wiring >/dev/null || { echo "wiring/wire_gen.go is stale: run 'make generate' and commit it"; exit 1; }
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { echo "gofmt would change:"; gofmt -l $$(git ls-files '*.go'); exit 1; }
