@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	operationsv1 "github.com/marketplace/catalog/api/gen/catalog/operations/v1"
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
 	"github.com/marketplace/catalog/internal/tlsfiles"
 	"github.com/marketplace/catalog/ports/adminauth"
@@ -25,7 +26,7 @@ import (
 
 // This file is the CLI's one client of the gRPC admin port on GRPC_ADDR: how it dials (TLS,
 // the admin token), and how a failed call reads to an operator. Every admin command (index,
-// rebuild, status, verify) dials through dialAdminConn.
+// rebuild, status, verify) dials through dialAdminConn, by dialAdmin or dialOperations.
 
 // dialAdminConn connects to the admin port on GRPC_ADDR with the CLI's connection settings:
 // TLS when GRPC_CLIENT_TLS* is set (with a client certificate for mutual TLS), the admin token
@@ -90,6 +91,15 @@ func dialAdmin(cfg *service.Config) (projectionv1.ProjectionAdminClient, func(),
 		return nil, nil, err
 	}
 	return projectionv1.NewProjectionAdminClient(conn), func() { _ = conn.Close() }, nil
+}
+
+// dialOperations connects to the admin port's Operations service (dialAdminConn).
+func dialOperations(cfg *service.Config) (operationsv1.OperationsClient, func(), error) {
+	conn, err := dialAdminConn(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return operationsv1.NewOperationsClient(conn), func() { _ = conn.Close() }, nil
 }
 
 // dialTarget turns a listen address into one a client can dial: a server listening on

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 	"unicode/utf8"
 
@@ -37,7 +36,6 @@ const (
 	dlqReplayTimeout     = 30 * time.Minute
 	dlqConnectTimeout    = 10 * time.Second
 	dlqDatabaseMaxConns  = 2
-	dlqTimeLayoutDisplay = "2006-01-02 15:04:05"
 )
 
 func newDLQCmd(cfg *service.Config) *cobra.Command {
@@ -240,7 +238,7 @@ matches.`,
 				for i, m := range res.Messages {
 					out[i] = newDLQMessageJSON(cfg.DLQTopic, m, false)
 				}
-				return writeDLQJSON(cmd.OutOrStdout(), out)
+				return writeJSON(cmd.OutOrStdout(), out)
 			}
 			if len(res.Messages) == 0 {
 				fmt.Fprintf(cmd.ErrOrStderr(), "no messages in %s match\n", cfg.DLQTopic)
@@ -266,35 +264,13 @@ matches.`,
 }
 
 func writeDLQTable(w io.Writer, ms []ops.DLQMessage) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintln(tw, "REF\tFAILED AT (UTC)\tCLASS\tAGGREGATE\tREASON")
 	for _, m := range ms {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Ref, m.FailedAt.UTC().Format(dlqTimeLayoutDisplay),
-			dlqOrDash(m.Class), dlqOrDash(m.AggregateID), dlqOrDash(dlqTruncate(m.Reason, dlqReasonWidth)))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Ref, m.FailedAt.UTC().Format(timeLayout),
+			orDash(m.Class), orDash(m.AggregateID), orDash(shorten(m.Reason, dlqReasonWidth)))
 	}
 	return tw.Flush()
-}
-
-// dlqTruncate makes s one line of at most n runes.
-func dlqTruncate(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
-}
-
-// dlqOneLine escapes line breaks and tabs, so a value cannot break the aligned columns.
-func dlqOneLine(s string) string {
-	return strings.NewReplacer("\r", `\r`, "\n", `\n`, "\t", `\t`).Replace(s)
-}
-
-func dlqOrDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // dlqMessageJSON is the --json shape of a DLQ message: a stable, snake_case contract.
@@ -359,13 +335,6 @@ func newDLQMessageJSON(topic string, m ops.DLQMessage, withPayload bool) dlqMess
 	return out
 }
 
-func writeDLQJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	enc.SetEscapeHTML(false)
-	return enc.Encode(v)
-}
-
 func newDLQShowCmd(cfg *service.Config) *cobra.Command {
 	var (
 		asJSON  bool
@@ -397,7 +366,7 @@ func newDLQShowCmd(cfg *service.Config) *cobra.Command {
 				return err
 			}
 			if asJSON {
-				return writeDLQJSON(cmd.OutOrStdout(), newDLQMessageJSON(cfg.DLQTopic, m, true))
+				return writeJSON(cmd.OutOrStdout(), newDLQMessageJSON(cfg.DLQTopic, m, true))
 			}
 			return writeDLQMessage(cmd.OutOrStdout(), cfg.DLQTopic, m)
 		},
@@ -410,13 +379,13 @@ func newDLQShowCmd(cfg *service.Config) *cobra.Command {
 func writeDLQMessage(w io.Writer, topic string, m ops.DLQMessage) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Message %s of %s\n", m.Ref, topic)
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	row := func(k, v string) { fmt.Fprintf(tw, "  %s\t%s\n", k, dlqOneLine(v)) }
+	tw := newTable(&b)
+	row := func(k, v string) { fmt.Fprintf(tw, "  %s\t%s\n", k, escapeBreaks(v)) }
 	row("failed at:", m.FailedAt.UTC().Format(time.RFC3339Nano))
-	row("class:", dlqOrDash(m.Class))
-	row("reason:", dlqOrDash(m.Reason))
-	row("handler:", dlqOrDash(m.Handler))
-	orig := dlqOrDash(m.OriginalTopic)
+	row("class:", orDash(m.Class))
+	row("reason:", orDash(m.Reason))
+	row("handler:", orDash(m.Handler))
+	orig := orDash(m.OriginalTopic)
 	if m.OriginalPartition >= 0 && m.OriginalOffset >= 0 {
 		orig += fmt.Sprintf(" %d:%d", m.OriginalPartition, m.OriginalOffset)
 	}
@@ -424,37 +393,37 @@ func writeDLQMessage(w io.Writer, topic string, m ops.DLQMessage) error {
 	if m.Attempts > 0 {
 		row("attempts:", strconv.Itoa(m.Attempts))
 	}
-	agg := dlqOrDash(m.AggregateID)
+	agg := orDash(m.AggregateID)
 	if m.AggregateVersion > 0 {
 		agg += fmt.Sprintf(" (version %d)", m.AggregateVersion)
 	}
 	row("aggregate:", agg)
-	ev := dlqOrDash(m.EventID)
+	ev := orDash(m.EventID)
 	if m.EventType != "" {
 		ev += " (" + m.EventType + ")"
 	}
 	row("event:", ev)
-	row("key:", dlqOrDash(m.Key))
+	row("key:", orDash(m.Key))
 	row("written at:", m.Timestamp.UTC().Format(time.RFC3339Nano))
 	if m.ReplayedFrom != "" {
 		row("replay of:", m.ReplayedFrom+" (a replay that failed again)")
 	}
 	if m.Truncated {
-		row("payload cut:", fmt.Sprintf("%d of %d bytes kept (%s); it cannot be replayed", len(m.Payload), m.PayloadBytes, dlqOrDash(m.TruncationReason)))
+		row("payload cut:", fmt.Sprintf("%d of %d bytes kept (%s); it cannot be replayed", len(m.Payload), m.PayloadBytes, orDash(m.TruncationReason)))
 	}
 	_ = tw.Flush()
 	fmt.Fprintf(&b, "Headers (%d, by name):\n", len(m.Headers))
-	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	tw = newTable(&b)
 	headers := slices.Clone(m.Headers)
 	slices.SortStableFunc(headers, func(a, b ops.DLQHeader) int { return strings.Compare(a.Key, b.Key) })
 	for _, h := range headers {
-		fmt.Fprintf(tw, "  %s:\t%s\n", dlqOneLine(h.Key), dlqOneLine(h.Value))
+		fmt.Fprintf(tw, "  %s:\t%s\n", escapeBreaks(h.Key), escapeBreaks(h.Value))
 	}
 	_ = tw.Flush()
 	var pretty bytes.Buffer
 	switch {
 	case m.Truncated:
-		fmt.Fprintf(&b, "Payload (CUT: the first %d of %d bytes):\n%q\n", len(m.Payload), m.PayloadBytes, dlqTruncate(string(m.Payload), 2000))
+		fmt.Fprintf(&b, "Payload (CUT: the first %d of %d bytes):\n%q\n", len(m.Payload), m.PayloadBytes, shorten(string(m.Payload), 2000))
 	case len(m.Payload) == 0:
 		b.WriteString("Payload: empty\n")
 	case json.Indent(&pretty, m.Payload, "", "  ") == nil:
@@ -539,7 +508,7 @@ messages resolved with 'catalog dlq resolve', are skipped, so repeating a comman
 				writeDLQOutcome(cmd.OutOrStdout(), o)
 			})
 			if asJSON {
-				if jerr := writeDLQJSON(cmd.OutOrStdout(), dlqReplayJSON{Summary: newDLQSummaryJSON(sum, req, cfg), Outcomes: outcomes}); jerr != nil && err == nil {
+				if jerr := writeJSON(cmd.OutOrStdout(), dlqReplayJSON{Summary: newDLQSummaryJSON(sum, req, cfg), Outcomes: outcomes}); jerr != nil && err == nil {
 					err = jerr
 				}
 			} else {
@@ -654,7 +623,7 @@ func dlqAudit(ctx context.Context, cfg *service.Config, op string) (*postgres.DL
 
 func writeDLQOutcome(w io.Writer, o ops.ReplayOutcome) {
 	m := o.Message
-	what := fmt.Sprintf("%-8s %-12s %s", m.Ref, dlqOrDash(m.Class), dlqOrDash(m.AggregateID))
+	what := fmt.Sprintf("%-8s %-12s %s", m.Ref, orDash(m.Class), orDash(m.AggregateID))
 	switch o.Action {
 	case ops.ReplayActionReplayed:
 		fmt.Fprintf(w, "replayed      %s -> partition %d offset %d (audit #%d)\n", what, o.Target.Partition, o.Target.Offset, o.AuditID)
@@ -664,10 +633,10 @@ func writeDLQOutcome(w io.Writer, o ops.ReplayOutcome) {
 		fmt.Fprintf(w, "FAILED        %s: %v (audit #%d)\n", what, o.Err, o.AuditID)
 	case ops.ReplayActionSkippedReplayed:
 		fmt.Fprintf(w, "skipped       %s: replayed at %s by %s (audit #%d); --force replays it again\n",
-			what, o.Previous.ReplayedAt.UTC().Format(dlqTimeLayoutDisplay), o.Previous.Operator, o.Previous.ID)
+			what, o.Previous.ReplayedAt.UTC().Format(timeLayout), o.Previous.Operator, o.Previous.ID)
 	case ops.ReplayActionSkippedResolved:
 		fmt.Fprintf(w, "skipped       %s: resolved at %s by %s (audit #%d: %s); --force replays it\n",
-			what, o.Previous.ReplayedAt.UTC().Format(dlqTimeLayoutDisplay), o.Previous.Operator, o.Previous.ID, dlqTruncate(o.Previous.Note, 60))
+			what, o.Previous.ReplayedAt.UTC().Format(timeLayout), o.Previous.Operator, o.Previous.ID, shorten(o.Previous.Note, 60))
 	case ops.ReplayActionSkippedDuplicate:
 		fmt.Fprintf(w, "skipped       %s: same event as %s, replayed in this run\n", what, o.DuplicateOf)
 	case ops.ReplayActionSkippedTruncated:

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -75,7 +74,7 @@ changes nothing.`,
 				js := dlqResolveJSON{Summary: dlqResolveSummaryJSON{RunID: sum.RunID, DryRun: sum.DryRun, Operator: req.Operator, Reason: req.Reason,
 					DLQTopic: cfg.DLQTopic, Selected: sum.Selected, Resolved: sum.Resolved, SkippedHandled: sum.SkippedHandled, LimitReached: sum.LimitReached},
 					Outcomes: outcomes}
-				if jerr := writeDLQJSON(cmd.OutOrStdout(), js); jerr != nil && err == nil {
+				if jerr := writeJSON(cmd.OutOrStdout(), js); jerr != nil && err == nil {
 					err = jerr
 				}
 			} else {
@@ -100,7 +99,7 @@ changes nothing.`,
 
 func writeDLQResolveOutcome(w io.Writer, o ops.ResolveOutcome) {
 	m := o.Message
-	what := fmt.Sprintf("%-8s %-12s %s", m.Ref, dlqOrDash(m.Class), dlqOrDash(m.AggregateID))
+	what := fmt.Sprintf("%-8s %-12s %s", m.Ref, orDash(m.Class), orDash(m.AggregateID))
 	switch o.Action {
 	case ops.ResolveActionResolved:
 		fmt.Fprintf(w, "resolved      %s (audit #%d)\n", what, o.AuditID)
@@ -108,10 +107,10 @@ func writeDLQResolveOutcome(w io.Writer, o ops.ResolveOutcome) {
 		fmt.Fprintf(w, "would resolve %s\n", what)
 	case ops.ResolveActionSkippedReplayed:
 		fmt.Fprintf(w, "skipped       %s: replayed at %s by %s (audit #%d)\n",
-			what, o.Previous.ReplayedAt.UTC().Format(dlqTimeLayoutDisplay), o.Previous.Operator, o.Previous.ID)
+			what, o.Previous.ReplayedAt.UTC().Format(timeLayout), o.Previous.Operator, o.Previous.ID)
 	case ops.ResolveActionSkippedResolved:
 		fmt.Fprintf(w, "skipped       %s: resolved at %s by %s (audit #%d)\n",
-			what, o.Previous.ReplayedAt.UTC().Format(dlqTimeLayoutDisplay), o.Previous.Operator, o.Previous.ID)
+			what, o.Previous.ReplayedAt.UTC().Format(timeLayout), o.Previous.Operator, o.Previous.ID)
 	}
 }
 
@@ -223,7 +222,7 @@ Kafka.`,
 				for i, e := range entries {
 					out[i] = newDLQAuditJSON(e)
 				}
-				return writeDLQJSON(cmd.OutOrStdout(), out)
+				return writeJSON(cmd.OutOrStdout(), out)
 			}
 			if len(entries) == 0 {
 				fmt.Fprintf(cmd.ErrOrStderr(), "no audit entries of %s match\n", cfg.DLQTopic)
@@ -243,7 +242,7 @@ Kafka.`,
 }
 
 func writeDLQAuditTable(w io.Writer, entries []ops.ReplayAuditEntry) error {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	tw := newTable(w)
 	fmt.Fprintln(tw, "ID\tAT (UTC)\tACTION\tREF\tCLASS\tAGGREGATE\tOPERATOR\tRESULT\tDETAIL")
 	for _, e := range entries {
 		detail := e.Note
@@ -256,8 +255,8 @@ func writeDLQAuditTable(w io.Writer, entries []ops.ReplayAuditEntry) error {
 		case e.Result == ops.ReplayResultPending:
 			detail = "not confirmed: the replaying process stopped before Kafka answered"
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.ReplayedAt.UTC().Format(dlqTimeLayoutDisplay), e.Action, e.Ref,
-			dlqOrDash(e.ErrorClass), dlqOrDash(e.AggregateID), dlqOneLine(e.Operator), e.Result, dlqOrDash(dlqTruncate(detail, dlqReasonWidth)))
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", e.ID, e.ReplayedAt.UTC().Format(timeLayout), e.Action, e.Ref,
+			orDash(e.ErrorClass), orDash(e.AggregateID), escapeBreaks(e.Operator), e.Result, orDash(shorten(detail, dlqReasonWidth)))
 	}
 	return tw.Flush()
 }

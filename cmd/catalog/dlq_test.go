@@ -47,10 +47,10 @@ func TestParseDLQTime(t *testing.T) {
 }
 
 func TestDLQTruncate(t *testing.T) {
-	if got := dlqTruncate("a\nb\t c", 10); got != "a b c" {
+	if got := shorten("a\nb\t c", 10); got != "a b c" {
 		t.Errorf("one line: %q", got)
 	}
-	if got := dlqTruncate(strings.Repeat("é", 100), 10); got != strings.Repeat("é", 9)+"…" {
+	if got := shorten(strings.Repeat("é", 100), 10); got != strings.Repeat("é", 9)+"…" {
 		t.Errorf("truncated: %q", got)
 	}
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -82,9 +81,7 @@ func writeIndicesJSON(w io.Writer, list []*projectionv1.Index) error {
 			out[i].Created = ix.GetCreated().AsTime().UTC()
 		}
 	}
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(out)
+	return writeJSON(w, out)
 }
 
 // writeIndicesTable aligns names and dates left and counts right, so digits line up.
@@ -98,7 +95,7 @@ func writeIndicesTable(w io.Writer, list []*projectionv1.Index) error {
 	for r, ix := range list {
 		created := "-"
 		if ix.GetCreated() != nil {
-			created = ix.GetCreated().AsTime().UTC().Format("2006-01-02 15:04:05")
+			created = ix.GetCreated().AsTime().UTC().Format(timeLayout)
 		}
 		rows[r] = []string{ix.GetName(), fmt.Sprintf("v%d", ix.GetMappingVersion()),
 			groupDigits(ix.GetLiveDocs()), groupDigits(ix.GetTombstones()), created}

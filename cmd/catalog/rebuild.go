@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -140,9 +139,7 @@ func newRebuildStatusCmd(cfg *service.Config) *cobra.Command {
 				return adminError(cfg.GRPCAddr, "get rebuild", err)
 			}
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(rebuildToJSON(r))
+				return writeJSON(cmd.OutOrStdout(), rebuildToJSON(r))
 			}
 			printRebuild(cmd.OutOrStdout(), r)
 			return nil
@@ -608,19 +605,3 @@ func groupDigits(n int64) string {
 	}
 	return b.String()
 }
-
-func truncate(s string, width int) string {
-	if width > 0 && len(s) > width {
-		return s[:width]
-	}
-	return s
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
-}
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"strconv"
@@ -138,14 +137,14 @@ absent values null:
 				}
 				req.MaxTxAge = durationpb.New(maxTxAge)
 			}
-			conn, err := dialAdminConn(cfg)
+			client, closeConn, err := dialOperations(cfg)
 			if err != nil {
 				return err
 			}
-			defer func() { _ = conn.Close() }()
+			defer closeConn()
 			ctx, cancel := context.WithTimeout(cmd.Context(), statusRPCTimeout)
 			defer cancel()
-			st, err := operationsv1.NewOperationsClient(conn).GetStatus(ctx, req)
+			st, err := client.GetStatus(ctx, req)
 			if err != nil {
 				return adminError(cfg.GRPCAddr, "status", err)
 			}
@@ -522,9 +521,7 @@ func partitionsCell(ps []int32) string {
 }
 
 func writeStatusJSON(w io.Writer, st *operationsv1.GetStatusResponse) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(statusToJSON(st))
+	return writeJSON(w, statusToJSON(st))
 }
 
 // writeStatusTable prints the status for a person: one block per part, figures first, the
@@ -566,7 +563,7 @@ func writeStatusTable(w io.Writer, st *operationsv1.GetStatusResponse) error {
 			if l.GetRelayStarted() {
 				tx, off = l.GetRelayedTransactionId(), strconv.FormatInt(l.GetRelayedOffset(), 10)
 				if l.GetRelayedAt() != nil {
-					at = l.GetRelayedAt().AsTime().UTC().Format("2006-01-02 15:04:05")
+					at = l.GetRelayedAt().AsTime().UTC().Format(timeLayout)
 				}
 			}
 			rows = append(rows, []string{strconv.Itoa(int(l.GetLane())), groupDigits(l.GetBacklog()), age, tx, off, at})

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -68,11 +67,11 @@ null}]}.`,
 			if timeout < 0 {
 				return usageError{fmt.Errorf("--timeout must not be negative, got %s", timeout)}
 			}
-			conn, err := dialAdminConn(cfg)
+			client, closeConn, err := dialOperations(cfg)
 			if err != nil {
 				return err
 			}
-			defer func() { _ = conn.Close() }()
+			defer closeConn()
 			ctx := cmd.Context()
 			if timeout > 0 {
 				var cancel context.CancelFunc
@@ -80,7 +79,7 @@ null}]}.`,
 				defer cancel()
 			}
 			n := int32(samples)
-			rep, err := runVerify(ctx, operationsv1.NewOperationsClient(conn), &operationsv1.VerifyRequest{Settle: durationpb.New(settle), Samples: &n},
+			rep, err := runVerify(ctx, client, &operationsv1.VerifyRequest{Settle: durationpb.New(settle), Samples: &n},
 				newVerifyProgressView(cmd.ErrOrStderr()))
 			if err != nil {
 				switch {
@@ -283,9 +282,7 @@ func verifyToJSON(rep *operationsv1.VerifyReport) verifyJSON {
 }
 
 func writeVerifyJSON(w io.Writer, rep *operationsv1.VerifyReport) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(verifyToJSON(rep))
+	return writeJSON(w, verifyToJSON(rep))
 }
 
 func writeVerifyReport(w io.Writer, rep *operationsv1.VerifyReport) error {

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -34,9 +33,7 @@ labels of the catalog_build_info metric and of the "catalog starting" log line.`
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			b := service.Build()
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(b)
+				return writeJSON(cmd.OutOrStdout(), b)
 			}
 			_, err := fmt.Fprintln(cmd.OutOrStdout(), b.String())
 			return err
