@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	operationsv1 "github.com/marketplace/catalog/api/gen/catalog/operations/v1"
+	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/service"
 )
 
@@ -161,11 +162,11 @@ absent values null:
 	}
 	fs := cmd.Flags()
 	fs.BoolVar(&asJSON, "json", false, "print the status as JSON (stable field names) instead of a table")
-	fs.DurationVar(&maxOutboxAge, "max-outbox-age", 60*time.Second, "unhealthy when the oldest unrelayed outbox event is older")
-	fs.Int64Var(&maxLag, "max-lag", 10_000, "unhealthy when the projector group's total lag is larger")
-	fs.StringVar(&maxDrift, "max-count-drift", "0.1%,10", "allowed |live documents - live products|: a percentage, a count, or both (the larger applies)")
-	fs.DurationVar(&maxTxAge, "max-tx-age", 5*time.Minute, "unhealthy when a read-only database transaction is open for longer (one holding the relay back: --max-outbox-age)")
-	fs.DurationVar(&maxStall, "max-stall", 30*time.Second, "unhealthy when a partition's committed offset stands still for longer while events wait")
+	fs.DurationVar(&maxOutboxAge, "max-outbox-age", ops.DefaultMaxOutboxAge, "unhealthy when the oldest unrelayed outbox event is older")
+	fs.Int64Var(&maxLag, "max-lag", ops.DefaultMaxLag, "unhealthy when the projector group's total lag is larger")
+	fs.StringVar(&maxDrift, "max-count-drift", formatCountDrift(ops.DefaultMaxCountDriftRatio, ops.DefaultMaxCountDriftDocs), "allowed |live documents - live products|: a percentage, a count, or both (the larger applies)")
+	fs.DurationVar(&maxTxAge, "max-tx-age", ops.DefaultMaxTxAge, "unhealthy when a read-only database transaction is open for longer (one holding the relay back: --max-outbox-age)")
+	fs.DurationVar(&maxStall, "max-stall", ops.DefaultMaxStall, "unhealthy when a partition's committed offset stands still for longer while events wait")
 	return cmd
 }
 
@@ -194,6 +195,11 @@ func parseCountDrift(s string) (ratio float64, docs int64, err error) {
 		docs, seenDocs = v, true
 	}
 	return ratio, docs, nil
+}
+
+// formatCountDrift writes a drift limit the way parseCountDrift reads it: "0.1%,10".
+func formatCountDrift(ratio float64, docs int64) string {
+	return strconv.FormatFloat(ratio*100, 'g', -1, 64) + "%," + strconv.FormatInt(docs, 10)
 }
 
 // unhealthyError is nil for a healthy status; otherwise it lists the error-severity

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	operationsv1 "github.com/marketplace/catalog/api/gen/catalog/operations/v1"
+	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/service"
 )
 
@@ -58,11 +59,11 @@ null}]}.`,
   catalog verify --json | jq '.categories.missing.count'`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if settle < 0 || settle > 5*time.Minute {
-				return usageError{fmt.Errorf("--settle must be between 0 and 5m, got %s", settle)}
+			if settle < 0 || settle > ops.MaxSettle {
+				return usageError{fmt.Errorf("--settle must be between 0 and %s, got %s", ops.MaxSettle, settle)}
 			}
-			if samples < 0 || samples > 1000 {
-				return usageError{fmt.Errorf("--samples must be between 0 and 1000, got %d", samples)}
+			if samples < 0 || samples > ops.MaxSamples {
+				return usageError{fmt.Errorf("--samples must be between 0 and %d, got %d", ops.MaxSamples, samples)}
 			}
 			if timeout < 0 {
 				return usageError{fmt.Errorf("--timeout must not be negative, got %s", timeout)}
@@ -103,8 +104,8 @@ null}]}.`,
 	}
 	fs := cmd.Flags()
 	fs.BoolVar(&asJSON, "json", false, "print the report as JSON (stable field names) instead of text")
-	fs.DurationVar(&settle, "settle", 3*time.Second, "give differences this long to resolve (events in flight) before they are read again")
-	fs.IntVar(&samples, "samples", 10, "differences listed per category")
+	fs.DurationVar(&settle, "settle", ops.DefaultSettle, "give differences this long to resolve (events in flight) before they are read again")
+	fs.IntVar(&samples, "samples", ops.DefaultSamples, "differences listed per category")
 	fs.DurationVar(&timeout, "timeout", 0, "stop the comparison after this long; 0 waits until it ends")
 	return cmd
 }
