@@ -9,6 +9,7 @@ import (
 	"github.com/google/wire"
 
 	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/service"
 )
 
@@ -40,4 +41,18 @@ func InitializeDatabase(ctx context.Context, cfg service.Config) (*postgres.DB, 
 func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger) (ProjectProcess, func(), error) {
 	wire.Build(DatabaseSet, KafkaSet, ObservabilitySet, ReadModelSet, ApplicationSet, provideProjector, provideMetricsServer, provideProjectProcess)
 	return ProjectProcess{}, nil, nil
+}
+
+// InitializeDLQ builds the DLQ use cases of a `catalog dlq` command: the reader of DLQ_TOPIC,
+// and the replay publisher and the audit log when tool asks for them.
+func InitializeDLQ(ctx context.Context, cfg service.Config, log *slog.Logger, tool DLQTool) (*ops.DLQService, func(), error) {
+	wire.Build(CLISet)
+	return nil, nil, nil
+}
+
+// InitializeDLQAuditLog opens the audit log of `catalog dlq audit`, which needs no Kafka;
+// tool.Audit must be set.
+func InitializeDLQAuditLog(ctx context.Context, cfg service.Config, tool DLQTool) (*postgres.DLQAudit, func(), error) {
+	wire.Build(provideCLIAuditLog)
+	return nil, nil, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/application"
 	"github.com/marketplace/catalog/application/command"
+	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/service"
 	"log/slog"
 )
@@ -775,6 +776,55 @@ func InitializeProject(ctx context.Context, cfg service.Config, log *slog.Logger
 		cleanup4()
 		cleanup3()
 		cleanup2()
+		cleanup()
+	}, nil
+}
+
+// InitializeDLQ builds the DLQ use cases of a `catalog dlq` command: the reader of DLQ_TOPIC,
+// and the replay publisher and the audit log when tool asks for them.
+func InitializeDLQ(ctx context.Context, cfg service.Config, log *slog.Logger, tool DLQTool) (*ops.DLQService, func(), error) {
+	config, err := provideCLIKafka(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	dlqReader, cleanup, err := provideCLIDLQReader(ctx, cfg, config, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	replayPublisher, cleanup2, err := provideCLIReplayPublisher(tool, cfg, config)
+	if err != nil {
+		cleanup()
+		return nil, nil, err
+	}
+	dlqAudit, cleanup3, err := provideCLIAuditLog(ctx, tool, cfg)
+	if err != nil {
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	replayAudit := provideCLIReplayAudit(dlqAudit)
+	dlqService, err := provideCLIDLQService(dlqReader, replayPublisher, replayAudit)
+	if err != nil {
+		cleanup3()
+		cleanup2()
+		cleanup()
+		return nil, nil, err
+	}
+	return dlqService, func() {
+		cleanup3()
+		cleanup2()
+		cleanup()
+	}, nil
+}
+
+// InitializeDLQAuditLog opens the audit log of `catalog dlq audit`, which needs no Kafka;
+// tool.Audit must be set.
+func InitializeDLQAuditLog(ctx context.Context, cfg service.Config, tool DLQTool) (*postgres.DLQAudit, func(), error) {
+	dlqAudit, cleanup, err := provideCLIAuditLog(ctx, tool, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return dlqAudit, func() {
 		cleanup()
 	}, nil
 }

@@ -30,6 +30,25 @@ func NewDLQAudit(db *DB) (*DLQAudit, error) {
 	return &DLQAudit{db: db}, nil
 }
 
+// ErrNoDLQAuditTable is returned by CheckSchema when the database has not been migrated to
+// the audit log's current shape.
+var ErrNoDLQAuditTable = errors.New("the database has no table dlq_replays with resolutions; run 'catalog migrate'")
+
+// CheckSchema reports ErrNoDLQAuditTable unless table dlq_replays exists with its resolution
+// columns, so a command can refuse before it publishes anything it could not record. A failed
+// query is returned as it is.
+func (a *DLQAudit) CheckSchema(ctx context.Context) error {
+	var exists bool
+	if err := a.db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
+  WHERE table_schema = current_schema() AND table_name = 'dlq_replays' AND column_name = 'action')`).Scan(&exists); err != nil {
+		return err
+	}
+	if !exists {
+		return ErrNoDLQAuditTable
+	}
+	return nil
+}
+
 // BeginReplay records a pending entry (the database clock sets replayed_at) and returns its id.
 func (a *DLQAudit) BeginReplay(ctx context.Context, e ops.ReplayAuditEntry) (int64, error) {
 	var id int64

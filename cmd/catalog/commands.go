@@ -7,7 +7,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/service"
 	"github.com/marketplace/catalog/wiring"
 )
@@ -19,12 +18,7 @@ func newMigrateCmd(cfg *service.Config) *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
-			db, cleanup, err := wiring.InitializeDatabase(cmd.Context(), *cfg)
-			if err != nil {
-				return err
-			}
-			defer cleanup()
-			n, err := postgres.Migrate(cmd.Context(), db, log)
+			n, err := wiring.Migrate(cmd.Context(), *cfg, log)
 			if err != nil {
 				return err
 			}

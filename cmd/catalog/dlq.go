@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"slices"
 	"strconv"
@@ -17,25 +16,19 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/marketplace/catalog/adapters/kafka"
-	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/service"
 	"github.com/marketplace/catalog/wiring"
 )
 
-// The DLQ commands talk to Kafka and PostgreSQL directly, not to a service process: the DLQ
-// is an ordinary topic any client can read, and the audit log is a table. With KAFKA_BROKERS
-// empty they use EMBEDDED_KAFKA_ADDR, where a running `catalog serve` exposes its embedded
-// broker.
+// The DLQ commands talk to Kafka and PostgreSQL directly, not to a service process; wiring
+// builds what they need (wiring.InitializeDLQ, wiring.InitializeDLQAuditLog).
 
 const (
 	dlqDefaultListLimit  = 100
 	dlqReasonWidth       = 80
 	dlqReadTimeout       = 2 * time.Minute
 	dlqReplayTimeout     = 30 * time.Minute
-	dlqConnectTimeout    = 10 * time.Second
-	dlqDatabaseMaxConns  = 2
 )
 
 func newDLQCmd(cfg *service.Config) *cobra.Command {
@@ -154,45 +147,10 @@ func parseDLQDuration(s string) (time.Duration, error) {
 	return d, nil
 }
 
-// dlqKafka is the Kafka the DLQ commands talk to: KAFKA_BROKERS with its TLS and SASL
-// settings, or the embedded broker of a running `catalog serve` on EMBEDDED_KAFKA_ADDR.
-func dlqKafka(cfg *service.Config) (kafka.Config, error) {
-	brokers := cfg.KafkaBrokers
-	if len(brokers) == 0 {
-		brokers = []string{cfg.EmbeddedKafkaAddr}
-	}
-	kc, err := wiring.KafkaClientConfig(*cfg, brokers)
-	if err != nil {
-		return kafka.Config{}, fmt.Errorf("dlq: %w", err)
-	}
-	return kc, nil
-}
-
-// dlqReader connects to Kafka and returns the DLQ reader, failing fast with a hint when the
-// brokers cannot be reached or refuse the credentials.
-func dlqReader(ctx context.Context, cfg *service.Config, log *slog.Logger) (*kafka.DLQReader, error) {
-	kc, err := dlqKafka(cfg)
-	if err != nil {
-		return nil, err
-	}
-	pctx, cancel := context.WithTimeout(ctx, dlqConnectTimeout)
-	defer cancel()
-	if err := kafka.Ping(pctx, kc); err != nil {
-		if len(cfg.KafkaBrokers) == 0 {
-			return nil, fmt.Errorf("dlq: cannot reach Kafka at %s (KAFKA_BROKERS is empty, so this is EMBEDDED_KAFKA_ADDR: is 'catalog serve' running?): %w",
-				strings.Join(kc.Brokers, ","), err)
-		}
-		return nil, fmt.Errorf("dlq: Kafka at %s (KAFKA_BROKERS): %w", strings.Join(kc.Brokers, ","), err)
-	}
-	r, err := kafka.NewDLQReader(kc, cfg.DLQTopic, log)
-	if err != nil {
-		return nil, fmt.Errorf("dlq: %w", err)
-	}
-	return r, nil
-}
-
-func dlqLogger(cfg *service.Config, cmd *cobra.Command) *slog.Logger {
-	return service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel)
+// openDLQ connects what a DLQ command needs, through wiring, and returns the DLQ use cases
+// over it and the function that releases it all.
+func openDLQ(ctx context.Context, cfg *service.Config, cmd *cobra.Command, tool wiring.DLQTool) (*ops.DLQService, func(), error) {
+	return wiring.InitializeDLQ(ctx, *cfg, service.NewLogger(cmd.ErrOrStderr(), cfg.LogFormat, cfg.LogLevel), tool)
 }
 
 func newDLQListCmd(cfg *service.Config) *cobra.Command {
@@ -224,7 +182,7 @@ matches.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			svc, closeAll, err := openDLQ(ctx, cfg, cmd, "dlq list", dlqNeeds{audit: unhandled})
+			svc, closeAll, err := openDLQ(ctx, cfg, cmd, wiring.DLQTool{Op: "dlq list", Audit: unhandled})
 			if err != nil {
 				return err
 			}
@@ -356,7 +314,7 @@ func newDLQShowCmd(cfg *service.Config) *cobra.Command {
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			svc, closeAll, err := openDLQ(ctx, cfg, cmd, "dlq show", dlqNeeds{})
+			svc, closeAll, err := openDLQ(ctx, cfg, cmd, wiring.DLQTool{Op: "dlq show"})
 			if err != nil {
 				return err
 			}
@@ -494,7 +452,7 @@ messages resolved with 'catalog dlq resolve', are skipped, so repeating a comman
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			svc, closeAll, err := openDLQ(ctx, cfg, cmd, "dlq replay", dlqNeeds{audit: true, publisher: true})
+			svc, closeAll, err := openDLQ(ctx, cfg, cmd, wiring.DLQTool{Op: "dlq replay", Audit: true, Publisher: true})
 			if err != nil {
 				return err
 			}
@@ -539,86 +497,6 @@ func dlqDefaultOperator() string {
 		}
 	}
 	return "unknown"
-}
-
-// dlqNeeds says what a DLQ command needs beside the reader of DLQ_TOPIC.
-type dlqNeeds struct {
-	// audit opens the audit log in DATABASE_URL.
-	audit bool
-	// publisher connects the replay publisher to PRODUCT_EVENTS_TOPIC.
-	publisher bool
-}
-
-// openDLQ connects what a DLQ command needs and returns the DLQ use cases over it, and the
-// function that releases it all; op ("dlq replay") prefixes the errors.
-func openDLQ(ctx context.Context, cfg *service.Config, cmd *cobra.Command, op string, needs dlqNeeds) (*ops.DLQService, func(), error) {
-	var closers []func()
-	closeAll := func() {
-		for i := len(closers) - 1; i >= 0; i-- {
-			closers[i]()
-		}
-	}
-	reader, err := dlqReader(ctx, cfg, dlqLogger(cfg, cmd))
-	if err != nil {
-		return nil, nil, err
-	}
-	closers = append(closers, reader.Close)
-	var pub ops.ReplayPublisher
-	if needs.publisher {
-		kc, err := dlqKafka(cfg)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		p, err := kafka.NewReplayPublisher(kc, cfg.ProductEventsTopic)
-		if err != nil {
-			closeAll()
-			return nil, nil, fmt.Errorf("%s: %w", op, err)
-		}
-		closers = append(closers, p.Close)
-		pub = p
-	}
-	var audit ops.ReplayAudit
-	if needs.audit {
-		a, closeDB, err := dlqAudit(ctx, cfg, op)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		closers = append(closers, closeDB)
-		audit = a
-	}
-	svc, err := ops.NewDLQService(reader, pub, audit)
-	if err != nil {
-		closeAll()
-		return nil, nil, err
-	}
-	return svc, closeAll, nil
-}
-
-// dlqAudit opens DATABASE_URL and checks that the audit table exists with its resolution
-// columns; op ("dlq replay") prefixes the errors.
-func dlqAudit(ctx context.Context, cfg *service.Config, op string) (*postgres.DLQAudit, func(), error) {
-	db, err := postgres.Open(ctx, postgres.Config{URL: cfg.DatabaseURL, MaxConns: dlqDatabaseMaxConns, ConnectTimeout: dlqConnectTimeout})
-	if err != nil {
-		return nil, nil, fmt.Errorf("%s: audit log: %w", op, err)
-	}
-	var exists bool
-	if err := db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns
-  WHERE table_schema = current_schema() AND table_name = 'dlq_replays' AND column_name = 'action')`).Scan(&exists); err != nil {
-		db.Close()
-		return nil, nil, fmt.Errorf("%s: audit log: %w", op, err)
-	}
-	if !exists {
-		db.Close()
-		return nil, nil, fmt.Errorf("%s: audit log: the database has no table dlq_replays with resolutions; run 'catalog migrate'", op)
-	}
-	audit, err := postgres.NewDLQAudit(db)
-	if err != nil {
-		db.Close()
-		return nil, nil, err
-	}
-	return audit, db.Close, nil
 }
 
 func writeDLQOutcome(w io.Writer, o ops.ReplayOutcome) {

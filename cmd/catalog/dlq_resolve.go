@@ -12,6 +12,7 @@ import (
 
 	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/service"
+	"github.com/marketplace/catalog/wiring"
 )
 
 func newDLQResolveCmd(cfg *service.Config) *cobra.Command {
@@ -57,7 +58,7 @@ changes nothing.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			svc, closeAll, err := openDLQ(ctx, cfg, cmd, "dlq resolve", dlqNeeds{audit: true})
+			svc, closeAll, err := openDLQ(ctx, cfg, cmd, wiring.DLQTool{Op: "dlq resolve", Audit: true})
 			if err != nil {
 				return err
 			}
@@ -208,7 +209,7 @@ Kafka.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
-			audit, closeDB, err := dlqAudit(ctx, cfg, "dlq audit")
+			audit, closeDB, err := wiring.InitializeDLQAuditLog(ctx, *cfg, wiring.DLQTool{Op: "dlq audit", Audit: true})
 			if err != nil {
 				return err
 			}
