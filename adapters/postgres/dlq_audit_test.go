@@ -9,6 +9,7 @@ import (
 
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/application/ops"
+	"github.com/marketplace/catalog/internal/testenv"
 )
 
 func newDLQAudit(t *testing.T) (*postgres.DLQAudit, *postgres.DB) {
@@ -19,6 +20,28 @@ func newDLQAudit(t *testing.T) (*postgres.DLQAudit, *postgres.DB) {
 		t.Fatal(err)
 	}
 	return a, db
+}
+
+// TestDLQAuditCheckSchema: a database without the migrated audit table is refused with a hint
+// to migrate; a migrated one passes.
+func TestDLQAuditCheckSchema(t *testing.T) {
+	ctx := context.Background()
+	bare, err := postgres.Open(ctx, postgres.Config{URL: testenv.NewDatabase(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	a, err := postgres.NewDLQAudit(bare)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.CheckSchema(ctx); !errors.Is(err, postgres.ErrNoDLQAuditTable) {
+		t.Fatalf("unmigrated database: %v, want ErrNoDLQAuditTable", err)
+	}
+	migrated, _ := newDLQAudit(t)
+	if err := migrated.CheckSchema(ctx); err != nil {
+		t.Fatalf("migrated database: %v", err)
+	}
 }
 
 func TestDLQAuditRecordsReplays(t *testing.T) {
