@@ -40,62 +40,42 @@ const (
 // from its start (or from the first record at --since) up to the end offsets captured when
 // the read starts. It implements ops.DLQReader.
 type DLQReader struct {
-	cfg   Config
-	topic string
-	log   *slog.Logger
-	cl    *kgo.Client // metadata and ListOffsets only
-	adm   *kadm.Client
+	rr *rangeReader
 }
 
 var _ ops.DLQReader = (*DLQReader)(nil)
 
 // NewDLQReader returns a reader of the DLQ topic. It does not contact the cluster.
 func NewDLQReader(cfg Config, topic string, log *slog.Logger) (*DLQReader, error) {
-	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("dlq reader: %w", err)
-	}
-	if topic == "" {
-		return nil, errors.New("dlq reader: no topic")
-	}
-	if log == nil {
-		log = slog.Default()
-	}
-	cl, err := kgo.NewClient(cfg.clientOpts("-dlq")...)
+	rr, err := newRangeReader(cfg, topic, rangeReaderConfig{op: "dlq reader", component: "dlq-reader", clientSuffix: "-dlq",
+		topicSetting: "DLQ_TOPIC", grace: dlqUnknownTopicGrace}, log)
 	if err != nil {
-		return nil, fmt.Errorf("dlq reader: client: %w", err)
+		return nil, err
 	}
-	return &DLQReader{cfg: cfg, topic: topic, log: log.With("component", "dlq-reader", "topic", topic), cl: cl, adm: kadm.NewClient(cl)}, nil
+	return &DLQReader{rr: rr}, nil
 }
 
 // Close releases the reader's connections.
-func (r *DLQReader) Close() { r.cl.Close() }
+func (r *DLQReader) Close() { r.rr.Close() }
 
 // DLQTopic names the topic read.
-func (r *DLQReader) DLQTopic() string { return r.topic }
-
-// dlqSpan is one partition's remaining range: next is the next offset wanted, to is exclusive.
-type dlqSpan struct{ next, to int64 }
+func (r *DLQReader) DLQTopic() string { return r.rr.topic }
 
 // ScanDLQ calls fn with every record of the topic up to the end offsets of this moment, in
 // offset order within each partition (partitions interleave). A non-zero since starts each
 // partition at its first record written a few minutes before since, by record timestamp.
 // An error from fn stops the scan and is returned wrapped.
 func (r *DLQReader) ScanDLQ(ctx context.Context, since time.Time, fn func(ops.DLQMessage) error) error {
-	starts, err := r.offsets(ctx, r.adm.ListStartOffsets)
+	starts, ends, err := r.rr.bounds(ctx)
 	if err != nil {
-		return fmt.Errorf("dlq reader: start offsets of %s: %w", r.topic, err)
-	}
-	ends, err := r.offsets(ctx, r.adm.ListEndOffsets)
-	if err != nil {
-		return fmt.Errorf("dlq reader: end offsets of %s: %w", r.topic, err)
+		return err
 	}
 	if !since.IsZero() {
-		after, err := r.offsets(ctx, func(ctx context.Context, topics ...string) (kadm.ListedOffsets, error) {
-			return r.adm.ListOffsetsAfterMilli(ctx, since.Add(-dlqSinceSlack).UnixMilli(), topics...)
+		after, err := r.rr.listed(ctx, func(ctx context.Context, topics ...string) (kadm.ListedOffsets, error) {
+			return r.rr.adm.ListOffsetsAfterMilli(ctx, since.Add(-dlqSinceSlack).UnixMilli(), topics...)
 		})
 		if err != nil {
-			return fmt.Errorf("dlq reader: offsets of %s after %s: %w", r.topic, since.Format(time.RFC3339), err)
+			return fmt.Errorf("dlq reader: offsets of %s after %s: %w", r.rr.topic, since.Format(time.RFC3339), err)
 		}
 		for p, o := range after {
 			if o >= 0 && o > starts[p] {
@@ -103,10 +83,10 @@ func (r *DLQReader) ScanDLQ(ctx context.Context, since time.Time, fn func(ops.DL
 			}
 		}
 	}
-	pending := map[int32]*dlqSpan{}
+	pending := map[int32]*span{}
 	for p, end := range ends {
 		if starts[p] < end {
-			pending[p] = &dlqSpan{next: starts[p], to: end}
+			pending[p] = &span{next: starts[p], to: end}
 		}
 	}
 	return r.read(ctx, pending, func(rec *kgo.Record) error { return fn(dlqMessage(rec)) })
@@ -115,28 +95,25 @@ func (r *DLQReader) ScanDLQ(ctx context.Context, since time.Time, fn func(ops.DL
 // GetDLQ returns the message at ref, or an error wrapping ops.ErrDLQMessageNotFound when the
 // partition has no record at that offset (never written, deleted by retention, compacted).
 func (r *DLQReader) GetDLQ(ctx context.Context, ref ops.DLQRef) (ops.DLQMessage, error) {
-	starts, err := r.offsets(ctx, r.adm.ListStartOffsets)
+	starts, ends, err := r.rr.bounds(ctx)
 	if err != nil {
-		return ops.DLQMessage{}, fmt.Errorf("dlq reader: start offsets of %s: %w", r.topic, err)
+		return ops.DLQMessage{}, err
 	}
-	ends, err := r.offsets(ctx, r.adm.ListEndOffsets)
-	if err != nil {
-		return ops.DLQMessage{}, fmt.Errorf("dlq reader: end offsets of %s: %w", r.topic, err)
-	}
+	topic := r.rr.topic
 	end, ok := ends[ref.Partition]
 	if !ok {
-		return ops.DLQMessage{}, fmt.Errorf("dlq reader: %s has no partition %d (it has %d): %w", r.topic, ref.Partition, len(ends), ops.ErrDLQMessageNotFound)
+		return ops.DLQMessage{}, fmt.Errorf("dlq reader: %s has no partition %d (it has %d): %w", topic, ref.Partition, len(ends), ops.ErrDLQMessageNotFound)
 	}
 	if start := starts[ref.Partition]; start >= end {
-		return ops.DLQMessage{}, fmt.Errorf("dlq reader: %s partition %d is empty: %w", r.topic, ref.Partition, ops.ErrDLQMessageNotFound)
+		return ops.DLQMessage{}, fmt.Errorf("dlq reader: %s partition %d is empty: %w", topic, ref.Partition, ops.ErrDLQMessageNotFound)
 	}
 	if ref.Offset < starts[ref.Partition] || ref.Offset >= end {
 		return ops.DLQMessage{}, fmt.Errorf("dlq reader: %s partition %d holds offsets %d to %d, not %d: %w",
-			r.topic, ref.Partition, starts[ref.Partition], end-1, ref.Offset, ops.ErrDLQMessageNotFound)
+			topic, ref.Partition, starts[ref.Partition], end-1, ref.Offset, ops.ErrDLQMessageNotFound)
 	}
 	var found *kgo.Record
 	errFound := errors.New("found")
-	err = r.read(ctx, map[int32]*dlqSpan{ref.Partition: {next: ref.Offset, to: ref.Offset + 1}}, func(rec *kgo.Record) error {
+	err = r.read(ctx, map[int32]*span{ref.Partition: {next: ref.Offset, to: ref.Offset + 1}}, func(rec *kgo.Record) error {
 		found = rec
 		return errFound
 	})
@@ -144,33 +121,27 @@ func (r *DLQReader) GetDLQ(ctx context.Context, ref ops.DLQRef) (ops.DLQMessage,
 		return ops.DLQMessage{}, err
 	}
 	if found == nil {
-		return ops.DLQMessage{}, fmt.Errorf("dlq reader: %s partition %d has no record at offset %d: %w", r.topic, ref.Partition, ref.Offset, ops.ErrDLQMessageNotFound)
+		return ops.DLQMessage{}, fmt.Errorf("dlq reader: %s partition %d has no record at offset %d: %w", topic, ref.Partition, ref.Offset, ops.ErrDLQMessageNotFound)
 	}
 	return dlqMessage(found), nil
 }
 
-// read consumes every pending span and calls fn with each data record in it.
-func (r *DLQReader) read(ctx context.Context, pending map[int32]*dlqSpan, fn func(*kgo.Record) error) error {
+// read consumes every pending span and calls fn with each data record in it. It reads what
+// is there, uncommitted records included, and continues from the log start past records
+// deleted by retention under the read: an operator wants to see every dead letter.
+func (r *DLQReader) read(ctx context.Context, pending map[int32]*span, fn func(*kgo.Record) error) error {
 	if len(pending) == 0 {
 		return nil
 	}
-	assign := make(map[int32]kgo.Offset, len(pending))
-	for p, s := range pending {
-		assign[p] = kgo.NewOffset().At(s.next)
-	}
-	cl, err := kgo.NewClient(r.cfg.clientOpts("-dlq",
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.topic: assign}),
-		// Control records take offsets too; seeing them is what tells that a range ending
-		// in a transaction marker is complete. They are never handed to fn.
-		kgo.KeepControlRecords(),
-		// Records deleted by retention under the read: continue from the log start.
+	topic := r.rr.topic
+	cl, err := r.rr.consumer(pending,
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(dlqPollWait),
 		kgo.FetchMaxBytes(16<<20),
 		kgo.FetchMaxPartitionBytes(4<<20),
-	)...)
+	)
 	if err != nil {
-		return fmt.Errorf("dlq reader: consumer for %s: %w", r.topic, err)
+		return err
 	}
 	defer cl.Close()
 
@@ -180,7 +151,7 @@ func (r *DLQReader) read(ctx context.Context, pending map[int32]*dlqSpan, fn fun
 		fetches := cl.PollFetches(pctx)
 		cancel()
 		if err := ctx.Err(); err != nil {
-			return fmt.Errorf("dlq reader: read %s: %w", r.topic, err)
+			return fmt.Errorf("dlq reader: read %s: %w", topic, err)
 		}
 		for _, fe := range fetches.Errors() {
 			if errors.Is(fe.Err, context.DeadlineExceeded) || errors.Is(fe.Err, context.Canceled) {
@@ -191,96 +162,38 @@ func (r *DLQReader) read(ctx context.Context, pending map[int32]*dlqSpan, fn fun
 		var ferr error
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			s := pending[fp.Partition]
-			if s == nil || fp.Topic != r.topic || ferr != nil {
+			if s == nil || fp.Topic != topic || ferr != nil {
 				return
 			}
-			for _, rec := range fp.Records {
-				if rec.Offset < s.next {
-					continue
-				}
-				if rec.Offset >= s.to {
-					s.next = s.to
-					break
-				}
-				s.next = rec.Offset + 1
+			moved, err := s.take(fp.Records, fn)
+			if moved {
 				lastProgress = time.Now()
-				if rec.Attrs.IsControl() {
-					continue
-				}
-				if ferr = fn(rec); ferr != nil {
-					return
-				}
 			}
-			if s.next >= s.to {
+			if ferr = err; ferr == nil && s.done() {
 				delete(pending, fp.Partition)
 			}
 		})
 		if ferr != nil {
-			return fmt.Errorf("dlq reader: read %s: %w", r.topic, ferr)
+			return fmt.Errorf("dlq reader: read %s: %w", topic, ferr)
 		}
 		if len(pending) == 0 || time.Since(lastProgress) < dlqIdleCheck {
 			continue
 		}
-		// Nothing arrived for a while. A log that now ends before the captured end offset
-		// (truncated by an unclean leader election, records deleted) is done at its end.
-		ends, err := r.offsets(ctx, r.adm.ListEndOffsets)
+		// Nothing arrived for a while: a partition whose log now ends before the captured end
+		// offset is done at its end.
+		ended, err := r.rr.endedEarly(ctx, pending, slices.Collect(maps.Keys(pending)))
 		if err != nil {
-			return fmt.Errorf("dlq reader: end offsets of %s: %w", r.topic, err)
+			return err
 		}
-		for p, s := range pending {
-			if end, ok := ends[p]; !ok || s.next >= end {
-				r.log.Warn("the partition ends before the captured end offset; read up to its end", "partition", p, "next", s.next, "captured_end", s.to)
-				delete(pending, p)
-			}
+		for _, p := range ended {
+			delete(pending, p)
 		}
 		if len(pending) > 0 && time.Since(lastProgress) > dlqIdleLimit {
 			parts := slices.Sorted(maps.Keys(pending))
-			return fmt.Errorf("dlq reader: read %s: no records for %s from partitions %v below their end offsets", r.topic, dlqIdleLimit, parts)
+			return fmt.Errorf("dlq reader: read %s: no records for %s from partitions %v below their end offsets", topic, dlqIdleLimit, parts)
 		}
 	}
 	return nil
-}
-
-// offsets runs a kadm offset listing for the topic, riding out the moment a just-created
-// topic is still unknown to the broker; an unknown topic is an error, so a misspelt DLQ_TOPIC
-// does not pass for an empty DLQ.
-func (r *DLQReader) offsets(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error)) (map[int32]int64, error) {
-	deadline := time.Now().Add(dlqUnknownTopicGrace)
-	wait := 50 * time.Millisecond
-	for {
-		out, err := r.offsetsOnce(ctx, list)
-		if err == nil || !errors.Is(err, kerr.UnknownTopicOrPartition) || time.Now().Add(wait).After(deadline) {
-			if errors.Is(err, kerr.UnknownTopicOrPartition) {
-				err = fmt.Errorf("topic %s does not exist (check DLQ_TOPIC): %w", r.topic, err)
-			}
-			return out, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 500*time.Millisecond)
-	}
-}
-
-func (r *DLQReader) offsetsOnce(ctx context.Context, list func(context.Context, ...string) (kadm.ListedOffsets, error)) (map[int32]int64, error) {
-	res, err := list(ctx, r.topic)
-	if err != nil {
-		return nil, err
-	}
-	if err := res.Error(); err != nil {
-		return nil, err
-	}
-	ps := res[r.topic]
-	if len(ps) == 0 {
-		return nil, fmt.Errorf("%w: topic %s has no partitions", kerr.UnknownTopicOrPartition, r.topic)
-	}
-	out := make(map[int32]int64, len(ps))
-	for p, o := range ps {
-		out[p] = o.Offset
-	}
-	return out, nil
 }
 
 // dlqMessage decodes a DLQ record.

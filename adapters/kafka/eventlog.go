@@ -9,7 +9,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -44,11 +43,7 @@ const (
 // EndOffsets shares one admin client; every Read builds its own consuming client, so
 // concurrent Reads do not share assignments or buffers. An EventLog is safe for concurrent use.
 type EventLog struct {
-	cfg   Config
-	topic string
-	log   *slog.Logger
-	cl    *kgo.Client // never consumes: metadata and ListOffsets only
-	adm   *kadm.Client
+	rr *rangeReader
 }
 
 var _ rebuild.EventLog = (*EventLog)(nil)
@@ -56,35 +51,25 @@ var _ rebuild.EventLog = (*EventLog)(nil)
 // NewEventLog returns an EventLog over topic. It does not contact the cluster; a missing
 // broker or topic shows up on the first EndOffsets or Read, where the caller can report it.
 func NewEventLog(cfg Config, topic string, log *slog.Logger) (*EventLog, error) {
-	cfg.setDefaults()
-	if err := cfg.Validate(); err != nil {
-		return nil, fmt.Errorf("event log: %w", err)
-	}
-	if topic == "" {
-		return nil, errors.New("event log: no topic")
-	}
-	if log == nil {
-		log = slog.Default()
-	}
-	cl, err := kgo.NewClient(cfg.clientOpts("-event-log")...)
+	rr, err := newRangeReader(cfg, topic, rangeReaderConfig{op: "event log", component: "event-log", clientSuffix: "-event-log", grace: listGrace}, log)
 	if err != nil {
-		return nil, fmt.Errorf("event log: admin client: %w", err)
+		return nil, err
 	}
-	return &EventLog{cfg: cfg, topic: topic, log: log.With("component", "event-log", "topic", topic), cl: cl, adm: kadm.NewClient(cl)}, nil
+	return &EventLog{rr: rr}, nil
 }
 
 // Close releases the shared client's connections. A Read still running may fail with a
 // closed-client error; its own consuming client is closed when it returns.
-func (l *EventLog) Close() { l.cl.Close() }
+func (l *EventLog) Close() { l.rr.Close() }
 
 // EndOffsets returns the high watermark of every partition: the positions a rebuild captures
 // before filling, and again before catching up and after the switch. A topic that does not
 // exist is an error (after unknownTopicGrace) rather than an empty result, so a misconfigured
 // topic name cannot pass for an empty log.
 func (l *EventLog) EndOffsets(ctx context.Context) (rebuild.Offsets, error) {
-	ends, err := l.listed(ctx, l.adm.ListEndOffsets)
+	ends, err := l.rr.listed(ctx, l.rr.adm.ListEndOffsets)
 	if err != nil {
-		return nil, fmt.Errorf("event log: end offsets of %s: %w", l.topic, err)
+		return nil, fmt.Errorf("event log: end offsets of %s: %w", l.rr.topic, err)
 	}
 	return ends, nil
 }
@@ -92,9 +77,9 @@ func (l *EventLog) EndOffsets(ctx context.Context) (rebuild.Offsets, error) {
 // StartOffsets returns the oldest retained offset of every partition: where a read from
 // the beginning starts, and thus how many events a full replay reads.
 func (l *EventLog) StartOffsets(ctx context.Context) (rebuild.Offsets, error) {
-	starts, err := l.listed(ctx, l.adm.ListStartOffsets)
+	starts, err := l.rr.listed(ctx, l.rr.adm.ListStartOffsets)
 	if err != nil {
-		return nil, fmt.Errorf("event log: start offsets of %s: %w", l.topic, err)
+		return nil, fmt.Errorf("event log: start offsets of %s: %w", l.rr.topic, err)
 	}
 	return starts, nil
 }
@@ -111,14 +96,14 @@ func (l *EventLog) Committed(ctx context.Context, group string) (rebuild.Offsets
 	if err != nil {
 		return nil, err
 	}
-	committed, err := l.adm.FetchOffsets(ctx, group)
+	committed, err := l.rr.adm.FetchOffsets(ctx, group)
 	if err != nil && !errors.Is(err, kerr.GroupIDNotFound) {
 		return nil, fmt.Errorf("event log: committed offsets of %s: %w", group, err)
 	}
 	out := make(rebuild.Offsets, len(ends))
 	for p := range ends {
 		out[p] = 0
-		if c, ok := committed.Lookup(l.topic, p); ok && c.Err == nil && c.At > 0 {
+		if c, ok := committed.Lookup(l.rr.topic, p); ok && c.Err == nil && c.At > 0 {
 			out[p] = c.At
 		}
 	}
@@ -131,17 +116,6 @@ func (l *EventLog) Committed(ctx context.Context, group string) (rebuild.Offsets
 // partition leader is replaced within the brokers' session timeout (9 s by default; a rebuild
 // started while a broker is down must not fail on it either).
 const listGrace = 15 * time.Second
-
-// listed runs a kadm offset listing for the topic and flattens it.
-func (l *EventLog) listed(ctx context.Context, list offsetLister) (rebuild.Offsets, error) {
-	return listPartitionOffsets(ctx, l.cl, list, l.topic, listGrace)
-}
-
-// span is one partition's remaining range in a Read: next is the offset of the next record
-// the read needs, to is exclusive.
-type span struct {
-	next, to int64
-}
 
 // Read reads every partition in to from from[p] (inclusive; nil or a missing partition means
 // the earliest retained record) up to to[p] (exclusive), calling fn with batches of at most
@@ -181,24 +155,16 @@ func (l *EventLog) Read(ctx context.Context, from, to rebuild.Offsets, fn func([
 		return 0, 0, nil
 	}
 	started := time.Now()
-	assign := make(map[int32]kgo.Offset, len(pending))
-	for p, s := range pending {
-		assign[p] = kgo.NewOffset().At(s.next)
-	}
-	cl, err := kgo.NewClient(l.cfg.clientOpts("-event-log",
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{l.topic: assign}),
+	cl, err := l.rr.consumer(pending,
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Markers are what lets the read see that a range ending in a transaction marker is
-		// complete; they are never handed to fn.
-		kgo.KeepControlRecords(),
 		// A record deleted under the read is a hole in the rebuild; fail rather than jump.
 		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 		kgo.FetchMaxBytes(readFetchMaxBytes),
 		kgo.FetchMaxPartitionBytes(readFetchMaxPartitionBytes),
 		kgo.FetchMaxWait(readFetchMaxWait),
-	)...)
+	)
 	if err != nil {
-		return 0, 0, fmt.Errorf("event log: consumer for %s: %w", l.topic, err)
+		return 0, 0, err
 	}
 	defer cl.Close()
 
@@ -217,7 +183,7 @@ func (l *EventLog) Read(ctx context.Context, from, to rebuild.Offsets, fn func([
 			continue // drain so the decoder can see the cancel and stop
 		}
 		if ferr := fn(batch.events, batch.next); ferr != nil {
-			err = fmt.Errorf("event log: read %s: handler: %w", l.topic, ferr)
+			err = fmt.Errorf("event log: read %s: handler: %w", l.rr.topic, ferr)
 			cancel()
 			continue
 		}
@@ -230,7 +196,7 @@ func (l *EventLog) Read(ctx context.Context, from, to rebuild.Offsets, fn func([
 	if decodeErr != nil {
 		return read, skipped, decodeErr
 	}
-	l.log.Debug("read events", "read", read, "skipped", skipped, "took", time.Since(started))
+	l.rr.log.Debug("read events", "read", read, "skipped", skipped, "took", time.Since(started))
 	return read, skipped, nil
 }
 
@@ -248,13 +214,13 @@ func (l *EventLog) decode(ctx context.Context, cl *kgo.Client, pending map[int32
 	var firstSkip error
 	defer func() {
 		if skipped > 0 {
-			l.log.Warn("skipped records that are not product events", "skipped", skipped, "first", firstSkip)
+			l.rr.log.Warn("skipped records that are not product events", "skipped", skipped, "first", firstSkip)
 		}
 	}()
 	for len(pending) > 0 {
 		fetches := cl.PollRecords(ctx, readBatchSize)
 		if cerr := ctx.Err(); cerr != nil {
-			return skipped, fmt.Errorf("event log: read %s: %w", l.topic, cerr)
+			return skipped, fmt.Errorf("event log: read %s: %w", l.rr.topic, cerr)
 		}
 		for _, fe := range fetches.Errors() {
 			if _, loss := errors.AsType[*kgo.ErrDataLoss](fe.Err); loss || errors.Is(fe.Err, kerr.OffsetOutOfRange) {
@@ -266,61 +232,44 @@ func (l *EventLog) decode(ctx context.Context, cl *kgo.Client, pending map[int32
 		var done, atEnd []int32
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
 			s := pending[fp.Partition]
-			if s == nil || fp.Topic != l.topic {
+			if s == nil || fp.Topic != l.rr.topic {
 				return // finished already; what was still buffered is beyond its range
 			}
-			for _, r := range fp.Records {
-				if r.Offset < s.next {
-					continue
-				}
-				if r.Offset >= s.to {
-					s.next = s.to // beyond the range: drop it, the partition is complete
-					break
-				}
-				s.next = r.Offset + 1
-				if r.Attrs.IsControl() {
-					continue
-				}
+			_, _ = s.take(fp.Records, func(r *kgo.Record) error {
 				ev, derr := envelope.Unmarshal(r.Value)
 				if derr != nil {
 					skipped++
 					if firstSkip == nil {
 						firstSkip = fmt.Errorf("partition %d offset %d: %w", r.Partition, r.Offset, derr)
 					}
-					l.log.Debug("skipping a record that is not a product event", "partition", r.Partition, "offset", r.Offset, "error", derr)
-					continue
+					l.rr.log.Debug("skipping a record that is not a product event", "partition", r.Partition, "offset", r.Offset, "error", derr)
+					return nil
 				}
 				batch = append(batch, ev)
-			}
+				return nil
+			})
 			at[fp.Partition] = min(s.next, s.to)
 			switch {
-			case s.next >= s.to:
+			case s.done():
 				done = append(done, fp.Partition)
 			case s.next >= fp.HighWatermark:
 				atEnd = append(atEnd, fp.Partition)
 			}
 		})
 		if len(atEnd) > 0 {
-			// The log seems to end before to. A fetch's high watermark can lag on a leader
-			// elected a moment ago, so ask ListOffsets, which refuses to answer in that window
-			// (KIP-207), before giving up on records that do exist.
-			ends, lerr := l.listed(ctx, l.adm.ListEndOffsets)
+			// The log seems to end before to: check with ListOffsets before giving up on
+			// records that do exist.
+			ended, lerr := l.rr.endedEarly(ctx, pending, atEnd)
 			if lerr != nil {
-				return skipped, fmt.Errorf("event log: end offsets of %s: %w", l.topic, lerr)
+				return skipped, lerr
 			}
-			for _, p := range atEnd {
-				if s := pending[p]; ends[p] <= s.next {
-					l.log.Warn("the log ends before the requested end offset; read up to the log end",
-						"partition", p, "end", ends[p], "requested", s.to)
-					done = append(done, p)
-				}
-			}
+			done = append(done, ended...)
 		}
 		for _, p := range done {
 			delete(pending, p)
 		}
 		if len(done) > 0 && len(pending) > 0 {
-			cl.RemoveConsumePartitions(map[string][]int32{l.topic: done})
+			cl.RemoveConsumePartitions(map[string][]int32{l.rr.topic: done})
 		}
 		if len(batch) == 0 {
 			continue
@@ -328,7 +277,7 @@ func (l *EventLog) decode(ctx context.Context, cl *kgo.Client, pending map[int32
 		select {
 		case out <- decoded{events: batch, next: maps.Clone(at)}:
 		case <-ctx.Done():
-			return skipped, fmt.Errorf("event log: read %s: %w", l.topic, ctx.Err())
+			return skipped, fmt.Errorf("event log: read %s: %w", l.rr.topic, ctx.Err())
 		}
 	}
 	return skipped, nil
@@ -339,39 +288,36 @@ func (l *EventLog) decode(ctx context.Context, cl *kgo.Client, pending map[int32
 // position before the read: where each partition's range starts (its end for one with nothing
 // to read).
 func (l *EventLog) plan(ctx context.Context, from, to rebuild.Offsets) (pending map[int32]*span, at rebuild.Offsets, err error) {
-	starts, err := l.listed(ctx, l.adm.ListStartOffsets)
+	starts, ends, err := l.rr.bounds(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("event log: start offsets of %s: %w", l.topic, err)
+		return nil, nil, err
 	}
-	ends, err := l.listed(ctx, l.adm.ListEndOffsets)
-	if err != nil {
-		return nil, nil, fmt.Errorf("event log: end offsets of %s: %w", l.topic, err)
-	}
+	topic := l.rr.topic
 	pending = make(map[int32]*span, len(to))
 	at = make(rebuild.Offsets, len(to))
 	for _, p := range slices.Sorted(maps.Keys(to)) { // in order, so the same error every time
 		end := to[p]
 		logStart, ok := starts[p]
 		if !ok {
-			return nil, nil, fmt.Errorf("event log: %s has no partition %d", l.topic, p)
+			return nil, nil, fmt.Errorf("event log: %s has no partition %d", topic, p)
 		}
 		start, explicit := from[p]
 		if !explicit {
 			start = logStart
 		}
 		if start < 0 || end < 0 {
-			return nil, nil, fmt.Errorf("event log: %s partition %d: negative offset (from %d, to %d)", l.topic, p, start, end)
+			return nil, nil, fmt.Errorf("event log: %s partition %d: negative offset (from %d, to %d)", topic, p, start, end)
 		}
 		if start >= end {
 			at[p] = end
 			continue
 		}
 		if start < logStart {
-			return nil, nil, fmt.Errorf("%w: %s partition %d: from %d, but the log starts at %d", ErrNotRetained, l.topic, p, start, logStart)
+			return nil, nil, fmt.Errorf("%w: %s partition %d: from %d, but the log starts at %d", ErrNotRetained, topic, p, start, logStart)
 		}
 		at[p] = start
 		if hwm := ends[p]; start >= hwm {
-			l.log.Warn("the log ends before the requested end offset; nothing to read",
+			l.rr.log.Warn("the log ends before the requested end offset; nothing to read",
 				"partition", p, "from", start, "end", hwm, "requested", end)
 			continue
 		}
