@@ -397,14 +397,8 @@ func writeDLQMessage(w io.Writer, topic string, m ops.DLQMessage) error {
 
 func newDLQReplayCmd(cfg *service.Config) *cobra.Command {
 	var (
-		filter   dlqFilterFlags
-		all      bool
-		limit    int
-		dryRun   bool
-		force    bool
-		operator string
-		asJSON   bool
-		timeout  time.Duration
+		run   dlqRunFlags
+		force bool
 	)
 	cmd := &cobra.Command{
 		Use:   "replay [<partition>:<offset>...] [--aggregate ID] [--class C] [--since T] [--until T] [--all] [--dry-run]",
@@ -429,28 +423,20 @@ messages resolved with 'catalog dlq resolve', are skipped, so repeating a comman
 --force replays them again. A message whose payload was cut to fit the DLQ is never replayed
 (it is not the event any more): resolve it. The first failed publish stops the replay (exit 1).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := ops.ReplayRequest{All: all, Limit: limit, DryRun: dryRun, Force: force, Operator: strings.TrimSpace(operator)}
-			for _, a := range args {
-				ref, err := ops.ParseDLQRef(a)
-				if err != nil {
-					return usageError{err}
-				}
-				req.Refs = append(req.Refs, ref)
-			}
-			f, err := filter.filter(time.Now(), cmd.ErrOrStderr())
+			refs, f, err := run.selection(cmd, args)
 			if err != nil {
 				return err
 			}
-			req.Filter = f
-			if limit < 0 {
-				return usageError{fmt.Errorf("--limit must not be negative, got %d", limit)}
+			req := ops.ReplayRequest{Refs: refs, Filter: f, All: run.all, Limit: run.limit, DryRun: run.dryRun, Force: force, Operator: strings.TrimSpace(run.operator)}
+			if run.limit < 0 {
+				return usageError{fmt.Errorf("--limit must not be negative, got %d", run.limit)}
 			}
 			// Validate before connecting anywhere: a request without a selector must fail the
 			// same way whether or not Kafka is up.
 			if err := req.Validate(); err != nil {
 				return usageError{err}
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			ctx, cancel := context.WithTimeout(cmd.Context(), run.timeout)
 			defer cancel()
 			svc, closeAll, err := openDLQ(ctx, cfg, cmd, wiring.DLQTool{Op: "dlq replay", Audit: true, Publisher: true})
 			if err != nil {
@@ -459,34 +445,79 @@ messages resolved with 'catalog dlq resolve', are skipped, so repeating a comman
 			defer closeAll()
 			outcomes := []dlqOutcomeJSON{}
 			sum, err := svc.Replay(ctx, req, func(o ops.ReplayOutcome) {
-				if asJSON {
+				if run.asJSON {
 					outcomes = append(outcomes, newDLQOutcomeJSON(o))
 					return
 				}
 				writeDLQOutcome(cmd.OutOrStdout(), o)
 			})
-			if asJSON {
-				if jerr := writeJSON(cmd.OutOrStdout(), dlqReplayJSON{Summary: newDLQSummaryJSON(sum, req, cfg), Outcomes: outcomes}); jerr != nil && err == nil {
-					err = jerr
-				}
-			} else {
-				writeDLQSummary(cmd.ErrOrStderr(), sum, req, cfg)
-			}
-			if errors.Is(err, ops.ErrReplayInvalidRequest) || errors.Is(err, ops.ErrDLQInvalidRef) {
-				return usageError{err}
-			}
-			return err
+			return run.finish(cmd, err, ops.ErrReplayInvalidRequest,
+				func() any { return dlqReplayJSON{Summary: newDLQSummaryJSON(sum, req, cfg), Outcomes: outcomes} },
+				func(w io.Writer) { writeDLQSummary(w, sum, req, cfg) })
 		},
 	}
-	filter.bind(cmd)
-	cmd.Flags().BoolVar(&all, "all", false, "replay every message of the DLQ (must be explicit)")
-	cmd.Flags().IntVar(&limit, "limit", 0, "replay at most N messages (0: no limit)")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be replayed; publish nothing, record nothing")
+	run.bind(cmd, "replay", "replays", "print what would be replayed; publish nothing, record nothing")
 	cmd.Flags().BoolVar(&force, "force", false, "also replay messages an earlier replay already published or an operator resolved")
-	cmd.Flags().StringVar(&operator, "operator", dlqDefaultOperator(), "who replays, recorded in the audit log")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the outcomes and the summary as JSON")
-	cmd.Flags().DurationVar(&timeout, "timeout", dlqReplayTimeout, "give up after this long")
 	return cmd
+}
+
+// dlqRunFlags are the flags replay and resolve share: which messages (references as
+// arguments, the filters, or --all), how many, a dry run, who, the output and the timeout.
+type dlqRunFlags struct {
+	filter   dlqFilterFlags
+	all      bool
+	limit    int
+	dryRun   bool
+	operator string
+	asJSON   bool
+	timeout  time.Duration
+}
+
+// bind defines the flags on cmd; verb ("replay") and its third person ("replays") word their
+// help, dryRun says what a dry run does.
+func (f *dlqRunFlags) bind(cmd *cobra.Command, verb, verbs, dryRun string) {
+	f.filter.bind(cmd)
+	cmd.Flags().BoolVar(&f.all, "all", false, verb+" every message of the DLQ (must be explicit)")
+	cmd.Flags().IntVar(&f.limit, "limit", 0, verb+" at most N messages (0: no limit)")
+	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, dryRun)
+	cmd.Flags().StringVar(&f.operator, "operator", dlqDefaultOperator(), "who "+verbs+", recorded in the audit log")
+	cmd.Flags().BoolVar(&f.asJSON, "json", false, "print the outcomes and the summary as JSON")
+	cmd.Flags().DurationVar(&f.timeout, "timeout", dlqReplayTimeout, "give up after this long")
+}
+
+// selection reads the message references in args and the filter flags; a malformed one is a
+// usage error.
+func (f *dlqRunFlags) selection(cmd *cobra.Command, args []string) ([]ops.DLQRef, ops.DLQFilter, error) {
+	var refs []ops.DLQRef
+	for _, a := range args {
+		ref, err := ops.ParseDLQRef(a)
+		if err != nil {
+			return nil, ops.DLQFilter{}, usageError{err}
+		}
+		refs = append(refs, ref)
+	}
+	filter, err := f.filter.filter(time.Now(), cmd.ErrOrStderr())
+	if err != nil {
+		return nil, ops.DLQFilter{}, err
+	}
+	return refs, filter, nil
+}
+
+// finish ends a run whose use case returned err: it prints the --json document doc() on
+// stdout, or the summary on stderr, and turns a request the use case refused (invalid, or a
+// malformed reference) into a usage error.
+func (f *dlqRunFlags) finish(cmd *cobra.Command, err, invalid error, doc func() any, summary func(io.Writer)) error {
+	if f.asJSON {
+		if jerr := writeJSON(cmd.OutOrStdout(), doc()); jerr != nil && err == nil {
+			err = jerr
+		}
+	} else {
+		summary(cmd.ErrOrStderr())
+	}
+	if errors.Is(err, invalid) || errors.Is(err, ops.ErrDLQInvalidRef) {
+		return usageError{err}
+	}
+	return err
 }
 
 // dlqDefaultOperator is $USER, else $LOGNAME, else "unknown".

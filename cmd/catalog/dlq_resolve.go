@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -17,14 +16,8 @@ import (
 
 func newDLQResolveCmd(cfg *service.Config) *cobra.Command {
 	var (
-		filter   dlqFilterFlags
-		all      bool
-		limit    int
-		dryRun   bool
-		operator string
-		reason   string
-		asJSON   bool
-		timeout  time.Duration
+		run    dlqRunFlags
+		reason string
 	)
 	cmd := &cobra.Command{
 		Use:   "resolve [<partition>:<offset>...] [--aggregate ID] [--class C] [--since T] [--until T] [--all] --reason TEXT [--dry-run]",
@@ -40,23 +33,16 @@ required and goes to the audit log with --operator; 'catalog dlq audit' shows th
 Messages replayed or resolved before are skipped. --dry-run prints what would be resolved and
 changes nothing.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := ops.ResolveRequest{All: all, Limit: limit, DryRun: dryRun, Operator: strings.TrimSpace(operator), Reason: strings.TrimSpace(reason)}
-			for _, a := range args {
-				ref, err := ops.ParseDLQRef(a)
-				if err != nil {
-					return usageError{err}
-				}
-				req.Refs = append(req.Refs, ref)
-			}
-			f, err := filter.filter(time.Now(), cmd.ErrOrStderr())
+			refs, f, err := run.selection(cmd, args)
 			if err != nil {
 				return err
 			}
-			req.Filter = f
+			req := ops.ResolveRequest{Refs: refs, Filter: f, All: run.all, Limit: run.limit, DryRun: run.dryRun, Operator: strings.TrimSpace(run.operator),
+				Reason: strings.TrimSpace(reason)}
 			if err := req.Validate(); err != nil {
 				return usageError{err}
 			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			ctx, cancel := context.WithTimeout(cmd.Context(), run.timeout)
 			defer cancel()
 			svc, closeAll, err := openDLQ(ctx, cfg, cmd, wiring.DLQTool{Op: "dlq resolve", Audit: true})
 			if err != nil {
@@ -65,36 +51,23 @@ changes nothing.`,
 			defer closeAll()
 			outcomes := []dlqResolveOutcomeJSON{}
 			sum, err := svc.Resolve(ctx, req, func(o ops.ResolveOutcome) {
-				if asJSON {
+				if run.asJSON {
 					outcomes = append(outcomes, newDLQResolveOutcomeJSON(o))
 					return
 				}
 				writeDLQResolveOutcome(cmd.OutOrStdout(), o)
 			})
-			if asJSON {
-				js := dlqResolveJSON{Summary: dlqResolveSummaryJSON{RunID: sum.RunID, DryRun: sum.DryRun, Operator: req.Operator, Reason: req.Reason,
-					DLQTopic: cfg.DLQTopic, Selected: sum.Selected, Resolved: sum.Resolved, SkippedHandled: sum.SkippedHandled, LimitReached: sum.LimitReached},
-					Outcomes: outcomes}
-				if jerr := writeJSON(cmd.OutOrStdout(), js); jerr != nil && err == nil {
-					err = jerr
-				}
-			} else {
-				writeDLQResolveSummary(cmd.ErrOrStderr(), sum, req, cfg)
-			}
-			if errors.Is(err, ops.ErrResolveInvalidRequest) || errors.Is(err, ops.ErrDLQInvalidRef) {
-				return usageError{err}
-			}
-			return err
+			return run.finish(cmd, err, ops.ErrResolveInvalidRequest,
+				func() any {
+					return dlqResolveJSON{Summary: dlqResolveSummaryJSON{RunID: sum.RunID, DryRun: sum.DryRun, Operator: req.Operator, Reason: req.Reason,
+						DLQTopic: cfg.DLQTopic, Selected: sum.Selected, Resolved: sum.Resolved, SkippedHandled: sum.SkippedHandled, LimitReached: sum.LimitReached},
+						Outcomes: outcomes}
+				},
+				func(w io.Writer) { writeDLQResolveSummary(w, sum, req, cfg) })
 		},
 	}
-	filter.bind(cmd)
-	cmd.Flags().BoolVar(&all, "all", false, "resolve every message of the DLQ (must be explicit)")
-	cmd.Flags().IntVar(&limit, "limit", 0, "resolve at most N messages (0: no limit)")
-	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print what would be resolved; record nothing")
-	cmd.Flags().StringVar(&operator, "operator", dlqDefaultOperator(), "who resolves, recorded in the audit log")
+	run.bind(cmd, "resolve", "resolves", "print what would be resolved; record nothing")
 	cmd.Flags().StringVar(&reason, "reason", "", "why the messages may be dropped, recorded in the audit log (required)")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print the outcomes and the summary as JSON")
-	cmd.Flags().DurationVar(&timeout, "timeout", dlqReplayTimeout, "give up after this long")
 	return cmd
 }
 
