@@ -43,7 +43,7 @@ type rangeReader struct {
 // rangeReaderConfig names a rangeReader's reader; see the fields of rangeReader.
 type rangeReaderConfig struct {
 	op, component, clientSuffix, topicSetting string
-	grace                                      time.Duration
+	grace                                     time.Duration
 }
 
 // newRangeReader returns the engine of a reader of topic. It does not contact the cluster.

@@ -25,10 +25,10 @@ import (
 // builds what they need (wiring.InitializeDLQ, wiring.InitializeDLQAuditLog).
 
 const (
-	dlqDefaultListLimit  = 100
-	dlqReasonWidth       = 80
-	dlqReadTimeout       = 2 * time.Minute
-	dlqReplayTimeout     = 30 * time.Minute
+	dlqDefaultListLimit = 100
+	dlqReasonWidth      = 80
+	dlqReadTimeout      = 2 * time.Minute
+	dlqReplayTimeout    = 30 * time.Minute
 )
 
 func newDLQCmd(cfg *service.Config) *cobra.Command {
