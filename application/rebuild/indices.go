@@ -166,6 +166,10 @@ func (s *Service) RollbackAlias(ctx context.Context) (Rollback, error) {
 	return res, nil
 }
 
+// DefaultPruneKeep is how many old indices a prune keeps besides the live one when the
+// operator does not say: rollback targets for more than one step back.
+const DefaultPruneKeep = 2
+
 // PruneIndices deletes all but the newest keep indices other than the live one; the live
 // index is never deleted. It refuses while a rebuild runs.
 func (s *Service) PruneIndices(ctx context.Context, keep int) ([]string, error) {

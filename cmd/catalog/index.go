@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
+	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/service"
 )
 
@@ -208,6 +209,6 @@ func newIndexPruneCmd(cfg *service.Config) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().IntVar(&keep, "keep", 2, "old indices to keep besides the live one (0 keeps only the live one)")
+	cmd.Flags().IntVar(&keep, "keep", rebuild.DefaultPruneKeep, "old indices to keep besides the live one (0 keeps only the live one)")
 	return cmd
 }
