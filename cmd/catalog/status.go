@@ -17,9 +17,9 @@ import (
 	"github.com/marketplace/catalog/service"
 )
 
-// statusRPCTimeout bounds GetStatus: the server bounds each source by 10 s and reads them
-// concurrently, so anything much longer is a hung server.
-const statusRPCTimeout = 30 * time.Second
+// statusRPCTimeout bounds GetStatus: the server bounds each source by ops.DefaultSourceTimeout
+// and reads them concurrently, so anything much longer is a hung server.
+const statusRPCTimeout = 3 * ops.DefaultSourceTimeout
 
 func newStatusCmd(cfg *service.Config) *cobra.Command {
 	var (
