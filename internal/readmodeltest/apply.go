@@ -173,18 +173,7 @@ func concurrentWritesOfManyIDs(t *testing.T, e *env) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			r := rand.New(rand.NewPCG(uint64(g), 7))
-			type w struct {
-				id product.ID
-				v  int64
-			}
-			var work []w
-			for _, id := range ids {
-				for v := int64(1); v <= 5; v++ {
-					work = append(work, w{id, v})
-				}
-			}
-			r.Shuffle(len(work), func(i, j int) { work[i], work[j] = work[j], work[i] })
+			work := shuffledVersions(ids, uint64(g))
 			for _, x := range work[:len(work)/2] {
 				s := Product{ID: x.id, Version: x.v, Name: "Many v" + strconv.FormatInt(x.v, 10), Category: "many"}.Snapshot(t)
 				if err := e.Projection.Apply(e.ctx(), s); err != nil {
@@ -252,4 +241,23 @@ func writeWithoutAliasIsTransient(t *testing.T, e *env) {
 	if err == nil || errors.Is(err, command.ErrProjectionRejected) {
 		t.Fatalf("Apply without alias = %v, want a transient error", err)
 	}
+}
+
+// idVersion is one write of a concurrent writer: a version of an id.
+type idVersion struct {
+	id product.ID
+	v  int64
+}
+
+// shuffledVersions is versions 1 to 5 of every id in an order of its own for each seed.
+func shuffledVersions(ids []product.ID, seed uint64) []idVersion {
+	r := rand.New(rand.NewPCG(seed, 7))
+	var work []idVersion
+	for _, id := range ids {
+		for v := int64(1); v <= 5; v++ {
+			work = append(work, idVersion{id, v})
+		}
+	}
+	r.Shuffle(len(work), func(i, j int) { work[i], work[j] = work[j], work[i] })
+	return work
 }
