@@ -2,6 +2,8 @@ package readmodeltest
 
 import (
 	"cmp"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -349,6 +351,21 @@ func badCursor(t *testing.T, c *catalogue) {
 		"other price":      {Category: "books", Sort: query.SortPriceAsc, MinPrice: ptr(int64(1)), Cursor: first.NextCursor},
 		"other stock":      {Category: "books", Sort: query.SortPriceAsc, InStock: ptr(true), Cursor: first.NextCursor},
 		"truncated":        {Category: "books", Sort: query.SortPriceAsc, Cursor: first.NextCursor[:len(first.NextCursor)/2]},
+		"string value": {Category: "books", Sort: query.SortPriceAsc, Cursor: tamperCursor(t, first.NextCursor, func(c map[string]any) {
+			c["a"] = []any{"cheap", "x"}
+		})},
+		"float price": {Category: "books", Sort: query.SortPriceAsc, Cursor: tamperCursor(t, first.NextCursor, func(c map[string]any) {
+			c["a"] = []any{1.5, "x"}
+		})},
+		"three values": {Category: "books", Sort: query.SortPriceAsc, Cursor: tamperCursor(t, first.NextCursor, func(c map[string]any) {
+			c["a"] = []any{1, "x", "y"}
+		})},
+		"object id": {Category: "books", Sort: query.SortPriceAsc, Cursor: tamperCursor(t, first.NextCursor, func(c map[string]any) {
+			c["a"] = []any{1, map[string]any{"x": 1}}
+		})},
+		"unknown field": {Category: "books", Sort: query.SortPriceAsc, Cursor: tamperCursor(t, first.NextCursor, func(c map[string]any) {
+			c["z"] = 1
+		})},
 	} {
 		_, err := e.Search.Search(e.ctx(), q)
 		if !errors.Is(err, query.ErrInvalidCursor) {
@@ -389,6 +406,23 @@ func pageThrough(t *testing.T, e *env, q query.SearchProducts) (got []string, pa
 		}
 		q.Cursor = res.NextCursor
 	}
+}
+
+// tamperCursor decodes cursor, lets mod change its fields and encodes it again, as a client
+// forging a cursor would.
+func tamperCursor(t *testing.T, cursor string, mod func(map[string]any)) string {
+	t.Helper()
+	raw, err := base64.RawURLEncoding.DecodeString(cursor)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c map[string]any
+	if err := json.Unmarshal(raw, &c); err != nil {
+		t.Fatal(err)
+	}
+	mod(c)
+	raw, _ = json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(raw)
 }
 
 // hostileQueries are searches an attacker or a broken client may send: query syntax, control
