@@ -126,6 +126,16 @@ func (e *env) aliasTarget() string {
 	return name
 }
 
+// createIndex creates a new index of the alias, as a rebuild does first.
+func (e *env) createIndex() string {
+	e.t.Helper()
+	name, err := e.Target.CreateIndex(e.ctx())
+	if err != nil {
+		e.t.Fatalf("CreateIndex: %v", err)
+	}
+	return name
+}
+
 // documents pages through all documents of index with the given page size, checking the
 // order on the way.
 func (e *env) documents(index string, pageSize int) []rebuild.DocVersion {

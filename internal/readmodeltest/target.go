@@ -36,14 +36,8 @@ func createIndexNames(t *testing.T, e *env) {
 	}
 	re := regexp.MustCompile(`^` + regexp.QuoteMeta(e.Alias) + `_v` + strconv.Itoa(m) + `_([0-9]{8}_[0-9]{6})$`)
 	before := time.Now().UTC().Add(-2 * time.Second)
-	a, err := e.Target.CreateIndex(e.ctx())
-	if err != nil {
-		t.Fatalf("CreateIndex: %v", err)
-	}
-	b, err := e.Target.CreateIndex(e.ctx())
-	if err != nil {
-		t.Fatalf("CreateIndex: %v", err)
-	}
+	a := e.createIndex()
+	b := e.createIndex()
 	for _, name := range []string{a, b} {
 		sub := re.FindStringSubmatch(name)
 		if sub == nil {
@@ -65,10 +59,7 @@ func createIndexNames(t *testing.T, e *env) {
 
 func writeAndDocuments(t *testing.T, e *env) {
 	live := e.aliasTarget()
-	index, err := e.Target.CreateIndex(e.ctx())
-	if err != nil {
-		t.Fatalf("CreateIndex: %v", err)
-	}
+	index := e.createIndex()
 	want := map[string]rebuild.DocVersion{}
 	first := rebuildFirstBatch(t, want)
 	if err := e.Target.Write(e.ctx(), index, first); err != nil {
@@ -199,14 +190,8 @@ func switchAliasIsConditional(t *testing.T, e *env) {
 	old := e.aliasTarget()
 	e.apply(Product{Name: "Old index item", Category: "switch"}.Snapshot(t))
 	e.refresh()
-	other, err := e.Target.CreateIndex(e.ctx())
-	if err != nil {
-		t.Fatalf("CreateIndex: %v", err)
-	}
-	next, err := e.Target.CreateIndex(e.ctx())
-	if err != nil {
-		t.Fatalf("CreateIndex: %v", err)
-	}
+	other := e.createIndex()
+	next := e.createIndex()
 	if err := e.Target.Write(e.ctx(), next, []product.Snapshot{Product{Name: "New index item", Category: "switch"}.Snapshot(t)}); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
@@ -267,10 +252,7 @@ func switchAliasIsConditional(t *testing.T, e *env) {
 
 func deleteIndexRefusesTheLiveOne(t *testing.T, e *env) {
 	live := e.aliasTarget()
-	old, err := e.Target.CreateIndex(e.ctx())
-	if err != nil {
-		t.Fatalf("CreateIndex: %v", err)
-	}
+	old := e.createIndex()
 	if err := e.Target.DeleteIndex(e.ctx(), live); err == nil {
 		t.Fatalf("DeleteIndex of the live index succeeded")
 	}
@@ -310,10 +292,7 @@ func listIndices(t *testing.T, e *env) {
 		Product{Name: "Listed three"}.Snapshot(t), Product{Name: "Listed gone", Version: 2, Deleted: true}.Snapshot(t),
 	)
 	e.refresh()
-	newer, err := e.Target.CreateIndex(e.ctx())
-	if err != nil {
-		t.Fatalf("CreateIndex: %v", err)
-	}
+	newer := e.createIndex()
 	if err := e.Target.Write(e.ctx(), newer, []product.Snapshot{
 		Product{Name: "Rebuilt one"}.Snapshot(t), Product{Name: "Rebuilt gone", Version: 3, Deleted: true}.Snapshot(t),
 	}); err != nil {
@@ -355,10 +334,7 @@ func withoutAlias(t *testing.T, e *env) {
 	if err != nil || len(infos) != 0 {
 		t.Errorf("ListIndices = %+v, %v; want none", infos, err)
 	}
-	index, err := e.Target.CreateIndex(e.ctx())
-	if err != nil {
-		t.Fatalf("CreateIndex: %v", err)
-	}
+	index := e.createIndex()
 	if err := e.Target.Write(e.ctx(), index, []product.Snapshot{Product{Name: "Restored item"}.Snapshot(t)}); err != nil {
 		t.Fatalf("Write: %v", err)
 	}
