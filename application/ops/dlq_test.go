@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/application/ops"
 )
 
@@ -216,7 +217,7 @@ func TestNewDLQMessageDecodes(t *testing.T) {
 }
 
 func TestDLQListFilters(t *testing.T) {
-	svc, err := ops.NewDLQService(sampleDLQ(), nil, nil)
+	svc, err := ops.NewDLQService(sampleDLQ(), nil, nil, decorator.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +263,7 @@ func TestDLQListLimitOverManyMessages(t *testing.T) {
 		// Failure times out of offset order, as across partitions.
 		dlq.msgs = append(dlq.msgs, dlqMsg(int32(i%3), int64(i), "rejected", dlqAggA, fmt.Sprint(i), dlqBase.Add(time.Duration((i*7919)%1000)*time.Second)))
 	}
-	svc, _ := ops.NewDLQService(dlq, nil, nil)
+	svc, _ := ops.NewDLQService(dlq, nil, nil, decorator.Deps{})
 	res, err := svc.List(context.Background(), ops.DLQFilter{}, 10, false)
 	if err != nil {
 		t.Fatal(err)
@@ -278,7 +279,7 @@ func TestDLQListLimitOverManyMessages(t *testing.T) {
 }
 
 func TestDLQShow(t *testing.T) {
-	svc, _ := ops.NewDLQService(sampleDLQ(), nil, nil)
+	svc, _ := ops.NewDLQService(sampleDLQ(), nil, nil, decorator.Deps{})
 	m, err := svc.Show(context.Background(), ops.DLQRef{Partition: 1, Offset: 0})
 	if err != nil || m.EventID != "e-2" {
 		t.Fatalf("show: %+v, %v", m, err)
@@ -291,7 +292,7 @@ func TestDLQShow(t *testing.T) {
 func newReplayer(t *testing.T) (*ops.DLQService, *fakeDLQ, *fakeReplayPublisher, *fakeReplayAudit) {
 	t.Helper()
 	dlq, pub, audit := sampleDLQ(), &fakeReplayPublisher{}, &fakeReplayAudit{}
-	svc, err := ops.NewDLQService(dlq, pub, audit)
+	svc, err := ops.NewDLQService(dlq, pub, audit, decorator.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -323,7 +324,7 @@ func TestReplayNeedsASelector(t *testing.T) {
 		t.Fatalf("invalid requests published %d and audited %d", pub.calls, len(audit.entries))
 	}
 	if _, err := (func() (ops.ReplaySummary, error) {
-		s, _ := ops.NewDLQService(sampleDLQ(), nil, nil)
+		s, _ := ops.NewDLQService(sampleDLQ(), nil, nil, decorator.Deps{})
 		return s.Replay(context.Background(), ops.ReplayRequest{All: true, Operator: "alice"}, nil)
 	})(); !errors.Is(err, ops.ErrReplayUnavailable) {
 		t.Fatalf("replay without publisher: %v", err)
@@ -463,7 +464,7 @@ func TestReplaySkipsCopiesOfTheSameEvent(t *testing.T) {
 	again.Headers = append(again.Headers, ops.DLQHeader{Key: ops.ReplayHeaderReplayedFrom, Value: "dlq.product.events/0:0"})
 	dlq.msgs = append(dlq.msgs, ops.NewDLQMessage(again.Ref, again.Key, again.Timestamp, again.Headers, again.Payload))
 	pub, audit := &fakeReplayPublisher{}, &fakeReplayAudit{}
-	svc, _ := ops.NewDLQService(dlq, pub, audit)
+	svc, _ := ops.NewDLQService(dlq, pub, audit, decorator.Deps{})
 	var outcomes []ops.ReplayOutcome
 	sum, err := svc.Replay(context.Background(), ops.ReplayRequest{Filter: ops.DLQFilter{Classes: []string{"rejected"}}, Operator: "frank"},
 		func(o ops.ReplayOutcome) { outcomes = append(outcomes, o) })
@@ -493,7 +494,7 @@ func TestReplayKeyFallsBackToTheRecordKey(t *testing.T) {
 	garbage := ops.NewDLQMessage(ops.DLQRef{Partition: 0, Offset: 3}, "msg-uuid-1", dlqBase, []ops.DLQHeader{{Key: ops.DLQHeaderErrorClass, Value: "undecodable"}}, []byte(`{"this is":"not an event"`))
 	dlq := &fakeDLQ{topic: "dlq", msgs: []ops.DLQMessage{garbage}}
 	pub := &fakeReplayPublisher{}
-	svc, _ := ops.NewDLQService(dlq, pub, &fakeReplayAudit{})
+	svc, _ := ops.NewDLQService(dlq, pub, &fakeReplayAudit{}, decorator.Deps{})
 	if _, err := svc.Replay(context.Background(), ops.ReplayRequest{Refs: []ops.DLQRef{{0, 3}}, Operator: "hal"}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -632,7 +633,7 @@ func TestResolve(t *testing.T) {
 		t.Fatalf("limited resolve: %+v, %v", sum, err)
 	}
 	if _, err := (func() (ops.ResolveSummary, error) {
-		s, _ := ops.NewDLQService(sampleDLQ(), nil, nil)
+		s, _ := ops.NewDLQService(sampleDLQ(), nil, nil, decorator.Deps{})
 		return s.Resolve(ctx, ops.ResolveRequest{All: true, Operator: "alice", Reason: "r"}, nil)
 	})(); !errors.Is(err, ops.ErrAuditUnavailable) {
 		t.Fatalf("resolve without an audit log: %v", err)
@@ -676,7 +677,7 @@ func TestListUnhandled(t *testing.T) {
 	if err != nil || res.Matched != 3 || !slices.Equal(dlqRefsOf(res.Messages), []string{"0:1", "2:0"}) {
 		t.Fatalf("unhandled: %d matched, %v, %v", res.Matched, dlqRefsOf(res.Messages), err)
 	}
-	bare, _ := ops.NewDLQService(sampleDLQ(), nil, nil)
+	bare, _ := ops.NewDLQService(sampleDLQ(), nil, nil, decorator.Deps{})
 	if _, err := bare.List(ctx, ops.DLQFilter{}, 0, true); !errors.Is(err, ops.ErrAuditUnavailable) {
 		t.Fatalf("unhandled without an audit log: %v", err)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/service"
 	"github.com/marketplace/catalog/wiring"
@@ -619,7 +620,7 @@ func openDLQ(ctx context.Context, cfg *service.Config, cmd *cobra.Command, op st
 		closers = append(closers, closeDB)
 		audit = a
 	}
-	svc, err := ops.NewDLQService(reader, pub, audit)
+	svc, err := ops.NewDLQService(reader, pub, audit, decorator.Deps{})
 	if err != nil {
 		closeAll()
 		return nil, nil, err

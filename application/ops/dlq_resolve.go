@@ -1,0 +1,176 @@
+package ops
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/marketplace/catalog/application/decorator"
+)
+
+// ErrResolveInvalidRequest: a resolve request that selects nothing, everything
+// implicitly, or two ways at once, or gives no reason. Nothing was resolved.
+var ErrResolveInvalidRequest = errors.New("dlq resolve: invalid request")
+
+// ResolveDLQ records dead letters as dropped on purpose.
+type ResolveDLQ struct {
+	// Request says which messages, how many, who resolves and why.
+	Request ResolveRequest
+	// OnOutcome, if not nil, is called for every selected message.
+	OnOutcome func(ResolveOutcome)
+}
+
+// ResolveDLQHandler answers ResolveDLQ.
+type ResolveDLQHandler decorator.Handler[ResolveDLQ, ResolveSummary]
+
+type resolveDLQHandler struct{ dlqPorts }
+
+// NewResolveDLQHandler returns the decorated handler over reader; audit may be nil, and
+// then Handle fails with ErrAuditUnavailable.
+func NewResolveDLQHandler(reader DLQReader, audit ReplayAudit, deps decorator.Deps) (ResolveDLQHandler, error) {
+	if reader == nil {
+		return nil, errNilReader
+	}
+	return decorator.Apply[ResolveDLQ, ResolveSummary](resolveDLQHandler{dlqPorts{reader: reader, audit: audit}}, deps.Log, deps.Metrics), nil
+}
+
+// ResolveRequest says which DLQ messages an operator drops: they stay in the topic until its
+// retention removes them, but count as handled from now on (the status stops reporting them,
+// replays skip them). Selecting works as for a replay.
+type ResolveRequest struct {
+	// Refs are explicit messages.
+	Refs []DLQRef
+	// Filter selects messages by class, aggregate and failure time.
+	Filter DLQFilter
+	// All selects every message of the DLQ; it must be asked for explicitly.
+	All bool
+	// Limit stops after this many messages were resolved (or would be); 0 means no limit.
+	Limit int
+	// DryRun reports what would be resolved and changes nothing.
+	DryRun bool
+	// Operator is recorded in the audit log: who resolved.
+	Operator string
+	// Reason is recorded in the audit log: why the messages may be dropped. Required.
+	Reason string
+}
+
+// Validate reports a request Resolve refuses (ErrResolveInvalidRequest), without touching
+// anything.
+func (r ResolveRequest) Validate() error {
+	if err := validateSelection(ErrResolveInvalidRequest, r.Refs, r.Filter, r.All, r.Limit, r.Operator); err != nil {
+		return err
+	}
+	switch {
+	case strings.TrimSpace(r.Reason) == "":
+		return fmt.Errorf("%w: say why the messages may be dropped (the reason goes to the audit log)", ErrResolveInvalidRequest)
+	case len(r.Reason) > 2000:
+		return fmt.Errorf("%w: reason longer than 2000 bytes", ErrResolveInvalidRequest)
+	}
+	return nil
+}
+
+// ResolveAction is what a resolution did with one message.
+type ResolveAction string
+
+// Resolve actions.
+const (
+	// ResolveActionResolved: recorded as resolved in the audit log.
+	ResolveActionResolved ResolveAction = "resolved"
+	// ResolveActionWouldResolve: a dry run would have resolved it.
+	ResolveActionWouldResolve ResolveAction = "would-resolve"
+	// ResolveActionSkippedReplayed: a replay already published it, so it is handled.
+	ResolveActionSkippedReplayed ResolveAction = "skipped-already-replayed"
+	// ResolveActionSkippedResolved: it was resolved before.
+	ResolveActionSkippedResolved ResolveAction = "skipped-already-resolved"
+)
+
+// ResolveOutcome is the fate of one message in a resolution.
+type ResolveOutcome struct {
+	// Message is the DLQ message.
+	Message DLQMessage
+	// Action is what happened to it.
+	Action ResolveAction
+	// AuditID is its audit entry, for resolved messages.
+	AuditID int64
+	// Previous is the earlier handling, for skipped messages.
+	Previous *ReplayAuditEntry
+}
+
+// ResolveSummary counts a resolution's outcomes.
+type ResolveSummary struct {
+	// RunID groups the run's audit entries.
+	RunID string
+	// DryRun is true when nothing was changed.
+	DryRun bool
+	// Selected is how many messages the request selected.
+	Selected int
+	// Resolved is how many were resolved (or would be, in a dry run).
+	Resolved int
+	// SkippedHandled is how many were handled already (replayed or resolved).
+	SkippedHandled int
+	// LimitReached is true when the limit stopped the run early.
+	LimitReached bool
+}
+
+// Handle records the selected DLQ messages as resolved: an operator decided to drop them.
+// Nothing is published and the messages stay in the topic; each gets an audit entry with the
+// operator and the reason. Messages handled before are skipped. The summary is returned with
+// the error, if any.
+func (s resolveDLQHandler) Handle(ctx context.Context, q ResolveDLQ) (ResolveSummary, error) {
+	req, onOutcome := q.Request, q.OnOutcome
+	if err := req.Validate(); err != nil {
+		return ResolveSummary{}, err
+	}
+	if s.audit == nil {
+		return ResolveSummary{}, ErrAuditUnavailable
+	}
+	if onOutcome == nil {
+		onOutcome = func(ResolveOutcome) {}
+	}
+	sum := ResolveSummary{RunID: newRunID(), DryRun: req.DryRun}
+	seen := map[DLQRef]bool{}
+	err := s.eachSelected(ctx, "dlq resolve", req.Refs, req.Filter, func(batch []DLQMessage) error {
+		previous, err := s.handled(ctx, batch)
+		if err != nil {
+			return fmt.Errorf("dlq resolve: audit log: %w", err)
+		}
+		for _, m := range batch {
+			if seen[m.Ref] {
+				continue
+			}
+			seen[m.Ref] = true
+			sum.Selected++
+			if prev, ok := previous[m.Ref]; ok {
+				action := ResolveActionSkippedReplayed
+				if prev.Action == AuditActionResolve {
+					action = ResolveActionSkippedResolved
+				}
+				sum.SkippedHandled++
+				onOutcome(ResolveOutcome{Message: m, Action: action, Previous: &prev})
+				continue
+			}
+			if req.Limit > 0 && sum.Resolved >= req.Limit {
+				sum.Selected--
+				sum.LimitReached = true
+				return errReplayStop
+			}
+			if req.DryRun {
+				sum.Resolved++
+				onOutcome(ResolveOutcome{Message: m, Action: ResolveActionWouldResolve})
+				continue
+			}
+			id, err := s.audit.RecordResolution(ctx, ReplayAuditEntry{
+				Action: AuditActionResolve, RunID: sum.RunID, Operator: req.Operator, DLQTopic: s.reader.DLQTopic(), Ref: m.Ref,
+				ErrorClass: m.Class, AggregateID: m.AggregateID, EventID: m.EventID, Note: strings.TrimSpace(req.Reason), Result: ReplayResultOK,
+			})
+			if err != nil {
+				return fmt.Errorf("dlq resolve %s: audit log: %w", m.Ref, err)
+			}
+			sum.Resolved++
+			onOutcome(ResolveOutcome{Message: m, Action: ResolveActionResolved, AuditID: id})
+		}
+		return nil
+	})
+	return sum, replayIgnoreStop(err)
+}
