@@ -9,7 +9,7 @@ import (
 	"github.com/marketplace/catalog/application/decorator"
 )
 
-// ErrAuditUnavailable: the service was built without an audit log.
+// ErrAuditUnavailable means the service was built without an audit log.
 var ErrAuditUnavailable = errors.New("dlq: no audit log configured")
 
 // Actions of an audit entry.

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// ErrDLQInvalidFilter: a filter that can match nothing by construction (an empty time
+// ErrDLQInvalidFilter marks a filter that can match nothing by construction (an empty time
 // range, an empty class).
 var ErrDLQInvalidFilter = errors.New("dlq: invalid filter")
 

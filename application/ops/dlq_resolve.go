@@ -9,7 +9,7 @@ import (
 	"github.com/marketplace/catalog/application/decorator"
 )
 
-// ErrResolveInvalidRequest: a resolve request that selects nothing, everything
+// ErrResolveInvalidRequest marks a resolve request that selects nothing, everything
 // implicitly, or two ways at once, or gives no reason. Nothing was resolved.
 var ErrResolveInvalidRequest = errors.New("dlq resolve: invalid request")
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,27 +21,23 @@ func TestNewServiceChecksItsInputs(t *testing.T) {
 	}
 }
 
-// useCaseMetrics records the use cases the decorators observe.
-type useCaseMetrics struct {
-	mu    sync.Mutex
-	calls []string
-}
+// observeFunc is a metrics client that hands every observation to a function.
+type observeFunc func(name string, d time.Duration, err error)
 
-func (m *useCaseMetrics) ObserveUseCase(name string, _ time.Duration, err error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if err != nil {
-		name += ":error"
-	}
-	m.calls = append(m.calls, name)
-}
+func (f observeFunc) ObserveUseCase(name string, d time.Duration, err error) { f(name, d, err) }
 
 // TestOperationsUseCasesAreObserved: every operations use case reaches the metrics (and the
 // log) through application/decorator under its own name, as the product commands do, so the
 // admin port's and the console's calls show up in catalog_use_case_duration_seconds.
 func TestOperationsUseCasesAreObserved(t *testing.T) {
 	ctx := context.Background()
-	m := &useCaseMetrics{}
+	var calls []string // the handlers report on the calling goroutine
+	m := observeFunc(func(name string, _ time.Duration, err error) {
+		if err != nil {
+			name += ":error"
+		}
+		calls = append(calls, name)
+	})
 	w := healthyWorld()
 	svc, err := ops.NewService(ops.Config{Alias: "ps", EventsTopic: "product.events", DLQTopic: "dlq.product.events", ProjectorGroup: "catalog-projector"},
 		ops.Deps{Database: w, Products: w, Events: w, ReadModel: w, Rebuilds: w, DeadLetters: w, Metrics: m})
@@ -75,8 +70,8 @@ func TestOperationsUseCasesAreObserved(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"get_status", "verify_read_model", "list_dlq", "show_dlq:error", "replay_dlq", "resolve_dlq", "list_dlq_audit"}
-	if !slices.Equal(m.calls, want) {
-		t.Fatalf("observed %q, want %q", m.calls, want)
+	if !slices.Equal(calls, want) {
+		t.Fatalf("observed %q, want %q", calls, want)
 	}
 }
 
