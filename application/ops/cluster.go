@@ -123,7 +123,7 @@ func (s getStatusHandler) readSearch(ctx context.Context) SearchSection {
 }
 
 // evaluateClusters adds the problems of the Kafka and search clusters.
-func evaluateClusters(st *Status, add func(Severity, string, string, ...any), unavailable func(string, error)) {
+func evaluateClusters(st *Status, add addProblem, unavailable sourceUnavailable) {
 	if k := st.Kafka; k.Err != nil {
 		unavailable("kafka topic replication", k.Err)
 	} else {

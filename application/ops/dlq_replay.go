@@ -190,28 +190,8 @@ func (r *replayRun) process(ctx context.Context, batch []DLQMessage) error {
 		}
 		r.seenRefs[m.Ref] = true
 		r.sum.Selected++
-		if m.Truncated {
-			r.sum.SkippedTruncated++
-			r.onOutcome(ReplayOutcome{Message: m, Action: ReplayActionSkippedTruncated})
+		if r.skip(m, previous) {
 			continue
-		}
-		if prev, ok := previous[m.Ref]; ok {
-			action := ReplayActionSkippedReplayed
-			if prev.Action == AuditActionResolve {
-				action = ReplayActionSkippedResolved
-				r.sum.SkippedResolved++
-			} else {
-				r.sum.SkippedReplayed++
-			}
-			r.onOutcome(ReplayOutcome{Message: m, Action: action, Previous: &prev})
-			continue
-		}
-		if m.EventID != "" {
-			if first, ok := r.replayedEvents[m.EventID]; ok {
-				r.sum.SkippedDuplicate++
-				r.onOutcome(ReplayOutcome{Message: m, Action: ReplayActionSkippedDuplicate, DuplicateOf: first})
-				continue
-			}
 		}
 		if r.req.Limit > 0 && r.sum.Replayed >= r.req.Limit {
 			r.sum.Selected-- // not dealt with: the limit stops the run before it
@@ -231,6 +211,33 @@ func (r *replayRun) process(ctx context.Context, batch []DLQMessage) error {
 		}
 	}
 	return nil
+}
+
+// skip reports, and tells onOutcome, when m is not to be replayed: its payload was cut, it
+// was handled before, or another copy of its event is replayed in this run.
+func (r *replayRun) skip(m DLQMessage, previous map[DLQRef]ReplayAuditEntry) bool {
+	if m.Truncated {
+		r.sum.SkippedTruncated++
+		r.onOutcome(ReplayOutcome{Message: m, Action: ReplayActionSkippedTruncated})
+		return true
+	}
+	if prev, ok := previous[m.Ref]; ok {
+		action := ReplayActionSkippedReplayed
+		if prev.Action == AuditActionResolve {
+			action = ReplayActionSkippedResolved
+			r.sum.SkippedResolved++
+		} else {
+			r.sum.SkippedReplayed++
+		}
+		r.onOutcome(ReplayOutcome{Message: m, Action: action, Previous: &prev})
+		return true
+	}
+	if first, ok := r.replayedEvents[m.EventID]; ok && m.EventID != "" {
+		r.sum.SkippedDuplicate++
+		r.onOutcome(ReplayOutcome{Message: m, Action: ReplayActionSkippedDuplicate, DuplicateOf: first})
+		return true
+	}
+	return false
 }
 
 // replayOne audits, publishes and completes the audit entry of one message.

@@ -128,49 +128,67 @@ func (s resolveDLQHandler) Handle(ctx context.Context, q ResolveDLQ) (ResolveSum
 	if onOutcome == nil {
 		onOutcome = func(ResolveOutcome) {}
 	}
-	sum := ResolveSummary{RunID: newRunID(), DryRun: req.DryRun}
-	seen := map[DLQRef]bool{}
-	err := s.eachSelected(ctx, "dlq resolve", req.Refs, req.Filter, func(batch []DLQMessage) error {
-		previous, err := s.handled(ctx, batch)
-		if err != nil {
-			return fmt.Errorf("dlq resolve: audit log: %w", err)
+	r := &resolveRun{s: s.dlqPorts, req: req, onOutcome: onOutcome, sum: ResolveSummary{RunID: newRunID(), DryRun: req.DryRun}, seen: map[DLQRef]bool{}}
+	err := s.eachSelected(ctx, "dlq resolve", req.Refs, req.Filter, func(batch []DLQMessage) error { return r.process(ctx, batch) })
+	return r.sum, replayIgnoreStop(err)
+}
+
+type resolveRun struct {
+	s         dlqPorts
+	req       ResolveRequest
+	onOutcome func(ResolveOutcome)
+	sum       ResolveSummary
+	seen      map[DLQRef]bool
+}
+
+// process deals with one batch of selected messages in order.
+func (r *resolveRun) process(ctx context.Context, batch []DLQMessage) error {
+	previous, err := r.s.handled(ctx, batch)
+	if err != nil {
+		return fmt.Errorf("dlq resolve: audit log: %w", err)
+	}
+	for _, m := range batch {
+		if r.seen[m.Ref] {
+			continue
 		}
-		for _, m := range batch {
-			if seen[m.Ref] {
-				continue
+		r.seen[m.Ref] = true
+		r.sum.Selected++
+		if prev, ok := previous[m.Ref]; ok {
+			action := ResolveActionSkippedReplayed
+			if prev.Action == AuditActionResolve {
+				action = ResolveActionSkippedResolved
 			}
-			seen[m.Ref] = true
-			sum.Selected++
-			if prev, ok := previous[m.Ref]; ok {
-				action := ResolveActionSkippedReplayed
-				if prev.Action == AuditActionResolve {
-					action = ResolveActionSkippedResolved
-				}
-				sum.SkippedHandled++
-				onOutcome(ResolveOutcome{Message: m, Action: action, Previous: &prev})
-				continue
-			}
-			if req.Limit > 0 && sum.Resolved >= req.Limit {
-				sum.Selected--
-				sum.LimitReached = true
-				return errReplayStop
-			}
-			if req.DryRun {
-				sum.Resolved++
-				onOutcome(ResolveOutcome{Message: m, Action: ResolveActionWouldResolve})
-				continue
-			}
-			id, err := s.audit.RecordResolution(ctx, ReplayAuditEntry{
-				Action: AuditActionResolve, RunID: sum.RunID, Operator: req.Operator, DLQTopic: s.reader.DLQTopic(), Ref: m.Ref,
-				ErrorClass: m.Class, AggregateID: m.AggregateID, EventID: m.EventID, Note: strings.TrimSpace(req.Reason), Result: ReplayResultOK,
-			})
-			if err != nil {
-				return fmt.Errorf("dlq resolve %s: audit log: %w", m.Ref, err)
-			}
-			sum.Resolved++
-			onOutcome(ResolveOutcome{Message: m, Action: ResolveActionResolved, AuditID: id})
+			r.sum.SkippedHandled++
+			r.onOutcome(ResolveOutcome{Message: m, Action: action, Previous: &prev})
+			continue
 		}
+		if r.req.Limit > 0 && r.sum.Resolved >= r.req.Limit {
+			r.sum.Selected--
+			r.sum.LimitReached = true
+			return errReplayStop
+		}
+		if err := r.resolveOne(ctx, m); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resolveOne records one message as resolved, or says it would be in a dry run.
+func (r *resolveRun) resolveOne(ctx context.Context, m DLQMessage) error {
+	if r.req.DryRun {
+		r.sum.Resolved++
+		r.onOutcome(ResolveOutcome{Message: m, Action: ResolveActionWouldResolve})
 		return nil
+	}
+	id, err := r.s.audit.RecordResolution(ctx, ReplayAuditEntry{
+		Action: AuditActionResolve, RunID: r.sum.RunID, Operator: r.req.Operator, DLQTopic: r.s.reader.DLQTopic(), Ref: m.Ref,
+		ErrorClass: m.Class, AggregateID: m.AggregateID, EventID: m.EventID, Note: strings.TrimSpace(r.req.Reason), Result: ReplayResultOK,
 	})
-	return sum, replayIgnoreStop(err)
+	if err != nil {
+		return fmt.Errorf("dlq resolve %s: audit log: %w", m.Ref, err)
+	}
+	r.sum.Resolved++
+	r.onOutcome(ResolveOutcome{Message: m, Action: ResolveActionResolved, AuditID: id})
+	return nil
 }

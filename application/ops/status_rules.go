@@ -87,16 +87,34 @@ type Problem struct {
 	Message string
 }
 
-// evaluate applies the health rules to st, filling Counts, Problems and Healthy.
+// addProblem records one finding of a status.
+type addProblem func(sev Severity, check, format string, args ...any)
+
+// sourceUnavailable records that a source of a status could not be read.
+type sourceUnavailable func(what string, err error)
+
+// evaluate applies the health rules to st, filling Counts, Problems and Healthy. Each rule
+// looks at one part of the pipeline; the problems are listed errors first, otherwise in the
+// order of the rules.
 func evaluate(st *Status) {
-	th := st.Thresholds
 	add := func(sev Severity, check, format string, args ...any) {
 		st.Problems = append(st.Problems, Problem{Severity: sev, Check: check, Message: fmt.Sprintf(format, args...)})
 	}
 	unavailable := func(what string, err error) {
 		add(SeverityError, CheckUnavailable, "%s: cannot be read, so its health is unknown: %v", what, err)
 	}
+	for _, rule := range []func(*Status, addProblem, sourceUnavailable){
+		evaluateOutbox, evaluateProjector, evaluateReadModel, evaluateCounts, evaluateDLQ, evaluateTransactions, evaluateClusters, evaluateRebuild,
+	} {
+		rule(st, add, unavailable)
+	}
+	slices.SortStableFunc(st.Problems, func(a, b Problem) int { return cmp.Compare(b.Severity, a.Severity) })
+	st.Healthy = !slices.ContainsFunc(st.Problems, func(p Problem) bool { return p.Severity >= SeverityError })
+}
 
+// evaluateOutbox judges the relay's backlog and names what holds it back.
+func evaluateOutbox(st *Status, add addProblem, unavailable sourceUnavailable) {
+	th := st.Thresholds
 	if o := st.Outbox; o.Err != nil {
 		unavailable("outbox", o.Err)
 	} else if o.Backlog > 0 && o.OldestAge > th.MaxOutboxAge {
@@ -120,7 +138,11 @@ func evaluate(st *Status) {
 		add(SeverityError, CheckOutboxAge, "outbox: %d events not relayed, the oldest waiting for %s (limit %s)%s",
 			o.Backlog, round(o.OldestAge), round(th.MaxOutboxAge), cause)
 	}
+}
 
+// evaluateProjector judges the projector group: offsets, lag, stalled partitions, members.
+func evaluateProjector(st *Status, add addProblem, unavailable sourceUnavailable) {
+	th := st.Thresholds
 	if p := st.Projector; p.Err != nil {
 		unavailable("projector lag of group "+p.Group, p.Err)
 	} else {
@@ -151,7 +173,10 @@ func evaluate(st *Status) {
 			add(SeverityWarning, CheckProjectorNoMembers, "projector: no consumer is in group %s (state %s); events are not being projected", p.Group, orUnknown(p.State))
 		}
 	}
+}
 
+// evaluateReadModel judges the alias, the mapping of its index, and whether that index is behind the event log.
+func evaluateReadModel(st *Status, add addProblem, unavailable sourceUnavailable) {
 	rm := st.ReadModel
 	switch {
 	case rm.Err != nil:
@@ -177,7 +202,12 @@ func evaluate(st *Status) {
 			"A rollback or rebuild did not finish catching it up; recovery on a serving replica retries it within seconds ('catalog rebuild status' and the logs say why it cannot); if it stays behind, run 'catalog rebuild'",
 			rm.Alias, rm.Index, rebuild.Offsets(rm.CompleteBefore), missing)
 	}
+}
 
+// evaluateCounts compares live documents with live products, filling st.Counts.
+func evaluateCounts(st *Status, add addProblem, unavailable sourceUnavailable) {
+	th := st.Thresholds
+	rm := st.ReadModel
 	if st.Products.Err != nil {
 		unavailable("product counts", st.Products.Err)
 	} else if rm.Err == nil && rm.AliasExists && rm.IndexKnown {
@@ -191,14 +221,21 @@ func evaluate(st *Status) {
 				rm.Index, rm.LiveDocuments, st.Products.Live, drift, st.Counts.Allowed)
 		}
 	}
+}
 
+// evaluateDLQ judges the dead letters nobody has handled.
+func evaluateDLQ(st *Status, add addProblem, unavailable sourceUnavailable) {
 	if d := st.DLQ; d.Err != nil {
 		unavailable("dead-letter topic "+d.Topic, d.Err)
 	} else if d.Unhandled > 0 {
 		add(SeverityError, CheckDLQ, "dlq: %d of the %d messages in %s are unhandled: replay them once the cause is fixed, or resolve those to drop ('catalog dlq list', 'catalog dlq replay', 'catalog dlq resolve'); nothing is replayed automatically",
 			d.Unhandled, d.Depth, d.Topic)
 	}
+}
 
+// evaluateTransactions judges the long database transactions.
+func evaluateTransactions(st *Status, add addProblem, unavailable sourceUnavailable) {
+	th := st.Thresholds
 	if st.Transactions.Err != nil {
 		unavailable("database transactions", st.Transactions.Err)
 	}
@@ -217,17 +254,15 @@ func evaluate(st *Status) {
 				describeTx(tx), round(tx.Age), round(th.MaxTxAge), effect, endTx(tx))
 		}
 	}
+}
 
-	evaluateClusters(st, add, unavailable)
-
+// evaluateRebuild reports the last rebuild when it failed.
+func evaluateRebuild(st *Status, add addProblem, unavailable sourceUnavailable) {
 	if r := st.Rebuild; r.Err != nil {
 		add(SeverityWarning, CheckUnavailable, "rebuilds: the last rebuild cannot be read: %v", r.Err)
 	} else if r.Last != nil && r.Last.Phase == readmodel.PhaseFailed {
 		add(SeverityWarning, CheckRebuildFailed, "rebuild: the last rebuild %s failed: %s", r.Last.ID, r.Last.Error)
 	}
-
-	slices.SortStableFunc(st.Problems, func(a, b Problem) int { return cmp.Compare(b.Severity, a.Severity) })
-	st.Healthy = !slices.ContainsFunc(st.Problems, func(p Problem) bool { return p.Severity >= SeverityError })
 }
 
 // eventsAfter counts the events of the projector's partitions from pos to their end; ok is
