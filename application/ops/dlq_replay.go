@@ -64,7 +64,7 @@ type ReplayRequest struct {
 	Operator string
 }
 
-// Validate reports a request Replay refuses (ErrReplayInvalidRequest), without touching
+// Validate reports a request ReplayDLQ refuses (ErrReplayInvalidRequest), without touching
 // anything, so a caller can reject it before connecting anywhere.
 func (r ReplayRequest) Validate() error {
 	return validateSelection(ErrReplayInvalidRequest, r.Refs, r.Filter, r.All, r.Limit, r.Operator)

@@ -55,7 +55,7 @@ type ResolveRequest struct {
 	Reason string
 }
 
-// Validate reports a request Resolve refuses (ErrResolveInvalidRequest), without touching
+// Validate reports a request ResolveDLQ refuses (ErrResolveInvalidRequest), without touching
 // anything.
 func (r ResolveRequest) Validate() error {
 	if err := validateSelection(ErrResolveInvalidRequest, r.Refs, r.Filter, r.All, r.Limit, r.Operator); err != nil {
