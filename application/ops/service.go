@@ -42,12 +42,6 @@ const (
 	DefaultVerifyMaxPending = 50_000
 )
 
-// withDefaults returns c with every zero field that has a default set to it.
-func (c Config) withDefaults() Config {
-	c.setDefaults()
-	return c
-}
-
 func (c *Config) setDefaults() {
 	if c.SourceTimeout == 0 {
 		c.SourceTimeout = DefaultSourceTimeout
@@ -100,7 +94,7 @@ type Deps struct {
 	Search SearchCluster
 	// Progress remembers when each partition's committed offset last moved; the metrics
 	// sampler should feed the same one, so a stall is known before anyone asks. Nil gives
-	// the service one of its own, fed only by Status.
+	// the status one of its own, fed only by GetStatus.
 	Progress *CommitProgress
 	// Log receives Verify's summary lines and a debug line per use-case execution; nil
 	// discards them.
@@ -116,14 +110,9 @@ type Service struct {
 	verify VerifyReadModelHandler
 }
 
-// NewService returns the operations use cases over their ports.
+// NewService returns the operations use cases over their ports; each constructor checks
+// the configuration and the ports it needs.
 func NewService(cfg Config, deps Deps) (*Service, error) {
-	if err := cfg.withDefaults().Validate(); err != nil {
-		return nil, err
-	}
-	if deps.Database == nil || deps.Products == nil || deps.Events == nil || deps.ReadModel == nil || deps.Rebuilds == nil || deps.DeadLetters == nil {
-		return nil, errors.New("ops: nil dependency")
-	}
 	status, err := NewGetStatusHandler(cfg, deps)
 	if err != nil {
 		return nil, err
