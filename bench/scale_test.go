@@ -24,6 +24,7 @@ import (
 	"github.com/marketplace/catalog/adapters/postgres"
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
 	"github.com/marketplace/catalog/internal/testenv"
+	grpcport "github.com/marketplace/catalog/ports/grpc"
 )
 
 // Targets of the rebuild at scale, checked (reported, never asserted) by BenchmarkRebuildScale.
@@ -362,7 +363,7 @@ func runScale(b *testing.B, run scaleRun) scaleResult {
 				res.resumedAfter = time.Since(killedAt)
 			}
 		}
-		if terminalPhase(r.GetPhase()) {
+		if grpcport.PhaseFromProto(r.GetPhase()).Terminal() {
 			break
 		}
 	}
@@ -649,13 +650,4 @@ func machine() string {
 
 func phaseName(p projectionv1.RebuildPhase) string {
 	return strings.ToLower(strings.TrimPrefix(p.String(), "REBUILD_PHASE_"))
-}
-
-func terminalPhase(p projectionv1.RebuildPhase) bool {
-	switch p {
-	case projectionv1.RebuildPhase_REBUILD_PHASE_SUCCEEDED, projectionv1.RebuildPhase_REBUILD_PHASE_FAILED,
-		projectionv1.RebuildPhase_REBUILD_PHASE_CANCELLED:
-		return true
-	}
-	return false
 }

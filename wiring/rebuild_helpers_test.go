@@ -29,6 +29,7 @@ import (
 	"github.com/marketplace/catalog/adapters/postgres"
 	projectionv1 "github.com/marketplace/catalog/api/gen/catalog/projection/v1"
 	"github.com/marketplace/catalog/internal/testenv"
+	grpcport "github.com/marketplace/catalog/ports/grpc"
 	"github.com/marketplace/catalog/service"
 	"github.com/marketplace/catalog/wiring"
 )
@@ -59,15 +60,6 @@ func startRebuild(t *testing.T, c projectionv1.ProjectionAdminClient, src projec
 	return r
 }
 
-func terminalPhase(p projectionv1.RebuildPhase) bool {
-	switch p {
-	case projectionv1.RebuildPhase_REBUILD_PHASE_SUCCEEDED, projectionv1.RebuildPhase_REBUILD_PHASE_FAILED,
-		projectionv1.RebuildPhase_REBUILD_PHASE_CANCELLED:
-		return true
-	}
-	return false
-}
-
 // watchRebuild follows WatchRebuild until the rebuild is terminal or until stop (may be nil)
 // returns true for a progress message; it returns the last record seen.
 func watchRebuild(t *testing.T, c projectionv1.ProjectionAdminClient, id string, timeout time.Duration, stop func(*projectionv1.RebuildProgress) bool) *projectionv1.Rebuild {
@@ -82,7 +74,7 @@ func watchRebuild(t *testing.T, c projectionv1.ProjectionAdminClient, id string,
 	for {
 		p, err := stream.Recv()
 		if err != nil {
-			if last != nil && terminalPhase(last.GetPhase()) {
+			if last != nil && grpcport.PhaseFromProto(last.GetPhase()).Terminal() {
 				return last
 			}
 			t.Fatalf("WatchRebuild(%s) ended before the rebuild did (last %v): %v", id, last, err)
@@ -91,7 +83,7 @@ func watchRebuild(t *testing.T, c projectionv1.ProjectionAdminClient, id string,
 		if stop != nil && stop(p) {
 			return last
 		}
-		if terminalPhase(last.GetPhase()) {
+		if grpcport.PhaseFromProto(last.GetPhase()).Terminal() {
 			return last
 		}
 	}

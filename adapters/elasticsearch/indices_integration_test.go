@@ -14,6 +14,7 @@ import (
 
 	"github.com/marketplace/catalog/adapters/elasticsearch"
 	"github.com/marketplace/catalog/application/query"
+	"github.com/marketplace/catalog/internal/readmodeltest"
 )
 
 func TestIndexNameFormat(t *testing.T) {
@@ -209,7 +210,7 @@ func TestSwitchAliasIsAtomic(t *testing.T) {
 	a := e.ensure()
 	p := e.projection()
 	for i := range 5 {
-		if err := p.Apply(ctx, rmProduct{ID: rmNewID(), Name: "Switch item", Amount: int64(100 + i)}.snapshot(t)); err != nil {
+		if err := p.Apply(ctx, readmodeltest.Product{ID: readmodeltest.NewID(), Name: "Switch item", Amount: int64(100 + i)}.Snapshot(t)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -319,8 +320,8 @@ func TestListIndicesAndCount(t *testing.T) {
 	cur := e.ensure()
 	p := e.projection()
 	for i := range 7 {
-		if err := p.Apply(ctx, rmProduct{ID: rmNewID(), Amount: 100, Attributes: map[string]string{"a": "b", "c": "d"},
-			Version: 2, Deleted: i < 3}.snapshot(t)); err != nil {
+		if err := p.Apply(ctx, readmodeltest.Product{ID: readmodeltest.NewID(), Amount: 100, Attributes: map[string]string{"a": "b", "c": "d"},
+			Version: 2, Deleted: i < 3}.Snapshot(t)); err != nil {
 			t.Fatal(err)
 		}
 	}

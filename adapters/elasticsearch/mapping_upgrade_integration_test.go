@@ -10,6 +10,7 @@ import (
 	"github.com/marketplace/catalog/adapters/elasticsearch"
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/query"
+	"github.com/marketplace/catalog/internal/readmodeltest"
 )
 
 // liveV1 makes an index as the release before tags created it (mapping version 1) the alias's
@@ -45,7 +46,7 @@ func TestExtendMappingLetsAnOldLiveIndexTakeNewDocuments(t *testing.T) {
 		t.Fatalf("a second ExtendMapping (another replica starting) = %v, %v; want nothing to add", again, err)
 	}
 	p := e.projection()
-	snap := rmProduct{ID: rmNewID(), Name: "Upgrade kettle", Tags: []string{"sale"}}.snapshot(t)
+	snap := readmodeltest.Product{ID: readmodeltest.NewID(), Name: "Upgrade kettle", Tags: []string{"sale"}}.Snapshot(t)
 	if err := p.Apply(ctx, snap); err != nil {
 		t.Fatalf("Apply on the extended v1 index: %v", err)
 	}
@@ -84,7 +85,7 @@ func TestApplyToAnIndexBehindTheCodeHealsInsteadOfDeadLettering(t *testing.T) {
 	ctx := e.ctx()
 	e.liveV1()
 	p := e.projection()
-	snap := rmProduct{ID: rmNewID(), Name: "Healing lamp", Tags: []string{"eco"}}.snapshot(t)
+	snap := readmodeltest.Product{ID: readmodeltest.NewID(), Name: "Healing lamp", Tags: []string{"eco"}}.Snapshot(t)
 	err := p.Apply(ctx, snap)
 	if !errors.Is(err, elasticsearch.ErrMappingBehind) || errors.Is(err, command.ErrProjectionRejected) {
 		t.Fatalf("first Apply = %v, want a transient ErrMappingBehind", err)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/marketplace/catalog/adapters/elasticsearch"
 	"github.com/marketplace/catalog/application/command"
+	"github.com/marketplace/catalog/internal/readmodeltest"
 )
 
 // rmFakeBulk is a bulk endpoint whose answers the test chooses: either the whole request fails
@@ -113,7 +114,7 @@ func TestApplyClassifiesFailures(t *testing.T) {
 			p := rmFakeProjection(t, srv.URL, 5*time.Second)
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			err := p.Apply(ctx, rmProduct{ID: rmNewID(), Version: 4}.snapshot(t))
+			err := p.Apply(ctx, readmodeltest.Product{ID: readmodeltest.NewID(), Version: 4}.Snapshot(t))
 			switch {
 			case tc.want == ok && err != nil:
 				t.Fatalf("Apply = %v, want success", err)
@@ -140,7 +141,7 @@ func TestApplyNeverHangs(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			p := rmFakeProjection(t, url, 300*time.Millisecond)
 			start := time.Now()
-			err := p.Apply(context.Background(), rmProduct{ID: rmNewID()}.snapshot(t))
+			err := p.Apply(context.Background(), readmodeltest.Product{ID: readmodeltest.NewID()}.Snapshot(t))
 			if err == nil || errors.Is(err, command.ErrProjectionRejected) {
 				t.Fatalf("Apply = %v, want a transient error", err)
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/marketplace/catalog/adapters/elasticsearch"
 	"github.com/marketplace/catalog/application/command"
 	"github.com/marketplace/catalog/application/query"
+	"github.com/marketplace/catalog/internal/readmodeltest"
 )
 
 func TestApplyIsOrderIndependentAndIdempotent(t *testing.T) {
@@ -20,12 +21,12 @@ func TestApplyIsOrderIndependentAndIdempotent(t *testing.T) {
 	e.ensure()
 	p := e.projection()
 	ctx := e.ctx()
-	id := rmNewID()
-	v := func(n int64) rmProduct {
-		return rmProduct{ID: id, Version: n, Name: fmt.Sprintf("Name v%d", n), Amount: 100 * n, Stock: n}
+	id := readmodeltest.NewID()
+	v := func(n int64) readmodeltest.Product {
+		return readmodeltest.Product{ID: id, Version: n, Name: fmt.Sprintf("Name v%d", n), Amount: 100 * n, Stock: n}
 	}
 	for _, n := range []int64{3, 1, 2, 3, 1} {
-		if err := p.Apply(ctx, v(n).snapshot(t)); err != nil {
+		if err := p.Apply(ctx, v(n).Snapshot(t)); err != nil {
 			t.Fatalf("Apply v%d: %v", n, err)
 		}
 	}
@@ -48,19 +49,19 @@ func TestTombstoneBeatsOlderEventsAfterGCDeletes(t *testing.T) {
 	e.ensure()
 	p := e.projection()
 	ctx := e.ctx()
-	id := rmNewID()
-	live := rmProduct{ID: id, Version: 1, Name: "Phoenix lamp", Amount: 500, Stock: 1}
-	if err := p.Apply(ctx, live.snapshot(t)); err != nil {
+	id := readmodeltest.NewID()
+	live := readmodeltest.Product{ID: id, Version: 1, Name: "Phoenix lamp", Amount: 500, Stock: 1}
+	if err := p.Apply(ctx, live.Snapshot(t)); err != nil {
 		t.Fatal(err)
 	}
 	tomb := live
 	tomb.Version, tomb.Deleted = 2, true
-	if err := p.Apply(ctx, tomb.snapshot(t)); err != nil {
+	if err := p.Apply(ctx, tomb.Snapshot(t)); err != nil {
 		t.Fatal(err)
 	}
 	// Longer than gc_deletes: a real delete would have been forgotten by now.
 	time.Sleep(1500 * time.Millisecond)
-	if err := p.Apply(ctx, live.snapshot(t)); err != nil {
+	if err := p.Apply(ctx, live.Snapshot(t)); err != nil {
 		t.Fatalf("replayed create: %v", err)
 	}
 	e.refresh()
@@ -113,10 +114,10 @@ func TestApplyMappingRejectionIsPermanent(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := e.projection()
-	if err := p.Apply(ctx, rmProduct{ID: rmNewID(), Amount: 1 << 20}.snapshot(t)); err != nil {
+	if err := p.Apply(ctx, readmodeltest.Product{ID: readmodeltest.NewID(), Amount: 1 << 20}.Snapshot(t)); err != nil {
 		t.Fatalf("a price that fits: %v", err)
 	}
-	err := p.Apply(ctx, rmProduct{ID: rmNewID(), Amount: 3_000_000_000}.snapshot(t))
+	err := p.Apply(ctx, readmodeltest.Product{ID: readmodeltest.NewID(), Amount: 3_000_000_000}.Snapshot(t))
 	if !errors.Is(err, command.ErrProjectionRejected) {
 		t.Fatalf("Apply(price > 2^31) = %v, want ErrProjectionRejected", err)
 	}
@@ -126,7 +127,7 @@ func TestApplyMappingRejectionIsPermanent(t *testing.T) {
 func TestApplyWithoutAliasIsTransientAndCreatesNoIndex(t *testing.T) {
 	e := rmSetup(t, nil)
 	p := e.projection()
-	err := p.Apply(e.ctx(), rmProduct{ID: rmNewID(), Amount: 100}.snapshot(t))
+	err := p.Apply(e.ctx(), readmodeltest.Product{ID: readmodeltest.NewID(), Amount: 100}.Snapshot(t))
 	if err == nil || errors.Is(err, command.ErrProjectionRejected) {
 		t.Fatalf("Apply without alias = %v, want a transient error", err)
 	}
@@ -153,8 +154,8 @@ func TestApplyConcurrentWritesAllLand(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range perGoroutine {
-				s := rmProduct{ID: rmNewID(), Name: fmt.Sprintf("Bulk %d-%d", g, i), Amount: int64(i), Stock: int64(g),
-					Attributes: map[string]string{"g": fmt.Sprint(g)}}.snapshot(t)
+				s := readmodeltest.Product{ID: readmodeltest.NewID(), Name: fmt.Sprintf("Bulk %d-%d", g, i), Amount: int64(i), Stock: int64(g),
+					Attributes: map[string]string{"g": fmt.Sprint(g)}}.Snapshot(t)
 				if err := p.Apply(ctx, s); err != nil {
 					errs <- fmt.Errorf("goroutine %d item %d: %w", g, i, err)
 					return
@@ -185,16 +186,16 @@ func TestApplyAfterCloseAndCancelledContext(t *testing.T) {
 	p := e.projection()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := p.Apply(ctx, rmProduct{ID: rmNewID()}.snapshot(t)); !errors.Is(err, context.Canceled) {
+	if err := p.Apply(ctx, readmodeltest.Product{ID: readmodeltest.NewID()}.Snapshot(t)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Apply(cancelled ctx) = %v, want context.Canceled", err)
 	}
-	if err := p.Apply(e.ctx(), rmProduct{ID: rmNewID()}.snapshot(t)); err != nil {
+	if err := p.Apply(e.ctx(), readmodeltest.Product{ID: readmodeltest.NewID()}.Snapshot(t)); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Close(e.ctx()); err != nil {
 		t.Fatal(err)
 	}
-	err := p.Apply(e.ctx(), rmProduct{ID: rmNewID()}.snapshot(t))
+	err := p.Apply(e.ctx(), readmodeltest.Product{ID: readmodeltest.NewID()}.Snapshot(t))
 	if !errors.Is(err, elasticsearch.ErrProjectionClosed) || errors.Is(err, command.ErrProjectionRejected) {
 		t.Fatalf("Apply after Close = %v, want ErrProjectionClosed", err)
 	}

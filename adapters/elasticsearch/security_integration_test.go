@@ -13,6 +13,7 @@ import (
 
 	"github.com/marketplace/catalog/adapters/elasticsearch"
 	"github.com/marketplace/catalog/application/query"
+	"github.com/marketplace/catalog/internal/readmodeltest"
 	"github.com/marketplace/catalog/internal/securetest"
 	"github.com/marketplace/catalog/internal/testenv"
 )
@@ -43,8 +44,8 @@ func TestSecuredCluster(t *testing.T) {
 			before := proxy.Admitted() + second.Admitted()
 			e := rmSetup(t, mutate)
 			e.ensure()
-			p := rmProduct{ID: rmNewID(), Name: "Secure lamp"}
-			if err := e.projection().Apply(e.ctx(), p.snapshot(t)); err != nil {
+			p := readmodeltest.Product{ID: readmodeltest.NewID(), Name: "Secure lamp"}
+			if err := e.projection().Apply(e.ctx(), p.Snapshot(t)); err != nil {
 				t.Fatalf("apply through the secured cluster: %v", err)
 			}
 			e.refresh()

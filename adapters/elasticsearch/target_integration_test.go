@@ -22,6 +22,7 @@ import (
 	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/domain/readmodel"
+	"github.com/marketplace/catalog/internal/readmodeltest"
 )
 
 // target returns the rebuild target of the test's alias, closed at the end of the test.
@@ -76,14 +77,14 @@ func rmSnapshots(t testing.TB, n int) []product.Snapshot {
 	t.Helper()
 	out := make([]product.Snapshot, n)
 	for i := range out {
-		p := rmProduct{
-			ID: rmNewID(), Version: 1 + rand.Int64N(50),
+		p := readmodeltest.Product{
+			ID: readmodeltest.NewID(), Version: 1 + rand.Int64N(50),
 			Name: fmt.Sprintf("Rebuild item %d", i), Description: "A product written by a rebuild test",
 			Category: "Tools", Brand: "Acme", Amount: 100 + int64(i), Stock: int64(i % 7),
 			Attributes: map[string]string{"color": []string{"red", "green", "blue"}[i%3], "size": "m"},
 			Deleted:    i%10 == 3,
 		}
-		out[i] = p.snapshot(t)
+		out[i] = p.Snapshot(t)
 	}
 	return out
 }
@@ -235,9 +236,9 @@ func TestTargetWriteOlderVersionKeepsNewer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id := rmNewID()
+	id := readmodeltest.NewID()
 	v := func(n int64, name string) product.Snapshot {
-		return rmProduct{ID: id, Version: n, Name: name, Amount: 100 * n}.snapshot(t)
+		return readmodeltest.Product{ID: id, Version: n, Name: name, Amount: 100 * n}.Snapshot(t)
 	}
 	if err := tg.Write(ctx, index, []product.Snapshot{v(5, "Newer")}); err != nil {
 		t.Fatalf("Write v5: %v", err)

@@ -154,27 +154,7 @@ func runFacets(t *testing.T, newFixture func(t *testing.T) Fixture) {
 	e.refresh()
 
 	for _, tc := range facetCases {
-		t.Run(tc.name, func(t *testing.T) {
-			res := e.search(tc.q)
-			if res.Total != tc.total {
-				t.Errorf("total %d, want %d (%v)", res.Total, tc.total, names(res.Items))
-			}
-			if res.Facets == nil {
-				t.Fatalf("no facets for %v", tc.q.Facets)
-			}
-			checkValues := func(name string, got, want []query.FacetValue) {
-				if want != nil && !slices.Equal(nonNil(got), want) {
-					t.Errorf("%s facet = %v, want %v", name, got, want)
-				}
-			}
-			checkValues("category", res.Facets.Category, tc.category)
-			checkValues("brand", res.Facets.Brand, tc.brand)
-			checkValues("tags", res.Facets.Tags, tc.tags)
-			checkValues("in_stock", res.Facets.InStock, tc.inStock)
-			if tc.price != nil {
-				checkPrice(t, tc.q, res.Facets.Price, tc.price)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkFacets(t, e, tc) })
 	}
 
 	t.Run("facets only when asked for", func(t *testing.T) {
@@ -221,6 +201,30 @@ func runFacets(t *testing.T, newFixture func(t *testing.T) Fixture) {
 			}
 		}
 	})
+}
+
+// checkFacets runs tc's search and compares its total and the facets tc pins.
+func checkFacets(t *testing.T, e *env, tc facetCase) {
+	t.Helper()
+	res := e.search(tc.q)
+	if res.Total != tc.total {
+		t.Errorf("total %d, want %d (%v)", res.Total, tc.total, names(res.Items))
+	}
+	if res.Facets == nil {
+		t.Fatalf("no facets for %v", tc.q.Facets)
+	}
+	checkValues := func(name string, got, want []query.FacetValue) {
+		if want != nil && !slices.Equal(nonNil(got), want) {
+			t.Errorf("%s facet = %v, want %v", name, got, want)
+		}
+	}
+	checkValues("category", res.Facets.Category, tc.category)
+	checkValues("brand", res.Facets.Brand, tc.brand)
+	checkValues("tags", res.Facets.Tags, tc.tags)
+	checkValues("in_stock", res.Facets.InStock, tc.inStock)
+	if tc.price != nil {
+		checkPrice(t, tc.q, res.Facets.Price, tc.price)
+	}
 }
 
 func checkPrice(t *testing.T, q query.SearchProducts, got []query.PriceBucket, counts []int64) {

@@ -86,32 +86,7 @@ func runHighlight(t *testing.T, newFixture func(t *testing.T) Fixture) {
 
 	t.Run("a long description gives bounded fragments around its matches", func(t *testing.T) {
 		it := find(t, query.SearchProducts{Text: "needle", Category: "hl", Highlight: true}, "Sewing kit")
-		frags := it.Highlight.Description
-		if len(frags) != 3 {
-			t.Fatalf("%d fragments %q, want 3", len(frags), renderAll(frags))
-		}
-		last := -1
-		for _, f := range frags {
-			text := ""
-			for _, p := range f {
-				text += p.Text
-				if p.Match && !strings.EqualFold(p.Text, "needle") {
-					t.Errorf("marked %q", p.Text)
-				}
-			}
-			at := strings.Index(longDescription, text)
-			if at <= last || !strings.Contains(render(f), "[[") || utf8.RuneCountInString(text) > query.HighlightFragmentRunes {
-				t.Errorf("fragment %q: at %d (previous at %d), %d characters, want a piece of the description after the previous one, at most %d long, with a match",
-					render(f), at, last, utf8.RuneCountInString(text), query.HighlightFragmentRunes)
-			}
-			last = at
-		}
-		if got := render(frags[0]); !strings.HasPrefix(got, "[[Needle]] work") {
-			t.Errorf("first fragment %q, want it to start at the first match", got)
-		}
-		if got := render(frags[2]); !strings.HasSuffix(got, "the last [[needle]]") {
-			t.Errorf("last fragment %q, want it to end with the description", got)
-		}
+		checkLongDescriptionFragments(t, it.Highlight.Description)
 	})
 
 	t.Run("only when asked for, and only for text", func(t *testing.T) {
@@ -126,4 +101,35 @@ func runHighlight(t *testing.T, newFixture func(t *testing.T) Fixture) {
 			}
 		}
 	})
+}
+
+// checkLongDescriptionFragments: a long description gives three bounded fragments, in the
+// description's order, each around a match, from the first match to the description's end.
+func checkLongDescriptionFragments(t *testing.T, frags []query.Fragment) {
+	t.Helper()
+	if len(frags) != 3 {
+		t.Fatalf("%d fragments %q, want 3", len(frags), renderAll(frags))
+	}
+	last := -1
+	for _, f := range frags {
+		text := ""
+		for _, p := range f {
+			text += p.Text
+			if p.Match && !strings.EqualFold(p.Text, "needle") {
+				t.Errorf("marked %q", p.Text)
+			}
+		}
+		at := strings.Index(longDescription, text)
+		if at <= last || !strings.Contains(render(f), "[[") || utf8.RuneCountInString(text) > query.HighlightFragmentRunes {
+			t.Errorf("fragment %q: at %d (previous at %d), %d characters, want a piece of the description after the previous one, at most %d long, with a match",
+				render(f), at, last, utf8.RuneCountInString(text), query.HighlightFragmentRunes)
+		}
+		last = at
+	}
+	if got := render(frags[0]); !strings.HasPrefix(got, "[[Needle]] work") {
+		t.Errorf("first fragment %q, want it to start at the first match", got)
+	}
+	if got := render(frags[2]); !strings.HasSuffix(got, "the last [[needle]]") {
+		t.Errorf("last fragment %q, want it to end with the description", got)
+	}
 }

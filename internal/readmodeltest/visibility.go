@@ -10,17 +10,10 @@ import (
 	"github.com/marketplace/catalog/application/query"
 )
 
-// visibilityCase is one read-your-writes property of a read model's VisibleVersions.
-type visibilityCase struct {
-	name    string
-	noAlias bool
-	run     func(t *testing.T, e *env)
-}
-
 // visibilityCases are the read-your-writes contract: VisibleVersions reports what searches
 // see (not what the engine has merely accepted), tombstones included, and a VersionWaiter
 // over the read model returns as soon as a version is searchable.
-var visibilityCases = []visibilityCase{
+var visibilityCases = []fixtureCase{
 	{"versions of stored products, tombstones included, none for unknown ids", false, func(t *testing.T, e *env) {
 		live, gone, unknown := NewID(), NewID(), NewID()
 		e.apply(Product{ID: live, Version: 3, Name: "Visible lamp"}.Snapshot(t),
@@ -125,13 +118,4 @@ var visibilityCases = []visibilityCase{
 			t.Fatalf("VisibleVersions without alias = %v, want ErrReadModelUnavailable", err)
 		}
 	}},
-}
-
-func runVisibility(t *testing.T, newFixture func(t *testing.T) Fixture) {
-	for _, tc := range visibilityCases {
-		t.Run(tc.name, func(t *testing.T) {
-			e := setup(t, newFixture, !tc.noAlias)
-			tc.run(t, e)
-		})
-	}
 }

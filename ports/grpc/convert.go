@@ -29,6 +29,18 @@ var phaseToProto = map[readmodel.Phase]projectionv1.RebuildPhase{
 	readmodel.PhaseCancelled:   projectionv1.RebuildPhase_REBUILD_PHASE_CANCELLED,
 }
 
+// PhaseFromProto is the domain phase of a phase on the wire, so that clients of the admin API
+// ask readmodel.Phase (Terminal, Before) instead of keeping their own lists of phases. A value
+// this server does not know gives "", which is no phase (Valid reports false).
+func PhaseFromProto(p projectionv1.RebuildPhase) readmodel.Phase {
+	for domain, wire := range phaseToProto {
+		if wire == p {
+			return domain
+		}
+	}
+	return ""
+}
+
 // sourceFromProto accepts UNSPECIFIED as the database (docs/ARCHITECTURE.md, "Rebuild": the database is the
 // default) and refuses values this server does not know, instead of guessing.
 func sourceFromProto(s projectionv1.RebuildSource) (readmodel.Source, error) {
