@@ -11,6 +11,7 @@ import (
 
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/service"
 )
@@ -120,9 +121,10 @@ func provideCLIReplayAudit(audit *postgres.DLQAudit) ops.ReplayAudit {
 	return audit
 }
 
-// provideCLIDLQService is the DLQ use cases over what the tool needs.
+// provideCLIDLQService is the DLQ use cases over what the tool needs. A CLI run is one use
+// case whose outcome the command prints, so the decorators neither log nor count it.
 func provideCLIDLQService(reader *kafka.DLQReader, pub ops.ReplayPublisher, audit ops.ReplayAudit) (*ops.DLQService, error) {
-	return ops.NewDLQService(reader, pub, audit)
+	return ops.NewDLQService(reader, pub, audit, decorator.Deps{})
 }
 
 // Migrate applies the database migrations to DATABASE_URL, for `catalog migrate`, and

@@ -7,6 +7,7 @@ import (
 
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/ports/adminauth"
@@ -21,7 +22,7 @@ var ConsoleSet = wire.NewSet(provideConsole)
 // and the CLI, nil when CONSOLE_ADDR is empty or the process has no read model. Its dead
 // letter use cases read DLQ_TOPIC and replay to PRODUCT_EVENTS_TOPIC, with the audit log in
 // the database, as `catalog dlq` does.
-func provideConsole(cfg service.Config, opsSvc *ops.Service, rebuilds *rebuild.Service, kc kafka.Config, audit *postgres.DLQAudit, log *slog.Logger) (*console.Server, func(), error) {
+func provideConsole(cfg service.Config, opsSvc *ops.Service, rebuilds *rebuild.Service, kc kafka.Config, audit *postgres.DLQAudit, m decorator.MetricsClient, log *slog.Logger) (*console.Server, func(), error) {
 	if cfg.ConsoleAddr == "" || opsSvc == nil || rebuilds == nil || !cfg.Runs(service.RoleAdmin) {
 		return nil, func() {}, nil
 	}
@@ -39,7 +40,7 @@ func provideConsole(cfg service.Config, opsSvc *ops.Service, rebuilds *rebuild.S
 		return nil, nil, err
 	}
 	cleanup := func() { pub.Close(); reader.Close() }
-	dlq, err := ops.NewDLQService(reader, pub, audit)
+	dlq, err := ops.NewDLQService(reader, pub, audit, decorator.Deps{Log: clog, Metrics: m})
 	if err != nil {
 		cleanup()
 		return nil, nil, err

@@ -17,6 +17,7 @@ import (
 	"github.com/marketplace/catalog/adapters/postgres"
 	"github.com/marketplace/catalog/api/envelope"
 	operationsv1 "github.com/marketplace/catalog/api/gen/catalog/operations/v1"
+	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/application/ops"
 )
 
@@ -74,7 +75,7 @@ func dlqTooling(t *testing.T, rp *readPath) *ops.DLQService {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := ops.NewDLQService(reader, pub, audit)
+	svc, err := ops.NewDLQService(reader, pub, audit, decorator.Deps{})
 	if err != nil {
 		t.Fatal(err)
 	}

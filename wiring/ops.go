@@ -9,6 +9,7 @@ import (
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/adapters/metrics"
 	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/application/ops"
 	grpcport "github.com/marketplace/catalog/ports/grpc"
 	"github.com/marketplace/catalog/service"
@@ -42,13 +43,13 @@ func provideKafkaOpsStats(cfg service.Config, kc kafka.Config) (*kafka.OpsStats,
 	return s, s.Close, nil
 }
 
-func provideOpsService(cfg service.Config, store *postgres.RebuildStore, pg *postgres.OpsStats, ks *kafka.OpsStats, audit *postgres.DLQAudit, progress *ops.CommitProgress, rm ReadModel, log *slog.Logger) (*ops.Service, error) {
+func provideOpsService(cfg service.Config, store *postgres.RebuildStore, pg *postgres.OpsStats, ks *kafka.OpsStats, audit *postgres.DLQAudit, progress *ops.CommitProgress, rm ReadModel, m decorator.MetricsClient, log *slog.Logger) (*ops.Service, error) {
 	if rm.Target == nil || ks == nil {
 		return nil, nil
 	}
 	return ops.NewService(ops.Config{Alias: cfg.SearchAlias, EventsTopic: cfg.ProductEventsTopic, DLQTopic: cfg.DLQTopic, ProjectorGroup: cfg.ProjectorGroup},
 		ops.Deps{Database: pg, Products: pg, Events: ks, Replication: ks, Search: rm.Cluster, ReadModel: rm.Target, Rebuilds: store, DeadLetters: audit,
-			Progress: progress, Log: log.With("component", "ops")})
+			Progress: progress, Log: log.With("component", "ops"), Metrics: m})
 }
 
 func provideOperations(svc *ops.Service, sampler *metrics.StatusSampler) (*grpcport.Operations, error) {

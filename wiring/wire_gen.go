@@ -224,7 +224,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		return ServeProcess{}, nil, err
 	}
 	commitProgress := provideCommitProgress()
-	opsService, err := provideOpsService(cfg, rebuildStore, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, log)
+	opsService, err := provideOpsService(cfg, rebuildStore, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, registry, log)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -296,7 +296,7 @@ func InitializeServe(ctx context.Context, cfg service.Config, log *slog.Logger) 
 		cleanup()
 		return ServeProcess{}, nil, err
 	}
-	consoleServer, cleanup9, err := provideConsole(cfg, opsService, rebuildService, config, dlqAudit, log)
+	consoleServer, cleanup9, err := provideConsole(cfg, opsService, rebuildService, config, dlqAudit, registry, log)
 	if err != nil {
 		cleanup8()
 		cleanup7()
@@ -476,7 +476,7 @@ func InitializeAPI(ctx context.Context, cfg service.Config, log *slog.Logger) (A
 		return APIProcess{}, nil, err
 	}
 	commitProgress := provideCommitProgress()
-	opsService, err := provideOpsService(cfg, rebuildStore, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, log)
+	opsService, err := provideOpsService(cfg, rebuildStore, opsStats, kafkaOpsStats, dlqAudit, commitProgress, readModel, registry, log)
 	if err != nil {
 		cleanup6()
 		cleanup5()
@@ -536,7 +536,7 @@ func InitializeAPI(ctx context.Context, cfg service.Config, log *slog.Logger) (A
 		cleanup()
 		return APIProcess{}, nil, err
 	}
-	consoleServer, cleanup7, err := provideConsole(cfg, opsService, rebuildService, config, dlqAudit, log)
+	consoleServer, cleanup7, err := provideConsole(cfg, opsService, rebuildService, config, dlqAudit, registry, log)
 	if err != nil {
 		cleanup6()
 		cleanup5()

@@ -15,6 +15,7 @@ import (
 
 	"github.com/marketplace/catalog/adapters/kafka"
 	"github.com/marketplace/catalog/api/envelope"
+	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/domain/product"
 	"github.com/marketplace/catalog/internal/testkafka"
@@ -118,7 +119,7 @@ func TestDLQListShowAndFilter(t *testing.T) {
 			t.Fatal(err)
 		}
 
-		svc, err := ops.NewDLQService(newDLQReader(t, c, topic), nil, nil)
+		svc, err := ops.NewDLQService(newDLQReader(t, c, topic), nil, nil, decorator.Deps{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -274,7 +275,7 @@ func TestDLQReplayPublishesTheOriginalEvent(t *testing.T) {
 		}
 		defer pub.Close()
 		audit := &memAudit{}
-		svc, err := ops.NewDLQService(newDLQReader(t, c, dlqTopic), pub, audit)
+		svc, err := ops.NewDLQService(newDLQReader(t, c, dlqTopic), pub, audit, decorator.Deps{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -368,7 +369,7 @@ func TestDLQReplayPublishFailureIsAudited(t *testing.T) {
 	}
 	defer pub.Close()
 	audit := &memAudit{}
-	svc, _ := ops.NewDLQService(newDLQReader(t, c, dlqTopic), pub, audit)
+	svc, _ := ops.NewDLQService(newDLQReader(t, c, dlqTopic), pub, audit, decorator.Deps{})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	sum, err := svc.Replay(ctx, ops.ReplayRequest{All: true, Operator: "test"}, nil)

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/domain/product"
 )
 
@@ -72,6 +73,11 @@ func outcome(err error) string {
 	case errors.Is(err, product.ErrInvalid), errors.Is(err, product.ErrInvalidID), errors.Is(err, product.ErrNotFound),
 		errors.Is(err, product.ErrDeleted), errors.Is(err, product.ErrVersionConflict), errors.Is(err, product.ErrDuplicateSKU),
 		errors.Is(err, product.ErrIdempotencyKeyReused):
+		return "client_error"
+	case errors.Is(err, ops.ErrInvalid), errors.Is(err, ops.ErrVerifyRunning), errors.Is(err, ops.ErrDLQInvalidRef),
+		errors.Is(err, ops.ErrDLQInvalidFilter), errors.Is(err, ops.ErrDLQMessageNotFound), errors.Is(err, ops.ErrReplayInvalidRequest),
+		errors.Is(err, ops.ErrResolveInvalidRequest):
+		// An operator's mistake (a bad threshold, a typo in a reference, a second verify).
 		return "client_error"
 	default:
 		return "error"

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/adapters/postgres"
+	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/internal/testenv"
 )
@@ -233,14 +234,14 @@ func TestDLQReplayAuditOnSuccessAndFailure(t *testing.T) {
 		return n
 	}
 
-	failing, _ := ops.NewDLQService(auditDLQ{msg}, auditPublisher{err: errors.New("broker unreachable")}, a)
+	failing, _ := ops.NewDLQService(auditDLQ{msg}, auditPublisher{err: errors.New("broker unreachable")}, a, decorator.Deps{})
 	if _, err := failing.Replay(ctx, ops.ReplayRequest{Refs: []ops.DLQRef{msg.Ref}, Operator: "bob", DryRun: true}, nil); err != nil || count() != 0 {
 		t.Fatalf("dry run: %v, %d entries", err, count())
 	}
 	if _, err := failing.Replay(ctx, ops.ReplayRequest{Refs: []ops.DLQRef{msg.Ref}, Operator: "bob"}, nil); err == nil {
 		t.Fatal("a failed publish was reported as success")
 	}
-	working, _ := ops.NewDLQService(auditDLQ{msg}, auditPublisher{}, a)
+	working, _ := ops.NewDLQService(auditDLQ{msg}, auditPublisher{}, a, decorator.Deps{})
 	sum, err := working.Replay(ctx, ops.ReplayRequest{Filter: ops.DLQFilter{AggregateID: "agg"}, Operator: "carol"}, nil)
 	if err != nil || sum.Replayed != 1 {
 		t.Fatalf("replay: %+v, %v", sum, err)

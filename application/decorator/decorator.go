@@ -22,7 +22,12 @@ type MetricsClient interface {
 }
 
 // Apply wraps h with logging and metrics. name is the use case's name in logs and metrics.
+// A nil log discards the lines and nil metrics records nothing, so a one-shot tool can run
+// a use case without an observability stack.
 func Apply[C any, R any](h Handler[C, R], log *slog.Logger, metrics MetricsClient) Handler[C, R] {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	name := useCaseName(h)
 	return logging[C, R]{base: metricsDecorator[C, R]{base: h, name: name, client: metrics}, name: name, log: log}
 }
@@ -85,7 +90,7 @@ func useCaseName(h any) string {
 
 // Deps are what every decorated handler needs.
 type Deps struct {
-	// Log receives one debug line per use-case execution.
+	// Log receives one debug line per use-case execution; nil discards them.
 	Log *slog.Logger
 	// Metrics records counts and durations; nil disables metrics.
 	Metrics MetricsClient

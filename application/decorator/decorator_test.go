@@ -139,6 +139,17 @@ func TestNilMetricsClient(t *testing.T) {
 	}
 }
 
+// TestNilLogger: a use case built without a logger (a one-shot CLI tool) runs instead of
+// panicking on its first call.
+func TestNilLogger(t *testing.T) {
+	t.Parallel()
+	h := decorator.Apply[string, int](createProductHandler{}, nil, nil)
+	ctx := context.WithValue(context.Background(), ctxKey{}, "v")
+	if r, err := h.Handle(ctx, "abc"); err != nil || r != 3 {
+		t.Fatalf("%d, %v", r, err)
+	}
+}
+
 func TestLogging(t *testing.T) {
 	t.Parallel()
 	var buf bytes.Buffer

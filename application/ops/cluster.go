@@ -35,13 +35,6 @@ type KafkaReplication struct {
 	Topics []TopicReplication
 }
 
-// Replication reads the replication state of topics; the Kafka adapter's ops reader
-// satisfies it.
-type Replication interface {
-	// TopicReplication returns the replication of every partition of topic.
-	TopicReplication(ctx context.Context, topic string) (TopicReplication, int, error)
-}
-
 // Search cluster health statuses, as the engine reports them.
 const (
 	SearchGreen  = "green"
@@ -68,13 +61,6 @@ type SearchHealth struct {
 	// DelayedUnassignedShards counts unassigned copies that wait for their node to come back
 	// (index.unassigned.node_left.delayed_timeout) before being rebuilt elsewhere.
 	DelayedUnassignedShards int
-}
-
-// SearchCluster reads the search cluster's health; the Elasticsearch adapter satisfies it.
-// The embedded engine has no cluster and no health to report.
-type SearchCluster interface {
-	// ClusterHealth returns the cluster's health.
-	ClusterHealth(ctx context.Context) (SearchHealth, error)
 }
 
 // KafkaSection is the replication of the service's topics.
@@ -110,7 +96,7 @@ const (
 )
 
 // readKafka reads the replication of the events and dead-letter topics.
-func (s *Service) readKafka(ctx context.Context) KafkaSection {
+func (s getStatusHandler) readKafka(ctx context.Context) KafkaSection {
 	if s.deps.Replication == nil {
 		return KafkaSection{}
 	}
@@ -128,7 +114,7 @@ func (s *Service) readKafka(ctx context.Context) KafkaSection {
 }
 
 // readSearch reads the search cluster's health.
-func (s *Service) readSearch(ctx context.Context) SearchSection {
+func (s getStatusHandler) readSearch(ctx context.Context) SearchSection {
 	if s.deps.Search == nil {
 		return SearchSection{}
 	}
@@ -137,7 +123,7 @@ func (s *Service) readSearch(ctx context.Context) SearchSection {
 }
 
 // evaluateClusters adds the problems of the Kafka and search clusters.
-func evaluateClusters(st *Status, add func(Severity, string, string, ...any), unavailable func(string, error)) {
+func evaluateClusters(st *Status, add addProblem, unavailable sourceUnavailable) {
 	if k := st.Kafka; k.Err != nil {
 		unavailable("kafka topic replication", k.Err)
 	} else {

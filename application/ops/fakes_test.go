@@ -3,10 +3,14 @@ package ops_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sort"
 	"sync"
+	"testing"
 	"time"
 
+	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/application/ops"
 	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/readmodel"
@@ -248,4 +252,186 @@ func (w *world) service(cfg ops.Config) *ops.Service {
 		panic(err)
 	}
 	return s
+}
+
+// fakeDLQ is a DLQ topic in memory.
+type fakeDLQ struct {
+	topic string
+	msgs  []ops.DLQMessage
+	scans int
+}
+
+func (f *fakeDLQ) DLQTopic() string { return f.topic }
+
+func (f *fakeDLQ) ScanDLQ(ctx context.Context, _ time.Time, fn func(ops.DLQMessage) error) error {
+	f.scans++
+	for _, m := range f.msgs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := fn(m); err != nil {
+			return fmt.Errorf("fake scan: %w", err)
+		}
+	}
+	return nil
+}
+
+func (f *fakeDLQ) GetDLQ(_ context.Context, ref ops.DLQRef) (ops.DLQMessage, error) {
+	for _, m := range f.msgs {
+		if m.Ref == ref {
+			return m, nil
+		}
+	}
+	return ops.DLQMessage{}, fmt.Errorf("fake: %s: %w", ref, ops.ErrDLQMessageNotFound)
+}
+
+// fakeReplayPublisher records what was replayed; fail makes the n-th publish (1-based) fail.
+type fakeReplayPublisher struct {
+	mu        sync.Mutex
+	published []ops.ReplayMessage
+	calls     int
+	failAt    int
+	failWith  error
+}
+
+func (p *fakeReplayPublisher) TargetTopic() string { return "product.events" }
+
+func (p *fakeReplayPublisher) PublishReplay(_ context.Context, m ops.ReplayMessage) (ops.ReplayTarget, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls++
+	if p.failAt == p.calls {
+		if p.failWith != nil {
+			return ops.ReplayTarget{}, p.failWith
+		}
+		return ops.ReplayTarget{}, errors.New("broker unreachable")
+	}
+	p.published = append(p.published, m)
+	return ops.ReplayTarget{Partition: 1, Offset: int64(100 + len(p.published))}, nil
+}
+
+// fakeReplayAudit is the audit log in memory.
+type fakeReplayAudit struct {
+	entries   []ops.ReplayAuditEntry
+	failBegin bool
+}
+
+func (a *fakeReplayAudit) BeginReplay(_ context.Context, e ops.ReplayAuditEntry) (int64, error) {
+	if a.failBegin {
+		return 0, errors.New("database down")
+	}
+	e.ID = int64(len(a.entries) + 1)
+	e.ReplayedAt = time.Now()
+	a.entries = append(a.entries, e)
+	return e.ID, nil
+}
+
+func (a *fakeReplayAudit) FinishReplay(_ context.Context, id int64, result string, target *ops.ReplayTarget, errText string) error {
+	e := &a.entries[id-1]
+	e.Result, e.Target, e.Error, e.FinishedAt = result, target, errText, time.Now()
+	return nil
+}
+
+func (a *fakeReplayAudit) RecordResolution(_ context.Context, e ops.ReplayAuditEntry) (int64, error) {
+	if a.failBegin {
+		return 0, errors.New("database down")
+	}
+	e.ID = int64(len(a.entries) + 1)
+	e.ReplayedAt, e.FinishedAt = time.Now(), time.Now()
+	a.entries = append(a.entries, e)
+	return e.ID, nil
+}
+
+func (a *fakeReplayAudit) HandledDLQRefs(_ context.Context, topic string, refs []ops.DLQRef) (map[ops.DLQRef]ops.ReplayAuditEntry, error) {
+	out := map[ops.DLQRef]ops.ReplayAuditEntry{}
+	for _, e := range a.entries {
+		if e.DLQTopic == topic && e.Result == ops.ReplayResultOK && slices.Contains(refs, e.Ref) {
+			out[e.Ref] = e
+		}
+	}
+	return out, nil
+}
+
+func (a *fakeReplayAudit) ListAudit(_ context.Context, f ops.AuditFilter) ([]ops.ReplayAuditEntry, error) {
+	var out []ops.ReplayAuditEntry
+	for i := len(a.entries) - 1; i >= 0 && len(out) < f.Limit; i-- {
+		e := a.entries[i]
+		if e.DLQTopic == f.DLQTopic && (f.Action == "" || e.Action == f.Action) && (f.AggregateID == "" || e.AggregateID == f.AggregateID) {
+			out = append(out, e)
+		}
+	}
+	return out, nil
+}
+
+var dlqBase = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+
+const (
+	dlqAggA = "0195a0b0-0000-7000-8000-00000000000a"
+	dlqAggB = "0195a0b0-0000-7000-8000-00000000000b"
+)
+
+// dlqMsg builds a DLQ message as the projector writes it: the event's headers, the DLQ
+// headers and Watermill's poison headers.
+func dlqMsg(p int32, o int64, class, agg, eventID string, failed time.Time) ops.DLQMessage {
+	payload := fmt.Sprintf(`{"event_id":%q,"event_type":"product.created","schema_version":1,"aggregate_id":%q,"aggregate_version":1,"data":{}}`, eventID, agg)
+	headers := []ops.DLQHeader{
+		{Key: "_watermill_message_uuid", Value: eventID},
+		{Key: "event_id", Value: eventID},
+		{Key: "event_type", Value: "product.created"},
+		{Key: "aggregate_id", Value: agg},
+		{Key: "aggregate_version", Value: "1"},
+		{Key: "traceparent", Value: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
+		{Key: ops.DLQHeaderErrorClass, Value: class},
+		{Key: ops.DLQHeaderReason, Value: class + ": something is wrong with " + eventID},
+		{Key: ops.DLQHeaderHandler, Value: "product_search_projector"},
+		{Key: ops.DLQHeaderOriginalTopic, Value: "product.events"},
+		{Key: ops.DLQHeaderOriginalPartition, Value: "4"},
+		{Key: ops.DLQHeaderOriginalOffset, Value: "77"},
+		{Key: ops.DLQHeaderAttempts, Value: "1"},
+		{Key: ops.DLQHeaderFailedAt, Value: failed.Format(time.RFC3339Nano)},
+		{Key: ops.DLQHeaderReasonPoisoned, Value: "x"},
+		{Key: ops.DLQHeaderTopicPoisoned, Value: "product.events"},
+		{Key: ops.DLQHeaderHandlerPoisoned, Value: "product_search_projector"},
+		{Key: ops.DLQHeaderSubscriberPoisoned, Value: "kafka"},
+	}
+	return ops.NewDLQMessage(ops.DLQRef{Partition: p, Offset: o}, agg, failed.Add(time.Millisecond), headers, []byte(payload))
+}
+
+func sampleDLQ() *fakeDLQ {
+	return &fakeDLQ{topic: "dlq.product.events", msgs: []ops.DLQMessage{
+		dlqMsg(0, 0, "rejected", dlqAggA, "e-1", dlqBase),
+		dlqMsg(1, 0, "undecodable", dlqAggB, "e-2", dlqBase.Add(time.Hour)),
+		dlqMsg(0, 1, "rejected", dlqAggB, "e-3", dlqBase.Add(2*time.Hour)),
+		dlqMsg(2, 0, "validation", dlqAggA, "e-4", dlqBase.Add(3*time.Hour)),
+		dlqMsg(1, 1, "rejected", dlqAggA, "e-5", dlqBase.Add(30*time.Minute)),
+	}}
+}
+
+func dlqRefsOf(ms []ops.DLQMessage) []string {
+	out := make([]string, len(ms))
+	for i, m := range ms {
+		out[i] = m.Ref.String()
+	}
+	return out
+}
+
+func newReplayer(t *testing.T) (*ops.DLQService, *fakeDLQ, *fakeReplayPublisher, *fakeReplayAudit) {
+	t.Helper()
+	dlq, pub, audit := sampleDLQ(), &fakeReplayPublisher{}, &fakeReplayAudit{}
+	svc, err := ops.NewDLQService(dlq, pub, audit, decorator.Deps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return svc, dlq, pub, audit
+}
+
+// truncatedMsg is a dead letter whose payload the DLQ publisher cut.
+func truncatedMsg(p int32, o int64) ops.DLQMessage {
+	return ops.NewDLQMessage(ops.DLQRef{Partition: p, Offset: o}, dlqAggB, dlqBase, []ops.DLQHeader{
+		{Key: ops.DLQHeaderErrorClass, Value: "undecodable"},
+		{Key: ops.DLQHeaderPayloadTruncated, Value: "true"},
+		{Key: ops.DLQHeaderPayloadBytes, Value: "2000000"},
+		{Key: ops.DLQHeaderPayloadCutBytes, Value: "1999990"},
+		{Key: ops.DLQHeaderTruncationReason, Value: "too large"},
+	}, []byte("xxxxxxxxxx"))
 }

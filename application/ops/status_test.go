@@ -419,22 +419,3 @@ func TestStatusNamesAStalledPartition(t *testing.T) {
 		t.Fatalf("partition that committed again still stalled: %+v", st.Problems)
 	}
 }
-
-func TestAllowedDrift(t *testing.T) {
-	th := ops.DefaultThresholds()
-	for products, want := range map[int64]int64{0: 10, 1000: 10, 10_000: 10, 20_000: 20, 1_000_000: 1000} {
-		if got := th.AllowedDrift(products); got != want {
-			t.Errorf("AllowedDrift(%d) = %d, want %d", products, got, want)
-		}
-	}
-}
-
-func TestNewServiceChecksItsInputs(t *testing.T) {
-	w := newWorld()
-	if _, err := ops.NewService(ops.Config{}, ops.Deps{Database: w, Products: w, Events: w, ReadModel: w, Rebuilds: w, DeadLetters: w}); err == nil {
-		t.Error("empty names accepted")
-	}
-	if _, err := ops.NewService(ops.Config{Alias: "a", EventsTopic: "e", DLQTopic: "d", ProjectorGroup: "g"}, ops.Deps{Database: w}); err == nil {
-		t.Error("missing dependencies accepted")
-	}
-}

@@ -4,19 +4,47 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"sync/atomic"
 	"time"
 
+	"github.com/marketplace/catalog/application/decorator"
 	"github.com/marketplace/catalog/application/rebuild"
 )
 
-// Products is what Verify reads from the system of record.
-type Products interface {
-	// ProductVersions returns (id, version, deleted) of the products with id > afterID ("" is
-	// the beginning), tombstones included, in id order, at most limit.
-	ProductVersions(ctx context.Context, afterID string, limit int) ([]rebuild.DocVersion, error)
-	// ProductVersionsByID returns (id, version, deleted) of those of ids that name a product,
-	// in any order; ids that name none are left out.
-	ProductVersionsByID(ctx context.Context, ids []string) ([]rebuild.DocVersion, error)
+// VerifyReadModel compares the system of record with the read model behind the alias and
+// reports the differences that persist.
+type VerifyReadModel struct {
+	// Request is the settle delay and the number of samples.
+	Request VerifyRequest
+	// Progress, if not nil, is told about the running verify about twice a second, on the
+	// calling goroutine.
+	Progress func(VerifyProgress)
+}
+
+// VerifyReadModelHandler answers VerifyReadModel. It runs one verify at a time: a second
+// call while one runs fails with ErrVerifyRunning.
+type VerifyReadModelHandler decorator.Handler[VerifyReadModel, VerifyReport]
+
+type verifyReadModelHandler struct {
+	cfg       Config
+	deps      Deps
+	log       *slog.Logger
+	verifying atomic.Bool
+}
+
+// NewVerifyReadModelHandler returns the decorated handler over deps' Database, Products and
+// ReadModel.
+func NewVerifyReadModelHandler(cfg Config, deps Deps) (VerifyReadModelHandler, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if deps.Database == nil || deps.Products == nil || deps.ReadModel == nil {
+		return nil, errors.New("ops verify: nil dependency")
+	}
+	h := &verifyReadModelHandler{cfg: cfg, deps: deps, log: deps.logger()}
+	return decorator.Apply[VerifyReadModel, VerifyReport](h, deps.Log, deps.Metrics), nil
 }
 
 // Category is a kind of difference between the database and the read model.
@@ -171,14 +199,14 @@ func (r VerifyReport) Consistent() bool { return r.Differences() == 0 }
 // impatient operator from doubling the load of a full scan.
 var ErrVerifyRunning = errors.New("a verify is already running in this process")
 
-// Verify compares every product (id, version, deleted) with the document of the same id in
+// Handle compares every product (id, version, deleted) with the document of the same id in
 // the index the alias points at, by a merge-join of two id-ordered streams read in pages, so
 // memory stays bounded at any size. Live writes make in-flight events look like
-// differences, so each difference is read again from both sides after req.Settle and only
-// those that persist are reported (with the category they have then). progress, if not nil,
-// is called about twice a second. A missing alias fails with an error wrapping
-// rebuild.ErrNoAlias.
-func (s *Service) Verify(ctx context.Context, req VerifyRequest, progress func(VerifyProgress)) (VerifyReport, error) {
+// differences, so each difference is read again from both sides after Request.Settle and
+// only those that persist are reported (with the category they have then). A missing alias
+// fails with an error wrapping rebuild.ErrNoAlias.
+func (s *verifyReadModelHandler) Handle(ctx context.Context, q VerifyReadModel) (VerifyReport, error) {
+	req, progress := q.Request, q.Progress
 	if err := req.Validate(); err != nil {
 		return VerifyReport{}, fmt.Errorf("verify: %w", err)
 	}
@@ -222,7 +250,7 @@ type candidate struct {
 }
 
 type verifier struct {
-	s        *Service
+	s        *verifyReadModelHandler
 	ctx      context.Context
 	index    string
 	req      VerifyRequest
