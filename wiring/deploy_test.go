@@ -201,12 +201,22 @@ func TestServeCreatesTheDLQTopicAtStart(t *testing.T) {
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	topics, err := kadm.NewClient(cl).ListTopics(ctx, rp.cfg.DLQTopic)
-	if err != nil {
-		t.Fatal(err)
-	}
-	td, ok := topics[rp.cfg.DLQTopic]
-	if !ok || td.Err != nil || len(td.Partitions) != rp.cfg.TopicPartitions {
-		t.Fatalf("DLQ topic %s after start: %+v (exists %v); want %d partitions", rp.cfg.DLQTopic, td, ok, rp.cfg.TopicPartitions)
+	// A topic created a moment ago can still be unknown to the broker that answers the
+	// metadata request (the controller's update reaches it shortly after): ask again until
+	// the deadline, and fail only if the topic never shows up with its partitions.
+	for {
+		topics, err := kadm.NewClient(cl).ListTopics(ctx, rp.cfg.DLQTopic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		td, ok := topics[rp.cfg.DLQTopic]
+		if ok && td.Err == nil && len(td.Partitions) == rp.cfg.TopicPartitions {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("DLQ topic %s after start: %+v (exists %v); want %d partitions", rp.cfg.DLQTopic, td, ok, rp.cfg.TopicPartitions)
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
 }
