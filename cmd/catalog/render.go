@@ -2,9 +2,12 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 	"unicode/utf8"
 )
 
@@ -64,4 +67,67 @@ func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 // exactly (a header) without breaking the aligned columns.
 func escapeBreaks(s string) string {
 	return strings.NewReplacer("\r", `\r`, "\n", `\n`, "\t", `\t`).Replace(s)
+}
+
+// writeTable writes rows aligned in columns, indented; columns whose bit is set in
+// rightAligned (bit 0 is the first column) are aligned right, so digits line up.
+func writeTable(b *strings.Builder, indent string, rows [][]string, rightAligned uint) {
+	if len(rows) == 0 {
+		return
+	}
+	widths := make([]int, len(rows[0]))
+	for _, r := range rows {
+		for i, c := range r {
+			widths[i] = max(widths[i], len(c))
+		}
+	}
+	for _, r := range rows {
+		var line strings.Builder
+		line.WriteString(indent)
+		for i, c := range r {
+			if i > 0 {
+				line.WriteString("  ")
+			}
+			if rightAligned&(1<<i) != 0 {
+				fmt.Fprintf(&line, "%*s", widths[i], c)
+			} else {
+				fmt.Fprintf(&line, "%-*s", widths[i], c)
+			}
+		}
+		b.WriteString(strings.TrimRight(line.String(), " ") + "\n")
+	}
+}
+
+// shortDuration shows whole seconds from a second on and milliseconds below.
+func shortDuration(d time.Duration) string {
+	if d >= time.Second {
+		return d.Round(time.Second).String()
+	}
+	return d.Round(time.Millisecond).String()
+}
+
+// plural picks the word that goes with n: one for exactly 1, many otherwise (0 included).
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// groupDigits writes 1234567 as 1,234,567: document counts are read at a glance.
+func groupDigits(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
 }
