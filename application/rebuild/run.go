@@ -100,26 +100,8 @@ func (s *Service) run(ctx context.Context, r *readmodel.Rebuild) (handOff bool) 
 func (ru *runner) phases() error {
 	s, r := ru.s, ru.r
 
-	if ru.before(readmodel.PhaseCapture) {
-		if err := ru.enter(readmodel.PhaseCreateIndex); err != nil {
-			return err
-		}
-		if r.Snapshot().ToIndex == "" {
-			from, err := s.target.AliasTarget(ru.ctx)
-			if errors.Is(err, ErrNoAlias) {
-				from = "" // the live index is gone (deleted by accident?): the switch creates the alias
-			} else if err != nil {
-				return fmt.Errorf("read alias: %w", err)
-			}
-			to, err := s.target.CreateIndex(ru.ctx)
-			if err != nil {
-				return fmt.Errorf("create index: %w", err)
-			}
-			r.SetIndices(from, to)
-			if err := ru.save(true); err != nil {
-				return err
-			}
-		}
+	if err := ru.createIndex(); err != nil {
+		return err
 	}
 	snap := r.Snapshot()
 	from, to := snap.FromIndex, snap.ToIndex
@@ -132,56 +114,15 @@ func (ru *runner) phases() error {
 		}
 	}()
 
-	if ru.before(readmodel.PhaseFill) {
-		if err := ru.enter(readmodel.PhaseCapture); err != nil {
-			return err
-		}
-		// Before the first product is read: every change committed from here on, and every
-		// change the relay had not forwarded yet, is in the log at or after these offsets.
-		start, err := s.events.EndOffsets(ru.ctx)
-		if err != nil {
-			return fmt.Errorf("capture offsets: %w", err)
-		}
-		r.SetCatchUpFrom(start)
-		if err := ru.save(true); err != nil {
-			return err
-		}
+	if err := ru.captureOffsets(); err != nil {
+		return err
 	}
 	start := Offsets(r.CatchUpFrom())
-
-	if ru.before(readmodel.PhaseCatchUp) {
-		if err := ru.enter(readmodel.PhaseFill); err != nil {
-			return err
-		}
-		var err error
-		if r.Source() == readmodel.SourceKafka {
-			err = ru.fillFromLog(to, start)
-		} else {
-			err = ru.fillFromDatabase(to)
-		}
-		if err != nil {
-			return err
-		}
-		if err := ru.save(true); err != nil {
-			return err
-		}
+	if err := ru.fill(to, start); err != nil {
+		return err
 	}
-
-	if ru.before(readmodel.PhaseValidate) {
-		if err := ru.enter(readmodel.PhaseCatchUp); err != nil {
-			return err
-		}
-		caught, err := s.events.EndOffsets(ru.ctx)
-		if err != nil {
-			return fmt.Errorf("capture offsets: %w", err)
-		}
-		r.ExpectEvents(span(start, caught))
-		if err := ru.applyLog(start, caught, to); err != nil {
-			return fmt.Errorf("catch up: %w", err)
-		}
-		r.FinishEvents()
-		// Saved with the next phase: if the process dies after the switch, recovery drains from here.
-		r.SetDrainFrom(caught)
+	if err := ru.catchUp(to, start); err != nil {
+		return err
 	}
 	if err := s.target.RestoreSettings(ru.ctx, to); err != nil {
 		return fmt.Errorf("restore settings of %s: %w", to, err)
@@ -190,21 +131,130 @@ func (ru *runner) phases() error {
 	if err := s.target.Refresh(ru.ctx, to); err != nil {
 		return fmt.Errorf("refresh %s: %w", to, err)
 	}
-
-	if ru.before(readmodel.PhaseSwitch) {
-		if err := ru.enter(readmodel.PhaseValidate); err != nil {
-			return err
-		}
-		if s.cfg.BeforeValidate != nil {
-			s.cfg.BeforeValidate(ru.ctx, to)
-		}
-		if err := ru.validate(to); err != nil {
-			return err
-		}
+	if err := ru.validateNewIndex(to); err != nil {
+		return err
 	}
 	// Validation may have caught the index up further than the catch-up did.
 	caught := Offsets(r.DrainFrom())
+	if err := ru.switchOver(from, to, caught); err != nil {
+		return err
+	}
+	return ru.drainAfterSwitch(to, caught)
+}
 
+// createIndex creates the new index and records it with the index the alias is on now
+// (phase create-index), unless the record already names its new index.
+func (ru *runner) createIndex() error {
+	s, r := ru.s, ru.r
+	if !ru.before(readmodel.PhaseCapture) {
+		return nil
+	}
+	if err := ru.enter(readmodel.PhaseCreateIndex); err != nil {
+		return err
+	}
+	if r.Snapshot().ToIndex != "" {
+		return nil
+	}
+	from, err := s.target.AliasTarget(ru.ctx)
+	if errors.Is(err, ErrNoAlias) {
+		from = "" // the live index is gone (deleted by accident?): the switch creates the alias
+	} else if err != nil {
+		return fmt.Errorf("read alias: %w", err)
+	}
+	to, err := s.target.CreateIndex(ru.ctx)
+	if err != nil {
+		return fmt.Errorf("create index: %w", err)
+	}
+	r.SetIndices(from, to)
+	return ru.save(true)
+}
+
+// captureOffsets records the log's end offsets, from which the catch-up reads (phase
+// capture), unless the record is past it.
+func (ru *runner) captureOffsets() error {
+	s, r := ru.s, ru.r
+	if !ru.before(readmodel.PhaseFill) {
+		return nil
+	}
+	if err := ru.enter(readmodel.PhaseCapture); err != nil {
+		return err
+	}
+	// Before the first product is read: every change committed from here on, and every
+	// change the relay had not forwarded yet, is in the log at or after these offsets.
+	start, err := s.events.EndOffsets(ru.ctx)
+	if err != nil {
+		return fmt.Errorf("capture offsets: %w", err)
+	}
+	r.SetCatchUpFrom(start)
+	return ru.save(true)
+}
+
+// fill writes every product into index from the record's source, the database or the log
+// up to the captured offsets start (phase fill), unless the record is past it.
+func (ru *runner) fill(to string, start Offsets) error {
+	r := ru.r
+	if !ru.before(readmodel.PhaseCatchUp) {
+		return nil
+	}
+	if err := ru.enter(readmodel.PhaseFill); err != nil {
+		return err
+	}
+	var err error
+	if r.Source() == readmodel.SourceKafka {
+		err = ru.fillFromLog(to, start)
+	} else {
+		err = ru.fillFromDatabase(to)
+	}
+	if err != nil {
+		return err
+	}
+	return ru.save(true)
+}
+
+// catchUp applies the events from the captured offsets start to the log's current end to
+// index (phase catch-up), unless the record is past it.
+func (ru *runner) catchUp(to string, start Offsets) error {
+	s, r := ru.s, ru.r
+	if !ru.before(readmodel.PhaseValidate) {
+		return nil
+	}
+	if err := ru.enter(readmodel.PhaseCatchUp); err != nil {
+		return err
+	}
+	caught, err := s.events.EndOffsets(ru.ctx)
+	if err != nil {
+		return fmt.Errorf("capture offsets: %w", err)
+	}
+	r.ExpectEvents(span(start, caught))
+	if err := ru.applyLog(start, caught, to); err != nil {
+		return fmt.Errorf("catch up: %w", err)
+	}
+	r.FinishEvents()
+	// Saved with the next phase: if the process dies after the switch, recovery drains from here.
+	r.SetDrainFrom(caught)
+	return nil
+}
+
+// validateNewIndex compares index with the database (phase validate), unless the record is
+// past it.
+func (ru *runner) validateNewIndex(to string) error {
+	s := ru.s
+	if !ru.before(readmodel.PhaseSwitch) {
+		return nil
+	}
+	if err := ru.enter(readmodel.PhaseValidate); err != nil {
+		return err
+	}
+	if s.cfg.BeforeValidate != nil {
+		s.cfg.BeforeValidate(ru.ctx, to)
+	}
+	return ru.validate(to)
+}
+
+// switchOver moves the alias from from to to (phase switch), unless it is on to already;
+// from here on the rebuild finishes regardless of a cancel.
+func (ru *runner) switchOver(from, to string, caught Offsets) error {
+	s, r := ru.s, ru.r
 	if err := ru.enter(readmodel.PhaseSwitch); err != nil {
 		return err
 	}
@@ -215,7 +265,13 @@ func (ru *runner) phases() error {
 	}
 	ru.switched = true
 	s.log.Info("rebuild: alias switched", "rebuild", r.ID(), "from", from, "to", to)
+	return nil
+}
 
+// drainAfterSwitch brings the new index, live now, the events from caught on (phase drain),
+// clears its position and records the end of the work.
+func (ru *runner) drainAfterSwitch(to string, caught Offsets) error {
+	s := ru.s
 	// The live projector writes through the alias; events it applied to the old index between
 	// catch-up and the switch are drained into the new one now.
 	// The new index is live now: the drain is what brings it the events the live projector
