@@ -207,188 +207,238 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
+// rangeLog is the topic TestEventLogReadsRanges reads: two halves of events, each followed
+// by records that are not events (7 after the first, 5 after the second), with the offsets
+// between the halves (mid) and at the end (ends).
+type rangeLog struct {
+	l             *kafka.EventLog
+	ctx           context.Context
+	first, second []product.Event
+	pos           map[product.ID]where // where each event landed
+	mid, ends     rebuild.Offsets
+	all           map[product.ID]bool
+}
+
+// eventLogRangeCases are the reads of TestEventLogReadsRanges, each run by name against the
+// same topic.
+var eventLogRangeCases = []struct {
+	name string
+	run  func(t *testing.T, g rangeLog)
+}{
+	{"all", readRangeAll},
+	{"second half", readRangeSecondHalf},
+	{"first half", readRangeFirstHalf},
+	{"resumed from a batch's position", readRangeResumed},
+	{"from equals to", readRangeEmpty},
+	{"one partition", readRangeOnePartition},
+	{"to beyond the log end", readRangeBeyondTheEnd},
+	{"concurrent reads", readRangeConcurrently},
+	{"handler error", readRangeHandlerError},
+	{"partition the topic lacks", readRangeMissingPartition},
+}
+
 func TestEventLogReadsRanges(t *testing.T) {
 	eachCluster(t, func(t *testing.T, c testkafka.Cluster) {
-		topic := testkafka.CreateTopic(t, c, "eventlog", 6)
-		prod := newProducer(t, c)
-		l := newEventLog(t, c, topic)
-		ctx := ctxT(t, 2*time.Minute)
-
-		first, second := makeEvents(t, 300), makeEvents(t, 300)
-		pos := produceEvents(t, prod, topic, first)
-		produceGarbage(t, prod, topic, 7)
-		mid, err := l.EndOffsets(ctx)
-		if err != nil {
-			t.Fatal(err)
+		g := newRangeLog(t, c)
+		for _, tc := range eventLogRangeCases {
+			t.Run(tc.name, func(t *testing.T) { tc.run(t, g) })
 		}
-		for p, w := range produceEvents(t, prod, topic, second) {
-			pos[p] = w
-		}
-		produceGarbage(t, prod, topic, 5)
-		ends, err := l.EndOffsets(ctx)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(ends) != 6 {
-			t.Fatalf("end offsets of %d partitions, want 6: %v", len(ends), ends)
-		}
-		if got, want := sum(ends), int64(len(first)+len(second)+12); got != want {
-			t.Fatalf("end offsets sum to %d, want %d", got, want)
-		}
-		if got, want := sum(mid), int64(len(first)+7); got != want {
-			t.Fatalf("mid offsets sum to %d, want %d", got, want)
-		}
-		all := idsOf(append(append([]product.Event(nil), first...), second...))
-
-		t.Run("all", func(t *testing.T) {
-			col := newCollector(t)
-			read, skipped, err := l.Read(ctx, nil, ends, col.fn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if read != int64(len(all)) || skipped != 12 {
-				t.Errorf("read %d skipped %d, want %d and 12", read, skipped, len(all))
-			}
-			col.expectExactly(all)
-		})
-		t.Run("second half", func(t *testing.T) {
-			col := newCollector(t)
-			read, skipped, err := l.Read(ctx, mid, ends, col.fn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if read != int64(len(second)) || skipped != 5 {
-				t.Errorf("read %d skipped %d, want %d and 5", read, skipped, len(second))
-			}
-			col.expectExactly(idsOf(second))
-		})
-		t.Run("first half", func(t *testing.T) {
-			col := newCollector(t)
-			read, skipped, err := l.Read(ctx, nil, mid, col.fn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if read != int64(len(first)) || skipped != 7 {
-				t.Errorf("read %d skipped %d, want %d and 7", read, skipped, len(first))
-			}
-			col.expectExactly(idsOf(first))
-		})
-		t.Run("resumed from a batch's position", func(t *testing.T) {
-			// A read stopped after its first batch and started again from that batch's
-			// position reads every event exactly once in all (a read done in one batch ends
-			// at the end offsets).
-			col := newCollector(t)
-			stop := errors.New("stop")
-			var at rebuild.Offsets
-			_, _, err := l.Read(ctx, nil, ends, func(b []product.Event, next rebuild.Offsets) error {
-				if at != nil {
-					return stop
-				}
-				at = next
-				return col.fn(b, next)
-			})
-			if (err != nil && !errors.Is(err, stop)) || len(at) != len(ends) {
-				t.Fatalf("first read: %v, position %v (want a position of every partition)", err, at)
-			}
-			if err == nil && sum(at) != sum(ends) {
-				t.Fatalf("a read done in one batch ends at %v, want %v", at, ends)
-			}
-			if _, _, err := l.Read(ctx, at, ends, col.fn); err != nil {
-				t.Fatal(err)
-			}
-			col.expectExactly(all)
-		})
-		t.Run("from equals to", func(t *testing.T) {
-			start := time.Now()
-			read, skipped, err := l.Read(ctx, ends, ends, func([]product.Event, rebuild.Offsets) error {
-				t.Error("fn called for an empty range")
-				return nil
-			})
-			if err != nil || read != 0 || skipped != 0 {
-				t.Errorf("Read(ends, ends) = %d, %d, %v", read, skipped, err)
-			}
-			if d := time.Since(start); d > 2*time.Second {
-				t.Errorf("empty range took %v", d)
-			}
-			if read, _, err := l.Read(ctx, nil, rebuild.Offsets{}, col0(t)); err != nil || read != 0 {
-				t.Errorf("Read(nil, {}) = %d, %v", read, err)
-			}
-		})
-		t.Run("one partition", func(t *testing.T) {
-			// Only the partitions in to are read, and a partition's from beyond its to is empty.
-			var p int32 = 2
-			want := map[product.ID]bool{}
-			for id, w := range pos {
-				if w.partition == p {
-					want[id] = true
-				}
-			}
-			col := newCollector(t)
-			from := rebuild.Offsets{0: ends[0] + 10}
-			read, _, err := l.Read(ctx, from, rebuild.Offsets{p: ends[p], 0: ends[0]}, col.fn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if read != int64(len(want)) {
-				t.Errorf("read %d, want %d", read, len(want))
-			}
-			col.expectExactly(want)
-		})
-		t.Run("to beyond the log end", func(t *testing.T) {
-			beyond := rebuild.Offsets{}
-			for p, o := range ends {
-				beyond[p] = o + 100
-			}
-			col := newCollector(t)
-			start := time.Now()
-			read, _, err := l.Read(ctxT(t, 30*time.Second), mid, beyond, col.fn)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if read != int64(len(second)) {
-				t.Errorf("read %d, want %d", read, len(second))
-			}
-			col.expectExactly(idsOf(second))
-			t.Logf("returned after %v", time.Since(start))
-			// Nothing left at all between from and the log end.
-			if read, _, err := l.Read(ctx, ends, beyond, col0(t)); err != nil || read != 0 {
-				t.Errorf("Read(ends, beyond) = %d, %v", read, err)
-			}
-		})
-		t.Run("concurrent reads", func(t *testing.T) {
-			var wg sync.WaitGroup
-			cols := []*collector{newCollector(t), newCollector(t), newCollector(t)}
-			for _, col := range cols {
-				wg.Go(func() {
-					if _, _, err := l.Read(ctx, nil, ends, col.fn); err != nil {
-						t.Error(err)
-					}
-				})
-			}
-			wg.Wait()
-			for _, col := range cols {
-				col.expectExactly(all)
-			}
-		})
-		t.Run("handler error", func(t *testing.T) {
-			boom := errors.New("boom")
-			calls := 0
-			read, _, err := l.Read(ctx, nil, ends, func([]product.Event, rebuild.Offsets) error { calls++; return boom })
-			if !errors.Is(err, boom) {
-				t.Fatalf("err = %v, want boom", err)
-			}
-			if calls != 1 || read != 0 {
-				t.Errorf("fn called %d times, read %d; want 1 and 0", calls, read)
-			}
-		})
-		t.Run("partition the topic lacks", func(t *testing.T) {
-			_, _, err := l.Read(ctx, nil, rebuild.Offsets{0: ends[0], 6: 10}, col0(t))
-			if err == nil {
-				t.Fatal("no error for partition 6 of a 6-partition topic")
-			}
-			t.Log(err)
-		})
 	})
+}
+
+// newRangeLog writes the topic of TestEventLogReadsRanges and checks its offsets.
+func newRangeLog(t *testing.T, c testkafka.Cluster) rangeLog {
+	t.Helper()
+	topic := testkafka.CreateTopic(t, c, "eventlog", 6)
+	prod := newProducer(t, c)
+	l := newEventLog(t, c, topic)
+	ctx := ctxT(t, 2*time.Minute)
+
+	first, second := makeEvents(t, 300), makeEvents(t, 300)
+	pos := produceEvents(t, prod, topic, first)
+	produceGarbage(t, prod, topic, 7)
+	mid, err := l.EndOffsets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, w := range produceEvents(t, prod, topic, second) {
+		pos[p] = w
+	}
+	produceGarbage(t, prod, topic, 5)
+	ends, err := l.EndOffsets(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ends) != 6 {
+		t.Fatalf("end offsets of %d partitions, want 6: %v", len(ends), ends)
+	}
+	if got, want := sum(ends), int64(len(first)+len(second)+12); got != want {
+		t.Fatalf("end offsets sum to %d, want %d", got, want)
+	}
+	if got, want := sum(mid), int64(len(first)+7); got != want {
+		t.Fatalf("mid offsets sum to %d, want %d", got, want)
+	}
+	all := idsOf(append(append([]product.Event(nil), first...), second...))
+	return rangeLog{l: l, ctx: ctx, first: first, second: second, pos: pos, mid: mid, ends: ends, all: all}
+}
+
+func readRangeAll(t *testing.T, g rangeLog) {
+	col := newCollector(t)
+	read, skipped, err := g.l.Read(g.ctx, nil, g.ends, col.fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read != int64(len(g.all)) || skipped != 12 {
+		t.Errorf("read %d skipped %d, want %d and 12", read, skipped, len(g.all))
+	}
+	col.expectExactly(g.all)
+}
+
+func readRangeSecondHalf(t *testing.T, g rangeLog) {
+	col := newCollector(t)
+	read, skipped, err := g.l.Read(g.ctx, g.mid, g.ends, col.fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read != int64(len(g.second)) || skipped != 5 {
+		t.Errorf("read %d skipped %d, want %d and 5", read, skipped, len(g.second))
+	}
+	col.expectExactly(idsOf(g.second))
+}
+
+func readRangeFirstHalf(t *testing.T, g rangeLog) {
+	col := newCollector(t)
+	read, skipped, err := g.l.Read(g.ctx, nil, g.mid, col.fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read != int64(len(g.first)) || skipped != 7 {
+		t.Errorf("read %d skipped %d, want %d and 7", read, skipped, len(g.first))
+	}
+	col.expectExactly(idsOf(g.first))
+}
+
+// readRangeResumed: a read stopped after its first batch and started again from that batch's
+// position reads every event exactly once in all (a read done in one batch ends at the end
+// offsets).
+func readRangeResumed(t *testing.T, g rangeLog) {
+	col := newCollector(t)
+	stop := errors.New("stop")
+	var at rebuild.Offsets
+	_, _, err := g.l.Read(g.ctx, nil, g.ends, func(b []product.Event, next rebuild.Offsets) error {
+		if at != nil {
+			return stop
+		}
+		at = next
+		return col.fn(b, next)
+	})
+	if (err != nil && !errors.Is(err, stop)) || len(at) != len(g.ends) {
+		t.Fatalf("first read: %v, position %v (want a position of every partition)", err, at)
+	}
+	if err == nil && sum(at) != sum(g.ends) {
+		t.Fatalf("a read done in one batch ends at %v, want %v", at, g.ends)
+	}
+	if _, _, err := g.l.Read(g.ctx, at, g.ends, col.fn); err != nil {
+		t.Fatal(err)
+	}
+	col.expectExactly(g.all)
+}
+
+func readRangeEmpty(t *testing.T, g rangeLog) {
+	start := time.Now()
+	read, skipped, err := g.l.Read(g.ctx, g.ends, g.ends, func([]product.Event, rebuild.Offsets) error {
+		t.Error("fn called for an empty range")
+		return nil
+	})
+	if err != nil || read != 0 || skipped != 0 {
+		t.Errorf("Read(ends, ends) = %d, %d, %v", read, skipped, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("empty range took %v", d)
+	}
+	if read, _, err := g.l.Read(g.ctx, nil, rebuild.Offsets{}, col0(t)); err != nil || read != 0 {
+		t.Errorf("Read(nil, {}) = %d, %v", read, err)
+	}
+}
+
+// readRangeOnePartition: only the partitions in to are read, and a partition's from beyond
+// its to is empty.
+func readRangeOnePartition(t *testing.T, g rangeLog) {
+	var p int32 = 2
+	want := map[product.ID]bool{}
+	for id, w := range g.pos {
+		if w.partition == p {
+			want[id] = true
+		}
+	}
+	col := newCollector(t)
+	from := rebuild.Offsets{0: g.ends[0] + 10}
+	read, _, err := g.l.Read(g.ctx, from, rebuild.Offsets{p: g.ends[p], 0: g.ends[0]}, col.fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read != int64(len(want)) {
+		t.Errorf("read %d, want %d", read, len(want))
+	}
+	col.expectExactly(want)
+}
+
+func readRangeBeyondTheEnd(t *testing.T, g rangeLog) {
+	beyond := rebuild.Offsets{}
+	for p, o := range g.ends {
+		beyond[p] = o + 100
+	}
+	col := newCollector(t)
+	start := time.Now()
+	read, _, err := g.l.Read(ctxT(t, 30*time.Second), g.mid, beyond, col.fn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if read != int64(len(g.second)) {
+		t.Errorf("read %d, want %d", read, len(g.second))
+	}
+	col.expectExactly(idsOf(g.second))
+	t.Logf("returned after %v", time.Since(start))
+	// Nothing left at all between from and the log end.
+	if read, _, err := g.l.Read(g.ctx, g.ends, beyond, col0(t)); err != nil || read != 0 {
+		t.Errorf("Read(ends, beyond) = %d, %v", read, err)
+	}
+}
+
+func readRangeConcurrently(t *testing.T, g rangeLog) {
+	var wg sync.WaitGroup
+	cols := []*collector{newCollector(t), newCollector(t), newCollector(t)}
+	for _, col := range cols {
+		wg.Go(func() {
+			if _, _, err := g.l.Read(g.ctx, nil, g.ends, col.fn); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	for _, col := range cols {
+		col.expectExactly(g.all)
+	}
+}
+
+func readRangeHandlerError(t *testing.T, g rangeLog) {
+	boom := errors.New("boom")
+	calls := 0
+	read, _, err := g.l.Read(g.ctx, nil, g.ends, func([]product.Event, rebuild.Offsets) error { calls++; return boom })
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want boom", err)
+	}
+	if calls != 1 || read != 0 {
+		t.Errorf("fn called %d times, read %d; want 1 and 0", calls, read)
+	}
+}
+
+func readRangeMissingPartition(t *testing.T, g rangeLog) {
+	_, _, err := g.l.Read(g.ctx, nil, rebuild.Offsets{0: g.ends[0], 6: 10}, col0(t))
+	if err == nil {
+		t.Fatal("no error for partition 6 of a 6-partition topic")
+	}
+	t.Log(err)
 }
 
 // col0 is a callback for reads that must not deliver anything.
