@@ -77,60 +77,41 @@ func decodeProduct(t *testing.T, rec *httptest.ResponseRecorder) wireProduct {
 	return p
 }
 
+// endpointCase is one request of TestProductEndpoints and what its response must be.
+type endpointCase struct {
+	name   string
+	method string
+	path   string
+	body   string
+	header http.Header
+	// unsized sends the body without Content-Length, so the limit must hold while reading.
+	unsized bool
+	setup   func(*store)
+
+	status  int
+	problem string   // expected problem type for error statuses
+	fields  []string // expected errors[].field, in order
+	check   func(t *testing.T, rec *httptest.ResponseRecorder)
+}
+
 func TestProductEndpoints(t *testing.T) {
 	big := `{"sku":"SKU-BIG","name":"Big","price":{"amount":1,"currency":"EUR"},"stock":1,"description":"` +
 		strings.Repeat("x", 1<<20) + `"}`
+	tests := slices.Concat(createCases(big), getCases(), putCases(big), deleteCases(), routingCases())
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { runEndpointCase(t, tc) })
+	}
+}
 
-	tests := []struct {
-		name   string
-		method string
-		path   string
-		body   string
-		header http.Header
-		// unsized sends the body without Content-Length, so the limit must hold while reading.
-		unsized bool
-		setup   func(*store)
-
-		status  int
-		problem string   // expected problem type for error statuses
-		fields  []string // expected errors[].field, in order
-		check   func(t *testing.T, rec *httptest.ResponseRecorder)
-	}{
+// createCases are the cases of POST /v1/products; big is a body over the size limit.
+func createCases(big string) []endpointCase {
+	return []endpointCase{
 		// POST /v1/products
 		{name: "create minimal", method: "POST", path: "/v1/products", body: validBody, status: 201,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
-				p := decodeProduct(t, rec)
-				if p.Version != 1 || p.SKU != "SKU-NEW" || p.Description != "" || p.Attributes == nil || len(p.Attributes) != 0 {
-					t.Errorf("product = %+v", p)
-				}
-				if _, err := product.ParseID(p.ID); err != nil {
-					t.Errorf("id %q: %v", p.ID, err)
-				}
-				if got := rec.Header().Get("Location"); got != "/v1/products/"+p.ID {
-					t.Errorf("Location = %q", got)
-				}
-				if got := rec.Header().Get("ETag"); got != `"1"` {
-					t.Errorf("ETag = %q", got)
-				}
-				if rec.Header().Get("Idempotent-Replayed") != "" {
-					t.Error("Idempotent-Replayed set on a first create")
-				}
-				if !strings.HasSuffix(p.CreatedAt, "Z") || p.CreatedAt != p.UpdatedAt {
-					t.Errorf("timestamps %q %q", p.CreatedAt, p.UpdatedAt)
-				}
-				if !strings.Contains(rec.Body.String(), `"attributes":{}`) {
-					t.Errorf("attributes not {}: %s", rec.Body)
-				}
-			}},
+			check: checkCreatedMinimal},
 		{name: "create full with charset", method: "POST", path: "/v1/products", body: fullBody,
 			header: hdr("Content-Type", "application/json; charset=UTF-8"), status: 201,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
-				p := decodeProduct(t, rec)
-				if p.Brand != "Acme" || p.Category != "apparel" || p.Description != "Cotton" ||
-					p.Price.Amount != 1999 || p.Price.Currency != "USD" || p.Stock != 7 || p.Attributes["size"] != "M" {
-					t.Errorf("product = %+v", p)
-				}
-			}},
+			check: checkCreatedFull},
 		{name: "create malformed json", method: "POST", path: "/v1/products", body: `{"sku":`, status: 400, problem: httpport.ProblemMalformedRequest},
 		{name: "create syntax error", method: "POST", path: "/v1/products", body: `{"sku":"a",}`, status: 400, problem: httpport.ProblemMalformedRequest},
 		{name: "create empty body", method: "POST", path: "/v1/products", status: 400, problem: httpport.ProblemMalformedRequest},
@@ -165,11 +146,7 @@ func TestProductEndpoints(t *testing.T) {
 			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"brand"}},
 		{name: "create escaped surrogate pair ok", method: "POST", path: "/v1/products",
 			body: `{"sku":"A","name":"smile \ud83d\ude00 \\u","price":{"amount":1,"currency":"EUR"},"stock":1}`, status: 201,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
-				if p := decodeProduct(t, rec); p.Name != "smile \U0001F600 \\u" {
-					t.Errorf("name = %q", p.Name)
-				}
-			}},
+			check: checkSurrogatePairName},
 		{name: "create literal replacement character ok", method: "POST", path: "/v1/products",
 			body: "{\"sku\":\"A\",\"name\":\"n \uFFFD\",\"price\":{\"amount\":1,\"currency\":\"EUR\"},\"stock\":1}", status: 201},
 		// A repeated member would silently overwrite the first (encoding/json keeps the last).
@@ -248,59 +225,37 @@ func TestProductEndpoints(t *testing.T) {
 			header: hdr("Idempotency-Key", strings.Repeat("k", 255)), status: 201},
 		{name: "create idempotency key empty", method: "POST", path: "/v1/products", body: validBody,
 			header: hdr("Idempotency-Key", ""), status: 400, problem: httpport.ProblemInvalidParameter, fields: []string{"Idempotency-Key"}},
+	}
+}
 
+// getCases are the cases of GET /v1/products/{id}.
+func getCases() []endpointCase {
+	return []endpointCase{
 		// GET /v1/products/{id}
 		{name: "get", method: "GET", path: "/v1/products/" + liveID, status: 200,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
-				p := decodeProduct(t, rec)
-				if p.ID != liveID || p.Version != 3 || p.SKU != "SKU-LIVE" {
-					t.Errorf("product = %+v", p)
-				}
-				if got := rec.Header().Get("ETag"); got != `"3"` {
-					t.Errorf("ETag = %q", got)
-				}
-				if p.CreatedAt != "2025-01-02T03:04:06.123456Z" {
-					t.Errorf("created_at = %q", p.CreatedAt)
-				}
-			}},
+			check: checkGotLive},
 		{name: "get upper-case uuid", method: "GET", path: "/v1/products/" + strings.ToUpper(liveID), status: 200},
 		{name: "get unknown id", method: "GET", path: "/v1/products/" + missingID, status: 404, problem: httpport.ProblemNotFound},
 		{name: "get non-uuid id", method: "GET", path: "/v1/products/42", status: 400, problem: httpport.ProblemInvalidParameter, fields: []string{"id"}},
 		{name: "get deleted", method: "GET", path: "/v1/products/" + deletedID, status: 410, problem: httpport.ProblemProductDeleted,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
-				if rec.Header().Get("ETag") != "" {
-					t.Error("a problem carries an ETag")
-				}
-			}},
+			check: checkProblemHasNoETag},
+	}
+}
 
+// putCases are the cases of PUT /v1/products/{id}; big is a body over the size limit.
+func putCases(big string) []endpointCase {
+	return []endpointCase{
 		// PUT /v1/products/{id}
 		{name: "put bare version", method: "PUT", path: "/v1/products/" + liveID, body: fullBody, header: hdr("If-Match", "3"), status: 200,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
-				p := decodeProduct(t, rec)
-				if p.Version != 4 || p.SKU != "SKU-NEW" || p.ID != liveID || p.CreatedAt == p.UpdatedAt {
-					t.Errorf("product = %+v", p)
-				}
-				if got := rec.Header().Get("ETag"); got != `"4"` {
-					t.Errorf("ETag = %q", got)
-				}
-			}},
+			check: checkPutNewVersion},
 		{name: "put strong etag", method: "PUT", path: "/v1/products/" + liveID, body: fullBody, header: hdr("If-Match", `"3"`), status: 200},
 		{name: "put weak etag", method: "PUT", path: "/v1/products/" + liveID, body: fullBody, header: hdr("If-Match", `W/"3"`), status: 200},
 		{name: "put unchanged keeps version", method: "PUT", path: "/v1/products/" + liveID,
 			body: `{"sku":"SKU-LIVE","name":"Shirt SKU-LIVE","price":{"amount":1999,"currency":"EUR"},"stock":12}`, header: hdr("If-Match", "3"), status: 200,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
-				if p := decodeProduct(t, rec); p.Version != 3 {
-					t.Errorf("version = %d, want 3", p.Version)
-				}
-			}},
+			check: checkVersionKept},
 		{name: "put missing if-match", method: "PUT", path: "/v1/products/" + liveID, body: fullBody, status: 428, problem: httpport.ProblemPreconditionRequired, fields: []string{"If-Match"}},
 		{name: "put stale if-match", method: "PUT", path: "/v1/products/" + liveID, body: fullBody, header: hdr("If-Match", `"1"`), status: 409, problem: httpport.ProblemVersionConflict,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
-				p := decodeProblem(t, rec)
-				if p.CurrentVersion == nil || *p.CurrentVersion != 3 {
-					t.Errorf("current_version = %v, want 3", p.CurrentVersion)
-				}
-			}},
+			check: checkCurrentVersionIs3},
 		{name: "put if-match not a number", method: "PUT", path: "/v1/products/" + liveID, body: fullBody, header: hdr("If-Match", "abc"), status: 400, problem: httpport.ProblemInvalidParameter, fields: []string{"If-Match"}},
 		{name: "put if-match zero", method: "PUT", path: "/v1/products/" + liveID, body: fullBody, header: hdr("If-Match", `"0"`), status: 400, problem: httpport.ProblemInvalidParameter},
 		{name: "put if-match negative", method: "PUT", path: "/v1/products/" + liveID, body: fullBody, header: hdr("If-Match", "-3"), status: 400, problem: httpport.ProblemInvalidParameter},
@@ -324,14 +279,15 @@ func TestProductEndpoints(t *testing.T) {
 		{name: "put duplicate member", method: "PUT", path: "/v1/products/" + liveID,
 			body: `{"sku":"A","name":"n","price":{"amount":1,"currency":"EUR"},"stock":1,"stock":2}`, header: hdr("If-Match", "3"),
 			status: 400, problem: httpport.ProblemMalformedRequest, fields: []string{"stock"}},
+	}
+}
 
+// deleteCases are the cases of DELETE /v1/products/{id}.
+func deleteCases() []endpointCase {
+	return []endpointCase{
 		// DELETE /v1/products/{id}
 		{name: "delete", method: "DELETE", path: "/v1/products/" + liveID, header: hdr("If-Match", "3"), status: 204,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
-				if rec.Body.Len() != 0 {
-					t.Errorf("204 with body %q", rec.Body)
-				}
-			}},
+			check: checkNoBody},
 		{name: "delete strong etag", method: "DELETE", path: "/v1/products/" + liveID, header: hdr("If-Match", `"3"`), status: 204},
 		{name: "delete weak etag", method: "DELETE", path: "/v1/products/" + liveID, header: hdr("If-Match", `W/"3"`), status: 204},
 		{name: "delete missing if-match", method: "DELETE", path: "/v1/products/" + liveID, status: 428, problem: httpport.ProblemPreconditionRequired, fields: []string{"If-Match"}},
@@ -340,94 +296,216 @@ func TestProductEndpoints(t *testing.T) {
 		{name: "delete already deleted", method: "DELETE", path: "/v1/products/" + deletedID, header: hdr("If-Match", "2"), status: 410, problem: httpport.ProblemProductDeleted},
 		{name: "delete never existed", method: "DELETE", path: "/v1/products/" + missingID, header: hdr("If-Match", "1"), status: 404, problem: httpport.ProblemNotFound},
 		{name: "delete non-uuid id", method: "DELETE", path: "/v1/products/x", header: hdr("If-Match", "1"), status: 400, problem: httpport.ProblemInvalidParameter},
+	}
+}
 
+// routingCases are the cases of routing and of server faults.
+func routingCases() []endpointCase {
+	return []endpointCase{
 		// Routing and server faults.
 		{name: "unknown path", method: "GET", path: "/v2/things", status: 404, problem: httpport.ProblemNotFound},
 		{name: "method not allowed", method: "PATCH", path: "/v1/products/" + liveID, status: 405, problem: httpport.ProblemMethodNotAllowed,
-			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
-				if got := rec.Header().Get("Allow"); got != "GET, PUT, DELETE" {
-					t.Errorf("Allow = %q", got)
-				}
-			}},
+			check: checkAllow},
 		{name: "internal error", method: "GET", path: "/v1/products/" + liveID, status: 500, problem: httpport.ProblemInternal,
 			setup: func(s *store) { s.fail = errors.New("dial tcp 10.0.0.7:5432: connection refused") },
-			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
-				if strings.Contains(rec.Body.String(), "10.0.0.7") {
-					t.Errorf("internal error leaked: %s", rec.Body)
-				}
-			}},
+			check: checkInternalErrorNotLeaked},
 		{name: "timeout", method: "POST", path: "/v1/products", body: validBody, status: 503, problem: httpport.ProblemUnavailable,
 			setup: func(s *store) { s.fail = fmt.Errorf("create product: %w", context.DeadlineExceeded) },
-			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
-				if rec.Header().Get("Retry-After") == "" {
-					t.Error("503 without Retry-After")
-				}
-			}},
+			check: checkRetryAfter},
 		{name: "panic", method: "DELETE", path: "/v1/products/" + liveID, header: hdr("If-Match", "3"), status: 500, problem: httpport.ProblemInternal,
 			setup: func(s *store) { s.panicWith = "boom at 10.0.0.7" },
-			check: func(t *testing.T, rec *httptest.ResponseRecorder) {
-				if strings.Contains(rec.Body.String(), "boom") {
-					t.Errorf("panic value leaked: %s", rec.Body)
-				}
-			}},
+			check: checkPanicNotLeaked},
 	}
+}
 
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			s := seeded()
-			if tc.setup != nil {
-				tc.setup(s)
-			}
-			srv, logs := newServer(t, s)
+// runEndpointCase sends tc's request to a server on a freshly seeded store and checks the
+// response: status, request id, the problem document of an error, tc's own check, and the
+// OpenAPI description.
+func runEndpointCase(t *testing.T, tc endpointCase) {
+	s := seeded()
+	if tc.setup != nil {
+		tc.setup(s)
+	}
+	srv, logs := newServer(t, s)
 
-			var body io.Reader
-			if tc.body != "" {
-				body = strings.NewReader(tc.body)
-				if tc.unsized {
-					body = io.MultiReader(body) // hides the length, as chunked encoding would
-				}
-			}
-			req := httptest.NewRequest(tc.method, tc.path, body)
-			for k, vs := range tc.header {
-				req.Header[k] = vs
-			}
-			rec := httptest.NewRecorder()
-			srv.Handler().ServeHTTP(rec, req)
+	var body io.Reader
+	if tc.body != "" {
+		body = strings.NewReader(tc.body)
+		if tc.unsized {
+			body = io.MultiReader(body) // hides the length, as chunked encoding would
+		}
+	}
+	req := httptest.NewRequest(tc.method, tc.path, body)
+	for k, vs := range tc.header {
+		req.Header[k] = vs
+	}
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, req)
 
-			if rec.Code != tc.status {
-				t.Fatalf("status = %d, want %d; body %s", rec.Code, tc.status, rec.Body)
-			}
-			reqID := rec.Header().Get(httpport.HeaderRequestID)
-			if reqID == "" {
-				t.Error("no X-Request-Id in the response")
-			}
-			if tc.status >= 400 {
-				p := decodeProblem(t, rec)
-				if p.Type != tc.problem || p.Status != tc.status || p.Title == "" || p.Detail == "" {
-					t.Errorf("problem = %+v, want type %s status %d", p, tc.problem, tc.status)
-				}
-				if p.Instance != req.URL.Path || p.RequestID != reqID {
-					t.Errorf("instance %q request_id %q, want %q %q", p.Instance, p.RequestID, req.URL.Path, reqID)
-				}
-				var fields []string
-				for _, f := range p.Errors {
-					fields = append(fields, f.Field)
-					if f.Reason == "" {
-						t.Errorf("field %s without reason", f.Field)
-					}
-				}
-				if tc.fields != nil && !slices.Equal(fields, tc.fields) {
-					t.Errorf("errors fields = %v, want %v (%+v)", fields, tc.fields, p.Errors)
-				}
-				if tc.status >= 500 && !strings.Contains(logs.String(), reqID) {
-					t.Errorf("server fault not logged with request id %s:\n%s", reqID, logs)
-				}
-			}
-			if tc.check != nil {
-				tc.check(t, rec)
-			}
-			checkAgainstSpec(t, tc.method, tc.path, tc.body, tc.header, rec)
-		})
+	if rec.Code != tc.status {
+		t.Fatalf("status = %d, want %d; body %s", rec.Code, tc.status, rec.Body)
+	}
+	reqID := rec.Header().Get(httpport.HeaderRequestID)
+	if reqID == "" {
+		t.Error("no X-Request-Id in the response")
+	}
+	if tc.status >= 400 {
+		checkEndpointProblem(t, tc, rec, req.URL.Path, reqID, logs.String())
+	}
+	if tc.check != nil {
+		tc.check(t, rec)
+	}
+	checkAgainstSpec(t, tc.method, tc.path, tc.body, tc.header, rec)
+}
+
+// checkEndpointProblem checks the problem document of an error response: its type, status,
+// title and detail, the instance and request id, a reason for every field, the fields tc
+// expects, and that a server fault was logged with the request id.
+func checkEndpointProblem(t *testing.T, tc endpointCase, rec *httptest.ResponseRecorder, path, reqID, logs string) {
+	t.Helper()
+	p := decodeProblem(t, rec)
+	if p.Type != tc.problem || p.Status != tc.status || p.Title == "" || p.Detail == "" {
+		t.Errorf("problem = %+v, want type %s status %d", p, tc.problem, tc.status)
+	}
+	if p.Instance != path || p.RequestID != reqID {
+		t.Errorf("instance %q request_id %q, want %q %q", p.Instance, p.RequestID, path, reqID)
+	}
+	var fields []string
+	for _, f := range p.Errors {
+		fields = append(fields, f.Field)
+		if f.Reason == "" {
+			t.Errorf("field %s without reason", f.Field)
+		}
+	}
+	if tc.fields != nil && !slices.Equal(fields, tc.fields) {
+		t.Errorf("errors fields = %v, want %v (%+v)", fields, tc.fields, p.Errors)
+	}
+	if tc.status >= 500 && !strings.Contains(logs, reqID) {
+		t.Errorf("server fault not logged with request id %s:\n%s", reqID, logs)
+	}
+}
+
+// checkCreatedMinimal is the check of case "create minimal".
+func checkCreatedMinimal(t *testing.T, rec *httptest.ResponseRecorder) {
+	p := decodeProduct(t, rec)
+	if p.Version != 1 || p.SKU != "SKU-NEW" || p.Description != "" || p.Attributes == nil || len(p.Attributes) != 0 {
+		t.Errorf("product = %+v", p)
+	}
+	if _, err := product.ParseID(p.ID); err != nil {
+		t.Errorf("id %q: %v", p.ID, err)
+	}
+	if got := rec.Header().Get("Location"); got != "/v1/products/"+p.ID {
+		t.Errorf("Location = %q", got)
+	}
+	if got := rec.Header().Get("ETag"); got != `"1"` {
+		t.Errorf("ETag = %q", got)
+	}
+	if rec.Header().Get("Idempotent-Replayed") != "" {
+		t.Error("Idempotent-Replayed set on a first create")
+	}
+	if !strings.HasSuffix(p.CreatedAt, "Z") || p.CreatedAt != p.UpdatedAt {
+		t.Errorf("timestamps %q %q", p.CreatedAt, p.UpdatedAt)
+	}
+	if !strings.Contains(rec.Body.String(), `"attributes":{}`) {
+		t.Errorf("attributes not {}: %s", rec.Body)
+	}
+}
+
+// checkCreatedFull is the check of case "create full with charset".
+func checkCreatedFull(t *testing.T, rec *httptest.ResponseRecorder) {
+	p := decodeProduct(t, rec)
+	if p.Brand != "Acme" || p.Category != "apparel" || p.Description != "Cotton" ||
+		p.Price.Amount != 1999 || p.Price.Currency != "USD" || p.Stock != 7 || p.Attributes["size"] != "M" {
+		t.Errorf("product = %+v", p)
+	}
+}
+
+// checkSurrogatePairName is the check of case "create escaped surrogate pair ok".
+func checkSurrogatePairName(t *testing.T, rec *httptest.ResponseRecorder) {
+	if p := decodeProduct(t, rec); p.Name != "smile \U0001F600 \\u" {
+		t.Errorf("name = %q", p.Name)
+	}
+}
+
+// checkGotLive is the check of case "get".
+func checkGotLive(t *testing.T, rec *httptest.ResponseRecorder) {
+	p := decodeProduct(t, rec)
+	if p.ID != liveID || p.Version != 3 || p.SKU != "SKU-LIVE" {
+		t.Errorf("product = %+v", p)
+	}
+	if got := rec.Header().Get("ETag"); got != `"3"` {
+		t.Errorf("ETag = %q", got)
+	}
+	if p.CreatedAt != "2025-01-02T03:04:06.123456Z" {
+		t.Errorf("created_at = %q", p.CreatedAt)
+	}
+}
+
+// checkProblemHasNoETag is the check of case "get deleted".
+func checkProblemHasNoETag(t *testing.T, rec *httptest.ResponseRecorder) {
+	if rec.Header().Get("ETag") != "" {
+		t.Error("a problem carries an ETag")
+	}
+}
+
+// checkPutNewVersion is the check of case "put bare version".
+func checkPutNewVersion(t *testing.T, rec *httptest.ResponseRecorder) {
+	p := decodeProduct(t, rec)
+	if p.Version != 4 || p.SKU != "SKU-NEW" || p.ID != liveID || p.CreatedAt == p.UpdatedAt {
+		t.Errorf("product = %+v", p)
+	}
+	if got := rec.Header().Get("ETag"); got != `"4"` {
+		t.Errorf("ETag = %q", got)
+	}
+}
+
+// checkVersionKept is the check of case "put unchanged keeps version".
+func checkVersionKept(t *testing.T, rec *httptest.ResponseRecorder) {
+	if p := decodeProduct(t, rec); p.Version != 3 {
+		t.Errorf("version = %d, want 3", p.Version)
+	}
+}
+
+// checkCurrentVersionIs3 is the check of case "put stale if-match".
+func checkCurrentVersionIs3(t *testing.T, rec *httptest.ResponseRecorder) {
+	p := decodeProblem(t, rec)
+	if p.CurrentVersion == nil || *p.CurrentVersion != 3 {
+		t.Errorf("current_version = %v, want 3", p.CurrentVersion)
+	}
+}
+
+// checkNoBody is the check of case "delete".
+func checkNoBody(t *testing.T, rec *httptest.ResponseRecorder) {
+	if rec.Body.Len() != 0 {
+		t.Errorf("204 with body %q", rec.Body)
+	}
+}
+
+// checkAllow is the check of case "method not allowed".
+func checkAllow(t *testing.T, rec *httptest.ResponseRecorder) {
+	if got := rec.Header().Get("Allow"); got != "GET, PUT, DELETE" {
+		t.Errorf("Allow = %q", got)
+	}
+}
+
+// checkInternalErrorNotLeaked is the check of case "internal error".
+func checkInternalErrorNotLeaked(t *testing.T, rec *httptest.ResponseRecorder) {
+	if strings.Contains(rec.Body.String(), "10.0.0.7") {
+		t.Errorf("internal error leaked: %s", rec.Body)
+	}
+}
+
+// checkRetryAfter is the check of case "timeout".
+func checkRetryAfter(t *testing.T, rec *httptest.ResponseRecorder) {
+	if rec.Header().Get("Retry-After") == "" {
+		t.Error("503 without Retry-After")
+	}
+}
+
+// checkPanicNotLeaked is the check of case "panic".
+func checkPanicNotLeaked(t *testing.T, rec *httptest.ResponseRecorder) {
+	if strings.Contains(rec.Body.String(), "boom") {
+		t.Errorf("panic value leaked: %s", rec.Body)
 	}
 }
 
