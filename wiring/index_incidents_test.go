@@ -144,14 +144,7 @@ func TestIncidentLiveIndexDeleted(t *testing.T) {
 func withOldMappingIndex(name *string) readPathOption {
 	return func(t *testing.T, c *service.Config) {
 		ecfg := elasticsearch.Config{URL: c.ElasticsearchURL, Compat: c.ElasticsearchCompat, Alias: c.SearchAlias}
-		cl, err := elasticsearch.NewClient(ecfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ix, err := elasticsearch.NewIndices(cl, ecfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ix := searchIndices(t, ecfg)
 		tmp, err := ix.CreateIndex(context.Background(), elasticsearch.CreateIndexOptions{Now: time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)})
 		if err != nil {
 			t.Fatal(err)

@@ -58,18 +58,7 @@ func startOpsAdmin(t *testing.T, cfg service.Config) string {
 	}
 	t.Cleanup(ks.Close)
 	ecfg := elasticsearch.Config{URL: cfg.ElasticsearchURL, Compat: cfg.ElasticsearchCompat, Alias: cfg.SearchAlias}
-	es, err := elasticsearch.NewClient(ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	indices, err := elasticsearch.NewIndices(es, ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, err := elasticsearch.NewTarget(es, indices, ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, target := searchTarget(t, ecfg)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -551,18 +540,7 @@ func TestVerifyLargeCatalogInBoundedMemory(t *testing.T) {
 
 	alias := strings.ToLower(testenv.Name("verify_big"))
 	ecfg := elasticsearch.Config{URL: esURL, Compat: compat, Alias: alias}
-	es, err := elasticsearch.NewClient(ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	indices, err := elasticsearch.NewIndices(es, ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, err := elasticsearch.NewTarget(es, indices, ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	indices, target := searchTarget(t, ecfg)
 	t.Cleanup(func() {
 		cctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

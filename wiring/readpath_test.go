@@ -52,14 +52,7 @@ func withProxiedSearch(p **testenv.Proxy) readPathOption {
 func withIndexSettings(settings map[string]any) readPathOption {
 	return func(t *testing.T, c *service.Config) {
 		ecfg := elasticsearch.Config{URL: c.ElasticsearchURL, Compat: c.ElasticsearchCompat, Alias: c.SearchAlias, ExtraIndexSettings: settings}
-		cl, err := elasticsearch.NewClient(ecfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ix, err := elasticsearch.NewIndices(cl, ecfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ix := searchIndices(t, ecfg)
 		if _, _, err := ix.EnsureAlias(context.Background()); err != nil {
 			t.Fatal(err)
 		}

@@ -133,18 +133,7 @@ func newRebuildServiceWith(t *testing.T, rp *readPath, esURL string, cfg rebuild
 		t.Fatal(err)
 	}
 	ecfg := elasticsearch.Config{URL: esURL, Compat: rp.compat, Alias: rp.cfg.SearchAlias}
-	es, err := elasticsearch.NewClient(ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	indices, err := elasticsearch.NewIndices(es, ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	target, err := elasticsearch.NewTarget(es, indices, ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, target := searchTarget(t, ecfg)
 	cfg.Settle, cfg.ProjectorGroup = rp.cfg.SearchRefreshInterval, rp.cfg.ProjectorGroup
 	svc, err := rebuild.NewService(cfg, store, source, events, target, log)
 	if err != nil {

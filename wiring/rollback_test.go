@@ -158,14 +158,7 @@ func TestRollbackRefusedPastRetentionAndStatusReportsAnIndexBehind(t *testing.T)
 
 	// By hand, outside catalog.
 	ecfg := elasticsearch.Config{URL: rp.esURL, Compat: rp.compat, Alias: rp.cfg.SearchAlias}
-	es, err := elasticsearch.NewClient(ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := elasticsearch.NewIndices(es, ecfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ix := searchIndices(t, ecfg)
 	if err := ix.SwitchAlias(ctx, second, first); err != nil {
 		t.Fatal(err)
 	}

@@ -26,14 +26,7 @@ import (
 func withLiveIndexOfMappingVersion(v int) readPathOption {
 	return func(t *testing.T, c *service.Config) {
 		ecfg := elasticsearch.Config{URL: c.ElasticsearchURL, Compat: c.ElasticsearchCompat, Alias: c.SearchAlias}
-		cl, err := elasticsearch.NewClient(ecfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ix, err := elasticsearch.NewIndices(cl, ecfg)
-		if err != nil {
-			t.Fatal(err)
-		}
+		ix := searchIndices(t, ecfg)
 		ctx := context.Background()
 		name, err := ix.CreateIndex(ctx, elasticsearch.CreateIndexOptions{MappingVersion: v})
 		if err != nil {
