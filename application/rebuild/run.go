@@ -146,10 +146,7 @@ func (ru *runner) phases() error {
 // (phase create-index), unless the record already names its new index.
 func (ru *runner) createIndex() error {
 	s, r := ru.s, ru.r
-	if !ru.before(readmodel.PhaseCapture) {
-		return nil
-	}
-	if err := ru.enter(readmodel.PhaseCreateIndex); err != nil {
+	if ok, err := ru.entered(readmodel.PhaseCreateIndex, readmodel.PhaseCapture); !ok {
 		return err
 	}
 	if r.Snapshot().ToIndex != "" {
@@ -173,10 +170,7 @@ func (ru *runner) createIndex() error {
 // capture), unless the record is past it.
 func (ru *runner) captureOffsets() error {
 	s, r := ru.s, ru.r
-	if !ru.before(readmodel.PhaseFill) {
-		return nil
-	}
-	if err := ru.enter(readmodel.PhaseCapture); err != nil {
+	if ok, err := ru.entered(readmodel.PhaseCapture, readmodel.PhaseFill); !ok {
 		return err
 	}
 	// Before the first product is read: every change committed from here on, and every
@@ -189,14 +183,11 @@ func (ru *runner) captureOffsets() error {
 	return ru.save(true)
 }
 
-// fill writes every product into index from the record's source, the database or the log
-// up to the captured offsets start (phase fill), unless the record is past it.
+// fill writes every product into the new index to from the record's source, the database or
+// the log up to the captured offsets start (phase fill), unless the record is past it.
 func (ru *runner) fill(to string, start Offsets) error {
 	r := ru.r
-	if !ru.before(readmodel.PhaseCatchUp) {
-		return nil
-	}
-	if err := ru.enter(readmodel.PhaseFill); err != nil {
+	if ok, err := ru.entered(readmodel.PhaseFill, readmodel.PhaseCatchUp); !ok {
 		return err
 	}
 	var err error
@@ -211,14 +202,11 @@ func (ru *runner) fill(to string, start Offsets) error {
 	return ru.save(true)
 }
 
-// catchUp applies the events from the captured offsets start to the log's current end to
-// index (phase catch-up), unless the record is past it.
+// catchUp applies the events from the captured offsets start to the log's current end to the
+// new index to (phase catch-up), unless the record is past it.
 func (ru *runner) catchUp(to string, start Offsets) error {
 	s, r := ru.s, ru.r
-	if !ru.before(readmodel.PhaseValidate) {
-		return nil
-	}
-	if err := ru.enter(readmodel.PhaseCatchUp); err != nil {
+	if ok, err := ru.entered(readmodel.PhaseCatchUp, readmodel.PhaseValidate); !ok {
 		return err
 	}
 	caught, err := s.events.EndOffsets(ru.ctx)
@@ -235,14 +223,11 @@ func (ru *runner) catchUp(to string, start Offsets) error {
 	return nil
 }
 
-// validateNewIndex compares index with the database (phase validate), unless the record is
-// past it.
+// validateNewIndex compares the new index to with the database (phase validate), unless the
+// record is past it.
 func (ru *runner) validateNewIndex(to string) error {
 	s := ru.s
-	if !ru.before(readmodel.PhaseSwitch) {
-		return nil
-	}
-	if err := ru.enter(readmodel.PhaseValidate); err != nil {
+	if ok, err := ru.entered(readmodel.PhaseValidate, readmodel.PhaseSwitch); !ok {
 		return err
 	}
 	if s.cfg.BeforeValidate != nil {
@@ -592,6 +577,18 @@ func snapshotsOf(evs []product.Event) []product.Snapshot {
 
 // before reports whether the record has not reached phase p yet.
 func (ru *runner) before(p readmodel.Phase) bool { return ru.r.Phase().Before(p) }
+
+// entered enters phase p (see enter) unless the record has reached next, the phase after p
+// already: then it is false with a nil error, and the caller skips p.
+func (ru *runner) entered(p, next readmodel.Phase) (bool, error) {
+	if !ru.before(next) {
+		return false, nil
+	}
+	if err := ru.enter(p); err != nil {
+		return false, err
+	}
+	return true, nil
+}
 
 // enter starts phase p, or, for a resumed record already in p, goes on with it.
 func (ru *runner) enter(p readmodel.Phase) error {
