@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -22,14 +23,7 @@ import (
 const statusRPCTimeout = 3 * ops.DefaultSourceTimeout
 
 func newStatusCmd(cfg *service.Config) *cobra.Command {
-	var (
-		asJSON       bool
-		maxOutboxAge time.Duration
-		maxLag       int64
-		maxDrift     string
-		maxTxAge     time.Duration
-		maxStall     time.Duration
-	)
+	var f statusFlags
 	cmd := &cobra.Command{
 		Use:   "status [--json] [--max-outbox-age=D] [--max-lag=N] [--max-stall=D] [--max-count-drift=R%,N] [--max-tx-age=D]",
 		Short: "Show the pipeline's health: outbox backlog, projector lag, alias, counts, DLQ, rebuilds, long transactions, cluster replication",
@@ -105,38 +99,9 @@ absent values null:
   catalog status --max-lag=0 --max-count-drift=0 || page-someone`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			req := &operationsv1.GetStatusRequest{}
-			fs := cmd.Flags()
-			if fs.Changed("max-outbox-age") {
-				if maxOutboxAge < 0 {
-					return usageError{fmt.Errorf("--max-outbox-age must not be negative, got %s", maxOutboxAge)}
-				}
-				req.MaxOutboxAge = durationpb.New(maxOutboxAge)
-			}
-			if fs.Changed("max-lag") {
-				if maxLag < 0 {
-					return usageError{fmt.Errorf("--max-lag must not be negative, got %d", maxLag)}
-				}
-				req.MaxLag = &maxLag
-			}
-			if fs.Changed("max-count-drift") {
-				ratio, docs, err := parseCountDrift(maxDrift)
-				if err != nil {
-					return usageError{fmt.Errorf("--max-count-drift: %w", err)}
-				}
-				req.MaxCountDriftRatio, req.MaxCountDriftDocs = &ratio, &docs
-			}
-			if fs.Changed("max-stall") {
-				if maxStall < 0 {
-					return usageError{fmt.Errorf("--max-stall must not be negative, got %s", maxStall)}
-				}
-				req.MaxStall = durationpb.New(maxStall)
-			}
-			if fs.Changed("max-tx-age") {
-				if maxTxAge < 0 {
-					return usageError{fmt.Errorf("--max-tx-age must not be negative, got %s", maxTxAge)}
-				}
-				req.MaxTxAge = durationpb.New(maxTxAge)
+			req, err := f.request(cmd.Flags())
+			if err != nil {
+				return err
 			}
 			client, closeConn, err := dialOperations(cfg)
 			if err != nil {
@@ -149,7 +114,7 @@ absent values null:
 			if err != nil {
 				return adminError(cfg.GRPCAddr, "status", err)
 			}
-			if asJSON {
+			if f.asJSON {
 				err = writeStatusJSON(cmd.OutOrStdout(), st)
 			} else {
 				err = writeStatusTable(cmd.OutOrStdout(), st)
@@ -161,13 +126,65 @@ absent values null:
 		},
 	}
 	fs := cmd.Flags()
-	fs.BoolVar(&asJSON, "json", false, "print the status as JSON (stable field names) instead of a table")
-	fs.DurationVar(&maxOutboxAge, "max-outbox-age", ops.DefaultMaxOutboxAge, "unhealthy when the oldest unrelayed outbox event is older")
-	fs.Int64Var(&maxLag, "max-lag", ops.DefaultMaxLag, "unhealthy when the projector group's total lag is larger")
-	fs.StringVar(&maxDrift, "max-count-drift", formatCountDrift(ops.DefaultMaxCountDriftRatio, ops.DefaultMaxCountDriftDocs), "allowed |live documents - live products|: a percentage, a count, or both (the larger applies)")
-	fs.DurationVar(&maxTxAge, "max-tx-age", ops.DefaultMaxTxAge, "unhealthy when a read-only database transaction is open for longer (one holding the relay back: --max-outbox-age)")
-	fs.DurationVar(&maxStall, "max-stall", ops.DefaultMaxStall, "unhealthy when a partition's committed offset stands still for longer while events wait")
+	fs.BoolVar(&f.asJSON, "json", false, "print the status as JSON (stable field names) instead of a table")
+	fs.DurationVar(&f.maxOutboxAge, "max-outbox-age", ops.DefaultMaxOutboxAge, "unhealthy when the oldest unrelayed outbox event is older")
+	fs.Int64Var(&f.maxLag, "max-lag", ops.DefaultMaxLag, "unhealthy when the projector group's total lag is larger")
+	fs.StringVar(&f.maxDrift, "max-count-drift", formatCountDrift(ops.DefaultMaxCountDriftRatio, ops.DefaultMaxCountDriftDocs), "allowed |live documents - live products|: a percentage, a count, or both (the larger applies)")
+	fs.DurationVar(&f.maxTxAge, "max-tx-age", ops.DefaultMaxTxAge, "unhealthy when a read-only database transaction is open for longer (one holding the relay back: --max-outbox-age)")
+	fs.DurationVar(&f.maxStall, "max-stall", ops.DefaultMaxStall, "unhealthy when a partition's committed offset stands still for longer while events wait")
 	return cmd
+}
+
+// statusFlags are the flags of 'catalog status'.
+type statusFlags struct {
+	asJSON       bool
+	maxOutboxAge time.Duration
+	maxLag       int64
+	maxDrift     string
+	maxTxAge     time.Duration
+	maxStall     time.Duration
+}
+
+// request is the GetStatus request of the flags: a threshold given on the command line
+// replaces the server's default, one not given is left out; a bad value is a usage error.
+func (f *statusFlags) request(fs *pflag.FlagSet) (*operationsv1.GetStatusRequest, error) {
+	req := &operationsv1.GetStatusRequest{}
+	var err error
+	if req.MaxOutboxAge, err = nonNegativeDuration(fs, "max-outbox-age", f.maxOutboxAge); err != nil {
+		return nil, err
+	}
+	if fs.Changed("max-lag") {
+		if f.maxLag < 0 {
+			return nil, usageError{fmt.Errorf("--max-lag must not be negative, got %d", f.maxLag)}
+		}
+		req.MaxLag = &f.maxLag
+	}
+	if fs.Changed("max-count-drift") {
+		ratio, docs, err := parseCountDrift(f.maxDrift)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--max-count-drift: %w", err)}
+		}
+		req.MaxCountDriftRatio, req.MaxCountDriftDocs = &ratio, &docs
+	}
+	if req.MaxStall, err = nonNegativeDuration(fs, "max-stall", f.maxStall); err != nil {
+		return nil, err
+	}
+	if req.MaxTxAge, err = nonNegativeDuration(fs, "max-tx-age", f.maxTxAge); err != nil {
+		return nil, err
+	}
+	return req, nil
+}
+
+// nonNegativeDuration is the value d of the duration flag name for a request: nil when the
+// flag was not given, a usage error when it is negative.
+func nonNegativeDuration(fs *pflag.FlagSet, name string, d time.Duration) (*durationpb.Duration, error) {
+	if !fs.Changed(name) {
+		return nil, nil
+	}
+	if d < 0 {
+		return nil, usageError{fmt.Errorf("--%s must not be negative, got %s", name, d)}
+	}
+	return durationpb.New(d), nil
 }
 
 // parseCountDrift reads "0.1%", "10" or "0.1%,10": a percentage of live products and/or an
