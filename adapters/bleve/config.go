@@ -21,6 +21,11 @@ const (
 	// DefaultMaxBatchDocs bounds the documents of one Bleve batch. Larger batches amortise
 	// persisting better but hold more memory and delay the writes that arrive meanwhile.
 	DefaultMaxBatchDocs = 2000
+	// DefaultMaxSegmentDocs is the largest segment scorch's merges make. It bounds the memory
+	// of a merge, and so of the process, whatever the catalog's size (scorch's own limit is
+	// five million documents); a catalog of N products is searched across roughly N/125,000
+	// to N/250,000 segments of that size plus the small recent ones.
+	DefaultMaxSegmentDocs = 250_000
 )
 
 // MaxDocumentsPage is the largest page Store.Documents returns, the same bound as the
@@ -42,6 +47,9 @@ type Config struct {
 	// MaxBatchDocs is the largest number of documents committed in one Bleve batch; larger
 	// Write calls are split.
 	MaxBatchDocs int
+	// MaxSegmentDocs is the largest number of documents scorch merges into one segment; it
+	// bounds the memory a merge takes.
+	MaxSegmentDocs int
 }
 
 // aliasPattern is what the Elasticsearch adapter accepts as an alias, so that one SEARCH_ALIAS
@@ -62,6 +70,9 @@ func (c *Config) setDefaults() {
 	if c.MaxBatchDocs == 0 {
 		c.MaxBatchDocs = DefaultMaxBatchDocs
 	}
+	if c.MaxSegmentDocs == 0 {
+		c.MaxSegmentDocs = DefaultMaxSegmentDocs
+	}
 }
 
 // Validate reports every problem of a configuration at once, after defaults. A negative
@@ -80,6 +91,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatchDocs < 1 || c.MaxBatchDocs > 100_000 {
 		errs = append(errs, fmt.Errorf("max batch docs %d must be 1..100000", c.MaxBatchDocs))
+	}
+	if c.MaxSegmentDocs < 1000 || c.MaxSegmentDocs > 5_000_000 {
+		errs = append(errs, fmt.Errorf("max segment docs %d must be 1000..5000000", c.MaxSegmentDocs))
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("bleve config: %w", errors.Join(errs...))
