@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/marketplace/catalog/domain/product"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // Errors of the index operations; the gRPC port maps each to its own reason.
@@ -166,15 +167,21 @@ func (s *Service) RollbackAlias(ctx context.Context) (Rollback, error) {
 	return res, nil
 }
 
-// DefaultPruneKeep is how many old indices a prune keeps besides the live one when the
-// operator does not say: rollback targets for more than one step back.
-const DefaultPruneKeep = 2
+// Bounds of a prune's keep, the number of old indices kept besides the live one.
+const (
+	// DefaultPruneKeep is what a prune keeps when the operator does not say: rollback
+	// targets for more than one step back.
+	DefaultPruneKeep = 2
+	// MaxPruneKeep is the largest keep accepted; a larger number is a typo, not a plan.
+	MaxPruneKeep = 1000
+)
 
 // PruneIndices deletes all but the newest keep indices other than the live one; the live
-// index is never deleted. It refuses while a rebuild runs.
+// index is never deleted. It refuses while a rebuild runs, and a keep outside 0 to
+// MaxPruneKeep with readmodel.ErrInvalid.
 func (s *Service) PruneIndices(ctx context.Context, keep int) ([]string, error) {
-	if keep < 0 {
-		return nil, fmt.Errorf("prune: keep must not be negative")
+	if keep < 0 || keep > MaxPruneKeep {
+		return nil, fmt.Errorf("prune: %w: keep %d must be from 0 to %d", readmodel.ErrInvalid, keep, MaxPruneKeep)
 	}
 	lock, err := s.acquire(ctx)
 	if err != nil {

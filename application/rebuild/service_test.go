@@ -388,6 +388,11 @@ func TestRollbackAndPrune(t *testing.T) {
 	if d, _ := r.svc.PruneIndices(context.Background(), 0); len(d) != 1 || r.w.indices[names[1]] == nil {
 		t.Fatalf("prune 0 deleted %v; the live index must stay", d)
 	}
+	for _, keep := range []int{-1, rebuild.MaxPruneKeep + 1} {
+		if d, err := r.svc.PruneIndices(context.Background(), keep); !errors.Is(err, readmodel.ErrInvalid) || len(d) != 0 {
+			t.Errorf("prune keep %d: deleted %v, %v; want %v", keep, d, err, readmodel.ErrInvalid)
+		}
+	}
 	_ = first
 	if _, err := r.svc.RollbackAlias(context.Background()); !errors.Is(err, rebuild.ErrNoPreviousIndex) {
 		t.Fatalf("rollback with nothing older: %v", err)

@@ -185,8 +185,8 @@ func newIndexPruneCmd(cfg *service.Config) *cobra.Command {
 			if keep < 0 {
 				return usageError{fmt.Errorf("--keep must not be negative, got %d", keep)}
 			}
-			if keep > 1<<20 {
-				return usageError{fmt.Errorf("--keep %d is not a sensible number of indices", keep)}
+			if keep > rebuild.MaxPruneKeep {
+				return usageError{fmt.Errorf("--keep %d is more than %d indices", keep, rebuild.MaxPruneKeep)}
 			}
 			client, closeConn, err := dialAdmin(cfg)
 			if err != nil {

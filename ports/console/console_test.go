@@ -393,6 +393,10 @@ func TestRollbackRefusalIsShown(t *testing.T) {
 	if !strings.Contains(body, "product_search_v1_a") {
 		t.Fatalf("indices page:\n%s", body)
 	}
+	// The prune form offers what the use case does by default and accepts at most.
+	if want := fmt.Sprintf(`name="keep" value="%d" min="0" max="%d"`, rebuild.DefaultPruneKeep, rebuild.MaxPruneKeep); !strings.Contains(body, want) {
+		t.Errorf("indices page has no %s:\n%s", want, body)
+	}
 	resp, body := h.post("/indices/rollback", url.Values{"csrf": {h.csrf()}, "confirm": {"yes"}}, nil)
 	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "outdated mapping") {
 		t.Errorf("refused rollback: %d\n%s", resp.StatusCode, body)

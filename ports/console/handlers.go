@@ -153,6 +153,8 @@ type indicesView struct {
 	CodeMapping int
 	Notice      string
 	Deleted     []string
+	// KeepDefault and KeepMax bound the prune form as the use case bounds keep.
+	KeepDefault, KeepMax int
 }
 
 func (s *Server) indices(ctx context.Context) (indicesView, error) {
@@ -160,7 +162,7 @@ func (s *Server) indices(ctx context.Context) (indicesView, error) {
 	if err != nil {
 		return indicesView{}, err
 	}
-	v := indicesView{Indices: list}
+	v := indicesView{Indices: list, KeepDefault: rebuild.DefaultPruneKeep, KeepMax: rebuild.MaxPruneKeep}
 	if st, err := s.deps.Operations.Status(ctx, ops.DefaultThresholds()); err == nil {
 		v.CodeMapping = st.ReadModel.CodeMappingVersion
 	}
@@ -202,8 +204,8 @@ func (s *Server) rollback(w http.ResponseWriter, r *http.Request, ss *session) {
 
 func (s *Server) prune(w http.ResponseWriter, r *http.Request, ss *session) {
 	keep, err := strconv.Atoi(strings.TrimSpace(r.PostFormValue("keep")))
-	if err != nil || keep < 0 || keep > 100 {
-		s.fail(w, r, ss, http.StatusBadRequest, "keep must be a whole number from 0 to 100")
+	if err != nil || keep < 0 || keep > rebuild.MaxPruneKeep {
+		s.fail(w, r, ss, http.StatusBadRequest, fmt.Sprintf("keep must be a whole number from 0 to %d", rebuild.MaxPruneKeep))
 		return
 	}
 	if !confirmed(r) {
