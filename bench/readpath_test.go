@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -419,16 +418,6 @@ type servedCatalog struct {
 	stop func() error
 }
 
-func freeAddr(b *testing.B) string {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = ln.Close() }()
-	return ln.Addr().String()
-}
-
 // serveCatalog runs `catalog serve` through the real wiring on a fresh, migrated database,
 // with cfg's search and Kafka settings and its own topics, group and alias (derived from
 // name); the API logs at info as JSON into io.Discard, as production formats it.
@@ -446,7 +435,7 @@ func serveCatalog(b *testing.B, name string, set func(*service.Config)) *servedC
 	}
 	db.Close()
 	cfg := service.Config{
-		DatabaseURL: url, EmbeddedKafkaAddr: freeAddr(b), HTTPAddr: freeAddr(b), GRPCAddr: freeAddr(b),
+		DatabaseURL: url, EmbeddedKafkaAddr: testenv.Addr(b), HTTPAddr: testenv.Addr(b), GRPCAddr: testenv.Addr(b),
 		DataDir: b.TempDir(), SearchAlias: name, ProductEventsTopic: strings.ReplaceAll(name, "_", ".") + ".events",
 		DLQTopic: "dlq." + strings.ReplaceAll(name, "_", ".") + ".events", ProjectorGroup: name + "-projector",
 		ShutdownTimeout: 10 * time.Second,

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,16 +18,6 @@ import (
 	"github.com/marketplace/catalog/service"
 	"github.com/marketplace/catalog/wiring"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 type component struct {
 	base string
@@ -51,7 +40,7 @@ func freshDeployment(t *testing.T, opts ...func(*service.Config)) (service.Confi
 	t.Helper()
 	ctx := context.Background()
 	cfg := service.Config{DatabaseURL: testenv.NewDatabase(t), DataDir: t.TempDir(),
-		EmbeddedKafkaAddr: freeAddr(t), HTTPAddr: freeAddr(t), GRPCAddr: freeAddr(t), ShutdownTimeout: 10 * time.Second}
+		EmbeddedKafkaAddr: testenv.Addr(t), HTTPAddr: testenv.Addr(t), GRPCAddr: testenv.Addr(t), ShutdownTimeout: 10 * time.Second}
 	for _, o := range opts {
 		o(&cfg)
 	}

@@ -42,7 +42,7 @@ func TestConsoleInABrowser(t *testing.T) {
 	comp := startServe(t, func(c *service.Config) {
 		c.ElasticsearchURL, c.ElasticsearchCompat, c.SearchAlias = esURL, compat, name
 		c.TopicPartitions = 3
-		c.ConsoleAddr, c.ConsoleSampleInterval = freeAddr(t), time.Second
+		c.ConsoleAddr, c.ConsoleSampleInterval = testenv.Addr(t), time.Second
 		c.AdminToken = service.NewSecret(adminToken)
 		withOldMappingIndex(&old)(t, c)
 	})

@@ -54,7 +54,7 @@ func TestBindErrorsNameTheSetting(t *testing.T) {
 
 	for _, variable := range []string{"HTTP_ADDR", "GRPC_ADDR", "METRICS_ADDR"} {
 		t.Run(variable, func(t *testing.T) {
-			cfg, _ := freshDeployment(t, func(c *service.Config) { c.MetricsAddr = freeAddr(t) })
+			cfg, _ := freshDeployment(t, func(c *service.Config) { c.MetricsAddr = testenv.Addr(t) })
 			taken := occupy(t)
 			switch variable {
 			case "HTTP_ADDR":
@@ -92,7 +92,7 @@ func TestProjectorProcessAnswersItsReadiness(t *testing.T) {
 		c.ElasticsearchURL, c.ElasticsearchCompat = esURL, compat
 		c.SearchAlias, c.ProductEventsTopic, c.DLQTopic, c.ProjectorGroup = name, name+".events", "dlq."+name+".events", name+"-projector"
 		c.TopicPartitions = 2
-		c.MetricsAddr = freeAddr(t)
+		c.MetricsAddr = testenv.Addr(t)
 	})
 	t.Cleanup(func() {
 		req, _ := http.NewRequest("DELETE", esURL+"/"+name+"_v*", nil)

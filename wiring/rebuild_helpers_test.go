@@ -354,7 +354,7 @@ WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE da
 // siblingConfig is cfg with its own listen ports: another replica of the same deployment.
 func siblingConfig(t *testing.T, cfg service.Config) service.Config {
 	c := cfg
-	c.HTTPAddr, c.GRPCAddr, c.EmbeddedKafkaAddr = freeAddr(t), freeAddr(t), freeAddr(t)
+	c.HTTPAddr, c.GRPCAddr, c.EmbeddedKafkaAddr = testenv.Addr(t), testenv.Addr(t), testenv.Addr(t)
 	return c
 }
 

@@ -18,18 +18,6 @@ import (
 	"github.com/marketplace/catalog/service"
 )
 
-// unreachable is a loopback address nothing listens on.
-func unreachable(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
 // metricsText reads a replica's /metrics.
 func metricsText(t *testing.T, c *component) string {
 	t.Helper()
@@ -73,7 +61,7 @@ func TestServeRunsOnlyItsRoles(t *testing.T) {
 	}
 
 	apiCfg := replica(service.RoleAPI)
-	apiCfg.KafkaBrokers = []string{unreachable(t)}
+	apiCfg.KafkaBrokers = []string{testenv.Addr(t)}
 	api := serveInProcess(t, apiCfg)
 	if r := api.do(t, "GET", "/readyz", ""); r.status != 200 || r.body["role"] != "api" {
 		t.Fatalf("API replica readiness: %d %v", r.status, r.body)
@@ -110,7 +98,7 @@ func TestServeRunsOnlyItsRoles(t *testing.T) {
 	}
 
 	relayCfg := replica(service.RoleRelay)
-	relayCfg.ElasticsearchURL = "http://" + unreachable(t)
+	relayCfg.ElasticsearchURL = "http://" + testenv.Addr(t)
 	relay := serveInProcess(t, relayCfg)
 	if r := relay.do(t, "GET", "/v1/products/"+id, ""); r.status != 404 || !strings.Contains(r.body["detail"].(string), "api role") {
 		t.Errorf("the relay replica answers the API: %d %v", r.status, r.body)

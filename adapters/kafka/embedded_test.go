@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"testing"
 	"time"
 
@@ -15,24 +14,15 @@ import (
 
 	"github.com/marketplace/catalog/adapters/datadir"
 	"github.com/marketplace/catalog/adapters/kafka"
+	"github.com/marketplace/catalog/internal/testenv"
 )
-
-func embeddedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
 
 // TestEmbeddedBrokerKeepsItsLogAndOffsetsInItsDirectory: records and a consumer group's
 // committed offsets written to a broker with a Dir are there after a restart on that Dir,
 // and the topics created on the first start are not re-created empty. (SIGKILL of the whole
 // process is covered by wiring's TestEmbeddedSurvivesSIGKILLDuringWrites.)
 func TestEmbeddedBrokerKeepsItsLogAndOffsetsInItsDirectory(t *testing.T) {
-	dir, addr := t.TempDir(), embeddedAddr(t)
+	dir, addr := t.TempDir(), testenv.Addr(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	topic := kafka.TopicSpec{Name: "product.events", Partitions: 3}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -107,16 +97,16 @@ func TestEmbeddedBrokerKeepsItsLogAndOffsetsInItsDirectory(t *testing.T) {
 func TestEmbeddedBrokerDirectoryIsExclusive(t *testing.T) {
 	dir := t.TempDir()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	b, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: embeddedAddr(t), Dir: dir}, log)
+	b, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: testenv.Addr(t), Dir: dir}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: embeddedAddr(t), Dir: dir}, log)
+	_, err = kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: testenv.Addr(t), Dir: dir}, log)
 	if !errors.Is(err, datadir.ErrLocked) {
 		t.Fatalf("second broker on the directory: %v, want ErrLocked", err)
 	}
 	b.Close()
-	b, err = kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: embeddedAddr(t), Dir: dir}, log)
+	b, err = kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: testenv.Addr(t), Dir: dir}, log)
 	if err != nil {
 		t.Fatalf("after the first one closed: %v", err)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,16 +26,6 @@ func asUser(ctx context.Context, t *testing.T, env []string, args ...string) *ex
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody}}
 	cmd.Dir = "/"
 	return cmd
-}
-
-func loopbackAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // TestEmbeddedModeAsNonRootUser is the image's situation: catalog runs as a user that owns
@@ -63,9 +52,9 @@ func TestEmbeddedModeAsNonRootUser(t *testing.T) {
 		}
 	}
 	dataDir := filepath.Join(parent, "catalog")
-	httpAddr := loopbackAddr(t)
+	httpAddr := testenv.Addr(t)
 	env := []string{"DATABASE_URL=" + testenv.NewDatabase(t), "KAFKA_BROKERS=", "ELASTICSEARCH_URL=",
-		"EMBEDDED_KAFKA_ADDR=" + loopbackAddr(t), "HTTP_ADDR=" + httpAddr, "GRPC_ADDR=" + loopbackAddr(t),
+		"EMBEDDED_KAFKA_ADDR=" + testenv.Addr(t), "HTTP_ADDR=" + httpAddr, "GRPC_ADDR=" + testenv.Addr(t),
 		"METRICS_ADDR=", "CATALOG_DATA_DIR=" + dataDir, "LOG_LEVEL=warn"}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)

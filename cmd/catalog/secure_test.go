@@ -158,7 +158,7 @@ func TestSecureClusters(t *testing.T) {
 	alias := strings.ReplaceAll(name, "-", "_")
 	dropSearchIndices(t, target, compat, alias)
 	token := "admin-" + strings.Repeat("x", 8) + fmt.Sprint(time.Now().UnixNano())
-	httpAddr, grpcAddr := securetest.Addr(t), securetest.Addr(t)
+	httpAddr, grpcAddr := testenv.Addr(t), testenv.Addr(t)
 	env := map[string]string{
 		"DATABASE_URL": dbURL, "HTTP_ADDR": httpAddr, "GRPC_ADDR": grpcAddr, "CATALOG_DATA_DIR": t.TempDir(),
 		"KAFKA_BROKERS": k.Addr, "KAFKA_TLS_CA_FILE": k.CA.CertFile, "KAFKA_SASL_MECHANISM": kafka.SASLSCRAMSHA512,
@@ -272,7 +272,7 @@ func TestWrongCredentialsStopTheRoleAtOnce(t *testing.T) {
 	const wrong = "pw-wrong-never-printed"
 	kafkaEnv := map[string]string{
 		"DATABASE_URL": dbURL, "KAFKA_BROKERS": k.Addr, "KAFKA_TLS_CA_FILE": k.CA.CertFile, "KAFKA_SASL_MECHANISM": kafka.SASLSCRAMSHA512,
-		"KAFKA_SASL_USERNAME": securetest.KafkaUser, "KAFKA_SASL_PASSWORD": wrong, "HTTP_ADDR": securetest.Addr(t), "GRPC_ADDR": securetest.Addr(t),
+		"KAFKA_SASL_USERNAME": securetest.KafkaUser, "KAFKA_SASL_PASSWORD": wrong, "HTTP_ADDR": testenv.Addr(t), "GRPC_ADDR": testenv.Addr(t),
 		"ELASTICSEARCH_URL": proxy.URL, "ELASTICSEARCH_COMPAT": compat, "ELASTICSEARCH_CA_FILE": proxy.CA.CertFile, "ELASTICSEARCH_API_KEY": proxy.APIKey,
 		"SEARCH_ALIAS": strings.ToLower(testenv.Name("wrongcreds")),
 	}
@@ -372,10 +372,10 @@ func TestAdminPortMutualTLSAndHTTPS(t *testing.T) {
 	ca := securetest.NewCA(t, dir, "admin")
 	srvCert, cliCert := ca.Issue(t, "server", "127.0.0.1", "localhost"), ca.Issue(t, "operator", "operator")
 	stranger := securetest.NewCA(t, t.TempDir(), "stranger").Issue(t, "stranger", "stranger")
-	httpAddr, metricsAddr, grpcPort := securetest.Addr(t), securetest.Addr(t), securetest.FreePort(t)
+	httpAddr, metricsAddr, grpcPort := testenv.Addr(t), testenv.Addr(t), testenv.FreePort(t)
 	env := map[string]string{
 		"DATABASE_URL": dbURL, "HTTP_ADDR": httpAddr, "METRICS_ADDR": metricsAddr, "GRPC_ADDR": fmt.Sprintf("0.0.0.0:%d", grpcPort),
-		"EMBEDDED_KAFKA_ADDR": securetest.Addr(t), "CATALOG_DATA_DIR": t.TempDir(), "SHUTDOWN_TIMEOUT": "5s",
+		"EMBEDDED_KAFKA_ADDR": testenv.Addr(t), "CATALOG_DATA_DIR": t.TempDir(), "SHUTDOWN_TIMEOUT": "5s",
 		"GRPC_TLS_CERT_FILE": srvCert.CertFile, "GRPC_TLS_KEY_FILE": srvCert.KeyFile, "GRPC_TLS_CLIENT_CA_FILE": ca.CertFile,
 		"HTTP_TLS_CERT_FILE": srvCert.CertFile, "HTTP_TLS_KEY_FILE": srvCert.KeyFile,
 	}

@@ -132,7 +132,7 @@ func startKafka(tb testing.TB) (*Kafka, error) {
 	k.CA = NewCA(tb, dir, "kafka-test")
 	broker := k.CA.Issue(tb, "broker", "127.0.0.1", "localhost")
 	k.Client = k.CA.Issue(tb, "client", "catalog-client")
-	port, mport, cport := FreePort(tb), FreePort(tb), FreePort(tb)
+	port, mport, cport := testenv.FreePort(tb), testenv.FreePort(tb), testenv.FreePort(tb)
 	k.Addr = fmt.Sprintf("127.0.0.1:%d", port)
 	k.MTLSAddr = fmt.Sprintf("127.0.0.1:%d", mport)
 

@@ -47,7 +47,7 @@ func StartTLSPostgres(tb testing.TB) *Postgres {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = os.RemoveAll(dir) })
-	p := &Postgres{Port: FreePort(tb), bin: bin, data: filepath.Join(dir, "data")}
+	p := &Postgres{Port: testenv.FreePort(tb), bin: bin, data: filepath.Join(dir, "data")}
 	if os.Geteuid() == 0 {
 		u, err := user.Lookup("postgres")
 		if err != nil {

@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/marketplace/catalog/internal/testenv"
 )
 
 // SearchProxy stands in for a secured Elasticsearch cluster: a TLS-terminating reverse proxy
@@ -52,7 +54,7 @@ func StartSearchProxy(tb testing.TB, target string, node *SearchProxy) *SearchPr
 		r.SetURL(u)
 		r.Out.Header.Del("Authorization")
 	}}
-	ln, err := net.Listen("tcp", Addr(tb))
+	ln, err := net.Listen("tcp", testenv.Addr(tb))
 	if err != nil {
 		tb.Fatal(err)
 	}

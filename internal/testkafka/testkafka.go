@@ -7,7 +7,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -50,13 +49,7 @@ func Embedded(t *testing.T) Cluster { return EmbeddedIn(t, "") }
 // `catalog serve` does under CATALOG_DATA_DIR/kafka; an empty dir keeps it in memory.
 func EmbeddedIn(tb testing.TB, dir string) Cluster {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	b, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: addr, Dir: dir}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	b, err := kafka.StartEmbeddedBroker(kafka.EmbeddedConfig{Addr: testenv.Addr(tb), Dir: dir}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		tb.Fatalf("embedded broker: %v", err)
 	}

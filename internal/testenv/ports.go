@@ -1,4 +1,4 @@
-package securetest
+package testenv
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 	"testing"
 )
 
-// PortsEnv names the variable that, set to "LO-HI", confines the ports of the servers these helpers start to
+// PortsEnv names the variable that, set to "LO-HI", confines the ports tests listen on and give servers to
 // that range (machines where several suites share loopback ranges by agreement); unset, the
 // kernel picks free ports.
 const PortsEnv = "CATALOG_TEST_PORTS"
