@@ -5,12 +5,13 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"github.com/marketplace/catalog/domain/readmodel"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/marketplace/catalog/domain/readmodel"
 
 	"github.com/marketplace/catalog/application/query"
 )

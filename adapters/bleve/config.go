@@ -20,7 +20,10 @@ const (
 	DefaultFlushInterval = time.Millisecond
 	// DefaultMaxBatchDocs bounds the documents of one Bleve batch. Larger batches amortise
 	// persisting better but hold more memory and delay the writes that arrive meanwhile.
-	DefaultMaxBatchDocs = 2000
+	// Measured on 400,000 documents written in chunks of 5,000 (a rebuild's fill): 500 fills
+	// at the rate 2,000 does (12,900 against 12,500 documents/s) with a peak of 243 MiB of
+	// anonymous memory against 297 MiB.
+	DefaultMaxBatchDocs = 500
 	// DefaultMaxSegmentDocs is the largest segment scorch's merges make. It bounds the memory
 	// of a merge, and so of the process, whatever the catalog's size (scorch's own limit is
 	// five million documents); a catalog of N products is searched across roughly N/125,000

@@ -476,12 +476,16 @@ func (s *Store) VisibleVersions(ctx context.Context, probes []query.VersionProbe
 			return err
 		}
 		defer func() { _ = r.Close() }()
+		vr, err := newVersionReader(r, s.cfg.Alias, ix.name)
+		if err != nil {
+			return err
+		}
 		versions := map[string]int64{}
 		for _, p := range probes {
 			id := string(p.ID)
 			v, seen := versions[id]
 			if !seen {
-				if v, err = storedVersion(r, id); err != nil {
+				if v, err = vr.version(id); err != nil {
 					return fmt.Errorf("version of %s: %w", id, err)
 				}
 				versions[id] = v

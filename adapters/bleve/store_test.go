@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/marketplace/catalog/domain/readmodel"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/marketplace/catalog/domain/readmodel"
 
 	"github.com/marketplace/catalog/adapters/bleve"
 	"github.com/marketplace/catalog/application/query"

@@ -13,7 +13,6 @@ import (
 	"strconv"
 
 	blevev2 "github.com/blevesearch/bleve/v2"
-	"github.com/blevesearch/bleve/v2/search"
 
 	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
@@ -115,7 +114,7 @@ func (s *Store) Write(ctx context.Context, index string, docs []product.Snapshot
 // costs the same however deep it is, so paging through an index is linear in its size. (A
 // match-all search sorted by id with search_after visits every document for every page, which
 // makes a full scan quadratic: hours at a few million documents.) The page's versions and
-// tombstone flags are then read in one search for exactly those ids.
+// tombstone flags are then read by id (see versionReader).
 func (s *Store) Documents(ctx context.Context, index, afterID string, limit int) ([]rebuild.DocVersion, error) {
 	if limit < 1 {
 		return nil, fmt.Errorf("rebuild target: documents of %s: limit %d must be positive", index, limit)
@@ -132,7 +131,7 @@ func (s *Store) Documents(ctx context.Context, index, afterID string, limit int)
 			if err != nil || len(ids) == 0 {
 				return err
 			}
-			out, err = docVersions(ctx, bi, ids)
+			out, err = docVersions(bi, s.cfg.Alias, ix.name, ids)
 			// An id whose every document was removed is still in the dictionary until its
 			// segments are merged: a page of only those is no reason to end the stream.
 			if err != nil || len(out) > 0 || !more {
@@ -180,24 +179,35 @@ func idsAfter(bi blevev2.Index, after string, limit int) (ids []string, more boo
 // idField is the field Bleve indexes every document's id under.
 const idField = "_id"
 
-// docVersions reads the version and tombstone flag of the documents with ids, in id order.
-func docVersions(ctx context.Context, bi blevev2.Index, ids []string) ([]rebuild.DocVersion, error) {
-	req := blevev2.NewSearchRequestOptions(blevev2.NewDocIDQuery(ids), len(ids), 0, false)
-	req.SortByCustom(search.SortOrder{&search.SortDocID{}})
-	req.Fields = []string{fieldVersion, fieldDeleted}
-	req.Score = blevev2.ScoreNone
-	res, err := bi.SearchInContext(ctx, req)
+// docVersions reads the version and tombstone flag of the documents with ids, in id order;
+// ids without a live document are left out.
+func docVersions(bi blevev2.Index, alias, name string, ids []string) (out []rebuild.DocVersion, err error) {
+	adv, err := bi.Advanced()
 	if err != nil {
 		return nil, err
 	}
-	out := make([]rebuild.DocVersion, 0, len(res.Hits))
-	for _, h := range res.Hits {
-		v, ok := h.Fields[fieldVersion].(float64)
-		if !ok {
-			return nil, fmt.Errorf("%s has no stored version", h.ID)
+	r, err := adv.Reader()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if cerr := r.Close(); err == nil {
+			err = cerr
 		}
-		deleted, _ := h.Fields[fieldDeleted].(bool)
-		out = append(out, rebuild.DocVersion{ID: h.ID, Version: int64(v), Deleted: deleted})
+	}()
+	vr, err := newVersionReader(r, alias, name)
+	if err != nil {
+		return nil, err
+	}
+	states, err := vr.states(ids)
+	if err != nil {
+		return nil, err
+	}
+	out = make([]rebuild.DocVersion, 0, len(ids))
+	for i, s := range states {
+		if s.version > 0 {
+			out = append(out, rebuild.DocVersion{ID: ids[i], Version: s.version, Deleted: s.deleted})
+		}
 	}
 	return out, nil
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	blevev2 "github.com/blevesearch/bleve/v2"
-	bleveindex "github.com/blevesearch/bleve_index_api"
 
 	"github.com/marketplace/catalog/domain/product"
 )
@@ -226,13 +225,19 @@ func (ix *index) commit(reqs []*writeReq) {
 		fail(fmt.Errorf("commit: reader: %w", err))
 		return
 	}
+	vr, err := newVersionReader(r, ix.cfg.Alias, ix.name)
+	if err != nil {
+		_ = r.Close()
+		fail(fmt.Errorf("commit: %w", err))
+		return
+	}
 	known := make(map[string]int64)
 	b := ix.bi.NewBatch()
 	for _, req := range reqs {
 		for _, p := range req.docs {
 			cur, ok := known[p.id]
 			if !ok {
-				if cur, err = storedVersion(r, p.id); err != nil {
+				if cur, err = vr.version(p.id); err != nil {
 					_ = r.Close()
 					fail(fmt.Errorf("commit: version of %s: %w", p.id, err))
 					return
@@ -350,45 +355,6 @@ func (a *acks) abandon(err error) {
 		}
 	}
 	a.pending = nil
-}
-
-// storedVersion is the version stored for id, 0 when there is no document.
-func storedVersion(r bleveindex.IndexReader, id string) (int64, error) {
-	doc, err := r.Document(id)
-	if err != nil {
-		return 0, err
-	}
-	if doc == nil {
-		return 0, nil
-	}
-	var (
-		v    int64
-		verr error
-	)
-	found := false
-	doc.VisitFields(func(f bleveindex.Field) {
-		if f.Name() != fieldVersion {
-			return
-		}
-		nf, ok := f.(bleveindex.NumericField)
-		if !ok {
-			verr = fmt.Errorf("stored version is a %T", f)
-			return
-		}
-		n, err := nf.Number()
-		if err != nil {
-			verr = err
-			return
-		}
-		v, found = int64(n), true
-	})
-	if verr != nil {
-		return 0, verr
-	}
-	if !found {
-		return 0, errors.New("document without a stored version")
-	}
-	return v, nil
 }
 
 // closeWait bounds how long close waits for applied batches to be persisted.
