@@ -467,37 +467,33 @@ func (s *Store) VisibleVersions(ctx context.Context, probes []query.VersionProbe
 	}
 	out := make(map[query.VersionProbe]int64, len(probes))
 	err = ix.read(func(bi blevev2.Index) error {
-		adv, err := bi.Advanced()
-		if err != nil {
-			return err
-		}
-		r, err := adv.Reader()
-		if err != nil {
-			return err
-		}
-		defer func() { _ = r.Close() }()
-		vr, err := newVersionReader(r, s.cfg.Alias, ix.name)
-		if err != nil {
-			return err
-		}
-		versions := map[string]int64{}
-		for _, p := range probes {
-			id := string(p.ID)
-			v, seen := versions[id]
-			if !seen {
-				if v, err = vr.version(id); err != nil {
-					return fmt.Errorf("version of %s: %w", id, err)
-				}
-				versions[id] = v
-			}
-			if v > 0 {
-				out[p] = v
-			}
-		}
-		return nil
+		return readVersions(bi, s.cfg.Alias, ix.name, func(vr *versionReader) error {
+			return visibleVersions(vr, probes, out)
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("visible versions %s: %w", s.cfg.Alias, err)
 	}
 	return out, nil
+}
+
+// visibleVersions puts the stored version of each probe's product into out (none for a
+// product without a document).
+func visibleVersions(vr *versionReader, probes []query.VersionProbe, out map[query.VersionProbe]int64) error {
+	versions := map[string]int64{}
+	for _, p := range probes {
+		id := string(p.ID)
+		v, seen := versions[id]
+		if !seen {
+			var err error
+			if v, err = vr.version(id); err != nil {
+				return fmt.Errorf("version of %s: %w", id, err)
+			}
+			versions[id] = v
+		}
+		if v > 0 {
+			out[p] = v
+		}
+	}
+	return nil
 }

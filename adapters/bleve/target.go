@@ -182,34 +182,20 @@ const idField = "_id"
 // docVersions reads the version and tombstone flag of the documents with ids, in id order;
 // ids without a live document are left out.
 func docVersions(bi blevev2.Index, alias, name string, ids []string) (out []rebuild.DocVersion, err error) {
-	adv, err := bi.Advanced()
-	if err != nil {
-		return nil, err
-	}
-	r, err := adv.Reader()
-	if err != nil {
-		return nil, err
-	}
-	defer func() {
-		if cerr := r.Close(); err == nil {
-			err = cerr
+	err = readVersions(bi, alias, name, func(vr *versionReader) error {
+		states, err := vr.states(ids)
+		if err != nil {
+			return err
 		}
-	}()
-	vr, err := newVersionReader(r, alias, name)
-	if err != nil {
-		return nil, err
-	}
-	states, err := vr.states(ids)
-	if err != nil {
-		return nil, err
-	}
-	out = make([]rebuild.DocVersion, 0, len(ids))
-	for i, s := range states {
-		if s.version > 0 {
-			out = append(out, rebuild.DocVersion{ID: ids[i], Version: s.version, Deleted: s.deleted})
+		out = make([]rebuild.DocVersion, 0, len(ids))
+		for i, s := range states {
+			if s.version > 0 {
+				out = append(out, rebuild.DocVersion{ID: ids[i], Version: s.version, Deleted: s.deleted})
+			}
 		}
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 // SwitchAlias points the alias from one index to another atomically: the alias file is replaced

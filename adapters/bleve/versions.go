@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 
+	blevev2 "github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/numeric"
 	bleveindex "github.com/blevesearch/bleve_index_api"
 
@@ -32,6 +33,29 @@ type docState struct {
 	deleted bool
 }
 
+// readVersions runs fn with a versionReader over a new reader of bi, the index named name, and
+// closes the reader after it.
+func readVersions(bi blevev2.Index, alias, name string, fn func(*versionReader) error) (err error) {
+	adv, err := bi.Advanced()
+	if err != nil {
+		return err
+	}
+	r, err := adv.Reader()
+	if err != nil {
+		return fmt.Errorf("reader: %w", err)
+	}
+	defer func() {
+		if cerr := r.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("close reader: %w", cerr)
+		}
+	}()
+	vr, err := newVersionReader(r, alias, name)
+	if err != nil {
+		return err
+	}
+	return fn(vr)
+}
+
 // newVersionReader reads versions from r, a reader of the index named name.
 func newVersionReader(r bleveindex.IndexReader, alias, name string) (*versionReader, error) {
 	vr := &versionReader{r: r}
@@ -43,6 +67,29 @@ func newVersionReader(r bleveindex.IndexReader, alias, name string) (*versionRea
 		vr.dvr = dvr
 	}
 	return vr, nil
+}
+
+// noneFrom reports whether the index has no document id at or after from (in byte order): then
+// no id from there on has a stored version. It is one seek in each segment's id dictionary, where
+// looking up each id of a batch is one per id and segment; a rebuild's fill writes ids in
+// ascending order into a new index, so for it every batch is past the last id. The dictionary
+// still holds the ids of deleted documents until their segments merge, which only makes it
+// answer false more often.
+func (vr *versionReader) noneFrom(from string) (none bool, err error) {
+	dict, err := vr.r.FieldDictRange(idField, []byte(from), nil)
+	if err != nil {
+		return false, fmt.Errorf("ids from %q: %w", from, err)
+	}
+	defer func() {
+		if cerr := dict.Close(); err == nil && cerr != nil {
+			err = cerr
+		}
+	}()
+	e, err := dict.Next()
+	if err != nil {
+		return false, fmt.Errorf("ids from %q: %w", from, err)
+	}
+	return e == nil, nil
 }
 
 // version is the version stored for id, 0 when there is no document.

@@ -71,34 +71,74 @@ func TestVersionsFromDocValuesAndFromStoredFields(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = ix.read(func(bi blevev2.Index) error {
-				adv, err := bi.Advanced()
-				if err != nil {
-					return err
-				}
-				r, err := adv.Reader()
-				if err != nil {
-					return err
-				}
-				defer func() { _ = r.Close() }()
-				vr, err := newVersionReader(r, s.cfg.Alias, name)
-				if err != nil {
-					return err
-				}
-				if fromDocValues := vr.dvr != nil; fromDocValues != (mv >= versionDocValuesMapping) {
-					t.Errorf("mapping v%d read from doc values: %v", mv, fromDocValues)
-				}
-				states, err := vr.states([]string{string(ids[2]), string(ids[5]), string(ids[1])})
-				if err != nil {
-					return err
-				}
-				if w := []docState{{}, {version: 1 << 40}, {version: 3, deleted: true}}; !slices.Equal(states, w) {
-					t.Errorf("states = %+v, want %+v", states, w)
-				}
-				return nil
+				return readVersions(bi, s.cfg.Alias, name, func(vr *versionReader) error {
+					if fromDocValues := vr.dvr != nil; fromDocValues != (mv >= versionDocValuesMapping) {
+						t.Errorf("mapping v%d read from doc values: %v", mv, fromDocValues)
+					}
+					states, err := vr.states([]string{string(ids[2]), string(ids[5]), string(ids[1])})
+					if err != nil {
+						return err
+					}
+					if w := []docState{{}, {version: 1 << 40}, {version: 3, deleted: true}}; !slices.Equal(states, w) {
+						t.Errorf("states = %+v, want %+v", states, w)
+					}
+					return nil
+				})
 			})
 			if err != nil {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// noneFrom answers from the id dictionary whether any id at or after a given one exists: what
+// lets the writer skip the per-document version lookups of a batch of ids past the last one.
+func TestNoneFromSeesEveryIDAtOrAfter(t *testing.T) {
+	c := context.Background()
+	s, err := Open(Config{Dir: t.TempDir(), Alias: "nonefrom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	name, err := s.CreateIndex(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := []product.ID{"01000000-0000-7000-8000-000000000001", "01000000-0000-7000-8000-000000000002", "01000000-0000-7000-8000-000000000003"}
+	// Two segments: the last id alone in the second.
+	for _, batch := range [][]product.ID{ids[:2], ids[2:]} {
+		var snaps []product.Snapshot
+		for _, id := range batch {
+			snaps = append(snaps, readmodeltest.Product{ID: id, Version: 1}.Snapshot(t))
+		}
+		if err := s.Write(c, name, snaps); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ix, err := s.named(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for from, want := range map[string]bool{
+		"":                                     false,
+		string(ids[0]):                         false,
+		"01000000-0000-7000-8000-0000000000025": false, // between the second and the third
+		string(ids[2]):                         false,
+		string(ids[2]) + "\x00":                true,
+		"ffffffff":                             true,
+	} {
+		err := ix.read(func(bi blevev2.Index) error {
+			return readVersions(bi, s.cfg.Alias, name, func(vr *versionReader) error {
+				none, err := vr.noneFrom(from)
+				if err == nil && none != want {
+					t.Errorf("noneFrom(%q) = %v, want %v", from, none, want)
+				}
+				return err
+			})
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -215,48 +216,47 @@ func (ix *index) commit(reqs []*writeReq) {
 			r.done <- err
 		}
 	}
-	adv, err := ix.bi.Advanced()
-	if err != nil {
-		fail(fmt.Errorf("commit: %w", err))
-		return
-	}
-	r, err := adv.Reader()
-	if err != nil {
-		fail(fmt.Errorf("commit: reader: %w", err))
-		return
-	}
-	vr, err := newVersionReader(r, ix.cfg.Alias, ix.name)
-	if err != nil {
-		_ = r.Close()
-		fail(fmt.Errorf("commit: %w", err))
-		return
-	}
-	known := make(map[string]int64)
 	b := ix.bi.NewBatch()
-	for _, req := range reqs {
-		for _, p := range req.docs {
-			cur, ok := known[p.id]
-			if !ok {
-				if cur, err = vr.version(p.id); err != nil {
-					_ = r.Close()
-					fail(fmt.Errorf("commit: version of %s: %w", p.id, err))
-					return
-				}
+	err := readVersions(ix.bi, ix.cfg.Alias, ix.name, func(vr *versionReader) error {
+		var ids []string
+		for _, req := range reqs {
+			for _, p := range req.docs {
+				ids = append(ids, p.id)
 			}
-			if p.version <= cur {
-				known[p.id] = cur
-				continue
-			}
-			// A later document of the same id replaces an earlier one within the batch.
-			if err := b.IndexAdvanced(p.doc); err != nil {
-				_ = r.Close()
-				fail(fmt.Errorf("commit: %s: %w", p.id, err))
-				return
-			}
-			known[p.id] = p.version
 		}
+		if len(ids) == 0 {
+			return nil
+		}
+		allNew, err := vr.noneFrom(slices.Min(ids))
+		if err != nil {
+			return err
+		}
+		known := make(map[string]int64)
+		for _, req := range reqs {
+			for _, p := range req.docs {
+				cur, ok := known[p.id]
+				if !ok && !allNew {
+					if cur, err = vr.version(p.id); err != nil {
+						return fmt.Errorf("version of %s: %w", p.id, err)
+					}
+				}
+				if p.version <= cur {
+					known[p.id] = cur
+					continue
+				}
+				// A later document of the same id replaces an earlier one within the batch.
+				if err := b.IndexAdvanced(p.doc); err != nil {
+					return fmt.Errorf("%s: %w", p.id, err)
+				}
+				known[p.id] = p.version
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		fail(fmt.Errorf("commit: %w", err))
+		return
 	}
-	_ = r.Close()
 	if b.Size() == 0 {
 		ix.acks.wait(reqs, false)
 		return
