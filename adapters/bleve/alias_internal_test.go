@@ -11,9 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/marketplace/catalog/domain/readmodel"
-
 	"github.com/marketplace/catalog/application/query"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // TestAliasFileIsCrashSafe interrupts an alias switch at each step of the file replacement, as

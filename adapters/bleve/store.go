@@ -14,8 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/marketplace/catalog/domain/readmodel"
-
 	blevev2 "github.com/blevesearch/bleve/v2"
 	"github.com/blevesearch/bleve/v2/index/scorch"
 
@@ -24,6 +22,7 @@ import (
 	"github.com/marketplace/catalog/application/query"
 	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // Errors of the embedded read model. Callers decide with errors.Is.

@@ -16,12 +16,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/marketplace/catalog/domain/readmodel"
-
 	"github.com/marketplace/catalog/adapters/bleve"
 	"github.com/marketplace/catalog/application/query"
 	"github.com/marketplace/catalog/application/rebuild"
 	"github.com/marketplace/catalog/domain/product"
+	"github.com/marketplace/catalog/domain/readmodel"
 	"github.com/marketplace/catalog/internal/readmodeltest"
 )
 

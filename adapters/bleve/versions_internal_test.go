@@ -121,12 +121,12 @@ func TestNoneFromSeesEveryIDAtOrAfter(t *testing.T) {
 		t.Fatal(err)
 	}
 	for from, want := range map[string]bool{
-		"":                                     false,
-		string(ids[0]):                         false,
+		"":                                      false,
+		string(ids[0]):                          false,
 		"01000000-0000-7000-8000-0000000000025": false, // between the second and the third
-		string(ids[2]):                         false,
-		string(ids[2]) + "\x00":                true,
-		"ffffffff":                             true,
+		string(ids[2]):                          false,
+		string(ids[2]) + "\x00":                 true,
+		"ffffffff":                              true,
 	} {
 		err := ix.read(func(bi blevev2.Index) error {
 			return readVersions(bi, s.cfg.Alias, name, func(vr *versionReader) error {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/marketplace/catalog/domain/readmodel"
 	"maps"
 	"math/rand/v2"
 	"net/http"
@@ -18,6 +17,8 @@ import (
 
 	es8 "github.com/elastic/go-elasticsearch/v8"
 	"github.com/elastic/go-elasticsearch/v8/esapi"
+
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 // Errors of index management. Callers (the projector's startup, the rebuild, the admin port)

@@ -4,11 +4,11 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"github.com/marketplace/catalog/domain/readmodel"
 	"testing"
 	"time"
 
 	"github.com/marketplace/catalog/application/query"
+	"github.com/marketplace/catalog/domain/readmodel"
 )
 
 func TestIndexNameRoundTrip(t *testing.T) {
