@@ -266,6 +266,10 @@ func runScale(b *testing.B, run scaleRun) scaleResult {
 	b.Helper()
 	res := scaleResult{products: run.products}
 	topic := createTopic(b, run.kafka, "scale", 12)
+	if run.kafka.name == "kafka" {
+		// The serving process creates the DLQ topic itself; createTopic only cleans up its own.
+		b.Cleanup(func() { deleteTopic(run.kafka, topic+".dlq") })
+	}
 	alias := strings.ToLower(testenv.Name("bench_scale"))
 	dataDir, err := os.MkdirTemp("", "catalog-scale-")
 	if err != nil {
