@@ -480,18 +480,16 @@ func (s *Store) VisibleVersions(ctx context.Context, probes []query.VersionProbe
 // visibleVersions puts the stored version of each probe's product into out (none for a
 // product without a document).
 func visibleVersions(vr *versionReader, probes []query.VersionProbe, out map[query.VersionProbe]int64) error {
-	versions := map[string]int64{}
+	ids := make([]string, len(probes))
+	for i, p := range probes {
+		ids[i] = string(p.ID)
+	}
+	versions, err := vr.versions(ids)
+	if err != nil {
+		return err
+	}
 	for _, p := range probes {
-		id := string(p.ID)
-		v, seen := versions[id]
-		if !seen {
-			var err error
-			if v, err = vr.version(id); err != nil {
-				return fmt.Errorf("version of %s: %w", id, err)
-			}
-			versions[id] = v
-		}
-		if v > 0 {
+		if v, ok := versions[string(p.ID)]; ok {
 			out[p] = v
 		}
 	}

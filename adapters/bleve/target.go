@@ -127,6 +127,9 @@ func (s *Store) Documents(ctx context.Context, index, afterID string, limit int)
 	var out []rebuild.DocVersion
 	err = ix.read(func(bi blevev2.Index) error {
 		for {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			ids, more, err := idsAfter(bi, afterID, limit)
 			if err != nil || len(ids) == 0 {
 				return err

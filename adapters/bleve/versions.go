@@ -92,13 +92,27 @@ func (vr *versionReader) noneFrom(from string) (none bool, err error) {
 	return e == nil, nil
 }
 
-// version is the version stored for id, 0 when there is no document.
-func (vr *versionReader) version(id string) (int64, error) {
-	states, err := vr.states([]string{id})
-	if err != nil {
-		return 0, err
+// versions returns the stored version of each of ids that has a document (duplicates allowed).
+// When every id comes after the index's last one (noneFrom) it looks nothing up.
+func (vr *versionReader) versions(ids []string) (map[string]int64, error) {
+	ids = slices.Compact(slices.Sorted(slices.Values(ids)))
+	out := make(map[string]int64, len(ids))
+	if len(ids) == 0 {
+		return out, nil
 	}
-	return states[0].version, nil
+	if none, err := vr.noneFrom(ids[0]); err != nil || none {
+		return out, err
+	}
+	states, err := vr.states(ids)
+	if err != nil {
+		return nil, err
+	}
+	for i, s := range states {
+		if s.version > 0 {
+			out[ids[i]] = s.version
+		}
+	}
+	return out, nil
 }
 
 // states returns the state of each of ids, in the same order; a document that does not exist

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sync"
 	"time"
 
@@ -224,24 +223,13 @@ func (ix *index) commit(reqs []*writeReq) {
 				ids = append(ids, p.id)
 			}
 		}
-		if len(ids) == 0 {
-			return nil
-		}
-		allNew, err := vr.noneFrom(slices.Min(ids))
+		known, err := vr.versions(ids)
 		if err != nil {
 			return err
 		}
-		known := make(map[string]int64)
 		for _, req := range reqs {
 			for _, p := range req.docs {
-				cur, ok := known[p.id]
-				if !ok && !allNew {
-					if cur, err = vr.version(p.id); err != nil {
-						return fmt.Errorf("version of %s: %w", p.id, err)
-					}
-				}
-				if p.version <= cur {
-					known[p.id] = cur
+				if p.version <= known[p.id] {
 					continue
 				}
 				// A later document of the same id replaces an earlier one within the batch.

@@ -553,18 +553,14 @@ func (d *drill) rebuildWithABrokerDown(r *result) {
 		out, err := d.cli(rebuildLimit, d.replicas["api-2"].grpcAddr, "rebuild", "--wait")
 		done <- outcome{out, err, time.Since(start)}
 	}()
-	var o outcome
-	ended := false
 	select {
-	case o = <-done:
-		ended = true
+	case o := <-done:
+		done <- o // for settle; the buffer has room again
 	case <-time.After(rebuildUnderLoad):
 	}
 	r.settle = func() {
-		if !ended {
-			d.log("waiting for the rebuild, %s under load so far", dur(time.Since(start)))
-			o = <-done
-		}
+		d.log("waiting for the rebuild, %s since it started", dur(time.Since(start)))
+		o := <-done
 		if o.err != nil {
 			d.t.Errorf("catalog rebuild --wait with %s down: %v\n%s", broker, o.err, o.out)
 		}
