@@ -79,6 +79,7 @@ func (ix *index) start(bi blevev2.Index) {
 	ix.reqs = make(chan *writeReq, 64)
 	ix.done = make(chan struct{})
 	go ix.run()
+	go ix.releaseResident()
 }
 
 // prepare maps snap with the index's own mapping (the one it was created with).
@@ -244,6 +245,15 @@ func (ix *index) commit(reqs []*writeReq) {
 	if err != nil {
 		fail(fmt.Errorf("commit: %w", err))
 		return
+	}
+	// From here on the requests need only their answer channels. Bleve analyses a document in
+	// place, so a document still referenced from a request (and from the caller's slice, until
+	// its whole Write is persisted) keeps its tokens alive: a rebuild's chunk of 5,000
+	// documents held 50-90 MiB of them. Dropped, a document lives as long as its batch.
+	for _, req := range reqs {
+		for i := range req.docs {
+			req.docs[i].doc = nil
+		}
 	}
 	if b.Size() == 0 {
 		ix.acks.wait(reqs, false)
