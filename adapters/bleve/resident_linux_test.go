@@ -1,0 +1,178 @@
+package bleve
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	blevev2 "github.com/blevesearch/bleve/v2"
+	"github.com/blevesearch/bleve/v2/index/scorch"
+)
+
+// mappingHeader is the address range that begins each mapping's lines in /proc/self/smaps.
+var mappingHeader = regexp.MustCompile(`^[0-9a-f]+-[0-9a-f]+$`)
+
+// mappedResident is the resident memory of this process's mappings of segment files (scorch's
+// *.zap) in dir, from /proc/self/smaps.
+func mappedResident(t *testing.T, dir string) (kib int) {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = f.Close() }()
+	in := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		switch {
+		case len(fields) >= 5 && mappingHeader.MatchString(fields[0]):
+			// A mapping's first line; anonymous ones have no path.
+			path := strings.TrimSuffix(strings.Join(fields[min(5, len(fields)):], " "), " (deleted)")
+			in = strings.HasPrefix(path, dir+string(filepath.Separator)) && strings.HasSuffix(path, ".zap")
+		case in && len(fields) == 3 && fields[0] == "Rss:":
+			n, err := strconv.Atoi(fields[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			kib += n
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return kib
+}
+
+// mergesSettled waits until ix's segments have stayed the same for a second: scorch's merger
+// works behind the writes, and a merge reads (maps) whole segments.
+func mergesSettled(t *testing.T, ix *index) {
+	t.Helper()
+	adv, err := ix.bi.Advanced()
+	if err != nil {
+		t.Fatal(err)
+	}
+	segments := func() (names []string) {
+		r, err := adv.Reader()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = r.Close() }()
+		for _, ss := range r.(*scorch.IndexSnapshot).Segments() {
+			if p, ok := ss.Segment().(interface{ Path() string }); ok {
+				names = append(names, p.Path())
+			}
+		}
+		return names
+	}
+	last, since := segments(), time.Now()
+	for deadline := time.Now().Add(30 * time.Second); time.Since(since) < time.Second; {
+		if time.Now().After(deadline) {
+			t.Fatal("scorch's merges did not settle within 30s")
+		}
+		time.Sleep(100 * time.Millisecond)
+		if now := segments(); !slices.Equal(now, last) {
+			last, since = now, time.Now()
+		}
+	}
+}
+
+// Reading an index maps its segment files into the process; releasing them takes them out of
+// the process's resident memory, and the index reads the same afterwards (the pages come back
+// from the page cache). With a release interval the index does so by itself.
+func TestMappedSegmentPagesAreReleased(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		interval time.Duration
+	}{
+		{"released on demand", -1},
+		{"released every interval", 20 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			root, err := filepath.EvalSymlinks(t.TempDir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, err := Open(Config{Dir: root, Alias: "resident", ReleaseInterval: tc.interval})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = s.Close() }()
+			name, err := s.CreateIndex(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			snaps := throughputSnapshots(t, 20_000)
+			for chunk := range slices.Chunk(snaps, 5_000) {
+				if err := s.Write(c, name, chunk); err != nil {
+					t.Fatal(err)
+				}
+			}
+			readAll := func() int {
+				t.Helper()
+				n, after := 0, ""
+				for {
+					page, err := s.Documents(c, name, after, MaxDocumentsPage)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if len(page) == 0 {
+						return n
+					}
+					n, after = n+len(page), page[len(page)-1].ID
+				}
+			}
+			dir := filepath.Join(root, name)
+			ix, err := s.named(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mergesSettled(t, ix)
+			if tc.interval < 0 {
+				if n := readAll(); n != len(snaps) {
+					t.Fatalf("read %d documents, want %d", n, len(snaps))
+				}
+				before := mappedResident(t, dir)
+				if before == 0 {
+					t.Fatal("reading the index left none of its files resident: nothing to release")
+				}
+				if err := ix.read(func(bi blevev2.Index) error { return releaseMapped(bi, ix.path, dir) }); err != nil {
+					t.Fatal(err)
+				}
+				if after := mappedResident(t, dir); after > before/10 {
+					t.Fatalf("%d KiB of the index's files resident after the release, %d KiB before", after, before)
+				}
+				t.Logf("index files resident: %d KiB after reading, %d KiB after the release", before, mappedResident(t, dir))
+			} else {
+				deadline := time.Now().Add(10 * time.Second)
+				for {
+					if n := readAll(); n != len(snaps) {
+						t.Fatalf("read %d documents, want %d", n, len(snaps))
+					}
+					touched := mappedResident(t, dir)
+					time.Sleep(100 * time.Millisecond)
+					if after := mappedResident(t, dir); touched > 0 && after == 0 {
+						t.Logf("index files resident: %d KiB after reading, 0 within 100ms", touched)
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the index's files stay resident (%d KiB) with a release every %s", mappedResident(t, dir), tc.interval)
+					}
+				}
+			}
+			// Every document reads the same after its pages were released.
+			if n := readAll(); n != len(snaps) {
+				t.Fatalf("after the release read %d documents, want %d", n, len(snaps))
+			}
+		})
+	}
+}
