@@ -343,9 +343,9 @@ func (d *drill) step(name string, fault func(*result)) {
 		d.log("step %s: healed in %s", name, dur(r.heal))
 	}
 	d.results = append(d.results, r)
-	fmt.Printf("drill-step: %s: %s; heal %s; writes ok=%d failed=%d (behind %d); longest write gap %s; searches %d (errors %d); status showed [%s]; "+
+	fmt.Printf("drill-step: %s: %s; heal %s; writes ok=%d failed=%d (behind %d); longest write gap %s; searches %d (errors %d); failures [%s]; status showed [%s]; "+
 		"at load-off %d events to relay and %d to project; converged in %s: %s dead_letters=%d\n",
-		name, r.fault, dur(r.heal), r.w.ok, r.w.failed, r.w.behind, dur(r.w.maxGap), r.w.searches, r.w.searchErrors,
+		name, r.fault, dur(r.heal), r.w.ok, r.w.failed, r.w.behind, dur(r.w.maxGap), r.w.searches, r.w.searchErrors, r.w.failures(),
 		strings.Join(r.observed, " "), r.backlog, r.lag, dur(r.converge), r.v, r.dlq)
 	if !r.v.clean() {
 		// A write the index lacks while its event still waits in the outbox or the topic is

@@ -4,15 +4,20 @@ package drill
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,6 +46,40 @@ type window struct {
 	searches       int
 	searchErrors   int
 	behind         int // ticks the workers could not keep up with
+	// reasons counts the failed writes and searches by why they failed, so that a failure
+	// in a step's report says whether a replica was down or an answer was lost.
+	reasons map[string]int
+}
+
+// maxReasons bounds the distinct failure reasons a window keeps; the rest count as "other".
+const maxReasons = 10
+
+// failures lists the window's failure reasons, most frequent first.
+func (w window) failures() string {
+	keys := slices.Collect(maps.Keys(w.reasons))
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(w.reasons[b]-w.reasons[a], strings.Compare(a, b)) })
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%dx %s", w.reasons[k], k)
+	}
+	return strings.Join(parts, "; ")
+}
+
+// failureReason says briefly why a request failed: the transport's error without the URL
+// (which names the product), or the status and the start of the answer.
+func failureReason(op string, res response, err error) string {
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
+		return op + ": " + err.Error()
+	}
+	body := strings.Join(strings.Fields(string(res.body)), " ")
+	if len(body) > 120 {
+		body = body[:120] + "..."
+	}
+	return fmt.Sprintf("%s: %d %s", op, res.status, body)
 }
 
 // load is probe-style load through the API replicas: a fixed rate of creates, updates and
@@ -169,10 +208,21 @@ func (l *load) recordAck(id string, a ack) {
 	l.writes++
 }
 
-func (l *load) recordFailure() {
+func (l *load) recordFailure(reason string) {
 	l.mu.Lock()
+	defer l.mu.Unlock()
 	l.win.failed++
-	l.mu.Unlock()
+	l.win.addReason(reason)
+}
+
+func (w *window) addReason(reason string) {
+	if w.reasons == nil {
+		w.reasons = map[string]int{}
+	}
+	if _, ok := w.reasons[reason]; !ok && len(w.reasons) >= maxReasons {
+		reason = "other"
+	}
+	w.reasons[reason]++
 }
 
 // response is one answered request.
@@ -280,12 +330,12 @@ func (l *load) create() {
 	it := &item{sku: "DRILL-" + token, token: token}
 	res, err := l.send(http.MethodPost, "/v1/products", l.body(it), map[string]string{"Idempotency-Key": "drill-" + token})
 	if err != nil || res.status != http.StatusCreated {
-		l.recordFailure()
+		l.recordFailure(failureReason("create", res, err))
 		return
 	}
 	var p productJSON
 	if err := json.Unmarshal(res.body, &p); err != nil || p.ID == "" {
-		l.recordFailure()
+		l.recordFailure(failureReason("create", res, errors.New("answer without an id")))
 		return
 	}
 	it.id, it.version = p.ID, p.Version
@@ -301,12 +351,12 @@ func (l *load) update(it *item) {
 	switch {
 	case err != nil:
 		it.unsure = true
-		l.recordFailure()
+		l.recordFailure(failureReason("update", res, err))
 	case res.status == http.StatusOK:
 		var p productJSON
 		if json.Unmarshal(res.body, &p) != nil || p.Version == 0 {
 			it.unsure = true
-			l.recordFailure()
+			l.recordFailure(failureReason("update", res, errors.New("answer without a version")))
 			return
 		}
 		it.version = p.Version
@@ -314,7 +364,7 @@ func (l *load) update(it *item) {
 	default:
 		// 409: an earlier write whose answer was lost went through; 410: it was a delete.
 		it.unsure = true
-		l.recordFailure()
+		l.recordFailure(failureReason("update", res, nil))
 	}
 }
 
@@ -323,13 +373,13 @@ func (l *load) remove(it *item) {
 	switch {
 	case err != nil:
 		it.unsure = true
-		l.recordFailure()
+		l.recordFailure(failureReason("delete", res, err))
 	case res.status == http.StatusNoContent:
 		l.forget(it)
 		l.recordAck(it.id, ack{version: it.version + 1, deleted: true})
 	default:
 		it.unsure = true
-		l.recordFailure()
+		l.recordFailure(failureReason("delete", res, nil))
 	}
 }
 
@@ -382,6 +432,7 @@ func (l *load) search() {
 	l.win.searches++
 	if err != nil || res.status != http.StatusOK {
 		l.win.searchErrors++
+		l.win.addReason(failureReason("search", res, err))
 	}
 }
 
