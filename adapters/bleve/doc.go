@@ -39,6 +39,16 @@
 // milliseconds before it is durable; should the process die in between, that write was never
 // acknowledged and is delivered again.
 //
+// # Memory
+//
+// The process's memory does not grow with the catalog. Merges stop at MaxSegmentDocs, so no
+// merge holds more than that many documents' dictionaries; the writer lets go of a batch's
+// analysed documents once the batch is built; and scorch, which reads its segment files
+// through read-only mappings, keeps a page it touched resident for as long as the segment is
+// open, so every open index hands the pages of its segments back to the page cache every
+// ReleaseInterval (madvise MADV_DONTNEED on Linux). Version checks read doc values, so
+// validation and verify touch a few bytes per document instead of the stored documents.
+//
 // # Concurrency between processes
 //
 // Bleve indexes must not be opened by two processes. Open takes an exclusive, non-blocking

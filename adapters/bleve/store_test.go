@@ -34,11 +34,11 @@ func TestConfigValidate(t *testing.T) {
 	if err := (bleve.Config{Dir: "/tmp/x"}).Validate(); err != nil {
 		t.Errorf("minimal config: %v", err)
 	}
-	err := bleve.Config{Alias: "Bad Alias", FlushInterval: time.Hour, MaxBatchDocs: -1, MaxSegmentDocs: 10}.Validate()
+	err := bleve.Config{Alias: "Bad Alias", FlushInterval: time.Hour, MaxBatchDocs: -1, MaxSegmentDocs: 10, ReleaseInterval: time.Millisecond}.Validate()
 	if err == nil {
 		t.Fatal("bad config accepted")
 	}
-	for _, want := range []string{"dir is required", "alias", "flush interval", "max batch docs", "max segment docs"} {
+	for _, want := range []string{"dir is required", "alias", "flush interval", "max batch docs", "max segment docs", "release interval"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
