@@ -126,6 +126,14 @@ func (s *Store) Documents(ctx context.Context, index, afterID string, limit int)
 	}
 	var out []rebuild.DocVersion
 	err = ix.read(func(bi blevev2.Index) error {
+		var ok bool
+		err := readVersions(bi, s.cfg.Alias, ix.name, func(vr *versionReader) (err error) {
+			out, ok, err = vr.liveDocuments(afterID, limit)
+			return err
+		})
+		if err != nil || ok {
+			return err
+		}
 		for {
 			if err := ctx.Err(); err != nil {
 				return err
