@@ -242,6 +242,8 @@ type scaleResult struct {
 	verifyRate   float64
 	verifyTook   time.Duration
 	verifyRSS    uint64
+	startRSS     uint64 // the fresh process's peak before the verify began (its start-up)
+	verifyAnon   uint64 // the largest anonymous memory sampled during the verify
 	verifyOK     bool
 }
 
@@ -398,19 +400,23 @@ func runScale(b *testing.B, run scaleRun) scaleResult {
 		// A fresh process, so its peak memory is the verify's (and the start-up's).
 		proc.stop()
 		proc = startScaleServe(b, run.bin, env)
-		res.verifyOK, res.verifyRate, res.verifyTook = scaleVerify(b, run.bin, env, proc)
+		if st, ok := proc.memory(); ok {
+			res.startRSS = st.hwm
+		}
+		res.verifyOK, res.verifyRate, res.verifyTook, res.verifyAnon = scaleVerify(b, run.bin, env, proc)
 		if st, ok := proc.memory(); ok {
 			res.verifyRSS = st.hwm
 		}
-		fmt.Printf("    %s: verify of %d products: clean %v, %.0f products/s (%s), peak RSS %d MiB\n", b.Name(), run.products,
-			res.verifyOK, res.verifyRate, res.verifyTook.Round(time.Second), res.verifyRSS>>20)
+		fmt.Printf("    %s: verify of %d products: clean %v, %.0f products/s (%s), peak RSS %d MiB (%d MiB at start-up; anonymous up to %d MiB)\n", b.Name(), run.products,
+			res.verifyOK, res.verifyRate, res.verifyTook.Round(time.Second), res.verifyRSS>>20, res.startRSS>>20, res.verifyAnon>>20)
 	}
 	return res
 }
 
 // scaleVerify runs `catalog verify --json` against proc and returns whether it was clean,
-// its rate and its duration, sampling proc's memory meanwhile.
-func scaleVerify(b *testing.B, bin string, env []string, proc *scaleServe) (clean bool, rate float64, took time.Duration) {
+// its rate and its duration, sampling proc's memory meanwhile (anon: the largest anonymous
+// memory seen).
+func scaleVerify(b *testing.B, bin string, env []string, proc *scaleServe) (clean bool, rate float64, took time.Duration, anon uint64) {
 	b.Helper()
 	cmd := exec.Command(bin, "verify", "--json")
 	cmd.Env = env
@@ -428,7 +434,9 @@ func scaleVerify(b *testing.B, bin string, env []string, proc *scaleServe) (clea
 		case err = <-done:
 			waiting = false
 		case <-time.After(250 * time.Millisecond):
-			proc.memory() // keeps the sampled peak current
+			if st, ok := proc.memory(); ok {
+				anon = max(anon, st.anon)
+			}
 		}
 	}
 	took = time.Since(start)
@@ -440,9 +448,9 @@ func scaleVerify(b *testing.B, bin string, env []string, proc *scaleServe) (clea
 		lines := strings.Split(strings.TrimSpace(errOut.String()), "\n")
 		fmt.Printf("    %s: catalog verify failed after %s: %v; its last words:\n      %s\n", b.Name(), took.Round(time.Second), err,
 			strings.Join(lines[max(0, len(lines)-3):], "\n      "))
-		return false, 0, took
+		return false, 0, took, anon
 	}
-	return err == nil && rep.Consistent, rep.Rate, took
+	return err == nil && rep.Consistent, rep.Rate, took, anon
 }
 
 // reportScale prints the figures of one engine against the targets.

@@ -18,11 +18,8 @@ import (
 
 // releaseMapped tells the kernel that the process no longer needs the pages it has mapped of
 // bi's segment files (bi is the index opened at path, dir is path resolved, as the kernel names
-// the mapped files) (madvise MADV_DONTNEED on each of their mappings in /proc/self/maps).
-// The mappings are read-only and shared, so the pages leave the process's resident set and
-// stay in the page cache; the next access maps them again from there. Only the segments of a
-// snapshot held open for the duration are touched, so no mapping can be closed (and its
-// addresses reused) while it is advised.
+// the mapped files). Only the segments of a snapshot held open for the duration are advised,
+// so none of their mappings can be closed (and its addresses reused) meanwhile.
 func releaseMapped(bi blevev2.Index, path, dir string) (err error) {
 	paths, closeSnap, err := segmentPaths(bi, path, dir)
 	if err != nil {
@@ -33,6 +30,28 @@ func releaseMapped(bi blevev2.Index, path, dir string) (err error) {
 			err = cerr
 		}
 	}()
+	return releaseFiles(paths)
+}
+
+// releaseOpened releases the pages the opening of the segment file at path touched; the caller
+// holds the segment open.
+func releaseOpened(path string) error {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return err
+	}
+	dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
+	if err != nil {
+		return err
+	}
+	return releaseFiles(map[string]bool{filepath.Join(dir, filepath.Base(abs)): true})
+}
+
+// releaseFiles advises MADV_DONTNEED on every mapping of paths in /proc/self/maps. The
+// mappings are read-only and shared, so their pages leave the process's resident set and stay
+// in the page cache; the next access maps them again from there. The caller guarantees that
+// the files stay mapped until it returns.
+func releaseFiles(paths map[string]bool) error {
 	if len(paths) == 0 {
 		return nil
 	}

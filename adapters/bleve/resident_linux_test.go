@@ -176,3 +176,65 @@ func TestMappedSegmentPagesAreReleased(t *testing.T) {
 		})
 	}
 }
+
+// Opening a segment touches a little of every field's sections, and the kernel maps the pages
+// around each touch too; the segment plugin gives them back as soon as the segment is open, so
+// a process opening a large index does not hold a slice of every segment until the first
+// periodic release.
+func TestOpenedSegmentsAreReleased(t *testing.T) {
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Dir: root, Alias: "opened", ReleaseInterval: -1, MaxBatchDocs: 2_000}
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, err := s.CreateIndex(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for chunk := range slices.Chunk(throughputSnapshots(t, 20_000), 5_000) {
+		if err := s.Write(c, name, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ix, err := s.named(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mergesSettled(t, ix)
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = s.Close() }()
+	ix, err = s.named(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var segments int
+	err = ix.read(func(bi blevev2.Index) error {
+		paths, closeSnap, err := segmentPaths(bi, ix.path, filepath.Join(root, name))
+		segments = len(paths)
+		if err == nil {
+			err = closeSnap()
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What scorch touches after a segment is open (its footer, say) stays: a page or two each.
+	if kib := mappedResident(t, filepath.Join(root, name)); segments == 0 || kib > 64*segments {
+		t.Fatalf("%d KiB of the index's %d segments resident right after opening it", kib, segments)
+	} else {
+		t.Logf("%d KiB of the index's %d segments resident right after opening it", kib, segments)
+	}
+}
