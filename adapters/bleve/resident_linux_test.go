@@ -102,15 +102,7 @@ func TestMappedSegmentPagesAreReleased(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			s, err := Open(Config{Dir: root, Alias: "resident", ReleaseInterval: tc.interval})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = s.Close() }()
-			name, err := s.CreateIndex(c)
-			if err != nil {
-				t.Fatal(err)
-			}
+			s, name := openWithIndex(t, Config{Dir: root, Alias: "resident", ReleaseInterval: tc.interval})
 			snaps := throughputSnapshots(t, 20_000)
 			for chunk := range slices.Chunk(snaps, 5_000) {
 				if err := s.Write(c, name, chunk); err != nil {
@@ -189,14 +181,7 @@ func TestOpenedSegmentsAreReleased(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := Config{Dir: root, Alias: "opened", ReleaseInterval: -1, MaxBatchDocs: 2_000}
-	s, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	name, err := s.CreateIndex(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, name := openWithIndex(t, cfg)
 	for chunk := range slices.Chunk(throughputSnapshots(t, 20_000), 5_000) {
 		if err := s.Write(c, name, chunk); err != nil {
 			t.Fatal(err)

@@ -96,15 +96,7 @@ func TestVersionsFromDocValuesAndFromStoredFields(t *testing.T) {
 // lets the writer skip the per-document version lookups of a batch of ids past the last one.
 func TestNoneFromSeesEveryIDAtOrAfter(t *testing.T) {
 	c := context.Background()
-	s, err := Open(Config{Dir: t.TempDir(), Alias: "nonefrom"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
-	name, err := s.CreateIndex(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, name := openWithIndex(t, Config{Alias: "nonefrom"})
 	ids := []product.ID{"01000000-0000-7000-8000-000000000001", "01000000-0000-7000-8000-000000000002", "01000000-0000-7000-8000-000000000003"}
 	// Two segments: the last id alone in the second.
 	for _, batch := range [][]product.ID{ids[:2], ids[2:]} {
@@ -148,15 +140,7 @@ func TestNoneFromSeesEveryIDAtOrAfter(t *testing.T) {
 // later writes replaced documents of earlier ones.
 func TestLiveDocumentsPagesAsTheIDLookupDoes(t *testing.T) {
 	c := context.Background()
-	s, err := Open(Config{Dir: t.TempDir(), Alias: "pages", MaxBatchDocs: 7})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
-	name, err := s.CreateIndex(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, name := openWithIndex(t, Config{Alias: "pages", MaxBatchDocs: 7})
 	ids := make([]product.ID, 40)
 	for i := range ids {
 		ids[i] = readmodeltest.NewID()

@@ -13,15 +13,7 @@ import (
 func TestWrittenDocumentsAreNotHeldByTheirRequests(t *testing.T) {
 	c, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := Open(Config{Dir: t.TempDir(), Alias: "held", MaxBatchDocs: 500})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = s.Close() }()
-	name, err := s.CreateIndex(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, name := openWithIndex(t, Config{Alias: "held", MaxBatchDocs: 500})
 	ix, err := s.named(name)
 	if err != nil {
 		t.Fatal(err)
