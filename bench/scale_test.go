@@ -105,7 +105,9 @@ func scaleSettingsFromEnv(b *testing.B) scaleSettings {
 //     started again at once: it resumes (same id, from its last completed chunk) and succeeds;
 //     its total time is at most 10% above the uninterrupted one's;
 //   - `catalog verify` on a freshly started process after each rebuild: its rate at both sizes
-//     and the process's peak RSS, which must not grow with the catalog either.
+//     and the process's peak RSS, which must not grow with the catalog either. On Bleve the
+//     rebuild's process is first left running until the merges that follow the fill are done
+//     (its peak includes them), so the verify's process measures the verify, not those merges.
 //
 // The summary lines name the machine, its load before and after, and the figures with
 // PASS/MISS; the targets are reported, not asserted.
@@ -245,6 +247,7 @@ type scaleResult struct {
 	startRSS     uint64 // the fresh process's peak before the verify began (its start-up)
 	verifyAnon   uint64 // the largest anonymous memory sampled during the verify
 	verifyOK     bool
+	settled      time.Duration // rebuild ended -> the embedded engine's segment files stopped changing
 }
 
 // cpuPerThousand is the process's CPU time per thousand documents filled: unlike the rate, it
@@ -390,6 +393,13 @@ func runScale(b *testing.B, run scaleRun) scaleResult {
 		}
 	}
 	res.phases = strings.Join(parts, ", ")
+	if run.engine == "bleve" && res.ok {
+		// The embedded engine goes on merging the fill's segments after the switch. That work
+		// is the rebuild's: it stays in this process (and its peak), and the verify's fresh
+		// process starts on the settled index, as a verify does on a serving node.
+		res.settled = settleSegments(b, filepath.Join(dataDir, "search"), proc, &res)
+		fmt.Printf("    %s: the index's segments settled %s after the rebuild ended\n", b.Name(), res.settled.Round(time.Second))
+	}
 	if st, ok := proc.memory(); ok {
 		res.peakRSS, res.peakAnon = max(res.peakRSS, st.hwm), max(res.peakAnon, st.anon)
 	}
@@ -403,6 +413,7 @@ func runScale(b *testing.B, run scaleRun) scaleResult {
 		if st, ok := proc.memory(); ok {
 			res.startRSS = st.hwm
 		}
+		fmt.Printf("    %s: the verify's process before it answered /healthz, the largest resident set sampled: %s\n", b.Name(), proc.startPeak)
 		res.verifyOK, res.verifyRate, res.verifyTook, res.verifyAnon = scaleVerify(b, run.bin, env, proc)
 		if st, ok := proc.memory(); ok {
 			res.verifyRSS = st.hwm
@@ -413,10 +424,55 @@ func runScale(b *testing.B, run scaleRun) scaleResult {
 	return res
 }
 
+// settleQuiet is how long the embedded engine's segment files must stay the same for
+// settleSegments to take its merging as done: scorch's merger starts its next merge at once
+// while there is work, and a merge creates its output file when it begins.
+const settleQuiet = 10 * time.Second
+
+// settleSegments waits (at most ten minutes) until the set of segment files under dir has not
+// changed for settleQuiet, sampling proc's memory into res meanwhile, and returns how long that
+// took from the call, not counting the quiet period itself.
+func settleSegments(b *testing.B, dir string, proc *scaleServe, res *scaleResult) time.Duration {
+	b.Helper()
+	var count int
+	defer func() { fmt.Printf("    %s: %d segment files\n", b.Name(), count) }()
+	files := func() string {
+		var names []string
+		_ = filepath.WalkDir(dir, func(path string, _ os.DirEntry, err error) error {
+			if err == nil && strings.HasSuffix(path, ".zap") {
+				names = append(names, path)
+			}
+			return nil
+		})
+		count = len(names)
+		return strings.Join(names, "\n") // WalkDir visits in lexical order
+	}
+	start := time.Now()
+	last, changed := files(), start
+	for time.Since(changed) < settleQuiet {
+		if time.Since(start) > 10*time.Minute {
+			fmt.Printf("    %s: the index's segments still changed after %s; verifying anyway\n", b.Name(), time.Since(start).Round(time.Second))
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+		if st, ok := proc.memory(); ok {
+			res.peakRSS, res.peakAnon = max(res.peakRSS, st.hwm), max(res.peakAnon, st.anon)
+		}
+		if now := files(); now != last {
+			last, changed = now, time.Now()
+		}
+	}
+	return changed.Sub(start)
+}
+
 // scaleVerify runs `catalog verify --json` against proc and returns whether it was clean,
 // its rate and its duration, sampling proc's memory meanwhile (anon: the largest anonymous
 // memory seen).
 func scaleVerify(b *testing.B, bin string, env []string, proc *scaleServe) (clean bool, rate float64, took time.Duration, anon uint64) {
+	var peak residentParts
+	defer func() {
+		fmt.Printf("    %s: the largest resident set sampled during the verify: %s\n", b.Name(), peak)
+	}()
 	b.Helper()
 	cmd := exec.Command(bin, "verify", "--json")
 	cmd.Env = env
@@ -436,6 +492,9 @@ func scaleVerify(b *testing.B, bin string, env []string, proc *scaleServe) (clea
 		case <-time.After(250 * time.Millisecond):
 			if st, ok := proc.memory(); ok {
 				anon = max(anon, st.anon)
+			}
+			if r, ok := proc.resident(dataDirOf(env)); ok && r.total() > peak.total() {
+				peak = r
 			}
 		}
 	}
@@ -514,6 +573,58 @@ type scaleServe struct {
 
 	mu   sync.Mutex
 	last procMemory
+	// startPeak is the largest resident set sampled before the process answered /healthz,
+	// by what it maps.
+	startPeak residentParts
+}
+
+// residentParts is a process's resident memory by what it maps, from /proc/PID/smaps.
+type residentParts struct {
+	segments, index, binary, anon, other uint64 // segment files (.zap), the data directory's other files, the executable, anonymous memory, other files
+}
+
+func (r residentParts) total() uint64 { return r.segments + r.index + r.binary + r.anon + r.other }
+
+func (r residentParts) String() string {
+	return fmt.Sprintf("segment files %d MiB, other index files %d MiB, executable %d MiB, anonymous %d MiB, other %d MiB",
+		r.segments>>20, r.index>>20, r.binary>>20, r.anon>>20, r.other>>20)
+}
+
+// resident reads the process's resident memory by mapping; dataDir names the index's files.
+func (p *scaleServe) resident(dataDir string) (residentParts, bool) {
+	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.cmd.Process.Pid), "smaps"))
+	if err != nil {
+		return residentParts{}, false
+	}
+	var r residentParts
+	cur := &r.anon
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 5 && strings.Contains(f[0], "-") && !strings.HasSuffix(f[0], ":"):
+			path := ""
+			if len(f) > 5 {
+				path = f[5]
+			}
+			switch {
+			case dataDir != "" && strings.HasPrefix(path, dataDir) && strings.HasSuffix(path, ".zap"):
+				cur = &r.segments
+			case dataDir != "" && strings.HasPrefix(path, dataDir):
+				cur = &r.index
+			case path == p.cmd.Path:
+				cur = &r.binary
+			case strings.HasPrefix(path, "/"):
+				cur = &r.other
+			default:
+				cur = &r.anon
+			}
+		case len(f) >= 2 && f[0] == "Rss:":
+			if kb, err := strconv.ParseUint(f[1], 10, 64); err == nil {
+				*cur += kb << 10
+			}
+		}
+	}
+	return r, true
 }
 
 // procMemory is a process's memory as /proc/PID/status reports it, and its CPU time so far
@@ -541,6 +652,9 @@ func startScaleServe(b *testing.B, bin string, env []string) *scaleServe {
 			b.Fatalf("catalog serve exited at start-up:\n%s", out.String())
 		default:
 		}
+		if r, ok := p.resident(dataDirOf(env)); ok && r.total() > p.startPeak.total() {
+			p.startPeak = r
+		}
 		if r, err := http.Get("http://" + scaleHTTPAddr + "/healthz"); err == nil {
 			_ = r.Body.Close()
 			return p
@@ -548,8 +662,21 @@ func startScaleServe(b *testing.B, bin string, env []string) *scaleServe {
 		if time.Now().After(deadline) {
 			b.Fatalf("catalog serve never became healthy:\n%s", out.String())
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// dataDirOf is CATALOG_DATA_DIR of env, resolved as the kernel names mapped files.
+func dataDirOf(env []string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], "CATALOG_DATA_DIR="); ok && v != "" {
+			if abs, err := filepath.EvalSymlinks(v); err == nil {
+				return abs
+			}
+			return v
+		}
+	}
+	return ""
 }
 
 // memory reads the process's memory; ok is false once it has ended (the last reading stays).
