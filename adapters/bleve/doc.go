@@ -41,13 +41,17 @@
 //
 // # Memory
 //
-// The process's memory does not grow with the catalog. Merges stop at MaxSegmentDocs, so no
-// merge holds more than that many documents' dictionaries; the writer lets go of a batch's
-// analysed documents once the batch is built; and scorch, which reads its segment files
+// The process's anonymous memory does not grow with the catalog. Merges stop at MaxSegmentDocs,
+// so no merge holds more than that many documents' dictionaries; the writer lets go of a
+// batch's analysed documents once the batch is built; and scorch, which reads its segment files
 // through read-only mappings, keeps a page it touched resident for as long as the segment is
 // open, so every open index hands the pages of its segments back to the page cache every
 // ReleaseInterval (madvise MADV_DONTNEED on Linux). Version checks read doc values, so
-// validation and verify touch a few bytes per document instead of the stored documents.
+// validation and verify touch a few bytes per document instead of the stored documents. What is
+// left grows with the number of segments (one per MaxSegmentDocs documents): the pages a walk
+// of every segment maps between two releases. Where the page cache holds a file in large
+// folios, a fault maps a whole folio, so that is megabytes per segment rather than tens of
+// kilobytes; the pages are clean and shared, so the kernel can take them back.
 //
 // # Concurrency between processes
 //
