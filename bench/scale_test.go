@@ -493,7 +493,7 @@ func scaleVerify(b *testing.B, bin string, env []string, proc *scaleServe) (clea
 			if st, ok := proc.memory(); ok {
 				anon = max(anon, st.anon)
 			}
-			if r, ok := proc.resident(dataDirOf(env)); ok && r.total() > peak.total() {
+			if r, ok := proc.resident(); ok && r.total() > peak.total() {
 				peak = r
 			}
 		}
@@ -576,6 +576,7 @@ type scaleServe struct {
 	// startPeak is the largest resident set sampled before the process answered /healthz,
 	// by what it maps.
 	startPeak residentParts
+	dataDir   string // CATALOG_DATA_DIR as the kernel names the files it maps
 }
 
 // residentParts is a process's resident memory by what it maps, from /proc/PID/smaps.
@@ -590,8 +591,9 @@ func (r residentParts) String() string {
 		r.segments>>20, r.index>>20, r.binary>>20, r.anon>>20, r.other>>20)
 }
 
-// resident reads the process's resident memory by mapping; dataDir names the index's files.
-func (p *scaleServe) resident(dataDir string) (residentParts, bool) {
+// resident reads the process's resident memory by mapping.
+func (p *scaleServe) resident() (residentParts, bool) {
+	dataDir := p.dataDir
 	raw, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.cmd.Process.Pid), "smaps"))
 	if err != nil {
 		return residentParts{}, false
@@ -643,7 +645,7 @@ func startScaleServe(b *testing.B, bin string, env []string) *scaleServe {
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)
 	}
-	p := &scaleServe{cmd: cmd, done: make(chan struct{}), out: out}
+	p := &scaleServe{cmd: cmd, done: make(chan struct{}), out: out, dataDir: dataDirOf(env)}
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
@@ -652,7 +654,7 @@ func startScaleServe(b *testing.B, bin string, env []string) *scaleServe {
 			b.Fatalf("catalog serve exited at start-up:\n%s", out.String())
 		default:
 		}
-		if r, ok := p.resident(dataDirOf(env)); ok && r.total() > p.startPeak.total() {
+		if r, ok := p.resident(); ok && r.total() > p.startPeak.total() {
 			p.startPeak = r
 		}
 		if r, err := http.Get("http://" + scaleHTTPAddr + "/healthz"); err == nil {

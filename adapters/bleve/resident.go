@@ -49,11 +49,7 @@ func (ix *index) releaseResident() {
 	if ix.cfg.ReleaseInterval < 0 {
 		return
 	}
-	// The kernel names mappings by their resolved path; the segments are files of ix.path.
-	dir, err := filepath.Abs(ix.path)
-	if err == nil {
-		dir, err = filepath.EvalSymlinks(dir)
-	}
+	dir, err := kernelPath(ix.path) // the segments are files of ix.path
 	if err != nil {
 		return
 	}
@@ -77,4 +73,14 @@ func (ix *index) releaseResident() {
 			_ = ix.read(func(bi blevev2.Index) error { return releaseMapped(bi, ix.path, dir) })
 		}
 	}
+}
+
+// kernelPath is path as the kernel names a file it maps (in /proc/self/maps): absolute, with
+// every symbolic link resolved.
+func kernelPath(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(abs)
 }

@@ -36,15 +36,11 @@ func releaseMapped(bi blevev2.Index, path, dir string) (err error) {
 // releaseOpened releases the pages the opening of the segment file at path touched; the caller
 // holds the segment open.
 func releaseOpened(path string) error {
-	abs, err := filepath.Abs(path)
+	resolved, err := kernelPath(path)
 	if err != nil {
 		return err
 	}
-	dir, err := filepath.EvalSymlinks(filepath.Dir(abs))
-	if err != nil {
-		return err
-	}
-	return releaseFiles(map[string]bool{filepath.Join(dir, filepath.Base(abs)): true})
+	return releaseFiles(map[string]bool{resolved: true})
 }
 
 // releaseFiles advises MADV_DONTNEED on every mapping of paths in /proc/self/maps. The

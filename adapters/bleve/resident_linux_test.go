@@ -3,6 +3,7 @@ package bleve
 import (
 	"bufio"
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,7 +14,6 @@ import (
 	"time"
 
 	blevev2 "github.com/blevesearch/bleve/v2"
-	"github.com/blevesearch/bleve/v2/index/scorch"
 )
 
 // mappingHeader is the address range that begins each mapping's lines in /proc/self/smaps.
@@ -55,22 +55,19 @@ func mappedResident(t *testing.T, dir string) (kib int) {
 // works behind the writes, and a merge reads (maps) whole segments.
 func mergesSettled(t *testing.T, ix *index) {
 	t.Helper()
-	adv, err := ix.bi.Advanced()
-	if err != nil {
-		t.Fatal(err)
-	}
-	segments := func() (names []string) {
-		r, err := adv.Reader()
+	segments := func() (paths map[string]bool) {
+		err := ix.read(func(bi blevev2.Index) error {
+			var closeSnap func() error
+			var err error
+			if paths, closeSnap, err = segmentPaths(bi, ix.path, ix.path); err != nil {
+				return err
+			}
+			return closeSnap()
+		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer func() { _ = r.Close() }()
-		for _, ss := range r.(*scorch.IndexSnapshot).Segments() {
-			if p, ok := ss.Segment().(interface{ Path() string }); ok {
-				names = append(names, p.Path())
-			}
-		}
-		return names
+		return paths
 	}
 	last, since := segments(), time.Now()
 	for deadline := time.Now().Add(30 * time.Second); time.Since(since) < time.Second; {
@@ -78,7 +75,7 @@ func mergesSettled(t *testing.T, ix *index) {
 			t.Fatal("scorch's merges did not settle within 30s")
 		}
 		time.Sleep(100 * time.Millisecond)
-		if now := segments(); !slices.Equal(now, last) {
+		if now := segments(); !maps.Equal(now, last) {
 			last, since = now, time.Now()
 		}
 	}
