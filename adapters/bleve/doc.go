@@ -47,11 +47,14 @@
 // through read-only mappings, keeps a page it touched resident for as long as the segment is
 // open, so every open index hands the pages of its segments back to the page cache every
 // ReleaseInterval (madvise MADV_DONTNEED on Linux). Version checks read doc values, so
-// validation and verify touch a few bytes per document instead of the stored documents. What is
-// left grows with the number of segments (one per MaxSegmentDocs documents): the pages a walk
-// of every segment maps between two releases. Where the page cache holds a file in large
-// folios, a fault maps a whole folio, so that is megabytes per segment rather than tens of
-// kilobytes; the pages are clean and shared, so the kernel can take them back.
+// validation and verify touch a few bytes per document instead of the stored documents, and
+// they read one segment at a time, giving its pages back before the next: the pages they hold
+// are one segment's, not a few of every segment's, so they do not grow with the number of
+// segments (one per MaxSegmentDocs documents). That matters more than the few kilobytes a
+// read needs: the kernel maps the cached pages around a fault (fault-around, 64 KiB) and,
+// where the page cache holds a file in large folios (large writes, large readahead), a whole
+// folio, so each window a walk leaves behind can cost up to megabytes. The pages are clean and
+// shared, so the kernel can take them back under pressure, but they count in the resident set.
 //
 // # Concurrency between processes
 //

@@ -81,24 +81,70 @@ func minorFaults() int64 {
 // mappingOf parses one line of /proc/self/maps ("start-end perms offset dev inode path") and
 // reports the address range when it maps one of paths.
 func mappingOf(line string, paths map[string]bool) (start, end uintptr, ok bool) {
+	path, start, end, ok := mappedRange(line)
+	return start, end, ok && paths[path]
+}
+
+// mappedRange parses one line of /proc/self/maps into the mapped file's path and the address
+// range; ok is false for a line that maps no file.
+func mappedRange(line string) (path string, start, end uintptr, ok bool) {
 	f := strings.Fields(line)
 	if len(f) < 6 {
-		return 0, 0, false
+		return "", 0, 0, false
 	}
-	path := strings.TrimSuffix(strings.Join(f[5:], " "), " (deleted)")
-	if !paths[path] {
-		return 0, 0, false
-	}
+	path = strings.TrimSuffix(strings.Join(f[5:], " "), " (deleted)")
 	lo, hi, found := strings.Cut(f[0], "-")
 	if !found {
-		return 0, 0, false
+		return "", 0, 0, false
 	}
 	s, err1 := strconv.ParseUint(lo, 16, 64)
 	e, err2 := strconv.ParseUint(hi, 16, 64)
 	if err1 != nil || err2 != nil || e <= s {
-		return 0, 0, false
+		return "", 0, 0, false
 	}
-	return uintptr(s), uintptr(e), true
+	return path, uintptr(s), uintptr(e), true
+}
+
+// segmentReleaser returns a function that gives back the pages this process has mapped of the
+// file of segs[i] (of every one of segs for -1), as releaseFiles does. The caller holds the
+// snapshot segs belong to for as long as it uses the function, so none of them is unmapped
+// meanwhile. Best effort: where the mappings cannot be found it does nothing.
+func segmentReleaser(segs []*scorch.SegmentSnapshot) func(i int) {
+	which := make(map[string]int, len(segs))
+	for i, ss := range segs {
+		if p, ok := ss.Segment().(interface{ Path() string }); ok && p.Path() != "" {
+			if resolved, err := kernelPath(p.Path()); err == nil {
+				which[resolved] = i
+			}
+		}
+	}
+	ranges := make([][][2]uintptr, len(segs))
+	if len(which) > 0 {
+		if maps, err := os.ReadFile("/proc/self/maps"); err == nil {
+			sc := bufio.NewScanner(bytes.NewReader(maps))
+			for sc.Scan() {
+				if path, start, end, ok := mappedRange(sc.Text()); ok {
+					if i, ok := which[path]; ok {
+						ranges[i] = append(ranges[i], [2]uintptr{start, end})
+					}
+				}
+			}
+		}
+	}
+	advise := func(rs [][2]uintptr) {
+		for _, r := range rs {
+			_, _, _ = unix.Syscall(unix.SYS_MADVISE, r[0], r[1]-r[0], unix.MADV_DONTNEED)
+		}
+	}
+	return func(i int) {
+		if i >= 0 {
+			advise(ranges[i])
+			return
+		}
+		for _, rs := range ranges {
+			advise(rs)
+		}
+	}
 }
 
 // segmentPaths returns the paths of the persisted segment files of bi's current snapshot, the

@@ -106,24 +106,33 @@ func TestMappedSegmentPagesAreReleased(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			readAll := func() int {
-				t.Helper()
-				n, after := 0, ""
-				for {
-					page, err := s.Documents(c, name, after, MaxDocumentsPage)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if len(page) == 0 {
-						return n
-					}
-					n, after = n+len(page), page[len(page)-1].ID
-				}
-			}
 			dir := filepath.Join(root, name)
 			ix, err := s.named(name)
 			if err != nil {
 				t.Fatal(err)
+			}
+			// Reads every document by id, as a search would, through the index's mappings
+			// (Documents gives its pages back by itself).
+			readAll := func() int {
+				t.Helper()
+				n, after := 0, ""
+				err := ix.read(func(bi blevev2.Index) error {
+					for {
+						ids, _, err := idsAfter(bi, after, MaxDocumentsPage)
+						if err != nil || len(ids) == 0 {
+							return err
+						}
+						docs, err := docVersions(bi, s.cfg.Alias, name, ids)
+						if err != nil {
+							return err
+						}
+						n, after = n+len(docs), ids[len(ids)-1]
+					}
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return n
 			}
 			mergesSettled(t, ix)
 			if tc.interval < 0 {
@@ -219,4 +228,53 @@ func TestOpenedSegmentsAreReleased(t *testing.T) {
 	} else {
 		t.Logf("%d KiB of the index's %d segments resident right after opening it", kib, segments)
 	}
+}
+
+// A walk of every document (validation, verify) reads one segment at a time and gives each
+// segment's pages back when it is done with it: between two pages nothing of the index is left
+// resident, without any periodic release. Reading all segments side by side kept a few
+// windows of each of them mapped, which grew with the segment count.
+func TestDocumentsWalkGivesSegmentPagesBack(t *testing.T) {
+	c, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, name := openWithIndex(t, Config{Dir: root, Alias: "walk", ReleaseInterval: -1, MaxBatchDocs: 2_000})
+	snaps := throughputSnapshots(t, 20_000)
+	for chunk := range slices.Chunk(snaps, 5_000) {
+		if err := s.Write(c, name, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ix, err := s.named(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mergesSettled(t, ix)
+	dir := filepath.Join(root, name)
+	if err := ix.read(func(bi blevev2.Index) error { return releaseMapped(bi, ix.path, dir) }); err != nil {
+		t.Fatal(err)
+	}
+	n, pages, most := 0, 0, 0
+	for after := ""; ; pages++ {
+		page, err := s.Documents(c, name, after, 1_000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kib := mappedResident(t, dir)
+		most = max(most, kib)
+		if kib > 0 {
+			t.Fatalf("%d KiB of the index's segments resident after page %d of the walk", kib, pages+1)
+		}
+		if len(page) == 0 {
+			break
+		}
+		n, after = n+len(page), page[len(page)-1].ID
+	}
+	if n != len(snaps) {
+		t.Fatalf("the walk read %d documents, want %d", n, len(snaps))
+	}
+	t.Logf("%d documents in %d pages, at most %d KiB of segments resident between pages", n, pages, most)
 }
