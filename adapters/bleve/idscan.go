@@ -39,6 +39,19 @@ func (vr *versionReader) liveDocuments(after string, limit int) (out []rebuild.D
 	if !isSnap || vr.dvr == nil {
 		return nil, false, nil
 	}
+	for {
+		out, last, end, err := vr.livePage(snap, after, limit)
+		// A page whose every id was a replaced document's is not the end of the index.
+		if err != nil || len(out) > 0 || end {
+			return out, true, err
+		}
+		after = last
+	}
+}
+
+// livePage reads one page for liveDocuments. last is the page's largest id, live or not; end
+// is true when there is no id after after.
+func (vr *versionReader) livePage(snap *scorch.IndexSnapshot, after string, limit int) (out []rebuild.DocVersion, last string, end bool, err error) {
 	var start []byte
 	if after != "" {
 		start = append([]byte(after), 0) // the smallest id after it: the range start is inclusive
@@ -47,7 +60,7 @@ func (vr *versionReader) liveDocuments(after string, limit int) (out []rebuild.D
 	release := segmentReleaser(segs)
 	ids, err := pageIDs(segs, start, limit, release)
 	if err != nil {
-		return nil, true, err
+		return nil, "", false, err
 	}
 	// Pass 2: the live document of each id, segment by segment.
 	type found struct {
@@ -73,12 +86,12 @@ func (vr *versionReader) liveDocuments(after string, limit int) (out []rebuild.D
 		}
 		dict, err := segs[i].Segment().Dictionary(idField)
 		if err != nil {
-			return nil, true, fmt.Errorf("id dictionary: %w", err)
+			return nil, "", false, fmt.Errorf("id dictionary: %w", err)
 		}
 		for _, at := range ats {
 			num, live, err := liveDoc(dict, ids[at].id, segs[i].Deleted())
 			if err != nil {
-				return nil, true, err
+				return nil, "", false, err
 			}
 			if live {
 				iids[at] = bleveindex.NewIndexInternalID(nil, bases[i]+num)
@@ -105,16 +118,15 @@ func (vr *versionReader) liveDocuments(after string, limit int) (out []rebuild.D
 		}
 		s, err := vr.docValues(f.iid)
 		if err != nil {
-			return nil, true, fmt.Errorf("%s: %w", out[f.at].ID, err)
+			return nil, "", false, fmt.Errorf("%s: %w", out[f.at].ID, err)
 		}
 		out[f.at].Version, out[f.at].Deleted = s.version, s.deleted
 	}
 	release(-1)
-	if len(out) == 0 && len(ids) > 0 {
-		// Every id of the page was a replaced document's: not the end of the index.
-		return vr.liveDocuments(ids[len(ids)-1].id, limit)
+	if len(ids) == 0 {
+		return nil, "", true, nil
 	}
-	return out, true, nil
+	return out, ids[len(ids)-1].id, false, nil
 }
 
 // pageID is an id of a page and the segments it was found in.
