@@ -81,6 +81,30 @@ func mergesSettled(t *testing.T, ix *index) {
 	}
 }
 
+// settledIndex opens a store with cfg in a new directory (its path resolved, as the kernel
+// names the files it maps), writes products documents into an index of it and waits for
+// scorch's merges to settle. It returns cfg with the directory.
+func settledIndex(c context.Context, t *testing.T, cfg Config, products int) (*Store, Config, string, *index) {
+	t.Helper()
+	root, err := filepath.EvalSymlinks(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Dir = root
+	s, name := openWithIndex(t, cfg)
+	for chunk := range slices.Chunk(throughputSnapshots(t, products), 5_000) {
+		if err := s.Write(c, name, chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ix, err := s.named(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mergesSettled(t, ix)
+	return s, cfg, name, ix
+}
+
 // Reading an index maps its segment files into the process; releasing them takes them out of
 // the process's resident memory, and the index reads the same afterwards (the pages come back
 // from the page cache). With a release interval the index does so by itself.
@@ -95,22 +119,9 @@ func TestMappedSegmentPagesAreReleased(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			root, err := filepath.EvalSymlinks(t.TempDir())
-			if err != nil {
-				t.Fatal(err)
-			}
-			s, name := openWithIndex(t, Config{Dir: root, Alias: "resident", ReleaseInterval: tc.interval})
-			snaps := throughputSnapshots(t, 20_000)
-			for chunk := range slices.Chunk(snaps, 5_000) {
-				if err := s.Write(c, name, chunk); err != nil {
-					t.Fatal(err)
-				}
-			}
-			dir := filepath.Join(root, name)
-			ix, err := s.named(name)
-			if err != nil {
-				t.Fatal(err)
-			}
+			const products = 20_000
+			s, cfg, name, ix := settledIndex(c, t, Config{Alias: "resident", ReleaseInterval: tc.interval}, products)
+			dir := filepath.Join(cfg.Dir, name)
 			// Reads every document by id, as a search would, through the index's mappings
 			// (Documents gives its pages back by itself).
 			readAll := func() int {
@@ -134,10 +145,9 @@ func TestMappedSegmentPagesAreReleased(t *testing.T) {
 				}
 				return n
 			}
-			mergesSettled(t, ix)
 			if tc.interval < 0 {
-				if n := readAll(); n != len(snaps) {
-					t.Fatalf("read %d documents, want %d", n, len(snaps))
+				if n := readAll(); n != products {
+					t.Fatalf("read %d documents, want %d", n, products)
 				}
 				before := mappedResident(t, dir)
 				if before == 0 {
@@ -153,8 +163,8 @@ func TestMappedSegmentPagesAreReleased(t *testing.T) {
 			} else {
 				deadline := time.Now().Add(10 * time.Second)
 				for {
-					if n := readAll(); n != len(snaps) {
-						t.Fatalf("read %d documents, want %d", n, len(snaps))
+					if n := readAll(); n != products {
+						t.Fatalf("read %d documents, want %d", n, products)
 					}
 					touched := mappedResident(t, dir)
 					time.Sleep(100 * time.Millisecond)
@@ -168,8 +178,8 @@ func TestMappedSegmentPagesAreReleased(t *testing.T) {
 				}
 			}
 			// Every document reads the same after its pages were released.
-			if n := readAll(); n != len(snaps) {
-				t.Fatalf("after the release read %d documents, want %d", n, len(snaps))
+			if n := readAll(); n != products {
+				t.Fatalf("after the release read %d documents, want %d", n, products)
 			}
 		})
 	}
@@ -182,31 +192,17 @@ func TestMappedSegmentPagesAreReleased(t *testing.T) {
 func TestOpenedSegmentsAreReleased(t *testing.T) {
 	c, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	root, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{Dir: root, Alias: "opened", ReleaseInterval: -1, MaxBatchDocs: 2_000}
-	s, name := openWithIndex(t, cfg)
-	for chunk := range slices.Chunk(throughputSnapshots(t, 20_000), 5_000) {
-		if err := s.Write(c, name, chunk); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ix, err := s.named(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mergesSettled(t, ix)
+	s, cfg, name, _ := settledIndex(c, t, Config{Alias: "opened", ReleaseInterval: -1, MaxBatchDocs: 2_000}, 20_000)
+	root := cfg.Dir
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	s, err = Open(cfg)
+	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer func() { _ = s.Close() }()
-	ix, err = s.named(name)
+	ix, err := s.named(name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,23 +233,9 @@ func TestOpenedSegmentsAreReleased(t *testing.T) {
 func TestDocumentsWalkGivesSegmentPagesBack(t *testing.T) {
 	c, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	root, err := filepath.EvalSymlinks(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, name := openWithIndex(t, Config{Dir: root, Alias: "walk", ReleaseInterval: -1, MaxBatchDocs: 2_000})
-	snaps := throughputSnapshots(t, 20_000)
-	for chunk := range slices.Chunk(snaps, 5_000) {
-		if err := s.Write(c, name, chunk); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ix, err := s.named(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mergesSettled(t, ix)
-	dir := filepath.Join(root, name)
+	const products = 20_000
+	s, cfg, name, ix := settledIndex(c, t, Config{Alias: "walk", ReleaseInterval: -1, MaxBatchDocs: 2_000}, products)
+	dir := filepath.Join(cfg.Dir, name)
 	if err := ix.read(func(bi blevev2.Index) error { return releaseMapped(bi, ix.path, dir) }); err != nil {
 		t.Fatal(err)
 	}
@@ -273,8 +255,8 @@ func TestDocumentsWalkGivesSegmentPagesBack(t *testing.T) {
 		}
 		n, after = n+len(page), page[len(page)-1].ID
 	}
-	if n != len(snaps) {
-		t.Fatalf("the walk read %d documents, want %d", n, len(snaps))
+	if n != products {
+		t.Fatalf("the walk read %d documents, want %d", n, products)
 	}
 	t.Logf("%d documents in %d pages, at most %d KiB of segments resident between pages", n, pages, most)
 }
