@@ -69,7 +69,8 @@ func (vr *versionReader) livePage(snap *scorch.IndexSnapshot, after string, limi
 	}
 	bySeg := make([][]int, len(segs)) // indexes into ids
 	for at, id := range ids {
-		for _, i := range id.segs {
+		bySeg[id.seg] = append(bySeg[id.seg], at)
+		for _, i := range id.also {
 			bySeg[i] = append(bySeg[i], at)
 		}
 	}
@@ -132,7 +133,8 @@ func (vr *versionReader) livePage(snap *scorch.IndexSnapshot, after string, limi
 // pageID is an id of a page and the segments it was found in.
 type pageID struct {
 	id   string
-	segs []int
+	seg  int   // the first segment read that has it
+	also []int // the other ones, rarely any
 }
 
 // pageIDs returns the ids of the next page after start (inclusive), at most limit of them, in
@@ -167,7 +169,7 @@ func pageIDs(segs []*scorch.SegmentSnapshot, start []byte, limit int, release fu
 		if full && c.first > page[len(page)-1].id {
 			break // this segment and the ones after it start past the page
 		}
-		run = append(run[:0], pageID{id: c.first, segs: []int{c.seg}})
+		run = append(run[:0], pageID{id: c.first, seg: c.seg})
 		for len(run) < limit {
 			e, err := c.itr.Next()
 			if err != nil {
@@ -176,7 +178,7 @@ func pageIDs(segs []*scorch.SegmentSnapshot, start []byte, limit int, release fu
 			if e == nil || (full && e.Term > page[len(page)-1].id) {
 				break
 			}
-			run = append(run, pageID{id: e.Term, segs: []int{c.seg}})
+			run = append(run, pageID{id: e.Term, seg: c.seg})
 		}
 		release(c.seg)
 		merged = mergePage(merged[:0], page, run, limit)
@@ -196,7 +198,7 @@ func mergePage(dst, a, b []pageID, limit int) []pageID {
 			dst, b = append(dst, b[0]), b[1:]
 		default:
 			id := a[0]
-			id.segs = append(slices.Clip(id.segs), b[0].segs...)
+			id.also = append(append(slices.Clip(id.also), b[0].seg), b[0].also...)
 			dst, a, b = append(dst, id), a[1:], b[1:]
 		}
 	}
