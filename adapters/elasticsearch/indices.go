@@ -116,11 +116,17 @@ func (ix *Indices) create(ctx context.Context, opts CreateIndexOptions, withAlia
 	if err != nil {
 		return "", err
 	}
+	// The cluster answers a create once its primary shards have started, or at its own timeout
+	// (30 s unless told), and a busy cluster takes longer than our request timeout to start
+	// them: the create then failed on our side although it went through. Told to answer within
+	// most of our timeout, it says "created, shards not started yet" instead, and writes to the
+	// index wait for its shards.
+	clusterTimeout := ix.cfg.RequestTimeout * 3 / 4
 	const maxSeconds = 60
 	for i := range maxSeconds {
 		name := readmodel.IndexName(ix.cfg.Alias, version, t.Add(time.Duration(i)*time.Second))
 		err := do(ctx, ix.client, ix.cfg.RequestTimeout, esapi.IndicesCreateRequest{
-			Index: name, Body: bytes.NewReader(raw),
+			Index: name, Body: bytes.NewReader(raw), Timeout: clusterTimeout, MasterTimeout: clusterTimeout,
 		}, nil)
 		if err == nil {
 			return name, nil
