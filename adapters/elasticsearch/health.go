@@ -17,6 +17,7 @@ type clusterHealth struct {
 	Status                  string `json:"status"`
 	NumberOfNodes           int    `json:"number_of_nodes"`
 	NumberOfDataNodes       int    `json:"number_of_data_nodes"`
+	ActivePrimaryShards     int    `json:"active_primary_shards"`
 	ActiveShards            int    `json:"active_shards"`
 	RelocatingShards        int    `json:"relocating_shards"`
 	InitializingShards      int    `json:"initializing_shards"`
@@ -48,6 +49,33 @@ func (t *Target) ClusterHealth(ctx context.Context) (ops.SearchHealth, error) {
 		RelocatingShards: h.RelocatingShards, InitializingShards: h.InitializingShards,
 		UnassignedShards: h.UnassignedShards, DelayedUnassignedShards: h.DelayedUnassignedShards,
 	}, nil
+}
+
+// primaryWait bounds how long a new index's primary shards may take to start.
+const primaryWait = 2 * time.Minute
+
+// awaitPrimaries waits until the Config.Shards primary shards of index have started, at most
+// primaryWait: writes to a shard that has not started wait in the cluster and time out on our
+// side. (A new index whose primaries are still initializing is reported yellow, not red.)
+func (ix *Indices) awaitPrimaries(ctx context.Context, index string) error {
+	deadline := time.Now().Add(primaryWait)
+	for {
+		h, err := ix.health(ctx, index)
+		if err == nil && h.ActivePrimaryShards >= ix.cfg.Shards {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("%d of %d started", h.ActivePrimaryShards, ix.cfg.Shards)
+			}
+			return fmt.Errorf("primary shards not started within %s: %w", primaryWait, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(replicaPoll):
+		}
+	}
 }
 
 // replicaPoll is how often awaitReplicas looks at the index's health.

@@ -116,19 +116,22 @@ func (ix *Indices) create(ctx context.Context, opts CreateIndexOptions, withAlia
 	if err != nil {
 		return "", err
 	}
-	// The cluster answers a create once its primary shards have started, or at its own timeout
-	// (30 s unless told), and a busy cluster takes longer than our request timeout to start
-	// them: the create then failed on our side although it went through. Told to answer within
-	// most of our timeout, it says "created, shards not started yet" instead, and writes to the
-	// index wait for its shards.
-	clusterTimeout := ix.cfg.RequestTimeout * 3 / 4
+	// By default the cluster answers a create once the new primary shards have started, and a
+	// busy cluster (one recovering a node, say) takes longer to start them than our request
+	// timeout: the create failed on our side although it went through. So the create answers
+	// once the index exists, and the primaries are awaited with health checks of their own.
+	clusterTimeout := ix.cfg.RequestTimeout / 2
 	const maxSeconds = 60
 	for i := range maxSeconds {
 		name := readmodel.IndexName(ix.cfg.Alias, version, t.Add(time.Duration(i)*time.Second))
 		err := do(ctx, ix.client, ix.cfg.RequestTimeout, esapi.IndicesCreateRequest{
-			Index: name, Body: bytes.NewReader(raw), Timeout: clusterTimeout, MasterTimeout: clusterTimeout,
+			Index: name, Body: bytes.NewReader(raw), WaitForActiveShards: "0",
+			Timeout: clusterTimeout, MasterTimeout: clusterTimeout,
 		}, nil)
 		if err == nil {
+			if err := ix.awaitPrimaries(ctx, name); err != nil {
+				return "", fmt.Errorf("%s: %w", name, err)
+			}
 			return name, nil
 		}
 		if e, ok := asESError(err); ok && e.hasType("resource_already_exists_exception") {
