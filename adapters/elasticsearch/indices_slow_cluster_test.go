@@ -62,14 +62,7 @@ func TestCreateIndexOnAClusterSlowToStartShards(t *testing.T) {
 	srv := httptest.NewServer(cluster)
 	defer srv.Close()
 	cfg := elasticsearch.Config{URL: srv.URL, Alias: "slow_alias", MaxRetries: -1, RequestTimeout: 400 * time.Millisecond}
-	client, err := elasticsearch.NewClient(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ix, err := elasticsearch.NewIndices(client, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, ix := rmIndices(t, cfg)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()

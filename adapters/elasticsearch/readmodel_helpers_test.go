@@ -42,6 +42,15 @@ func rmSetup(t *testing.T, mutate func(*elasticsearch.Config)) *rmEnv {
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	client, ix := rmIndices(t, cfg)
+	env := &rmEnv{t: t, cfg: cfg, client: client, ix: ix}
+	t.Cleanup(env.cleanup)
+	return env
+}
+
+// rmIndices returns a client of cfg's cluster and the index management of cfg.Alias.
+func rmIndices(t *testing.T, cfg elasticsearch.Config) (*es8.Client, *elasticsearch.Indices) {
+	t.Helper()
 	client, err := elasticsearch.NewClient(cfg)
 	if err != nil {
 		t.Fatalf("NewClient: %v", err)
@@ -50,9 +59,7 @@ func rmSetup(t *testing.T, mutate func(*elasticsearch.Config)) *rmEnv {
 	if err != nil {
 		t.Fatalf("NewIndices: %v", err)
 	}
-	env := &rmEnv{t: t, cfg: cfg, client: client, ix: ix}
-	t.Cleanup(env.cleanup)
-	return env
+	return client, ix
 }
 
 // cleanup deletes every index of the test's alias, including the aliased one.

@@ -94,18 +94,11 @@ func TestSecuredClusterRefusals(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg := tc.cfg
 			cfg.URL, cfg.Compat, cfg.Alias = proxy.URL, compat, strings.ToLower(testenv.Name("secrefused"))
-			client, err := elasticsearch.NewClient(cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ix, err := elasticsearch.NewIndices(client, cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
+			_, ix := rmIndices(t, cfg)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			start := time.Now()
-			_, _, err = ix.EnsureAlias(ctx)
+			_, _, err := ix.EnsureAlias(ctx)
 			if err == nil || !tc.check(err) {
 				t.Fatalf("EnsureAlias: %v", err)
 			}
